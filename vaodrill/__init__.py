@@ -1,0 +1,1 @@
+"""vaodrill: disaster-recovery drills for Veeam Availability Orchestrator, as code."""

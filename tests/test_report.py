@@ -1,0 +1,337 @@
+"""Drill report model and writers: the JSON schema is public, the warnings must be loud, the XML must parse."""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from rich.console import Console
+
+from vaodrill import report as report_mod
+from vaodrill.report import (
+    SCHEMA_VERSION,
+    DrillReport,
+    PlanResult,
+    format_duration,
+    load_report,
+    render_junit,
+    render_markdown,
+    report_from_json,
+    report_to_json,
+    summary_table,
+    table_rows,
+    write_reports,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+TOP_KEYS = {
+    "schema_version", "drill", "run_id", "mode", "verdict", "started_at", "finished_at", "plans",
+    "description", "vao_server", "flow_run_url", "reason",
+}  # fmt: skip
+PLAN_KEYS = {
+    "plan", "id", "status", "reason", "after", "restore_point", "failover_started_at",
+    "failover_completed_at", "rto_seconds", "rto_target_seconds", "rto_met", "undo",
+    "restore_point_rule", "restore_point_seed", "undo_reason", "undo_completed_at",
+}  # fmt: skip
+
+
+def plan(name: str = "Web Tier", **kw: object) -> PlanResult:
+    fields: dict[str, object] = {
+        "plan": name,
+        "id": f"id-{name}",
+        "status": "passed",
+        "undo": "verified",
+        "restore_point": "2024-05-01 06:00:00",
+        "restore_point_rule": "ago 6h",
+        "restore_point_seed": 42,
+        "failover_started_at": T0,
+        "failover_completed_at": T0 + timedelta(seconds=252),
+        "rto_seconds": 252.0,
+        "rto_target_seconds": 2700.0,
+        "rto_met": True,
+        "undo_completed_at": T0 + timedelta(minutes=10),
+    }
+    fields.update(kw)
+    return PlanResult.model_validate(fields)
+
+
+def drill(*plans: PlanResult, **kw: object) -> DrillReport:
+    fields: dict[str, object] = {
+        "drill": "nightly",
+        "run_id": "0123456789abcdef-run",
+        "mode": "drill",
+        "verdict": "passed",
+        "started_at": T0,
+        "finished_at": T0 + timedelta(minutes=47, seconds=3),
+        "vao_server": "https://vao.example.com:9899",
+        "plans": list(plans),
+    }
+    fields.update(kw)
+    return DrillReport.model_validate(fields)
+
+
+def mixed() -> DrillReport:
+    return drill(
+        plan("Web Tier"),
+        plan("SQL Tier", status="failed", reason="RTO exceeded", undo="failed", undo_reason="VAO 500",
+             rto_seconds=4000.0, rto_met=False),
+        plan("App Tier", status="skipped", reason="upstream failed", undo="skipped", after=["SQL Tier"],
+             failover_started_at=None, failover_completed_at=None, rto_seconds=None, rto_met=None),
+        plan("Files", status="timed_out", reason="no answer in 2h", undo="verified"),
+        plan("DNS", status="halted", reason="operator halt", undo="not_needed"),
+        verdict="failed",
+        reason="3 plans failed; cleanup could not be verified for: SQL Tier",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+def test_json_round_trip_and_documented_key_set() -> None:
+    report = mixed()
+    data = json.loads(report_to_json(report))
+    assert set(data) == TOP_KEYS
+    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert next(iter(data)) == "schema_version"
+    assert all(set(p) == PLAN_KEYS for p in data["plans"])
+    assert data["started_at"] == "2024-05-01T12:00:00Z"
+    assert data["plans"][0]["restore_point"] == "2024-05-01 06:00:00"  # server wall time, untouched
+    assert report_from_json(report_to_json(report)) == report
+
+
+def test_datetimes_are_normalized_to_utc_and_naive_ones_rejected() -> None:
+    cet = timezone(timedelta(hours=2))
+    p = plan(failover_started_at=datetime(2024, 5, 1, 14, 0, tzinfo=cet))
+    assert p.failover_started_at == T0
+    assert p.failover_started_at is not None and p.failover_started_at.utcoffset() == timedelta(0)
+    assert json.loads(report_to_json(drill(p)))["plans"][0]["failover_started_at"] == "2024-05-01T12:00:00Z"
+    with pytest.raises(ValidationError):
+        plan(failover_started_at=datetime(2024, 5, 1, 12, 0))
+
+
+def test_unknown_fields_and_bad_literals_are_rejected() -> None:
+    with pytest.raises(ValidationError):
+        plan(undo="done")
+    with pytest.raises(ValidationError):
+        plan(rto_second=12)  # typo must not vanish silently
+    with pytest.raises(ValidationError):
+        plan(rto_seconds=float("nan"))
+
+
+def test_vao_server_never_keeps_credentials() -> None:
+    r = drill(vao_server="https://admin:hunter2@vao.example.com:9899/api?token=abc#x")
+    assert r.vao_server == "https://vao.example.com:9899/api"
+    assert drill(vao_server="admin:pw@vao:9899").vao_server == "vao:9899"
+    assert "hunter2" not in report_to_json(r) + render_markdown(r) + render_junit(r)
+
+
+def test_load_report_refuses_other_schema_versions(tmp_path: Path) -> None:
+    data = json.loads(report_to_json(mixed()))
+    data["schema_version"] = 2
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="schema_version 2"):
+        load_report(path)
+
+
+def test_left_failed_over_and_counts() -> None:
+    report = drill(
+        plan("ok"),
+        plan("undo failed", status="failed", undo="failed"),
+        plan("undo skipped", undo="skipped"),
+        plan("never started", status="skipped", undo="skipped", failover_started_at=None),
+        plan("nothing to undo", status="halted", undo="not_needed"),
+    )
+    assert [p.plan for p in report.left_failed_over] == ["undo failed", "undo skipped"]
+    assert report.counts == {"passed": 2, "failed": 1, "skipped": 1, "halted": 1, "timed_out": 0}
+    # A real failover is supposed to stay failed over.
+    assert report.model_copy(update={"mode": "failover"}).left_failed_over == []
+
+
+# ----------------------------------------------------------------------------------------- Markdown
+
+
+def test_markdown_warns_loudly_only_when_plans_are_left_failed_over() -> None:
+    clean = render_markdown(drill(plan("Web Tier"), plan("SQL Tier", undo="not_needed")))
+    assert "LEFT FAILED OVER" not in clean
+    assert clean.startswith("# ✅ DR drill nightly: PASSED")
+    assert "| Web Tier | passed | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | 4m 12s / 45m ✅ |" in clean
+    assert "47m 03s" in clean and "https://vao.example.com:9899" in clean
+
+    dirty = render_markdown(mixed())
+    assert dirty.startswith("# ❌ DR drill nightly: FAILED")
+    warning = dirty.split("## Plans")[0]
+    assert "WARNING: 1 PLAN LEFT FAILED OVER" in warning
+    assert "> - **SQL Tier**: undo failed (VAO 500)" in warning
+    assert "1h 07m / 45m ❌" in dirty
+    assert "- **Files** (timed_out): no answer in 2h" in dirty
+    assert "- **App Tier** (skipped): upstream failed" in dirty
+
+    failover = render_markdown(mixed().model_copy(update={"mode": "failover"}))
+    assert "LEFT FAILED OVER" not in failover and "intentionally left failed over" in failover
+
+
+def test_markdown_escapes_table_breaking_text() -> None:
+    md = render_markdown(drill(plan("Web|Tier <b>", status="failed", reason="bad\n| row", undo="verified")))
+    assert "| Web\\|Tier \\<b\\> | failed |" in md
+    assert "bad \\| row" in md
+    assert all(line.count("|") - line.count("\\|") == 7 for line in md.splitlines() if line.startswith("| "))
+
+
+# -------------------------------------------------------------------------------------------- JUnit
+
+
+def test_junit_parses_with_right_counts_and_outcomes() -> None:
+    root = ET.fromstring(render_junit(mixed()))
+    suites = root.findall("testsuite")
+    assert root.tag == "testsuites" and len(suites) == 1
+    suite = suites[0]
+    assert suite.get("name") == "nightly"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped"), suite.get("errors")) == (
+        "5", "3", "1", "0",
+    )  # fmt: skip
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["run_id"] == "0123456789abcdef-run"
+    assert (props["mode"], props["verdict"], props["left_failed_over"]) == ("drill", "failed", "SQL Tier")
+
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert list(cases) == ["Web Tier", "SQL Tier", "App Tier", "Files", "DNS"]
+    assert cases["Web Tier"].get("classname") == "vaodrill.nightly"
+    assert cases["Web Tier"].get("time") == "252.000"
+    assert cases["App Tier"].get("time") == "0.000"
+    assert cases["Web Tier"].find("failure") is None and cases["Web Tier"].find("skipped") is None
+    failures = {name: c.find("failure") for name, c in cases.items() if c.find("failure") is not None}
+    assert {n: (f.get("type"), f.get("message")) for n, f in failures.items()} == {
+        "SQL Tier": ("failed", "RTO exceeded"),
+        "Files": ("timed_out", "no answer in 2h"),
+        "DNS": ("halted", "operator halt"),
+    }
+    skipped = cases["App Tier"].find("skipped")
+    assert skipped is not None and skipped.get("message") == "upstream failed"
+
+
+@pytest.mark.parametrize("undo", ["failed", "skipped"])
+def test_junit_passed_plan_with_failed_cleanup_is_a_failure(undo: str) -> None:
+    root = ET.fromstring(render_junit(drill(plan("ok"), plan("dirty", undo=undo, undo_reason="undo hung"))))
+    failure = root.find(".//testcase[@name='dirty']/failure")
+    assert failure is not None
+    assert (failure.get("type"), failure.get("message")) == ("cleanup", "undo hung")
+    assert root.find("testsuite").get("failures") == "1"  # type: ignore[union-attr]
+
+
+def test_junit_escapes_special_and_illegal_characters() -> None:
+    name = 'SQL <Tier> & "DB"'
+    reason = "error <500> & 'boom'\x1b[31m\x00 done"
+    xml = render_junit(drill(plan(name, status="failed", reason=reason, undo="verified"), drill='prod "a&b" <dr>'))
+    root = ET.fromstring(xml)  # raises on an unescaped or illegal character
+    case = root.find(".//testcase")
+    assert case is not None and case.get("name") == name
+    assert case.get("classname") == 'vaodrill.prod "a&b" <dr>'
+    failure = case.find("failure")
+    assert failure is not None
+    assert failure.get("message") == "error <500> & 'boom'\ufffd[31m\ufffd done"
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def test_table_rows_are_flat_strings() -> None:
+    rows = table_rows(mixed())
+    assert len(rows) == 5
+    assert all(isinstance(v, str) for row in rows for v in row.values())
+    sql = rows[1]
+    assert sql["undo"] == "failed — LEFT FAILED OVER"
+    assert sql["reason"] == "RTO exceeded; undo failed: VAO 500"
+    assert rows[2]["rto"] == "— / 45m" and rows[2]["failover_started_at"] == "—"
+
+
+def test_summary_table_does_not_interpret_markup_in_names() -> None:
+    console = Console(record=True, width=200, color_system=None)
+    console.print(summary_table(drill(plan("App [bold]x[/bold]"), mixed().plans[1])))
+    text = console.export_text()
+    assert "App [bold]x[/bold]" in text
+    assert "LEFT FAILED OVER" in text and "nightly PASSED" in text
+
+
+# -------------------------------------------------------------------------------------------- files
+
+
+def test_write_reports_layout_and_round_trip(tmp_path: Path) -> None:
+    report = mixed()
+    files = write_reports(report, tmp_path)
+    assert files.directory == tmp_path / "nightly" / "20240501T120000Z-01234567"
+    assert (files.json, files.markdown, files.junit) == (
+        files.directory / "report.json", files.directory / "report.md", files.directory / "junit.xml",
+    )  # fmt: skip
+    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]  # no temp files
+    assert load_report(files.json) == report == load_report(files.directory)
+    assert files.markdown.read_text(encoding="utf-8") == render_markdown(report)
+    ET.parse(files.junit)
+
+    # Writing the same run again replaces the files in place.
+    files2 = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
+    assert files2 == files and load_report(files.json).verdict == "passed"
+
+
+def test_write_reports_keeps_hostile_names_inside_the_directory(tmp_path: Path) -> None:
+    files = write_reports(drill(plan(), drill="../../etc", run_id="../x/y"), tmp_path / "out")
+    assert files.directory.resolve().is_relative_to((tmp_path / "out").resolve())
+    assert files.directory.parent.name == "etc"
+
+
+def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    report = mixed()
+    files = write_reports(report, tmp_path)
+    before = files.json.read_bytes()
+
+    def boom(text: str) -> int:
+        raise OSError("disk full")
+
+    real_fdopen = os.fdopen
+
+    def fdopen(*args: object, **kw: object):  # type: ignore[no-untyped-def]
+        f = real_fdopen(*args, **kw)  # type: ignore[call-overload]
+        f.write = boom
+        return f
+
+    monkeypatch.setattr(report_mod.os, "fdopen", fdopen)
+    with pytest.raises(OSError, match="disk full"):
+        write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
+    assert files.json.read_bytes() == before  # old report intact, not truncated
+    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]  # temp cleaned
+
+
+# ---------------------------------------------------------------------------------------- durations
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, "—"),
+        (float("nan"), "—"),
+        (0, "0s"),
+        (0.4, "0s"),
+        (45, "45s"),
+        (59.4, "59s"),
+        (59.6, "1m"),
+        (60, "1m"),
+        (252, "4m 12s"),
+        (245, "4m 05s"),
+        (2700, "45m"),
+        (3599.4, "59m 59s"),
+        (3600, "1h"),
+        (3720, "1h 02m"),
+        (3749, "1h 02m"),
+        (3750, "1h 03m"),
+        (90000, "25h"),
+        (-5, "-5s"),
+    ],
+)
+def test_format_duration(seconds: float | None, expected: str) -> None:
+    assert format_duration(seconds) == expected

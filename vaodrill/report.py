@@ -1,0 +1,591 @@
+"""The drill report: what an auditor, a CI dashboard and an on-call engineer read after a drill.
+
+One data model (:class:`DrillReport`) and its writers: JSON (the documented, versioned public schema),
+Markdown (for humans and Prefect artifacts), JUnit XML (for Jenkins/GitLab), a flat table (Prefect table
+artifact) and a Rich table (terminal). Nothing here imports Prefect, so reports can be read and rendered
+anywhere.
+
+The one thing a report must never hide is a plan left failed over after a drill: production may be
+running from the DR site. :attr:`DrillReport.left_failed_over` finds them and every writer shouts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DrillReport",
+    "Mode",
+    "PlanResult",
+    "PlanStatus",
+    "ReportFiles",
+    "UndoStatus",
+    "Verdict",
+    "format_duration",
+    "load_report",
+    "render_junit",
+    "render_markdown",
+    "report_directory",
+    "report_from_json",
+    "report_to_json",
+    "summary_table",
+    "table_rows",
+    "write_reports",
+]
+
+#: Version of the JSON schema, written as ``schema_version``. Bump on any incompatible change.
+SCHEMA_VERSION = 1
+
+PlanStatus = Literal["passed", "failed", "skipped", "halted", "timed_out"]
+UndoStatus = Literal["verified", "failed", "not_needed", "skipped"]
+Verdict = Literal["passed", "failed"]
+Mode = Literal["drill", "failover"]
+
+PLAN_STATUSES: tuple[str, ...] = get_args(PlanStatus)
+#: Plan statuses that count as a JUnit failure.
+FAILING_STATUSES = frozenset({"failed", "halted", "timed_out"})
+#: Undo outcomes after which a drilled plan is known to be back where it started.
+CLEAN_UNDO = frozenset({"verified", "not_needed"})
+
+DASH = "—"
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def _to_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+#: Aware datetimes only: a naive one is ambiguous in an audit trail, so it is rejected rather than guessed.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+
+
+def _strip_url_secrets(value: str | None) -> str | None:
+    """Keep scheme, host, port and path: user info, query and fragment may carry credentials or tokens.
+
+    Stripped rather than rejected, so a report is never lost at the end of a drill over a URL's form.
+    """
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:  # not a number: keep whatever followed the host, minus secrets
+        port = None
+    if not parts.scheme or not parts.hostname:
+        return value.split("@")[-1].split("?")[0].split("#")[0]
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        netloc = f"{netloc}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+SafeUrl = Annotated[str | None, AfterValidator(_strip_url_secrets)]
+
+_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
+
+class PlanResult(BaseModel):
+    """The outcome of one failover plan in a drill.
+
+    ``undo`` is required on purpose: whether a plan was put back is the question an auditor asks first.
+    """
+
+    model_config = _CONFIG
+
+    plan: str = Field(min_length=1, description="Failover plan name")
+    id: str | None = Field(None, description="VAO plan id")
+    status: PlanStatus
+    reason: str | None = Field(None, description="Why the plan did not pass")
+    after: list[str] = Field(default_factory=list, description="Plans this one waited for (DAG edges)")
+    restore_point: str | None = Field(
+        None, description="restorePointRule.date exactly as sent: VAO server wall time, no offset"
+    )
+    restore_point_rule: str | None = Field(None, description="Human form of the rule, e.g. 'ago 6h'")
+    restore_point_seed: int | None = Field(None, description="Seed used to pick a random restore point")
+    failover_started_at: UtcDatetime | None = None
+    failover_completed_at: UtcDatetime | None = None
+    rto_seconds: float | None = Field(None, description="Achieved recovery time")
+    rto_target_seconds: float | None = Field(None, description="The plan's RTO target")
+    rto_met: bool | None = None
+    undo: UndoStatus
+    undo_reason: str | None = None
+    undo_completed_at: UtcDatetime | None = None
+
+
+class DrillReport(BaseModel):
+    """Everything a drill (or a real failover) did, plan by plan; serialized as schema v1."""
+
+    model_config = _CONFIG
+
+    drill: str = Field(min_length=1)
+    run_id: str = Field(min_length=1)
+    mode: Mode
+    verdict: Verdict
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
+    description: str | None = None
+    vao_server: SafeUrl = Field(None, description="VAO base URL; credentials are stripped")
+    flow_run_url: SafeUrl = None
+    reason: str | None = Field(None, description="Drill-level reason when the verdict is failed")
+    plans: list[PlanResult] = Field(default_factory=list)
+
+    @property
+    def left_failed_over(self) -> list[PlanResult]:
+        """Drilled plans whose failover started but were not verifiably put back.
+
+        Empty in ``failover`` mode, where staying failed over is the point.
+        """
+        if self.mode != "drill":
+            return []
+        return [p for p in self.plans if p.failover_started_at is not None and p.undo not in CLEAN_UNDO]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Plans per status; every status is present (zero included) so consumers need no defaults."""
+        counts = dict.fromkeys(PLAN_STATUSES, 0)
+        for p in self.plans:
+            counts[p.status] += 1
+        return counts
+
+    @property
+    def duration_seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+# ------------------------------------------------------------------------------------------ JSON
+
+
+def report_to_json(report: DrillReport) -> str:
+    """The documented JSON form, ``schema_version`` first."""
+    data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **report.model_dump(mode="json")}
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def report_from_json(data: str | bytes) -> DrillReport:
+    """Parse a report written by :func:`report_to_json`; refuses other schema versions instead of guessing."""
+    raw = json.loads(data)
+    if not isinstance(raw, dict):
+        raise ValueError("drill report JSON must be an object")
+    version = raw.pop("schema_version", None)
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"unsupported drill report schema_version {version!r} (expected {SCHEMA_VERSION})")
+    return DrillReport.model_validate(raw)
+
+
+def load_report(path: Path | str) -> DrillReport:
+    """Read a ``report.json`` (or a report directory containing one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    return report_from_json(path.read_bytes())
+
+
+# ------------------------------------------------------------------------------------ formatting
+
+
+def format_duration(seconds: float | None) -> str:
+    """``45s``, ``4m 12s``, ``1h 02m``; ``—`` when unknown. Seconds are dropped from an hour on."""
+    if seconds is None or not math.isfinite(seconds):
+        return DASH
+    sign = "-" if seconds < 0 else ""
+    total = int(abs(seconds) + 0.5)
+    if total < 60:
+        return f"{sign}{total}s"
+    if total < 3600:
+        minutes, secs = divmod(total, 60)
+        return f"{sign}{minutes}m {secs:02d}s" if secs else f"{sign}{minutes}m"
+    hours, minutes = divmod((total + 30) // 60, 60)
+    return f"{sign}{hours}h {minutes:02d}m" if minutes else f"{sign}{hours}h"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _line(text: str) -> str:
+    """One display line: control characters (ANSI escapes from server logs) dropped, whitespace collapsed."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else DASH
+
+
+def _fmt_rto(p: PlanResult) -> str:
+    if p.rto_seconds is None and p.rto_target_seconds is None:
+        return DASH
+    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+    if p.rto_met is not None:
+        text += " ✅" if p.rto_met else " ❌"
+    return text
+
+
+def _fmt_restore_point(p: PlanResult) -> str:
+    if p.restore_point and p.restore_point_rule:
+        return f"{p.restore_point} ({p.restore_point_rule})"
+    return p.restore_point or p.restore_point_rule or DASH
+
+
+def _fmt_undo(p: PlanResult, left: set[int]) -> str:
+    return f"{p.undo} — LEFT FAILED OVER" if id(p) in left else p.undo
+
+
+def _left_ids(report: DrillReport) -> set[int]:
+    """Identities, not names, of the plans left failed over: names are not guaranteed unique."""
+    return {id(p) for p in report.left_failed_over}
+
+
+def _reasons(p: PlanResult) -> str:
+    parts = [p.reason] if p.reason else []
+    if p.undo_reason:
+        parts.append(f"undo {p.undo}: {p.undo_reason}")
+    return "; ".join(parts)
+
+
+def table_rows(report: DrillReport) -> list[dict[str, str]]:
+    """One flat row of strings per plan, for a Prefect table artifact."""
+    left = _left_ids(report)
+    return [
+        {
+            "plan": _line(p.plan),
+            "status": p.status,
+            "restore_point": _fmt_restore_point(p),
+            "failover_started_at": _fmt_time(p.failover_started_at),
+            "rto": _fmt_rto(p),
+            "undo": _fmt_undo(p, left),
+            "reason": _line(_reasons(p)),
+        }
+        for p in report.plans
+    ]
+
+
+# -------------------------------------------------------------------------------------- Markdown
+
+_URL_SAFE = ":/?#[]@!$&'()*+,;=%-._~"
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&])")
+
+
+def _md(text: str) -> str:
+    """Escape inline Markdown/HTML so plan names and server messages render as text, on one line."""
+    return _MD_SPECIAL.sub(r"\\\1", _line(text))
+
+
+def _md_url(url: str | None) -> str:
+    """An autolink; characters that would end it early are percent-encoded."""
+    return f"<{quote(url, safe=_URL_SAFE)}>" if url else DASH
+
+
+def _counts_line(report: DrillReport) -> str:
+    parts = [f"{n} {status.replace('_', ' ')}" for status, n in report.counts.items() if n]
+    total = len(report.plans)
+    return f"{total} plan{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def render_markdown(report: DrillReport) -> str:
+    """An auditor-friendly report; a loud warning leads when a plan was left failed over."""
+    ok = report.verdict == "passed"
+    left = report.left_failed_over
+    left_ids = {id(p) for p in left}
+    out: list[str] = [f"# {'✅' if ok else '❌'} DR drill {_md(report.drill)}: {report.verdict.upper()}", ""]
+
+    if left:
+        out += [
+            f"> 🚨 **WARNING: {len(left)} PLAN{'S' if len(left) != 1 else ''} LEFT FAILED OVER** 🚨",
+            ">",
+            "> These plans were failed over by the drill and were **not** verifiably put back. Workloads",
+            "> may be running from the DR site. Undo the failover in VAO and verify each plan now:",
+            ">",
+        ]
+        for p in left:
+            detail = f" ({_md(p.undo_reason)})" if p.undo_reason else ""
+            out.append(f"> - **{_md(p.plan)}**: undo {p.undo}{detail}")
+        out.append("")
+
+    if report.mode == "failover":
+        out += ["> Mode **failover**: plans were failed over for real and intentionally left failed over.", ""]
+
+    if report.description:
+        out += [_md(report.description), ""]
+
+    out += [
+        f"- **Run id:** {_md(report.run_id)}",
+        f"- **Mode:** {report.mode}",
+        f"- **Verdict:** {report.verdict}",
+        f"- **Started:** {_fmt_time(report.started_at)}",
+        f"- **Finished:** {_fmt_time(report.finished_at)}",
+        f"- **Duration:** {format_duration(report.duration_seconds)}",
+        f"- **VAO server:** {_md_url(report.vao_server)}",
+    ]
+    if report.flow_run_url:
+        out.append(f"- **Flow run:** {_md_url(report.flow_run_url)}")
+    out.append(f"- **Plans:** {_counts_line(report)}")
+    if report.reason:
+        out.append(f"- **Reason:** {_md(report.reason)}")
+    out.append("")
+
+    out += ["## Plans", ""]
+    if report.plans:
+        out += [
+            "| Plan | Status | Restore point (VAO server time) | Failover started | RTO achieved / target | Undo |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in report.plans:
+            undo = _fmt_undo(p, left_ids)
+            cells = [
+                _md(p.plan),
+                p.status,
+                _md(_fmt_restore_point(p)),
+                _fmt_time(p.failover_started_at),
+                _fmt_rto(p),
+                f"**{undo}**" if id(p) in left_ids else undo,
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+    else:
+        out.append("_No plans were run._")
+    out.append("")
+
+    details = [p for p in report.plans if p.status != "passed" or p.reason or p.undo_reason]
+    if details:
+        out += ["## Reasons", ""]
+        for p in details:
+            line = f"- **{_md(p.plan)}** ({p.status}): {_md(p.reason) if p.reason else 'no reason given'}"
+            if p.undo_reason:
+                line += f"; undo {p.undo}: {_md(p.undo_reason)}"
+            out.append(line)
+        out.append("")
+    return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------------------- JUnit
+
+# Characters XML 1.0 cannot carry at all (not even escaped); ANSI escapes from server logs would be one.
+_XML_ILLEGAL = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _x(text: str) -> str:
+    return _XML_ILLEGAL.sub("\ufffd", text)
+
+
+def _junit_details(p: PlanResult) -> str:
+    lines = [
+        f"plan: {p.plan}",
+        f"id: {p.id or DASH}",
+        f"status: {p.status}",
+        f"restore point: {_fmt_restore_point(p)}",
+        f"failover started: {_fmt_time(p.failover_started_at)}",
+        f"failover completed: {_fmt_time(p.failover_completed_at)}",
+        f"RTO achieved / target: {_fmt_rto(p)}",
+        f"undo: {p.undo}" + (f" ({p.undo_reason})" if p.undo_reason else ""),
+    ]
+    if p.after:
+        lines.append(f"after: {', '.join(p.after)}")
+    if p.reason:
+        lines.append(f"reason: {p.reason}")
+    return _x("\n".join(lines))
+
+
+def _junit_outcome(p: PlanResult, left: set[int]) -> tuple[str, dict[str, str]] | None:
+    """The child element (tag, attributes) marking a non-passing testcase, or None if it passed."""
+    if p.status in FAILING_STATUSES:
+        return "failure", {"type": p.status, "message": _x(p.reason or p.status)}
+    if p.status == "skipped":
+        return "skipped", {"message": _x(p.reason or "skipped")}
+    if p.undo == "failed" or id(p) in left:
+        message = p.undo_reason or f"undo {p.undo}: plan left failed over"
+        return "failure", {"type": "cleanup", "message": _x(message)}
+    return None
+
+
+def render_junit(report: DrillReport) -> str:
+    """JUnit XML: one testsuite per drill, one testcase per plan; time is the achieved RTO."""
+    left = _left_ids(report)
+    outcomes = [(p, _junit_outcome(p, left)) for p in report.plans]
+    failures = sum(1 for _, o in outcomes if o and o[0] == "failure")
+    skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped")
+    totals = {
+        "tests": str(len(outcomes)),
+        "failures": str(failures),
+        "errors": "0",
+        "skipped": str(skipped),
+        "time": f"{max(report.duration_seconds, 0.0):.3f}",
+    }
+    root = ET.Element("testsuites", {"name": _x(f"vaodrill.{report.drill}"), **totals})
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {
+            "name": _x(report.drill),
+            **totals,
+            # JUnit's schema wants a local timestamp without offset; it is UTC.
+            "timestamp": report.started_at.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+    )
+    props = ET.SubElement(suite, "properties")
+    for name, value in _junit_properties(report):
+        ET.SubElement(props, "property", {"name": name, "value": _x(value)})
+
+    for p, outcome in outcomes:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            {
+                "classname": _x(f"vaodrill.{report.drill}"),
+                "name": _x(p.plan),
+                "time": f"{max(p.rto_seconds or 0.0, 0.0):.3f}",
+            },
+        )
+        if outcome:
+            tag, attrs = outcome
+            el = ET.SubElement(case, tag, attrs)
+            if tag == "failure":
+                el.text = _x(_reasons(p) or p.status)
+        ET.SubElement(case, "system-out").text = _junit_details(p)
+
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _junit_properties(report: DrillReport) -> Iterable[tuple[str, str]]:
+    yield "run_id", report.run_id
+    yield "mode", report.mode
+    yield "verdict", report.verdict
+    optional = {
+        "reason": report.reason,
+        "vao_server": report.vao_server,
+        "flow_run_url": report.flow_run_url,
+    }
+    yield from ((k, v) for k, v in optional.items() if v)
+    if report.left_failed_over:
+        yield "left_failed_over", ", ".join(p.plan for p in report.left_failed_over)
+
+
+# ------------------------------------------------------------------------------------------ Rich
+
+_STATUS_STYLE = {
+    "passed": "green",
+    "failed": "bold red",
+    "halted": "red",
+    "timed_out": "red",
+    "skipped": "dim",
+}
+_UNDO_STYLE = {"verified": "green", "not_needed": "dim", "failed": "bold red", "skipped": "yellow"}
+
+
+def summary_table(report: DrillReport) -> Table:
+    """A colored terminal table. Cells are :class:`Text`, so ``[`` in names is never read as markup."""
+    left = _left_ids(report)
+    ok = report.verdict == "passed"
+    table = Table(
+        title=Text.assemble(
+            f"{_line(report.drill)} ",
+            ("PASSED" if ok else "FAILED", "bold green" if ok else "bold red"),
+        ),
+        caption=Text(f"run {_line(report.run_id)} · {report.mode} · {_counts_line(report)}"),
+    )
+    for header in ("Plan", "Status", "Restore point", "Failover started", "RTO (achieved / target)", "Undo"):
+        table.add_column(header)
+    table.add_column("Reason", overflow="fold")
+    for p in report.plans:
+        undo_style = "bold white on red" if id(p) in left else _UNDO_STYLE.get(p.undo, "")
+        rto_style = "" if p.rto_met is None else ("green" if p.rto_met else "red")
+        table.add_row(
+            Text(_line(p.plan)),
+            Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
+            Text(_line(_fmt_restore_point(p))),
+            Text(_fmt_time(p.failover_started_at)),
+            Text(_fmt_rto(p), style=rto_style),
+            Text(_fmt_undo(p, left), style=undo_style),
+            Text(_line(_reasons(p)), style="dim"),
+        )
+    return table
+
+
+# ----------------------------------------------------------------------------------------- files
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where :func:`write_reports` put one run's report."""
+
+    directory: Path
+    json: Path
+    markdown: Path
+    junit: Path
+
+
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _path_part(text: str) -> str:
+    """A single safe path component: a drill called ``../prod`` must not write outside the directory."""
+    part = _UNSAFE_PATH_CHARS.sub("_", text).strip("._") or "_"
+    return part[:100]
+
+
+def report_directory(report: DrillReport, directory: Path) -> Path:
+    """``directory/<drill>/<YYYYmmddTHHMMSSZ>-<run_id[:8]>``, sortable by start time."""
+    stamp = report.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Path(directory) / _path_part(report.drill) / f"{stamp}-{_path_part(report.run_id[:8])}"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write through a temp file in the same directory, fsync, then rename: readers see all or nothing."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the renames durable; not supported everywhere (e.g. Windows), where it is skipped.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_reports(report: DrillReport, directory: Path) -> ReportFiles:
+    """Write report.json, report.md and junit.xml for one run; safe to call again for the same run.
+
+    report.json is written last: it is the record of truth, so its presence means the set is complete.
+    """
+    target = report_directory(report, directory)
+    target.mkdir(parents=True, exist_ok=True)
+    files = ReportFiles(
+        directory=target,
+        json=target / "report.json",
+        markdown=target / "report.md",
+        junit=target / "junit.xml",
+    )
+    _atomic_write(files.markdown, render_markdown(report))
+    _atomic_write(files.junit, render_junit(report))
+    _atomic_write(files.json, report_to_json(report))
+    _fsync_dir(target)
+    return files

@@ -142,3 +142,27 @@ def from_response(response: httpx.Response, operation: str) -> VaoResponseError:
         text += f": {message}"
     return error_for_status(status)(text, status_code=status, server_message=message, operation=operation,
                                     retry_after=retry_after)
+
+
+class PreconditionFailed(DrillError):
+    """The plan cannot be run now (unknown, not Enabled, or in use): no Run was sent."""
+
+
+class UnknownPlans(PreconditionFailed):
+    """Plans of the drill that the server does not know: reported before any failover starts."""
+
+
+class PlanHalted(DrillError):
+    """The plan halted and its halt policy says stop."""
+
+
+class PlanTimedOut(DrillError):
+    """The plan did not finish its stage before the timeout."""
+
+
+class PlanFailed(DrillError):
+    """The stage ended badly (errors, or a state the drill did not expect)."""
+
+
+class CleanupNotVerified(DrillError):
+    """The undo could not be verified: the plan may still be failed over."""

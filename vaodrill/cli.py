@@ -1,0 +1,411 @@
+"""The ``vaodrill`` command line: simulator, plans, validate, run, demo, serve.
+
+Exit codes: 0 the drill passed, 1 it failed, 2 bad input or configuration (one line, never a traceback).
+Connection settings, highest precedence first: command-line options, a Prefect block (``--block``), the
+``VAO_*`` environment variables; with none of them, commands use an embedded simulator and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from vaodrill.connection import ConnectionSettings
+from vaodrill.errors import VaoError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DRILL = ROOT / "deployments" / "drills" / "demo.yaml"
+DEMO_TIME_SCALE = 60.0
+
+app = typer.Typer(
+    name="vaodrill", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    help="Scheduled, observable, provable DR drills for Veeam Availability Orchestrator, on Prefect.\n\n"
+         "Exit codes: 0 passed, 1 drill failed, 2 bad input or configuration.",
+)
+
+
+class UserError(Exception):
+    """Bad input or configuration: printed as one line, exit code 2."""
+
+
+# -- connection options ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ConnectionOptions:
+    vao_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    vao_timezone: str | None = None
+    ca_bundle: str | None = None
+    block: str | None = None
+
+
+VaoUrl = Annotated[str | None, typer.Option("--vao-url", help="VAO base URL, e.g. https://vao:9899 [env VAO_URL]",
+                                            show_default=False)]
+Username = Annotated[str | None, typer.Option("--username", help="VAO user [env VAO_USERNAME]", show_default=False)]
+Password = Annotated[str | None, typer.Option("--password", help="VAO password [env VAO_PASSWORD]",
+                                              show_default=False)]
+VaoTimezone = Annotated[str | None, typer.Option("--vao-timezone", help="IANA zone of the VAO server clock "
+                                                 "[env VAO_TIMEZONE, default UTC]", show_default=False)]
+CaBundle = Annotated[str | None, typer.Option("--ca-bundle", help="PEM file to trust for VAO's certificate "
+                                              "[env VAO_CA_BUNDLE]", show_default=False)]
+BlockName = Annotated[str | None, typer.Option("--block", help="Name of a saved 'VAO Server' Prefect block",
+                                               show_default=False)]
+
+
+def resolve_settings(options: ConnectionOptions) -> ConnectionSettings | None:
+    """Merge CLI options over a block over the environment, field by field; None means "no server given"."""
+    layers: list[dict[str, Any]] = []
+    env = ConnectionSettings.from_env()
+    if env is not None:
+        layers.append(env.model_dump())
+    if options.block:
+        layers.append(_load_block(options.block).model_dump())
+    cli = {"url": options.vao_url, "username": options.username,
+           "password": SecretStr(options.password) if options.password is not None else None,
+           "server_timezone": options.vao_timezone, "ca_bundle": options.ca_bundle}
+    layers.append({k: v for k, v in cli.items() if v is not None})
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged.update(layer)
+    if "url" not in merged:
+        if len(merged) > 0 and any(k in merged for k in ("username", "password", "ca_bundle")):
+            raise UserError("VAO username/password given but no URL: add --vao-url or set VAO_URL")
+        return None
+    merged.setdefault("username", "")
+    merged.setdefault("password", SecretStr(""))
+    try:
+        return ConnectionSettings(**merged)
+    except ValidationError as exc:
+        raise UserError(f"bad connection settings: {_first_error(exc)}") from None
+
+
+def _load_block(name: str) -> ConnectionSettings:
+    from tasks.blocks import VaoServer  # Prefect is needed only when a block is named
+
+    try:
+        block = VaoServer.load(name)
+    except ValueError as exc:
+        raise UserError(f"no 'VAO Server' block named {name!r} ({_one_line(str(exc))})") from None
+    return block.settings()
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
+@contextmanager
+def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCALE,
+               force_simulator: bool = False) -> Iterator[ConnectionSettings]:
+    """The configured VAO server, or an embedded simulator (demo scenario) announced by a banner."""
+    settings = None if force_simulator else resolve_settings(options)
+    if settings is not None:
+        yield settings
+        return
+    from vaodrill.simulator import create_app
+    from vaodrill.simulator.server import BackgroundServer
+
+    with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
+        err_console.print(f"[bold yellow]⚑ No VAO server configured: using the embedded simulator[/] "
+                          f"(demo scenario, time x{time_scale:g}) at {server.url}")
+        yield ConnectionSettings(url=server.url, username="demo", password=SecretStr("demo"), simulated=True)
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+
+@app.command()
+def simulator(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (VAO's default is 9899)")] = 9899,
+    scenario: Annotated[str, typer.Option(help="'demo' or a scenario YAML file")] = "demo",
+    time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = 1.0,
+    username: Annotated[str, typer.Option(help="Accepted user name")] = "demo",
+    password: Annotated[str, typer.Option(help="Accepted password")] = "demo",
+    cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
+    key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+) -> None:
+    """Serve a simulated VAO REST API v2 (with a control plane under /_sim/).
+
+    Examples:
+      vaodrill simulator
+      vaodrill simulator --time-scale 60 --port 9899
+      vaodrill simulator --scenario my-site.yaml --cert cert.pem --key key.pem
+    """
+    if (cert is None) != (key is None):
+        raise UserError("--cert and --key go together")
+    if time_scale <= 0:
+        raise UserError("--time-scale must be greater than 0")
+    from vaodrill.simulator.server import serve
+
+    serve(host=host, port=port, scenario=scenario, time_scale=time_scale, username=username, password=password,
+          certfile=str(cert) if cert else None, keyfile=str(key) if key else None)
+
+
+@app.command()
+def plans(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
+    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+) -> None:
+    """List the server's failover plans: name, id, state, in use, target RTO/RPO.
+
+    Examples:
+      vaodrill plans
+      vaodrill plans --vao-url https://vao.corp:9899 --username 'CORP\\drill' --json
+    """
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    with connection(options) as settings:
+        found = asyncio.run(_list_plans(settings))
+    if as_json:
+        console.print_json(json.dumps([{
+            "name": p.name, "id": p.id, "state": p.state_raw or p.state.value, "details": p.state_details,
+            "in_use": p.in_use, "target_rto_minutes": p.target_rto, "target_rpo_minutes": p.target_rpo,
+        } for p in found]))
+        return
+    table = Table(title=f"Failover plans on {settings.url}")
+    for column in ("Plan", "Id", "State", "In use", "Target RTO", "Target RPO"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(p.name, p.id, p.describe_state(), "yes" if p.in_use else "no",
+                      f"{p.target_rto} min" if p.target_rto is not None else "—",
+                      f"{p.target_rpo} min" if p.target_rpo is not None else "—")
+    console.print(table)
+
+
+async def _list_plans(settings: ConnectionSettings) -> list[Any]:
+    async with settings.client() as client:
+        return await client.list_plans()
+
+
+def _load_spec(path: Path) -> Any:
+    from vaodrill.spec import load_spec
+
+    return load_spec(path)
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    import pendulum
+
+    try:
+        parsed = pendulum.parse(value)
+    except Exception:
+        raise UserError(f"--now: not an ISO 8601 instant: {value!r}") from None
+    if not isinstance(parsed, datetime):
+        raise UserError(f"--now: not an instant: {value!r}")
+    return parsed
+
+
+@app.command()
+def validate(
+    drill: Annotated[Path, typer.Argument(help="Drill spec (YAML)")],
+    now: Annotated[str | None, typer.Option(help="Evaluate restore-point rules at this instant (ISO 8601)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    vao_timezone: VaoTimezone = None,
+) -> None:
+    """Check a drill spec; show the plan order and the restore-point date each plan would request.
+
+    Dates are shown as sent to VAO: the server's wall time (zone from --vao-timezone / VAO_TIMEZONE).
+
+    Examples:
+      vaodrill validate deployments/drills/demo.yaml
+      vaodrill validate my-drill.yaml --now 2026-11-29T01:00:00+01:00 --vao-timezone Europe/Berlin --json
+    """
+    from vaodrill.restore_points import restore_point_date
+
+    spec = _load_spec(drill)
+    server_tz = vao_timezone or os.environ.get("VAO_TIMEZONE") or "UTC"
+    moment = _parse_now(now)
+    rows = []
+    for step in spec.topological_order():
+        date, resolved = restore_point_date(spec.rule_for(step), now=moment, drill_tz=spec.timezone,
+                                            server_tz=server_tz)
+        rows.append({"plan": step.plan, "after": list(step.after), "rule": resolved.rule,
+                     "restore_point": date, "seed": resolved.seed, "notes": list(resolved.notes)})
+    if as_json:
+        console.print_json(json.dumps({"drill": spec.name, "mode": spec.mode, "now": moment.isoformat(),
+                                       "server_timezone": server_tz, "plans": rows}))
+        return
+    console.print(f"[green]✓[/] {drill}: drill [bold]{spec.name}[/] ({spec.mode} mode), {len(rows)} plans, "
+                  f"restore points as of {moment.isoformat()} in server time ({server_tz})")
+    table = Table()
+    for column in ("#", "Plan", "After", "Rule", "restorePointRule.date"):
+        table.add_column(column)
+    for i, row in enumerate(rows, 1):
+        table.add_row(str(i), row["plan"], ", ".join(row["after"]) or "—", row["rule"], row["restore_point"])
+    console.print(table)
+
+
+@app.command()
+def run(
+    drill: Annotated[Path, typer.Argument(help="Drill spec (YAML)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="No POST at all: resolve, check, print the calls")]
+    = False,
+    report_dir: Annotated[Path, typer.Option(help="Where reports are written")] = Path("reports"),
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before a real failover")] = False,
+    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
+    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+) -> None:
+    """Run a drill through Prefect with live progress; exit 0 passed, 1 failed, 2 bad input.
+
+    Examples:
+      vaodrill run deployments/drills/demo.yaml
+      vaodrill run my-drill.yaml --dry-run --vao-url https://vao:9899 --ca-bundle vao-ca.pem
+      VAO_URL=https://vao:9899 VAO_USERNAME=drill VAO_PASSWORD=... vaodrill run real-dr.yaml --yes
+    """
+    spec = _load_spec(drill)
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    with connection(options) as settings:
+        if dry_run:
+            asyncio.run(_dry_run(spec, settings))
+            return
+        if spec.mode == "failover" and not settings.simulated and not yes:
+            _confirm_real_failover(spec, settings)
+        report = _run_flow(drill, settings, report_dir)
+    raise typer.Exit(0 if report.verdict == "passed" else 1)
+
+
+def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> None:
+    if not sys.stdin.isatty():
+        raise UserError(f"drill {spec.name} is a REAL failover on {settings.url}: confirm with --yes")
+    answer = typer.prompt(f"REAL failover of {len(spec.plans)} plans on {settings.url} (no undo). "
+                          f"Type the drill name ({spec.name}) to proceed")
+    if answer.strip() != spec.name:
+        raise UserError("not confirmed: nothing was failed over")
+
+
+async def _dry_run(spec: Any, settings: ConnectionSettings) -> None:
+    from vaodrill.drill import dry_run
+
+    calls = await dry_run(spec, settings)
+    console.print(f"[bold]Dry run of {spec.name}[/] on {settings.url}: no POST was sent.")
+    for call in calls:
+        mark = "[green]✓[/]" if call.ok else "[red]✗[/]"
+        console.print(f"{mark} {call.plan}: {call.note}")
+        if call.request:
+            console.print(f"    would send: {call.request}")
+    if not all(c.ok for c in calls):
+        raise typer.Exit(1)
+
+
+def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path) -> Any:
+    """Run the dr_drill flow in this process with a live view; returns the report."""
+    from vaodrill.live import LiveView
+
+    _quiet_prefect()
+    os.environ.update(settings.to_env())
+    from flows.drill import DrillRequest, dr_drill
+    from vaodrill.report import summary_table
+
+    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir))
+    with LiveView(console) as view:
+        state = asyncio.run(dr_drill(request=request, return_state=True))
+    report = view.report
+    if report is None:
+        error = _state_error(state)
+        if isinstance(error, VaoError | ValueError):
+            raise error
+        raise UserError(f"the drill did not run: {state.message or state.name}")
+    console.print(summary_table(report))
+    files = view.files_dir(report_dir, report)
+    verdict = "[bold green]PASSED[/]" if report.verdict == "passed" else "[bold red]FAILED[/]"
+    console.print(f"Drill {report.drill}: {verdict}" + (f" — {report.reason}" if report.reason else ""))
+    if report.left_failed_over:
+        err_console.print(f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
+                          f" — check VAO now[/]")
+    if files:
+        console.print(f"Reports: {files}")
+    return report
+
+
+def _state_error(state: Any) -> BaseException | None:
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:
+        return exc
+    return result if isinstance(result, BaseException) else None
+
+
+def _quiet_prefect() -> None:
+    """Only warnings from Prefect on the console; no telemetry from an offline laptop."""
+    for key, value in {
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "WARNING",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "WARNING",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_LOGGING_LEVEL": "ERROR",
+    }.items():
+        os.environ.setdefault(key, value)
+
+
+@app.command()
+def demo(
+    report_dir: Annotated[Path, typer.Option(help="Where reports are written")] = Path("reports"),
+    time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = DEMO_TIME_SCALE,
+) -> None:
+    """The demo drill on an embedded simulator, through Prefect, in under a minute.
+
+    Examples:
+      vaodrill demo
+      vaodrill demo --report-dir /tmp/drill-reports
+    """
+    with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True) as settings:
+        report = _run_flow(DEMO_DRILL, settings, report_dir)
+    raise typer.Exit(0 if report.verdict == "passed" else 1)
+
+
+@app.command()
+def serve(
+    limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
+) -> None:
+    """Serve the deployments of deployments/ (scheduled, manual and approval-gated) from this machine.
+
+    Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`) and VAO settings for the runs
+    (a 'VAO Server' block named in the deployment, or VAO_* variables).
+
+    Examples:
+      prefect server start --background && vaodrill serve
+    """
+    from flows.deployments import serve_all
+
+    serve_all(limit=limit)
+
+
+def main() -> None:
+    """Entry point: every user error becomes one line and exit code 2."""
+    from vaodrill.spec import SpecError
+
+    try:
+        app()
+    except (UserError, SpecError, VaoError, ValueError, OSError) as exc:
+        err_console.print(f"[bold red]error:[/] {_one_line(str(exc)) or type(exc).__name__}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]")
+        sys.exit(130)

@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
 from tasks.blocks import VaoServer
-from tasks.vao import check_precondition, clean_up, start_failover, wait_for_failover
+from tasks.vao import check_precondition, clean_up, start_failover, wait_for_failover, write_gate
 from vaodrill import progress
 from vaodrill.connection import ConnectionSettings
 from vaodrill.dag import run_dag
@@ -125,7 +125,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
               payload={"run_id": run_id, "details": finished.details})
         return finished
 
-    async with DrillSession(settings.client(), spec.poll_interval.total_seconds()) as session:
+    async with DrillSession(settings.client(), spec.poll_interval.total_seconds(), write_gate()) as session:
         outcomes: dict[str, Any] = {}
         interrupted: str | None = None
         try:

@@ -12,11 +12,14 @@ Every step is cached per (run id, plan, step) so a retried flow resumes instead 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import Any
 
 from prefect import task
+from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 
 from vaodrill.drill import Cleanup, DrillSession, PlanTarget, StageDone, Started
@@ -72,3 +75,15 @@ async def wait_for_failover(session: DrillSession, target: PlanTarget, run_id: s
 async def clean_up(session: DrillSession, target: PlanTarget, run_id: str, started: bool) -> Cleanup:
     """Undo the failover and verify the plan is Enabled again."""
     return await session.clean_up(target, started=started)
+
+
+def write_gate() -> Callable[[], AbstractAsyncContextManager[object]] | None:
+    """A Prefect global concurrency limit around every Run/Undo/Halt POST, when ``VAODRILL_WRITE_LIMIT`` names one.
+
+    Create it once per VAO server: ``prefect gcl create vao-writes --limit 2``. ``strict=True``: a missing
+    limit fails the step instead of silently running unthrottled.
+    """
+    name = os.environ.get("VAODRILL_WRITE_LIMIT")
+    if not name:
+        return None
+    return lambda: concurrency(name, occupy=1, strict=True)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -209,9 +210,15 @@ async def wait_for(monitor: PlanMonitor, plan_id: str, name: str, *, timeout: fl
 class DrillSession:
     """One drill run's connection: one client, one token, one pool and one shared monitor."""
 
-    def __init__(self, client: VaoClient, poll_interval: float) -> None:
+    def __init__(self, client: VaoClient, poll_interval: float,
+                 write_gate: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> None:
         self.client = client
         self.monitor = PlanMonitor(client, poll_interval)
+        self._write_gate = write_gate or contextlib.nullcontext
+
+    def _writing(self) -> AbstractAsyncContextManager[object]:
+        """Held around each Run/Undo/Halt POST (e.g. a Prefect global concurrency limit per VAO server)."""
+        return self._write_gate()  # type: ignore[return-value]
 
     async def __aenter__(self) -> DrillSession:
         return self
@@ -235,8 +242,9 @@ class DrillSession:
             log.warning("%s is already failing over (%s): not sending Run again", target.name, plan.state_details)
             return Started(target.id, utcnow(), posted=False)
         check_enabled(plan)
-        started_at = utcnow()
-        await self.client.run(target.id, run_request(target))
+        async with self._writing():
+            started_at = utcnow()
+            await self.client.run(target.id, run_request(target))
         return Started(target.id, started_at, posted=True)
 
     async def wait_failover(self, target: PlanTarget) -> StageDone:
@@ -276,13 +284,15 @@ class DrillSession:
             return Cleanup(status, utcnow(), "plan is Enabled")
         if plan.state is PlanState.FAILOVER and plan.running:
             log.warning("%s is still failing over: halting it before the undo", target.name)
-            await self.client.halt(target.id, fullstop=True)
+            async with self._writing():
+                await self.client.halt(target.id, fullstop=True)
             await wait_for(self.monitor, target.id, target.name, timeout=target.timeout_seconds, what="halt",
                            step=lambda p, _: p.state is PlanState.HALTED or (
                                p.state is PlanState.FAILOVER and not p.running))
             plan = await self.client.get_plan(target.id)
         if plan.state in (PlanState.FAILOVER, PlanState.HALTED):
-            await self.client.undo(target.id)
+            async with self._writing():
+                await self.client.undo(target.id)
         elif plan.state is not PlanState.UNDO_FAILOVER:
             raise CleanupNotVerified(f"{target.name}: cannot undo from {plan.describe_state()}")
 

@@ -1,0 +1,46 @@
+"""The deployments of vaodrill, served from one machine by ``vaodrill serve``.
+
+The same three are declared for ``prefect deploy`` in ``deployments/prefect.yaml`` (work pool + worker).
+"""
+
+from __future__ import annotations
+
+from prefect import serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import RunnerDeployment
+from prefect.schedules import Cron
+
+from flows.drill import dr_drill
+from flows.failover import real_failover
+
+#: Two runs of the same drill never overlap: a second one is cancelled, not queued behind a failover.
+ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+
+
+def deployments() -> list[RunnerDeployment]:
+    return [
+        dr_drill.to_deployment(
+            name="app-stack-monthly",
+            description="Monthly DR test of the ordering application: first Saturday, 02:00 Berlin time.",
+            schedules=[Cron("0 2 1-7 * 6", day_or=False, timezone="Europe/Berlin")],
+            parameters={"request": {"drill_file": "deployments/drills/app-stack-monthly.yaml"}},
+            concurrency_limit=ONE_AT_A_TIME, tags=["dr", "scheduled"],
+        ),
+        dr_drill.to_deployment(
+            name="manual-drill",
+            description="A drill on demand (e.g. before a change window): pick the drill file in the form.",
+            parameters={"request": {"drill_file": "deployments/drills/demo.yaml"}},
+            concurrency_limit=ONE_AT_A_TIME, tags=["dr", "manual"],
+        ),
+        real_failover.to_deployment(
+            name="real-failover",
+            description="REAL failover (no undo) after typed approval in the UI; times out with nothing done.",
+            parameters={"request": {"drill_file": "deployments/drills/real-failover.yaml"}},
+            concurrency_limit=ONE_AT_A_TIME, tags=["dr", "real"],
+        ),
+    ]
+
+
+def serve_all(limit: int = 4) -> None:
+    """Create the deployments and run their flow runs from this process until interrupted."""
+    serve(*deployments(), limit=limit)

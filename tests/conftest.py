@@ -1,0 +1,85 @@
+"""Shared fixtures: a simulator over real loopback HTTP, and a Prefect test API for flow tests."""
+
+from __future__ import annotations
+
+import os
+
+# Before Prefect starts its test server: no telemetry, none of the background services flow tests don't need.
+for _key, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_FOREMAN_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_CANCELLATION_CLEANUP_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_ENABLED": "false",
+    "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+from collections.abc import Iterator  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A real Prefect API (the test harness: a subprocess server on SQLite) for the whole session."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, PREFECT_LOCAL_STORAGE_PATH, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    storage = tmp_path_factory.mktemp("prefect-storage")
+    with prefect_test_harness(server_startup_timeout=90), temporary_settings(
+        updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None, PREFECT_LOCAL_STORAGE_PATH: storage}
+    ):
+        yield
+
+
+class Sim:
+    """A running simulator and a control-plane client for it."""
+
+    def __init__(self, url: str, app: object) -> None:
+        self.url = url
+        self.app = app
+        self.control = httpx.Client(base_url=url, timeout=10)
+
+    def requests(self, method: str | None = None, path: str | None = None) -> list[dict]:
+        params = {k: v for k, v in {"method": method, "path": path}.items() if v}
+        response = self.control.get("/_sim/requests", params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def plans(self) -> dict[str, dict]:
+        """Internal records by plan name."""
+        response = self.control.get("/_sim/plans")
+        response.raise_for_status()
+        data = response.json()
+        records = data if isinstance(data, list) else list(data.values())
+        return {r["name"]: r for r in records}
+
+    def plan_id(self, name: str) -> str:
+        return self.plans()[name]["id"]
+
+    def patch(self, name: str, **changes: object) -> None:
+        self.control.patch(f"/_sim/plans/{self.plan_id(name)}", json=changes).raise_for_status()
+
+    def posts(self, op: str) -> dict[str, int]:
+        """Count of POST .../{op} per plan id."""
+        counts: dict[str, int] = {}
+        for entry in self.requests(method="POST", path=f"/v2/FailoverPlans/*/{op}"):
+            plan_id = entry["path"].split("/")[3].lower()
+            counts[plan_id] = counts.get(plan_id, 0) + 1
+        return counts
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    """A fresh demo simulator at 600x on loopback (a 5-minute failover takes half a second)."""
+    from vaodrill.simulator import create_app
+    from vaodrill.simulator.server import BackgroundServer
+
+    app = create_app("demo", time_scale=600)
+    with BackgroundServer(app) as server:
+        sim = Sim(server.url, app)
+        yield sim
+        sim.control.close()

@@ -1,0 +1,256 @@
+"""End-to-end drills: the dr_drill flow under a real Prefect API against the simulator over loopback HTTP.
+
+Every test reads the simulator's request log: one Run per started plan, one Undo per failed-over plan, no POST
+to a plan that fails its precondition, status reads that do not grow with the number of plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Sim
+from vaodrill import progress
+from vaodrill.report import DrillReport, load_report
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+
+DEMO_PLANS = """
+  - plan: Core Network
+  - plan: Active Directory
+    after: [Core Network]
+  - plan: SQL Tier
+    after: [Active Directory]
+    restore_point: {ago: 6h}
+  - plan: App Tier
+    after: [SQL Tier]
+  - plan: Web Tier
+    after: [App Tier]
+  - plan: Reporting
+    after: [SQL Tier]
+"""
+
+
+def write_spec(tmp_path: Path, plans: str = DEMO_PLANS, **top: object) -> Path:
+    header = {"name": "test-drill", "mode": "drill", "poll_interval": 0.05, **top}
+    text = "".join(f"{k}: {v}\n" for k, v in header.items()) + "plans:\n" + textwrap.dedent(plans).strip("\n")
+    path = tmp_path / "drill.yaml"
+    path.write_text(text + "\n")
+    return path
+
+
+async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Path,
+                         flow=None, **request: object) -> tuple[object, DrillReport]:
+    """Run dr_drill in this process; return its final state and the report it wrote."""
+    from flows.drill import DrillRequest, dr_drill
+
+    monkeypatch.setenv("VAO_URL", sim.url)
+    monkeypatch.setenv("VAO_USERNAME", "demo")
+    monkeypatch.setenv("VAO_PASSWORD", "demo")
+    reports = tmp_path / "reports"
+    state = await (flow or dr_drill)(request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request),
+                                     return_state=True)
+    files = sorted(reports.glob("*/*/report.json"))
+    assert len(files) == 1, files
+    return state, load_report(files[0])
+
+
+def by_name(report: DrillReport) -> dict:
+    return {p.plan: p for p in report.plans}
+
+
+def parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
+    assert state.is_completed(), state.message
+    assert report.verdict == "passed", report.reason
+    plans = by_name(report)
+    assert set(plans) == {"Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting"}
+    assert all(p.status == "passed" and p.undo == "verified" for p in plans.values())
+
+    records = sim.plans()
+    ids = {name: records[name]["id"].lower() for name in plans}
+    # exactly one Run and one Undo per plan, none to Legacy ERP
+    assert sim.posts("Run") == {ids[n]: 1 for n in plans}
+    assert sim.posts("Undo") == {ids[n]: 1 for n in plans}
+    # every plan is Enabled again
+    assert all(records[n]["state"] == "Enabled" for n in plans)
+    # every plan started only after its dependencies completed (simulator's own timings)
+    stages = {n: next(s for s in records[n]["stages"] if s["kind"] == "failover") for n in plans}
+    for step in plans.values():
+        for dep in step.after:
+            assert parse(stages[step.plan]["started_at"]) >= parse(stages[dep]["completed_at"]), (step.plan, dep)
+    # achieved RTO matches the simulator's recorded timing within one poll interval (+ HTTP slack)
+    for name, result in plans.items():
+        actual = (parse(stages[name]["completed_at"]) - parse(stages[name]["started_at"])).total_seconds()
+        assert actual - 0.05 <= result.rto_seconds <= actual + 0.5, (name, actual, result.rto_seconds)
+        assert result.rto_met is True
+    # the restore point sent is the one the report shows, and the simulator resolved it
+    assert plans["SQL Tier"].restore_point == stages["SQL Tier"]["restore_point_requested"]
+    # status reads: per-plan GETs are a constant per plan; polling is one list per interval for all plans
+    gets = sim.requests(method="GET", path="/v2/FailoverPlans/*")
+    per_plan = {ids[n]: sum(1 for g in gets if g["path"].lower().endswith(ids[n])) for n in plans}
+    assert set(per_plan.values()) == {3}, per_plan  # precondition, re-read before Run, read before Undo
+    lists = len(sim.requests(method="GET", path="/v2/FailoverPlans"))
+    elapsed = (report.finished_at - report.started_at).total_seconds()
+    assert lists <= elapsed / 0.05 + 10, (lists, elapsed)
+
+
+async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = write_spec(tmp_path, DEMO_PLANS + """
+  - plan: Legacy ERP
+    after: [SQL Tier]
+  - plan: ERP Reports
+    after: [Legacy ERP]
+""".replace("ERP Reports", "Web Tier").replace("  - plan: Web Tier\n    after: [App Tier]\n", "", 1))
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed()
+    assert report.verdict == "failed"
+    plans = by_name(report)
+    assert plans["Legacy ERP"].status == "failed"
+    assert "Disabled" in plans["Legacy ERP"].reason and "Enabled" in plans["Legacy ERP"].reason
+    assert plans["Web Tier"].status == "skipped" and "Legacy ERP" in plans["Web Tier"].reason
+    assert all(plans[n].status == "passed" for n in ("Core Network", "Active Directory", "SQL Tier", "App Tier",
+                                                     "Reporting"))
+    erp = sim.plan_id("Legacy ERP").lower()
+    assert not any(erp in e["path"].lower() for e in sim.requests(method="POST"))
+    assert plans["Web Tier"].id not in {k for k in sim.posts("Run")}
+    assert all(count == 1 for count in sim.posts("Run").values())
+    assert sim.posts("Run").keys() == sim.posts("Undo").keys()
+
+
+async def test_halted_plan_is_reported_and_undone(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("SQL Tier", halt_at_step=2)
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
+    assert state.is_failed()
+    plans = by_name(report)
+    assert plans["SQL Tier"].status == "halted"
+    assert plans["SQL Tier"].undo == "verified"  # undone from Halted
+    assert {plans[n].status for n in ("App Tier", "Web Tier", "Reporting")} == {"skipped"}
+    assert sim.plans()["SQL Tier"]["state"] == "Enabled"
+    assert all(count == 1 for count in sim.posts("Run").values())
+    assert len(sim.posts("Run")) == 3
+
+
+async def test_halt_policy_continues_a_bounded_number_of_times(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("Core Network", halt_at_step=1)
+    spec = write_spec(tmp_path, "  - plan: Core Network\n    on_halt: {continue: RetryFailedStep, max: 2}\n")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_completed(), report.reason
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Continue")) == 1
+
+
+async def test_timeout_halts_then_undoes(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("Active Directory", never_finish=True)
+    spec = write_spec(tmp_path, """
+  - plan: Core Network
+  - plan: Active Directory
+    after: [Core Network]
+    timeout: 1s
+  - plan: SQL Tier
+    after: [Active Directory]
+""")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed()
+    plans = by_name(report)
+    assert plans["Active Directory"].status == "timed_out"
+    assert plans["Active Directory"].undo == "verified"
+    assert plans["SQL Tier"].status == "skipped"
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert sim.plans()["Active Directory"]["state"] == "Enabled"
+
+
+async def test_failure_in_the_middle_keeps_independent_branches(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("App Tier", errors=2)
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
+    assert state.is_failed()
+    plans = by_name(report)
+    assert plans["App Tier"].status == "failed" and "error" in plans["App Tier"].reason
+    assert plans["Web Tier"].status == "skipped"
+    assert plans["Reporting"].status == "passed"  # independent branch finished
+    assert all(plans[n].undo == "verified" for n in ("Core Network", "SQL Tier", "App Tier", "Reporting"))
+    assert all(r["state"] == "Enabled" for r in sim.plans().values() if r["name"] != "Legacy ERP")
+
+
+async def test_cleanup_that_cannot_be_verified_fails_loudly(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("Core Network", fail_undo=True)
+    spec = write_spec(tmp_path, "  - plan: Core Network\n    timeout: 5s\n")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed()
+    assert report.plans[0].status == "passed" and report.plans[0].undo == "failed"
+    assert [p.plan for p in report.left_failed_over] == ["Core Network"]
+    assert "LEFT FAILED OVER" in report.reason
+
+
+async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Mainframe\n    after: [Core Network]\n")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed()
+    assert "Mainframe" in report.reason
+    assert sim.requests(method="POST") == []
+
+
+async def test_failover_mode_sends_no_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    spec = write_spec(tmp_path, "  - plan: Core Network\n", mode="failover")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_completed(), report.reason
+    assert report.plans[0].undo == "skipped"
+    assert sim.posts("Undo") == {}
+    assert sim.plans()["Core Network"]["state"] == "Failover"
+
+
+async def test_flow_retry_never_sends_a_second_run(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failed drill retried by Prefect resumes from its cached steps: no plan gets a second Run."""
+    from flows.drill import dr_drill
+
+    spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
+    retrying = dr_drill.with_options(retries=1, retry_delay_seconds=0)
+    state, _ = await run_drill_flow(sim, tmp_path / "a", monkeypatch, spec, flow=retrying)
+    assert state.is_failed()
+    runs = sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")
+    assert len(runs) == 1  # Core Network once, across both attempts; Legacy ERP never
+    assert len(sim.posts("Undo")) == 1
+    # and a rerun with the same run id is also a no-op for the Run
+    run_id = str(state.state_details.flow_run_id)
+    await run_drill_flow(sim, tmp_path / "b", monkeypatch, spec, run_id=run_id)
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
+
+
+async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    sim.patch("Active Directory", never_finish=True)
+    failing_over = asyncio.Event()
+
+    def listener(update: object) -> None:
+        if isinstance(update, progress.PlanProgress) and update.plan == "Active Directory" \
+                and update.stage == "failing over":
+            failing_over.set()
+
+    unsubscribe = progress.subscribe(listener)
+    drill = asyncio.ensure_future(run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path)))
+    try:
+        await asyncio.wait_for(failing_over.wait(), timeout=60)
+        drill.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await drill
+    finally:
+        unsubscribe()
+    records = sim.plans()
+    assert records["Core Network"]["state"] == "Enabled"
+    assert records["Active Directory"]["state"] == "Enabled"
+    assert sim.posts("Run").keys() == sim.posts("Undo").keys()
+    assert len(sim.posts("Run")) == 2
+    reports = list((tmp_path / "reports").glob("*/*/report.json"))
+    assert len(reports) == 1
+    report = load_report(reports[0])
+    assert report.verdict == "failed" and "cancelled" in report.reason

@@ -39,8 +39,6 @@ class _Token:
 class VaoAuth(httpx.Auth):
     """Password login, refresh before expiry, one re-authentication and replay on 401."""
 
-    requires_response_body = True
-
     def __init__(self, token_url: str, username: str, password: SecretStr,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._token_url = token_url
@@ -64,12 +62,14 @@ class VaoAuth(httpx.Auth):
                 if token is None or token is stale or not token.fresh(self._clock()):
                     renewed = None
                     if token is not None and token.refresh:
-                        renewed = self._accept((yield self._grant(
-                            grant_type="refresh_token", refresh_token=token.refresh)), refused_ok=True)
+                        answer = yield self._grant(grant_type="refresh_token", refresh_token=token.refresh)
+                        await answer.aread()
+                        renewed = self._accept(answer, refused_ok=True)
                     if renewed is None:
-                        renewed = self._accept((yield self._grant(
-                            grant_type="password", username=self._username,
-                            password=self._password.get_secret_value())), refused_ok=False)
+                        answer = yield self._grant(grant_type="password", username=self._username,
+                                                   password=self._password.get_secret_value())
+                        await answer.aread()
+                        renewed = self._accept(answer, refused_ok=False)
                     self._token = renewed
                 token = self._token
             assert token is not None

@@ -1,0 +1,357 @@
+"""VaoClient against the simulator: in-process (ASGI) and through uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from vaodrill import VaoClient
+from vaodrill.errors import (
+    VaoAuthError,
+    VaoBadRequest,
+    VaoConflict,
+    VaoConnectError,
+    VaoNotFound,
+    VaoProtocolError,
+    VaoRateLimited,
+    VaoResponseLost,
+    VaoServerError,
+    VaoTLSError,
+)
+from vaodrill.models import FailoverPlan, PlanState
+from vaodrill.retry import RetryPolicy
+from vaodrill.simulator import create_app
+from vaodrill.simulator.server import BackgroundServer
+
+FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
+
+
+@pytest.fixture
+def app():
+    return create_app("demo", progression="tick")
+
+
+@pytest.fixture
+async def sim(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
+        yield client
+
+
+@pytest.fixture
+async def vao(app) -> AsyncIterator[VaoClient]:
+    async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app), retry=FAST) as c:
+        yield c
+
+
+async def log(sim: httpx.AsyncClient, **filters: str) -> list[dict]:
+    response = await sim.get("/_sim/requests", params=filters)
+    response.raise_for_status()
+    return response.json()
+
+
+async def plan_named(vao: VaoClient, name: str) -> FailoverPlan:
+    return next(p for p in await vao.list_plans() if p.name == name)
+
+
+async def until(vao: VaoClient, plan_id: str, state: PlanState, complete: bool = True) -> FailoverPlan:
+    """Read (each read is a tick) until the plan reaches ``state``; bounded."""
+    for _ in range(50):
+        plan = await vao.get_plan(plan_id)
+        if plan.state is state and (not complete or not plan.running):
+            return plan
+    raise AssertionError(f"{plan_id} never reached {state}: {plan.describe_state()}")
+
+
+# -- operations ---------------------------------------------------------------------------------------------
+
+
+async def test_list_and_get(vao: VaoClient):
+    plans = await vao.list_plans()
+    names = {p.name for p in plans}
+    assert {"Core Network", "SQL Tier", "Legacy ERP"} <= names
+    legacy = next(p for p in plans if p.name == "Legacy ERP")
+    assert legacy.state is PlanState.DISABLED
+    same = await vao.get_plan(legacy.id)
+    assert same.id == legacy.id and same.name == "Legacy ERP"
+    enabled = await vao.list_plans(filter="planState eq 'Enabled'", orderby="name desc", top=2)
+    assert len(enabled) == 2 and all(p.state is PlanState.ENABLED for p in enabled)
+    assert [p.name for p in enabled] == sorted((p.name for p in enabled), reverse=True)
+
+
+async def test_failover_undo_cycle(vao: VaoClient, sim: httpx.AsyncClient):
+    plan = await plan_named(vao, "Core Network")
+    await vao.run_failover(plan.id, restore_point="2099-01-01T00:00:00")
+    done = await until(vao, plan.id, PlanState.FAILOVER)
+    assert done.stage_complete and done.state_details.startswith("Complete")
+    run = (await log(sim, method="POST", path="*/Run"))[0]
+    assert run["body"] == {"mode": "FailoverNow", "planlaunchOptions": {
+        "restorePointRule": {"date": "2099-01-01T00:00:00"}, "executeChainedPlans": False}}
+    await vao.undo(plan.id)
+    back = await until(vao, plan.id, PlanState.ENABLED)
+    assert not back.in_use
+
+
+async def test_enable_disable_halt_continue_reset_schedule(vao: VaoClient):
+    legacy = await plan_named(vao, "Legacy ERP")
+    await vao.enable(legacy.id)
+    assert (await vao.get_plan(legacy.id)).state is PlanState.ENABLED
+    await vao.disable(legacy.id)
+    assert (await vao.get_plan(legacy.id)).state is PlanState.DISABLED
+
+    plan = await plan_named(vao, "SQL Tier")
+    await vao.run_failover(plan.id)
+    await vao.halt(plan.id, fullstop=False)
+    assert (await vao.get_plan(plan.id)).state is PlanState.HALTED
+    await vao.continue_plan(plan.id, "RetryFailedStep")
+    await until(vao, plan.id, PlanState.FAILOVER)
+    await vao.permanent_failover(plan.id)
+    assert (await until(vao, plan.id, PlanState.PERMANENT_FAILOVER)).state is PlanState.PERMANENT_FAILOVER
+    await vao.reset(plan.id)
+    assert (await vao.get_plan(plan.id)).state in (PlanState.ENABLED, PlanState.DISABLED)
+
+    await vao.schedule(plan.id, start_time="2099-01-01T02:00:00")
+    assert (await vao.get_plan(plan.id)).schedule_enabled
+    await vao.disable_schedule(plan.id)
+    assert not (await vao.get_plan(plan.id)).schedule_enabled
+
+
+async def test_failback_and_commit(vao: VaoClient):
+    plan = await plan_named(vao, "Web Tier")
+    await vao.run_failover(plan.id)
+    await until(vao, plan.id, PlanState.FAILOVER)
+    await vao.failback(plan.id)
+    await until(vao, plan.id, PlanState.FAILBACK)
+    await vao.commit_failback(plan.id)
+    plan_after = await until(vao, plan.id, PlanState.COMMIT_FAILBACK)
+    assert plan_after.state is PlanState.COMMIT_FAILBACK
+
+
+# -- auth ---------------------------------------------------------------------------------------------------
+
+
+async def test_fifty_concurrent_calls_share_one_login(app, sim: httpx.AsyncClient):
+    async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app)) as fresh:
+        plan_id = (await plan_named(fresh, "Core Network")).id
+        await sim.delete("/_sim/requests")
+    async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app)) as fresh:
+        plans = await asyncio.gather(*(fresh.get_plan(plan_id) for _ in range(50)))
+    assert {p.id for p in plans} == {plan_id}
+    entries = await log(sim)
+    assert sum(1 for e in entries if e["path"].endswith("/Token")) == 1
+    assert sum(1 for e in entries if e["method"] == "GET") == 50
+
+
+async def test_401_reauthenticates_once_and_replays(vao: VaoClient, sim: httpx.AsyncClient):
+    await vao.list_plans()
+    (await sim.post("/_sim/tokens/expire", json={})).raise_for_status()
+    await sim.delete("/_sim/requests")
+    assert await vao.list_plans()
+    entries = await log(sim)
+    assert [e["status"] for e in entries if e["path"] == "/v2/FailoverPlans"] == [401, 200]
+    assert sum(1 for e in entries if e["path"].endswith("/Token")) == 1  # the refresh grant
+
+
+async def test_refused_refresh_falls_back_to_login(vao: VaoClient, sim: httpx.AsyncClient):
+    await vao.list_plans()
+    (await sim.post("/_sim/tokens/expire", json={"refresh": True})).raise_for_status()
+    await sim.delete("/_sim/requests")
+    assert await vao.list_plans()
+    tokens = [e for e in await log(sim) if e["path"].endswith("/Token")]
+    assert [e["status"] for e in tokens] == [400, 200]  # refresh refused, then password login
+
+
+async def test_token_is_refreshed_shortly_before_expiry(vao: VaoClient, sim: httpx.AsyncClient):
+    now = [1000.0]
+    vao._auth._clock = lambda: now[0]
+    await vao.list_plans()
+    now[0] += 60  # well inside the 900 s lifetime: no new token
+    await vao.list_plans()
+    now[0] += 800  # within the refresh margin before expiry
+    await vao.list_plans()
+    tokens = [e for e in await log(sim) if e["path"].endswith("/Token")]
+    assert len(tokens) == 2
+
+
+async def test_wrong_password_is_one_clear_line_without_secrets(app):
+    async with VaoClient("http://sim", "demo", "hunter2", transport=httpx.ASGITransport(app=app)) as bad:
+        with pytest.raises(VaoAuthError) as caught:
+            await bad.list_plans()
+    message = str(caught.value)
+    assert "refused" in message and "\n" not in message and "hunter2" not in message
+    assert "hunter2" not in repr(bad) and "hunter2" not in repr(bad._auth)
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+async def test_error_mapping(vao: VaoClient, sim: httpx.AsyncClient):
+    with pytest.raises(VaoNotFound, match="was not found"):
+        await vao.get_plan("00000000-0000-0000-0000-000000000000")
+    legacy = await plan_named(vao, "Legacy ERP")
+    with pytest.raises(VaoConflict) as conflict:
+        await vao.run_failover(legacy.id)
+    assert conflict.value.status_code == 409 and "Legacy ERP" in str(conflict.value)
+    with pytest.raises(VaoBadRequest, match="restore point"):
+        await vao.run_failover((await plan_named(vao, "Core Network")).id, restore_point="1990-01-01T00:00:00")
+    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 500, "count": 10})
+    with pytest.raises(VaoServerError, match="HTTP 500"):
+        await vao.list_plans()
+
+
+async def test_unknown_state_and_wrapped_plan_parse():
+    plan = FailoverPlan.model_validate([{"id": "x", "name": "P", "planState": "SOMETHING NEW"}])
+    assert plan.state is PlanState.UNKNOWN and plan.state_raw == "SOMETHING NEW"
+    assert PlanState.parse("UNDO FAILOVER") is PlanState.parse("undo_failover") is PlanState.UNDO_FAILOVER
+
+
+async def test_non_json_body_is_a_protocol_error():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/Token"):
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 900})
+        return httpx.Response(200, text="<html>maintenance</html>", headers={"content-type": "text/html"})
+
+    async with VaoClient("http://vao", "u", "p", transport=httpx.MockTransport(handler)) as client:
+        with pytest.raises(VaoProtocolError, match="non-JSON"):
+            await client.list_plans()
+
+
+async def test_unreachable_host_is_a_connect_error():
+    async with VaoClient("http://127.0.0.1:9", "u", "p", retry=FAST) as client:
+        with pytest.raises(VaoConnectError) as caught:
+            await client.list_plans()
+    assert "cannot connect" in str(caught.value) and "\n" not in str(caught.value)
+
+
+# -- retries ------------------------------------------------------------------------------------------------
+
+
+async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient):
+    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 503, "count": 2})
+    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans/*", "retry_after": 0,
+                                         "count": 1})
+    plans = await vao.list_plans()
+    await vao.get_plan(plans[0].id)
+    entries = await log(sim, method="GET")
+    assert [e["status"] for e in entries if e["path"] == "/v2/FailoverPlans"] == [503, 503, 200]
+    assert [e["status"] for e in entries if e["path"] != "/v2/FailoverPlans"] == [429, 200]
+
+
+async def test_rate_limit_without_retries_left_is_named(app):
+    async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app),
+                         retry=RetryPolicy(attempts=1)) as client, httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://sim") as control:
+        await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "retry_after": 7,
+                                                 "count": 1})
+        with pytest.raises(VaoRateLimited) as caught:
+            await client.list_plans()
+    assert caught.value.retry_after == 7
+
+
+async def test_a_post_that_got_a_5xx_is_never_resent(vao: VaoClient, sim: httpx.AsyncClient):
+    plan = await plan_named(vao, "Core Network")
+    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503,
+                                         "count": 1})
+    with pytest.raises(VaoServerError):
+        await vao.run_failover(plan.id)
+    assert len(await log(sim, method="POST", path="*/Run")) == 1
+
+
+class FailFirstConnect(httpx.AsyncBaseTransport):
+    """A transport whose first connection attempt fails before anything is sent (as a refused connect)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner, self.failed = inner, False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.failed and request.method == "POST" and request.url.path.endswith("/Run"):
+            self.failed = True
+            raise httpx.ConnectError("connection refused", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_post_that_never_left_is_resent_once(app, sim: httpx.AsyncClient):
+    async with VaoClient("http://sim", "demo", "demo", retry=FAST,
+                         transport=FailFirstConnect(httpx.ASGITransport(app=app))) as client:
+        plan = await plan_named(client, "Core Network")
+        await client.run_failover(plan.id)
+    assert len(await log(sim, method="POST", path="*/Run")) == 1  # only the attempt that reached the server
+
+
+# -- over real HTTP (uvicorn on loopback) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def served():
+    with BackgroundServer(create_app("demo", progression="tick")) as server:
+        yield server
+
+
+async def test_over_uvicorn_a_lost_response_is_never_resent(served):
+    async with httpx.AsyncClient(base_url=served.url) as control, VaoClient(served.url, "demo", "demo",
+                                                                            retry=FAST) as client:
+        plan = await plan_named(client, "SQL Tier")
+        await control.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run",
+                                                 "drop": "after", "count": 1})
+        with pytest.raises(VaoResponseLost):
+            await client.run_failover(plan.id)
+        runs = (await control.get("/_sim/requests", params={"method": "POST", "path": "*/Run"})).json()
+        assert len(runs) == 1
+        assert (await client.get_plan(plan.id)).state is PlanState.FAILOVER  # it did reach VAO
+
+
+async def test_over_uvicorn_all_operations_and_token_sharing(served):
+    async with VaoClient(served.url, "demo", "demo") as client:
+        plans = await client.list_plans()
+        await asyncio.gather(*(client.get_plan(p.id) for p in plans))
+        plan = next(p for p in plans if p.name == "Reporting")
+        await client.run_failover(plan.id)
+        await until(client, plan.id, PlanState.FAILOVER)
+        await client.undo(plan.id)
+        await until(client, plan.id, PlanState.ENABLED)
+    async with httpx.AsyncClient(base_url=served.url) as control:
+        entries = (await control.get("/_sim/requests")).json()
+    assert sum(1 for e in entries if e["path"].endswith("/Token")) == 1
+
+
+# -- TLS ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    base = tmp_path_factory.mktemp("tls")
+    ca_file, cert_file, key_file = base / "ca.pem", base / "cert.pem", base / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    with BackgroundServer(create_app("demo"), ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)) as server:
+        assert server.url.startswith("https://")
+        yield server.url, str(ca_file)
+
+
+async def test_tls_trusted_through_a_ca_bundle(tls):
+    url, ca_file = tls
+    async with VaoClient(url, "demo", "demo", ca_bundle=ca_file) as client:
+        assert await client.list_plans()
+
+
+async def test_tls_rejected_without_the_ca(tls):
+    url, _ = tls
+    async with VaoClient(url, "demo", "demo", retry=FAST) as client:
+        with pytest.raises(VaoTLSError, match="not trusted"):
+            await client.list_plans()
+
+
+async def test_insecure_opt_out_warns_every_time(tls, caplog: pytest.LogCaptureFixture):
+    url, _ = tls
+    with caplog.at_level(logging.WARNING, logger="vaodrill.client"):
+        for _ in range(2):
+            async with VaoClient(url, "demo", "demo", verify=False) as client:
+                assert await client.list_plans()
+    assert sum("verification is OFF" in r.message for r in caplog.records) == 2

@@ -482,3 +482,12 @@ def test_spec_modules_do_not_import_prefect() -> None:
         "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_json_schema_is_clean(recwarn: pytest.WarningsRecorder) -> None:
+    schema = DrillSpec.model_json_schema()
+    assert schema["properties"]["poll_interval"]["default"] == "10s"
+    assert schema["properties"]["restore_point"]["default"] == "latest"
+    assert schema["properties"]["on_halt"]["default"] == "fail"
+    assert schema["required"] == ["name", "plans"]
+    assert not [w for w in recwarn if "pydantic" in str(w.category.__module__)]

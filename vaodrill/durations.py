@@ -168,10 +168,15 @@ def _validate(value: Any) -> pendulum.Duration:
     return parse_duration(value)
 
 
+def _serialize(value: Any) -> str:
+    # Also called on raw defaults (e.g. "10s") when pydantic writes a JSON schema.
+    return format_duration(value if isinstance(value, timedelta) else parse_duration(value))
+
+
 DurationField = Annotated[
     pendulum.Duration,
     PlainValidator(_validate),
-    PlainSerializer(format_duration, return_type=str),
+    PlainSerializer(_serialize, return_type=str),
     WithJsonSchema(
         {
             "anyOf": [

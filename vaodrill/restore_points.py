@@ -55,6 +55,7 @@ import difflib
 import random
 import re
 import secrets
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -116,15 +117,14 @@ _DAY_NAMES: dict[str, int | None] = {
 
 @lru_cache(maxsize=1)
 def _zone_names() -> tuple[str, ...]:
-    import zoneinfo
-
     return tuple(sorted(zoneinfo.available_timezones()))
 
 
 def check_timezone(name: object) -> str:
     """Return the canonical IANA name of ``name`` or raise ``ValueError`` (with a did-you-mean hint).
 
-    Fixed offsets and "local" are refused on purpose: a drill's zone must follow DST like its people do.
+    Offsets such as ``+02:00`` and "local" are refused on purpose: a drill's zone must follow DST like its
+    people do, and the machine running the drill must not change its meaning.
     """
     if isinstance(name, str) and name.strip():
         try:
@@ -184,8 +184,9 @@ def _localize(wall: dt.datetime, zone: str) -> tuple[dt.datetime, str | None]:
 
 def is_ambiguous_wall_time(instant: dt.datetime, server_tz: str) -> bool:
     """True when ``instant``'s wall time in ``server_tz`` occurs twice, so the offset-less date is ambiguous."""
-    wall = _local_wall(_utc(instant, "instant"), check_timezone(server_tz))
-    tz = _zone(check_timezone(server_tz))
+    zone = check_timezone(server_tz)
+    wall = _local_wall(_utc(instant, "instant"), zone)
+    tz = _zone(zone)
     return wall.replace(tzinfo=tz, fold=0).utcoffset() != wall.replace(tzinfo=tz, fold=1).utcoffset()
 
 

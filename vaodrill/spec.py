@@ -41,7 +41,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import pendulum
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import PydanticCustomError
@@ -216,7 +215,7 @@ class DrillSpec(StrictModel):
     timezone: str = "UTC"
     restore_point: RestorePointRule = LatestRule()
     max_parallel: int | None = Field(default=None, ge=1)
-    poll_interval: DurationField = pendulum.duration(seconds=10)
+    poll_interval: DurationField = Field(default="10s", validate_default=True)  # a str: JSON-schema friendly
     on_halt: HaltPolicy = HaltPolicy()
     plans: tuple[PlanStep, ...] = Field(min_length=1)
 

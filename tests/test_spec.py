@@ -361,6 +361,12 @@ def test_error_parts() -> None:
     assert isinstance(err, ValueError)
 
 
+def test_a_failing_only_plan_is_one_error() -> None:
+    err = error("name: x\nplans:\n  - {plan: A, restore_point: {agoo: 1h}}\n")
+    assert str(err).startswith("demo.yaml: plans[0].restore_point: unknown rule key 'agoo'")
+    assert "more" not in str(err)
+
+
 def test_several_errors_show_the_first_and_a_count() -> None:
     err = error(DEMO.replace("poll_interval: 1s", "mode: dril\nmax_parallel: 0\ntimezone: Nowhere"))
     assert str(err) == "demo.yaml: mode: expected 'drill' or 'failover', got 'dril' (+2 more)"

@@ -253,6 +253,12 @@ def validation_problem(exc: ValidationError) -> tuple[str, str]:
     locations (``restore_point.ago.ago``) are dropped. Shared by ``parse_rule`` and ``vaodrill.spec``.
     """
     errors = exc.errors(include_url=False)
+    # A list whose only item failed also reports "too short": an echo of the item's error, not a second one.
+    errors = [
+        e
+        for e in errors
+        if not (e["type"] == "too_short" and any(o["loc"][: len(e["loc"])] == e["loc"] != o["loc"] for o in errors))
+    ] or errors
     first = errors[0]
     loc = _location(first["loc"])
     message = _message(first)

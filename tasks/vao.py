@@ -29,10 +29,10 @@ from vaodrill.models import FailoverPlan
 CACHE_FOR = timedelta(days=30)
 
 
-def transient(task: Any, task_run: Any, state: Any) -> bool:
+async def transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry only errors that say "try again later", never a refusal or a drill verdict."""
     try:
-        state.result()
+        await state.aresult()
     except (VaoConnectionError, VaoRateLimited, VaoServerError):
         return True
     except Exception:

@@ -194,7 +194,7 @@ async def _clean_up_all(session: DrillSession, spec: DrillSpec, settings: Connec
                 _emit("vaodrill.undo.failed", spec, settings, target=target, payload={"run_id": run_id,
                                                                                       "reason": str(exc)})
             else:
-                undo[key] = (result.status, result.detail, result.completed_at)
+                undo[key] = (result.status, None, result.completed_at)
                 _emit("vaodrill.undo.completed", spec, settings, target=target,
                       payload={"run_id": run_id, "status": result.status})
 

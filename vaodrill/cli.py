@@ -24,14 +24,17 @@ from rich.console import Console
 from rich.table import Table
 
 from vaodrill.connection import ConnectionSettings
-from vaodrill.errors import VaoError
+from vaodrill.errors import UnknownPlans, VaoAuthError, VaoConnectionError, VaoError
+
+#: Failures that are the user's to fix (exit 2), as opposed to a drill that ran and failed (exit 1).
+USER_ERRORS = (UnknownPlans, VaoAuthError, VaoConnectionError)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DRILL = ROOT / "deployments" / "drills" / "demo.yaml"
-DEMO_TIME_SCALE = 60.0
+DEMO_TIME_SCALE = 120.0
 
 app = typer.Typer(
     name="vaodrill", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -326,11 +329,12 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path) -> An
     request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir))
     with LiveView(console) as view:
         state = asyncio.run(dr_drill(request=request, return_state=True))
+    console.print()
     report = view.report
+    error = _state_error(state) if state.is_failed() else None
+    if isinstance(error, USER_ERRORS) or (report is None and isinstance(error, VaoError | ValueError)):
+        raise error  # bad input or configuration: one line, exit 2
     if report is None:
-        error = _state_error(state)
-        if isinstance(error, VaoError | ValueError):
-            raise error
         raise UserError(f"the drill did not run: {state.message or state.name}")
     console.print(summary_table(report))
     files = view.files_dir(report_dir, report)
@@ -353,15 +357,15 @@ def _state_error(state: Any) -> BaseException | None:
 
 
 def _quiet_prefect() -> None:
-    """Only warnings from Prefect on the console; no telemetry from an offline laptop."""
-    for key, value in {
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL": "WARNING",
-        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL": "WARNING",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_SERVER_LOGGING_LEVEL": "ERROR",
-    }.items():
-        os.environ.setdefault(key, value)
+    """The console belongs to the live view: Prefect's run logs (tracebacks included) go to the Prefect UI only.
+
+    Only CRITICAL records (e.g. plans left failed over) still reach the terminal; no telemetry is sent.
+    """
+    for key in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
+                "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL"):
+        os.environ[key] = "CRITICAL"
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
 
 
 @app.command()
@@ -409,3 +413,7 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

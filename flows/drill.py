@@ -73,7 +73,7 @@ async def connection_settings(block_name: str | None) -> ConnectionSettings:
 
 
 def _emit(event: str, spec: DrillSpec, settings: ConnectionSettings, *, target: PlanTarget | None = None,
-          payload: dict[str, Any] | None = None) -> None:
+          payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> None:
     """A Prefect event naming the drill, the plan and the VAO server (never credentials)."""
     server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
               "prefect.resource.name": settings.url}
@@ -85,7 +85,8 @@ def _emit(event: str, spec: DrillSpec, settings: ConnectionSettings, *, target: 
         resource = {"prefect.resource.id": f"vao.plan.{target.id}", "prefect.resource.name": target.name,
                     "vaodrill.drill": spec.name}
         related = [drill, server]
-    emit_event(event, resource={k: v for k, v in resource.items() if k != "prefect.resource.role"},
+    resource = {**{k: v for k, v in resource.items() if k != "prefect.resource.role"}, **(labels or {})}
+    emit_event(event, resource=resource,
                related=related, payload=payload or {})
 
 
@@ -240,7 +241,7 @@ async def _publish(report: DrillReport, spec: DrillSpec, settings: ConnectionSet
     if report_dir:
         files = write_reports(report, Path(report_dir))
         logger.info("Reports written to %s", files.directory)
-    _emit("vaodrill.drill.completed", spec, settings,
+    _emit("vaodrill.drill.completed", spec, settings, labels={"vaodrill.verdict": report.verdict},
           payload={"run_id": report.run_id, "verdict": report.verdict, "reason": report.reason,
                    "left_failed_over": [p.plan for p in report.left_failed_over],
                    "report": str(files.json) if files else None})

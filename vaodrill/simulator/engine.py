@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -169,6 +170,13 @@ def normalise_id(raw: str) -> str:
 
 class Simulator:
     """One simulated VAO server. Exposed on ``app.state.sim``; routes call its public methods."""
+
+    scenario: Scenario
+    tz: ZoneInfo
+    started_at: float
+    tokens: TokenStore
+    faults: FaultRegistry
+    log: RequestLog
 
     def __init__(
         self,

@@ -64,7 +64,11 @@ class Query:
         views = [(row, view(row)) for row in rows]
         kept = [(row, v) for row, v in views if all(c.matches(v) for c in self.clauses)]
         for prop, descending in reversed(self.order):  # stable sorts, last key first
-            kept.sort(key=lambda pair, p=prop: _sort_key(pair[1].get(p)), reverse=descending)
+
+            def key(pair: tuple[T, Mapping[str, Any]], prop: str = prop) -> tuple[int, Any]:
+                return _sort_key(pair[1].get(prop))
+
+            kept.sort(key=key, reverse=descending)
         paged = kept[self.skip:]
         if self.top is not None:
             paged = paged[: self.top]

@@ -93,7 +93,7 @@ Guid = Annotated[str, BeforeValidator(_guid)]
 class PeriodicRestorePoints(BaseModel):
     """One restore point every ``every_hours`` over the last ``days``, newest at the start hour."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     every_hours: float = Field(4, gt=0)
     days: float = Field(7, gt=0)
@@ -119,7 +119,7 @@ class PlanDefaults(BaseModel):
     failback_duration: float | None = Field(None, gt=0, description="Failback/CommitFailback; default: failover")
     undo_duration: float = Field(90, gt=0, description="simulated seconds of UndoFailover/UndoFailback")
     steps: int = Field(5, ge=1, le=1000)
-    restore_points: RestorePoints = Field(default_factory=PeriodicRestorePoints)
+    restore_points: RestorePoints = PeriodicRestorePoints()
     target_rto: int = Field(60, ge=0, description="minutes")
     target_rpo: int = Field(1440, ge=0, description="minutes")
 
@@ -232,7 +232,7 @@ class Scenario(BaseModel):
     timezone: str = "UTC"
     site_id: Guid = DEFAULT_SITE_ID
     scope_id: Guid = DEFAULT_SCOPE_ID
-    defaults: PlanDefaults = Field(default_factory=PlanDefaults)
+    defaults: PlanDefaults = Field(default_factory=lambda: PlanDefaults())
     plans: list[PlanSpec] = Field(default_factory=list)
 
     @field_validator("timezone")

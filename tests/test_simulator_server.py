@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,15 @@ def test_a_drill_over_real_sockets(client: httpx.Client) -> None:
     for _ in range(6):
         plan = client.get(f"/v2/FailoverPlans/{SQL}").json()
     assert (plan["planState"], plan["planStateDetails"]) == ("Enabled", "Ready")
+
+
+def test_loopback_requests_do_not_wait_for_delayed_acks(client: httpx.Client) -> None:
+    """Without TCP_NODELAY on accepted sockets each answer took ~40 ms (Nagle + delayed ACK); now ~1 ms."""
+    client.get("/v2/FailoverPlans")
+    started = time.perf_counter()
+    for _ in range(20):
+        client.get(f"/v2/FailoverPlans/{SQL}")
+    assert time.perf_counter() - started < 0.4  # 20 x 40 ms would be 0.8 s
 
 
 def test_drop_before_is_a_protocol_error_and_nothing_happens(client: httpx.Client,

@@ -96,7 +96,9 @@ class BackgroundServer:
             raise RuntimeError("this BackgroundServer is already running")
         _quiet_logging()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto must be IPPROTO_TCP (not the default 0): asyncio only sets TCP_NODELAY on accepted sockets of
+        # that proto, and without it every response waits ~40 ms for Nagle + delayed ACK.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]

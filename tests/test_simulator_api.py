@@ -403,6 +403,20 @@ async def test_unresolvable_dates_are_400_and_start_nothing(make_api: Callable[.
     assert (record["planState"], record["stages"], record["run_requests"]) == ("Enabled", [], 1)
 
 
+async def test_other_modes_validate_the_date_but_use_no_point(make_api: Callable[..., Api],
+                                                              clock: FakeClock) -> None:
+    api = make_api(one_plan_scenario(restore_points=RP))
+    await api.op(P_ID, "Run", {"mode": "FailoverNow"})
+    clock.advance(100)
+    bad = await api.op(P_ID, "Run", {"mode": "PermanentFailoverNow",
+                                     "planlaunchOptions": {"restorePointRule": {"date": "soon"}}})
+    assert bad.status_code == 400 and "restorePointRule.date 'soon'" in bad.json()["Message"]
+    stage = await used_point(api, {"mode": "PermanentFailoverNow",
+                                   "planlaunchOptions": {"restorePointRule": {"date": "2020-01-01T00:00:00"}}})
+    assert (stage["kind"], stage["restore_point_requested"], stage["restore_point_used"]) == (
+        "PermanentFailover", "2020-01-01T00:00:00", None)
+
+
 async def test_plan_without_restore_points(make_api: Callable[..., Api]) -> None:
     api = make_api(one_plan_scenario(restore_points=[]))
     response = await api.op(P_ID, "Run", {"mode": "FailoverNow"})

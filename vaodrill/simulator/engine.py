@@ -345,6 +345,8 @@ class Simulator:
             if isinstance(body, RunBody):
                 options = body.plan_launch_options
                 rule = options.restore_point_rule if options else None
+                if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
+                    parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
                 extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
                     "restore_point_rule", "execute_chained_plans"}) if options else {}
                 self._start(plan, move.target, now, mode=body.mode,

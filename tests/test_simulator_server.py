@@ -137,12 +137,13 @@ def test_serve_prints_where_it_listens_and_how_to_log_in(monkeypatch: pytest.Mon
         seen["config"] = self.config
 
     monkeypatch.setattr(uvicorn.Server, "run", fake_run)
-    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("COLUMNS", "80")  # the curl commands must still come out whole
     serve(port=9911, time_scale=60, username="LAB\\drill", password="pw-123", progression="tick")
     out = capsys.readouterr().out
     assert "http://127.0.0.1:9911/v2" in out
     assert "LAB\\drill" in out and "pw-123" in out
-    assert "curl -s -X POST http://127.0.0.1:9911/v2/Token -d grant_type=password" in out
+    assert ("curl -s -X POST http://127.0.0.1:9911/v2/Token -d grant_type=password "
+            "--data-urlencode 'username=LAB\\drill' --data-urlencode 'password=pw-123'\n") in out
     assert "60x" in out and "tick" in out
     config = seen["config"]
     assert (config.host, config.port, config.access_log) == ("127.0.0.1", 9911, False)

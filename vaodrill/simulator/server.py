@@ -8,6 +8,7 @@ before the thread starts, so ``port=0`` yields a free port that is known immedia
 from __future__ import annotations
 
 import logging
+import shlex
 import socket
 import threading
 import time
@@ -177,12 +178,17 @@ def serve(
         f"scenario [green]{sim.scenario.name}[/green] ({len(sim.summary()['plans'])} plans), "
         f"progression {progression}, time scale {time_scale:g}x, server time zone {sim.scenario.timezone}\n"
         f"credentials: username [yellow]{username}[/yellow]  password [yellow]{password}[/yellow]\n"
-        f"control plane: {base}/_sim  (docs: {base}/_sim/docs)\n\n"
-        f"[dim]# log in, then list plans[/dim]\n"
-        f"curl{insecure} -s -X POST {base}/v2/Token -d grant_type=password "
-        f"--data-urlencode 'username={username}' --data-urlencode 'password={password}'\n"
-        f"curl{insecure} -s {base}/v2/FailoverPlans -H 'Authorization: Bearer <access_token>'",
+        f"control plane: {base}/_sim  (docs: {base}/_sim/docs)",
         title="vaodrill simulator",
     ))
+    # Outside the panel and never wrapped, so the commands survive copy and paste.
+    console.print("[dim]# log in, then list plans[/dim]")
+    for command in (
+        f"curl{insecure} -s -X POST {base}/v2/Token -d grant_type=password "
+        f"--data-urlencode {shlex.quote('username=' + username)} "
+        f"--data-urlencode {shlex.quote('password=' + password)}",
+        f"curl{insecure} -s {base}/v2/FailoverPlans -H 'Authorization: Bearer <access_token>'",
+    ):
+        console.print(command, soft_wrap=True, highlight=False, markup=False)
     _quiet_logging()
     uvicorn.Server(_config(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile)).run()

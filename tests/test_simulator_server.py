@@ -143,7 +143,7 @@ def test_serve_prints_where_it_listens_and_how_to_log_in(monkeypatch: pytest.Mon
     assert "http://127.0.0.1:9911/v2" in out
     assert "LAB\\drill" in out and "pw-123" in out
     assert ("curl -s -X POST http://127.0.0.1:9911/v2/Token -d grant_type=password "
-            "--data-urlencode 'username=LAB\\drill' --data-urlencode 'password=pw-123'\n") in out
+            "--data-urlencode 'username=LAB\\drill' --data-urlencode password=pw-123\n") in out
     assert "60x" in out and "tick" in out
     config = seen["config"]
     assert (config.host, config.port, config.access_log) == ("127.0.0.1", 9911, False)

@@ -23,7 +23,7 @@ from tasks.blocks import VaoServer
 from tasks.vao import check_precondition, clean_up, start_failover, wait_for_failover, write_gate
 from vaodrill import progress
 from vaodrill.connection import ConnectionSettings
-from vaodrill.dag import run_dag
+from vaodrill.dag import reverse_order, run_dag
 from vaodrill.drill import (
     DrillSession,
     PlanTarget,
@@ -154,10 +154,8 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
             for key in order:
                 results[key] = _result(key, targets.get(key), after[key], outcomes.get(key), attempted, done,
                                        undo, spec.mode, interrupted)
-                show_target = targets.get(key)
-                if show_target:
-                    show(show_target, results[key].status if results[key].status != "passed" else "passed",
-                         results[key].reason)
+                if key in targets:
+                    show(targets[key], results[key].status, results[key].reason)
             plan_results = [results[key] for key in order]
             final, reason = verdict(plan_results, spec.mode)
             if interrupted and reason is None:
@@ -176,8 +174,6 @@ async def _clean_up_all(session: DrillSession, spec: DrillSpec, settings: Connec
                         attempted: dict[str, Started | None], done: dict[str, Any],
                         run_id: str) -> dict[str, tuple[str, str | None, datetime | None]]:
     """Undo every plan the drill may have failed over, dependents first; never raises."""
-    from vaodrill.dag import reverse_order
-
     logger = get_run_logger()
     undo: dict[str, tuple[str, str | None, datetime | None]] = {}
     keys = [k for k in order if k in attempted]

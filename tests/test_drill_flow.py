@@ -263,3 +263,15 @@ async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, 
     assert len(reports) == 1
     report = load_report(reports[0])
     assert report.verdict == "failed" and "cancelled" in report.reason
+
+
+async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from flows.drill import failover_plan
+
+    monkeypatch.setenv("VAO_URL", sim.url)
+    monkeypatch.setenv("VAO_USERNAME", "demo")
+    monkeypatch.setenv("VAO_PASSWORD", "demo")
+    result = await failover_plan(plan="Reporting", restore_point="latest", report_dir=str(tmp_path))
+    assert result["verdict"] == "passed" and result["plans"][0]["undo"] == "verified"
+    reporting = sim.plan_id("Reporting").lower()
+    assert sim.posts("Run") == {reporting: 1} and sim.posts("Undo") == {reporting: 1}

@@ -40,6 +40,7 @@ from vaodrill.models import (
     RunRequest,
     ScheduleRequest,
 )
+from vaodrill.restore_points import to_server_wall_time
 from vaodrill.retry import RetryPolicy
 
 log = logging.getLogger("vaodrill.client")
@@ -262,6 +263,4 @@ class VaoClient:
             return moment
         if moment.tzinfo is None:
             return moment.replace(microsecond=0).isoformat()
-        from vaodrill.restore_points import to_server_wall_time
-
         return to_server_wall_time(moment, self.server_timezone)

@@ -26,7 +26,7 @@ from vaodrill.errors import (
     VaoError,
 )
 from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
-from vaodrill.report import DrillReport, PlanResult
+from vaodrill.report import PlanResult
 from vaodrill.restore_points import restore_point_date
 from vaodrill.spec import DrillSpec, HaltPolicy
 
@@ -426,6 +426,6 @@ def status_of(error: BaseException) -> str:
 
 
 __all__ = [
-    "Cleanup", "DrillReport", "DrillSession", "HaltPolicy", "PlanMonitor", "PlanTarget", "StageDone", "Started",
+    "Cleanup", "DrillSession", "HaltPolicy", "PlanMonitor", "PlanTarget", "StageDone", "Started",
     "check_enabled", "default_timeout", "find_plan", "plan_result", "status_of", "verdict", "wait_for",
 ]

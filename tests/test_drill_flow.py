@@ -54,9 +54,9 @@ async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     reports = tmp_path / "reports"
     state = await (flow or dr_drill)(request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request),
                                      return_state=True)
-    files = sorted(reports.glob("*/*/report.json"))
-    assert len(files) == 1, files
-    return state, load_report(files[0])
+    files = sorted(reports.glob("*/*/report.json"))  # one per attempt; names sort by start time
+    assert files, "no report written"
+    return state, load_report(files[-1])
 
 
 def by_name(report: DrillReport) -> dict:
@@ -227,6 +227,10 @@ async def test_flow_retry_never_sends_a_second_run(sim: Sim, tmp_path: Path, mon
     retrying = dr_drill.with_options(retries=1, retry_delay_seconds=0)
     state, _ = await run_drill_flow(sim, tmp_path / "a", monkeypatch, spec, flow=retrying)
     assert state.is_failed()
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        assert (await client.read_flow_run(state.state_details.flow_run_id)).run_count == 2  # it did retry
     runs = sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")
     assert len(runs) == 1  # Core Network once, across both attempts; Legacy ERP never
     assert len(sim.posts("Undo")) == 1
@@ -275,3 +279,34 @@ async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Pat
     assert result["verdict"] == "passed" and result["plans"][0]["undo"] == "verified"
     reporting = sim.plan_id("Reporting").lower()
     assert sim.posts("Run") == {reporting: 1} and sim.posts("Undo") == {reporting: 1}
+
+
+async def test_run_graph_links_plan_tasks_along_the_dag(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """In the Prefect UI's run graph, a plan's precondition hangs off its dependencies' wait task runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    spec = write_spec(tmp_path, """
+  - plan: Core Network
+  - plan: Active Directory
+    after: [Core Network]
+  - plan: Reporting
+    after: [Core Network]
+""")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_completed(), report.reason
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    by_name = {run.name: run for run in runs}
+    assert {"precondition · Core Network", "failover · Core Network", "wait · Core Network",
+            "undo · Core Network"} <= set(by_name)
+
+    def upstream(name: str) -> set[str]:
+        ids = {i.id for inputs in by_name[name].task_inputs.values() for i in inputs}
+        return {run.name for run in runs if run.id in ids}
+
+    assert "wait · Core Network" in upstream("precondition · Active Directory")
+    assert "wait · Core Network" in upstream("precondition · Reporting")
+    assert "precondition · Core Network" in upstream("failover · Core Network")
+    assert upstream("precondition · Core Network") == set()

@@ -15,7 +15,10 @@ from typing import Any, Literal
 import pendulum
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events import emit_event
+from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field
 
@@ -148,6 +151,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
             raise
         finally:
             undo = {}
+            _cleaning_up.add(run_id)  # the cancellation hook leaves this run to us
             if spec.mode == "drill" and attempted:
                 undo = await _clean_up_all(session, spec, settings, targets, order, after, attempted, done,
                                            run_id)
@@ -246,7 +250,59 @@ async def _publish(report: DrillReport, spec: DrillSpec, settings: ConnectionSet
                         ", ".join(p.plan for p in report.left_failed_over))
 
 
+#: Drill runs whose own cleanup is under way in this process (the cancellation hook then stands aside).
+_cleaning_up: set[str] = set()
+
+
+async def undo_after_cancellation(flow: Any, cancelled_run: Any, state: Any) -> None:
+    """``on_cancellation`` hook: undo what a cancelled drill run may have failed over.
+
+    A run cancelled from the Prefect UI is stopped by a signal; its own cleanup may never run. Prefect's record of
+    the run's ``start-failover`` task runs says which plans it may have started; each is undone (halted first if
+    still running) and verified, and the outcome is logged and emitted loudly.
+    """
+    logger = flow_run_logger(cancelled_run, flow)
+    request = DrillRequest.model_validate(cancelled_run.parameters.get("request") or {})
+    run_id = request.run_id or str(cancelled_run.id)
+    if run_id in _cleaning_up:
+        return
+    async with get_client() as client:
+        task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[cancelled_run.id])))
+    started = {run.name.split(" · ", 1)[1] for run in task_runs if (run.name or "").startswith("failover · ")}
+    if not started:
+        logger.warning("Drill cancelled before any failover: nothing to undo")
+        return
+    spec = load_spec(request.drill_file)
+    settings = await connection_settings(request.vao_block)
+    names = ", ".join(sorted(started))
+    if spec.mode != "drill":
+        logger.critical("Real failover cancelled after starting: %s (left failed over, no undo)", names)
+        return
+    logger.critical("Drill cancelled with plans possibly failed over: %s. Undoing them now.", names)
+    _emit("vaodrill.drill.cancelled", spec, settings, payload={"run_id": run_id, "plans": sorted(started)})
+    async with DrillSession(settings.client(), spec.poll_interval.total_seconds(), write_gate()) as session:
+        targets = build_targets(spec, await session.client.list_plans(), now=utcnow(),
+                                server_timezone=settings.server_timezone)
+        keys = [step.plan for step in spec.topological_order() if targets[step.plan].name in started]
+        after = {k: [d for d in targets[k].after if d in keys] for k in keys}
+        for wave in reverse_order(keys, after):
+            outcomes = await asyncio.gather(*(session.clean_up(targets[k], started=True) for k in wave),
+                                            return_exceptions=True)
+            for key, outcome in zip(wave, outcomes, strict=True):
+                target = targets[key]
+                if isinstance(outcome, BaseException):
+                    logger.critical("CLEANUP NOT VERIFIED for %s: %s", target.name, outcome)
+                    _emit("vaodrill.undo.failed", spec, settings, target=target,
+                          payload={"run_id": run_id, "reason": str(outcome)})
+                else:
+                    logger.warning("%s undone after cancellation (%s)", target.name, outcome.status)
+                    _emit("vaodrill.undo.completed", spec, settings, target=target,
+                          payload={"run_id": run_id, "status": outcome.status})
+
+
 @flow(name="dr-drill", flow_run_name=_drill_run_name, log_prints=False, retries=0, retry_delay_seconds=30,
+      on_cancellation=[undo_after_cancellation],
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
 async def dr_drill(request: DrillRequest) -> dict[str, Any]:
     """Run the drill spec in ``request.drill_file``; fails the flow run unless the verdict is passed."""

@@ -310,3 +310,49 @@ async def test_run_graph_links_plan_tasks_along_the_dag(sim: Sim, tmp_path: Path
     assert "wait · Core Network" in upstream("precondition · Reporting")
     assert "precondition · Core Network" in upstream("failover · Core Network")
     assert upstream("precondition · Core Network") == set()
+
+
+async def test_cancellation_hook_undoes_what_a_killed_run_started(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.drill import dr_drill, undo_after_cancellation
+
+    sim.patch("Active Directory", never_finish=True)
+    spec = write_spec(tmp_path)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
+           "VAO_PASSWORD": "demo"}
+    code = ("import asyncio, sys; from flows.drill import DrillRequest, dr_drill; "
+            "asyncio.run(dr_drill(request=DrillRequest(drill_file=sys.argv[1], report_dir=sys.argv[2])))")
+    child = subprocess.Popen([sys.executable, "-c", code, str(spec), str(tmp_path / "reports")], env=env,
+                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    ad = sim.plan_id("Active Directory").lower()
+    deadline = time.monotonic() + 90
+    try:
+        while ad not in sim.posts("Run"):
+            assert child.poll() is None and time.monotonic() < deadline, "the drill never started Active Directory"
+            await asyncio.sleep(0.1)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert sim.posts("Undo") == {}  # killed before any cleanup
+    async with get_client() as client:
+        runs = await client.read_flow_runs()
+        killed = next(r for r in runs if r.parameters.get("request", {}).get("drill_file") == str(spec))
+    for key in ("VAO_URL", "VAO_USERNAME", "VAO_PASSWORD"):  # the serving process has them, as the child had
+        monkeypatch.setenv(key, env[key])
+    await undo_after_cancellation(dr_drill, killed, killed.state)
+    records = sim.plans()
+    assert records["Core Network"]["planState"] == "Enabled" and records["Active Directory"]["planState"] == "Enabled"
+    core = sim.plan_id("Core Network").lower()
+    assert sim.posts("Undo") == {core: 1, ad: 1}
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1  # AD was still running

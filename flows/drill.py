@@ -14,7 +14,12 @@ from typing import Any, Literal
 
 import pendulum
 from prefect import flow, get_run_logger
-from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.artifacts import (
+    acreate_markdown_artifact,
+    acreate_progress_artifact,
+    acreate_table_artifact,
+    aupdate_progress_artifact,
+)
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.events import emit_event
@@ -106,23 +111,41 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     done: dict[str, Any] = {}
     targets: dict[str, PlanTarget] = {}
 
+    progress_artifact: Any = None
+    finished_plans = 0
+
     def show(target: PlanTarget, stage: str, detail: str | None = None) -> None:
+        """One plan transition: to the run log (and so the Prefect UI) and to local progress listeners."""
         started = attempted.get(target.key)
+        logger.info("%s: %s%s", target.name, stage, f" ({detail})" if detail else "")
         progress.publish(progress.PlanProgress(spec.name, target.name, stage, utcnow(), target.rto_target_seconds,
                                                started.started_at if started else None, detail))
 
+    async def plan_finished() -> None:
+        nonlocal finished_plans
+        finished_plans += 1
+        if progress_artifact is not None:
+            await aupdate_progress_artifact(progress_artifact, 100.0 * finished_plans / len(order))
+
     async def run_plan(key: str, upstream: dict[str, Any]) -> Any:
         target = targets[key]
-        show(target, "precondition")
-        plan = await check_precondition(session, target, run_id, wait_for=list(upstream.values()))
-        attempted[key] = None  # from here on the Run may reach VAO: the plan is cleaned up whatever happens
-        show(target, "starting")
-        started = await start_failover(session, target, run_id, wait_for=[plan])
-        attempted[key] = started
-        _emit("vaodrill.failover.started", spec, settings, target=target,
-              payload={"restore_point": target.restore_point, "run_id": run_id, "posted": started.posted})
-        show(target, "failing over")
-        finished = await wait_for_failover(session, target, run_id, started)
+        try:
+            show(target, "precondition")
+            plan = await check_precondition(session, target, run_id, wait_for=list(upstream.values()))
+            attempted[key] = None  # from here on the Run may reach VAO: the plan is cleaned up whatever happens
+            show(target, "starting", f"restore point {target.restore_point}")
+            started = await start_failover(session, target, run_id, wait_for=[plan])
+            attempted[key] = started
+            _emit("vaodrill.failover.started", spec, settings, target=target,
+                  payload={"restore_point": target.restore_point, "run_id": run_id, "posted": started.posted})
+            show(target, "failing over")
+            finished = await wait_for_failover(session, target, run_id, started)
+        except Exception as exc:
+            _emit("vaodrill.failover.failed", spec, settings, target=target,
+                  payload={"run_id": run_id, "status": status_of(exc), "reason": str(exc)})
+            raise
+        finally:
+            await plan_finished()
         done[key] = finished
         show(target, "failed over", finished.details)
         _emit("vaodrill.failover.completed", spec, settings, target=target,
@@ -139,7 +162,10 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
                         settings.url)
             for key in order:
                 t = targets[key]
-                logger.info("  %s -> restore point %s (%s)", t.name, t.restore_point, t.rule)
+                logger.info("  %s -> restore point %s (%s)%s", t.name, t.restore_point, t.rule,
+                            "".join(f"; {note}" for note in t.notes))
+            progress_artifact = await acreate_progress_artifact(
+                0.0, description=f"Plans of drill {spec.name} that reached a verdict")
             outcomes = await run_dag(order, after, run_plan, max_parallel=spec.max_parallel)
         except asyncio.CancelledError:
             interrupted = "drill cancelled"
@@ -152,9 +178,12 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
         finally:
             undo = {}
             _cleaning_up.add(run_id)  # the cancellation hook leaves this run to us
-            if spec.mode == "drill" and attempted:
-                undo = await _clean_up_all(session, spec, settings, targets, order, after, attempted, done,
-                                           run_id)
+            try:
+                if spec.mode == "drill" and attempted:
+                    undo = await _clean_up_all(session, spec, settings, targets, order, after, attempted, done,
+                                               run_id)
+            finally:
+                _cleaning_up.discard(run_id)
             for key in order:
                 results[key] = _result(key, targets.get(key), after[key], outcomes.get(key), attempted, done,
                                        undo, spec.mode, interrupted)

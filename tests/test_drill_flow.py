@@ -356,3 +356,55 @@ async def test_cancellation_hook_undoes_what_a_killed_run_started(
     core = sim.plan_id("Core Network").lower()
     assert sim.posts("Undo") == {core: 1, ad: 1}
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1  # AD was still running
+
+
+async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Not in reports, artifacts, run logs, events or the request log, even when the drill fails."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    from vaodrill.simulator import create_app
+    from vaodrill.simulator.server import BackgroundServer
+
+    secret = "Sup3r-S3cret-Pw"
+    with BackgroundServer(create_app("demo", time_scale=600, password=secret)) as server:
+        sim = Sim(server.url, None)
+        monkeypatch.setenv("VAO_URL", sim.url)
+        spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
+        from flows.drill import DrillRequest, dr_drill
+
+        monkeypatch.setenv("VAO_USERNAME", "demo")
+        monkeypatch.setenv("VAO_PASSWORD", secret)
+        state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
+                               return_state=True)
+        assert state.is_failed()
+        request_log = json_text(sim.requests())
+        sim.control.close()
+    flow_run_id = state.state_details.flow_run_id
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        query = {"filter": {"event": {"prefix": ["vaodrill."]}, "related": {
+            "resources_in_roles": [[f"prefect.flow-run.{flow_run_id}", "flow-run"]]}}, "limit": 50}
+        for _ in range(100):  # events are persisted asynchronously: poll until the drill's last one is there
+            events = await client.request("POST", "/events/filter", json=query)
+            if "vaodrill.drill.completed" in events.text:
+                break
+            await asyncio.sleep(0.1)
+    assert len(logs) > 5 and len(artifacts) >= 2 and "vaodrill.failover.started" in events.text
+    haystack = "\n".join([
+        *(p.read_text() for p in (tmp_path / "r").rglob("*") if p.is_file()),
+        *(log.message for log in logs), *(json_text(a.data) + str(a.description) for a in artifacts),
+        events.text, request_log,
+    ])
+    assert "Core Network" in haystack  # the haystack is real
+    assert secret not in haystack
+
+
+def json_text(value: object) -> str:
+    import json
+
+    return json.dumps(value, default=str)

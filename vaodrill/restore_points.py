@@ -97,6 +97,7 @@ __all__ = [
     "parse_rule",
     "resolve",
     "restore_point_date",
+    "show_value",
     "to_server_wall_time",
     "validation_problem",
 ]
@@ -136,7 +137,7 @@ def check_timezone(name: object) -> str:
         close = difflib.get_close_matches(name.strip(), _zone_names(), n=1, cutoff=0.8)
         if close:
             hint = f" (did you mean {close[0]!r}?)"
-    raise ValueError(f"unknown time zone {_show(name)}{hint}")
+    raise ValueError(f"unknown time zone {show_value(name)}{hint}")
 
 
 @lru_cache(maxsize=64)
@@ -203,7 +204,7 @@ def to_server_wall_time(instant: dt.datetime, server_tz: str) -> str:
 # ------------------------------------------------------------------------------------------ model support
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
     """A value as a YAML user would recognise it, short."""
     if value is None:
         return "null"
@@ -242,7 +243,8 @@ class StrictModel(BaseModel):
                 choices = sorted(f.alias or n for n, f in cls.model_fields.items())
                 hint = _did_you_mean(str(key), choices)
                 more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
-                raise PydanticCustomError("unknown_key", f"unknown key {_show(key)}{hint}{more}", {"key": str(key)})
+                raise PydanticCustomError(
+                    "unknown_key", f"unknown key {show_value(key)}{hint}{more}", {"key": str(key)})
         return data
 
 
@@ -284,19 +286,19 @@ def _message(error: ErrorDetails) -> str:
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
     if kind == "literal_error":
-        return f"expected {ctx['expected']}, got {_show(value)}"
+        return f"expected {ctx['expected']}, got {show_value(value)}"
     if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
         bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}
         limit = next(iter(ctx.values()))
-        return f"must be {bound[kind]} {limit}, got {_show(value)}"
+        return f"must be {bound[kind]} {limit}, got {show_value(value)}"
     if kind in {"int_type", "int_parsing", "int_from_float"}:
-        return f"expected a whole number, got {_show(value)}"
+        return f"expected a whole number, got {show_value(value)}"
     if kind in {"string_type"}:
-        return f"expected a string, got {_show(value)} (quote it in YAML)"
+        return f"expected a string, got {show_value(value)} (quote it in YAML)"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
-        return f"expected a mapping, got {_show(value)}"
+        return f"expected a mapping, got {show_value(value)}"
     if kind in {"list_type", "tuple_type"}:
-        return f"expected a list, got {_show(value)}"
+        return f"expected a list, got {show_value(value)}"
     if kind == "too_short":
         return "must not be empty"
     msg = error["msg"]
@@ -390,9 +392,9 @@ class AtRule(BaseRule):
             try:
                 parsed = dt.datetime.fromisoformat(value.strip())
             except ValueError:
-                raise PydanticCustomError("at_invalid", f"invalid instant {_show(value)} ({_AT_HINT})") from None
+                raise PydanticCustomError("at_invalid", f"invalid instant {show_value(value)} ({_AT_HINT})") from None
         else:
-            raise PydanticCustomError("at_invalid", f"invalid instant {_show(value)} ({_AT_HINT})")
+            raise PydanticCustomError("at_invalid", f"invalid instant {show_value(value)} ({_AT_HINT})")
         offset = parsed.utcoffset()
         fields = (parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second)
         if offset is None:
@@ -430,7 +432,7 @@ _LAST_RE = re.compile(r"\s*([a-z]+)\s+(\d{1,2}):(\d{2})(?::(\d{2}))?\s*", re.IGN
 def _parse_last(text: str) -> tuple[int | None, dt.time]:
     match = _LAST_RE.fullmatch(text)
     if match is None:
-        raise ValueError(f"invalid {_show(text)} (expected '<weekday> HH:MM', e.g. 'sunday 02:00')")
+        raise ValueError(f"invalid {show_value(text)} (expected '<weekday> HH:MM', e.g. 'sunday 02:00')")
     day, hour, minute, second = match.groups()
     if day.lower() not in _DAY_NAMES:
         names = ", ".join(_WEEKDAYS)
@@ -438,7 +440,7 @@ def _parse_last(text: str) -> tuple[int | None, dt.time]:
     try:
         return _DAY_NAMES[day.lower()], dt.time(int(hour), int(minute), int(second or 0))
     except ValueError:
-        raise ValueError(f"invalid time of day in {_show(text)}") from None
+        raise ValueError(f"invalid time of day in {show_value(text)}") from None
 
 
 class LastRule(BaseRule):
@@ -455,7 +457,7 @@ class LastRule(BaseRule):
     def _normalise(cls, value: Any) -> str:
         if not isinstance(value, str):
             raise PydanticCustomError(
-                "last_invalid", f"expected a string like 'sunday 02:00', got {_show(value)} (quote it in YAML)"
+                "last_invalid", f"expected a string like 'sunday 02:00', got {show_value(value)} (quote it in YAML)"
             )
         weekday, time = _parse_last(value)
         day = "daily" if weekday is None else _WEEKDAYS[weekday]
@@ -486,7 +488,7 @@ class StartOfRule(BaseRule):
     def _lower(cls, value: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in {"day", "week", "month"}:
             return value.strip().lower()
-        raise PydanticCustomError("start_of_invalid", f"expected day, week or month, got {_show(value)}")
+        raise PydanticCustomError("start_of_invalid", f"expected day, week or month, got {show_value(value)}")
 
     def describe(self) -> str:
         return f"start of {self.start_of}"
@@ -507,7 +509,7 @@ class RandomWithinRule(BaseRule):
     @classmethod
     def _no_bool(cls, value: Any) -> Any:
         if isinstance(value, bool | float):
-            raise PydanticCustomError("seed_invalid", f"must be a whole number >= 0, got {_show(value)}")
+            raise PydanticCustomError("seed_invalid", f"must be a whole number >= 0, got {show_value(value)}")
         return value
 
     @model_serializer
@@ -549,11 +551,11 @@ def _check_rule_shape(value: Any) -> Any:
             return value
         raise PydanticCustomError(
             "rule_invalid",
-            f"unknown restore point rule {_show(value)} (expected 'latest' or a mapping such as {{ago: 6h}})",
+            f"unknown restore point rule {show_value(value)} (expected 'latest' or a mapping such as {{ago: 6h}})",
         )
     if not isinstance(value, Mapping):
         raise PydanticCustomError(
-            "rule_invalid", f"expected 'latest' or a mapping such as {{ago: 6h}}, got {_show(value)}"
+            "rule_invalid", f"expected 'latest' or a mapping such as {{ago: 6h}}, got {show_value(value)}"
         )
     if "latest" in value:
         raise PydanticCustomError("rule_invalid", "write latest as a plain string: restore_point: latest")

@@ -52,6 +52,7 @@ from vaodrill.restore_points import (
     RestorePointRule,
     StrictModel,
     check_timezone,
+    show_value,
     validation_problem,
 )
 
@@ -84,22 +85,10 @@ def _squash(text: str) -> str:
 _OPTION_BY_SQUASHED = {_squash(option): option for option in CONTINUE_OPTIONS}
 
 
-def _show(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
 def _whole_number(value: Any) -> Any:
     """pydantic's lax int takes ``true`` as 1; in a drill file that is always a mistake."""
     if isinstance(value, bool):
-        raise PydanticCustomError("int_type", f"expected a whole number, got {_show(value)}")
+        raise PydanticCustomError("int_type", f"expected a whole number, got {show_value(value)}")
     return value
 
 
@@ -120,7 +109,7 @@ class HaltPolicy(StrictModel):
             if data.strip().lower() == "fail":
                 return {}
             raise PydanticCustomError(
-                "halt_policy", f"expected 'fail' or {{continue: <option>, max: N}}, got {_show(data)}"
+                "halt_policy", f"expected 'fail' or {{continue: <option>, max: N}}, got {show_value(data)}"
             )
         if isinstance(data, Mapping) and "max" in data and not {"continue", "continue_with"} & set(data):
             raise PydanticCustomError("halt_policy", "'max' needs 'continue: <option>'")
@@ -133,7 +122,7 @@ class HaltPolicy(StrictModel):
         if option is None:
             raise PydanticCustomError(
                 "halt_option",
-                f"unknown continue option {_show(value)} (expected one of {', '.join(CONTINUE_OPTIONS)})",
+                f"unknown continue option {show_value(value)} (expected one of {', '.join(CONTINUE_OPTIONS)})",
             )
         return option
 
@@ -173,7 +162,8 @@ class PlanStep(StrictModel):
     @classmethod
     def _plan_name(cls, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
-            raise PydanticCustomError("plan_name", f"expected a plan name or id, got {_show(value)} (quote it in YAML)")
+            raise PydanticCustomError(
+                "plan_name", f"expected a plan name or id, got {show_value(value)} (quote it in YAML)")
         return value.strip()
 
     @field_validator("after", mode="before")
@@ -183,11 +173,11 @@ class PlanStep(StrictModel):
             return ()
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple):
-            raise PydanticCustomError("after_list", f"expected a list of plan names, got {_show(value)}")
+            raise PydanticCustomError("after_list", f"expected a list of plan names, got {show_value(value)}")
         names: list[str] = []
         for item in items:
             if not isinstance(item, str) or not item.strip():
-                raise PydanticCustomError("after_item", f"expected a plan name, got {_show(item)}")
+                raise PydanticCustomError("after_item", f"expected a plan name, got {show_value(item)}")
             if item.strip() in names:
                 raise PydanticCustomError("after_twice", f"{item.strip()!r} is listed twice")
             names.append(item.strip())
@@ -224,7 +214,7 @@ class DrillSpec(StrictModel):
     def _name(cls, value: Any) -> Any:
         if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9-]+", value):
             raise PydanticCustomError(
-                "drill_name", f"must be lowercase letters, digits and hyphens ([a-z0-9-]+), got {_show(value)}"
+                "drill_name", f"must be lowercase letters, digits and hyphens ([a-z0-9-]+), got {show_value(value)}"
             )
         return value
 
@@ -469,7 +459,7 @@ def parse_spec(text: str, source: str = "<string>") -> DrillSpec:
         raise SpecError("empty drill file", source=source)
     if not isinstance(data, dict):
         raise SpecError(
-            f"expected a mapping (name, plans, ...) at the top level, got {_show(data)}", source=source, line=1
+            f"expected a mapping (name, plans, ...) at the top level, got {show_value(data)}", source=source, line=1
         )
     try:
         return DrillSpec.model_validate(data)

@@ -1,0 +1,102 @@
+"""The demo drill through a served deployment: real server, ``vaodrill serve``, ``prefect deployment run``.
+
+The run executes in a child process of the runner and reaches the simulator through the ``VAO_*`` environment
+given to ``vaodrill serve``. Checked through Prefect's API: final state, artifacts, events; through the
+simulator's request log: exactly one Run and one Undo per plan.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from .conftest import FinishedRun, Simulator, await_until, read_events, run_summary
+
+pytestmark = pytest.mark.e2e
+
+DEMO_PLANS = ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting")
+DRILL = "demo-app-stack"
+
+
+async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server, served) -> None:
+    async with prefect_server.client() as client:
+        run = drill_run.flow_run
+        assert run.state.is_completed(), await run_summary(client, drill_run.flow_run_id)
+        deployment = await client.read_deployment(run.deployment_id)
+        assert deployment.name == "manual-drill"
+        assert run.name.startswith("demo · "), run.name  # flow_run_name=_drill_run_name
+        print(f"\ndrill flow run {run.name!r} completed {drill_run.seconds:.1f}s after the trigger")
+
+
+async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
+    async with prefect_server.client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id])))
+    by_key = {a.key: a for a in artifacts if a.key}
+    assert {f"drill-{DRILL}-report", f"drill-{DRILL}-plans"} <= set(by_key), sorted(by_key)
+
+    report = by_key[f"drill-{DRILL}-report"]
+    assert report.type == "markdown"
+    for plan in DEMO_PLANS:
+        assert plan in report.data, f"{plan} missing from the report artifact:\n{report.data}"
+
+    table = by_key[f"drill-{DRILL}-plans"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert sorted(row["plan"] for row in rows) == sorted(DEMO_PLANS), rows
+    assert {row["status"] for row in rows} == {"passed"}, rows
+
+
+async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
+    names = ["vaodrill.failover.started", "vaodrill.failover.completed", "vaodrill.failover.failed",
+             "vaodrill.undo.completed", "vaodrill.undo.failed", "vaodrill.drill.completed"]
+    async with prefect_server.client() as client:
+        async def all_recorded() -> list | None:
+            # events are persisted asynchronously by the server's event persister
+            events = await read_events(client, drill_run.flow_run_id, names)
+            done = [e for e in events if e.event == "vaodrill.drill.completed"]
+            undone = [e for e in events if e.event == "vaodrill.undo.completed"]
+            return events if done and len(undone) >= len(DEMO_PLANS) else None
+
+        events = await await_until(all_recorded, timeout=30, what="the drill's events on the server")
+
+    def of(name: str) -> list:
+        return [e for e in events if e.event == name]
+
+    (completed,) = of("vaodrill.drill.completed")
+    assert completed.resource.id == f"vaodrill.drill.{DRILL}"
+    assert completed.resource.get("vaodrill.verdict") == "passed", dict(completed.resource)  # for automations
+    assert completed.payload["verdict"] == "passed", completed.payload
+    assert completed.payload["left_failed_over"] == []
+
+    started = of("vaodrill.failover.started")
+    assert sorted(e.resource["prefect.resource.name"] for e in started) == sorted(DEMO_PLANS)
+    assert all(e.resource.id.startswith("vao.plan.") for e in started)
+    assert all(e.resource.get("vaodrill.drill") == DRILL for e in started)
+    assert all(e.payload["posted"] for e in started), [e.payload for e in started]
+    assert len(of("vaodrill.failover.completed")) == len(DEMO_PLANS)
+    assert len(of("vaodrill.undo.completed")) == len(DEMO_PLANS)
+    assert of("vaodrill.undo.failed") == []
+    assert of("vaodrill.failover.failed") == []
+
+
+def test_drill_requests_on_the_simulator(drill_run: FinishedRun, drill_sim: Simulator) -> None:
+    plan_ids = {name: record["id"].lower() for name, record in drill_sim.plans().items()}
+    expected = {plan_ids[name]: 1 for name in DEMO_PLANS}
+    assert drill_sim.plan_posts("Run") == expected
+    assert drill_sim.plan_posts("Undo") == expected
+    # nothing else was written: no Halt/Continue/Reset/Enable..., and nothing to the disabled Legacy ERP plan
+    writes = [r for r in drill_sim.requests(method="POST") if r["path"].startswith("/v2/FailoverPlans/")]
+    assert len(writes) == 2 * len(DEMO_PLANS), writes
+    assert all(r["status"] < 300 for r in writes), writes
+
+
+def test_drill_report_files(drill_run: FinishedRun) -> None:
+    reports = list(drill_run.report_dir.rglob("report.json"))
+    assert len(reports) == 1, f"expected one report.json under {drill_run.report_dir}: {reports}"
+    report = json.loads(reports[0].read_text())
+    assert report["drill"] == DRILL
+    assert report["verdict"] == "passed"
+    assert report["run_id"] == str(drill_run.flow_run_id)

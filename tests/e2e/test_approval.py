@@ -160,3 +160,32 @@ async def test_unapproved_failover_times_out_with_nothing_sent(served: Served, t
     assert timeout_sim.requests(method="GET", path="/v2/FailoverPlans*"), "the plans were never read"
     assert non_token_posts(timeout_sim) == [], "something was written to VAO without approval"
     assert untouched(timeout_sim), timeout_sim.plans()
+
+
+async def test_second_failover_is_refused_and_a_rejection_sends_nothing(
+        served: Served, approval_sim: Simulator, vao_blocks: dict[str, str], tmp_path: Path) -> None:
+    """One real failover at a time, also while the first is paused for approval; a rejection fails over nothing."""
+    server = served.server
+    approval_sim.reset()
+    params = {"request": {"drill_file": str(fast_failover_spec(tmp_path)), "vao_block": vao_blocks["approval"],
+                          "report_dir": str(tmp_path / "reports"), "approval_timeout_minutes": 5}}
+    async with server.client() as client:
+        await wait_for_no_active_failover(client)
+        first = server.run_deployment(FAILOVER_DEPLOYMENT, params)
+        await wait_for_run(client, first, lambda r: r.state.type == StateType.PAUSED, timeout=60,
+                           what="the first failover's approval pause", extra=served.diagnose)
+
+        second = server.run_deployment(FAILOVER_DEPLOYMENT, params)
+        refused = await wait_for_run(client, second, is_final, timeout=60, what="the second failover's end",
+                                     extra=served.diagnose)
+        assert refused.state.type == StateType.FAILED, await run_summary(client, second)
+        assert "another real failover is in progress" in (refused.state.message or "")
+
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            await aresume_flow_run(first, run_input={"approver": "bob", "change_ticket": "CHG-2",
+                                                     "approved": False})
+        rejected = await wait_for_run(client, first, is_final, timeout=60, what="the rejected failover's end",
+                                      extra=served.diagnose)
+        assert rejected.state.type == StateType.FAILED and "rejected by bob" in (rejected.state.message or "")
+    assert non_token_posts(approval_sim) == []
+    assert untouched(approval_sim), approval_sim.plans()

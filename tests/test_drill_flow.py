@@ -408,3 +408,22 @@ def json_text(value: object) -> str:
     import json
 
     return json.dumps(value, default=str)
+
+
+async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """With VAODRILL_WRITE_LIMIT set, POSTs need a slot of that global concurrency limit; a missing limit stops
+    the drill before any Run (strict) instead of running unthrottled."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+
+    monkeypatch.setenv("VAODRILL_WRITE_LIMIT", "vao-writes-test")
+    spec = write_spec(tmp_path, "  - plan: Core Network\n")
+    state, report = await run_drill_flow(sim, tmp_path / "missing", monkeypatch, spec)
+    assert state.is_failed() and report.plans[0].status == "failed"
+    assert sim.posts("Run") == {}
+
+    async with get_client() as client:
+        await client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name="vao-writes-test", limit=1))
+    state, report = await run_drill_flow(sim, tmp_path / "present", monkeypatch, spec)
+    assert state.is_completed(), report.reason
+    assert len(sim.posts("Run")) == 1 and len(sim.posts("Undo")) == 1

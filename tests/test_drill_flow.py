@@ -427,3 +427,16 @@ async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, mo
     state, report = await run_drill_flow(sim, tmp_path / "present", monkeypatch, spec)
     assert state.is_completed(), report.reason
     assert len(sim.posts("Run")) == 1 and len(sim.posts("Undo")) == 1
+
+
+async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    independent = "".join(f"  - plan: {name}\n" for name in ("Core Network", "Active Directory", "SQL Tier",
+                                                              "App Tier", "Web Tier", "Reporting"))
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path, independent,
+                                                                                 max_parallel=2))
+    assert state.is_completed(), report.reason
+    spans = [(parse(s["started_at"]), parse(s["ended_at"])) for r in sim.plans().values()
+             for s in r["stages"] if s["kind"] == "Failover"]
+    assert len(spans) == 6
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most == 2  # never more than two at once, and the cap was actually reached

@@ -16,10 +16,13 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
+
+from tests.test_simulator_support import Api, FakeClock, app_for  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -83,3 +86,31 @@ def sim() -> Iterator[Sim]:
         sim = Sim(server.url, app)
         yield sim
         sim.control.close()
+
+
+# -- in-process simulators with an injected clock (the simulator's own tests) -------------------------------
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def make_api(clock: FakeClock) -> AsyncIterator[Callable[..., Api]]:
+    """In-process simulators sharing one injected clock, closed after the test."""
+    made: list[Api] = []
+
+    def make(scenario: Any = "demo", **kwargs: Any) -> Api:
+        api = Api(app_for(scenario, clock=clock, **kwargs), username=kwargs.get("username", "demo"))
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        await api.aclose()
+
+
+@pytest.fixture
+def api(make_api: Callable[..., Api]) -> Api:
+    return make_api()

@@ -3,7 +3,7 @@ points, and the rule that bad input is never a 500."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,30 +22,6 @@ from tests.test_simulator_support import (
 
 SQL = DEMO_IDS["SQL Tier"]
 ERP = DEMO_IDS["Legacy ERP"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def make_api(clock: FakeClock) -> AsyncIterator[Callable[..., Api]]:
-    made: list[Api] = []
-
-    def make(scenario: Any = "demo", **kwargs: Any) -> Api:
-        api = Api(app_for(scenario, clock=clock, **kwargs), username=kwargs.get("username", "demo"))
-        made.append(api)
-        return api
-
-    yield make
-    for api in made:
-        await api.aclose()
-
-
-@pytest.fixture
-def api(make_api: Callable[..., Api]) -> Api:
-    return make_api()
 
 
 def form(**fields: str) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +18,6 @@ from vaodrill.simulator import ConnectionDropped, ScenarioError, create_app, loa
 from vaodrill.simulator.scenario import plan_id_for
 
 SQL = DEMO_IDS["SQL Tier"]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def make_api(clock: FakeClock) -> AsyncIterator[Callable[..., Api]]:
-    made: list[Api] = []
-
-    def make(scenario: Any = "demo", **kwargs: Any) -> Api:
-        api = Api(app_for(scenario, clock=clock, **kwargs))
-        made.append(api)
-        return api
-
-    yield make
-    for api in made:
-        await api.aclose()
-
-
-@pytest.fixture
-def api(make_api: Callable[..., Api]) -> Api:
-    return make_api()
 
 
 # -- scenarios ---------------------------------------------------------------------------------------------

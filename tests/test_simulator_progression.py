@@ -3,34 +3,25 @@ the misbehaviour switches (halt_at_step, never_finish, fail_undo, warnings/error
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.test_simulator_support import DEMO_IDS, P_ID, T0, Api, FakeClock, app_for, one_plan_scenario
+from tests.test_simulator_support import DEMO_IDS, P_ID, T0, Api, FakeClock, one_plan_scenario
 
 SQL = DEMO_IDS["SQL Tier"]  # 300 s failover, 120 s undo, 6 steps
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def make_api(clock: FakeClock) -> AsyncIterator[Callable[..., Api]]:
-    made: list[Api] = []
+def make_api(make_api: Callable[..., Api]) -> Callable[..., Api]:
+    """The shared factory, with tokens that outlive the hours these tests jump the clock by."""
 
     def make(scenario: Any = "demo", **kwargs: Any) -> Api:
-        kwargs.setdefault("access_token_ttl", 10**8)  # these tests jump the clock by hours
-        api = Api(app_for(scenario, clock=clock, **kwargs))
-        made.append(api)
-        return api
+        kwargs.setdefault("access_token_ttl", 10**8)
+        return make_api(scenario, **kwargs)
 
-    yield make
-    for api in made:
-        await api.aclose()
+    return make
 
 
 def details(plan: dict[str, Any]) -> tuple[str, str, bool]:

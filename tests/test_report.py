@@ -336,18 +336,3 @@ def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pyt
 def test_format_duration(seconds: float | None, expected: str) -> None:
     assert format_duration(seconds) == expected
 
-
-def test_example_automations_are_valid_prefect_automations() -> None:
-    """deployments/automations.yaml parses as Prefect automations once a notification block id is filled in."""
-    from pathlib import Path
-
-    import yaml
-    from prefect.automations import AutomationCore
-
-    path = Path(__file__).resolve().parent.parent / "deployments" / "automations.yaml"
-    automations = yaml.safe_load(path.read_text())["automations"]
-    block = "00000000-0000-0000-0000-000000000000"
-    parsed = [AutomationCore.model_validate({**a, "actions": [{**x, "block_document_id": block}
-                                                               for x in a["actions"]]}) for a in automations]
-    events = {event for a in parsed for event in a.trigger.expect}
-    assert events == {"vaodrill.drill.completed", "vaodrill.undo.failed", "prefect.flow-run.Crashed"}

@@ -1,0 +1,47 @@
+"""The deployment definitions: served (flows/deployments.py), deployed (deployments/prefect.yaml), automations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_served_deployments() -> None:
+    from flows.deployments import deployments
+
+    by_name = {d.name: d for d in deployments()}
+    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover"}
+    (schedule,) = by_name["app-stack-monthly"].schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.schedule.day_or) == (
+        "0 2 1-7 * 6", "Europe/Berlin", False)
+    for name in ("app-stack-monthly", "manual-drill"):
+        assert by_name[name].concurrency_limit == 1
+        assert by_name[name].concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert by_name["real-failover"].concurrency_limit is None  # see flows/failover.py: guarded by the flow
+
+
+def test_prefect_yaml_matches_the_served_deployments() -> None:
+    config = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
+    by_name = {d["name"]: d for d in config["deployments"]}
+    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover"}
+    for deployment in by_name.values():
+        path, function = deployment["entrypoint"].split(":")
+        assert f"def {function}(" in (ROOT / path).read_text()
+        assert (ROOT / deployment["parameters"]["request"]["drill_file"]).is_file()
+    assert by_name["app-stack-monthly"]["schedules"][0] == {
+        "cron": "0 2 1-7 * 6", "day_or": False, "timezone": "Europe/Berlin", "slug": "first-saturday-berlin"}
+    assert "concurrency_limit" not in by_name["real-failover"]
+def test_example_automations_are_valid_prefect_automations() -> None:
+    """deployments/automations.yaml parses as Prefect automations once a notification block id is filled in."""
+    from prefect.automations import AutomationCore
+
+    path = ROOT / "deployments" / "automations.yaml"
+    automations = yaml.safe_load(path.read_text())["automations"]
+    block = "00000000-0000-0000-0000-000000000000"
+    parsed = [AutomationCore.model_validate({**a, "actions": [{**x, "block_document_id": block}
+                                                               for x in a["actions"]]}) for a in automations]
+    events = {event for a in parsed for event in a.trigger.expect}
+    assert events == {"vaodrill.drill.completed", "vaodrill.undo.failed", "prefect.flow-run.Crashed"}

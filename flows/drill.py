@@ -8,6 +8,7 @@ report as files, Prefect artifacts and events.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from vaodrill import progress
 from vaodrill.connection import ConnectionSettings
 from vaodrill.dag import reverse_order, run_dag
 from vaodrill.drill import (
+    Cleanup,
     DrillSession,
     PlanTarget,
     Started,
@@ -147,7 +149,8 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
         finally:
             await plan_finished()
         done[key] = finished
-        show(target, "failed over", finished.details)
+        show(target, "failed over", finished.details + (
+            f"; after {finished.continues} Continue" if finished.continues else ""))
         _emit("vaodrill.failover.completed", spec, settings, target=target,
               payload={"run_id": run_id, "details": finished.details})
         return finished
@@ -180,8 +183,10 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
             _cleaning_up.add(run_id)  # the cancellation hook leaves this run to us
             try:
                 if spec.mode == "drill" and attempted:
-                    undo = await _clean_up_all(session, spec, settings, targets, order, after, attempted, done,
-                                               run_id)
+                    undo = await _undo_in_waves(
+                        spec, settings, targets, [k for k in order if k in attempted], run_id, logger,
+                        lambda t: clean_up(session, t, run_id, True, wait_for=[
+                            x for x in (done.get(t.key), attempted.get(t.key)) if x is not None]))
             finally:
                 _cleaning_up.discard(run_id)
             for key in order:
@@ -202,39 +207,39 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     return report
 
 
-async def _clean_up_all(session: DrillSession, spec: DrillSpec, settings: ConnectionSettings,
-                        targets: dict[str, PlanTarget], order: list[str], after: dict[str, tuple[str, ...]],
-                        attempted: dict[str, Started | None], done: dict[str, Any],
-                        run_id: str) -> dict[str, tuple[str, str | None, datetime | None]]:
-    """Undo every plan the drill may have failed over, dependents first; never raises."""
-    logger = get_run_logger()
-    undo: dict[str, tuple[str, str | None, datetime | None]] = {}
-    keys = [k for k in order if k in attempted]
-    for wave in reverse_order(keys, {k: [d for d in after[k] if d in attempted] for k in keys}):
+Undo = tuple[str, str | None, datetime | None]  # status, reason, completed at
 
-        async def one(key: str) -> None:
-            target = targets[key]
-            progress.publish(progress.PlanProgress(spec.name, target.name, "undoing", utcnow()))
-            try:
-                upstream = [x for x in (done.get(key), attempted.get(key)) if x is not None]
-                result = await clean_up(session, target, run_id, True, wait_for=upstream)
-            except Exception as exc:
-                undo[key] = ("failed", str(exc), None)
-                logger.error("CLEANUP NOT VERIFIED for %s: %s", target.name, exc)
-                _emit("vaodrill.undo.failed", spec, settings, target=target, payload={"run_id": run_id,
-                                                                                      "reason": str(exc)})
-            else:
-                undo[key] = (result.status, None, result.completed_at)
-                _emit("vaodrill.undo.completed", spec, settings, target=target,
-                      payload={"run_id": run_id, "status": result.status})
 
+async def _undo_in_waves(spec: DrillSpec, settings: ConnectionSettings, targets: dict[str, PlanTarget],
+                         keys: list[str], run_id: str, logger: Any,
+                         undo_one: Callable[[PlanTarget], Awaitable[Cleanup]]) -> dict[str, Undo]:
+    """The one cleanup loop: undo ``keys`` dependents first (a wave at a time), loudly; never raises."""
+    undo: dict[str, Undo] = {}
+    after = {k: [d for d in targets[k].after if d in keys] for k in keys}
+
+    async def one(key: str) -> None:
+        target = targets[key]
+        progress.publish(progress.PlanProgress(spec.name, target.name, "undoing", utcnow()))
+        try:
+            result = await undo_one(target)
+        except Exception as exc:
+            undo[key] = ("failed", str(exc), None)
+            logger.critical("CLEANUP NOT VERIFIED for %s: %s", target.name, exc)
+            _emit("vaodrill.undo.failed", spec, settings, target=target, payload={"run_id": run_id,
+                                                                                  "reason": str(exc)})
+        else:
+            undo[key] = (result.status, None, result.completed_at)
+            logger.info("%s: undo %s", target.name, result.status)
+            _emit("vaodrill.undo.completed", spec, settings, target=target,
+                  payload={"run_id": run_id, "status": result.status})
+
+    for wave in reverse_order(keys, after):
         await asyncio.gather(*(one(key) for key in wave))
     return undo
 
 
 def _result(key: str, target: PlanTarget | None, after: tuple[str, ...], outcome: Any,
-            attempted: dict[str, Started | None], done: dict[str, Any],
-            undo: dict[str, tuple[str, str | None, datetime | None]], mode: str,
+            attempted: dict[str, Started | None], done: dict[str, Any], undo: dict[str, Undo], mode: str,
             interrupted: str | None) -> PlanResult:
     """One plan's line in the report, from what the DAG and the cleanup recorded."""
     started = attempted.get(key)
@@ -314,20 +319,8 @@ async def undo_after_cancellation(flow: Any, cancelled_run: Any, state: Any) -> 
         targets = build_targets(spec, await session.client.list_plans(), now=utcnow(),
                                 server_timezone=settings.server_timezone)
         keys = [step.plan for step in spec.topological_order() if targets[step.plan].name in started]
-        after = {k: [d for d in targets[k].after if d in keys] for k in keys}
-        for wave in reverse_order(keys, after):
-            outcomes = await asyncio.gather(*(session.clean_up(targets[k], started=True) for k in wave),
-                                            return_exceptions=True)
-            for key, outcome in zip(wave, outcomes, strict=True):
-                target = targets[key]
-                if isinstance(outcome, BaseException):
-                    logger.critical("CLEANUP NOT VERIFIED for %s: %s", target.name, outcome)
-                    _emit("vaodrill.undo.failed", spec, settings, target=target,
-                          payload={"run_id": run_id, "reason": str(outcome)})
-                else:
-                    logger.warning("%s undone after cancellation (%s)", target.name, outcome.status)
-                    _emit("vaodrill.undo.completed", spec, settings, target=target,
-                          payload={"run_id": run_id, "status": outcome.status})
+        await _undo_in_waves(spec, settings, targets, keys, run_id, logger,
+                             lambda t: session.clean_up(t, started=True))
 
 
 @flow(name="dr-drill", flow_run_name=_drill_run_name, log_prints=False, retries=0, retry_delay_seconds=30,

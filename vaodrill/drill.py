@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,7 +80,6 @@ class StageDone:
 class Cleanup:
     status: str  # "verified" | "not_needed"
     completed_at: datetime | None
-    detail: str
 
 
 def default_timeout(rto_target_seconds: float | None) -> float:
@@ -211,12 +209,12 @@ class DrillSession:
     """One drill run's connection: one client, one token, one pool and one shared monitor."""
 
     def __init__(self, client: VaoClient, poll_interval: float,
-                 write_gate: Callable[[], AbstractAsyncContextManager[object]] | None = None) -> None:
+                 write_gate: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None) -> None:
         self.client = client
         self.monitor = PlanMonitor(client, poll_interval)
         self._write_gate = write_gate or contextlib.nullcontext
 
-    def _writing(self) -> AbstractAsyncContextManager[object]:
+    def _writing(self) -> contextlib.AbstractAsyncContextManager[object]:
         """Held around each Run/Undo/Halt POST (e.g. a Prefect global concurrency limit per VAO server)."""
         return self._write_gate()  # type: ignore[return-value]
 
@@ -281,7 +279,7 @@ class DrillSession:
         plan = await self.client.get_plan(target.id)
         if plan.state is PlanState.ENABLED and not plan.in_use:
             status = "verified" if started else "not_needed"
-            return Cleanup(status, utcnow(), "plan is Enabled")
+            return Cleanup(status, utcnow())
         if plan.state is PlanState.FAILOVER and plan.running:
             log.warning("%s is still failing over: halting it before the undo", target.name)
             async with self._writing():
@@ -311,7 +309,7 @@ class DrillSession:
                                             timeout=target.timeout_seconds, what="undo", step=step)
         except PlanTimedOut as exc:
             raise CleanupNotVerified(str(exc)) from None
-        return Cleanup("verified", observed_at, "plan is Enabled again")
+        return Cleanup("verified", observed_at)
 
 
 # -- resolution and dry run ---------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def resolve_settings(options: ConnectionOptions) -> ConnectionSettings | None:
     for layer in layers:
         merged.update(layer)
     if "url" not in merged:
-        if len(merged) > 0 and any(k in merged for k in ("username", "password", "ca_bundle")):
+        if any(k in merged for k in ("username", "password", "ca_bundle")):
             raise UserError("VAO username/password given but no URL: add --vao-url or set VAO_URL")
         return None
     merged.setdefault("username", "")
@@ -324,7 +324,7 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path) -> An
     _quiet_prefect()
     os.environ.update(settings.to_env())
     from flows.drill import DrillRequest, dr_drill
-    from vaodrill.report import summary_table
+    from vaodrill.report import report_directory, summary_table
 
     request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir))
     with LiveView(console) as view:
@@ -337,13 +337,13 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path) -> An
     if report is None:
         raise UserError(f"the drill did not run: {state.message or state.name}")
     console.print(summary_table(report))
-    files = view.files_dir(report_dir, report)
+    files = report_directory(report, report_dir)
     verdict = "[bold green]PASSED[/]" if report.verdict == "passed" else "[bold red]FAILED[/]"
     console.print(f"Drill {report.drill}: {verdict}" + (f" — {report.reason}" if report.reason else ""))
     if report.left_failed_over:
         err_console.print(f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
                           f" — check VAO now[/]")
-    if files:
+    if files.exists():
         console.print(f"Reports: {files}")
     return report
 

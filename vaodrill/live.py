@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from vaodrill import progress
-from vaodrill.report import DrillReport, format_duration, report_directory
+from vaodrill.report import DrillReport, format_duration
 
 STAGE_STYLE = {"passed": "green", "failed over": "cyan", "failing over": "yellow", "undoing": "magenta",
                "failed": "red", "halted": "red", "timed_out": "red", "skipped": "dim"}
@@ -60,8 +59,3 @@ class LiveView:
             table.add_row(p.plan, f"[{style}]{p.stage}[/]" if style else p.stage, format_duration(elapsed),
                           format_duration(p.target_seconds), p.detail or "")
         return table
-
-    @staticmethod
-    def files_dir(report_dir: Path, report: DrillReport) -> Path | None:
-        directory = report_directory(report, report_dir)
-        return directory if directory.exists() else None

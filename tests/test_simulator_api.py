@@ -280,7 +280,8 @@ async def test_odata_orderby_top_skip(api: Api) -> None:
     {"$top": "ten"},
     {"$skip": "1.5"},
     {"$Filter": "name eq 'x'"},
-    {"$select": "name"},
+    {"$select": "nmae"},
+    {"$format": "xml"},
 ])
 async def test_odata_errors_are_400_with_a_message(api: Api, params: dict[str, str]) -> None:
     response = await api.get("/v2/FailoverPlans", params=params)

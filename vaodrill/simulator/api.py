@@ -2,6 +2,8 @@
 
 Every route is a few lines on purpose: behaviour lives in the engine, where one table decides legality, so
 these handlers cannot drift from it. Successful operations answer 200 with an *empty* body (contract 4.3).
+Continue is routed at both ``.../Continue`` and ``.../Run/Continue``; the engine answers 404 on the one a
+plan's profile does not serve.
 """
 
 from __future__ import annotations
@@ -45,14 +47,14 @@ async def token(request: Request) -> JSONResponse:
     return JSONResponse(payload, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-@v2.get("/FailoverPlans", summary="List failover plans ($filter, $orderby, $top, $skip)")
+@v2.get("/FailoverPlans", summary="List failover plans ($filter, $orderby, $top, $skip, $select, $format)")
 async def list_plans(request: Request) -> list[dict[str, Any]]:
     return sim_of(request).list_plans(request.query_params.multi_items())
 
 
-@v2.get("/FailoverPlans/{plan_id}", summary="One failover plan")
-async def get_plan(plan_id: str, request: Request) -> dict[str, Any]:
-    return sim_of(request).read_plan(plan_id)
+@v2.get("/FailoverPlans/{plan_id}", summary="One failover plan (an object, or a one-element array)")
+async def get_plan(plan_id: str, request: Request) -> dict[str, Any] | list[Any]:
+    return sim_of(request).read_plan(plan_id, request.query_params.multi_items())
 
 
 @v2.get("/Sites/{site_id}/Scopes/{scope_id}/FailoverPlans", summary="One scope's failover plans")
@@ -66,15 +68,18 @@ async def run(plan_id: str, request: Request) -> Response:
     return Response(status_code=200)
 
 
-def _operation(op: Op) -> Any:
+def _operation(op: Op, name: str) -> Any:
     async def handler(plan_id: str, request: Request) -> Response:
-        sim_of(request).operate(plan_id, op, await request.body())
+        sim_of(request).operate(plan_id, op, await request.body(), path=request.url.path)
         return Response(status_code=200)
 
-    handler.__name__ = f"plan_{op.value.lower()}"
+    handler.__name__ = name
     return handler
 
 
 for _op in (Op.ENABLE, Op.DISABLE, Op.HALT, Op.CONTINUE, Op.UNDO, Op.RESET, Op.SCHEDULE, Op.DISABLE_SCHEDULE):
-    v2.add_api_route(f"/FailoverPlans/{{plan_id}}/{_op.value}", _operation(_op), methods=["POST"],
-                     summary=_op.value, response_class=Response)
+    v2.add_api_route(f"/FailoverPlans/{{plan_id}}/{_op.value}", _operation(_op, f"plan_{_op.value.lower()}"),
+                     methods=["POST"], summary=_op.value, response_class=Response)
+v2.add_api_route("/FailoverPlans/{plan_id}/Run/Continue", _operation(Op.CONTINUE, "plan_run_continue"),
+                 methods=["POST"], summary="Continue (the v1 path; served per the plan's continue_path)",
+                 response_class=Response)

@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from . import api, control
 from .engine import Simulator
-from .errors import SimError
+from .errors import SimError, no_route
 from .scenario import Scenario
 from .timeutil import iso_utc
 from .traffic import ConnectionDropped, Fault
@@ -143,7 +143,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         if exc.status_code == 404:
-            message = f"No HTTP resource was found that matches the request URI '{request.url.path}'."
+            message = no_route(request.url.path).message
         elif exc.status_code == 405:
             message = f"The requested resource does not support http method '{request.method}'."
         else:

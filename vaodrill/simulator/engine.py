@@ -15,9 +15,12 @@ Progression:
 
 Decisions the contract leaves open, made here:
 
-* A finished UndoFailover returns the plan to Enabled (contract 4.2); every other finished stage stays in its
-  state with ``Complete, ...`` until the next legal operation (a finished UndoFailback or CommitFailback is
-  left only by Reset, which leaves the plan Disabled).
+* A finished UndoFailover returns the plan to Enabled (contract 4.2), or, under the ``after_undo:
+  UndoFailover`` profile, stays ``UndoFailover`` / ``Complete, ...``, from which Run is legal (section 5);
+  every other finished stage stays in its state with ``Complete, ...`` until the next legal operation (a
+  finished UndoFailback or CommitFailback is left only by Reset, which leaves the plan Disabled).
+* Profiles (:mod:`.profiles`) change only what the plan shows and how it is reached, never the state machine:
+  an idle plan is one internal status however it is shown (``Enabled``, ``Verified``, ``NotVerified``).
 * Undo of a halted stage undoes its family: a halted Failover/UndoFailover/PermanentFailover is undone by an
   UndoFailover, a halted Failback/UndoFailback/CommitFailback by an UndoFailback.
 * ``halt_at_step: k`` makes step k of a non-undo stage fail: the plan goes Halted showing step k, and Continue
@@ -48,8 +51,8 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from .bodies import ContinueBody, HaltBody, ResetBody, RunBody, ScheduleBody, parse_body
-from .errors import BadRequest, NotFound, Unauthorized
-from .odata import parse_query
+from .errors import BadRequest, Conflict, NotFound, Unauthorized, no_route
+from .odata import SINGLE_OPTIONS, parse_query
 from .scenario import (
     PeriodicRestorePoints,
     PlanPatch,
@@ -62,12 +65,14 @@ from .scenario import (
 from .states import (
     DISABLED,
     ENABLED,
+    READY,
     RUN_MODES,
     UNDO_STAGES,
     Op,
     Phase,
     PlanState,
     Status,
+    conflict_message,
     resolve,
 )
 from .timeutil import iso_utc, local_naive, parse_client_instant, parse_instant
@@ -109,6 +114,8 @@ class Stage:
     never_finish: bool
     warnings: int
     errors: int
+    details_style: str
+    undo_stays: bool  # a finished UndoFailover stays UndoFailover (after_undo profile)
     restore_point_requested: str | None = None
     restore_point_mode: str | None = None
     restore_point_used: float | None = None
@@ -122,12 +129,23 @@ class Stage:
     continues: list[dict[str, Any]] = field(default_factory=list)
 
     def complete_details(self) -> str:
-        """``planStateDetails`` of the finished stage (contract 4.2)."""
+        """``planStateDetails`` of the finished stage: contract 4.2, or Veeam's wording (section 5)."""
+        if self.details_style == "veeam":
+            return f"Complete, {_count(self.errors, 'error')}, {_count(self.warnings, 'warning')}"
         if self.errors:
             return f"Complete, {self.errors} errors"
         if self.warnings:
             return f"Complete, {self.warnings} warnings"
         return "Complete, no errors, no warnings"
+
+
+def _count(n: int, noun: str) -> str:
+    """``no errors``, ``1 error``, ``2 errors``."""
+    return f"no {noun}s" if n == 0 else f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+IDLE_DETAILS = {"NotVerified": "Never checked or tested"}
+"""``planStateDetails`` of an idle plan by what it shows; ``Ready`` otherwise."""
 
 
 @dataclass
@@ -225,7 +243,8 @@ class Simulator:
         self.started_at = self.now()
         self._anchor = math.floor(self.started_at / 3600) * 3600  # restore points align to the hour, UTC
         self.tokens = TokenStore(now=self.now, username=self.username, password=self._password,
-                                 access_ttl=self.access_token_ttl, refresh_ttl=self.refresh_token_ttl)
+                                 access_ttl=self.access_token_ttl, refresh_ttl=self.refresh_token_ttl,
+                                 login=loaded.login, clients=loaded.clients)
         self.faults = FaultRegistry()
         self.log = RequestLog()
         self._plans: dict[str, Plan] = {}
@@ -299,17 +318,19 @@ class Simulator:
         if self.progression == "tick":
             for plan in [p for p in chosen if p.status.phase is Phase.RUNNING]:
                 self._tick(plan, now)
-        return [self._render(p, now) for p in chosen]
+        return [query.project(self._render(p, now)) for p in chosen]
 
     @_locked
-    def read_plan(self, plan_id: str) -> dict[str, Any]:
-        """``GET /v2/FailoverPlans/{id}`` (one tick in tick progression)."""
+    def read_plan(self, plan_id: str, params: Sequence[tuple[str, str]] = ()) -> dict[str, Any] | list[Any]:
+        """``GET /v2/FailoverPlans/{id}`` (one tick in tick progression); an array under ``single_get: array``."""
+        query = parse_query(params, allowed=SINGLE_OPTIONS)
         now = self.now()
         self._settle(now)
         plan = self._plan(plan_id)
         if self.progression == "tick" and plan.status.phase is Phase.RUNNING:
             self._tick(plan, now)
-        return self._render(plan, now)
+        shown = query.project(self._render(plan, now))
+        return [shown] if plan.settings.single_get == "array" else shown
 
     # -- operations ---------------------------------------------------------------------------------------
 
@@ -322,9 +343,17 @@ class Simulator:
         self._apply(plan, RUN_MODES[body.mode], body)
 
     @_locked
-    def operate(self, plan_id: str, op: Op, raw_body: bytes = b"") -> None:
-        """Every other operation of table 4.3 (Enable, Disable, Halt, Continue, Undo, Reset, Schedule, ...)."""
+    def operate(self, plan_id: str, op: Op, raw_body: bytes = b"", *, path: str = "") -> None:
+        """Every other operation of table 4.3 (Enable, Disable, Halt, Continue, Undo, Reset, Schedule, ...).
+
+        ``path`` is the request path: Continue is served at ``.../Continue`` and/or ``.../Run/Continue`` as the
+        plan's ``continue_path`` says, and the other one answers 404 as an unrouted path does (nothing ran).
+        """
         plan = self._plan(plan_id)
+        if op is Op.CONTINUE and plan.settings.continue_path != "both":
+            via = "Run/Continue" if path.endswith("/Run/Continue") else "Continue"
+            if via != plan.settings.continue_path:
+                raise no_route(path)
         model, required = _OP_BODIES.get(op, (None, False))
         body = parse_body(raw_body, model, required=required) if model is not None else None
         self._apply(plan, op, body)
@@ -332,7 +361,12 @@ class Simulator:
     def _apply(self, plan: Plan, op: Op, body: Any) -> None:
         now = self.now()
         self._settle(now)
-        move = resolve(op, plan.status, plan.settings.name)
+        move = resolve(op, plan.status)
+        if move is None:
+            s = plan.settings
+            raise Conflict(conflict_message(s.name, self._shown_state(plan), op, idle=s.idle_state,
+                                            undone_is_idle=s.after_undo == "UndoFailover"),
+                           status=s.illegal_status)
         detail: dict[str, Any] = {}
         if move.action == "settle":
             assert move.target is not None
@@ -409,7 +443,8 @@ class Simulator:
             started_at=at, resumed_at=at, triggered_by=triggered_by,
             halt_at=(s.steps if s.fail_undo else None) if undo else s.halt_at_step,
             halt_repeats=undo and s.fail_undo, never_finish=s.never_finish and not undo,
-            warnings=s.warnings, errors=s.errors,
+            warnings=s.warnings, errors=s.errors, details_style=s.details_style,
+            undo_stays=s.after_undo == "UndoFailover",
             restore_point_requested=requested, restore_point_mode=rp_mode, restore_point_used=used,
             execute_chained_plans=chained, options=options or {},
         )
@@ -520,7 +555,7 @@ class Simulator:
         stage.status = "completed"
         stage.done = stage.steps
         stage.ended_at = at
-        if stage.kind is PlanState.UNDO_FAILOVER:
+        if stage.kind is PlanState.UNDO_FAILOVER and not stage.undo_stays:
             plan.status = ENABLED
             plan.current = None
         else:
@@ -555,9 +590,9 @@ class Simulator:
     def _launch(self, plan: Plan, at: float, now: float, *, requested: str | None, rp_mode: str | None,
                 triggered_by: str) -> None:
         """A FailoverNow nobody asked for over HTTP (schedule or chain): skipped, with an event, if not possible."""
-        if plan.status != ENABLED:
+        if plan.status not in READY:
             self._event(plan, at, "Run skipped", triggered_by=triggered_by,
-                        reason=f"plan is in state {plan.status.plan_state}")
+                        reason=f"plan is in state {self._shown_state(plan)}")
             return
         try:
             self._start(plan, PlanState.FAILOVER, at, mode="FailoverNow", requested=requested, rp_mode=rp_mode,
@@ -577,11 +612,15 @@ class Simulator:
             raise NotFound(f"Plan {plan_id} was not found.")
         return plan
 
+    def _shown_state(self, plan: Plan) -> str:
+        """``planState`` as this plan's profile shows it: an idle, enabled plan may show Verified/NotVerified."""
+        return plan.settings.idle_state if plan.status == ENABLED else str(plan.status.plan_state)
+
     def _details(self, plan: Plan, now: float) -> str:
         stage = plan.current
         phase = plan.status.phase
         if phase is Phase.IDLE or stage is None:
-            return "Ready"
+            return IDLE_DETAILS.get(self._shown_state(plan), "Ready")
         if phase is Phase.RUNNING:
             step = min(stage.steps, math.floor(self._progress(stage, now)) + 1)
             return f"In progress: step {step} of {stage.steps}"
@@ -601,7 +640,7 @@ class Simulator:
             "contactName": s.contact_name,
             "contactEmail": s.contact_email,
             "contactTel": s.contact_tel,
-            "planState": str(plan.status.plan_state),
+            "planState": self._shown_state(plan),
             "planStateDetails": self._details(plan, now),
             "planInUse": plan.status.in_use,
             "scheduleEnabled": schedule.enabled,
@@ -656,7 +695,7 @@ class Simulator:
         return {
             "id": plan.id,
             "name": plan.settings.name,
-            "planState": str(plan.status.plan_state),
+            "planState": self._shown_state(plan),
             "planStateDetails": self._details(plan, now),
             "planInUse": plan.status.in_use,
             "status": str(plan.status),
@@ -712,6 +751,8 @@ class Simulator:
             "now": iso_utc(now),
             "started_at": iso_utc(self.started_at),
             "clock_offset": self._offset,
-            "plans": [{"name": p.settings.name, "id": p.id, "planState": str(p.status.plan_state)}
+            "login": self.scenario.login.model_dump(),
+            "clients": [c.client_id for c in self.scenario.clients],
+            "plans": [{"name": p.settings.name, "id": p.id, "planState": self._shown_state(p)}
                       for p in self._plans.values()],
         }

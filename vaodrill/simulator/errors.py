@@ -36,12 +36,24 @@ class Unauthorized(SimError):
 
 
 class NotFound(SimError):
-    """404: unknown plan, site or scope."""
+    """404: unknown plan, site or scope, or a path this server does not serve."""
 
     status = 404
 
 
+def no_route(path: str) -> NotFound:
+    """The 404 ASP.NET Web API gives for a path it has no route for."""
+    return NotFound(f"No HTTP resource was found that matches the request URI '{path}'.")
+
+
 class Conflict(SimError):
-    """409: the operation is not legal in the plan's current state (table 4.3)."""
+    """The operation is not legal in the plan's current state (table 4.3).
+
+    409 in the contract; a plan's ``illegal_status`` profile field makes it 400 or 500 (contract section 5).
+    """
 
     status = 409
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status

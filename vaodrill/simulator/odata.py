@@ -1,4 +1,8 @@
-"""The OData query subset of contract section 1: ``$filter``, ``$orderby``, ``$top``, ``$skip``.
+"""The OData query subset of contract section 1 (``$filter``, ``$orderby``, ``$top``, ``$skip``) and section 5
+(``$select``, ``$format``).
+
+``$select`` is a comma-separated list of property names (or ``*``); ``$format`` may only ask for JSON
+(``json``, ``application/json``, ``text/json``), the one format the simulator speaks.
 
 ``$filter`` supports ``<property> eq|ne <literal>`` clauses joined by ``and``; literals are single-quoted
 strings (``''`` escapes a quote), ``true``/``false``, ``null`` and integers. Option names, property names,
@@ -17,7 +21,11 @@ from .errors import BadRequest
 
 T = TypeVar("T")
 
-OPTIONS = ("$filter", "$orderby", "$top", "$skip")
+OPTIONS = ("$filter", "$orderby", "$top", "$skip", "$select", "$format")
+SINGLE_OPTIONS = ("$select", "$format")
+"""The options a single-entity GET takes (the others act on collections)."""
+
+JSON_FORMATS = frozenset({"json", "application/json", "text/json"})
 
 PROPERTY_TYPES: dict[str, type] = {
     **dict.fromkeys(
@@ -32,6 +40,8 @@ PROPERTY_TYPES: dict[str, type] = {
     "targetRTO": int,
 }
 """Filterable and sortable properties of a failover plan, with their JSON types."""
+
+SELECTABLE = frozenset({*PROPERTY_TYPES, "_links"})
 
 _EDM = {str: "Edm.String", bool: "Edm.Boolean", int: "Edm.Int32", type(None): "null"}
 
@@ -59,6 +69,13 @@ class Query:
     order: tuple[tuple[str, bool], ...] = ()  # (property, descending)
     top: int | None = None
     skip: int = 0
+    select: tuple[str, ...] | None = None  # None: every property
+
+    def project(self, item: dict[str, Any]) -> dict[str, Any]:
+        """``item`` with only the ``$select``-ed properties, in the order asked for."""
+        if self.select is None:
+            return item
+        return {prop: item[prop] for prop in self.select if prop in item}
 
     def apply(self, rows: Sequence[T], view: Callable[[T], Mapping[str, Any]]) -> list[T]:
         views = [(row, view(row)) for row in rows]
@@ -79,25 +96,44 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, "") if value is None else (1, value)  # nulls first in ascending order, as OData does
 
 
-def parse_query(params: Sequence[tuple[str, str]]) -> Query:
+def parse_query(params: Sequence[tuple[str, str]], *, allowed: Sequence[str] = OPTIONS) -> Query:
     """Parse the OData options among the query parameters (given as key/value pairs, repeats kept)."""
     seen: dict[str, str] = {}
     for key, value in params:
         if not key.startswith("$"):
             continue
-        if key not in OPTIONS:
+        if key not in allowed:
             raise BadRequest(
-                f"The query parameter '{key}' is not supported (supported: {', '.join(OPTIONS)}; "
+                f"The query parameter '{key}' is not supported here (supported: {', '.join(allowed)}; "
                 "option names are case-sensitive).")
         if key in seen:
             raise BadRequest(f"The query option '{key}' is given more than once.")
         seen[key] = value
+    if "$format" in seen:
+        _check_format(seen["$format"])
     return Query(
         clauses=_parse_filter(seen["$filter"]) if "$filter" in seen else (),
         order=_parse_orderby(seen["$orderby"]) if "$orderby" in seen else (),
         top=_parse_count("$top", seen["$top"]) if "$top" in seen else None,
         skip=_parse_count("$skip", seen["$skip"]) if "$skip" in seen else 0,
+        select=_parse_select(seen["$select"]) if "$select" in seen else None,
     )
+
+
+def _check_format(value: str) -> None:
+    if value.strip().lower() not in JSON_FORMATS:
+        raise BadRequest(f"Invalid $format '{value}': the simulator answers JSON only (use $format=json).")
+
+
+def _parse_select(text: str) -> tuple[str, ...] | None:
+    names = [part.strip() for part in text.split(",")]
+    if names == ["*"]:
+        return None
+    for name in names:
+        if name not in SELECTABLE:
+            raise BadRequest(f"Invalid $select '{text}': could not find a property named '{name}' on a failover "
+                             "plan (use comma-separated names, or *).")
+    return tuple(dict.fromkeys(names))
 
 
 def _parse_count(option: str, raw: str) -> int:

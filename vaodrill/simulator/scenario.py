@@ -7,12 +7,16 @@ Python. Example::
     site_id: 3f9c6a0e-5b1d-4c1e-9a57-0d6f2b8e4a11
     scope_id: 67c365b0-2c2a-4f45-a4de-6632b56d2e9c
     defaults: {failover_duration: 180, undo_duration: 90, steps: 5,
-               restore_points: {every_hours: 4, days: 7}}
+               restore_points: {every_hours: 4, days: 7},
+               idle_state: Enabled}                 # profile fields: see vaodrill.simulator.profiles
+    login: {same_client_id: false, single_session: false}
+    clients: [{client_id: drill-tool, client_secret: s3cret}]   # child clients (client_credentials)
     plans:
       - name: SQL Tier
         id: b8517d70-028d-4740-a130-787e164a3d83   # optional; uuid5 of the name when absent
         target_rto: 60                             # minutes
         halt_at_step: 2
+        continue_path: Run/Continue                # a profile field set for one plan
 
 Every problem is raised as one :class:`ScenarioError` line naming the source and the location, e.g.
 ``bad.yaml: plans[1].failover_duration: Input should be greater than 0``.
@@ -40,6 +44,19 @@ from pydantic import (
     ValidationError,
     field_validator,
     model_validator,
+)
+
+from .profiles import (
+    PLAN_PROFILE_FIELDS,
+    AfterUndo,
+    ChildClient,
+    ContinuePath,
+    DetailsStyle,
+    IdleState,
+    IllegalStatus,
+    LoginProfile,
+    PlanProfile,
+    SingleGet,
 )
 
 PLAN_ID_NAMESPACE = uuid.UUID("0b4c3c1e-8f0e-5a8e-9a6e-7a1d9f0c2b31")
@@ -110,8 +127,8 @@ RestorePoints = Annotated[
 """``{every_hours, days}`` or an explicit list of ISO instants (an empty list: no restore point at all)."""
 
 
-class PlanDefaults(BaseModel):
-    """Values a plan takes when it does not set them."""
+class PlanDefaults(PlanProfile):
+    """Values a plan takes when it does not set them (the profile fields default to the contract)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -138,7 +155,20 @@ class _Behaviour(BaseModel):
     errors: int = Field(0, ge=0, description="'Complete, N errors' for finished stages (wins over warnings)")
 
 
-class PlanSpec(_Behaviour):
+class _ProfileChoice(BaseModel):
+    """The profile fields of :class:`~.profiles.PlanProfile`, unset (None) meaning "as the defaults say"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle_state: IdleState | None = None
+    after_undo: AfterUndo | None = None
+    single_get: SingleGet | None = None
+    illegal_status: IllegalStatus | None = None
+    continue_path: ContinuePath | None = None
+    details_style: DetailsStyle | None = None
+
+
+class PlanSpec(_Behaviour, _ProfileChoice):
     """A plan as written in a scenario; unset fields come from ``defaults``."""
 
     name: str = Field(min_length=1)
@@ -160,7 +190,7 @@ class PlanSpec(_Behaviour):
     schedule_time: Instant | None = Field(None, description="OnTime schedule, server-local unless an offset")
 
 
-class PlanSettings(_Behaviour):
+class PlanSettings(_Behaviour, PlanProfile):
     """A plan's effective configuration: what ``PATCH /_sim/plans/{id}`` edits and stages snapshot."""
 
     name: str = Field(min_length=1)
@@ -184,7 +214,7 @@ class PlanSettings(_Behaviour):
         return self
 
 
-class PlanPatch(BaseModel):
+class PlanPatch(_ProfileChoice):
     """Body of ``PATCH /_sim/plans/{id}``: any subset of :class:`PlanSettings`, plus a forced ``state``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -233,6 +263,8 @@ class Scenario(BaseModel):
     site_id: Guid = DEFAULT_SITE_ID
     scope_id: Guid = DEFAULT_SCOPE_ID
     defaults: PlanDefaults = Field(default_factory=lambda: PlanDefaults())
+    login: LoginProfile = Field(default_factory=lambda: LoginProfile())
+    clients: list[ChildClient] = Field(default_factory=list, description="child clients (client_credentials)")
     plans: list[PlanSpec] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -256,6 +288,9 @@ class Scenario(BaseModel):
             if plan_id in ids:
                 raise ValueError(f"two plans have the id {plan_id}")
             ids.add(plan_id)
+        client_ids = [c.client_id for c in self.clients]
+        if len(set(client_ids)) != len(client_ids):
+            raise ValueError("two child clients have the same client_id")
         for spec in self.plans:
             if spec.schedule_after is not None and self.find(spec.schedule_after) is None:
                 raise ValueError(f"plan '{spec.name}': schedule_after '{spec.schedule_after}' names no plan")
@@ -304,6 +339,8 @@ class Scenario(BaseModel):
             fail_undo=spec.fail_undo,
             warnings=spec.warnings,
             errors=spec.errors,
+            **{name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
+               for name in PLAN_PROFILE_FIELDS},
         )
 
 

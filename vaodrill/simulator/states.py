@@ -6,7 +6,10 @@ shows its stage. Keeping the halted stage's kind inside the status is what lets 
 halted failback is an undo *failback*.
 
 :data:`RULES` is the single source of truth: the engine asks :func:`resolve` for the move an operation makes,
-and the same entry's ``requires`` text builds the 409 message when the status is not in the table.
+and the same entry's ``requires`` text builds the refusal message when the status is not in the table.
+
+A plan whose profile says ``after_undo: UndoFailover`` stays in :data:`UNDONE` (a completed ``UndoFailover``)
+after an undo; contract section 5 counts that as idle, so Run and Disable are legal from it as from ``Enabled``.
 """
 
 from __future__ import annotations
@@ -15,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
-
-from .errors import Conflict
 
 
 class PlanState(StrEnum):
@@ -87,11 +88,15 @@ def _s(stage: PlanState, phase: Phase) -> Status:
 DISABLED = _s(PlanState.DISABLED, Phase.IDLE)
 ENABLED = _s(PlanState.ENABLED, Phase.IDLE)
 RUNNING = {k: _s(k, Phase.RUNNING) for k in STAGES}
-COMPLETE = {k: _s(k, Phase.COMPLETE) for k in STAGES if k is not PlanState.UNDO_FAILOVER}
+COMPLETE = {k: _s(k, Phase.COMPLETE) for k in STAGES}
 HALTED = {k: _s(k, Phase.HALTED) for k in STAGES}
+UNDONE = COMPLETE[PlanState.UNDO_FAILOVER]
+"""A completed UndoFailover: reached only under ``after_undo: UndoFailover``, else the plan becomes Enabled."""
+READY = frozenset({ENABLED, UNDONE})
+"""Statuses from which a FailoverNow may start (contract section 5: idle, or a completed undo)."""
 
 REACHABLE: tuple[Status, ...] = (DISABLED, ENABLED, *RUNNING.values(), *COMPLETE.values(), *HALTED.values())
-"""Every status a plan can be in. A completed ``UndoFailover`` is absent: it immediately becomes ``Enabled``."""
+"""Every status a plan can be in (:data:`UNDONE` only under the ``after_undo: UndoFailover`` profile)."""
 
 STABLE: tuple[Status, ...] = tuple(s for s in REACHABLE if s.phase is not Phase.RUNNING)
 
@@ -136,7 +141,10 @@ class Move:
 
 @dataclass(frozen=True)
 class Rule:
-    """The statuses an operation is legal in, the move it makes from each, and the 409 wording."""
+    """The statuses an operation is legal in, the move it makes from each, and the refusal's wording.
+
+    ``{idle}`` in ``requires`` stands for what the plan shows when idle (``Enabled``, ``Verified``, ...).
+    """
 
     requires: str
     moves: Mapping[Status, Move]
@@ -149,8 +157,8 @@ def _undo_target(stage: PlanState) -> PlanState:
 
 RULES: dict[Op, Rule] = {
     Op.ENABLE: Rule("Disabled", {DISABLED: Move("settle", PlanState.ENABLED)}),
-    Op.DISABLE: Rule("Enabled", {ENABLED: Move("settle", PlanState.DISABLED)}),
-    Op.RUN_FAILOVER: Rule("Enabled", {ENABLED: Move("start", PlanState.FAILOVER)}),
+    Op.DISABLE: Rule("{idle}", {s: Move("settle", PlanState.DISABLED) for s in READY}),
+    Op.RUN_FAILOVER: Rule("{idle}", {s: Move("start", PlanState.FAILOVER) for s in READY}),
     Op.RUN_PERMANENT_FAILOVER: Rule(
         "a completed Failover",
         {COMPLETE[PlanState.FAILOVER]: Move("start", PlanState.PERMANENT_FAILOVER)},
@@ -179,14 +187,15 @@ RULES: dict[Op, Rule] = {
 }
 
 
-def conflict_message(plan_name: str, status: Status, op: Op) -> str:
-    """The 409 text of contract section 3: ``Plan '<name>' is in state <state>; <op> requires ...``."""
-    return f"Plan '{plan_name}' is in state {status.plan_state}; {op} requires {RULES[op].requires}."
+def conflict_message(plan_name: str, shown_state: str, op: Op, *, idle: str = "Enabled",
+                     undone_is_idle: bool = False) -> str:
+    """The refusal text of contract section 3: ``Plan '<name>' is in state <state>; <op> requires ...``."""
+    requires = RULES[op].requires
+    if "{idle}" in requires:
+        requires = requires.format(idle=idle + (" or a completed UndoFailover" if undone_is_idle else ""))
+    return f"Plan '{plan_name}' is in state {shown_state}; {op} requires {requires}."
 
 
-def resolve(op: Op, status: Status, plan_name: str) -> Move:
-    """The move ``op`` makes from ``status``; :class:`Conflict` (409) when the table has no entry."""
-    move = RULES[op].moves.get(status)
-    if move is None:
-        raise Conflict(conflict_message(plan_name, status, op))
-    return move
+def resolve(op: Op, status: Status) -> Move | None:
+    """The move ``op`` makes from ``status``, or None when the table forbids it."""
+    return RULES[op].moves.get(status)

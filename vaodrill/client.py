@@ -5,14 +5,22 @@
         await vao.run_failover(plan_id, restore_point="2026-11-27T02:00:00")
 
 One client means one login, one token and one connection pool: share it across a drill.
+
+Nothing a server sends can hang or exhaust this client: every exchange (login included) has a total deadline
+that a trickling body cannot stretch, bodies are read under a size cap, redirects are never followed, and every
+failure is a :class:`~vaodrill.errors.VaoError` with a one-line message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import ssl
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +28,18 @@ from typing import Any
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from vaodrill.auth import VaoAuth
+from vaodrill.auth import Answer, VaoAuth
 from vaodrill.errors import (
-    VaoConnectError,
+    VaoAuthError,
     VaoError,
+    VaoNotFound,
     VaoProtocolError,
-    VaoResponseLost,
-    VaoTimeoutError,
     VaoTLSError,
-    from_response,
+    VaoUsageError,
+    from_exception,
+    from_status,
+    one_line,
+    parse_json,
 )
 from vaodrill.models import (
     ContinueOption,
@@ -45,8 +56,19 @@ from vaodrill.retry import RetryPolicy
 
 log = logging.getLogger("vaodrill.client")
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+#: Seconds one exchange (login, request and the whole body) may take.
+DEFAULT_TIMEOUT = 30.0
+#: Largest answer accepted: 10,000 plans as the simulator shapes them take about 7 MiB.
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Of an error answer only this much is read (for its ``Message``); the rest is ignored.
+ERROR_BODY_BYTES = 64 * 1024
+#: More plans than this in one list is not a VAO server.
+MAX_PLANS = 100_000
 PLANS = "/v2/FailoverPlans"
+CONTINUE_PATHS = ("Continue", "Run/Continue")
+_PLAN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+#: Exceptions of one exchange that become errors of the tree (the deadline raises TimeoutError).
+_EXCHANGE_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, TimeoutError)
 
 
 def tls_context(*, verify: bool = True, ca_bundle: str | Path | None = None) -> ssl.SSLContext:
@@ -67,56 +89,81 @@ def tls_context(*, verify: bool = True, ca_bundle: str | Path | None = None) -> 
     return context
 
 
-def _transport_error(exc: httpx.TransportError, operation: str) -> VaoError:
-    """Classify a transport failure by whether the request may have reached the server."""
-    reason = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in reason:
-        return VaoTLSError(f"{operation}: the server's TLS certificate is not trusted (use a CA bundle)")
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return VaoConnectError(f"{operation}: cannot connect to the server ({_one_line(reason)})")
-    if isinstance(exc, httpx.TimeoutException):
-        return VaoTimeoutError(f"{operation}: no answer in time ({type(exc).__name__})")
-    return VaoResponseLost(f"{operation}: connection lost before the answer ({_one_line(reason)})")
+@dataclass
+class _Exchange:
+    """Whether the request itself was handed to the transport (before that, the server cannot have acted)."""
+
+    sent: bool = False
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:200]
+async def _read(response: httpx.Response, limit: int, operation: str, *, strict: bool) -> bytes:
+    """The body, read in chunks up to ``limit`` bytes; beyond it an error (``strict``) or an empty body."""
+    declared = response.headers.get("content-length", "")
+    too_large = declared.isdigit() and int(declared) > limit
+    chunks: list[bytes] = []
+    size = 0
+    if not too_large:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > limit:
+                too_large = True
+                break
+            chunks.append(chunk)
+    if too_large and strict:
+        raise VaoProtocolError(f"{operation}: the answer is larger than the limit of {limit // 1024:,} KiB")
+    return b"" if too_large else b"".join(chunks)
 
 
 class VaoClient:
-    """Every operation of the VAO v2 failover-plan API, with shared auth and one retry policy."""
+    """Every operation of the VAO v2 failover-plan API, with shared auth, limits and one retry policy.
+
+    Log in with ``username`` and ``password``, or as a child client with ``client_id`` and ``client_secret``
+    (used when given). ``timeout`` is the total deadline of one exchange in seconds.
+    """
 
     def __init__(
         self,
         base_url: str,
-        username: str,
-        password: str | SecretStr,
+        username: str = "",
+        password: str | SecretStr = "",
         *,
+        client_id: str | None = None,
+        client_secret: str | SecretStr | None = None,
         verify: bool = True,
         ca_bundle: str | Path | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         server_timezone: str = "UTC",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base_url = base_url.rstrip("/").removesuffix("/v2")
+        if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
+            raise VaoUsageError(f"the VAO timeout must be a positive number of seconds (got {timeout!r})")
+        self.base_url = base_url.strip().rstrip("/").removesuffix("/v2")
         self.username = username
         self.server_timezone = server_timezone
         self.retry = retry or RetryPolicy()
-        secret = password if isinstance(password, SecretStr) else SecretStr(password)
-        self._auth = VaoAuth(f"{self.base_url}/v2/Token", username, secret)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            auth=self._auth,
-            verify=tls_context(verify=verify, ca_bundle=ca_bundle),
-            timeout=timeout,
-            transport=transport,
-            headers={"Accept": "application/json", "User-Agent": "vaodrill"},
-            follow_redirects=False,
-        )
+        self.timeout = float(timeout)
+        self.max_response_bytes = max_response_bytes
+        self._continue_path: str | None = None
+        self._auth = VaoAuth(
+            f"{self.base_url}/v2/Token", username=username, password=_secret(password), client_id=client_id,
+            client_secret=_secret(client_secret), clock=clock)
+        try:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                verify=tls_context(verify=verify, ca_bundle=ca_bundle),
+                timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
+                transport=transport,
+                headers={"Accept": "application/json", "User-Agent": "vaodrill"},
+                follow_redirects=False,
+            )
+        except httpx.InvalidURL as exc:
+            raise VaoUsageError(f"not a usable VAO URL: {one_line(str(exc))}") from None
 
     def __repr__(self) -> str:
-        return f"VaoClient(base_url={self.base_url!r}, username={self.username!r})"
+        return f"VaoClient(base_url={self.base_url!r}, login={self._auth.who})"
 
     async def __aenter__(self) -> VaoClient:
         return self
@@ -130,35 +177,70 @@ class VaoClient:
     # -- plumbing -------------------------------------------------------------------------------------
 
     async def _call(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
-                    params: Mapping[str, Any] | None = None) -> httpx.Response:
-        """Send one operation under the retry policy and map every failure onto the error tree."""
+                    params: Mapping[str, Any] | None = None) -> Answer:
+        """Send one operation under the retry policy; every failure is an error of the tree."""
         operation = f"{method} {path}"
-        write = method != "GET"
         attempt = 0
         while True:
             attempt += 1
-            error: VaoError
             try:
-                response = await self._http.request(method, path, json=json, params=params)
-            except httpx.TransportError as exc:
-                error = _transport_error(exc, operation)
-            else:
-                log.debug("%s -> %s", operation, response.status_code)
-                if response.is_success:
-                    return response
-                error = from_response(response, operation)
-            if not self.retry.should_retry(error, write=write, attempt=attempt):
-                raise error
-            delay = self.retry.delay(error, attempt)
-            log.info("%s failed (%s); retry %d in %.1fs", operation, type(error).__name__, attempt, delay)
-            await asyncio.sleep(delay)
+                return await self._attempt(method, path, operation, json=json, params=params)
+            except VaoError as error:
+                if not self.retry.should_retry(error, write=method != "GET", attempt=attempt):
+                    raise
+                delay = self.retry.delay(error, attempt)
+                log.info("%s failed (%s); retry %d in %.1fs", operation, type(error).__name__, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, method: str, path: str, operation: str, *, json: Mapping[str, Any] | None,
+                       params: Mapping[str, Any] | None) -> Answer:
+        """One exchange (with its login, and one replay after a 401 on an old token) within the deadline."""
+        exchange = _Exchange()
+        try:
+            async with asyncio.timeout(self.timeout):
+                access, fresh = await self._auth.token(self._token_exchange)
+                answer = await self._send(method, path, operation, access, exchange, json=json, params=params)
+                if answer.status == 401 and not fresh:  # an old token: renew it once and replay (nothing ran)
+                    self._auth.rejected(access)
+                    access, fresh = await self._auth.token(self._token_exchange)
+                    answer = await self._send(method, path, operation, access, exchange, json=json, params=params)
+        except _EXCHANGE_ERRORS as exc:
+            raise from_exception(exc, operation, sent=exchange.sent, deadline=self.timeout) from None
+        log.debug("%s -> %s", operation, answer.status)
+        if answer.ok:
+            return answer
+        error = from_status(answer.status, answer.headers, answer.body, operation, redact=self._auth.redact)
+        if isinstance(error, VaoAuthError):  # a 401 even on a fresh token: stop logging in for a while
+            raise self._auth.refuse(error)
+        raise error
+
+    async def _send(self, method: str, path: str, operation: str, access: str, exchange: _Exchange, *,
+                    json: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Answer:
+        request = self._http.build_request(method, path, json=json, params=params,
+                                           headers={"Authorization": f"Bearer {access}"})
+        exchange.sent = True
+        return await self._receive(request, operation)
+
+    async def _token_exchange(self, form: Mapping[str, str]) -> Answer:
+        request = self._http.build_request("POST", self._auth.token_url, data=dict(form))
+        return await self._receive(request, f"POST {self._auth.token_url}")
+
+    async def _receive(self, request: httpx.Request, operation: str) -> Answer:
+        response = await self._http.send(request, stream=True)
+        try:
+            success = response.is_success
+            limit = self.max_response_bytes if success else ERROR_BODY_BYTES
+            body = await _read(response, limit, operation, strict=success)
+        finally:
+            await response.aclose()
+        return Answer(response.status_code, response.headers, body)
 
     async def _get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        response = await self._call("GET", path, params=params)
+        answer = await self._call("GET", path, params=params)
         try:
-            return response.json()
+            return parse_json(answer.body)
         except ValueError:
-            kind = response.headers.get("content-type", "no content type")
+            kind = one_line(answer.headers.get("content-type", "no content type"), 80)
             raise VaoProtocolError(f"GET {path}: the server answered with a non-JSON body ({kind})") from None
 
     async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
@@ -171,35 +253,23 @@ class VaoClient:
         """All failover plans (OData ``$filter``/``$orderby``/``$top``/``$skip`` passed through)."""
         params = {k: v for k, v in {"$filter": filter, "$orderby": orderby, "$top": top, "$skip": skip}.items()
                   if v is not None}
-        return self._plans(await self._get_json(PLANS, params or None), PLANS)
-
-    async def list_scope_plans(self, site_id: str, scope_id: str) -> list[FailoverPlan]:
-        path = f"/v2/Sites/{site_id}/Scopes/{scope_id}/FailoverPlans"
-        return self._plans(await self._get_json(path), path)
+        data = await self._get_json(PLANS, params or None)
+        if not isinstance(data, list):
+            raise VaoProtocolError(f"GET {PLANS}: expected a JSON array of plans")
+        if len(data) > MAX_PLANS:
+            raise VaoProtocolError(f"GET {PLANS}: {len(data):,} plans is more than the limit of {MAX_PLANS:,}")
+        return [_plan(item, f"GET {PLANS}: element {index}") for index, item in enumerate(data)]
 
     async def get_plan(self, plan_id: str) -> FailoverPlan:
         """One plan (accepted bare or wrapped in a one-element array, as some servers do)."""
-        path = f"{PLANS}/{plan_id}"
-        data = await self._get_json(path)
-        try:
-            return FailoverPlan.model_validate(data)
-        except ValidationError:
-            raise VaoProtocolError(f"GET {path}: the answer is not a failover plan") from None
-
-    @staticmethod
-    def _plans(data: Any, path: str) -> list[FailoverPlan]:
-        if not isinstance(data, list):
-            raise VaoProtocolError(f"GET {path}: expected a JSON array of plans")
-        try:
-            return [FailoverPlan.model_validate(item) for item in data]
-        except ValidationError:
-            raise VaoProtocolError(f"GET {path}: an element is not a failover plan") from None
+        path = _plan_path(plan_id)
+        return _plan(await self._get_json(path), f"GET {path}: the answer")
 
     # -- Run modes ------------------------------------------------------------------------------------
 
     async def run(self, plan_id: str, request: RunRequest) -> None:
         """``POST .../Run``: asynchronous, returns as soon as the plan starts. Never resent once sent."""
-        await self._post(f"{PLANS}/{plan_id}/Run", request.to_json())
+        await self._post(_plan_path(plan_id, "Run"), request.to_json())
 
     async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
                            execute_chained_plans: bool = False) -> None:
@@ -223,37 +293,53 @@ class VaoClient:
     # -- other operations -----------------------------------------------------------------------------
 
     async def undo(self, plan_id: str) -> None:
-        await self._post(f"{PLANS}/{plan_id}/Undo")
+        await self._post(_plan_path(plan_id, "Undo"))
 
     async def enable(self, plan_id: str) -> None:
-        await self._post(f"{PLANS}/{plan_id}/Enable")
+        await self._post(_plan_path(plan_id, "Enable"))
 
     async def disable(self, plan_id: str) -> None:
-        await self._post(f"{PLANS}/{plan_id}/Disable")
+        await self._post(_plan_path(plan_id, "Disable"))
 
     async def halt(self, plan_id: str, *, fullstop: bool = False) -> None:
-        await self._post(f"{PLANS}/{plan_id}/Halt", {"fullstop": fullstop})
+        await self._post(_plan_path(plan_id, "Halt"), {"fullstop": fullstop})
 
     async def continue_plan(self, plan_id: str, option: ContinueOption | str) -> None:
-        await self._post(f"{PLANS}/{plan_id}/Continue", {"executionContinueOptions": ContinueOption(option).value})
+        """Resume a Halted plan: ``.../Continue``, or ``.../Run/Continue`` as v1-style servers name it.
+
+        A 404 on ``/Continue`` means nothing ran, so the other path is tried exactly once; the path that worked
+        is remembered for this client.
+        """
+        body = {"executionContinueOptions": ContinueOption(option).value}
+        if self._continue_path is not None:
+            await self._post(_plan_path(plan_id, self._continue_path), body)
+            return
+        first, fallback = CONTINUE_PATHS
+        try:
+            await self._post(_plan_path(plan_id, first), body)
+            self._continue_path = first
+        except VaoNotFound:
+            log.info("POST .../%s answered 404: trying .../%s", first, fallback)
+            await self._post(_plan_path(plan_id, fallback), body)
+            self._continue_path = fallback
 
     async def reset(self, plan_id: str, *, reset_state: bool = True, reset_change_log: bool = False,
                     reset_configuration: bool = False) -> None:
         body = ResetRequest(reset_state=reset_state, reset_change_log=reset_change_log,
                             reset_configuration=reset_configuration)
-        await self._post(f"{PLANS}/{plan_id}/Reset", body.to_json())
+        await self._post(_plan_path(plan_id, "Reset"), body.to_json())
 
     async def schedule(self, plan_id: str, *, start_time: str | datetime | None = None,
                        previous_plan_id: str | None = None) -> None:
         """Schedule a plan at a time (server wall time) or after another plan (which wins if both given)."""
         if start_time is None and previous_plan_id is None:
-            raise ValueError("schedule() needs start_time or previous_plan_id")
+            raise VaoUsageError("schedule() needs start_time or previous_plan_id")
         body = ScheduleRequest(start_time=self.server_wall_time(start_time) if start_time else None,
                                previous_plan_id=previous_plan_id)
-        await self._post(f"{PLANS}/{plan_id}/Schedule", body.to_json())
+        await self._post(_plan_path(plan_id, "Schedule"), body.to_json())
 
     async def disable_schedule(self, plan_id: str) -> None:
-        await self._post(f"{PLANS}/{plan_id}/DisableSchedule")
+        await self._post(_plan_path(plan_id, "DisableSchedule"))
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -264,3 +350,24 @@ class VaoClient:
         if moment.tzinfo is None:
             return moment.replace(microsecond=0).isoformat()
         return to_server_wall_time(moment, self.server_timezone)
+
+
+def _secret(value: str | SecretStr | None) -> SecretStr | None:
+    return value if value is None or isinstance(value, SecretStr) else SecretStr(value)
+
+
+def _plan_path(plan_id: str, operation: str = "") -> str:
+    """The path of a plan (and an operation): the id must look like an id, never like a path."""
+    if not isinstance(plan_id, str) or not _PLAN_ID.fullmatch(plan_id):
+        raise VaoUsageError(f"not a plan id: {one_line(repr(plan_id), 80)}")
+    return f"{PLANS}/{plan_id}/{operation}" if operation else f"{PLANS}/{plan_id}"
+
+
+def _plan(data: Any, where: str) -> FailoverPlan:
+    try:
+        return FailoverPlan.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        detail = f"{field}: {first['msg']}" if field else first["msg"]
+        raise VaoProtocolError(f"{where} is not a failover plan ({one_line(detail, 120)})") from None

@@ -2,28 +2,58 @@
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from vaodrill.client import VaoClient
+from vaodrill.client import DEFAULT_TIMEOUT, VaoClient
+from vaodrill.errors import VaoUsageError, one_line
 
-ENV_VARS = ("VAO_URL", "VAO_USERNAME", "VAO_PASSWORD", "VAO_TIMEZONE", "VAO_CA_BUNDLE", "VAO_VERIFY_TLS")
+log = logging.getLogger("vaodrill.connection")
+
+#: A password file larger than this is not a password file.
+MAX_PASSWORD_FILE = 64 * 1024
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: traffic that never leaves this machine."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ConnectionSettings(BaseModel):
-    """Where VAO is and how to log in. The password is a secret: never shown by ``repr``, logs or reports."""
+    """Where VAO is and how to log in. Secrets are never shown by ``repr``, logs or reports.
+
+    Log in with ``username``/``password``, or as a child client with ``client_id``/``client_secret`` (used when
+    given; Veeam recommends one for tools). Plain ``http://`` is refused for anything but loopback unless
+    ``allow_insecure_http``: the password would cross the network readable.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     url: str = Field(description="https://vao.example.com:9899")
-    username: str
-    password: SecretStr
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    client_id: str | None = Field(None, description="child client id (client_credentials grant)")
+    client_secret: SecretStr | None = Field(None, description="child client secret")
     server_timezone: str = Field("UTC", description="IANA zone of the VAO server's clock (restore-point dates)")
     verify_tls: bool = True
     ca_bundle: str | None = Field(None, description="PEM file trusted for the server's certificate")
-    timeout: float = 30.0
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=3600, description="deadline of one exchange, in seconds")
+    allow_insecure_http: bool = Field(False, description="allow http:// to a host that is not loopback")
     simulated: bool = Field(False, description="True for the embedded simulator (no approval prompts)")
 
     @field_validator("url")
@@ -31,7 +61,16 @@ class ConnectionSettings(BaseModel):
     def _url(cls, value: str) -> str:
         value = value.strip()
         if not value.startswith(("http://", "https://")):
-            raise ValueError(f"VAO URL must start with https:// (got {value!r})")
+            raise ValueError(f"VAO URL must start with https:// (got {one_line(repr(value), 120)})")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise ValueError(f"not a usable VAO URL: {one_line(repr(value), 120)}") from None
+        if not parts.hostname:
+            raise ValueError(f"the VAO URL has no host: {one_line(repr(value), 120)}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("the VAO URL must not hold credentials: use the username and password settings")
         return value.rstrip("/")
 
     @field_validator("server_timezone")
@@ -42,41 +81,115 @@ class ConnectionSettings(BaseModel):
         try:
             pendulum.timezone(value)
         except Exception:
-            raise ValueError(f"unknown time zone {value!r}") from None
+            raise ValueError(f"unknown time zone {one_line(repr(value), 80)}") from None
         return value
 
-    def client(self, **overrides: object) -> VaoClient:
+    @model_validator(mode="after")
+    def _login_and_transport(self) -> ConnectionSettings:
+        if bool(self.client_id) != bool(self.client_secret and self.client_secret.get_secret_value()):
+            raise ValueError("client_id and client_secret go together (a child client needs both)")
+        if self.insecure_http and not self.allow_insecure_http:
+            raise ValueError(f"refusing to send credentials over plain http:// to {self.host}: use https://, "
+                             "or allow it with --allow-insecure-http / VAO_ALLOW_INSECURE_HTTP=true")
+        return self
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def insecure_http(self) -> bool:
+        """Credentials would travel unencrypted beyond this machine."""
+        return self.url.startswith("http://") and not is_loopback(self.host)
+
+    def client(self, **overrides: Any) -> VaoClient:
         """A new client (one login, one pool): make one per drill run and share it."""
-        options: dict[str, object] = {
-            "verify": self.verify_tls, "ca_bundle": self.ca_bundle, "timeout": self.timeout,
-            "server_timezone": self.server_timezone,
+        if self.insecure_http:
+            log.warning("VAO credentials go over plain http:// to %s (allow_insecure_http): anyone on the path "
+                        "can read them; use https://", self.host)
+        options: dict[str, Any] = {
+            "username": self.username, "password": self.password, "client_id": self.client_id,
+            "client_secret": self.client_secret, "verify": self.verify_tls, "ca_bundle": self.ca_bundle,
+            "timeout": self.timeout, "server_timezone": self.server_timezone,
         }
         options.update(overrides)
-        return VaoClient(self.url, self.username, self.password, **options)  # type: ignore[arg-type]
+        return VaoClient(self.url, **options)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionSettings | None:
-        """Settings from ``VAO_*`` variables, or None when ``VAO_URL`` is not set."""
+        """Settings from ``VAO_*`` variables, or None when ``VAO_URL`` is not set.
+
+        The password comes from ``VAO_PASSWORD`` or from the file named by ``VAO_PASSWORD_FILE`` (one trailing
+        newline dropped), a child client from ``VAO_CLIENT_ID`` and ``VAO_CLIENT_SECRET``.
+        """
         env = os.environ if env is None else env
         if not env.get("VAO_URL"):
             return None
-        return cls(
-            url=env["VAO_URL"],
-            username=env.get("VAO_USERNAME", ""),
-            password=SecretStr(env.get("VAO_PASSWORD", "")),
-            server_timezone=env.get("VAO_TIMEZONE") or "UTC",
-            ca_bundle=env.get("VAO_CA_BUNDLE") or None,
-            verify_tls=env.get("VAO_VERIFY_TLS", "true").strip().lower() not in ("0", "false", "no", "off"),
-            simulated=env.get("VAODRILL_SIMULATED", "") == "1",
-        )
+        try:
+            return cls(
+                url=env["VAO_URL"],
+                username=env.get("VAO_USERNAME", ""),
+                password=SecretStr(_password(env)),
+                client_id=env.get("VAO_CLIENT_ID") or None,
+                client_secret=SecretStr(env["VAO_CLIENT_SECRET"]) if env.get("VAO_CLIENT_SECRET") else None,
+                server_timezone=env.get("VAO_TIMEZONE") or "UTC",
+                ca_bundle=env.get("VAO_CA_BUNDLE") or None,
+                verify_tls=_flag(env, "VAO_VERIFY_TLS", default=True),
+                allow_insecure_http=_flag(env, "VAO_ALLOW_INSECURE_HTTP", default=False),
+                simulated=env.get("VAODRILL_SIMULATED", "") == "1",
+            )
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            raise VaoUsageError(f"VAO settings from the environment: {where + ': ' if where else ''}"
+                                f"{one_line(error['msg'], 200)}") from None
 
     def to_env(self) -> dict[str, str]:
         """The ``VAO_*`` variables that reproduce these settings (for a child process)."""
         env = {"VAO_URL": self.url, "VAO_USERNAME": self.username,
                "VAO_PASSWORD": self.password.get_secret_value(), "VAO_TIMEZONE": self.server_timezone,
                "VAO_VERIFY_TLS": "true" if self.verify_tls else "false"}
+        if self.client_id and self.client_secret:
+            env["VAO_CLIENT_ID"] = self.client_id
+            env["VAO_CLIENT_SECRET"] = self.client_secret.get_secret_value()
+        if self.allow_insecure_http:
+            env["VAO_ALLOW_INSECURE_HTTP"] = "true"
         if self.ca_bundle:
             env["VAO_CA_BUNDLE"] = self.ca_bundle
         if self.simulated:
             env["VAODRILL_SIMULATED"] = "1"
         return env
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    value = env.get(name)
+    if value is None:
+        return default
+    value = value.strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise VaoUsageError(f"{name} must be true or false (got {one_line(repr(value), 40)})")
+
+
+def _password(env: Mapping[str, str]) -> str:
+    """``VAO_PASSWORD``, or the content of ``VAO_PASSWORD_FILE`` (never both)."""
+    name = env.get("VAO_PASSWORD_FILE")
+    if not name:
+        return env.get("VAO_PASSWORD", "")
+    if env.get("VAO_PASSWORD"):
+        raise VaoUsageError("set VAO_PASSWORD or VAO_PASSWORD_FILE, not both")
+    path = Path(name).expanduser()
+    try:
+        if not path.is_file():
+            raise VaoUsageError(f"VAO_PASSWORD_FILE: {path} is not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_PASSWORD_FILE + 1)
+    except OSError as exc:
+        raise VaoUsageError(f"VAO_PASSWORD_FILE: cannot read {path} ({exc.strerror or type(exc).__name__})") from None
+    if len(data) > MAX_PASSWORD_FILE:
+        raise VaoUsageError(f"VAO_PASSWORD_FILE: {path} is larger than {MAX_PASSWORD_FILE // 1024} KiB")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise VaoUsageError(f"VAO_PASSWORD_FILE: {path} is not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r")

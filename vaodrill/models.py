@@ -163,15 +163,19 @@ class ScheduleRequest(_Body):
     previous_plan_id: str | None = Field(None, alias="previousPlanId")
 
 
+#: A token goes into a header or a form: visible ASCII only, and not absurdly long.
+_TOKEN = r"^[\x21-\x7e]{1,16384}$"
+
+
 class TokenResponse(BaseModel):
     """``POST /v2/Token`` success body."""
 
     model_config = ConfigDict(extra="ignore")
 
-    access_token: str
+    access_token: str = Field(pattern=_TOKEN)
     token_type: str = "bearer"
-    expires_in: float = 900
-    refresh_token: str | None = None
+    expires_in: float = Field(900, gt=0, allow_inf_nan=False)
+    refresh_token: str | None = Field(None, pattern=_TOKEN)
     client_id: str | None = None
 
     def __repr__(self) -> str:  # tokens are secrets

@@ -1,8 +1,8 @@
-"""The one retry policy for VAO calls.
+"""The one retry policy for VAO calls, and the one classification of transient errors.
 
-Reads are retried on connection problems, timeouts, 429 (honouring ``Retry-After``) and 5xx, with capped
-exponential backoff and jitter. Writes (every POST) are retried only when the request provably never reached
-the server: a Run must never be sent twice.
+Reads are retried on transient errors (:func:`is_transient`: connection problems, timeouts, 429 honouring
+``Retry-After``, 5xx), with capped exponential backoff and jitter. Writes (every POST) are retried only when the
+request provably never reached the server: a Run must never be sent twice.
 """
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from vaodrill.errors import VaoConnectionError, VaoError, VaoRateLimited, VaoServerError
+from vaodrill.errors import VaoConnectionError, VaoRateLimited, VaoResponseError, VaoServerError, VaoTLSError
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a read that failed with ``error`` may succeed if repeated later (also for Prefect task retries).
+
+    A certificate that is not trusted, a refusal (4xx other than 429), a broken answer or a drill verdict is not.
+    """
+    if isinstance(error, VaoTLSError):
+        return False
+    return isinstance(error, VaoConnectionError | VaoRateLimited | VaoServerError)
 
 
 @dataclass(frozen=True)
@@ -23,21 +33,17 @@ class RetryPolicy:
     jitter: float = 0.25
     max_retry_after: float = 120.0
 
-    def should_retry(self, error: VaoError, *, write: bool, attempt: int) -> bool:
+    def should_retry(self, error: BaseException, *, write: bool, attempt: int) -> bool:
         """Whether ``attempt`` (1-based) may be followed by another one."""
         if attempt >= self.attempts:
             return False
         if write:
-            return isinstance(error, VaoConnectionError) and not error.may_have_reached_server
-        return isinstance(error, VaoConnectionError | VaoRateLimited | VaoServerError)
+            return is_transient(error) and isinstance(error, VaoConnectionError) and not error.may_have_reached_server
+        return is_transient(error)
 
-    def delay(self, error: VaoError, attempt: int) -> float:
+    def delay(self, error: BaseException, attempt: int) -> float:
         """Seconds to wait before the next attempt: the server's Retry-After, else capped backoff plus jitter."""
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return min(retry_after, self.max_retry_after)
-        base = min(self.max_delay, self.backoff * 2 ** (attempt - 1))
+        if isinstance(error, VaoResponseError) and error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        base = min(self.max_delay, self.backoff * 2.0 ** (attempt - 1))
         return base * (1 + self.jitter * random.random())
-
-
-NO_RETRY = RetryPolicy(attempts=1)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from vaodrill import VaoClient
 from vaodrill.errors import (
@@ -18,13 +19,17 @@ from vaodrill.errors import (
     VaoNotFound,
     VaoProtocolError,
     VaoRateLimited,
+    VaoResponseError,
     VaoResponseLost,
     VaoServerError,
     VaoTLSError,
+    VaoUsageError,
 )
 from vaodrill.models import FailoverPlan, PlanState
 from vaodrill.retry import RetryPolicy
 from vaodrill.simulator import create_app
+from vaodrill.simulator.profiles import ChildClient
+from vaodrill.simulator.scenario import load_scenario
 from vaodrill.simulator.server import BackgroundServer
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
@@ -195,6 +200,7 @@ async def test_error_mapping(vao: VaoClient, sim: httpx.AsyncClient):
     with pytest.raises(VaoConflict) as conflict:
         await vao.run_failover(legacy.id)
     assert conflict.value.status_code == 409 and "Legacy ERP" in str(conflict.value)
+    assert conflict.value.server_message and conflict.value.server_message in str(conflict.value)
     with pytest.raises(VaoBadRequest, match="restore point"):
         await vao.run_failover((await plan_named(vao, "Core Network")).id, restore_point="1990-01-01T00:00:00")
     await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 500, "count": 10})
@@ -355,3 +361,88 @@ async def test_insecure_opt_out_warns_every_time(tls, caplog: pytest.LogCaptureF
             async with VaoClient(url, "demo", "demo", verify=False) as client:
                 assert await client.list_plans()
     assert sum("verification is OFF" in r.message for r in caplog.records) == 2
+
+
+# -- what a real VAO may do differently (contract section 5) ------------------------------------------------
+
+
+async def halted(vao: VaoClient, name: str) -> str:
+    plan = await plan_named(vao, name)
+    await vao.run_failover(plan.id)
+    await vao.halt(plan.id)
+    assert (await vao.get_plan(plan.id)).state is PlanState.HALTED
+    return plan.id
+
+
+async def test_continue_falls_back_to_run_continue_once_and_remembers(vao: VaoClient, sim: httpx.AsyncClient):
+    first, second = await halted(vao, "SQL Tier"), await halted(vao, "Web Tier")
+    for plan_id in (first, second):
+        (await sim.patch(f"/_sim/plans/{plan_id}", json={"continue_path": "Run/Continue"})).raise_for_status()
+    await sim.delete("/_sim/requests")
+    await vao.continue_plan(first, "RetryFailedStep")
+    await vao.continue_plan(second, "ProceedToNextStep")
+    posts = [(e["path"].removeprefix("/v2/FailoverPlans/"), e["status"])
+             for e in await log(sim, method="POST", path="/v2/FailoverPlans/*")]
+    assert posts == [(f"{first}/Continue", 404), (f"{first}/Run/Continue", 200), (f"{second}/Run/Continue", 200)]
+    await until(vao, first, PlanState.FAILOVER)
+
+
+async def test_continue_on_the_documented_path_sends_one_post(vao: VaoClient, sim: httpx.AsyncClient):
+    plan_id = await halted(vao, "SQL Tier")
+    await sim.delete("/_sim/requests")
+    await vao.continue_plan(plan_id, "RetryFailedStep")
+    posts = await log(sim, method="POST", path="/v2/FailoverPlans/*")
+    assert [e["path"] for e in posts] == [f"/v2/FailoverPlans/{plan_id}/Continue"]
+
+
+async def test_continue_of_an_unknown_plan_tries_each_path_once(vao: VaoClient, sim: httpx.AsyncClient):
+    unknown = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(VaoNotFound, match=r"Run/Continue.*was not found"):
+        await vao.continue_plan(unknown, "RetryFailedStep")
+    posts = await log(sim, method="POST", path="/v2/FailoverPlans/*")
+    assert [e["path"].split("/", 4)[4] for e in posts] == ["Continue", "Run/Continue"]
+
+
+async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao: VaoClient, sim: httpx.AsyncClient):
+    plan = await plan_named(vao, "Core Network")  # Enabled, not Halted: Continue is illegal, not unknown
+    with pytest.raises(VaoConflict):
+        await vao.continue_plan(plan.id, "RetryFailedStep")
+    assert len(await log(sim, method="POST", path="/v2/FailoverPlans/*")) == 1
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim: httpx.AsyncClient, status: int):
+    legacy = await plan_named(vao, "Legacy ERP")  # Disabled: Run is illegal
+    (await sim.patch(f"/_sim/plans/{legacy.id}", json={"illegal_status": status})).raise_for_status()
+    with pytest.raises(VaoResponseError) as caught:
+        await vao.run_failover(legacy.id)
+    refusal = caught.value
+    assert refusal.status_code == status and refusal.server_message and "Legacy ERP" in refusal.server_message
+    assert str(refusal).endswith(refusal.server_message)
+    assert len(await log(sim, method="POST", path="*/Run")) == 1  # a refusal is never resent, not even a 500
+
+
+async def test_child_client_login(sim: httpx.AsyncClient):
+    scenario = load_scenario("demo").model_copy(
+        update={"clients": [ChildClient(client_id="drill-tool", client_secret=SecretStr("s3cret-child"))]})
+    app = create_app(scenario, progression="tick")
+    transport = httpx.ASGITransport(app=app)
+    async with VaoClient("http://sim", client_id="drill-tool", client_secret="s3cret-child",
+                         transport=transport) as child:
+        assert {p.name for p in await child.list_plans()} >= {"Core Network"}
+        assert "s3cret-child" not in repr(child)
+    async with VaoClient("http://sim", client_id="drill-tool", client_secret="wrong-secret",
+                         transport=transport) as wrong:
+        with pytest.raises(VaoAuthError, match="login as client 'drill-tool' refused") as caught:
+            await wrong.list_plans()
+    assert "wrong-secret" not in str(caught.value)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sim") as control:
+        tokens = (await control.get("/_sim/requests", params={"path": "/v2/Token"})).json()
+    assert [e["status"] for e in tokens] == [200, 400]
+
+
+async def test_plan_ids_that_are_not_ids_are_refused_before_sending(vao: VaoClient, sim: httpx.AsyncClient):
+    for bad in ("../Token", "a/b", "", "x?y=1", "a" * 200):
+        with pytest.raises(VaoUsageError, match="not a plan id"):
+            await vao.get_plan(bad)
+    assert await log(sim) == []

@@ -295,8 +295,8 @@ def analyse(bench: Bench, runner: str, ids: dict[str, str], entries: list[dict[s
     row |= {"lag_p50_s": _round(_pct(lags, 50)), "lag_p95_s": _round(_pct(lags, 95)),
             "undo_lag_p50_s": _round(_pct(undo_lags, 50)), "undo_lag_p95_s": _round(_pct(undo_lags, 95))}
     if problems:
-        tail = " | ".join(line for line in proc.output.strip().splitlines()[-3:])
-        row["error"] = "; ".join(problems) + (f": {tail[-300:]}" if tail else "")
+        last_line = proc.output.strip().splitlines()[-1:]  # the runner's error line (or a traceback's last)
+        row["error"] = "; ".join(problems + [line[:300] for line in last_line])
     return row
 
 
@@ -380,14 +380,16 @@ def _fmt(value: Any, spec: str = ".2f", suffix: str = "") -> str:
 
 def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
     out = Table(title=f"drill benchmark: {cores} cores, poll interval {interval:g} s, span / critical path",
-                caption="lag: read showing a plan's dependencies complete -> its Run POST; undo lag: wave -> next "
-                        "wave's Undo POST; RSS: peak of the runner's process tree")
+                caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
+                        "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
+                        "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
+                        "RSS: peak of the runner's process tree")
     for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/interval", "poll p50/p90",
-                 "tokens", "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "RSS MB", "note"):
+                 "tokens", "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "note"):
         out.add_column(name, justify="left" if name in ("runner", "note") else "right")
     for row in rows:
         if row.get("skipped"):
-            out.add_row(str(row["plans"]), row["runner"], *["-"] * 11, f"skipped: {row['skipped']}")
+            out.add_row(str(row["plans"]), row["runner"], *["-"] * 12, f"skipped: {row['skipped']}")
             continue
         out.add_row(
             str(row["plans"]), row["runner"], _fmt(row.get("critical_path_s"), ".1f", " s"),
@@ -397,7 +399,7 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
             str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
             f"{_fmt(row.get('lag_p50_s'), '.3f')}/{_fmt(row.get('lag_p95_s'), '.3f')}",
             _fmt(row.get("undo_lag_p50_s"), ".3f"), _fmt(row.get("startup_s"), ".1f", " s"),
-            _fmt(row.get("rss_mb"), ".0f"), row.get("error", "")[:60])
+            _fmt(row.get("tail_s"), ".1f", " s"),            _fmt(row.get("rss_mb"), ".0f"), row.get("error", "")[:60])
     return out
 
 

@@ -41,9 +41,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 class Sim:
     """A running simulator and a control-plane client for it."""
 
-    def __init__(self, url: str, app: object) -> None:
+    def __init__(self, url: str, app: Any) -> None:
         self.url = url
         self.app = app
+        self.scenario: str | None = app.state.sim.scenario.name if app is not None else None
         self.control = httpx.Client(base_url=url, timeout=10)
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict]:
@@ -76,16 +77,40 @@ class Sim:
 
 
 @pytest.fixture
-def sim() -> Iterator[Sim]:
-    """A fresh demo simulator at 600x on loopback (a 5-minute failover takes half a second)."""
+def sim_factory() -> Iterator[Callable[..., Sim]]:
+    """Start simulators over loopback HTTP: ``sim_factory("veeam-docs", time_scale=600)``; all stopped after.
+
+    ``scenario`` is anything ``create_app`` takes (a built-in name, a path, a mapping); other keyword arguments
+    go to ``create_app`` too.
+    """
     from vaodrill.simulator import create_app
     from vaodrill.simulator.server import BackgroundServer
 
-    app = create_app("demo", time_scale=600)
-    with BackgroundServer(app) as server:
-        sim = Sim(server.url, app)
-        yield sim
+    started: list[tuple[BackgroundServer, Sim]] = []
+
+    def make(scenario: Any = "demo", time_scale: float = 600, **kwargs: Any) -> Sim:
+        app = create_app(scenario, time_scale=time_scale, **kwargs)
+        server = BackgroundServer(app).start()
+        started.append((server, Sim(server.url, app)))
+        return started[-1][1]
+
+    yield make
+    for server, sim in started:
         sim.control.close()
+        server.stop()
+
+
+@pytest.fixture
+def sim(sim_factory: Callable[..., Sim]) -> Sim:
+    """A fresh demo simulator at 600x on loopback (a 5-minute failover takes half a second)."""
+    return sim_factory("demo", time_scale=600)
+
+
+@pytest.fixture(params=["demo", "veeam-docs"])
+def any_sim(request: pytest.FixtureRequest, sim_factory: Callable[..., Sim]) -> Sim:
+    """The demo plans at 600x, once as the contract spells them (``demo``) and once as Veeam documents them
+    (``veeam-docs``: Verified/NotVerified idle plans, undo left complete, /Run/Continue, 400/500 refusals...)."""
+    return sim_factory(request.param, time_scale=600)
 
 
 # -- in-process simulators with an injected clock (the simulator's own tests) -------------------------------

@@ -55,3 +55,15 @@ def test_demo_table_matches_the_demo_scenario() -> None:
                   for name, pid, f, u, st, rto, rpo, state in rows}
     assert documented == table
     assert {name: row[0] for name, row in documented.items()} == DEMO_IDS
+
+
+def test_veeam_docs_table_matches_the_scenario() -> None:
+    rows = re.findall(r"^\| ([A-Z][\w ]+?) \| (\w+) \| (\w+) \| (object|array) \| (\d+) \| ([\w/]+) \| (\w+) \|$",
+                      README.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    docs = load_scenario("veeam-docs")
+    table = {}
+    for spec in docs.plans:
+        s = docs.settings_for(spec)
+        table[spec.name] = (s.idle_state, s.after_undo, s.single_get, str(s.illegal_status), s.continue_path,
+                            s.details_style)
+    assert {name: tuple(rest) for name, *rest in rows} == table

@@ -2,7 +2,9 @@
 
 Run twice: under the contract (a finished UndoFailover is Enabled again) and under the ``after_undo:
 UndoFailover`` profile, where a completed UndoFailover is a status of its own from which Run and Disable are
-legal (contract section 5). The expected outcomes are written out by hand below, independently of ``vaodrill.simulator.states.RULES``, so
+legal (contract section 5).
+
+The expected outcomes are written out by hand below, independently of ``vaodrill.simulator.states.RULES``, so
 a wrong entry in the simulator's table fails here instead of being echoed back.
 """
 

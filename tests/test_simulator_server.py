@@ -154,3 +154,16 @@ def test_serve_prints_where_it_listens_and_how_to_log_in(monkeypatch: pytest.Mon
 def test_serve_rejects_half_a_tls_pair() -> None:
     with pytest.raises(ValueError, match="go together"):
         serve(certfile="cert.pem")
+
+
+def test_serve_resolves_the_veeam_docs_scenario_by_name(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``vaodrill simulator --scenario veeam-docs`` passes the name through to serve()."""
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("config", self.config))
+    serve(port=9912, scenario="veeam-docs")
+    out = capsys.readouterr().out
+    assert "scenario veeam-docs (7 plans)" in out
+    assert "child client: client_id drill-tool  client_secret drill-tool-secret" in out
+    plans = seen["config"].app.state.sim.summary()["plans"]
+    assert {p["planState"] for p in plans} == {"Verified", "NotVerified", "Enabled", "Disabled"}

@@ -178,6 +178,8 @@ def serve(
         f"scenario [green]{sim.scenario.name}[/green] ({len(sim.summary()['plans'])} plans), "
         f"progression {progression}, time scale {time_scale:g}x, server time zone {sim.scenario.timezone}\n"
         f"credentials: username [yellow]{username}[/yellow]  password [yellow]{password}[/yellow]\n"
+        + "".join(f"child client: client_id [yellow]{c.client_id}[/yellow]  client_secret "
+                  f"[yellow]{c.client_secret.get_secret_value()}[/yellow]\n" for c in sim.scenario.clients) +
         f"control plane: {base}/_sim  (docs: {base}/_sim/docs)",
         title="vaodrill simulator",
     ))

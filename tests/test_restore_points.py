@@ -31,6 +31,9 @@ from vaodrill.restore_points import (
     to_server_wall_time,
 )
 
+SEED_RANGE = "must be a whole number from 0 to 2**63-1"
+TEN_YEARS = "must be at most 3650d, about 10 years"
+YEARS = "is outside the supported years 1970 to 2199"
 BERLIN = "Europe/Berlin"
 NEW_YORK = "America/New_York"
 # Wednesday 2026-11-04 11:15:30.123456 in Berlin (CET, UTC+1).
@@ -223,8 +226,16 @@ def test_unquoted_yaml_timestamps_are_accepted() -> None:
         ({"ago": "x"}, "ago: invalid duration 'x' (use e.g. 6h, 90m, 2d or PT6H)"),
         ({"ago": "6h", "seed": 1}, "unknown key 'seed'"),
         ({"random_within": "7d", "sed": 1}, "unknown key 'sed' (did you mean 'seed'?)"),
-        ({"random_within": "7d", "seed": -1}, "seed: must be >= 0, got -1"),
-        ({"random_within": "7d", "seed": True}, "seed: must be a whole number >= 0, got true"),
+        ({"random_within": "7d", "seed": -1}, f"seed: {SEED_RANGE}, got -1"),
+        ({"random_within": "7d", "seed": True}, f"seed: {SEED_RANGE}, got true"),
+        ({"random_within": "7d", "seed": 2**63}, f"seed: {SEED_RANGE}, got 9223372036854775808"),
+        ({"random_within": "7d", "seed": 10**5000}, f"seed: {SEED_RANGE}, got a very large number"),
+        ({"random_within": "100000000w"}, f"random_within: invalid duration '100000000w' ({TEN_YEARS})"),
+        ({"ago": "999999999999999999999w"}, f"ago: invalid duration '999999999999999999999w' ({TEN_YEARS})"),
+        ({"at": "0001-01-01T00:00:00+14:00"}, f"at: '0001-01-01T00:00:00+14:00' {YEARS}"),
+        ({"at": "9999-12-31T23:59:59-14:00"}, f"at: '9999-12-31T23:59:59-14:00' {YEARS}"),
+        ({"at": "2200-01-01T00:00 Europe/Berlin"}, f"at: '2200-01-01T00:00' {YEARS}"),
+        ({"at": dt.date(1969, 12, 31)}, f"at: 1969-12-31 {YEARS}"),
         ({"random_within": "0s"}, "random_within: invalid duration '0s' (must be greater than zero)"),
         (
             {"at": "tomorrow"},

@@ -397,10 +397,10 @@ def test_cycles_are_named_in_order(plans: str, cycle: str) -> None:
 
 def test_yaml_errors() -> None:
     err = error("name: x\nmode: drill: oops\nplans: [A]\n")
-    assert str(err) == "demo.yaml: line 2: invalid YAML (mapping values are not allowed here)"
+    assert str(err) == "demo.yaml: line 2: invalid YAML (mapping values are not allowed in this context)"
     assert err.line == 2
     err = error("name: x\nplans:\n  - plan: [A\n")
-    assert str(err).startswith("demo.yaml: line 4: invalid YAML (expected ',' or ']'")
+    assert str(err).startswith("demo.yaml: line 4: invalid YAML (did not find expected ',' or ']'")
     assert str(error("name: x\nplans: [A]\nname: y\n")) == "demo.yaml: line 3: invalid YAML (duplicate key 'name')"
     assert str(error("")) == "demo.yaml: empty drill file"
     assert str(error("# only a comment\n")) == "demo.yaml: empty drill file"

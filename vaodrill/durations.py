@@ -9,8 +9,11 @@ Grammar (case-insensitive, whitespace between parts allowed):
   ``P1Y`` and ``P1M`` are rejected for the same reason as months above.
 * a bare number (``int``/``float`` or a numeric string) is seconds; a ``timedelta`` is taken as is.
 
-Every duration in a drill (windows, targets, timeouts, intervals) must be greater than zero, so zero and
-negative values are rejected here rather than by each caller.
+Every duration in a drill (windows, targets, timeouts, intervals) must be greater than zero and at most
+``MAX_DURATION`` (3650 days, about 10 years), so zero, negative and absurd values (``999999999999999999999w``,
+which would overflow ``timedelta``) are rejected here with one line rather than by each caller. Texts longer
+than ``MAX_TEXT`` (100 characters) are refused before any parsing. Fields with tighter bounds (the poll interval,
+for example) check them on top of these.
 
 ``DurationField`` is the pydantic type for such fields. It serializes, in both python and JSON mode, to the
 compact readable form (``"1h30m"``, ``"2d"``, ``"1.5s"``), which parses back to the same duration, so a dumped
@@ -28,9 +31,15 @@ from typing import Annotated, Any
 import pendulum
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
-__all__ = ["DurationField", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "MAX_TEXT", "DurationField", "format_duration", "parse_duration"]
+
+MAX_DURATION = timedelta(days=3650)
+"""The longest duration a drill may give (about 10 years): far beyond any real window, far below overflow."""
+MAX_TEXT = 100
+"""The longest duration text read at all."""
 
 _HINT = "use e.g. 6h, 90m, 2d or PT6H"
+_TOO_LONG = "must be at most 3650d, about 10 years"
 
 _UNIT_SECONDS: dict[str, int] = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _UNIT_ALIASES: dict[str, str] = {
@@ -65,15 +74,21 @@ def _invalid(value: object, why: str = _HINT) -> ValueError:
 def _show(value: object) -> str:
     if isinstance(value, timedelta):
         return repr(str(value))
+    if isinstance(value, int) and value.bit_length() > 128:  # repr() of a huge int is slow, then refused
+        return "a very large number"
     text = repr(value)
-    return text if len(text) <= 40 else text[:36] + "...'"
+    return text if len(text) <= 40 else text[:36] + ("...'" if isinstance(value, str) else "...")
 
 
 def _from_seconds(seconds: Decimal, original: object) -> pendulum.Duration:
     if seconds <= 0:
         raise _invalid(original, "must be greater than zero")
+    if seconds > int(MAX_DURATION.total_seconds()):  # before int() and timedelta, which would overflow
+        raise _invalid(original, _TOO_LONG)
     whole = int(seconds)
     micros = int(((seconds - whole) * 1_000_000).to_integral_value())
+    if whole == 0 and micros == 0:  # under half a microsecond would silently become zero
+        raise _invalid(original, "must be greater than zero")
     return pendulum.duration(seconds=whole, microseconds=micros)
 
 
@@ -122,6 +137,8 @@ def parse_duration(value: str | int | float | timedelta) -> pendulum.Duration:
             raise _invalid(value, "years and months are not fixed lengths; use days or weeks")
         if value <= timedelta(0):
             raise _invalid(value, "must be greater than zero")
+        if value > MAX_DURATION:
+            raise _invalid(value, _TOO_LONG)
         return pendulum.duration(days=value.days, seconds=value.seconds, microseconds=value.microseconds)
     if isinstance(value, int):
         return _from_seconds(Decimal(value), value)
@@ -134,6 +151,8 @@ def parse_duration(value: str | int | float | timedelta) -> pendulum.Duration:
     text = value.strip().lower()
     if not text:
         raise _invalid(value)
+    if len(text) > MAX_TEXT:
+        raise _invalid(value, f"longer than {MAX_TEXT} characters")
     try:
         if _PLAIN_NUMBER.fullmatch(text):
             return _from_seconds(Decimal(text), value)

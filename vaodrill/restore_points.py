@@ -38,6 +38,14 @@ Time zones and daylight saving (the behaviour every rule shares)
 * ``at`` may name a moment after now; it is kept (VAO would then use its latest point) and a note says so.
 * Resolved instants are cut to whole seconds (towards the past), as the date sent to VAO has no fraction.
 
+Bounds (so hostile or mistyped input is one clear error, never an ``OverflowError``)
+------------------------------------------------------------------------------------
+* ``at`` must lie in the years ``AT_YEARS`` (1970 to 2199); durations (``ago``, ``random_within``) are at most
+  10 years (``vaodrill.durations.MAX_DURATION``); a ``seed`` is a whole number from 0 to ``MAX_SEED`` (2**63-1).
+* ``now`` and every instant handed to these functions must lie in the years 1900 to 2300, which keeps all the
+  arithmetic above (10 years, zone offsets) far from ``datetime``'s limits.
+* Time zone names longer than 100 characters are unknown without further ado.
+
 The date sent to VAO (``to_server_wall_time``)
 ----------------------------------------------
 ``restorePointRule.date`` has no offset and is read in the VAO server's zone, so the UTC instant is turned into
@@ -58,7 +66,7 @@ import secrets
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Annotated, Any, ClassVar, Literal
 
 import pendulum
@@ -80,6 +88,8 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 from vaodrill.durations import DurationField, format_duration
 
 __all__ = [
+    "AT_YEARS",
+    "MAX_SEED",
     "RULE_KEYS",
     "AgoRule",
     "AtRule",
@@ -103,6 +113,12 @@ __all__ = [
 ]
 
 RULE_KEYS: tuple[str, ...] = ("latest", "ago", "at", "last", "start_of", "random_within")
+AT_YEARS = range(1970, 2200)
+"""Years an ``at`` rule may name: no restore point is older, and later is surely a typo."""
+MAX_SEED = 2**63 - 1
+"""Largest ``random_within`` seed: fits a signed 64-bit integer in any report consumer."""
+_INSTANT_YEARS = range(1900, 2301)
+_MAX_ZONE_NAME = 100
 _UTC = dt.UTC
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAY_NAMES: dict[str, int | None] = {
@@ -127,13 +143,13 @@ def check_timezone(name: object) -> str:
     Offsets such as ``+02:00`` and "local" are refused on purpose: a drill's zone must follow DST like its
     people do, and the machine running the drill must not change its meaning.
     """
-    if isinstance(name, str) and name.strip():
+    if isinstance(name, str) and name.strip() and len(name) <= _MAX_ZONE_NAME:
         try:
             return pendulum.timezone(name.strip()).name
         except (ValueError, KeyError, OSError):
             pass
     hint = ""
-    if isinstance(name, str):
+    if isinstance(name, str) and len(name) <= _MAX_ZONE_NAME:
         close = difflib.get_close_matches(name.strip(), _zone_names(), n=1, cutoff=0.8)
         if close:
             hint = f" (did you mean {close[0]!r}?)"
@@ -155,6 +171,8 @@ def _utc(value: object, what: str = "now") -> dt.datetime:
     offset = value.utcoffset()
     if offset is None:
         raise ValueError(f"{what} must be timezone-aware (got a naive datetime; the local zone is never assumed)")
+    if value.year not in _INSTANT_YEARS:
+        raise ValueError(f"{what} {value.isoformat()} is outside the supported years 1900 to 2300")
     naive = dt.datetime(value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond)
     return (naive - offset).replace(tzinfo=_UTC)
 
@@ -214,13 +232,25 @@ def show_value(value: object) -> str:
         return "a mapping"
     if isinstance(value, list | tuple):
         return "a list"
+    if isinstance(value, int) and value.bit_length() > 200:  # str() of a huge int is slow, then refused
+        return "a very large number"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:56] + "..."
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
+    if len(word) > 100:  # no key is that long; spare difflib the work
+        return ""
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@cache
+def _keys_of(model: type[BaseModel]) -> tuple[frozenset[str], list[str]]:
+    """A model's accepted keys (names and aliases) and the ones to suggest; cached, as pydantic's lookup is slow."""
+    fields = model.model_fields
+    known = frozenset(fields) | {f.alias for f in fields.values() if f.alias}
+    return known, sorted(f.alias or n for n, f in fields.items())
 
 
 class StrictModel(BaseModel):
@@ -235,12 +265,10 @@ class StrictModel(BaseModel):
     @classmethod
     def _unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, Mapping):
-            known = set(cls.model_fields)
-            known |= {f.alias for f in cls.model_fields.values() if f.alias}
+            known, choices = _keys_of(cls)
             unknown = [k for k in data if k not in known]
             if unknown:
                 key = unknown[0]
-                choices = sorted(f.alias or n for n, f in cls.model_fields.items())
                 hint = _did_you_mean(str(key), choices)
                 more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
                 raise PydanticCustomError(
@@ -291,7 +319,7 @@ def _message(error: ErrorDetails) -> str:
         bound = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}
         limit = next(iter(ctx.values()))
         return f"must be {bound[kind]} {limit}, got {show_value(value)}"
-    if kind in {"int_type", "int_parsing", "int_from_float"}:
+    if kind in {"int_type", "int_parsing", "int_parsing_size", "int_from_float"}:
         return f"expected a whole number, got {show_value(value)}"
     if kind in {"string_type"}:
         return f"expected a string, got {show_value(value)} (quote it in YAML)"
@@ -395,6 +423,11 @@ class AtRule(BaseRule):
                 raise PydanticCustomError("at_invalid", f"invalid instant {show_value(value)} ({_AT_HINT})") from None
         else:
             raise PydanticCustomError("at_invalid", f"invalid instant {show_value(value)} ({_AT_HINT})")
+        if parsed.year not in AT_YEARS:
+            raise PydanticCustomError(
+                "at_range",
+                f"{show_value(value)} is outside the supported years {AT_YEARS[0]} to {AT_YEARS[-1]}",
+            )
         offset = parsed.utcoffset()
         fields = (parsed.year, parsed.month, parsed.day, parsed.hour, parsed.minute, parsed.second)
         if offset is None:
@@ -503,13 +536,14 @@ class RandomWithinRule(BaseRule):
 
     key: ClassVar[str] = "random_within"
     random_within: DurationField
-    seed: int | None = Field(default=None, ge=0)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
 
     @field_validator("seed", mode="before")
     @classmethod
-    def _no_bool(cls, value: Any) -> Any:
-        if isinstance(value, bool | float):
-            raise PydanticCustomError("seed_invalid", f"must be a whole number >= 0, got {show_value(value)}")
+    def _seed(cls, value: Any) -> Any:
+        if isinstance(value, bool | float) or (isinstance(value, int) and not 0 <= value <= MAX_SEED):
+            raise PydanticCustomError(
+                "seed_invalid", f"must be a whole number from 0 to 2**63-1, got {show_value(value)}")
         return value
 
     @model_serializer
@@ -635,6 +669,8 @@ def resolve(
     ``seed`` replays a ``random_within`` rule (it wins over the rule's own seed); other rules ignore it.
     """
     rule = parse_rule(rule)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a whole number from 0 to {MAX_SEED}, got {show_value(seed)}")
     zone = check_timezone(drill_tz)
     now_utc = _utc(now)
     notes: list[str] = []

@@ -58,7 +58,7 @@ log = logging.getLogger("vaodrill.client")
 
 #: Seconds one exchange (login, request and the whole body) may take.
 DEFAULT_TIMEOUT = 30.0
-#: Largest answer accepted: 10,000 plans as the simulator shapes them take about 7 MiB.
+#: Largest answer accepted: 10,000 plans as the simulator shapes them take about 5.9 MB (585 bytes a plan).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Of an error answer only this much is read (for its ``Message``); the rest is ignored.
 ERROR_BODY_BYTES = 64 * 1024

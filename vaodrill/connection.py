@@ -42,7 +42,7 @@ class ConnectionSettings(BaseModel):
     ``allow_insecure_http``: the password would cross the network readable.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # inputs may hold secrets
 
     url: str = Field(description="https://vao.example.com:9899")
     username: str = ""

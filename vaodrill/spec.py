@@ -488,6 +488,10 @@ class _LimitError(yaml.composer.ComposerError):
     """A document deeper or larger than the loader allows."""
 
 
+class _ScalarError(yaml.constructor.ConstructorError):
+    """A number, boolean or date that cannot be built; reported at its key path, like a validation error."""
+
+
 class _Loader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
     """libyaml's parser, PyYAML's composer with limits, the safe constructor without duplicate keys.
 
@@ -571,13 +575,12 @@ def _checked_scalar(tag: str, what: str) -> Callable[[_Loader, yaml.ScalarNode],
     def checked(loader: _Loader, node: yaml.ScalarNode) -> Any:
         text = node.value if isinstance(node.value, str) else ""
         if len(text) > _MAX_SCALAR_TEXT:
-            raise yaml.constructor.ConstructorError(
+            raise _ScalarError(
                 None, None, f"{what} of {len(text)} characters (at most {_MAX_SCALAR_TEXT})", node.start_mark)
         try:
             return construct(loader, node)
         except (ValueError, KeyError, AttributeError, TypeError, OverflowError):  # e.g. !!int x, year 0
-            raise yaml.constructor.ConstructorError(
-                None, None, f"invalid {what} {show_value(text)}", node.start_mark) from None
+            raise _ScalarError(None, None, f"invalid {what} {show_value(text)}", node.start_mark) from None
 
     return checked
 
@@ -591,7 +594,13 @@ def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
     loader = _Loader(text)
     try:
         root = loader.get_single_node()
-        return root, None if root is None else loader.construct_document(root)
+        try:
+            return root, None if root is None else loader.construct_document(root)
+        except _ScalarError as exc:
+            line = exc.problem_mark.line + 1 if exc.problem_mark else None
+            where = _path_of(root, exc.problem_mark) or (f"line {line}" if line else "")
+            raise SpecError(exc.problem or "invalid value", source=source, location=where, line=line,
+                            kind="yaml_value") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -608,6 +617,26 @@ def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         raise SpecError(f"invalid YAML ({exc})", source=source, kind="yaml") from None
     finally:
         loader.dispose()
+
+
+def _path_of(root: yaml.Node | None, mark: Any) -> str:
+    """``plans[2].restore_point.seed`` for the scalar node starting at ``mark``; "" if not found."""
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())] if root is not None and mark else []
+    seen: set[int] = set()  # aliases share nodes: visit each once
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and node.start_mark.index == mark.index:
+            return _format_loc(path)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                stack += [(key, (*path, label)), (value, (*path, label))]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(child, (*path, i)) for i, child in enumerate(node.value)]
+    return ""
 
 
 def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:

@@ -5,6 +5,8 @@ The same three are declared for ``prefect deploy`` in ``deployments/prefect.yaml
 
 from __future__ import annotations
 
+from typing import cast
+
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
@@ -18,7 +20,7 @@ ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLi
 
 
 def deployments() -> list[RunnerDeployment]:
-    return [
+    return cast(list[RunnerDeployment], [
         dr_drill.to_deployment(
             name="app-stack-monthly",
             description="Monthly DR test of the ordering application: first Saturday, 02:00 Berlin time.",
@@ -40,7 +42,7 @@ def deployments() -> list[RunnerDeployment]:
             parameters={"request": {"drill_file": "deployments/drills/real-failover.yaml"}},
             tags=["dr", "real"],
         ),
-    ]
+    ])
 
 
 def serve_all(limit: int = 4) -> None:

@@ -24,9 +24,10 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, run_drill
-from vaodrill.drill import build_targets, utcnow
+from vaodrill.drill import build_targets
 from vaodrill.errors import DrillError
 from vaodrill.spec import load_spec
+from vaodrill.steps import utcnow
 
 
 class FailoverApproval(RunInput):
@@ -95,7 +96,7 @@ async def real_failover(request: FailoverRequest) -> dict[str, Any]:
         raise DrillError(f"failover of {spec.name} rejected by {approval.approver} ({approval.change_ticket})")
     await _refuse_if_another_active()
     logger.warning("Approved by %s under %s", approval.approver, approval.change_ticket)
-    _emit("vaodrill.failover.approved", spec, settings,
+    _emit("vaodrill.failover.approved", spec.name, settings,
           payload={"approver": approval.approver, "change_ticket": approval.change_ticket})
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=reference,
                              report_dir=request.report_dir)

@@ -1,83 +1,86 @@
-"""Prefect tasks around the VAO calls of a drill: thin wrappers of ``vaodrill.drill.DrillSession``.
+"""Prefect tasks around the VAO calls of a drill: one thin task per step of ``vaodrill.steps.DrillSession``.
 
-Retry policies, by what a repeat could do to production:
-- precondition: a read; retried on transient errors (connection, 429, 5xx).
-- start_failover: NEVER retried by Prefect. The client resends only what provably never reached VAO, and the
-  task is cached per drill run and plan, so a flow retry or a rerun of the same run id gets the recorded start
-  back instead of posting Run again. The session also re-reads the plan and never posts to one failing over.
-- wait_for_failover: no retries; the wait routine itself rides out failed reads until the plan's timeout.
-- clean_up: retried on transient errors; it re-reads the plan first, so a retry never posts a second Undo.
-Every step is cached per (run id, plan, step) so a retried flow resumes instead of repeating side effects.
+The engine (``vaodrill.drill``) decides; these only make each step visible in the Prefect UI, linked along the
+drill's DAG. None is retried or cached by Prefect: the session already retries what is safe to retry (reads,
+by the client's one retry policy), and the run's journal, not a cache, guarantees that a resumed or retried run
+never sends a second Run.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from datetime import timedelta
+from datetime import datetime
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
-from prefect.context import TaskRunContext
 
-from vaodrill.drill import Cleanup, DrillSession, PlanTarget, StageDone, Started
-from vaodrill.errors import VaoConnectionError, VaoRateLimited, VaoServerError
 from vaodrill.models import FailoverPlan
-
-CACHE_FOR = timedelta(days=30)
-
-
-async def transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only errors that say "try again later", never a refusal or a drill verdict."""
-    try:
-        await state.aresult()
-    except (VaoConnectionError, VaoRateLimited, VaoServerError):
-        return True
-    except Exception:
-        return False
-    return False
+from vaodrill.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
 
 
-def once_per_run(step: str) -> Callable[[TaskRunContext, dict[str, Any]], str]:
-    """Cache key: one result per drill run, plan and step; a retried or rerun drill reuses it."""
-
-    def key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-        return f"vaodrill/{parameters['run_id']}/{parameters['target'].id}/{step}"
-
-    return key
+@task(name="precondition", task_run_name="precondition · {target.name}",
+      cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def check_precondition(session: DrillSession, target: PlanTarget) -> FailoverPlan:
+    """The plan exists, is runnable (idle, not in use) and not held by an unclosed run."""
+    return await session.check(target)
 
 
-@task(name="precondition", task_run_name="precondition · {target.name}", cache_key_fn=once_per_run("precondition"),
-      cache_expiration=CACHE_FOR, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
-async def check_precondition(session: DrillSession, target: PlanTarget, run_id: str) -> FailoverPlan:
-    """The plan exists, is Enabled and is not in use: otherwise no Run is ever sent to it."""
-    return await session.precondition(target)
+@task(name="start-failover", task_run_name="failover · {target.name}",
+      cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def start_failover(session: DrillSession, target: PlanTarget, run_sent_before: datetime | None) -> Started:
+    """``POST /v2/FailoverPlans/{id}/Run`` (FailoverNow), at most once per drill run."""
+    return await session.start(target, run_sent_before=run_sent_before)
 
 
-@task(name="start-failover", task_run_name="failover · {target.name}", cache_key_fn=once_per_run("run"),
-      cache_expiration=CACHE_FOR, retries=0)
-async def start_failover(session: DrillSession, target: PlanTarget, run_id: str) -> Started:
-    """``POST /v2/FailoverPlans/{id}/Run`` (FailoverNow) at most once per drill run."""
-    return await session.start_failover(target)
-
-
-@task(name="wait-for-failover", task_run_name="wait · {target.name}", cache_key_fn=once_per_run("wait"),
-      cache_expiration=CACHE_FOR, retries=0)
-async def wait_for_failover(session: DrillSession, target: PlanTarget, run_id: str, started: Started) -> StageDone:
+@task(name="wait-for-failover", task_run_name="wait · {target.name}",
+      cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def wait_for_failover(session: DrillSession, target: PlanTarget) -> StageDone:
     """Until the failover completes, halts (halt policy applies) or the plan's timeout passes."""
     return await session.wait_failover(target)
 
 
-@task(name="clean-up", task_run_name="undo · {target.name}", cache_key_fn=once_per_run("undo"),
-      cache_expiration=CACHE_FOR, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=transient)
-async def clean_up(session: DrillSession, target: PlanTarget, run_id: str, started: bool) -> Cleanup:
-    """Undo the failover and verify the plan is Enabled again."""
-    return await session.clean_up(target, started=started)
+@task(name="clean-up", task_run_name="undo · {target.name}",
+      cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def clean_up(session: DrillSession, target: PlanTarget) -> Cleanup:
+    """Undo the failover (halting it first if still running) and verify the plan is clean again."""
+    return await session.clean(target)
 
 
-def write_gate() -> Callable[[], AbstractAsyncContextManager[object]] | None:
+class TaskSteps:
+    """The engine's steps as Prefect tasks; each plan's precondition waits on its dependencies' wait tasks,
+    so the run graph follows the drill's DAG."""
+
+    def __init__(self, session: DrillSession) -> None:
+        self.session = session
+        self._results: dict[str, list[Any]] = {}
+
+    def _after(self, target: PlanTarget) -> list[Any]:
+        return [r for key in target.after for r in self._results.get(key, [])[-1:]]
+
+    async def check(self, target: PlanTarget) -> FailoverPlan:
+        plan: FailoverPlan = await check_precondition(self.session, target, wait_for=self._after(target))
+        self._results[target.key] = [plan]
+        return plan
+
+    async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
+        started: Started = await start_failover(self.session, target, run_sent_before,
+                                                wait_for=self._results.get(target.key, []))
+        self._results[target.key] = [started]
+        return started
+
+    async def wait_failover(self, target: PlanTarget) -> StageDone:
+        done: StageDone = await wait_for_failover(self.session, target, wait_for=self._results.get(target.key, []))
+        self._results[target.key] = [done]
+        return done
+
+    async def clean(self, target: PlanTarget) -> Cleanup:
+        result: Cleanup = await clean_up(self.session, target, wait_for=self._results.get(target.key, []))
+        return result
+
+
+def write_gate() -> WriteGate | None:
     """A Prefect global concurrency limit around every Run/Undo/Halt POST, when ``VAODRILL_WRITE_LIMIT`` names one.
 
     Create it once per VAO server: ``prefect gcl create vao-writes --limit 2``. ``strict=True``: a missing

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from pydantic import SecretStr, ValidationError
@@ -33,7 +34,13 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_DRILL = ROOT / "deployments" / "drills" / "demo.yaml"
+
+
+def demo_drill() -> Path:
+    """The demo drill: packaged with vaodrill (an installed wheel), or the checkout's deployments/drills."""
+    packaged = Path(__file__).resolve().parent / "demo" / "demo.yaml"
+    return packaged if packaged.is_file() else ROOT / "deployments" / "drills" / "demo.yaml"
+
 DEMO_TIME_SCALE = 120.0
 
 app = typer.Typer(
@@ -105,7 +112,7 @@ def _load_block(name: str) -> ConnectionSettings:
     from tasks.blocks import VaoServer  # Prefect is needed only when a block is named
 
     try:
-        block = VaoServer.load(name)
+        block = cast(VaoServer, VaoServer.load(name))
     except ValueError as exc:
         raise UserError(f"no 'VAO Server' block named {name!r} ({_one_line(str(exc))})") from None
     return block.settings()
@@ -265,17 +272,30 @@ def validate(
     console.print(table)
 
 
+RunId = Annotated[str | None, typer.Option("--run-id", help="Resume this drill run from its journal (never sends a "
+                                          "Run twice); default: a new run", show_default=False)]
+JournalDir = Annotated[Path | None, typer.Option("--journal-dir", help="Where drill journals are kept "
+                                                 "[env VAODRILL_JOURNAL_DIR, default <report-dir>/journal]",
+                                                 show_default=False)]
+ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where reports are written")]
+
+
 @app.command()
 def run(
     drill: Annotated[Path, typer.Argument(help="Drill spec (YAML)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="No POST at all: resolve, check, print the calls")]
     = False,
-    report_dir: Annotated[Path, typer.Option(help="Where reports are written")] = Path("reports"),
+    report_dir: ReportDir = Path("reports"),
+    run_id: RunId = None,
+    journal_dir: JournalDir = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before a real failover")] = False,
     vao_url: VaoUrl = None, username: Username = None, password: Password = None,
     vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
 ) -> None:
-    """Run a drill through Prefect with live progress; exit 0 passed, 1 failed, 2 bad input.
+    """Run a drill through Prefect with live progress.
+
+    Exit codes: 0 passed, 1 failed, 2 bad input or credentials refused, 130/143 stopped by SIGINT/SIGTERM
+    (the plans it failed over were undone first; a second Ctrl-C exits at once and prints what to recover).
 
     Examples:
       vaodrill run deployments/drills/demo.yaml
@@ -290,8 +310,8 @@ def run(
             return
         if spec.mode == "failover" and not settings.simulated and not yes:
             _confirm_real_failover(spec, settings)
-        report = _run_flow(drill, settings, report_dir)
-    raise typer.Exit(0 if report.verdict == "passed" else 1)
+        code = _run_flow(drill, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
+    raise typer.Exit(code)
 
 
 def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> None:
@@ -317,35 +337,98 @@ async def _dry_run(spec: Any, settings: ConnectionSettings) -> None:
         raise typer.Exit(1)
 
 
-def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path) -> Any:
-    """Run the dr_drill flow in this process with a live view; returns the report."""
+class _Signals:
+    """First SIGINT/SIGTERM: stop the drill cleanly (undo, report). Second: exit now, naming what to recover."""
+
+    def __init__(self, main: asyncio.Task[Any]) -> None:
+        self.main = main
+        self.first: int | None = None
+
+    def __call__(self, signum: int) -> None:
+        from vaodrill import signals
+
+        name = signal.Signals(signum).name
+        if self.first is None:
+            self.first = signum
+            err_console.print(f"[bold yellow]⚑ {name}: stopping the drill; undoing what it failed over "
+                              f"(send it again to exit at once)[/]")
+            if signals.running:
+                for drill in list(signals.running):
+                    drill.stop(f"stopped by {name}", kind="signal")
+            else:
+                self.main.cancel()
+            return
+        plans = [(d.run_id, name) for d in signals.running for name in d.may_be_failed_over()]
+        if plans:
+            err_console.print(f"[bold red]✗ exiting now; plans possibly still failed over: "
+                              f"{', '.join(p for _, p in plans)}[/]")
+            for run_id in sorted({r for r, _ in plans}):
+                err_console.print(f"  recover them with: vaodrill recover {run_id}")
+        else:
+            err_console.print("[bold red]✗ exiting now[/]")
+        sys.stderr.flush()
+        os._exit(128 + (self.first or signum))
+
+
+def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
+              journal_dir: Path | None = None) -> int:
+    """Run the dr_drill flow in this process with a live view; returns the exit code."""
     from vaodrill.live import LiveView
 
     _quiet_prefect()
-    os.environ.update(settings.to_env())
-    from flows.drill import DrillRequest, dr_drill
+    if journal_dir is not None:
+        os.environ["VAODRILL_JOURNAL_DIR"] = str(journal_dir)
+    from flows.drill import DrillRequest, dr_drill, local_settings
+    from flows.local_api import prefect_api
+    from vaodrill import signals
     from vaodrill.report import report_directory, summary_table
 
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir))
-    with LiveView(console) as view:
-        state = asyncio.run(dr_drill(request=request, return_state=True))
-    console.print()
+    if run_id is not None:
+        from vaodrill.journal import check_run_id
+
+        check_run_id(run_id)
+    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id)
+    handler: _Signals | None = None
+
+    async def main() -> Any:
+        nonlocal handler
+        handler = _Signals(asyncio.current_task())  # type: ignore[arg-type]
+        signals.handle(handler)
+        try:
+            return await dr_drill(request=request, return_state=True)
+        finally:
+            signals.release()
+
+    with LiveView(console) as view, local_settings(settings), prefect_api():
+        try:
+            state = asyncio.run(main())
+        except asyncio.CancelledError:
+            state = None
     report = view.report
-    error = _state_error(state) if state.is_failed() else None
-    if isinstance(error, USER_ERRORS) or (report is None and isinstance(error, VaoError | ValueError)):
-        raise error  # bad input or configuration: one line, exit 2
+    stopped_by = handler.first if handler else None
     if report is None:
-        raise UserError(f"the drill did not run: {state.message or state.name}")
+        if stopped_by is not None:
+            err_console.print("[bold red]interrupted before any failover[/]")
+            return 128 + stopped_by
+        error = _state_error(state) if state is not None and state.is_failed() else None
+        if isinstance(error, USER_ERRORS | VaoError | ValueError):
+            raise error  # bad input or configuration: one line, exit 2
+        raise UserError(f"the drill did not run: {state.message if state else 'cancelled'}")
+    console.print()
     console.print(summary_table(report))
     files = report_directory(report, report_dir)
     verdict = "[bold green]PASSED[/]" if report.verdict == "passed" else "[bold red]FAILED[/]"
     console.print(f"Drill {report.drill}: {verdict}" + (f" — {report.reason}" if report.reason else ""))
     if report.left_failed_over:
         err_console.print(f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
-                          f" — check VAO now[/]")
+                          f" — recover with: vaodrill recover {report.run_id}[/]")
     if files.exists():
         console.print(f"Reports: {files}")
-    return report
+    if report.stopped == "signal" and stopped_by is not None:
+        return 128 + stopped_by
+    if report.stopped == "auth":
+        return 2
+    return 0 if report.verdict == "passed" else 1
 
 
 def _state_error(state: Any) -> BaseException | None:
@@ -369,8 +452,90 @@ def _quiet_prefect() -> None:
 
 
 @app.command()
+def recover(
+    run_id: Annotated[str | None, typer.Argument(help="The drill run to recover; default: every unclosed run",
+                                                 show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before undoing")] = False,
+    report_dir: ReportDir = Path("reports"),
+    journal_dir: JournalDir = None,
+    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
+    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+) -> None:
+    """Undo what crashed or killed drill runs may have left failed over, from their journals.
+
+    Lists the unclosed runs, reads each plan's state on the server and shows what it will do (halt a failover
+    still running, undo, wait for an undo), asks, then does it and verifies each plan is clean.
+    Exit codes: 0 every plan verified clean (or nothing to do), 1 some plan is not, 2 bad input.
+
+    Examples:
+      vaodrill recover
+      vaodrill recover 3f2a9c1e-... --yes
+    """
+    from vaodrill.journal import Journal, default_journal_dir, open_journals
+
+    directory = journal_dir or default_journal_dir(report_dir)
+    if run_id is not None:
+        state = Journal(directory, run_id).read()
+        runs = [state] if state.is_open else []
+        if not state.is_open:
+            console.print(f"[green]✓[/] run {run_id} closed its journal: nothing to recover")
+    else:
+        runs = open_journals(directory)
+        if not runs:
+            console.print(f"[green]✓[/] no unclosed drill run in {directory}: nothing to recover")
+    if not runs:
+        return
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    settings = resolve_settings(options)
+    if settings is None:
+        servers = sorted({str(r.opened.get("server")) for r in runs})
+        raise UserError(f"recover needs the VAO server of these runs ({', '.join(servers)}): give --vao-url or "
+                        f"VAO_URL and credentials")
+    code = asyncio.run(_recover(runs, settings, yes))
+    raise typer.Exit(code)
+
+
+async def _recover(runs: list[Any], settings: ConnectionSettings, yes: bool) -> int:
+    from vaodrill.drill import recover, survey
+
+    surveys = []
+    for journal in runs:
+        if str(journal.opened.get("server", "")).rstrip("/") != settings.url.rstrip("/"):
+            err_console.print(f"[yellow]skipping run {journal.run_id}: it ran against {journal.opened.get('server')}"
+                              f", not {settings.url}[/]")
+            continue
+        survey_ = await survey(journal, settings)
+        surveys.append(survey_)
+        console.print(f"[bold]Run {journal.run_id}[/] (drill {journal.drill}, {journal.mode} mode, journal "
+                      f"{journal.path}):")
+        if not survey_.plans:
+            console.print("  no plan was failed over by this run")
+        for p in survey_.plans:
+            console.print(f"  {p.name}: {p.state} -> {p.action}")
+    if not surveys:
+        return 1
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("recover changes plans on VAO: confirm with --yes")
+        if not typer.confirm("Proceed?"):
+            raise UserError("not confirmed: nothing was changed")
+    clean = True
+    for survey_ in surveys:
+        recovery = await recover(survey_.journal, settings)
+        for p in recovery.plans:
+            ok = p.outcome == "clean"
+            clean = clean and ok
+            console.print(f"{'[green]✓' if ok else '[red]✗'}[/] {p.name}: {p.outcome or p.action}")
+        if survey_.journal.mode != "drill" and survey_.plans:
+            clean = False
+            err_console.print(f"[yellow]run {survey_.journal.run_id} was a REAL failover: its plans are left as "
+                              f"they are[/]")
+    return 0 if clean else 1
+
+
+@app.command()
 def demo(
-    report_dir: Annotated[Path, typer.Option(help="Where reports are written")] = Path("reports"),
+    report_dir: ReportDir = Path("reports"),
     time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = DEMO_TIME_SCALE,
 ) -> None:
     """The demo drill on an embedded simulator, through Prefect, in under a minute.
@@ -380,8 +545,8 @@ def demo(
       vaodrill demo --report-dir /tmp/drill-reports
     """
     with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True) as settings:
-        report = _run_flow(DEMO_DRILL, settings, report_dir)
-    raise typer.Exit(0 if report.verdict == "passed" else 1)
+        code = _run_flow(demo_drill(), settings, report_dir)
+    raise typer.Exit(code)
 
 
 @app.command()

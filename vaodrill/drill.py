@@ -1,33 +1,53 @@
-"""What a drill does to each plan, without Prefect: resolve, check, start, wait, clean up, report.
+"""The drill engine: one record per plan, one state table, a journal, and the report built from the records.
 
-Prefect tasks in ``tasks/`` wrap these functions one to one; ``flows/`` chain them along the drill's DAG.
-Every decision lives here once: what counts as Enabled, started, finished, halted or cleaned up.
+A drill's whole truth is its plan records (:class:`PlanRun`) and its journal, so a crash, a signal, a resumed
+run, ``vaodrill recover`` and the report all read the same thing. The engine walks the DAG, calls four steps per
+plan (check, start, wait, clean: :class:`Steps`), moves each record only through :meth:`Drill._move` (checked
+against :data:`TRANSITIONS`, journaled, told to the observers), and always cleans up what it may have failed over,
+also after a signal, an authentication failure or a server that stopped answering.
+
+Prefect is not imported here: ``flows/`` passes steps that run as Prefect tasks and an observer that publishes
+logs, events and artifacts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol, cast
 
-from vaodrill.client import VaoClient
 from vaodrill.connection import ConnectionSettings
+from vaodrill.dag import reverse_order, run_dag
 from vaodrill.errors import (
-    CleanupNotVerified,
-    PlanFailed,
+    DrillAborted,
     PlanHalted,
     PlanTimedOut,
     PreconditionFailed,
     UnknownPlans,
-    VaoError,
 )
-from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
-from vaodrill.report import PlanResult
+from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir, open_journals
+from vaodrill.models import FailoverPlan
+from vaodrill.report import DrillReport, PlanResult, PlanStatus, Stopped, UndoStatus, Verdict, write_reports
 from vaodrill.restore_points import restore_point_date
+from vaodrill.rules import is_clean, not_runnable_because
 from vaodrill.spec import DrillSpec, HaltPolicy
+from vaodrill.steps import (
+    Cleanup,
+    DrillSession,
+    PlanTarget,
+    StageDone,
+    Started,
+    WriteGate,
+    run_request,
+    utcnow,
+)
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -35,51 +55,138 @@ log = logging.getLogger("vaodrill.drill")
 TIMEOUT_FACTOR = 3.0
 MIN_TIMEOUT = 10 * 60.0
 DEFAULT_TIMEOUT = 2 * 3600.0
-#: A plan that still looks Enabled this many polls after its Run was accepted did not start.
-START_GRACE_POLLS = 5
+#: How long the report's observers (Prefect artifacts, events) may take once the files are written.
+PUBLISH_TIMEOUT = 15.0
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class Phase(StrEnum):
+    """Where a plan is in a drill."""
+
+    PENDING = "pending"
+    CHECKING = "checking"
+    STARTING = "starting"
+    FAILING_OVER = "failing over"
+    FAILED_OVER = "failed over"
+    UNDOING = "undoing"
+    CLEAN = "clean"
+    SKIPPED = "skipped"
+    REFUSED = "refused"
+    HALTED = "halted"
+    TIMED_OUT = "timed out"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    LEFT_FAILED_OVER = "left failed over"
 
 
-@dataclass(frozen=True)
-class PlanTarget:
-    """A drill step resolved against the server: which plan, which restore point, which limits."""
+#: Where the failover of a plan can end; each may be followed by an undo.
+ENDINGS = frozenset({Phase.FAILED_OVER, Phase.HALTED, Phase.TIMED_OUT, Phase.FAILED, Phase.INTERRUPTED})
 
-    key: str
-    id: str
-    name: str
-    after: tuple[str, ...]
-    restore_point: str
-    rule: str
-    seed: int | None
-    rto_target_seconds: float | None
-    timeout_seconds: float
-    halt: HaltPolicy = field(default_factory=HaltPolicy)
-    notes: tuple[str, ...] = ()
+#: The only moves a plan record can make.
+TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
+    Phase.PENDING: frozenset({Phase.CHECKING, Phase.SKIPPED}),
+    Phase.CHECKING: frozenset({Phase.STARTING, Phase.REFUSED, Phase.SKIPPED, Phase.FAILED}),
+    Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.REFUSED, Phase.FAILED}),
+    Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER},
+    **{ending: frozenset({Phase.UNDOING}) for ending in ENDINGS},
+    Phase.UNDOING: frozenset({Phase.CLEAN, Phase.LEFT_FAILED_OVER}),
+    Phase.LEFT_FAILED_OVER: frozenset({Phase.UNDOING}),
+    Phase.CLEAN: frozenset(),
+    Phase.SKIPPED: frozenset(),
+    Phase.REFUSED: frozenset(),
+}
 
-
-@dataclass(frozen=True)
-class Started:
-    """A failover that is under way: ``posted`` is False when the plan was found already failing over."""
-
-    plan_id: str
-    started_at: datetime
-    posted: bool
+#: The report's status of a plan, by the phase its failover ended in.
+STATUS_OF: Mapping[Phase, PlanStatus] = {
+    Phase.FAILED_OVER: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
+    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed",
+}
 
 
-@dataclass(frozen=True)
-class StageDone:
-    completed_at: datetime
-    details: str
+class IllegalTransition(RuntimeError):
+    """A bug: the engine tried a move the table does not allow."""
+
+
+@dataclass
+class PlanRun:
+    """One plan's record in one drill run; changed only by :meth:`Drill._move`."""
+
+    target: PlanTarget
+    phase: Phase = Phase.PENDING
+    outcome: Phase | None = None  # the phase the failover ended in (or skipped / refused)
+    reason: str | None = None
+    run_sent: bool = False
+    started_at: datetime | None = None
+    confirmed: bool = False
+    completed_at: datetime | None = None
+    details: str | None = None
     continues: int = 0
+    undo: UndoStatus | None = None
+    undo_reason: str | None = None
+    undo_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["target"]["halt"] = self.target.halt.model_dump(mode="json")
+        return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanRun:
+        raw_target = dict(data["target"])
+        raw_target["halt"] = HaltPolicy.model_validate(raw_target.get("halt") or {})
+        raw_target["after"] = tuple(raw_target.get("after") or ())
+        raw_target["notes"] = tuple(raw_target.get("notes") or ())
+        fields = {k: v for k, v in data.items() if k != "target"}
+        for key in ("phase", "outcome"):
+            fields[key] = Phase(fields[key]) if fields.get(key) else None
+        fields["phase"] = fields["phase"] or Phase.PENDING
+        for key in ("started_at", "completed_at", "undo_at"):
+            fields[key] = datetime.fromisoformat(fields[key]) if fields.get(key) else None
+        return cls(target=PlanTarget(**raw_target), **fields)
 
 
 @dataclass(frozen=True)
-class Cleanup:
-    status: str  # "verified" | "not_needed"
-    completed_at: datetime | None
+class Transition:
+    """A plan record moved: what observers receive (``run`` is a snapshot)."""
+
+    drill: str
+    run_id: str
+    run: PlanRun
+    old: Phase
+    new: Phase
+    at: datetime
+
+
+class Observer:
+    """Receives a drill's transitions and its report; must be quick and must not raise (errors are logged)."""
+
+    def on_transition(self, transition: Transition) -> None:
+        """A plan record changed."""
+
+    def on_notice(self, drill: str, message: str | None) -> None:
+        """A drill-level condition (e.g. the server failing to answer); None clears it."""
+
+    async def on_report(self, report: DrillReport) -> None:
+        """The report, after its files are written."""
+
+
+class Steps(Protocol):
+    """The four steps per plan; :class:`DrillSession` is the direct implementation, ``tasks/`` the Prefect one."""
+
+    async def check(self, target: PlanTarget) -> FailoverPlan: ...
+
+    async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started: ...
+
+    async def wait_failover(self, target: PlanTarget) -> StageDone: ...
+
+    async def clean(self, target: PlanTarget) -> Cleanup: ...
 
 
 def default_timeout(rto_target_seconds: float | None) -> float:
@@ -97,222 +204,6 @@ def find_plan(plans: list[FailoverPlan], ref: str) -> FailoverPlan | None:
     if len(by_name) > 1:
         raise PreconditionFailed(f"plan name {ref!r} is ambiguous on the server: use its id")
     return by_name[0] if by_name else None
-
-
-def check_enabled(plan: FailoverPlan) -> None:
-    """The precondition of a failover: the plan is Enabled and not in use."""
-    if plan.state is not PlanState.ENABLED:
-        raise PreconditionFailed(
-            f"plan {plan.name!r} is {plan.describe_state()}; a failover needs it Enabled")
-    if plan.in_use:
-        raise PreconditionFailed(f"plan {plan.name!r} is in use ({plan.state_details or 'busy'})")
-
-
-def _failing_over(plan: FailoverPlan) -> bool:
-    return plan.state is PlanState.FAILOVER
-
-
-def _has_errors(details: str) -> bool:
-    text = details.lower()
-    return "error" in text and "no errors" not in text
-
-
-class PlanMonitor:
-    """Reads every plan's state with ONE list request per poll interval, shared by all waiters.
-
-    A drill waiting on ten plans costs one ``GET /v2/FailoverPlans`` per interval, not ten. Polling runs only
-    while someone waits. A failed read is logged and remembered; waiters keep waiting until their timeout.
-    """
-
-    def __init__(self, client: VaoClient, interval: float) -> None:
-        self.client = client
-        self.interval = interval
-        self._plans: dict[str, FailoverPlan] = {}
-        self._observed_at = utcnow()
-        self._version = 0
-        self._changed = asyncio.Condition()
-        self._watchers = 0
-        self._poller: asyncio.Task[None] | None = None
-        self.last_error: VaoError | None = None
-        self.polls = 0
-
-    async def watch(self, plan_id: str) -> AsyncIterator[tuple[FailoverPlan, datetime]]:
-        """Each fresh reading of one plan (taken after the call), with the moment it was observed."""
-        self._watchers += 1
-        if self._poller is None or self._poller.done():
-            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="vaodrill-plan-monitor")
-        try:
-            seen = self._version
-            while True:
-                async with self._changed:
-                    while self._version <= seen:
-                        await self._changed.wait()
-                    seen = self._version
-                    plan = self._plans.get(plan_id.lower())
-                    observed_at = self._observed_at
-                if plan is not None:
-                    yield plan, observed_at
-                elif self.last_error is None:
-                    raise PlanFailed(f"plan {plan_id} is no longer listed by the server")
-        finally:
-            self._watchers -= 1
-
-    async def _poll(self) -> None:
-        while self._watchers > 0:
-            try:
-                plans = await self.client.list_plans()
-            except VaoError as exc:
-                log.warning("reading plan states failed: %s", exc)
-                self.last_error = exc
-            else:
-                self.last_error = None
-                async with self._changed:
-                    self._plans = {p.id.lower(): p for p in plans}
-                    self._observed_at = utcnow()
-            self.polls += 1
-            async with self._changed:
-                self._version += 1
-                self._changed.notify_all()
-            await asyncio.sleep(self.interval)
-
-    async def aclose(self) -> None:
-        if self._poller is not None and not self._poller.done():
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-
-
-async def wait_for(monitor: PlanMonitor, plan_id: str, name: str, *, timeout: float, what: str,
-                   step: Callable[[FailoverPlan, int], object]) -> tuple[FailoverPlan, datetime]:
-    """The one wait routine: feed each reading to ``step`` until it returns True or ``timeout`` passes.
-
-    ``step(plan, polls)`` returns True when done, False to keep waiting, an awaitable to run before the next
-    reading (e.g. a Continue), or raises to stop.
-    """
-    polls = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for plan, observed_at in monitor.watch(plan_id):
-                polls += 1
-                outcome = step(plan, polls)
-                if outcome is True:
-                    return plan, observed_at
-                if asyncio.iscoroutine(outcome):
-                    await outcome
-    except TimeoutError:
-        last = f"; last read error: {monitor.last_error}" if monitor.last_error else ""
-        raise PlanTimedOut(f"{name}: {what} not finished after {timeout:.0f}s{last}") from None
-    raise PlanFailed(f"{name}: stopped watching before the {what} finished")  # pragma: no cover
-
-
-class DrillSession:
-    """One drill run's connection: one client, one token, one pool and one shared monitor."""
-
-    def __init__(self, client: VaoClient, poll_interval: float,
-                 write_gate: Callable[[], contextlib.AbstractAsyncContextManager[object]] | None = None) -> None:
-        self.client = client
-        self.monitor = PlanMonitor(client, poll_interval)
-        self._write_gate = write_gate or contextlib.nullcontext
-
-    def _writing(self) -> contextlib.AbstractAsyncContextManager[object]:
-        """Held around each Run/Undo/Halt POST (e.g. a Prefect global concurrency limit per VAO server)."""
-        return self._write_gate()  # type: ignore[return-value]
-
-    async def __aenter__(self) -> DrillSession:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.monitor.aclose()
-        await self.client.aclose()
-
-    # -- steps ----------------------------------------------------------------------------------------
-
-    async def precondition(self, target: PlanTarget) -> FailoverPlan:
-        """Fresh read of the plan; raises PreconditionFailed unless it is Enabled and idle."""
-        plan = await self.client.get_plan(target.id)
-        check_enabled(plan)
-        return plan
-
-    async def start_failover(self, target: PlanTarget) -> Started:
-        """Send Run once. A plan already failing over (a retry of this run) counts as started, with no POST."""
-        plan = await self.client.get_plan(target.id)
-        if _failing_over(plan):
-            log.warning("%s is already failing over (%s): not sending Run again", target.name, plan.state_details)
-            return Started(target.id, utcnow(), posted=False)
-        check_enabled(plan)
-        async with self._writing():
-            started_at = utcnow()
-            await self.client.run(target.id, run_request(target))
-        return Started(target.id, started_at, posted=True)
-
-    async def wait_failover(self, target: PlanTarget) -> StageDone:
-        """Wait for the failover to complete, applying the plan's halt policy."""
-        continues = 0
-
-        def step(plan: FailoverPlan, polls: int) -> object:
-            nonlocal continues
-            if plan.state is PlanState.FAILOVER:
-                if plan.running or not plan.stage_complete:
-                    return False
-                if _has_errors(plan.state_details):
-                    raise PlanFailed(f"{target.name}: failover finished with errors ({plan.state_details})")
-                return True
-            if plan.state is PlanState.HALTED:
-                policy = target.halt
-                if policy.continue_with is None or continues >= policy.max:
-                    tried = f" after {continues} Continue" if continues else ""
-                    raise PlanHalted(f"{target.name}: halted{tried} ({plan.state_details or 'no details'})")
-                continues += 1
-                log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
-                            continues, policy.max)
-                return self.client.continue_plan(target.id, policy.continue_with)
-            if plan.state is PlanState.ENABLED and not plan.in_use and polls < START_GRACE_POLLS:
-                return False  # the server may not show the Run yet
-            raise PlanFailed(f"{target.name}: unexpected state {plan.describe_state()} during failover")
-
-        plan, observed_at = await wait_for(self.monitor, target.id, target.name, timeout=target.timeout_seconds,
-                                           what="failover", step=step)
-        return StageDone(observed_at, plan.state_details, continues)
-
-    async def clean_up(self, target: PlanTarget, *, started: bool) -> Cleanup:
-        """Undo a failover and verify the plan is Enabled again; halts a failover still running first."""
-        plan = await self.client.get_plan(target.id)
-        if plan.state is PlanState.ENABLED and not plan.in_use:
-            status = "verified" if started else "not_needed"
-            return Cleanup(status, utcnow())
-        if plan.state is PlanState.FAILOVER and plan.running:
-            log.warning("%s is still failing over: halting it before the undo", target.name)
-            async with self._writing():
-                await self.client.halt(target.id, fullstop=True)
-            await wait_for(self.monitor, target.id, target.name, timeout=target.timeout_seconds, what="halt",
-                           step=lambda p, _: p.state is PlanState.HALTED or (
-                               p.state is PlanState.FAILOVER and not p.running))
-            plan = await self.client.get_plan(target.id)
-        if plan.state in (PlanState.FAILOVER, PlanState.HALTED):
-            async with self._writing():
-                await self.client.undo(target.id)
-        elif plan.state is not PlanState.UNDO_FAILOVER:
-            raise CleanupNotVerified(f"{target.name}: cannot undo from {plan.describe_state()}")
-
-        def step(p: FailoverPlan, _: int) -> object:
-            if p.state is PlanState.ENABLED and not p.in_use:
-                return True
-            if p.state is PlanState.HALTED or (p.state is PlanState.UNDO_FAILOVER and p.stage_complete
-                                                and _has_errors(p.state_details)):
-                raise CleanupNotVerified(f"{target.name}: undo stopped in {p.describe_state()}")
-            if p.state in (PlanState.UNDO_FAILOVER, PlanState.FAILOVER):
-                return False
-            raise CleanupNotVerified(f"{target.name}: unexpected state {p.describe_state()} during undo")
-
-        try:
-            _, observed_at = await wait_for(self.monitor, target.id, target.name,
-                                            timeout=target.timeout_seconds, what="undo", step=step)
-        except PlanTimedOut as exc:
-            raise CleanupNotVerified(str(exc)) from None
-        return Cleanup("verified", observed_at)
-
-
-# -- resolution and dry run ---------------------------------------------------------------------------
 
 
 def build_targets(spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime,
@@ -336,10 +227,444 @@ def build_targets(spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime,
     return targets
 
 
-def run_request(target: PlanTarget) -> RunRequest:
-    """The exact Run body the drill sends for a plan."""
-    return RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
-        restore_point_rule=RestorePointRule(date=target.restore_point), execute_chained_plans=False))
+def _give_up_after(spec: DrillSpec) -> float:
+    value = getattr(spec, "give_up_after", None)
+    return value.total_seconds() if value is not None else 300.0
+
+
+class Ledger:
+    """The plan records of one run, the journal they are written to and the observers told of each move."""
+
+    def __init__(self, drill: str, run_id: str, journal: Journal, observers: Iterable[Observer]) -> None:
+        self.drill = drill
+        self.run_id = run_id
+        self.journal = journal
+        self.observers = list(observers)
+        self.records: dict[str, PlanRun] = {}
+
+    def move(self, run: PlanRun, new: Phase, **changes: Any) -> None:
+        """The one way a record changes: checked against TRANSITIONS, journaled, then told to the observers."""
+        old = run.phase
+        if new not in TRANSITIONS[old]:
+            raise IllegalTransition(f"{run.name}: {old} -> {new}")
+        run.phase = new
+        if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED):
+            run.outcome = new
+        for key, value in changes.items():
+            setattr(run, key, value)
+        self.journal.append("plan", plan=run.key, phase=new.value, record=run.to_json())
+        transition = Transition(self.drill, self.run_id, replace(run), old, new, utcnow())
+        for observer in self.observers:
+            try:
+                observer.on_transition(transition)
+            except Exception:  # a broken display must never break a failover
+                log.exception("observer failed on a transition")
+
+    def notice(self, message: str | None) -> None:
+        for observer in self.observers:
+            try:
+                observer.on_notice(self.drill, message)
+            except Exception:
+                log.exception("observer failed on a notice")
+
+    def restore(self, earlier: JournalState, targets: Mapping[str, PlanTarget], *, resume: bool) -> None:
+        """Records from a journal. A phase the process never finished is read as what it may have left behind."""
+        for key, target in targets.items():
+            saved = earlier.plans.get(key)
+            run = PlanRun.from_json(saved) if saved else PlanRun(target)
+            run.run_sent = run.run_sent or earlier.run_sent(key)
+            if resume and not run.run_sent:
+                run = PlanRun(target)  # nothing was sent for it: a resumed run tries it afresh
+            elif run.phase is Phase.UNDOING:
+                run.phase = Phase.LEFT_FAILED_OVER
+            elif run.phase in (Phase.CHECKING, Phase.STARTING) and not run.run_sent:
+                run.phase = Phase.PENDING
+            elif not resume and run.run_sent and run.phase in (Phase.STARTING, Phase.FAILING_OVER):
+                run.phase = Phase.INTERRUPTED
+                run.outcome = Phase.INTERRUPTED
+                run.reason = "interrupted: the drill process stopped (journal)"
+            self.records[key] = run
+
+    def unclean(self) -> list[PlanRun]:
+        """Plans this run may have failed over and not verifiably put back."""
+        return [r for r in self.records.values() if r.run_sent and r.phase is not Phase.CLEAN]
+
+    async def clean_up(self, keys: Sequence[str], steps: Steps) -> None:
+        """The one cleanup loop: dependents first, a wave at a time; never raises; every outcome recorded."""
+
+        async def one(key: str) -> None:
+            run = self.records[key]
+            self.move(run, Phase.UNDOING)
+            try:
+                result = await steps.clean(run.target)
+            except Exception as exc:
+                self.move(run, Phase.LEFT_FAILED_OVER, undo="failed", undo_reason=str(exc))
+                log.critical("CLEANUP NOT VERIFIED for %s: %s", run.name, exc)
+            else:
+                undo: UndoStatus = "verified" if run.started_at is not None or result.undone else "not_needed"
+                self.move(run, Phase.CLEAN, undo=undo, undo_at=result.completed_at)
+
+        wanted = [k for k in keys if self.records[k].phase is not Phase.CLEAN]
+        edges = {k: [d for d in self.records[k].target.after if d in wanted] for k in wanted}
+        for wave in reverse_order(wanted, edges):
+            await asyncio.gather(*(one(key) for key in wave))
+
+
+class Drill:
+    """One run of a drill spec against one VAO server: ``await Drill(...).run()`` returns the report.
+
+    ``steps`` wraps the session's steps (the Prefect adapter turns each into a task); ``stop()`` (a signal)
+    stops starting plans and stops waiting, then the cleanup runs and the report is written as usual.
+    """
+
+    def __init__(self, spec: DrillSpec, settings: ConnectionSettings, *, run_id: str,
+                 report_dir: str | Path | None = "reports", journal_dir: str | Path | None = None,
+                 now: datetime | None = None, observers: Iterable[Observer] = (),
+                 steps: Callable[[DrillSession], Steps] | None = None, write_gate: WriteGate | None = None,
+                 flow_run_url: str | None = None, spec_file: str | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.run_id = run_id
+        self.report_dir = Path(report_dir) if report_dir else None
+        journal = Journal(Path(journal_dir) if journal_dir else default_journal_dir(report_dir), run_id)
+        self.ledger = Ledger(spec.name, run_id, journal, observers)
+        self.now = now
+        self._make_steps = steps or (lambda session: session)
+        self._write_gate = write_gate
+        self.flow_run_url = flow_run_url
+        self.spec_file = spec_file
+        self.stopped: DrillAborted | None = None
+        self._dag: asyncio.Task[Any] | None = None
+        self.session: DrillSession | None = None
+
+    @property
+    def records(self) -> dict[str, PlanRun]:
+        return self.ledger.records
+
+    @property
+    def journal(self) -> Journal:
+        return self.ledger.journal
+
+    # -- stopping -----------------------------------------------------------------------------------------
+
+    def stop(self, reason: str, kind: str = "signal") -> None:
+        """Stop starting plans and stop waiting; cleanup and the report still follow. Safe from a signal handler
+        scheduled on the loop."""
+        if self.stopped is None:
+            self.stopped = DrillAborted(reason, kind=kind)
+            log.error("Drill %s stopping: %s", self.spec.name, reason)
+        if self._dag is not None and not self._dag.done():
+            self._dag.cancel()
+
+    def may_be_failed_over(self) -> list[str]:
+        """Names of plans this run may have failed over and not verifiably put back (for a hurried exit)."""
+        return [r.name for r in self.ledger.unclean()]
+
+    # -- the run ------------------------------------------------------------------------------------------
+
+    async def run(self) -> DrillReport:
+        started_at = utcnow()
+        client = self.settings.client()
+        async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
+                                give_up_after=_give_up_after(self.spec), journal=self.journal,
+                                write_gate=self._write_gate, on_read_error=self.ledger.notice) as session:
+            self.session = session
+            steps = self._make_steps(session)
+            plans = await client.list_plans()
+            targets = build_targets(self.spec, plans, now=self.now or utcnow(),
+                                    server_timezone=self.settings.server_timezone)
+            self._open(targets)
+            for other in open_journals(self.journal.path.parent):
+                if other.run_id != self.run_id:
+                    for key in other.may_be_failed_over():
+                        if plan_id := other.plan_info(key).get("id"):
+                            session.note_held_by(str(plan_id), other.run_id)
+            order = [step.plan for step in self.spec.topological_order()]
+            after = {key: list(targets[key].after) for key in order}
+            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key, _up: self._plan(steps, key),
+                                                      max_parallel=self.spec.max_parallel))
+            try:
+                await self._dag
+            except asyncio.CancelledError:
+                if self.stopped is None:  # cancelled from outside (e.g. the flow run): clean up, then re-raise
+                    self.stop("drill cancelled", kind="cancelled")
+                    await self._finish(steps, order, started_at)
+                    raise
+            return await self._finish(steps, order, started_at)
+
+    def _open(self, targets: Mapping[str, PlanTarget]) -> None:
+        """A new journal, or the records of a resumed run (``--run-id`` of an earlier run, a flow retry)."""
+        if self.journal.exists():
+            self.ledger.restore(self.journal.read(), targets, resume=True)
+            self.journal.append("resume")
+            log.warning("Resuming drill run %s from its journal %s", self.run_id, self.journal.path)
+            return
+        self.ledger.records = {key: PlanRun(target) for key, target in targets.items()}
+        self.journal.append(
+            "open", version=JOURNAL_VERSION, drill=self.spec.name, mode=self.spec.mode, server=self.settings.url,
+            spec_file=self.spec_file, poll_interval=self.spec.poll_interval.total_seconds(),
+            give_up_after=_give_up_after(self.spec),
+            plans=[{"key": t.key, "id": t.id, "name": t.name, "after": list(t.after),
+                    "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
+
+    async def _plan(self, steps: Steps, key: str) -> None:
+        """One plan's failover; raises (so its dependents are skipped) unless it failed over as it should."""
+        run = self.records[key]
+        target = run.target
+        if run.outcome is Phase.FAILED_OVER:
+            return  # resumed: done in an earlier attempt
+        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.STARTING):
+            raise RuntimeError(run.reason or str(run.outcome))
+        started: Started | None = None
+        if run.phase is Phase.PENDING:
+            if self.stopped is not None:
+                self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped}")
+                raise self.stopped
+            self.ledger.move(run, Phase.CHECKING)
+            try:
+                await steps.check(target)
+            except asyncio.CancelledError:
+                self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped or 'cancelled'}")
+                raise
+            except PreconditionFailed as exc:
+                self.ledger.move(run, Phase.REFUSED, reason=f"precondition: {exc}")
+                raise
+            except Exception as exc:
+                self.ledger.move(run, Phase.FAILED, reason=f"precondition not checked: {exc}")
+                self._abort_on(exc)
+                raise
+            self.ledger.move(run, Phase.STARTING, reason=None)
+        if run.phase is Phase.STARTING:
+            sent_before = (run.started_at or utcnow()) if run.run_sent else None
+            start = asyncio.ensure_future(steps.start(target, run_sent_before=sent_before))
+            cancelled = False
+            try:
+                # A Run in flight is never abandoned: its outcome says what there is to undo.
+                started = await asyncio.shield(start)
+            except asyncio.CancelledError:
+                cancelled = True
+                with contextlib.suppress(Exception):
+                    started = await start
+                if started is None:
+                    self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=f"stopped: {self.stopped}")
+                    raise
+            except PreconditionFailed as exc:
+                self.ledger.move(run, Phase.REFUSED, reason=f"precondition: {exc}")
+                raise
+            except Exception as exc:
+                self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))
+                self._abort_on(exc)
+                raise
+            self.ledger.move(run, Phase.FAILING_OVER, run_sent=True, started_at=started.started_at,
+                             confirmed=started.confirmed, reason=started.note)
+            if cancelled:
+                self._interrupt(run)
+                raise asyncio.CancelledError()
+        try:
+            done = await steps.wait_failover(target)
+        except asyncio.CancelledError:
+            self._interrupt(run)
+            raise
+        except PlanHalted as exc:
+            self.ledger.move(run, Phase.HALTED, reason=str(exc))
+            raise
+        except PlanTimedOut as exc:
+            self.ledger.move(run, Phase.TIMED_OUT, reason=str(exc))
+            raise
+        except DrillAborted as exc:
+            self._abort_on(exc)
+            self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {exc}")
+            raise
+        except Exception as exc:
+            self.ledger.move(run, Phase.FAILED, reason=str(exc))
+            raise
+        self.ledger.move(run, Phase.FAILED_OVER, completed_at=done.completed_at, details=done.details,
+                   continues=done.continues, confirmed=True)
+
+    def _sent(self, key: str) -> bool:
+        return self.session is not None and key in self.session.runs_sent
+
+    def _interrupt(self, run: PlanRun) -> None:
+        self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {self.stopped or 'drill cancelled'}")
+
+    def _abort_on(self, error: BaseException) -> None:
+        """Authentication refused or the server gone: no other plan can succeed, so stop them all now."""
+        if isinstance(error, DrillAborted):
+            self.stop(str(error), kind=error.kind)
+
+    async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
+        for run in self.records.values():
+            if run.phase is Phase.PENDING:
+                self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped}" if self.stopped
+                                 else "a dependency did not fail over")
+            elif run.phase is Phase.CHECKING:
+                self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped or 'cancelled'}")
+        if self.spec.mode == "drill":
+            if self.session is not None:
+                self.session.monitor.forgive()
+            await self.ledger.clean_up([k for k in order if self.records[k].run_sent], steps)
+        report = self.report(started_at)
+        await self._publish(report)
+        return report
+
+    # -- the report ---------------------------------------------------------------------------------------
+
+    def report(self, started_at: datetime) -> DrillReport:
+        results = [plan_result(run, self.spec.mode) for run in self.records.values()]
+        final, reason = verdict(results, self.spec.mode)
+        if self.stopped is not None:
+            final = "failed"
+            reason = f"{self.stopped}" + (f"; {reason}" if reason else "")
+        return DrillReport(drill=self.spec.name, description=self.spec.description, run_id=self.run_id,
+                           mode=self.spec.mode, verdict=final, reason=reason, started_at=started_at,
+                           finished_at=utcnow(), vao_server=self.settings.url, flow_run_url=self.flow_run_url,
+                           stopped=cast(Stopped, self.stopped.kind) if self.stopped else None, plans=results)
+
+    async def _publish(self, report: DrillReport) -> None:
+        """Files first (they must exist even when Prefect is gone), then the journal, then the observers."""
+        if self.report_dir is not None:
+            files = write_reports(report, self.report_dir)
+            log.info("Reports written to %s", files.directory)
+        if self.spec.mode != "drill" or not self.ledger.unclean():
+            self.journal.append("close", verdict=report.verdict)
+        else:
+            log.critical("Journal %s left open: run `vaodrill recover %s`", self.journal.path, self.run_id)
+
+        async def tell(observer: Observer) -> None:
+            try:
+                await asyncio.wait_for(observer.on_report(report), PUBLISH_TIMEOUT)
+            except Exception:
+                log.exception("observer failed on the report")
+
+        await asyncio.gather(*(tell(o) for o in self.ledger.observers))
+
+
+def plan_result(run: PlanRun, mode: str) -> PlanResult:
+    """One line of the report; the achieved RTO is measured from the Run POST to the observed completion."""
+    target = run.target
+    rto = None
+    if run.started_at is not None and run.completed_at is not None:
+        rto = round((run.completed_at - run.started_at).total_seconds(), 3)
+    status: PlanStatus = STATUS_OF.get(run.outcome, "skipped") if run.outcome else "skipped"
+    if run.undo is not None:
+        undo: UndoStatus = run.undo
+    elif run.run_sent and mode == "failover":
+        undo = "skipped"
+    elif run.run_sent:
+        undo = "failed"
+    else:
+        undo = "not_needed"
+    undo_reason = run.undo_reason
+    if undo == "skipped":
+        undo_reason = "failover mode: left failed over on purpose"
+    elif undo == "failed" and run.undo is None:
+        undo_reason = "cleanup never ran"
+    target_s = target.rto_target_seconds
+    return PlanResult(
+        plan=target.name, id=target.id, status=status, reason=run.reason, after=list(target.after),
+        restore_point=target.restore_point, restore_point_rule=target.rule, restore_point_seed=target.seed,
+        failover_started_at=run.started_at, failover_completed_at=run.completed_at,
+        rto_seconds=rto, rto_target_seconds=target_s,
+        rto_met=None if rto is None or target_s is None else rto <= target_s,
+        undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at,
+    )
+
+
+def verdict(results: list[PlanResult], mode: str) -> tuple[Verdict, str | None]:
+    """Passed only if every plan passed and (in drill mode) every cleanup was verified."""
+    problems = []
+    bad = [r.plan for r in results if r.status != "passed"]
+    if bad:
+        problems.append(f"{len(bad)} of {len(results)} plans did not pass: {', '.join(bad)}")
+    if mode == "drill":
+        dirty = [r.plan for r in results if r.undo == "failed"]
+        if dirty:
+            problems.append(f"LEFT FAILED OVER (cleanup not verified): {', '.join(dirty)}")
+    return ("failed", "; ".join(problems)) if problems else ("passed", None)
+
+
+# -- recovery -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RecoveryPlan:
+    """What ``recover`` found for one plan an unclosed run may have failed over, and will do about it."""
+
+    key: str
+    name: str
+    id: str
+    state: str
+    action: str  # nothing | undo | halt and undo | wait for the undo | leave (failover mode) | unknown
+    outcome: str | None = None
+
+
+@dataclass
+class Recovery:
+    journal: JournalState
+    plans: list[RecoveryPlan] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return all(p.outcome == "clean" for p in self.plans)
+
+
+def _action(plan: FailoverPlan | None, mode: str) -> str:
+    if plan is None:
+        return "unknown"
+    if is_clean(plan):
+        return "nothing"
+    if mode != "drill":
+        return "leave (real failover)"
+    if plan.state.value == "Failover" and plan.running:
+        return "halt and undo"
+    if plan.state.value == "UndoFailover" and plan.running:
+        return "wait for the undo"
+    return "undo"
+
+
+async def survey(journal: JournalState, settings: ConnectionSettings) -> Recovery:
+    """Read-only: each plan the journal says may be failed over, its state on the server, the action planned."""
+    recovery = Recovery(journal)
+    async with settings.client() as client:
+        plans = {p.id.lower(): p for p in await client.list_plans()}
+    for key in journal.may_be_failed_over():
+        info = journal.plan_info(key)
+        plan = plans.get(str(info.get("id", "")).lower())
+        recovery.plans.append(RecoveryPlan(key, str(info.get("name", key)), str(info.get("id", "?")),
+                                           plan.describe_state() if plan else "not listed by the server",
+                                           _action(plan, journal.mode)))
+    return recovery
+
+
+async def recover(journal: JournalState, settings: ConnectionSettings, *, observers: Iterable[Observer] = (),
+                  write_gate: WriteGate | None = None, steps: Callable[[DrillSession], Steps] | None = None,
+                  ) -> Recovery:
+    """Halt, undo and verify every plan an unclosed run may have left failed over; close the journal if clean.
+
+    The same code serves ``vaodrill recover``, the flow's cancellation hook and the crashed-run deployment.
+    A real failover's journal is never undone: its plans are listed and left as they are.
+    """
+    recovery = await survey(journal, settings)
+    if journal.mode != "drill":
+        return recovery
+    ledger = Ledger(journal.drill, journal.run_id, Journal(journal.path.parent, journal.run_id), observers)
+    targets = {str(info["key"]): PlanRun.from_json({"target": info["target"]}).target
+               for info in journal.opened.get("plans", []) if isinstance(info, dict) and "target" in info}
+    ledger.restore(journal, targets, resume=False)
+    ledger.journal.append("recover")
+    async with DrillSession(settings.client(), poll_interval=float(journal.opened.get("poll_interval") or 10),
+                            give_up_after=float(journal.opened.get("give_up_after") or 300),
+                            journal=ledger.journal, write_gate=write_gate) as session:
+        await ledger.clean_up([p.key for p in recovery.plans], (steps or (lambda s: s))(session))
+    for p in recovery.plans:
+        record = ledger.records[p.key]
+        p.outcome = "clean" if record.phase is Phase.CLEAN else f"left failed over: {record.undo_reason}"
+    if not ledger.unclean():
+        ledger.journal.append("close", recovered=True)
+    return recovery
+
+
+# -- dry run ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -352,25 +677,19 @@ class PlannedCall:
 
 async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime | None = None) -> list[PlannedCall]:
     """Resolve plans and restore points and run the preconditions, with reads only: no POST at all."""
-    import json
-
     async with settings.client() as client:
         plans = await client.list_plans()
-        try:
-            targets = build_targets(spec, plans, now=now or utcnow(), server_timezone=settings.server_timezone)
-        except UnknownPlans as exc:
-            return [PlannedCall("(drill)", False, str(exc))]
+        targets = build_targets(spec, plans, now=now or utcnow(), server_timezone=settings.server_timezone)
         calls = []
         for step in spec.topological_order():
             target = targets[step.plan]
-            try:
-                check_enabled(await client.get_plan(target.id))
-            except PreconditionFailed as exc:
-                calls.append(PlannedCall(target.name, False, f"precondition fails: {exc}"))
+            plan = await client.get_plan(target.id)
+            if (reason := not_runnable_because(plan)) is not None:
+                calls.append(PlannedCall(target.name, False, f"precondition fails: {reason}"))
                 continue
             body = json.dumps(run_request(target).to_json())
             calls.append(PlannedCall(
-                target.name, True, f"Enabled; restore point {target.restore_point} ({target.rule})",
+                target.name, True, f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
                 f"POST {settings.url}/v2/FailoverPlans/{target.id}/Run {body}"))
             if spec.mode == "drill":
                 calls.append(PlannedCall(target.name, True, "then, at cleanup",
@@ -378,52 +697,8 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
         return calls
 
 
-# -- report ---------------------------------------------------------------------------------------------
-
-
-def plan_result(target: PlanTarget | None, key: str, after: tuple[str, ...], *, status: str,
-                reason: str | None = None, started: Started | None = None, done: StageDone | None = None,
-                undo: str = "not_needed", undo_reason: str | None = None,
-                undo_at: datetime | None = None) -> PlanResult:
-    """One line of the report; the achieved RTO is measured from the Run to the observed completion."""
-    rto = None
-    if started is not None and done is not None:
-        rto = round((done.completed_at - started.started_at).total_seconds(), 3)
-    target_s = target.rto_target_seconds if target else None
-    return PlanResult(
-        plan=target.name if target else key, id=target.id if target else None, status=status, reason=reason,
-        after=list(after), restore_point=target.restore_point if target else None,
-        restore_point_rule=target.rule if target else None, restore_point_seed=target.seed if target else None,
-        failover_started_at=started.started_at if started else None,
-        failover_completed_at=done.completed_at if done else None,
-        rto_seconds=rto, rto_target_seconds=target_s,
-        rto_met=None if rto is None or target_s is None else rto <= target_s,
-        undo=undo, undo_reason=undo_reason, undo_completed_at=undo_at,
-    )
-
-
-def verdict(results: list[PlanResult], mode: str) -> tuple[str, str | None]:
-    """Passed only if every plan passed and (in drill mode) every cleanup was verified."""
-    problems = []
-    bad = [r.plan for r in results if r.status != "passed"]
-    if bad:
-        problems.append(f"{len(bad)} of {len(results)} plans did not pass: {', '.join(bad)}")
-    if mode == "drill":
-        dirty = [r.plan for r in results if r.failover_started_at is not None and r.undo != "verified"]
-        if dirty:
-            problems.append(f"LEFT FAILED OVER (cleanup not verified): {', '.join(dirty)}")
-    return ("failed", "; ".join(problems)) if problems else ("passed", None)
-
-
-def status_of(error: BaseException) -> str:
-    if isinstance(error, PlanHalted):
-        return "halted"
-    if isinstance(error, PlanTimedOut):
-        return "timed_out"
-    return "failed"
-
-
 __all__ = [
-    "Cleanup", "DrillSession", "HaltPolicy", "PlanMonitor", "PlanTarget", "StageDone", "Started",
-    "check_enabled", "default_timeout", "find_plan", "plan_result", "status_of", "verdict", "wait_for",
+    "ENDINGS", "STATUS_OF", "TRANSITIONS", "Drill", "IllegalTransition", "Observer", "Phase", "PlanRun",
+    "PlannedCall", "Recovery", "RecoveryPlan", "Steps", "Transition", "build_targets", "default_timeout",
+    "dry_run", "find_plan", "plan_result", "recover", "survey", "verdict",
 ]

@@ -1,61 +1,70 @@
-"""The CLI's live view of a running drill: which plan is in which stage, elapsed against target."""
+"""The CLI's live view of a running drill: which plan is in which phase, elapsed against target, server trouble."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from vaodrill import progress
+from vaodrill.drill import Phase, PlanRun, Transition
 from vaodrill.report import DrillReport, format_duration
 
-STAGE_STYLE = {"passed": "green", "failed over": "cyan", "failing over": "yellow", "undoing": "magenta",
-               "failed": "red", "halted": "red", "timed_out": "red", "skipped": "dim"}
+PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.UNDOING: "magenta",
+               Phase.CLEAN: "green", Phase.FAILED: "red", Phase.HALTED: "red", Phase.TIMED_OUT: "red",
+               Phase.INTERRUPTED: "red", Phase.REFUSED: "red", Phase.LEFT_FAILED_OVER: "bold red",
+               Phase.SKIPPED: "dim"}
 
 
 class LiveView:
-    """Subscribes to drill progress while open; keeps the final report."""
+    """Subscribes to drill progress while open; the table appears with the first plan transition (so a drill
+    that never reached the server prints nothing but its error); keeps the final report."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.plans: dict[str, progress.PlanProgress] = {}
+        self.plans: dict[str, PlanRun] = {}
+        self.notice: str | None = None
         self.report: DrillReport | None = None
         self._live = Live(self, console=console, refresh_per_second=4, transient=False)
+        self._started = False
         self._unsubscribe: Any = None
 
     def __enter__(self) -> LiveView:
         self._unsubscribe = progress.subscribe(self._on_update)
-        self._live.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._live.__exit__(None, None, None)
+        if self._started:
+            self._live.__exit__(None, None, None)
         if self._unsubscribe:
             self._unsubscribe()
 
     def _on_update(self, update: Any) -> None:
         if isinstance(update, DrillReport):
             self.report = update
-        elif isinstance(update, progress.PlanProgress):
-            previous = self.plans.get(update.plan)
-            if previous and update.started_at is None and previous.started_at is not None:
-                update = progress.PlanProgress(update.drill, update.plan, update.stage, update.at,
-                                               update.target_seconds or previous.target_seconds,
-                                               previous.started_at, update.detail)
-            self.plans[update.plan] = update
+        elif isinstance(update, progress.Notice):
+            self.notice = update.message
+        elif isinstance(update, Transition):
+            self.plans[update.run.key] = update.run
+            if not self._started and self.console.is_terminal:
+                self._started = True
+                self._live.__enter__()
 
-    def __rich__(self) -> Table:
+    def __rich__(self) -> Group:
         table = Table(title="Drill progress", title_justify="left")
-        for column in ("Plan", "Stage", "Elapsed", "Target RTO", "Detail"):
+        for column in ("Plan", "Phase", "Elapsed", "Target RTO", "Detail"):
             table.add_column(column)
         now = datetime.now(UTC)
-        for p in self.plans.values():
-            elapsed = (now - p.started_at).total_seconds() if p.started_at and p.stage in (
-                "failing over", "starting") else None
-            style = STAGE_STYLE.get(p.stage, "")
-            table.add_row(p.plan, f"[{style}]{p.stage}[/]" if style else p.stage, format_duration(elapsed),
-                          format_duration(p.target_seconds), p.detail or "")
-        return table
+        for run in self.plans.values():
+            elapsed = ((run.completed_at or now) - run.started_at).total_seconds() if run.started_at else None
+            style = PHASE_STYLE.get(run.phase, "")
+            table.add_row(run.name, f"[{style}]{run.phase.value}[/]" if style else run.phase.value,
+                          format_duration(elapsed), format_duration(run.target.rto_target_seconds),
+                          run.reason or run.details or "")
+        if self.notice:
+            return Group(table, Text(f"⚠ {self.notice}", style="yellow"))
+        return Group(table)

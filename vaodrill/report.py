@@ -53,14 +53,17 @@ __all__ = [
 #: Version of the JSON schema, written as ``schema_version``. Bump on any incompatible change.
 SCHEMA_VERSION = 1
 
-PlanStatus = Literal["passed", "failed", "skipped", "halted", "timed_out"]
+PlanStatus = Literal["passed", "failed", "skipped", "halted", "timed_out", "interrupted"]
 UndoStatus = Literal["verified", "failed", "not_needed", "skipped"]
 Verdict = Literal["passed", "failed"]
 Mode = Literal["drill", "failover"]
+#: auth: credentials refused mid-drill; unreachable: the server failed longer than give_up_after;
+#: signal: SIGINT/SIGTERM; cancelled: the flow run was cancelled.
+Stopped = Literal["auth", "unreachable", "signal", "cancelled"]
 
 PLAN_STATUSES: tuple[str, ...] = get_args(PlanStatus)
 #: Plan statuses that count as a JUnit failure.
-FAILING_STATUSES = frozenset({"failed", "halted", "timed_out"})
+FAILING_STATUSES = frozenset({"failed", "halted", "timed_out", "interrupted"})
 #: Undo outcomes after which a drilled plan is known to be back where it started.
 CLEAN_UNDO = frozenset({"verified", "not_needed"})
 
@@ -146,6 +149,7 @@ class DrillReport(BaseModel):
     vao_server: SafeUrl = Field(None, description="VAO base URL; credentials are stripped")
     flow_run_url: SafeUrl = None
     reason: str | None = Field(None, description="Drill-level reason when the verdict is failed")
+    stopped: Stopped | None = Field(None, description="Why the drill stopped early, if it did")
     plans: list[PlanResult] = Field(default_factory=list)
 
     @property

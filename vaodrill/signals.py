@@ -1,0 +1,49 @@
+"""SIGINT and SIGTERM for a drill run from a terminal: the first stops the drill cleanly, the second exits now.
+
+Only the CLI asks for this (``handle``); a flow run under a Prefect worker keeps Prefect's own signal handling,
+and its cancellation hook recovers from the journal instead. Prefect installs its SIGTERM bridge when a flow
+starts, so the flow calls :func:`claim` once it runs, to put ours back in front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+Handler = Callable[[int], None]
+_handler: Handler | None = None
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The drills running in this process (engine objects with ``stop()``), for the handler to stop.
+running: set[Any] = set()
+
+
+def handle(handler: Handler) -> None:
+    """Route SIGINT/SIGTERM of this process to ``handler(signum)`` on the running loop."""
+    global _handler
+    _handler = handler
+    claim()
+
+
+def claim() -> None:
+    """(Re)install the handler on the running loop, if one was asked for; a no-op otherwise."""
+    if _handler is None or threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, _handler, signum)
+
+
+def release() -> None:
+    global _handler
+    if _handler is None:
+        return
+    _handler = None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    for signum in SIGNALS:
+        loop.remove_signal_handler(signum)

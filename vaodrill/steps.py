@@ -1,0 +1,440 @@
+"""The four things a drill does to one plan, against VAO: check, start, wait, clean. No Prefect here.
+
+``DrillSession`` owns one client, one shared :class:`PlanMonitor` and the run's journal. Every POST (Run, Undo,
+Halt) is announced in the journal before it is sent and its outcome recorded after, and every decision about a
+plan's state goes through :mod:`vaodrill.rules`. The Prefect tasks in ``tasks/`` call these methods one to one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from vaodrill.client import VaoClient
+from vaodrill.errors import (
+    CleanupNotVerified,
+    DrillAborted,
+    PlanFailed,
+    PlanHalted,
+    PlanTimedOut,
+    PreconditionFailed,
+    VaoAuthError,
+    VaoConnectError,
+    VaoError,
+    VaoForbidden,
+    VaoRateLimited,
+    VaoResponseError,
+    VaoServerError,
+)
+from vaodrill.journal import Journal
+from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
+from vaodrill.rules import finished_with_errors, is_clean, not_runnable_because
+from vaodrill.spec import HaltPolicy
+
+log = logging.getLogger("vaodrill.drill")
+
+#: A plan that still looks idle this many readings after its Run was sent did not start.
+START_GRACE_POLLS = 5
+#: The longest Retry-After honoured on a POST; a longer one counts as a failure.
+MAX_RETRY_AFTER = 120.0
+#: Undo is resent (never Run) when its answer was lost and the plan shows no undo yet; at most this many POSTs.
+UNDO_ATTEMPTS = 3
+
+WriteGate = Callable[[], contextlib.AbstractAsyncContextManager[object]]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PlanTarget:
+    """A drill step resolved against the server: which plan, which restore point, which limits."""
+
+    key: str
+    id: str
+    name: str
+    after: tuple[str, ...]
+    restore_point: str
+    rule: str
+    seed: int | None
+    rto_target_seconds: float | None
+    timeout_seconds: float
+    halt: HaltPolicy = field(default_factory=HaltPolicy)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Started:
+    """A failover that may be under way. ``confirmed`` is False while the server has not shown it yet."""
+
+    started_at: datetime
+    posted: bool
+    confirmed: bool = True
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StageDone:
+    completed_at: datetime
+    details: str
+    continues: int = 0
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """The plan is verified clean; ``undone`` says whether an undo (or halt) was needed for that."""
+
+    completed_at: datetime
+    undone: bool
+
+
+def run_request(target: PlanTarget) -> RunRequest:
+    """The exact Run body the drill sends for a plan."""
+    return RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
+        restore_point_rule=RestorePointRule(date=target.restore_point), execute_chained_plans=False))
+
+
+def _abort_for(error: BaseException) -> DrillAborted | None:
+    """Errors after which no further call can succeed: the drill stops waiting at once."""
+    if isinstance(error, DrillAborted):
+        return error
+    if isinstance(error, VaoAuthError | VaoForbidden):
+        return DrillAborted(f"authentication failed: {error}", kind="auth")
+    return None
+
+
+def _shows_failover(plan: FailoverPlan) -> bool:
+    """The server shows this plan's failover (running, finished or halted), or the plan busy."""
+    return plan.state in (PlanState.FAILOVER, PlanState.HALTED) or plan.in_use
+
+
+class PlanMonitor:
+    """Reads every plan's state with ONE list request per poll interval, shared by all waiters.
+
+    A failed read never kills the poller: the error is handed to the waiters. An authentication failure (a 401
+    that survived a fresh login, or a 403) stops every wait at once; other failures do so once they have lasted
+    ``give_up_after`` seconds without a good read.
+    """
+
+    def __init__(self, client: VaoClient, interval: float, give_up_after: float,
+                 on_read_error: Callable[[str | None], None] | None = None) -> None:
+        self.client = client
+        self.interval = interval
+        self.give_up_after = give_up_after
+        self._on_read_error = on_read_error or (lambda _message: None)
+        self._plans: dict[str, FailoverPlan] = {}
+        self._observed_at = utcnow()
+        self._version = 0
+        self._changed = asyncio.Condition()
+        self._watchers = 0
+        self._poller: asyncio.Task[None] | None = None
+        self.failing_since: datetime | None = None
+        self.last_error: BaseException | None = None
+        self.fatal: DrillAborted | None = None
+        self.polls = 0
+
+    def forgive(self) -> None:
+        """Start a fresh give-up window (cleanup after a stop); an authentication failure stays."""
+        if self.fatal is not None and self.fatal.kind != "auth":
+            self.fatal = None
+        self.failing_since = None
+
+    async def watch(self, plan_id: str) -> AsyncIterator[tuple[FailoverPlan, datetime]]:
+        """Each fresh reading of one plan (taken after the call), with the moment it was observed."""
+        self._watchers += 1
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.get_running_loop().create_task(self._poll(), name="vaodrill-plan-monitor")
+        try:
+            seen = self._version
+            while True:
+                async with self._changed:
+                    while self._version <= seen:
+                        await self._changed.wait()
+                    seen = self._version
+                    plan = self._plans.get(plan_id.lower())
+                    observed_at = self._observed_at
+                    fresh = self.last_error is None
+                if self.fatal is not None:
+                    raise self.fatal
+                if plan is not None and fresh:
+                    yield plan, observed_at
+                elif fresh:
+                    raise PlanFailed(f"plan {plan_id} is no longer listed by the server")
+        finally:
+            self._watchers -= 1
+
+    async def _poll(self) -> None:
+        while self._watchers > 0 and (self.fatal is None or self.fatal.kind != "auth"):
+            try:
+                plans = await self.client.list_plans()
+            except Exception as exc:  # the poller survives anything and tells the waiters
+                self._failed(exc)
+            else:
+                if self.last_error is not None:
+                    self._on_read_error(None)
+                self.last_error, self.failing_since = None, None
+                if self.fatal is not None and self.fatal.kind != "auth":
+                    self.fatal = None
+                async with self._changed:
+                    self._plans = {p.id.lower(): p for p in plans}
+                    self._observed_at = utcnow()
+            self.polls += 1
+            async with self._changed:
+                self._version += 1
+                self._changed.notify_all()
+            await asyncio.sleep(self.interval)
+
+    def _failed(self, exc: BaseException) -> None:
+        now = utcnow()
+        self.last_error = exc
+        self.failing_since = self.failing_since or now
+        lasted = (now - self.failing_since).total_seconds()
+        message = f"reading plan states failed for {lasted:.0f}s: {exc}" if lasted else \
+            f"reading plan states failed: {exc}"
+        log.warning("%s", message)
+        self._on_read_error(message)
+        self.fatal = _abort_for(exc)
+        if self.fatal is None and lasted >= self.give_up_after:
+            self.fatal = DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
+                                      kind="unreachable")
+
+    async def aclose(self) -> None:
+        if self._poller is not None and not self._poller.done():
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+
+
+async def wait_for(monitor: PlanMonitor, target: PlanTarget, *, what: str,
+                   step: Callable[[FailoverPlan, int], object]) -> tuple[FailoverPlan, datetime]:
+    """The one wait routine: feed each reading to ``step`` until it returns True or the plan's timeout passes.
+
+    ``step(plan, readings)`` returns True when done, False to keep waiting, an awaitable to run before the next
+    reading (e.g. a Continue), or raises to stop.
+    """
+    readings = 0
+    try:
+        async with asyncio.timeout(target.timeout_seconds):
+            async for plan, observed_at in monitor.watch(target.id):
+                readings += 1
+                outcome = step(plan, readings)
+                if outcome is True:
+                    return plan, observed_at
+                if isinstance(outcome, Awaitable):
+                    await outcome
+    except TimeoutError:
+        last = f"; last read error: {monitor.last_error}" if monitor.last_error else ""
+        raise PlanTimedOut(f"{what} not finished after {target.timeout_seconds:.0f}s{last}") from None
+    raise PlanFailed(f"stopped watching before the {what} finished")  # pragma: no cover
+
+
+class DrillSession:
+    """One drill run's connection to VAO: one client, one token, one pool, one monitor, one journal."""
+
+    def __init__(self, client: VaoClient, *, poll_interval: float, give_up_after: float,
+                 journal: Journal | None = None, write_gate: WriteGate | None = None,
+                 on_read_error: Callable[[str | None], None] | None = None) -> None:
+        self.client = client
+        self.give_up_after = give_up_after
+        self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error)
+        self.journal = journal
+        self._write_gate: WriteGate = write_gate or contextlib.nullcontext
+        self._held_by: dict[str, str] = {}
+        #: Plan keys whose Run this session announced (it may have reached VAO).
+        self.runs_sent: set[str] = set()
+
+    async def __aenter__(self) -> DrillSession:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.monitor.aclose()
+        await self.client.aclose()
+
+    def note_held_by(self, plan_id: str, run: str) -> None:
+        """Another unclosed run may have left this plan failed over: say so when its precondition fails."""
+        self._held_by[plan_id.lower()] = run
+
+    # -- plumbing ----------------------------------------------------------------------------------------
+
+    async def read(self, target: PlanTarget) -> FailoverPlan:
+        """One plan, re-read patiently: transient errors are retried until ``give_up_after``."""
+        started = utcnow()
+        delay = 1.0
+        while True:
+            try:
+                return await self.client.get_plan(target.id)
+            except VaoError as exc:
+                if (abort := _abort_for(exc)) is not None:
+                    raise abort from None
+                if not isinstance(exc, VaoResponseError) or isinstance(exc, VaoServerError | VaoRateLimited):
+                    lasted = (utcnow() - started).total_seconds()
+                    if lasted + delay < self.give_up_after:
+                        log.warning("%s: reading the plan failed (%s); again in %.0fs", target.name, exc, delay)
+                        await asyncio.sleep(getattr(exc, "retry_after", None) or delay)
+                        delay = min(delay * 2, 30.0)
+                        continue
+                    raise DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
+                                       kind="unreachable") from None
+                raise
+
+    async def _post(self, target: PlanTarget, op: str, send: Callable[[], Awaitable[None]],
+                    **intent: Any) -> None:
+        """One POST, announced in the journal first; 429/503 with Retry-After (provably nothing done) waits."""
+        waited = 0.0
+        while True:
+            if self.journal:
+                self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
+            if op == "run":
+                self.runs_sent.add(target.key)
+            try:
+                async with self._write_gate():
+                    await send()
+            except VaoError as exc:
+                if self.journal:
+                    self.journal.append("outcome", plan=target.key, op=op, ok=False, error=str(exc))
+                retry_after = getattr(exc, "retry_after", None)
+                refused_for_now = isinstance(exc, VaoRateLimited) or (
+                    isinstance(exc, VaoServerError) and exc.status_code == 503)
+                if refused_for_now and retry_after is not None and waited + retry_after <= min(
+                        MAX_RETRY_AFTER, self.give_up_after):
+                    log.warning("%s: %s asked to wait %.0fs; %s not done, sending it again then",
+                                target.name, exc, retry_after, op)
+                    await asyncio.sleep(retry_after)
+                    waited += retry_after
+                    continue
+                raise
+            if self.journal:
+                self.journal.append("outcome", plan=target.key, op=op, ok=True)
+            return
+
+    # -- steps --------------------------------------------------------------------------------------------
+
+    async def check(self, target: PlanTarget) -> FailoverPlan:
+        """The precondition: a fresh read, and the plan is runnable (contract section 5)."""
+        plan = await self.read(target)
+        reason = not_runnable_because(plan)
+        if reason is not None:
+            if held_by := self._held_by.get(target.id.lower()):
+                reason += f"; unclosed drill run {held_by} may have left it failed over: `vaodrill recover {held_by}`"
+            raise PreconditionFailed(reason)
+        return plan
+
+    async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
+        """Send Run at most once. ``run_sent_before``: the journal says this run already sent it (a resume)."""
+        if run_sent_before is not None:
+            plan = await self.read(target)
+            log.warning("%s: Run already sent by this run at %s: not sending it again", target.name,
+                        run_sent_before.isoformat())
+            return Started(run_sent_before, posted=False, confirmed=_shows_failover(plan),
+                           note="resumed: Run sent earlier in this run")
+        plan = await self.read(target)
+        if (reason := not_runnable_because(plan)) is not None:
+            raise PreconditionFailed(reason)
+        started_at = utcnow()
+        try:
+            await self._post(target, "run", lambda: self.client.run(target.id, run_request(target)),
+                             restore_point=target.restore_point)
+        except VaoError as exc:
+            if (abort := _abort_for(exc)) is not None or (
+                    isinstance(exc, VaoConnectError) and not exc.may_have_reached_server):
+                raise abort or PlanFailed(f"Run not sent: {exc}") from None
+            return await self._after_unclear_run(target, started_at, exc)
+        return Started(started_at, posted=True)
+
+    async def _after_unclear_run(self, target: PlanTarget, started_at: datetime, error: VaoError) -> Started:
+        """The Run's answer was an error or never came: the server's own state decides, never a guess."""
+        plan = await self.read(target)
+        if _shows_failover(plan):
+            log.warning("%s: Run answered %s, but the plan is failing over: counted as started", target.name, error)
+            return Started(started_at, posted=True, note=f"Run answer: {error}")
+        if isinstance(error, VaoResponseError):
+            raise PlanFailed(f"Run refused: {error}") from None
+        log.warning("%s: Run's answer lost (%s) and the plan shows no failover yet: watching it", target.name, error)
+        return Started(started_at, posted=True, confirmed=False, note=f"Run answer lost: {error}")
+
+    async def wait_failover(self, target: PlanTarget) -> StageDone:
+        """Until the failover completes, halts (the halt policy applies) or the plan's timeout passes."""
+        continues = 0
+
+        def step(plan: FailoverPlan, readings: int) -> object:
+            nonlocal continues
+            if plan.state is PlanState.FAILOVER:
+                if plan.running or not plan.stage_complete:
+                    return False
+                if finished_with_errors(plan.state_details):
+                    raise PlanFailed(f"failover finished with errors ({plan.state_details})")
+                return True
+            if plan.state is PlanState.HALTED:
+                policy = target.halt
+                if policy.continue_with is None or continues >= policy.max:
+                    tried = f" after {continues} Continue" if continues else ""
+                    raise PlanHalted(f"halted{tried} ({plan.state_details or 'no details'})")
+                continues += 1
+                log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
+                            continues, policy.max)
+                return self.client.continue_plan(target.id, policy.continue_with)
+            if is_clean(plan) and readings < START_GRACE_POLLS:
+                return False  # the server may not show the Run yet
+            if is_clean(plan):
+                raise PlanFailed(f"the failover never showed: still {plan.describe_state()} after "
+                                 f"{readings} readings")
+            raise PlanFailed(f"unexpected state {plan.describe_state()} during failover")
+
+        plan, observed_at = await wait_for(self.monitor, target, what="failover", step=step)
+        return StageDone(observed_at, plan.state_details, continues)
+
+    async def clean(self, target: PlanTarget) -> Cleanup:
+        """Put the plan back and verify it is clean: halt a failover still running, Undo, wait for clean."""
+        plan = await self.read(target)
+        if is_clean(plan):
+            return Cleanup(utcnow(), undone=False)
+        if plan.state is PlanState.FAILOVER and plan.running:
+            log.warning("%s is still failing over: halting it before the undo", target.name)
+            await self._post(target, "halt", lambda: self.client.halt(target.id, fullstop=True))
+            await wait_for(self.monitor, target, what="halt", step=lambda p, _: p.state is PlanState.HALTED or (
+                p.state is PlanState.FAILOVER and not p.running) or is_clean(p))
+            plan = await self.read(target)
+        for attempt in range(1, UNDO_ATTEMPTS + 1):
+            if is_clean(plan) or (plan.state is PlanState.UNDO_FAILOVER and plan.running):
+                break
+            if plan.state not in (PlanState.FAILOVER, PlanState.HALTED):
+                raise CleanupNotVerified(f"cannot undo from {plan.describe_state()}")
+            try:
+                await self._post(target, "undo", lambda: self.client.undo(target.id))
+                break
+            except VaoError as exc:
+                if (abort := _abort_for(exc)) is not None:
+                    raise abort from None
+                plan = await self.read(target)  # the server's state decides whether the Undo took
+                if attempt == UNDO_ATTEMPTS or (isinstance(exc, VaoResponseError)
+                                                and not isinstance(exc, VaoServerError)):
+                    if is_clean(plan) or plan.state is PlanState.UNDO_FAILOVER:
+                        break
+                    raise CleanupNotVerified(f"Undo failed: {exc}") from None
+                log.warning("%s: Undo answered %s; plan is %s", target.name, exc, plan.describe_state())
+
+        def step(p: FailoverPlan, _: int) -> object:
+            if is_clean(p):
+                return True
+            if p.state is PlanState.HALTED or (p.state is PlanState.UNDO_FAILOVER and p.stage_complete
+                                                and finished_with_errors(p.state_details)):
+                raise CleanupNotVerified(f"undo stopped in {p.describe_state()}")
+            if p.state in (PlanState.UNDO_FAILOVER, PlanState.FAILOVER):
+                return False
+            raise CleanupNotVerified(f"unexpected state {p.describe_state()} during undo")
+
+        try:
+            _, observed_at = await wait_for(self.monitor, target, what="undo", step=step)
+        except PlanTimedOut as exc:
+            raise CleanupNotVerified(str(exc)) from None
+        return Cleanup(observed_at, undone=True)
+
+
+__all__ = ["START_GRACE_POLLS", "Cleanup", "DrillSession", "PlanMonitor", "PlanTarget", "StageDone", "Started",
+           "WriteGate", "run_request", "utcnow", "wait_for"]

@@ -249,3 +249,39 @@ def from_exception(exc: BaseException, operation: str, *, sent: bool, deadline: 
     if not sent:
         error.may_have_reached_server = False
     return error
+
+
+# -- drill-level failures (raised by the engine, not the client) ------------------------------------------------
+
+
+class PreconditionFailed(DrillError):
+    """The plan cannot be run now (unknown, not runnable, or in use): no Run was sent."""
+
+
+class UnknownPlans(PreconditionFailed):
+    """Plans of the drill that the server does not know: reported before any failover starts."""
+
+
+class PlanHalted(DrillError):
+    """The plan halted and its halt policy says stop."""
+
+
+class PlanTimedOut(DrillError):
+    """The plan did not finish its stage before the timeout."""
+
+
+class PlanFailed(DrillError):
+    """The stage ended badly (errors, or a state the drill did not expect)."""
+
+
+class CleanupNotVerified(DrillError):
+    """The undo could not be verified: the plan may still be failed over."""
+
+
+class DrillAborted(DrillError):
+    """The drill stopped waiting: ``kind`` is ``auth`` (credentials refused), ``unreachable`` (the server failed
+    for longer than ``give_up_after``), ``signal`` (SIGINT/SIGTERM) or ``cancelled``. Cleanup is still attempted."""
+
+    def __init__(self, message: str, *, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind

@@ -47,13 +47,14 @@ class Sim:
         self.scenario: str | None = app.state.sim.scenario.name if app is not None else None
         self.control = httpx.Client(base_url=url, timeout=10)
 
-    def requests(self, method: str | None = None, path: str | None = None) -> list[dict]:
+    def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}
         response = self.control.get("/_sim/requests", params=params)
         response.raise_for_status()
-        return response.json()
+        entries: list[dict[str, Any]] = response.json()
+        return entries
 
-    def plans(self) -> dict[str, dict]:
+    def plans(self) -> dict[str, dict[str, Any]]:
         """Internal records by plan name."""
         response = self.control.get("/_sim/plans")
         response.raise_for_status()
@@ -62,7 +63,7 @@ class Sim:
         return {r["name"]: r for r in records}
 
     def plan_id(self, name: str) -> str:
-        return self.plans()[name]["id"]
+        return str(self.plans()[name]["id"])
 
     def patch(self, name: str, **changes: object) -> None:
         self.control.patch(f"/_sim/plans/{self.plan_id(name)}", json=changes).raise_for_status()

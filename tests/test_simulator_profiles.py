@@ -321,7 +321,7 @@ async def test_patch_changes_profile_fields(api: Api) -> None:
     assert {k: patched.json()["settings"][k] for k in PlanProfile.model_fields} == {
         "idle_state": "NotVerified", "single_get": "array", "illegal_status": 500, "continue_path": "both",
         "details_style": "veeam", "after_undo": "UndoFailover"}
-    assert (await api.plan(sql))[0]["planState"] == "NotVerified"  # shown at once
+    assert (await api.get(f"/v2/FailoverPlans/{sql}")).json()[0]["planState"] == "NotVerified"  # at once
     assert (await api.op(sql, "Undo")).status_code == 500
     other = await api.plan(DEMO_IDS["Web Tier"])
     assert other["planState"] == "Enabled", "other plans keep their profile"

@@ -1,0 +1,390 @@
+"""``vaodrill doctor``: read-only checks of a VAO server before the first drill on it.
+
+A drill should never be where a user learns that the certificate is not trusted, that the server shows idle
+plans as ``Verified`` or that a plan was left failed over. This module asks the server only what it can
+answer without acting: it sends the token requests (a login, then one refresh) and GETs, and never POSTs to a
+plan. Everything else is read with the one token of that login, so the check opens a single session.
+
+Each check is a line with ✓ (fine), ✗ (would stop a drill) or · (information), and a hint when there is
+something to do. Exit code: 0 all good, 1 something would stop a drill, 2 cannot connect (or unusable
+settings).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+
+from vaodrill.client import VaoClient
+from vaodrill.connection import ConnectionSettings
+from vaodrill.errors import VaoError, from_exception, one_line, server_message
+from vaodrill.models import FailoverPlan, PlanState, TokenResponse
+from vaodrill.rules import not_runnable_because
+
+#: Clock difference beyond which restore-point rules (``latest``, ``ago``) ask VAO for the wrong moment.
+MAX_CLOCK_SKEW = 300.0
+#: A token shorter-lived than this means a login or refresh every few polls: worth knowing, not fatal.
+SHORT_TOKEN = 120.0
+
+CHILD_CLIENT_HINT = ("a child client (VAO_CLIENT_ID / VAO_CLIENT_SECRET) keeps drills from logging out people "
+                     "who use the same account")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the diagnosis: ``ok`` True (fine), False (would stop a drill) or None (information)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+    hint: str = ""
+
+
+@dataclass
+class Diagnosis:
+    """The checks in the order they ran, and whether the server could be reached at all."""
+
+    checks: list[Check] = field(default_factory=list)
+    unreachable: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 something would stop a drill, 2 cannot connect."""
+        if self.unreachable:
+            return 2
+        return 1 if any(check.ok is False for check in self.checks) else 0
+
+    def add(self, name: str, ok: bool | None, detail: str, hint: str = "") -> Check:
+        check = Check(name, ok, detail, hint)
+        self.checks.append(check)
+        return check
+
+
+class _Stop(Exception):
+    """Nothing further can be checked (the reason is already a check)."""
+
+
+class _Doctor:
+    """The checks, sharing one HTTP client (the vaodrill client's, so TLS and timeouts are the drill's)."""
+
+    def __init__(self, settings: ConnectionSettings, client: VaoClient, diagnosis: Diagnosis,
+                 clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.http: httpx.AsyncClient = client._http  # raw answers: shapes and headers the client hides
+        self.token_url = client._auth.token_url
+        self.d = diagnosis
+        self.clock = clock
+        self.access = ""
+        self.server_date: float | None = None
+        self.local_date = 0.0
+
+    # -- plumbing ---------------------------------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        secrets = [self.settings.password.get_secret_value(), self.access]
+        if self.settings.client_secret is not None:
+            secrets.append(self.settings.client_secret.get_secret_value())
+        for secret in secrets:
+            if len(secret) >= 3:
+                text = text.replace(secret, "********")
+        return text
+
+    async def exchange(self, method: str, path: str, *, form: Mapping[str, str] | None = None,
+                       params: Mapping[str, str] | None = None) -> httpx.Response:
+        """One request; a transport failure is a ✗ ``connection`` (or ``TLS``) check and stops the diagnosis."""
+        operation = f"{method} {path}"
+        headers = {"Authorization": f"Bearer {self.access}"} if form is None else None
+        try:
+            response = await self.http.request(method, path, data=form, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            error = from_exception(exc, operation, sent=True)
+            tls = "TLS certificate" in str(error)
+            self.d.unreachable = True
+            self.d.add("TLS" if tls else "connection", False, self.redact(str(error)),
+                       "export the server's certificate (or its CA) as PEM and pass --ca-bundle / VAO_CA_BUNDLE"
+                       if tls else f"check the URL ({self.settings.url}), the port (VAO listens on 9899) and "
+                       "any firewall between here and VAO")
+            raise _Stop from None
+        if self.server_date is None and (date := response.headers.get("date")):
+            try:
+                self.server_date = parsedate_to_datetime(date).timestamp()
+                self.local_date = self.clock()
+            except (TypeError, ValueError):
+                pass
+        return response
+
+    async def get_json(self, name: str, path: str, params: Mapping[str, str] | None = None,
+                       *, required: bool = True) -> Any:
+        """A GET's JSON; a refusal or non-JSON answer is a ✗ (``required``) or · check named ``name``."""
+        response = await self.exchange("GET", path, params=params)
+        problem = None
+        if not response.is_success:
+            message = server_message(response.content)
+            problem = f"GET {path}: HTTP {response.status_code}" + (f": {self.redact(message)}" if message else "")
+        else:
+            try:
+                return response.json()
+            except ValueError:
+                problem = f"GET {path}: the answer is not JSON ({response.headers.get('content-type', 'no type')})"
+        self.d.add(name, False if required else None, one_line(problem))
+        if required:
+            raise _Stop
+        return None
+
+    # -- checks -----------------------------------------------------------------------------------------
+
+    def tls(self) -> None:
+        s = self.settings
+        if not s.url.startswith("https://"):
+            self.d.add("TLS", None, f"plain HTTP to {s.host}: nothing is encrypted",
+                       "fine for the simulator on this machine; a real VAO serves HTTPS on port 9899")
+        elif not s.verify_tls:
+            self.d.add("TLS", None, "HTTPS, but certificate verification is OFF (VAO_VERIFY_TLS=false)",
+                       "trust the server's certificate explicitly instead: --ca-bundle / VAO_CA_BUNDLE")
+        elif s.ca_bundle:
+            self.d.add("TLS", True, f"HTTPS, certificate verified against the CA bundle {s.ca_bundle}")
+        else:
+            self.d.add("TLS", True, "HTTPS, certificate verified against the system's trusted CAs")
+
+    async def login(self) -> TokenResponse:
+        s = self.settings
+        if s.client_id and s.client_secret is not None:
+            grant, who = "client_credentials", f"child client {s.client_id!r}"
+            form = {"grant_type": grant, "client_id": s.client_id,
+                    "client_secret": s.client_secret.get_secret_value()}
+        else:
+            grant, who = "password", repr(s.username)
+            form = {"grant_type": grant, "username": s.username, "password": s.password.get_secret_value()}
+        response = await self.exchange("POST", self.token_url, form=form)
+        if not response.is_success:
+            message = server_message(response.content)
+            self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {response.status_code})"
+                       + (f": {self.redact(message)}" if message else ""),
+                       "check the user name (DOMAIN\\user) and the password, or the child client's id and secret")
+            raise _Stop
+        token = self._token(response, "login")
+        lifetime = token.expires_in
+        hint = "" if grant == "client_credentials" else CHILD_CLIENT_HINT
+        if lifetime < SHORT_TOKEN:
+            hint = (f"tokens last only {lifetime:g} s: vaodrill renews them early, expect a token request "
+                    "every minute or so")
+        self.d.add("login", True, f"{grant} grant as {who}; the token is valid for {_duration(lifetime)}", hint)
+        return token
+
+    def _token(self, response: httpx.Response, name: str) -> TokenResponse:
+        try:
+            token = TokenResponse.model_validate_json(response.content)
+        except ValidationError:
+            self.d.add(name, False, f"POST {self.token_url}: the token answer is not the expected JSON")
+            raise _Stop from None
+        self.access = token.access_token
+        return token
+
+    async def refresh(self, token: TokenResponse) -> None:
+        if not token.refresh_token:
+            self.d.add("token refresh", None, "the server gives no refresh token",
+                       "vaodrill logs in again whenever the token expires")
+            return
+        login_token = token.access_token
+        response = await self.exchange("POST", self.token_url, form={
+            "grant_type": "refresh_token", "refresh_token": token.refresh_token})
+        if not response.is_success:
+            self.d.add("token refresh", None, f"refused (HTTP {response.status_code})",
+                       "vaodrill logs in again instead of refreshing; that works, with one more login per token")
+            return
+        renewed = self._token(response, "token refresh")
+        answer = await self.exchange("GET", "/v2/FailoverPlans", params={"$top": "1"})
+        if answer.status_code == 401:
+            self.d.add("token refresh", False, "a refreshed token is refused (HTTP 401)",
+                       "report this: vaodrill relies on refreshed tokens during long drills")
+            raise _Stop
+        same = " (same token)" if renewed.access_token == login_token else ""
+        self.d.add("token refresh", True, f"works; the new token is valid for {_duration(renewed.expires_in)}{same}")
+
+    async def plan_list(self) -> list[FailoverPlan]:
+        data = await self.get_json("plan list", "/v2/FailoverPlans")
+        if not isinstance(data, list):
+            self.d.add("plan list", False, f"GET /v2/FailoverPlans: expected a JSON array, got {_kind(data)}")
+            raise _Stop
+        plans = []
+        for index, item in enumerate(data):
+            try:
+                plans.append(FailoverPlan.model_validate(item))
+            except ValidationError:
+                self.d.add("plan list", False, f"GET /v2/FailoverPlans: element {index} is not a failover plan")
+                raise _Stop from None
+        if not plans:
+            self.d.add("plan list", False, "no failover plans are visible to this account",
+                       "give the account rights on the site or scope that holds the plans")
+            raise _Stop
+        self.d.add("plan list", True, f"{len(plans)} plan{'s' if len(plans) != 1 else ''}")
+        return plans
+
+    async def single_get(self, plan: FailoverPlan) -> None:
+        data = await self.get_json("single-plan GET", f"/v2/FailoverPlans/{plan.id}")
+        shape = ("an object" if isinstance(data, dict) else
+                 "a one-element array" if isinstance(data, list) and len(data) == 1 else _kind(data))
+        try:
+            same = FailoverPlan.model_validate(data).id == plan.id
+        except ValidationError:
+            same = False
+        if same:
+            self.d.add("single-plan GET", True, f"answers {shape}" + (" (accepted)" if shape != "an object" else ""))
+        else:
+            self.d.add("single-plan GET", False, f"GET /v2/FailoverPlans/{plan.id} answers {shape}, not the plan",
+                       "vaodrill re-reads each plan before its Run with this request")
+
+    def plan_states(self, plans: Sequence[FailoverPlan], wanted: Sequence[str] | None) -> None:
+        for key in wanted or ():
+            if not any(_named(plan, key) for plan in plans):
+                self.d.add(f"plan {key!r}", False, "no such plan on this server (by name or id)",
+                           "check the spelling: names are exact, ids are GUIDs")
+        for plan in plans:
+            reason = not_runnable_because(plan)
+            state = plan.describe_state()
+            name = f"plan {plan.name!r}"
+            if reason is None:
+                self.d.add(name, True, f"{state}: vaodrill would run it")
+                continue
+            if wanted is None:
+                counts = plan.state is not PlanState.DISABLED  # a disabled plan is a choice, not a problem
+            else:
+                counts = any(_named(plan, key) for key in wanted)
+            self.d.add(name, False if counts else None, f"{state}; vaodrill would not run it: {reason}",
+                       _plan_hint(plan) if counts else "")
+
+    async def odata(self, plan: FailoverPlan) -> None:
+        quoted = plan.name.replace("'", "''")
+        response = await self.exchange("GET", "/v2/FailoverPlans",
+                                       params={"$filter": f"name eq '{quoted}'", "$top": "1"})
+        try:
+            data = response.json() if response.is_success else None
+        except ValueError:
+            data = None
+        works = isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) \
+            and data[0].get("name") == plan.name
+        if works:
+            self.d.add("OData", True, "$filter and $top work")
+        else:
+            what = f"HTTP {response.status_code}" if not response.is_success else "an answer that ignores them"
+            self.d.add("OData", None, f"$filter/$top give {what}", "vaodrill does not need OData: it lists all plans")
+
+    def server_clock(self) -> None:
+        if self.server_date is None:
+            self.d.add("server clock", None, "the server sends no Date header: its clock cannot be compared")
+            return
+        skew = self.server_date - self.local_date  # Date has whole seconds
+        if abs(skew) < 2:
+            self.d.add("server clock", True, "agrees with this machine's (within a second or two)")
+            return
+        side = "ahead of" if skew > 0 else "behind"
+        detail = f"{_duration(abs(skew))} {side} this machine's"
+        if abs(skew) <= MAX_CLOCK_SKEW:
+            self.d.add("server clock", True, detail)
+        else:
+            self.d.add("server clock", False, detail,
+                       "restore-point rules (latest, ago) are computed here and read by VAO: fix NTP on one side")
+
+    def timezone(self) -> None:
+        zone = self.settings.server_timezone
+        if zone != "UTC" or os.environ.get("VAO_TIMEZONE"):
+            self.d.add("server time zone", True, f"{zone} (VAO reads restore-point dates in it)")
+        else:
+            self.d.add("server time zone", None, "not set: UTC assumed",
+                       "set VAO_TIMEZONE (or the block's server_timezone) to the VAO server's zone, e.g. "
+                       "Europe/Berlin, unless its clock runs on UTC: VAO reads restore-point dates as local time")
+
+
+async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None = None,
+                   clock: Callable[[], float] = time.time) -> Diagnosis:
+    """Check the server behind ``settings`` without changing anything on it.
+
+    ``plans`` (names or ids, e.g. a drill's) must all be runnable; without it every plan is shown, and only a
+    plan that is neither runnable nor Disabled (in use, halted, failed over, unknown state) fails the check.
+    """
+    diagnosis = Diagnosis()
+    try:
+        client = settings.client()
+    except VaoError as exc:  # an unusable CA bundle or URL: nothing can be sent
+        diagnosis.unreachable = True
+        diagnosis.add("TLS" if "CA bundle" in str(exc) else "connection", False, str(exc))
+        return diagnosis
+    async with client:
+        doctor = _Doctor(settings, client, diagnosis, clock)
+        doctor.tls()
+        try:
+            token = await doctor.login()
+            await doctor.refresh(token)
+            listed = await doctor.plan_list()
+            await doctor.single_get(listed[0])
+            doctor.plan_states(listed, plans)
+            await doctor.odata(listed[0])
+        except _Stop:
+            pass
+        if not diagnosis.unreachable:
+            doctor.server_clock()
+        doctor.timezone()
+    return diagnosis
+
+
+def render(diagnosis: Diagnosis, console: Console) -> None:
+    """One line per check: ✓ / ✗ / ·, the name, the detail, and the hint below it."""
+    marks = {True: "[green]✓[/]", False: "[bold red]✗[/]", None: "[blue]·[/]"}
+    for check in diagnosis.checks:
+        console.print(f"{marks[check.ok]} [bold]{escape(check.name)}[/]: {escape(check.detail)}", highlight=False)
+        if check.hint:
+            console.print(f"    [dim]→ {escape(check.hint)}[/]", highlight=False)
+    verdict = {0: "[green]ready for a drill[/]", 1: "[bold red]something above would stop a drill[/]",
+               2: "[bold red]cannot reach the VAO server[/]"}[diagnosis.exit_code]
+    console.print(verdict)
+
+
+def to_json(diagnosis: Diagnosis) -> dict[str, Any]:
+    """The diagnosis for machines (``vaodrill doctor --json``)."""
+    return {
+        "exit_code": diagnosis.exit_code,
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint or None}
+                   for c in diagnosis.checks],
+    }
+
+
+def _named(plan: FailoverPlan, key: str) -> bool:
+    """``key`` names the plan: its exact name, or its id in any case."""
+    return plan.name == key or plan.id.lower() == key.strip().lower()
+
+
+def _plan_hint(plan: FailoverPlan) -> str:
+    if plan.state is PlanState.DISABLED:
+        return "enable the plan in VAO, or leave it out of the drill"
+    if plan.state is PlanState.UNKNOWN:
+        return "vaodrill refuses states it does not know: report the state's spelling"
+    return "a previous run may have left it failed over or running: check it in VAO before a drill"
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "ever"
+    if seconds < 120:
+        return f"{round(seconds)} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600, 1):g} h"
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, list):
+        return f"an array of {len(data)}"
+    return {dict: "an object", str: "a string", type(None): "null"}.get(type(data), type(data).__name__)
+
+
+__all__ = ["Check", "Diagnosis", "diagnose", "render", "to_json"]

@@ -29,11 +29,11 @@ class NodeOutcome(Generic[T]):
 async def run_dag(
     order: Sequence[str],
     after: Mapping[str, Sequence[str]],
-    run: Callable[[str, Mapping[str, T]], Awaitable[T]],
+    run: Callable[[str], Awaitable[T]],
     *,
     max_parallel: int | None = None,
 ) -> dict[str, NodeOutcome[T]]:
-    """Run ``run(key, upstream_values)`` for every key of ``order`` (a topological order) along ``after``."""
+    """Run ``run(key)`` for every key of ``order`` (a topological order) along ``after``."""
     outcomes: dict[str, NodeOutcome[T]] = {}
     done = {key: asyncio.Event() for key in order}
     slots = asyncio.Semaphore(max_parallel) if max_parallel else None
@@ -49,12 +49,11 @@ async def run_dag(
                 outcome.skipped = f"dependency {blocked[0]!r} " + (
                     "was skipped" if outcomes[blocked[0]].skipped else "failed")
                 return
-            upstream = {dep: outcomes[dep].value for dep in deps}
             if slots is None:
-                outcome.value = await run(key, upstream)
+                outcome.value = await run(key)
             else:
                 async with slots:
-                    outcome.value = await run(key, upstream)
+                    outcome.value = await run(key)
         except Exception as exc:  # a node's failure is its outcome, not the DAG's
             outcome.error = exc
         finally:

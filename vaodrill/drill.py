@@ -381,7 +381,7 @@ class Drill:
                             session.note_held_by(str(plan_id), other.run_id)
             order = [step.plan for step in self.spec.topological_order()]
             after = {key: list(targets[key].after) for key in order}
-            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key, _up: self._plan(steps, key),
+            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._plan(steps, key),
                                                       max_parallel=self.spec.max_parallel))
             try:
                 await self._dag

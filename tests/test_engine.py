@@ -1,0 +1,290 @@
+"""The drill engine without Prefect: a whole drill against the simulator over loopback HTTP, in seconds.
+
+Every path runs on both the contract's spelling (``demo``) and Veeam's documented variants (``veeam-docs``:
+Verified/NotVerified idle plans, an undo left ``UndoFailover`` complete, ``/Run/Continue``, 400/500 refusals).
+Assertions come from the simulator's request log and plan states, the report and the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from tests.conftest import Sim
+from vaodrill.connection import ConnectionSettings
+from vaodrill.drill import Drill, IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.journal import Journal, open_journals
+from vaodrill.report import DrillReport
+from vaodrill.rules import is_clean
+from vaodrill.spec import load_spec
+from vaodrill.steps import PlanTarget
+
+DEMO_PLANS = """
+  - plan: Core Network
+  - plan: Active Directory
+    after: [Core Network]
+  - plan: SQL Tier
+    after: [Active Directory]
+    restore_point: {ago: 6h}
+  - plan: App Tier
+    after: [SQL Tier]
+  - plan: Web Tier
+    after: [App Tier]
+  - plan: Reporting
+    after: [SQL Tier]
+"""
+
+
+def write_spec(tmp_path: Path, plans: str = DEMO_PLANS, **top: object) -> Path:
+    header = {"name": "engine-test", "mode": "drill", "poll_interval": "0.05s", **top}
+    text = "".join(f"{k}: {v}\n" for k, v in header.items()) + "plans:\n" + textwrap.dedent(plans).strip("\n")
+    path = tmp_path / "drill.yaml"
+    path.write_text(text + "\n")
+    return path
+
+
+def settings_for(sim: Sim) -> ConnectionSettings:
+    return ConnectionSettings(url=sim.url, username="demo", password=SecretStr("demo"), simulated=True)
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.transitions: list[Transition] = []
+        self.reports: list[DrillReport] = []
+
+    def on_transition(self, transition: Transition) -> None:
+        self.transitions.append(transition)
+
+    async def on_report(self, report: DrillReport) -> None:
+        self.reports.append(report)
+
+    def phases(self, plan: str) -> list[str]:
+        return [t.new.value for t in self.transitions if t.run.name == plan]
+
+
+async def drill(sim: Sim, tmp_path: Path, plans: str = DEMO_PLANS, *, run_id: str = "run-1",
+                **top: object) -> tuple[DrillReport, Recorder, Drill]:
+    recorder = Recorder()
+    engine = Drill(load_spec(write_spec(tmp_path, plans, **top)), settings_for(sim), run_id=run_id,
+                   report_dir=tmp_path / "reports", observers=[recorder])
+    report = await engine.run()
+    return report, recorder, engine
+
+
+def by_name(report: DrillReport) -> dict[str, Any]:
+    return {p.plan: p for p in report.plans}
+
+
+def runs_processed(sim: Sim) -> dict[str, int]:
+    """Run POSTs the server processed (answered 200), per plan id: never more than one."""
+    counts: dict[str, int] = {}
+    for entry in sim.requests(method="POST", path="/v2/FailoverPlans/*/Run"):
+        if entry["status"] == 200 or (entry["status"] is None and entry.get("fault", {}).get("drop") == "after"):
+            plan_id = entry["path"].split("/")[3].lower()
+            counts[plan_id] = counts.get(plan_id, 0) + 1
+    return counts
+
+
+def assert_all_clean(sim: Sim) -> None:
+    from vaodrill.models import FailoverPlan
+
+    for name, record in sim.plans().items():
+        plan = FailoverPlan.model_validate(record)
+        assert is_clean(plan) or plan.state.value == "Disabled", f"{name} is {plan.describe_state()}"
+
+
+def test_the_engine_modules_do_not_import_prefect() -> None:
+    import subprocess
+
+    code = ("import sys, vaodrill.drill, vaodrill.steps, vaodrill.journal, vaodrill.cli; "
+            "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
+    target = PlanTarget(key="p", id="1", name="P", after=(), restore_point="2026-01-01T00:00:00", rule="latest",
+                        seed=None, rto_target_seconds=None, timeout_seconds=60)
+    ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
+    ledger.journal.append("open", drill="d", mode="drill", plans=[{"key": "p", "id": "1", "name": "P"}])
+    run = PlanRun(target)
+    with pytest.raises(IllegalTransition):
+        ledger.move(run, Phase.FAILED_OVER)  # never without checking and starting
+    ledger.move(run, Phase.CHECKING)
+    ledger.move(run, Phase.REFUSED, reason="disabled")
+    with pytest.raises(IllegalTransition):
+        ledger.move(run, Phase.UNDOING)  # nothing was sent, nothing to undo
+    assert Journal(tmp_path, "r").read().plans["p"]["phase"] == "refused"
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, tmp_path: Path) -> None:
+    report, recorder, engine = await drill(any_sim, tmp_path)
+    assert report.verdict == "passed", report.reason
+    assert {p.undo for p in report.plans} == {"verified"}
+    assert all(p.rto_seconds is not None and p.rto_met for p in report.plans)
+    ids = {any_sim.plan_id(p.plan).lower() for p in report.plans}
+    assert runs_processed(any_sim) == dict.fromkeys(ids, 1)
+    assert any_sim.posts("Undo") == dict.fromkeys(ids, 1)
+    assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing",
+                                           "clean"]
+    assert_all_clean(any_sim)
+    journal = engine.journal.read()
+    assert not journal.is_open and journal.may_be_failed_over() == []
+    assert (tmp_path / "reports").glob("*/*/report.json")
+    assert recorder.reports == [report]
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(any_sim: Sim, tmp_path: Path) -> None:
+    any_sim.patch("SQL Tier", state="Disabled")
+    report, _, engine = await drill(any_sim, tmp_path)
+    plans = by_name(report)
+    assert plans["SQL Tier"].status == "failed" and "precondition" in plans["SQL Tier"].reason
+    for name in ("App Tier", "Web Tier", "Reporting"):
+        assert plans[name].status == "skipped" and plans[name].undo == "not_needed"
+    sql = any_sim.plan_id("SQL Tier").lower()
+    assert sql not in any_sim.posts("Run") and sql not in any_sim.posts("Undo")
+    assert len(any_sim.posts("Undo")) == 2 and report.verdict == "failed"
+    assert not engine.journal.read().is_open  # nothing left failed over: the journal closes
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_halt_is_reported_and_undone(any_sim: Sim, tmp_path: Path) -> None:
+    any_sim.patch("App Tier", halt_at_step=2)
+    report, _, _ = await drill(any_sim, tmp_path)
+    plans = by_name(report)
+    assert plans["App Tier"].status == "halted" and plans["App Tier"].undo == "verified"
+    assert plans["Web Tier"].status == "skipped"
+    assert report.left_failed_over == []
+    assert_all_clean(any_sim)
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_halt_policy_continues_once(any_sim: Sim, tmp_path: Path) -> None:
+    any_sim.patch("App Tier", halt_at_step=2)
+    report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
+    assert report.verdict == "passed", report.reason
+    continues = [e["path"] for e in any_sim.requests(method="POST") if e["path"].endswith("Continue")
+                 and e["status"] == 200]
+    assert len(continues) == 1
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_a_stage_that_never_finishes_times_out_then_is_halted_and_undone(any_sim: Sim, tmp_path: Path) -> None:
+    any_sim.patch("Reporting", never_finish=True)
+    plans = DEMO_PLANS.replace("  - plan: Reporting\n", "  - plan: Reporting\n    timeout: 2s\n")
+    report, _, _ = await drill(any_sim, tmp_path, plans)
+    reporting = by_name(report)["Reporting"]
+    assert reporting.status == "timed_out" and reporting.undo == "verified"
+    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert_all_clean(any_sim)
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_an_undo_that_fails_leaves_the_journal_open_and_says_so(any_sim: Sim, tmp_path: Path) -> None:
+    any_sim.patch("Web Tier", fail_undo=True)
+    report, _, engine = await drill(any_sim, tmp_path)
+    assert [p.plan for p in report.left_failed_over] == ["Web Tier"]
+    assert "LEFT FAILED OVER" in (report.reason or "")
+    journal = engine.journal.read()
+    assert journal.is_open and journal.may_be_failed_over() == ["Web Tier"]
+    assert [j.run_id for j in open_journals(engine.journal.path.parent)] == ["run-1"]
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_stop_mid_drill_interrupts_cleans_up_and_reports(any_sim: Sim, tmp_path: Path) -> None:
+    """What a first SIGINT/SIGTERM does: stop starting plans, stop waiting, undo, write the report."""
+    any_sim.patch("Active Directory", never_finish=True)
+    recorder = Recorder()
+    engine = Drill(load_spec(write_spec(tmp_path)), settings_for(any_sim), run_id="stopped",
+                   report_dir=tmp_path / "reports", observers=[recorder])
+    failing_over = asyncio.Event()
+
+    class Watch(Observer):
+        def on_transition(self, t: Transition) -> None:
+            if t.run.name == "Active Directory" and t.new is Phase.FAILING_OVER:
+                failing_over.set()
+
+    engine.ledger.observers.append(Watch())
+    task = asyncio.ensure_future(engine.run())
+    await asyncio.wait_for(failing_over.wait(), 30)
+    engine.stop("stopped by SIGTERM")
+    report = await asyncio.wait_for(task, 30)
+    plans = by_name(report)
+    assert report.stopped == "signal" and "SIGTERM" in (report.reason or "")
+    assert plans["Active Directory"].status == "interrupted" and plans["Active Directory"].undo == "verified"
+    assert plans["Core Network"].status == "passed" and plans["Core Network"].undo == "verified"
+    assert {plans[n].status for n in ("SQL Tier", "App Tier", "Web Tier", "Reporting")} == {"skipped"}
+    assert len(runs_processed(any_sim)) == 2
+    assert_all_clean(any_sim)
+    assert list((tmp_path / "reports").glob("*/*/report.json"))
+    assert not engine.journal.read().is_open
+
+
+async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(sim: Sim, tmp_path: Path) -> None:
+    plans = "  - plan: Core Network\n  - plan: Legacy ERP\n"
+    first, _, _ = await drill(sim, tmp_path, plans, run_id="same")
+    assert first.verdict == "failed" and by_name(first)["Core Network"].status == "passed"
+    second, _, _ = await drill(sim, tmp_path, plans, run_id="same")
+    assert by_name(second)["Core Network"].status == "passed"  # from the journal, not a second Run
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
+    assert len(sim.posts("Undo")) == 1
+
+
+async def test_a_plan_held_by_an_unclosed_run_names_that_run(sim: Sim, tmp_path: Path) -> None:
+    sim.patch("Core Network", fail_undo=True)
+    await drill(sim, tmp_path, "  - plan: Core Network\n", run_id="holder")
+    report, _, _ = await drill(sim, tmp_path, "  - plan: Core Network\n", run_id="second")
+    reason = by_name(report)["Core Network"].reason or ""
+    assert "holder" in reason and "vaodrill recover holder" in reason
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
+
+
+async def test_recover_undoes_what_a_killed_engine_left_failed_over(sim: Sim, tmp_path: Path) -> None:
+    """A real process running the engine is SIGKILLed after two Runs; the journal alone is enough to recover."""
+    import os
+    import signal
+    import subprocess
+
+    sim.patch("Active Directory", never_finish=True)
+    spec = write_spec(tmp_path)
+    code = textwrap.dedent("""
+        import asyncio, sys
+        from pydantic import SecretStr
+        from vaodrill.connection import ConnectionSettings
+        from vaodrill.drill import Drill
+        from vaodrill.spec import load_spec
+        settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
+        asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
+    """)
+    child = subprocess.Popen([sys.executable, "-c", code, str(spec), sim.url, str(tmp_path / "reports")],
+                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    try:
+        for _ in range(600):
+            if len(sim.posts("Run")) == 2:
+                break
+            assert child.poll() is None
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the drill never sent two Runs")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    assert sim.posts("Undo") == {}
+    (journal,) = open_journals(tmp_path / "reports" / "journal")
+    assert sorted(journal.may_be_failed_over()) == ["Active Directory", "Core Network"]
+    recorder = Recorder()
+    recovery = await recover(journal, settings_for(sim), observers=[recorder])
+    assert recovery.clean, [(p.name, p.outcome) for p in recovery.plans]
+    assert {p.name: p.action for p in recovery.plans} == {"Core Network": "undo",
+                                                          "Active Directory": "halt and undo"}
+    assert_all_clean(sim)
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert open_journals(tmp_path / "reports" / "journal") == []
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2  # recovery never runs a plan

@@ -551,14 +551,14 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
         try:
-            duplicate = key in seen
+            duplicate = key in seen  # a set key is looked up as a frozenset, but cannot be added
+            seen.add(key)
         except TypeError:  # unhashable key: construct_mapping reports it
             continue
         if duplicate:
             raise yaml.constructor.ConstructorError(
                 "while constructing a mapping", node.start_mark, f"duplicate key {show_value(key)}",
                 key_node.start_mark)
-        seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
 

@@ -216,6 +216,15 @@ async def test_an_unreachable_server_exits_2() -> None:
     assert "plan list" not in checks(diagnosis)
 
 
+async def test_a_server_that_does_not_answer_in_time_exits_2(sim: Sim) -> None:
+    sim.control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "latency": 1,
+                                           "count": 1}).raise_for_status()
+    diagnosis = await diagnose(settings(sim.url, timeout=0.3))
+    connection = checks(diagnosis)["connection"]
+    assert connection.ok is False and connection.detail.startswith("GET /v2/FailoverPlans: no ")
+    assert diagnosis.exit_code == 2
+
+
 async def test_an_untrusted_certificate_exits_2_and_a_ca_bundle_fixes_it(tmp_path: Path) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")

@@ -12,6 +12,7 @@ settings).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import time
@@ -25,9 +26,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from vaodrill.auth import Answer
 from vaodrill.client import VaoClient
 from vaodrill.connection import ConnectionSettings
-from vaodrill.errors import VaoError, from_exception, one_line, server_message
+from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
 from vaodrill.models import FailoverPlan, PlanState, TokenResponse
 from vaodrill.rules import not_runnable_because
 
@@ -81,7 +83,8 @@ class _Doctor:
                  clock: Callable[[], float]) -> None:
         self.settings = settings
         self.http: httpx.AsyncClient = client._http  # raw answers: shapes and headers the client hides
-        self.token_url = client._auth.token_url
+        self.token_url = f"{client.base_url}/v2/Token"
+        self.limit = client.max_response_bytes
         self.d = diagnosis
         self.clock = clock
         self.access = ""
@@ -100,14 +103,27 @@ class _Doctor:
         return text
 
     async def exchange(self, method: str, path: str, *, form: Mapping[str, str] | None = None,
-                       params: Mapping[str, str] | None = None) -> httpx.Response:
-        """One request; a transport failure is a ✗ ``connection`` (or ``TLS``) check and stops the diagnosis."""
+                       params: Mapping[str, str] | None = None) -> Answer:
+        """One request within the settings' deadline and the client's size cap; a transport failure is a ✗
+        ``connection`` (or ``TLS``) check and stops the diagnosis."""
         operation = f"{method} {path}"
         headers = {"Authorization": f"Bearer {self.access}"} if form is None else None
+        request = self.http.build_request(method, path, data=form, params=params, headers=headers)
         try:
-            response = await self.http.request(method, path, data=form, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            error = from_exception(exc, operation, sent=True)
+            async with asyncio.timeout(self.settings.timeout):
+                response = await self.http.send(request, stream=True)
+                try:
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > self.limit:
+                            self.d.add("connection", False, f"{operation}: the answer is larger than "
+                                       f"{self.limit // 1024:,} KiB")
+                            raise _Stop
+                finally:
+                    await response.aclose()
+        except (httpx.HTTPError, TimeoutError) as exc:
+            error = from_exception(exc, operation, sent=True, deadline=self.settings.timeout)
             tls = "TLS certificate" in str(error)
             self.d.unreachable = True
             self.d.add("TLS" if tls else "connection", False, self.redact(str(error)),
@@ -121,21 +137,20 @@ class _Doctor:
                 self.local_date = self.clock()
             except (TypeError, ValueError):
                 pass
-        return response
+        return Answer(response.status_code, response.headers, bytes(body))
 
     async def get_json(self, name: str, path: str, params: Mapping[str, str] | None = None,
                        *, required: bool = True) -> Any:
         """A GET's JSON; a refusal or non-JSON answer is a ✗ (``required``) or · check named ``name``."""
-        response = await self.exchange("GET", path, params=params)
-        problem = None
-        if not response.is_success:
-            message = server_message(response.content)
-            problem = f"GET {path}: HTTP {response.status_code}" + (f": {self.redact(message)}" if message else "")
+        answer = await self.exchange("GET", path, params=params)
+        if not answer.ok:
+            message = server_message(answer.body)
+            problem = f"GET {path}: HTTP {answer.status}" + (f": {self.redact(message)}" if message else "")
         else:
             try:
-                return response.json()
+                return parse_json(answer.body)
             except ValueError:
-                problem = f"GET {path}: the answer is not JSON ({response.headers.get('content-type', 'no type')})"
+                problem = f"GET {path}: the answer is not JSON ({answer.headers.get('content-type', 'no type')})"
         self.d.add(name, False if required else None, one_line(problem))
         if required:
             raise _Stop
@@ -165,14 +180,14 @@ class _Doctor:
         else:
             grant, who = "password", repr(s.username)
             form = {"grant_type": grant, "username": s.username, "password": s.password.get_secret_value()}
-        response = await self.exchange("POST", self.token_url, form=form)
-        if not response.is_success:
-            message = server_message(response.content)
-            self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {response.status_code})"
+        answer = await self.exchange("POST", self.token_url, form=form)
+        if not answer.ok:
+            message = server_message(answer.body)
+            self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {answer.status})"
                        + (f": {self.redact(message)}" if message else ""),
                        "check the user name (DOMAIN\\user) and the password, or the child client's id and secret")
             raise _Stop
-        token = self._token(response, "login")
+        token = self._token(answer, "login")
         lifetime = token.expires_in
         hint = "" if grant == "client_credentials" else CHILD_CLIENT_HINT
         if lifetime < SHORT_TOKEN:
@@ -181,9 +196,9 @@ class _Doctor:
         self.d.add("login", True, f"{grant} grant as {who}; the token is valid for {_duration(lifetime)}", hint)
         return token
 
-    def _token(self, response: httpx.Response, name: str) -> TokenResponse:
+    def _token(self, answer: Answer, name: str) -> TokenResponse:
         try:
-            token = TokenResponse.model_validate_json(response.content)
+            token = TokenResponse.model_validate_json(answer.body)
         except ValidationError:
             self.d.add(name, False, f"POST {self.token_url}: the token answer is not the expected JSON")
             raise _Stop from None
@@ -196,15 +211,15 @@ class _Doctor:
                        "vaodrill logs in again whenever the token expires")
             return
         login_token = token.access_token
-        response = await self.exchange("POST", self.token_url, form={
+        answer = await self.exchange("POST", self.token_url, form={
             "grant_type": "refresh_token", "refresh_token": token.refresh_token})
-        if not response.is_success:
-            self.d.add("token refresh", None, f"refused (HTTP {response.status_code})",
+        if not answer.ok:
+            self.d.add("token refresh", None, f"refused (HTTP {answer.status})",
                        "vaodrill logs in again instead of refreshing; that works, with one more login per token")
             return
-        renewed = self._token(response, "token refresh")
-        answer = await self.exchange("GET", "/v2/FailoverPlans", params={"$top": "1"})
-        if answer.status_code == 401:
+        renewed = self._token(answer, "token refresh")
+        probe = await self.exchange("GET", "/v2/FailoverPlans", params={"$top": "1"})
+        if probe.status == 401:
             self.d.add("token refresh", False, "a refreshed token is refused (HTTP 401)",
                        "report this: vaodrill relies on refreshed tokens during long drills")
             raise _Stop
@@ -265,10 +280,10 @@ class _Doctor:
 
     async def odata(self, plan: FailoverPlan) -> None:
         quoted = plan.name.replace("'", "''")
-        response = await self.exchange("GET", "/v2/FailoverPlans",
-                                       params={"$filter": f"name eq '{quoted}'", "$top": "1"})
+        answer = await self.exchange("GET", "/v2/FailoverPlans",
+                                     params={"$filter": f"name eq '{quoted}'", "$top": "1"})
         try:
-            data = response.json() if response.is_success else None
+            data = parse_json(answer.body) if answer.ok else None
         except ValueError:
             data = None
         works = isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) \
@@ -276,7 +291,7 @@ class _Doctor:
         if works:
             self.d.add("OData", True, "$filter and $top work")
         else:
-            what = f"HTTP {response.status_code}" if not response.is_success else "an answer that ignores them"
+            what = f"HTTP {answer.status}" if not answer.ok else "an answer that ignores them"
             self.d.add("OData", None, f"$filter/$top give {what}", "vaodrill does not need OData: it lists all plans")
 
     def server_clock(self) -> None:

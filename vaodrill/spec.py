@@ -87,6 +87,7 @@ __all__ = [
     "GIVE_UP_AFTER_RANGE",
     "MAX_DEPTH",
     "MAX_DESCRIPTION",
+    "MAX_DRILL_NAME",
     "MAX_FILE_BYTES",
     "MAX_NODES",
     "MAX_PLANS",

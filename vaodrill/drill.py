@@ -370,7 +370,7 @@ class Drill:
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice) as session:
             self.session = session
             steps = self._make_steps(session)
-            plans = await client.list_plans()
+            plans = await session.patiently("the plan list", client.list_plans, connect=False)
             targets = build_targets(self.spec, plans, now=self.now or utcnow(),
                                     server_timezone=self.settings.server_timezone)
             self._open(targets)

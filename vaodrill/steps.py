@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from vaodrill.client import VaoClient
 from vaodrill.errors import (
@@ -33,6 +33,7 @@ from vaodrill.errors import (
 )
 from vaodrill.journal import Journal
 from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
+from vaodrill.retry import is_transient
 from vaodrill.rules import finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
 
@@ -46,6 +47,7 @@ MAX_RETRY_AFTER = 120.0
 UNDO_ATTEMPTS = 3
 
 WriteGate = Callable[[], contextlib.AbstractAsyncContextManager[object]]
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -171,10 +173,11 @@ class PlanMonitor:
 
     async def _poll(self) -> None:
         while self._watchers > 0 and (self.fatal is None or self.fatal.kind != "auth"):
+            attempt = utcnow()
             try:
                 plans = await self.client.list_plans()
             except Exception as exc:  # the poller survives anything and tells the waiters
-                self._failed(exc)
+                self._failed(exc, attempt)
             else:
                 if self.last_error is not None:
                     self._on_read_error(None)
@@ -190,10 +193,10 @@ class PlanMonitor:
                 self._changed.notify_all()
             await asyncio.sleep(self.interval)
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, attempt: datetime) -> None:
         now = utcnow()
         self.last_error = exc
-        self.failing_since = self.failing_since or now
+        self.failing_since = self.failing_since or attempt
         lasted = (now - self.failing_since).total_seconds()
         message = f"reading plan states failed for {lasted:.0f}s: {exc}" if lasted else \
             f"reading plan states failed: {exc}"
@@ -263,25 +266,32 @@ class DrillSession:
     # -- plumbing ----------------------------------------------------------------------------------------
 
     async def read(self, target: PlanTarget) -> FailoverPlan:
-        """One plan, re-read patiently: transient errors are retried until ``give_up_after``."""
+        """One plan, re-read patiently (see :meth:`patiently`)."""
+        return await self.patiently(target.name, lambda: self.client.get_plan(target.id))
+
+    async def patiently(self, what: str, call: Callable[[], Awaitable[T]], *, connect: bool = True) -> T:
+        """A read whose transient failures (the client's one classification) are retried until ``give_up_after``.
+
+        ``connect=False``: a server that cannot be reached at all fails at once (the drill's first read: a wrong
+        URL is a configuration error, not an outage).
+        """
         started = utcnow()
         delay = 1.0
         while True:
             try:
-                return await self.client.get_plan(target.id)
+                return await call()
             except VaoError as exc:
                 if (abort := _abort_for(exc)) is not None:
                     raise abort from None
-                if not isinstance(exc, VaoResponseError) or isinstance(exc, VaoServerError | VaoRateLimited):
-                    lasted = (utcnow() - started).total_seconds()
-                    if lasted + delay < self.give_up_after:
-                        log.warning("%s: reading the plan failed (%s); again in %.0fs", target.name, exc, delay)
-                        await asyncio.sleep(getattr(exc, "retry_after", None) or delay)
-                        delay = min(delay * 2, 30.0)
-                        continue
+                if not is_transient(exc) or (not connect and isinstance(exc, VaoConnectError)):
+                    raise
+                lasted = (utcnow() - started).total_seconds()
+                if lasted + delay >= self.give_up_after:
                     raise DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
                                        kind="unreachable") from None
-                raise
+                log.warning("%s: reading failed (%s); again in %.0fs", what, exc, delay)
+                await asyncio.sleep(getattr(exc, "retry_after", None) or delay)
+                delay = min(delay * 2, 30.0)
 
     async def _post(self, target: PlanTarget, op: str, send: Callable[[], Awaitable[None]],
                     **intent: Any) -> None:

@@ -355,16 +355,17 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
             console.print(f"[yellow]{bench.plans} plans: sequential skipped (estimated {estimate:.0f} s > "
                           f"{sequential_limit:.0f} s)[/yellow]")
             rows.append({"plans": bench.plans, "runner": runner, "ratio": None, "vs_bare": None,
-                         "skipped": f"estimated {estimate:.0f} s > {sequential_limit:.0f} s"})
+                         "skipped": f"estimated {estimate:.0f} s"})
             continue
         sim.post("/_sim/reset", json={}).raise_for_status()
         console.print(f"[dim]{bench.plans} plans: {runner} (critical path {bench.critical_path_s:.1f} s) ...[/dim]")
         timeout = max(120.0, 6 * bench.critical_path_s) + (
             bench.sequential_estimate_s() if runner == "sequential" else 0.0)
+        load = os.getloadavg()[0]  # other work on the machine shows here
         proc = run_process(runner_command(runner, drill_file, work / "reports"), env, timeout)
         entries = sim.get("/_sim/requests").raise_for_status().json()
         records = sim.get("/_sim/plans").raise_for_status().json()
-        rows.append(analyse(bench, runner, ids, entries, records, proc))
+        rows.append(analyse(bench, runner, ids, entries, records, proc) | {"load_before": round(load, 2)})
         if "error" in rows[-1]:
             console.print(f"[red]{bench.plans} plans: {runner}: {rows[-1]['error']}[/red]")
     bare = next((row for row in rows if row["runner"] == "bare" and "error" not in row), None)
@@ -383,13 +384,13 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
                 caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
                         "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
                         "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
-                        "RSS: peak of the runner's process tree")
-    for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/interval", "poll p50/p90",
-                 "tokens", "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "note"):
+                        "RSS: peak of the runner's process tree; load: 1-minute load average before the run")
+    for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/int.", "poll p50/p90", "tokens",
+                 "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "load", "note"):
         out.add_column(name, justify="left" if name in ("runner", "note") else "right")
     for row in rows:
         if row.get("skipped"):
-            out.add_row(str(row["plans"]), row["runner"], *["-"] * 12, f"skipped: {row['skipped']}")
+            out.add_row(str(row["plans"]), row["runner"], *["-"] * 13, f"skipped ({row['skipped']})")
             continue
         out.add_row(
             str(row["plans"]), row["runner"], _fmt(row.get("critical_path_s"), ".1f", " s"),
@@ -399,7 +400,8 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
             str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
             f"{_fmt(row.get('lag_p50_s'), '.3f')}/{_fmt(row.get('lag_p95_s'), '.3f')}",
             _fmt(row.get("undo_lag_p50_s"), ".3f"), _fmt(row.get("startup_s"), ".1f", " s"),
-            _fmt(row.get("tail_s"), ".1f", " s"),            _fmt(row.get("rss_mb"), ".0f"), row.get("error", "")[:60])
+            _fmt(row.get("tail_s"), ".1f", " s"), _fmt(row.get("rss_mb"), ".0f"), _fmt(row.get("load_before"), ".1f"),
+            row.get("error", "")[:60])
     return out
 
 
@@ -416,11 +418,19 @@ def plot(rows: list[dict[str, Any]], path: Path, cores: int) -> None:
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=runner)
     ax.set_xscale("log")
+    ax.set_yscale("log")
+    sizes = sorted({row["plans"] for row in rows})
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.minorticks_off()
+    ratios = [row["ratio"] for row in rows if row.get("ratio") is not None]
+    ticks = [t for t in (1, 1.1, 1.25, 1.5, 2, 3, 5, 10, 20, 50) if t <= max(ratios, default=1) * 1.1]
+    ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_ylim(bottom=0.95)
     ax.set_xlabel("plans")
-    ax.set_ylabel("span / critical path")
+    ax.set_ylabel("span / critical path (log)")
     ax.set_title(f"drill benchmark ({cores} cores)")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -18,6 +18,10 @@ Everything is measured from the simulator's request log and its stage records, n
 reports. The *critical path* is the longest chain of failover durations plus, per undo wave, its longest undo,
 in wall seconds. A runner's *span* runs from its first Run POST to the first read that could show it the last
 undo completed. A completion is *seen* at the first read (plan list, or a GET of that plan) after it.
+
+To measure a committed version while the working tree changes, export it and put it first on the path:
+``git archive HEAD vaodrill flows tasks | tar -x -C /tmp/v && PYTHONPATH=/tmp/v python benchmarks/drill_bench.py``
+(the runners inherit the environment).
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from vaodrill.simulator.server import BackgroundServer
 
 HERE = Path(__file__).resolve().parent
 RUNNERS = ("vaodrill", "bare", "sequential")
+KEYS = ("plans", "runner", "ratio", "vs_bare", "lag_p95_s", "startup_s", "rss_mb", "list_reads_per_interval")
+"""Keys every JSON object has (None when not measured: a runner skipped or failed)."""
 USERNAME = PASSWORD = "demo"
 PLAN_PATH = re.compile(r"^/v2/FailoverPlans/([^/]+)$")
 OPERATION_PATH = re.compile(r"^/v2/FailoverPlans/([^/]+)/(Run|Undo)$")
@@ -370,9 +376,8 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
             console.print(f"[red]{bench.plans} plans: {runner}: {rows[-1]['error']}[/red]")
     bare = next((row for row in rows if row["runner"] == "bare" and "error" not in row), None)
     for row in rows:
-        if row.get("ratio") is not None:
-            row["vs_bare"] = round(row["ratio"] / bare["ratio"], 4) if bare else None
-    return rows
+        row["vs_bare"] = round(row["ratio"] / bare["ratio"], 4) if bare and row.get("ratio") else None
+    return [{key: row.get(key) for key in KEYS} | row for row in rows]
 
 
 def _fmt(value: Any, spec: str = ".2f", suffix: str = "") -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from baselines import reverse_waves
-from drill_bench import Bench, ProcessRun, analyse, bench_one_size, generate
+from drill_bench import KEYS, Bench, ProcessRun, analyse, bench_one_size, generate
 from rich.console import Console
 
 from vaodrill.simulator import create_app
@@ -87,6 +87,7 @@ def test_baselines_on_the_simulator(simulator: tuple[httpx.Client, str], tmp_pat
     assert bench.interval * 0.95 < bare["poll_p50_s"] < bench.interval * 1.2
     assert 0 <= bare["lag_p50_s"] <= bare["lag_p95_s"] < bench.interval
     assert bare["rss_mb"] > 10 and bare["startup_s"] > 0
+    assert list(bare)[:len(KEYS)] == list(KEYS)
 
 
 def test_sequential_is_skipped_when_too_long(simulator: tuple[httpx.Client, str], tmp_path: Path) -> None:
@@ -95,4 +96,5 @@ def test_sequential_is_skipped_when_too_long(simulator: tuple[httpx.Client, str]
     (row,) = bench_one_size(sim, url, bench, ["sequential"], tmp_path, sequential_limit=60,
                             console=Console(quiet=True))
     assert row["ratio"] is None and row["skipped"].startswith("estimated")
+    assert {key: row[key] for key in KEYS} == {"plans": 50, "runner": "sequential", **dict.fromkeys(KEYS[2:])}
     assert sim.get("/_sim/requests").json() == []  # it did not run at all

@@ -125,7 +125,7 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     assert report.verdict == "failed"
     plans = by_name(report)
     assert plans["Legacy ERP"].status == "failed"
-    assert "Disabled" in plans["Legacy ERP"].reason and "Enabled" in plans["Legacy ERP"].reason
+    assert "Disabled" in plans["Legacy ERP"].reason and "precondition" in plans["Legacy ERP"].reason
     assert plans["Web Tier"].status == "skipped" and "Legacy ERP" in plans["Web Tier"].reason
     assert all(plans[n].status == "passed" for n in ("Core Network", "Active Directory", "SQL Tier", "App Tier",
                                                      "Reporting"))
@@ -203,11 +203,17 @@ async def test_cleanup_that_cannot_be_verified_fails_loudly(
 
 
 async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from flows.drill import DrillRequest, dr_drill
+
+    monkeypatch.setenv("VAO_URL", sim.url)
+    monkeypatch.setenv("VAO_USERNAME", "demo")
+    monkeypatch.setenv("VAO_PASSWORD", "demo")
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Mainframe\n    after: [Core Network]\n")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed()
-    assert "Mainframe" in report.reason
+    state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
+                           return_state=True)
+    assert state.is_failed() and "Mainframe" in (state.message or "")
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
+    assert not (tmp_path / "r" / "journal").exists()  # nothing was done, so nothing to recover
 
 
 async def test_failover_mode_sends_no_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -220,7 +226,7 @@ async def test_failover_mode_sends_no_undo(sim: Sim, tmp_path: Path, monkeypatch
 
 
 async def test_flow_retry_never_sends_a_second_run(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A failed drill retried by Prefect resumes from its cached steps: no plan gets a second Run."""
+    """A failed drill retried by Prefect resumes from its journal: no plan gets a second Run."""
     from flows.drill import dr_drill
 
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
@@ -236,17 +242,19 @@ async def test_flow_retry_never_sends_a_second_run(sim: Sim, tmp_path: Path, mon
     assert len(sim.posts("Undo")) == 1
     # and a rerun with the same run id is also a no-op for the Run
     run_id = str(state.state_details.flow_run_id)
-    await run_drill_flow(sim, tmp_path / "b", monkeypatch, spec, run_id=run_id)
+    await run_drill_flow(sim, tmp_path / "a", monkeypatch, spec, run_id=run_id)
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
 
 
 async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from vaodrill.drill import Phase, Transition
+
     sim.patch("Active Directory", never_finish=True)
     failing_over = asyncio.Event()
 
     def listener(update: object) -> None:
-        if isinstance(update, progress.PlanProgress) and update.plan == "Active Directory" \
-                and update.stage == "failing over":
+        if isinstance(update, Transition) and update.run.name == "Active Directory" \
+                and update.new is Phase.FAILING_OVER:
             failing_over.set()
 
     unsubscribe = progress.subscribe(listener)
@@ -266,7 +274,8 @@ async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, 
     reports = list((tmp_path / "reports").glob("*/*/report.json"))
     assert len(reports) == 1
     report = load_report(reports[0])
-    assert report.verdict == "failed" and "cancelled" in report.reason
+    assert report.verdict == "failed" and report.stopped == "cancelled" and "cancelled" in (report.reason or "")
+    assert by_name(report)["Active Directory"].status == "interrupted"
 
 
 async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -481,6 +481,14 @@ class Drill:
         self.ledger.move(run, Phase.FAILED_OVER, completed_at=done.completed_at, details=done.details,
                    continues=done.continues, confirmed=True)
 
+    def _why_not_started(self, run: PlanRun) -> str:
+        for dep in run.target.after:
+            outcome = self.records[dep].outcome
+            if outcome is not Phase.FAILED_OVER:
+                return f"dependency {self.records[dep].name!r} " + (
+                    "was skipped" if outcome is Phase.SKIPPED or outcome is None else f"ended {outcome.value}")
+        return f"not started: {self.stopped or 'drill cancelled'}"
+
     def _sent(self, key: str) -> bool:
         return self.session is not None and key in self.session.runs_sent
 
@@ -495,8 +503,7 @@ class Drill:
     async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
         for run in self.records.values():
             if run.phase is Phase.PENDING:
-                self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped}" if self.stopped
-                                 else "a dependency did not fail over")
+                self.ledger.move(run, Phase.SKIPPED, reason=self._why_not_started(run))
             elif run.phase is Phase.CHECKING:
                 self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {self.stopped or 'cancelled'}")
         if self.spec.mode == "drill":

@@ -298,12 +298,12 @@ class DrillSession:
         """One POST, announced in the journal first; 429/503 with Retry-After (provably nothing done) waits."""
         waited = 0.0
         while True:
-            if self.journal:
-                self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
-            if op == "run":
-                self.runs_sent.add(target.key)
             try:
                 async with self._write_gate():
+                    if self.journal:
+                        self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
+                    if op == "run":
+                        self.runs_sent.add(target.key)
                     await send()
             except VaoError as exc:
                 if self.journal:

@@ -411,7 +411,7 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, ru
             err_console.print("[bold red]interrupted before any failover[/]")
             return 128 + stopped_by
         error = _state_error(state) if state is not None and state.is_failed() else None
-        if isinstance(error, USER_ERRORS | VaoError | ValueError):
+        if isinstance(error, (*USER_ERRORS, VaoError, ValueError)):
             raise error  # bad input or configuration: one line, exit 2
         raise UserError(f"the drill did not run: {state.message if state else 'cancelled'}")
     console.print()

@@ -382,3 +382,12 @@ def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
     assert RetryPolicy().should_retry(error, write=False, attempt=1) is transient
 
+
+
+@pytest.mark.parametrize("location", ["ftp://elsewhere/x", "http://[::1", "https://:0/x", "\x7f", ""])
+async def test_a_hostile_location_is_still_a_named_redirect(location: str) -> None:
+    server = ScriptedServer(lambda m, p: Reply(status=301, headers=[("location", location)], chunks=()))
+    async with in_process(server) as vao:
+        with pytest.raises(VaoRedirected, match=r"^POST /v2/FailoverPlans/.*/Undo: HTTP 301: redirect") as caught:
+            await vao.undo(PLAN_ID)
+    assert str(caught.value).isprintable()

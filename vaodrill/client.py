@@ -14,6 +14,7 @@ failure is a :class:`~vaodrill.errors.VaoError` with a one-line message.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -81,12 +82,31 @@ def tls_context(*, verify: bool = True, ca_bundle: str | Path | None = None) -> 
             return ssl.create_default_context(cafile=str(path))
         except ssl.SSLError as exc:
             raise VaoTLSError(f"CA bundle {path} is not a usable PEM file ({exc.reason})") from None
+    if verify:
+        return _system_context()
+    log.warning("TLS certificate verification is OFF for this VAO client: use a CA bundle instead")
     context = ssl.create_default_context()
-    if not verify:
-        log.warning("TLS certificate verification is OFF for this VAO client: use a CA bundle instead")
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
     return context
+
+
+@functools.cache
+def _system_context() -> ssl.SSLContext:
+    """The system's trust store, loaded once per process (loading it takes tens of milliseconds)."""
+    return ssl.create_default_context()
+
+
+class _Redirect(Exception):
+    """A 3xx answer, taken out before httpx parses its Location (a hostile one makes httpx raise)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.answer = Answer(response.status_code, response.headers, b"")
+
+
+async def _stop_redirects(response: httpx.Response) -> None:
+    if response.is_redirect:
+        raise _Redirect(response)
 
 
 @dataclass
@@ -158,6 +178,7 @@ class VaoClient:
                 transport=transport,
                 headers={"Accept": "application/json", "User-Agent": "vaodrill"},
                 follow_redirects=False,
+                event_hooks={"response": [_stop_redirects]},
             )
         except httpx.InvalidURL as exc:
             raise VaoUsageError(f"not a usable VAO URL: {one_line(str(exc))}") from None
@@ -226,7 +247,10 @@ class VaoClient:
         return await self._receive(request, f"POST {self._auth.token_url}")
 
     async def _receive(self, request: httpx.Request, operation: str) -> Answer:
-        response = await self._http.send(request, stream=True)
+        try:
+            response = await self._http.send(request, stream=True)
+        except _Redirect as redirect:
+            return redirect.answer
         try:
             success = response.is_success
             limit = self.max_response_bytes if success else ERROR_BODY_BYTES

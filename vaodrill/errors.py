@@ -212,8 +212,8 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes, operation:
     text = f"{operation}: HTTP {status}"
     if 300 <= status < 400:
         location = headers.get("location")
-        target = safe_location(location) if location else "no location given"
-        return VaoRedirected(f"{text}: redirect to {target} not followed (is the VAO URL right?)",
+        target = f"redirect to {safe_location(location)}" if location else "redirect without a Location"
+        return VaoRedirected(f"{text}: {target} not followed (is the VAO URL right?)",
                              location=location, status_code=status, server_message=message, operation=operation)
     if message:
         text += f": {message}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from vaodrill import VaoClient
@@ -36,26 +38,27 @@ FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
 
 
 @pytest.fixture
-def app():
+def app() -> FastAPI:
     return create_app("demo", progression="tick")
 
 
 @pytest.fixture
-async def sim(app) -> AsyncIterator[httpx.AsyncClient]:
+async def sim(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as client:
         yield client
 
 
 @pytest.fixture
-async def vao(app) -> AsyncIterator[VaoClient]:
+async def vao(app: FastAPI) -> AsyncIterator[VaoClient]:
     async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app), retry=FAST) as c:
         yield c
 
 
-async def log(sim: httpx.AsyncClient, **filters: str) -> list[dict]:
+async def log(sim: httpx.AsyncClient, **filters: str) -> list[dict[str, Any]]:
     response = await sim.get("/_sim/requests", params=filters)
     response.raise_for_status()
-    return response.json()
+    entries: list[dict[str, Any]] = response.json()
+    return entries
 
 
 async def plan_named(vao: VaoClient, name: str) -> FailoverPlan:
@@ -74,7 +77,7 @@ async def until(vao: VaoClient, plan_id: str, state: PlanState, complete: bool =
 # -- operations ---------------------------------------------------------------------------------------------
 
 
-async def test_list_and_get(vao: VaoClient):
+async def test_list_and_get(vao: VaoClient) -> None:
     plans = await vao.list_plans()
     names = {p.name for p in plans}
     assert {"Core Network", "SQL Tier", "Legacy ERP"} <= names
@@ -87,7 +90,7 @@ async def test_list_and_get(vao: VaoClient):
     assert [p.name for p in enabled] == sorted((p.name for p in enabled), reverse=True)
 
 
-async def test_failover_undo_cycle(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_failover_undo_cycle(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     plan = await plan_named(vao, "Core Network")
     await vao.run_failover(plan.id, restore_point="2099-01-01T00:00:00")
     done = await until(vao, plan.id, PlanState.FAILOVER)
@@ -100,7 +103,7 @@ async def test_failover_undo_cycle(vao: VaoClient, sim: httpx.AsyncClient):
     assert not back.in_use
 
 
-async def test_enable_disable_halt_continue_reset_schedule(vao: VaoClient):
+async def test_enable_disable_halt_continue_reset_schedule(vao: VaoClient) -> None:
     legacy = await plan_named(vao, "Legacy ERP")
     await vao.enable(legacy.id)
     assert (await vao.get_plan(legacy.id)).state is PlanState.ENABLED
@@ -124,7 +127,7 @@ async def test_enable_disable_halt_continue_reset_schedule(vao: VaoClient):
     assert not (await vao.get_plan(plan.id)).schedule_enabled
 
 
-async def test_failback_and_commit(vao: VaoClient):
+async def test_failback_and_commit(vao: VaoClient) -> None:
     plan = await plan_named(vao, "Web Tier")
     await vao.run_failover(plan.id)
     await until(vao, plan.id, PlanState.FAILOVER)
@@ -138,7 +141,7 @@ async def test_failback_and_commit(vao: VaoClient):
 # -- auth ---------------------------------------------------------------------------------------------------
 
 
-async def test_fifty_concurrent_calls_share_one_login(app, sim: httpx.AsyncClient):
+async def test_fifty_concurrent_calls_share_one_login(app: FastAPI, sim: httpx.AsyncClient) -> None:
     async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app)) as fresh:
         plan_id = (await plan_named(fresh, "Core Network")).id
         await sim.delete("/_sim/requests")
@@ -150,7 +153,7 @@ async def test_fifty_concurrent_calls_share_one_login(app, sim: httpx.AsyncClien
     assert sum(1 for e in entries if e["method"] == "GET") == 50
 
 
-async def test_401_reauthenticates_once_and_replays(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_401_reauthenticates_once_and_replays(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     await vao.list_plans()
     (await sim.post("/_sim/tokens/expire", json={})).raise_for_status()
     await sim.delete("/_sim/requests")
@@ -160,7 +163,7 @@ async def test_401_reauthenticates_once_and_replays(vao: VaoClient, sim: httpx.A
     assert sum(1 for e in entries if e["path"].endswith("/Token")) == 1  # the refresh grant
 
 
-async def test_refused_refresh_falls_back_to_login(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_refused_refresh_falls_back_to_login(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     await vao.list_plans()
     (await sim.post("/_sim/tokens/expire", json={"refresh": True})).raise_for_status()
     await sim.delete("/_sim/requests")
@@ -169,7 +172,7 @@ async def test_refused_refresh_falls_back_to_login(vao: VaoClient, sim: httpx.As
     assert [e["status"] for e in tokens] == [400, 200]  # refresh refused, then password login
 
 
-async def test_token_is_refreshed_shortly_before_expiry(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_token_is_refreshed_shortly_before_expiry(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     now = [1000.0]
     vao._auth._clock = lambda: now[0]
     await vao.list_plans()
@@ -181,7 +184,7 @@ async def test_token_is_refreshed_shortly_before_expiry(vao: VaoClient, sim: htt
     assert len(tokens) == 2
 
 
-async def test_wrong_password_is_one_clear_line_without_secrets(app):
+async def test_wrong_password_is_one_clear_line_without_secrets(app: FastAPI) -> None:
     async with VaoClient("http://sim", "demo", "hunter2", transport=httpx.ASGITransport(app=app)) as bad:
         with pytest.raises(VaoAuthError) as caught:
             await bad.list_plans()
@@ -193,7 +196,7 @@ async def test_wrong_password_is_one_clear_line_without_secrets(app):
 # -- errors -------------------------------------------------------------------------------------------------
 
 
-async def test_error_mapping(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_error_mapping(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     with pytest.raises(VaoNotFound, match="was not found"):
         await vao.get_plan("00000000-0000-0000-0000-000000000000")
     legacy = await plan_named(vao, "Legacy ERP")
@@ -208,13 +211,13 @@ async def test_error_mapping(vao: VaoClient, sim: httpx.AsyncClient):
         await vao.list_plans()
 
 
-async def test_unknown_state_and_wrapped_plan_parse():
+async def test_unknown_state_and_wrapped_plan_parse() -> None:
     plan = FailoverPlan.model_validate([{"id": "x", "name": "P", "planState": "SOMETHING NEW"}])
     assert plan.state is PlanState.UNKNOWN and plan.state_raw == "SOMETHING NEW"
     assert PlanState.parse("UNDO FAILOVER") is PlanState.parse("undo_failover") is PlanState.UNDO_FAILOVER
 
 
-async def test_non_json_body_is_a_protocol_error():
+async def test_non_json_body_is_a_protocol_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/Token"):
             return httpx.Response(200, json={"access_token": "t", "expires_in": 900})
@@ -225,7 +228,7 @@ async def test_non_json_body_is_a_protocol_error():
             await client.list_plans()
 
 
-async def test_unreachable_host_is_a_connect_error():
+async def test_unreachable_host_is_a_connect_error() -> None:
     async with VaoClient("http://127.0.0.1:9", "u", "p", retry=FAST) as client:
         with pytest.raises(VaoConnectError) as caught:
             await client.list_plans()
@@ -235,7 +238,7 @@ async def test_unreachable_host_is_a_connect_error():
 # -- retries ------------------------------------------------------------------------------------------------
 
 
-async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 503, "count": 2})
     await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans/*", "retry_after": 0,
                                          "count": 1})
@@ -246,7 +249,7 @@ async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient):
     assert [e["status"] for e in entries if e["path"] != "/v2/FailoverPlans"] == [429, 200]
 
 
-async def test_rate_limit_without_retries_left_is_named(app):
+async def test_rate_limit_without_retries_left_is_named(app: FastAPI) -> None:
     async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app),
                          retry=RetryPolicy(attempts=1)) as client, httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://sim") as control:
@@ -257,7 +260,7 @@ async def test_rate_limit_without_retries_left_is_named(app):
     assert caught.value.retry_after == 7
 
 
-async def test_a_post_that_got_a_5xx_is_never_resent(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_a_post_that_got_a_5xx_is_never_resent(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     plan = await plan_named(vao, "Core Network")
     await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503,
                                          "count": 1})
@@ -279,7 +282,7 @@ class FailFirstConnect(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
-async def test_a_post_that_never_left_is_resent_once(app, sim: httpx.AsyncClient):
+async def test_a_post_that_never_left_is_resent_once(app: FastAPI, sim: httpx.AsyncClient) -> None:
     async with VaoClient("http://sim", "demo", "demo", retry=FAST,
                          transport=FailFirstConnect(httpx.ASGITransport(app=app))) as client:
         plan = await plan_named(client, "Core Network")
@@ -291,12 +294,12 @@ async def test_a_post_that_never_left_is_resent_once(app, sim: httpx.AsyncClient
 
 
 @pytest.fixture
-def served():
+def served() -> Iterator[BackgroundServer]:
     with BackgroundServer(create_app("demo", progression="tick")) as server:
         yield server
 
 
-async def test_over_uvicorn_a_lost_response_is_never_resent(served):
+async def test_over_uvicorn_a_lost_response_is_never_resent(served: BackgroundServer) -> None:
     async with httpx.AsyncClient(base_url=served.url) as control, VaoClient(served.url, "demo", "demo",
                                                                             retry=FAST) as client:
         plan = await plan_named(client, "SQL Tier")
@@ -309,7 +312,7 @@ async def test_over_uvicorn_a_lost_response_is_never_resent(served):
         assert (await client.get_plan(plan.id)).state is PlanState.FAILOVER  # it did reach VAO
 
 
-async def test_over_uvicorn_all_operations_and_token_sharing(served):
+async def test_over_uvicorn_all_operations_and_token_sharing(served: BackgroundServer) -> None:
     async with VaoClient(served.url, "demo", "demo") as client:
         plans = await client.list_plans()
         await asyncio.gather(*(client.get_plan(p.id) for p in plans))
@@ -327,7 +330,7 @@ async def test_over_uvicorn_all_operations_and_token_sharing(served):
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory):
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     trustme = pytest.importorskip("trustme")
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
@@ -341,20 +344,20 @@ def tls(tmp_path_factory):
         yield server.url, str(ca_file)
 
 
-async def test_tls_trusted_through_a_ca_bundle(tls):
+async def test_tls_trusted_through_a_ca_bundle(tls: tuple[str, str]) -> None:
     url, ca_file = tls
     async with VaoClient(url, "demo", "demo", ca_bundle=ca_file) as client:
         assert await client.list_plans()
 
 
-async def test_tls_rejected_without_the_ca(tls):
+async def test_tls_rejected_without_the_ca(tls: tuple[str, str]) -> None:
     url, _ = tls
     async with VaoClient(url, "demo", "demo", retry=FAST) as client:
         with pytest.raises(VaoTLSError, match="not trusted"):
             await client.list_plans()
 
 
-async def test_insecure_opt_out_warns_every_time(tls, caplog: pytest.LogCaptureFixture):
+async def test_insecure_opt_out_warns_every_time(tls: tuple[str, str], caplog: pytest.LogCaptureFixture) -> None:
     url, _ = tls
     with caplog.at_level(logging.WARNING, logger="vaodrill.client"):
         for _ in range(2):
@@ -374,7 +377,7 @@ async def halted(vao: VaoClient, name: str) -> str:
     return plan.id
 
 
-async def test_continue_falls_back_to_run_continue_once_and_remembers(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_continue_falls_back_to_run_continue_once_and_remembers(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     first, second = await halted(vao, "SQL Tier"), await halted(vao, "Web Tier")
     for plan_id in (first, second):
         (await sim.patch(f"/_sim/plans/{plan_id}", json={"continue_path": "Run/Continue"})).raise_for_status()
@@ -387,7 +390,7 @@ async def test_continue_falls_back_to_run_continue_once_and_remembers(vao: VaoCl
     await until(vao, first, PlanState.FAILOVER)
 
 
-async def test_continue_on_the_documented_path_sends_one_post(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_continue_on_the_documented_path_sends_one_post(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     plan_id = await halted(vao, "SQL Tier")
     await sim.delete("/_sim/requests")
     await vao.continue_plan(plan_id, "RetryFailedStep")
@@ -395,7 +398,7 @@ async def test_continue_on_the_documented_path_sends_one_post(vao: VaoClient, si
     assert [e["path"] for e in posts] == [f"/v2/FailoverPlans/{plan_id}/Continue"]
 
 
-async def test_continue_of_an_unknown_plan_tries_each_path_once(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_continue_of_an_unknown_plan_tries_each_path_once(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     unknown = "00000000-0000-0000-0000-000000000000"
     with pytest.raises(VaoNotFound, match=r"Run/Continue.*was not found"):
         await vao.continue_plan(unknown, "RetryFailedStep")
@@ -403,7 +406,8 @@ async def test_continue_of_an_unknown_plan_tries_each_path_once(vao: VaoClient, 
     assert [e["path"].split("/", 4)[4] for e in posts] == ["Continue", "Run/Continue"]
 
 
-async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao: VaoClient,
+                                                                           sim: httpx.AsyncClient) -> None:
     plan = await plan_named(vao, "Core Network")  # Enabled, not Halted: Continue is illegal, not unknown
     with pytest.raises(VaoConflict):
         await vao.continue_plan(plan.id, "RetryFailedStep")
@@ -411,7 +415,8 @@ async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao:
 
 
 @pytest.mark.parametrize("status", [400, 500])
-async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim: httpx.AsyncClient, status: int):
+async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim: httpx.AsyncClient,
+                                                            status: int) -> None:
     legacy = await plan_named(vao, "Legacy ERP")  # Disabled: Run is illegal
     (await sim.patch(f"/_sim/plans/{legacy.id}", json={"illegal_status": status})).raise_for_status()
     with pytest.raises(VaoResponseError) as caught:
@@ -422,7 +427,7 @@ async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim:
     assert len(await log(sim, method="POST", path="*/Run")) == 1  # a refusal is never resent, not even a 500
 
 
-async def test_child_client_login(sim: httpx.AsyncClient):
+async def test_child_client_login(sim: httpx.AsyncClient) -> None:
     scenario = load_scenario("demo").model_copy(
         update={"clients": [ChildClient(client_id="drill-tool", client_secret=SecretStr("s3cret-child"))]})
     app = create_app(scenario, progression="tick")
@@ -441,7 +446,7 @@ async def test_child_client_login(sim: httpx.AsyncClient):
     assert [e["status"] for e in tokens] == [200, 400]
 
 
-async def test_plan_ids_that_are_not_ids_are_refused_before_sending(vao: VaoClient, sim: httpx.AsyncClient):
+async def test_plan_ids_that_are_not_ids_are_refused_before_sending(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     for bad in ("../Token", "a/b", "", "x?y=1", "a" * 200):
         with pytest.raises(VaoUsageError, match="not a plan id"):
             await vao.get_plan(bad)

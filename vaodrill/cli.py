@@ -30,8 +30,16 @@ from vaodrill.errors import UnknownPlans, VaoAuthError, VaoConnectionError, VaoE
 #: Failures that are the user's to fix (exit 2), as opposed to a drill that ran and failed (exit 1).
 USER_ERRORS = (UnknownPlans, VaoAuthError, VaoConnectionError)
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(*, stderr: bool) -> Console:
+    """Never hard-wrapped lines; in a pipe or a CI log, tables as wide as their content (not 80 columns)."""
+    made = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not made.is_terminal and "COLUMNS" not in os.environ:
+        made.width = 1000
+    return made
+
+
+console = _console(stderr=False)
+err_console = _console(stderr=True)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,13 +74,25 @@ class ConnectionOptions:
     vao_timezone: str | None = None
     ca_bundle: str | None = None
     block: str | None = None
+    client_id: str | None = None
+    password_stdin: bool = False
+    allow_insecure_http: bool = False
 
 
 VaoUrl = Annotated[str | None, typer.Option("--vao-url", help="VAO base URL, e.g. https://vao:9899 [env VAO_URL]",
                                             show_default=False)]
 Username = Annotated[str | None, typer.Option("--username", help="VAO user [env VAO_USERNAME]", show_default=False)]
-Password = Annotated[str | None, typer.Option("--password", help="VAO password [env VAO_PASSWORD]",
-                                              show_default=False)]
+Password = Annotated[str | None, typer.Option(
+    "--password", show_default=False,
+    help="VAO password. Avoid: any user of this machine can read it in the process list; prefer the prompt, "
+         "--password-stdin, VAO_PASSWORD_FILE or VAO_PASSWORD")]
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password (or, with --client-id, "
+                                             "the client secret) from the first line of stdin")]
+ClientId = Annotated[str | None, typer.Option("--client-id", help="Log in as this child client (client_credentials); "
+                                              "the secret comes from --password-stdin, the prompt or "
+                                              "VAO_CLIENT_SECRET [env VAO_CLIENT_ID]", show_default=False)]
+AllowInsecureHttp = Annotated[bool, typer.Option("--allow-insecure-http", help="Send credentials over plain http:// "
+                                                 "to a host that is not this machine [env VAO_ALLOW_INSECURE_HTTP]")]
 VaoTimezone = Annotated[str | None, typer.Option("--vao-timezone", help="IANA zone of the VAO server clock "
                                                  "[env VAO_TIMEZONE, default UTC]", show_default=False)]
 CaBundle = Annotated[str | None, typer.Option("--ca-bundle", help="PEM file to trust for VAO's certificate "
@@ -82,30 +102,55 @@ BlockName = Annotated[str | None, typer.Option("--block", help="Name of a saved 
 
 
 def resolve_settings(options: ConnectionOptions) -> ConnectionSettings | None:
-    """Merge CLI options over a block over the environment, field by field; None means "no server given"."""
+    """Merge CLI options over a block over the environment, field by field; None means "no server given".
+
+    A secret missing from all of them is read from stdin (``--password-stdin``) or asked for at the terminal.
+    """
     layers: list[dict[str, Any]] = []
     env = ConnectionSettings.from_env()
     if env is not None:
         layers.append(env.model_dump())
     if options.block:
         layers.append(_load_block(options.block).model_dump())
-    cli = {"url": options.vao_url, "username": options.username,
-           "password": SecretStr(options.password) if options.password is not None else None,
-           "server_timezone": options.vao_timezone, "ca_bundle": options.ca_bundle}
+    cli: dict[str, Any] = {
+        "url": options.vao_url, "username": options.username, "client_id": options.client_id,
+        "password": SecretStr(options.password) if options.password is not None else None,
+        "server_timezone": options.vao_timezone, "ca_bundle": options.ca_bundle,
+        "allow_insecure_http": True if options.allow_insecure_http else None}
     layers.append({k: v for k, v in cli.items() if v is not None})
     merged: dict[str, Any] = {}
     for layer in layers:
         merged.update(layer)
     if "url" not in merged:
-        if any(k in merged for k in ("username", "password", "ca_bundle")):
-            raise UserError("VAO username/password given but no URL: add --vao-url or set VAO_URL")
+        if any(merged.get(k) for k in ("username", "password", "ca_bundle", "client_id")):
+            raise UserError("VAO credentials given but no URL: add --vao-url or set VAO_URL")
         return None
+    secret_key = "client_secret" if merged.get("client_id") else "password"
+    if not _secret_given(merged.get(secret_key)) and (
+            secret := _read_secret(options, "client secret" if secret_key == "client_secret" else "password")):
+        merged[secret_key] = SecretStr(secret)
     merged.setdefault("username", "")
     merged.setdefault("password", SecretStr(""))
     try:
         return ConnectionSettings(**merged)
     except ValidationError as exc:
         raise UserError(f"bad connection settings: {_first_error(exc)}") from None
+
+
+def _secret_given(value: Any) -> bool:
+    return isinstance(value, SecretStr) and bool(value.get_secret_value())
+
+
+def _read_secret(options: ConnectionOptions, what: str) -> str | None:
+    """The first line of stdin with --password-stdin; else a hidden prompt when a person is at the terminal."""
+    if options.password_stdin:
+        line = sys.stdin.readline(4096).rstrip("\r\n")
+        if not line:
+            raise UserError(f"--password-stdin: no {what} on stdin")
+        return line
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        return str(typer.prompt(f"VAO {what}", hide_input=True, err=True))
+    return None
 
 
 def _load_block(name: str) -> ConnectionSettings:
@@ -152,7 +197,7 @@ def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCAL
 def simulator(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (VAO's default is 9899)")] = 9899,
-    scenario: Annotated[str, typer.Option(help="'demo' or a scenario YAML file")] = "demo",
+    scenario: Annotated[str, typer.Option(help="'demo', 'veeam-docs' or a scenario YAML file")] = "demo",
     time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = 1.0,
     username: Annotated[str, typer.Option(help="Accepted user name")] = "demo",
     password: Annotated[str, typer.Option(help="Accepted password")] = "demo",
@@ -181,6 +226,7 @@ def plans(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
     vao_url: VaoUrl = None, username: Username = None, password: Password = None,
     vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
 ) -> None:
     """List the server's failover plans: name, id, state, in use, target RTO/RPO.
 
@@ -188,7 +234,8 @@ def plans(
       vaodrill plans
       vaodrill plans --vao-url https://vao.corp:9899 --username 'CORP\\drill' --json
     """
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
+                                password_stdin, allow_insecure_http)
     with connection(options) as settings:
         found = asyncio.run(_list_plans(settings))
     if as_json:
@@ -230,6 +277,39 @@ def _parse_now(value: str | None) -> datetime:
     if not isinstance(parsed, datetime):
         raise UserError(f"--now: not an instant: {value!r}")
     return parsed
+
+
+@app.command()
+def doctor(
+    drill: Annotated[Path | None, typer.Option("--drill", help="Also require the plans of this drill spec to be "
+                                               "runnable", show_default=False)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines")] = False,
+    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
+    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
+) -> None:
+    """Check a VAO server before the first drill, with reads only (it never POSTs to a plan).
+
+    TLS and the CA bundle, login and refresh, the plan list, the single-plan GET's shape, each plan's state and
+    whether vaodrill would run it, OData, the server's clock, the server time zone.
+    Exit codes: 0 all good, 1 something would stop a drill, 2 cannot connect or bad input.
+
+    Examples:
+      vaodrill doctor --vao-url https://vao.corp:9899 --username 'CORP\\drill'
+      vaodrill doctor --drill deployments/drills/app-stack-monthly.yaml --json
+    """
+    from vaodrill.doctor import diagnose, render, to_json
+
+    plans = [step.plan for step in _load_spec(drill).plans] if drill else None
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
+                                password_stdin, allow_insecure_http)
+    with connection(options) as settings:
+        diagnosis = asyncio.run(diagnose(settings, plans=plans))
+    if as_json:
+        console.print_json(json.dumps(to_json(diagnosis)))
+    else:
+        render(diagnosis, console)
+    raise typer.Exit(diagnosis.exit_code)
 
 
 @app.command()
@@ -291,6 +371,7 @@ def run(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before a real failover")] = False,
     vao_url: VaoUrl = None, username: Username = None, password: Password = None,
     vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
 ) -> None:
     """Run a drill through Prefect with live progress.
 
@@ -303,7 +384,8 @@ def run(
       VAO_URL=https://vao:9899 VAO_USERNAME=drill VAO_PASSWORD=... vaodrill run real-dr.yaml --yes
     """
     spec = _load_spec(drill)
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
+                                password_stdin, allow_insecure_http)
     with connection(options) as settings:
         if dry_run:
             asyncio.run(_dry_run(spec, settings))
@@ -460,6 +542,7 @@ def recover(
     journal_dir: JournalDir = None,
     vao_url: VaoUrl = None, username: Username = None, password: Password = None,
     vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
+    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
 ) -> None:
     """Undo what crashed or killed drill runs may have left failed over, from their journals.
 
@@ -485,7 +568,8 @@ def recover(
             console.print(f"[green]✓[/] no unclosed drill run in {directory}: nothing to recover")
     if not runs:
         return
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block)
+    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
+                                password_stdin, allow_insecure_http)
     settings = resolve_settings(options)
     if settings is None:
         servers = sorted({str(r.opened.get("server")) for r in runs})

@@ -22,6 +22,7 @@ from vaodrill import VaoClient
 from vaodrill.client import MAX_RESPONSE_BYTES
 from vaodrill.errors import (
     DrillError,
+    RedirectStopped,
     VaoAuthError,
     VaoBadRequest,
     VaoConnectError,
@@ -37,6 +38,7 @@ from vaodrill.errors import (
     VaoTimeoutError,
     VaoTLSError,
     VaoUsageError,
+    from_exception,
 )
 from vaodrill.retry import RetryPolicy, is_transient
 from vaodrill.simulator import create_app
@@ -391,3 +393,13 @@ async def test_a_hostile_location_is_still_a_named_redirect(location: str) -> No
         with pytest.raises(VaoRedirected, match=r"^POST /v2/FailoverPlans/.*/Undo: HTTP 301: redirect") as caught:
             await vao.undo(PLAN_ID)
     assert str(caught.value).isprintable()
+
+
+async def test_a_redirect_on_the_raw_http_client_maps_to_the_named_error() -> None:
+    """Code that sends through the client's httpx client (vaodrill.doctor) gets the same error from the map."""
+    server = ScriptedServer(lambda m, p: Reply(status=308, headers=[("location", "https://other:9899/v2")], chunks=()))
+    async with in_process(server) as vao:
+        with pytest.raises(RedirectStopped) as caught:
+            await vao._http.get("/v2/FailoverPlans")
+    error = from_exception(caught.value, "GET /v2/FailoverPlans", sent=True)
+    assert isinstance(error, VaoRedirected) and "redirect to 'https://other:9899/v2' not followed" in str(error)

@@ -31,6 +31,7 @@ from pydantic import SecretStr, ValidationError
 
 from vaodrill.auth import Answer, VaoAuth
 from vaodrill.errors import (
+    RedirectStopped,
     VaoAuthError,
     VaoError,
     VaoNotFound,
@@ -97,16 +98,10 @@ def _system_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-class _Redirect(Exception):
-    """A 3xx answer, taken out before httpx parses its Location (a hostile one makes httpx raise)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.answer = Answer(response.status_code, response.headers, b"")
-
-
 async def _stop_redirects(response: httpx.Response) -> None:
+    """Take a 3xx answer out before httpx parses its Location (a hostile one makes httpx raise)."""
     if response.is_redirect:
-        raise _Redirect(response)
+        raise RedirectStopped(response)
 
 
 @dataclass
@@ -249,8 +244,8 @@ class VaoClient:
     async def _receive(self, request: httpx.Request, operation: str) -> Answer:
         try:
             response = await self._http.send(request, stream=True)
-        except _Redirect as redirect:
-            return redirect.answer
+        except RedirectStopped as redirect:
+            return Answer(redirect.status_code, redirect.headers, b"")
         try:
             success = response.is_success
             limit = self.max_response_bytes if success else ERROR_BODY_BYTES

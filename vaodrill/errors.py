@@ -221,12 +221,24 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes, operation:
                                     retry_after=_retry_after(headers.get("retry-after")))
 
 
+class RedirectStopped(httpx.HTTPError):
+    """Raised by the client's response hook for a 3xx answer, before httpx parses its Location (a hostile
+    Location makes httpx raise); :func:`from_exception` turns it into :class:`VaoRedirected`."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}: redirect not followed")
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+
 def from_exception(exc: BaseException, operation: str, *, sent: bool, deadline: float | None = None) -> VaoError:
     """Map an httpx exception (or the deadline's TimeoutError) onto the tree.
 
     ``sent`` says whether the request itself had been handed to the transport; when it had not (the failure
     came from the login before it), the server cannot have acted on it.
     """
+    if isinstance(exc, RedirectStopped):
+        return from_status(exc.status_code, exc.headers, b"", operation)
     reason = one_line(str(exc) or type(exc).__name__, 200)
     error: VaoError
     if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):

@@ -82,7 +82,8 @@ async def test_401_on_every_read_for_a_minute_of_polling_is_not_a_login_per_poll
     # t=0: the old token gets 401, one fresh token, 401 again: fail. t=60: one fresh token, 401: fail at once.
     assert len(tokens) == 2 and len(reads) == 3
     assert all(e["status"] == 200 for e in tokens)
-    assert "HTTP 401" in failures[0] and "no new login before" in failures[0]
+    assert failures[0].startswith("GET /v2/FailoverPlans: HTTP 401: Simulated fault fault-1: HTTP 401. "
+                                  "(with a fresh login as 'demo'); no new login before ")
     assert all("no new login before" in f and "\n" not in f for f in failures)
 
 

@@ -227,7 +227,9 @@ class VaoClient:
             return answer
         error = from_status(answer.status, answer.headers, answer.body, operation, redact=self._auth.redact)
         if isinstance(error, VaoAuthError):  # a 401 even on a fresh token: stop logging in for a while
-            raise self._auth.refuse(error)
+            raise self._auth.refuse(VaoAuthError(
+                f"{error} (with a fresh login as {self._auth.who})", status_code=error.status_code,
+                server_message=error.server_message, operation=operation))
         raise error
 
     async def _send(self, method: str, path: str, operation: str, access: str, exchange: _Exchange, *,

@@ -12,7 +12,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
-from flows.drill import dr_drill
+from flows.drill import dr_drill, recover_drill
 from flows.failover import real_failover
 
 #: Two runs of the same drill never overlap: a second one is cancelled, not queued behind a failover.
@@ -41,6 +41,11 @@ def deployments() -> list[RunnerDeployment]:
             description="REAL failover (no undo) after typed approval in the UI; times out with nothing done.",
             parameters={"request": {"drill_file": "deployments/drills/real-failover.yaml"}},
             tags=["dr", "real"],
+        ),
+        recover_drill.to_deployment(
+            name="recover-crashed",
+            description="Undo and verify what a crashed drill run left failed over (the crashed-run automation).",
+            tags=["dr", "recovery"],
         ),
     ])
 

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
+from uuid import UUID
 
 import pendulum
 from prefect import Flow, State, flow, get_run_logger
@@ -22,6 +23,7 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
@@ -180,7 +182,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     observer = PrefectObserver(settings, get_run_logger(), len(spec.plans))
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
-                  observers=[observer, progress.bus], steps=TaskSteps, write_gate=write_gate(),
+                  observers=[observer, progress.bus], steps=TaskSteps, write_gate=write_gate(settings.url),
                   flow_run_url=flow_run.ui_url, spec_file=spec_file)
     signals.claim()  # Prefect's flow engine just installed its SIGTERM bridge; a CLI run wants its own
     signals.running.add(drill)
@@ -225,7 +227,8 @@ async def _recover(journal: Any, settings: ConnectionSettings, logger: Any) -> N
     logger.critical("Recovering drill run %s: plans possibly failed over: %s", journal.run_id, ", ".join(names))
     _emit("vaodrill.drill.cancelled", journal.drill, settings, payload={"run_id": journal.run_id, "plans": names})
     observer = PrefectObserver(settings, logger, len(names))
-    recovery = await recover(journal, settings, observers=[observer, progress.bus], write_gate=write_gate())
+    recovery = await recover(journal, settings, observers=[observer, progress.bus],
+                             write_gate=write_gate(settings.url))
     for p in recovery.plans:
         (logger.info if p.outcome == "clean" else logger.critical)("%s: %s", p.name, p.outcome)
     if not recovery.clean:
@@ -262,16 +265,22 @@ async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill",
     return report.model_dump(mode="json")
 
 
-@flow(name="recover-drill", flow_run_name="recover · {run_id}", log_prints=False,
+@flow(name="recover-drill", flow_run_name="recover · {flow_run_id}", log_prints=False,
       description="Undo and verify what an unclosed drill run (crashed, killed, cancelled) may have failed over.")
-async def recover_drill(run_id: str, report_dir: str = "reports", vao_block: str | None = None) -> None:
-    """Started by the crashed-run automation (``run_id`` is the crashed flow run's id) or by hand."""
+async def recover_drill(flow_run_id: str) -> None:
+    """Started by the crashed-run automation with the crashed run's id; reads its parameters (run id, report
+    directory, VAO block) from Prefect, then recovers from its journal (shared storage when on several hosts)."""
     logger = get_run_logger()
+    async with get_client() as client:
+        crashed = await client.read_flow_run(UUID(flow_run_id))
+    request = DrillRequest.model_validate((crashed.parameters or {}).get("request") or {})
+    run_id = request.run_id or flow_run_id
     try:
-        journal = Journal(default_journal_dir(report_dir), run_id).read()
+        journal = Journal(default_journal_dir(request.report_dir), run_id).read()
     except JournalError as exc:
-        raise DrillError(f"no journal for run {run_id}: {exc}") from None
+        logger.info("No journal for run %s (%s): it never reached a failover", run_id, exc)
+        return
     if not journal.is_open:
         logger.info("Run %s closed its journal: nothing to recover", run_id)
         return
-    await _recover(journal, await connection_settings(vao_block), logger)
+    await _recover(journal, await connection_settings(request.vao_block), logger)

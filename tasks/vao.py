@@ -9,8 +9,10 @@ never sends a second Run.
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -80,13 +82,17 @@ class TaskSteps:
         return result
 
 
-def write_gate() -> WriteGate | None:
+def write_gate(server_url: str) -> WriteGate | None:
     """A Prefect global concurrency limit around every Run/Undo/Halt POST, when ``VAODRILL_WRITE_LIMIT`` names one.
 
-    Create it once per VAO server: ``prefect gcl create vao-writes --limit 2``. ``strict=True``: a missing
-    limit fails the step instead of silently running unthrottled.
+    ``{host}`` in the name becomes the VAO server's host (``vao-writes-{host}``: one limit per VAO server, so
+    drills against different servers never wait on each other). Create each limit once, e.g.
+    ``prefect gcl create vao-writes-vao1.corp --limit 2``. ``strict=True``: a missing limit fails the step
+    instead of silently running unthrottled.
     """
-    name = os.environ.get("VAODRILL_WRITE_LIMIT")
-    if not name:
+    template = os.environ.get("VAODRILL_WRITE_LIMIT")
+    if not template:
         return None
+    host = urlsplit(server_url).hostname or "vao"
+    name = template.replace("{host}", re.sub(r"[^A-Za-z0-9.-]+", "-", host))
     return lambda: concurrency(name, occupy=1, strict=True)

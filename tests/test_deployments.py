@@ -13,7 +13,7 @@ def test_served_deployments() -> None:
     from flows.deployments import deployments
 
     by_name = {d.name: d for d in deployments()}
-    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover"}
+    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
     (schedule,) = by_name["app-stack-monthly"].schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.schedule.day_or) == (
         "0 2 1-7 * 6", "Europe/Berlin", False)
@@ -26,11 +26,12 @@ def test_served_deployments() -> None:
 def test_prefect_yaml_matches_the_served_deployments() -> None:
     config = yaml.safe_load((ROOT / "deployments" / "prefect.yaml").read_text())
     by_name = {d["name"]: d for d in config["deployments"]}
-    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover"}
+    assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
     for deployment in by_name.values():
         path, function = deployment["entrypoint"].split(":")
         assert f"def {function}(" in (ROOT / path).read_text()
-        assert (ROOT / deployment["parameters"]["request"]["drill_file"]).is_file()
+        if "request" in deployment.get("parameters", {}):
+            assert (ROOT / deployment["parameters"]["request"]["drill_file"]).is_file()
     assert by_name["app-stack-monthly"]["schedules"][0] == {
         "cron": "0 2 1-7 * 6", "day_or": False, "timezone": "Europe/Berlin", "slug": "first-saturday-berlin"}
     assert "concurrency_limit" not in by_name["real-failover"]
@@ -40,8 +41,11 @@ def test_example_automations_are_valid_prefect_automations() -> None:
 
     path = ROOT / "deployments" / "automations.yaml"
     automations = yaml.safe_load(path.read_text())["automations"]
-    block = "00000000-0000-0000-0000-000000000000"
-    parsed = [AutomationCore.model_validate({**a, "actions": [{**x, "block_document_id": block}
+    some_id = "00000000-0000-0000-0000-000000000000"
+    ids = {"block_document_id": some_id, "deployment_id": some_id}
+    parsed = [AutomationCore.model_validate({**a, "actions": [{**x, **{k: some_id for k in ids if k in x}}
                                                                for x in a["actions"]]}) for a in automations]
+    crashed = next(a for a in parsed if "prefect.flow-run.Crashed" in a.trigger.expect)
+    assert [action.type for action in crashed.actions] == ["send-notification", "run-deployment"]
     events = {event for a in parsed for event in a.trigger.expect}
     assert events == {"vaodrill.drill.completed", "vaodrill.undo.failed", "prefect.flow-run.Crashed"}

@@ -403,8 +403,8 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
             _fmt(row.get("list_reads_per_interval"), ".2f"),
             f"{_fmt(row.get('poll_p50_s'), '.3f')}/{_fmt(row.get('poll_p90_s'), '.3f')}",
             str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
-            f"{_fmt(row.get('lag_p50_s'), '.3f')}/{_fmt(row.get('lag_p95_s'), '.3f')}",
-            _fmt(row.get("undo_lag_p50_s"), ".3f"), _fmt(row.get("startup_s"), ".1f", " s"),
+            f"{_fmt(row.get('lag_p50_s'), '.3g')}/{_fmt(row.get('lag_p95_s'), '.3g')}",
+            _fmt(row.get("undo_lag_p50_s"), ".3g"), _fmt(row.get("startup_s"), ".1f", " s"),
             _fmt(row.get("tail_s"), ".1f", " s"), _fmt(row.get("rss_mb"), ".0f"), _fmt(row.get("load_before"), ".1f"),
             row.get("error", "")[:60])
     return out

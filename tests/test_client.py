@@ -451,3 +451,15 @@ async def test_plan_ids_that_are_not_ids_are_refused_before_sending(vao: VaoClie
         with pytest.raises(VaoUsageError, match="not a plan id"):
             await vao.get_plan(bad)
     assert await log(sim) == []
+
+
+def test_the_error_tree_keeps_every_class_name() -> None:
+    """Others catch these by name: the tree may grow, never lose one."""
+    from vaodrill import errors
+
+    names = ("VaoError VaoConnectionError VaoConnectError VaoTLSError VaoTimeoutError VaoResponseLost "
+             "VaoResponseError VaoBadRequest VaoAuthError VaoForbidden VaoNotFound VaoConflict VaoRateLimited "
+             "VaoServerError VaoProtocolError DrillError PreconditionFailed UnknownPlans PlanHalted PlanTimedOut "
+             "PlanFailed CleanupNotVerified").split()
+    for name in names:
+        assert issubclass(getattr(errors, name), errors.VaoError), name

@@ -12,7 +12,7 @@
     │   ├── VaoConflict 409 · VaoRateLimited 429 · VaoServerError 5xx
     │   └── VaoRedirected 3xx       redirects are never followed; the message names the target
     ├── VaoProtocolError            the answer was not what the contract promises (not JSON, too large, bad shape)
-    └── DrillError                  a drill-level failure (precondition, halt, timeout, cleanup)
+    └── DrillError                  a drill-level failure (precondition, halt, timeout, cleanup, aborted)
 
 A plan operation the server refuses (e.g. Run on a Disabled plan) may come back as 409, 400 or 500 depending on
 the server (contract section 5): treat any ``VaoResponseError`` with a ``server_message`` on a plan operation as

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from vaodrill import report as report_mod
+from vaodrill import timeline as timeline_mod
 from vaodrill.report import (
     SCHEMA_VERSION,
     DrillReport,
@@ -27,17 +27,20 @@ from vaodrill.report import (
     table_rows,
     write_reports,
 )
+from vaodrill.timeline import render_svg
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+REPORT_FILES = ["junit.xml", "report.json", "report.md", "timeline.svg"]
 
 TOP_KEYS = {
     "schema_version", "drill", "run_id", "mode", "verdict", "started_at", "finished_at", "plans",
-    "description", "vao_server", "flow_run_url", "reason",
+    "description", "vao_server", "flow_run_url", "reason", "stopped",
 }  # fmt: skip
 PLAN_KEYS = {
     "plan", "id", "status", "reason", "after", "restore_point", "failover_started_at",
     "failover_completed_at", "rto_seconds", "rto_target_seconds", "rto_met", "undo",
-    "restore_point_rule", "restore_point_seed", "undo_reason", "undo_completed_at",
+    "restore_point_rule", "restore_point_seed", "undo_reason", "undo_completed_at", "failover_ended_at",
+    "failover_details",
 }  # fmt: skip
 
 
@@ -149,7 +152,7 @@ def test_left_failed_over_and_counts() -> None:
         plan("nothing to undo", status="halted", undo="not_needed"),
     )
     assert [p.plan for p in report.left_failed_over] == ["undo failed", "undo skipped"]
-    assert report.counts == {"passed": 2, "failed": 1, "skipped": 1, "halted": 1, "timed_out": 0}
+    assert report.counts == {"passed": 2, "failed": 1, "skipped": 1, "halted": 1, "timed_out": 0, "interrupted": 0}
     # A real failover is supposed to stay failed over.
     assert report.model_copy(update={"mode": "failover"}).left_failed_over == []
 
@@ -161,7 +164,11 @@ def test_markdown_warns_loudly_only_when_plans_are_left_failed_over() -> None:
     clean = render_markdown(drill(plan("Web Tier"), plan("SQL Tier", undo="not_needed")))
     assert "LEFT FAILED OVER" not in clean
     assert clean.startswith("# ✅ DR drill nightly: PASSED")
-    assert "| Web Tier | passed | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | 4m 12s / 45m ✅ |" in clean
+    assert (
+        "| Web Tier | ✅ passed | — | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | 2024-05-01 12:04:12 UTC"
+        " | 4m 12s / 45m ✅ | verified |"
+    ) in clean
+    assert "| SQL Tier | ✅ passed |" in clean and "| 4m 12s / 45m ✅ | not needed |" in clean
     assert "47m 03s" in clean and "https://vao.example.com:9899" in clean
 
     dirty = render_markdown(mixed())
@@ -169,9 +176,10 @@ def test_markdown_warns_loudly_only_when_plans_are_left_failed_over() -> None:
     warning = dirty.split("## Plans")[0]
     assert "WARNING: 1 PLAN LEFT FAILED OVER" in warning
     assert "> - **SQL Tier**: undo failed (VAO 500)" in warning
-    assert "1h 07m / 45m ❌" in dirty
-    assert "- **Files** (timed_out): no answer in 2h" in dirty
-    assert "- **App Tier** (skipped): upstream failed" in dirty
+    assert "1h 07m / 45m ❌" in dirty and "| **FAILED — left failed over** |" in dirty
+    assert "- **Files** (⏱️ timed out): no answer in 2h" in dirty
+    assert "- **App Tier** (⏭️ skipped): upstream failed" in dirty
+    assert "- **SQL Tier** (❌ failed): RTO exceeded; undo failed: VAO 500" in dirty
 
     failover = render_markdown(mixed().model_copy(update={"mode": "failover"}))
     assert "LEFT FAILED OVER" not in failover and "intentionally left failed over" in failover
@@ -179,9 +187,9 @@ def test_markdown_warns_loudly_only_when_plans_are_left_failed_over() -> None:
 
 def test_markdown_escapes_table_breaking_text() -> None:
     md = render_markdown(drill(plan("Web|Tier <b>", status="failed", reason="bad\n| row", undo="verified")))
-    assert "| Web\\|Tier \\<b\\> | failed |" in md
+    assert "| Web\\|Tier \\<b\\> | ❌ failed |" in md
     assert "bad \\| row" in md
-    assert all(line.count("|") - line.count("\\|") == 7 for line in md.splitlines() if line.startswith("| "))
+    assert all(line.count("|") - line.count("\\|") == 9 for line in md.splitlines() if line.startswith("| "))
 
 
 # -------------------------------------------------------------------------------------------- JUnit
@@ -206,7 +214,7 @@ def test_junit_parses_with_right_counts_and_outcomes() -> None:
     assert cases["Web Tier"].get("time") == "252.000"
     assert cases["App Tier"].get("time") == "0.000"
     assert cases["Web Tier"].find("failure") is None and cases["Web Tier"].find("skipped") is None
-    failures = {name: c.find("failure") for name, c in cases.items() if c.find("failure") is not None}
+    failures = {name: f for name, c in cases.items() if (f := c.find("failure")) is not None}
     assert {n: (f.get("type"), f.get("message")) for n, f in failures.items()} == {
         "SQL Tier": ("failed", "RTO exceeded"),
         "Files": ("timed_out", "no answer in 2h"),
@@ -235,7 +243,7 @@ def test_junit_escapes_special_and_illegal_characters() -> None:
     assert case.get("classname") == 'vaodrill.prod "a&b" <dr>'
     failure = case.find("failure")
     assert failure is not None
-    assert failure.get("message") == "error <500> & 'boom'\ufffd[31m\ufffd done"
+    assert failure.get("message") == "error <500> & 'boom' [31m done"  # control characters dropped
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -246,9 +254,14 @@ def test_table_rows_are_flat_strings() -> None:
     assert len(rows) == 5
     assert all(isinstance(v, str) for row in rows for v in row.values())
     sql = rows[1]
-    assert sql["undo"] == "failed — LEFT FAILED OVER"
+    assert sql["undo"] == "FAILED — left failed over"
     assert sql["reason"] == "RTO exceeded; undo failed: VAO 500"
     assert rows[2]["rto"] == "— / 45m" and rows[2]["failover_started_at"] == "—"
+    assert rows[2]["after"] == "SQL Tier" and rows[0]["after"] == "—"
+    assert [r["status"] for r in rows] == ["✅ passed", "❌ failed", "⏭️ skipped", "⏱️ timed out", "🛑 halted"]
+    assert rows[4]["undo"] == "not needed" and rows[0]["failover_completed_at"] == "2024-05-01 12:04:12 UTC"
+    assert rows[0]["restore_point_requested"] == "2024-05-01 06:00:00 (ago 6h)"
+    assert rows[2]["restore_point_requested"] == "—"  # skipped before any Run: it asked for nothing
 
 
 def test_summary_table_does_not_interpret_markup_in_names() -> None:
@@ -256,7 +269,8 @@ def test_summary_table_does_not_interpret_markup_in_names() -> None:
     console.print(summary_table(drill(plan("App [bold]x[/bold]"), mixed().plans[1])))
     text = console.export_text()
     assert "App [bold]x[/bold]" in text
-    assert "LEFT FAILED OVER" in text and "nightly PASSED" in text
+    assert "FAILED — left failed over" in text and "nightly PASSED" in text
+    assert "Restore point requested*" in text and "nearest restore point at or before it" in text
 
 
 # -------------------------------------------------------------------------------------------- files
@@ -266,13 +280,17 @@ def test_write_reports_layout_and_round_trip(tmp_path: Path) -> None:
     report = mixed()
     files = write_reports(report, tmp_path)
     assert files.directory == tmp_path / "nightly" / "20240501T120000Z-01234567"
-    assert (files.json, files.markdown, files.junit) == (
+    assert (files.json, files.markdown, files.junit, files.timeline) == (
         files.directory / "report.json", files.directory / "report.md", files.directory / "junit.xml",
+        files.directory / "timeline.svg",
     )  # fmt: skip
-    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]  # no temp files
+    assert sorted(os.listdir(files.directory)) == REPORT_FILES  # no temp files
     assert load_report(files.json) == report == load_report(files.directory)
     assert files.markdown.read_text(encoding="utf-8") == render_markdown(report)
     ET.parse(files.junit)
+    assert files.timeline is not None
+    assert files.timeline.read_text(encoding="utf-8") == render_svg(report)
+    assert len(ET.parse(files.timeline).getroot().findall(".//{http://www.w3.org/2000/svg}g[@data-plan]")) == 5
 
     # Writing the same run again replaces the files in place.
     files2 = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
@@ -300,11 +318,29 @@ def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pyt
         f.write = boom
         return f
 
-    monkeypatch.setattr(report_mod.os, "fdopen", fdopen)
+    monkeypatch.setattr(os, "fdopen", fdopen)  # the very module report.py writes through
     with pytest.raises(OSError, match="disk full"):
         write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.json.read_bytes() == before  # old report intact, not truncated
-    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]  # temp cleaned
+    assert sorted(os.listdir(files.directory)) == REPORT_FILES  # temp cleaned
+
+
+def test_a_timeline_that_cannot_be_drawn_costs_no_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = mixed()
+    first = write_reports(report, tmp_path)
+    assert first.timeline is not None and first.timeline.exists()
+
+    def broken(report: DrillReport) -> str:
+        raise ZeroDivisionError("drawing bug")
+
+    monkeypatch.setattr(timeline_mod, "render_svg", broken)
+    files = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
+    assert files.timeline is None and load_report(files.json).verdict == "passed"
+    # The picture of the earlier write is gone rather than shown beside a report it no longer matches.
+    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]
+    assert "timeline could not be drawn" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------- durations

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -31,6 +32,8 @@ from rich.text import Text
 
 __all__ = [
     "SCHEMA_VERSION",
+    "STATUS_LABELS",
+    "UNDO_WORDS",
     "DrillReport",
     "Mode",
     "PlanResult",
@@ -40,6 +43,7 @@ __all__ = [
     "Verdict",
     "format_duration",
     "load_report",
+    "plan_reasons",
     "render_junit",
     "render_markdown",
     "report_directory",
@@ -68,6 +72,8 @@ FAILING_STATUSES = frozenset({"failed", "halted", "timed_out", "interrupted"})
 CLEAN_UNDO = frozenset({"verified", "not_needed"})
 
 DASH = "—"
+
+log = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -126,6 +132,12 @@ class PlanResult(BaseModel):
     restore_point_seed: int | None = Field(None, description="Seed used to pick a random restore point")
     failover_started_at: UtcDatetime | None = None
     failover_completed_at: UtcDatetime | None = None
+    failover_ended_at: UtcDatetime | None = Field(
+        None, description="When the failover stage ended however it ended (completed, halted, timed out, failed)"
+    )
+    failover_details: str | None = Field(
+        None, description="VAO's planStateDetails when the failover completed (its warnings and errors)"
+    )
     rto_seconds: float | None = Field(None, description="Achieved recovery time")
     rto_target_seconds: float | None = Field(None, description="The plan's RTO target")
     rto_met: bool | None = None
@@ -233,6 +245,38 @@ def _fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else DASH
 
 
+#: Every status in words, with an icon so a status reads at a glance in Markdown, tables and terminals.
+STATUS_LABELS: dict[str, str] = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "halted": "🛑 halted",
+    "skipped": "⏭️ skipped",
+    "timed_out": "⏱️ timed out",
+    "interrupted": "⚠️ interrupted",
+}
+UNDO_WORDS: dict[str, str] = {
+    "verified": "verified",
+    "not_needed": "not needed",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+#: Why a drill stopped early, for a reader who does not know the ``stopped`` codes.
+STOPPED_WORDS: dict[str, str] = {
+    "auth": "VAO refused the credentials mid-drill",
+    "unreachable": "VAO was unreachable for longer than give_up_after",
+    "signal": "stopped by a signal (Ctrl-C or SIGTERM)",
+    "cancelled": "the flow run was cancelled",
+}
+RESTORE_POINT_NOTE = (
+    "the date vaodrill asked VAO for, in VAO server time: VAO fails over to the nearest restore point at or "
+    f"before it ({DASH} when the plan never asked)"
+)
+
+
+def _status_word(status: str) -> str:
+    return status.replace("_", " ")
+
+
 def _fmt_rto(p: PlanResult) -> str:
     if p.rto_seconds is None and p.rto_target_seconds is None:
         return DASH
@@ -242,14 +286,22 @@ def _fmt_rto(p: PlanResult) -> str:
     return text
 
 
+def _asked_for_restore_point(p: PlanResult) -> bool:
+    """False for a plan that got no Run (skipped, refused): it never asked VAO for any restore point."""
+    return p.failover_started_at is not None or (p.status != "skipped" and p.undo != "not_needed")
+
+
 def _fmt_restore_point(p: PlanResult) -> str:
+    if not _asked_for_restore_point(p):
+        return DASH
     if p.restore_point and p.restore_point_rule:
         return f"{p.restore_point} ({p.restore_point_rule})"
     return p.restore_point or p.restore_point_rule or DASH
 
 
 def _fmt_undo(p: PlanResult, left: set[int]) -> str:
-    return f"{p.undo} — LEFT FAILED OVER" if id(p) in left else p.undo
+    word = UNDO_WORDS.get(p.undo, p.undo)
+    return f"{word.upper()} — left failed over" if id(p) in left else word
 
 
 def _left_ids(report: DrillReport) -> set[int]:
@@ -257,11 +309,34 @@ def _left_ids(report: DrillReport) -> set[int]:
     return {id(p) for p in report.left_failed_over}
 
 
-def _reasons(p: PlanResult) -> str:
-    parts = [p.reason] if p.reason else []
+_NESTED = re.compile(r"(?P<head>[^()]+?) \((?P<inner>.*)\)")
+
+
+def _without_plan(plan: str, text: str) -> str:
+    """The message minus repeats of the plan name, which every place showing it already names.
+
+    Drops ``<plan>: `` wherever a message part starts, then collapses ``halted (halted (x))`` to ``halted (x)``.
+    """
+    text = re.sub(r"(^|[(;]\s*)" + re.escape(plan) + r":\s*", r"\1", _line(text))
+    while (m := _NESTED.fullmatch(text)) and (m["inner"] == m["head"] or m["inner"].startswith(m["head"] + " ")):
+        text = m["inner"]
+    return text
+
+
+def _reason(p: PlanResult) -> str | None:
+    return _without_plan(p.plan, p.reason) if p.reason else None
+
+
+def plan_reasons(p: PlanResult) -> str:
+    """Why the plan and its undo ended as they did, one line, without repeating the plan's name."""
+    parts = [r] if (r := _reason(p)) else []
     if p.undo_reason:
-        parts.append(f"undo {p.undo}: {p.undo_reason}")
+        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_without_plan(p.plan, p.undo_reason)}")
     return "; ".join(parts)
+
+
+def _after(p: PlanResult) -> str:
+    return ", ".join(_line(a) for a in p.after) or DASH
 
 
 def table_rows(report: DrillReport) -> list[dict[str, str]]:
@@ -270,12 +345,15 @@ def table_rows(report: DrillReport) -> list[dict[str, str]]:
     return [
         {
             "plan": _line(p.plan),
-            "status": p.status,
-            "restore_point": _fmt_restore_point(p),
+            "status": STATUS_LABELS.get(p.status, p.status),
+            "after": _after(p),
+            "restore_point_requested": _fmt_restore_point(p),
             "failover_started_at": _fmt_time(p.failover_started_at),
+            "failover_completed_at": _fmt_time(p.failover_completed_at),
             "rto": _fmt_rto(p),
             "undo": _fmt_undo(p, left),
-            "reason": _line(_reasons(p)),
+            "vao_details": _line(p.failover_details) if p.failover_details else DASH,
+            "reason": _line(plan_reasons(p)),
         }
         for p in report.plans
     ]
@@ -298,9 +376,25 @@ def _md_url(url: str | None) -> str:
 
 
 def _counts_line(report: DrillReport) -> str:
-    parts = [f"{n} {status.replace('_', ' ')}" for status, n in report.counts.items() if n]
+    parts = [f"{n} {_status_word(status)}" for status, n in report.counts.items() if n]
     total = len(report.plans)
     return f"{total} plan{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def _md_details(p: PlanResult) -> str | None:
+    """One line of everything the table has no room for, or None when there is nothing to add."""
+    parts = []
+    if reason := _reason(p):
+        parts.append(_md(reason))
+    elif p.status != "passed":
+        parts.append("no reason given")
+    if p.failover_details:
+        parts.append(f"VAO: {_md(p.failover_details)}")
+    if p.undo_reason:
+        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_md(_without_plan(p.plan, p.undo_reason))}")
+    if not parts:
+        return None
+    return f"- **{_md(p.plan)}** ({STATUS_LABELS.get(p.status, p.status)}): {'; '.join(parts)}"
 
 
 def render_markdown(report: DrillReport) -> str:
@@ -319,8 +413,8 @@ def render_markdown(report: DrillReport) -> str:
             ">",
         ]
         for p in left:
-            detail = f" ({_md(p.undo_reason)})" if p.undo_reason else ""
-            out.append(f"> - **{_md(p.plan)}**: undo {p.undo}{detail}")
+            detail = f" ({_md(_without_plan(p.plan, p.undo_reason))})" if p.undo_reason else ""
+            out.append(f"> - **{_md(p.plan)}**: undo {UNDO_WORDS.get(p.undo, p.undo)}{detail}")
         out.append("")
 
     if report.mode == "failover":
@@ -341,6 +435,8 @@ def render_markdown(report: DrillReport) -> str:
     if report.flow_run_url:
         out.append(f"- **Flow run:** {_md_url(report.flow_run_url)}")
     out.append(f"- **Plans:** {_counts_line(report)}")
+    if report.stopped:
+        out.append(f"- **Stopped early:** {STOPPED_WORDS.get(report.stopped, report.stopped)}")
     if report.reason:
         out.append(f"- **Reason:** {_md(report.reason)}")
     out.append("")
@@ -348,33 +444,31 @@ def render_markdown(report: DrillReport) -> str:
     out += ["## Plans", ""]
     if report.plans:
         out += [
-            "| Plan | Status | Restore point (VAO server time) | Failover started | RTO achieved / target | Undo |",
-            "|---|---|---|---|---|---|",
+            "| Plan | Status | After | Restore point requested¹ | Failover started | Failover completed "
+            "| RTO achieved / target | Undo |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for p in report.plans:
             undo = _fmt_undo(p, left_ids)
             cells = [
                 _md(p.plan),
-                p.status,
+                STATUS_LABELS.get(p.status, p.status),
+                _md(_after(p)),
                 _md(_fmt_restore_point(p)),
                 _fmt_time(p.failover_started_at),
+                _fmt_time(p.failover_completed_at),
                 _fmt_rto(p),
                 f"**{undo}**" if id(p) in left_ids else undo,
             ]
             out.append("| " + " | ".join(cells) + " |")
+        out += ["", f"¹ Restore point requested: {RESTORE_POINT_NOTE}."]
     else:
         out.append("_No plans were run._")
     out.append("")
 
-    details = [p for p in report.plans if p.status != "passed" or p.reason or p.undo_reason]
+    details = [line for p in report.plans if (line := _md_details(p))]
     if details:
-        out += ["## Reasons", ""]
-        for p in details:
-            line = f"- **{_md(p.plan)}** ({p.status}): {_md(p.reason) if p.reason else 'no reason given'}"
-            if p.undo_reason:
-                line += f"; undo {p.undo}: {_md(p.undo_reason)}"
-            out.append(line)
-        out.append("")
+        out += ["## Details", "", *details, ""]
     return "\n".join(out)
 
 
@@ -388,32 +482,34 @@ def _x(text: str) -> str:
     return _XML_ILLEGAL.sub("\ufffd", text)
 
 
-def _junit_details(p: PlanResult) -> str:
+def _junit_details(p: PlanResult, left: set[int]) -> str:
     lines = [
         f"plan: {p.plan}",
         f"id: {p.id or DASH}",
-        f"status: {p.status}",
-        f"restore point: {_fmt_restore_point(p)}",
+        f"status: {_status_word(p.status)}",
+        f"restore point requested: {_fmt_restore_point(p)}",
         f"failover started: {_fmt_time(p.failover_started_at)}",
         f"failover completed: {_fmt_time(p.failover_completed_at)}",
         f"RTO achieved / target: {_fmt_rto(p)}",
-        f"undo: {p.undo}" + (f" ({p.undo_reason})" if p.undo_reason else ""),
+        f"undo: {_fmt_undo(p, left)}",
     ]
     if p.after:
         lines.append(f"after: {', '.join(p.after)}")
-    if p.reason:
-        lines.append(f"reason: {p.reason}")
+    if p.failover_details:
+        lines.append(f"VAO details: {p.failover_details}")
+    if reasons := plan_reasons(p):
+        lines.append(f"reason: {reasons}")
     return _x("\n".join(lines))
 
 
 def _junit_outcome(p: PlanResult, left: set[int]) -> tuple[str, dict[str, str]] | None:
     """The child element (tag, attributes) marking a non-passing testcase, or None if it passed."""
     if p.status in FAILING_STATUSES:
-        return "failure", {"type": p.status, "message": _x(p.reason or p.status)}
+        return "failure", {"type": p.status, "message": _x(_reason(p) or _status_word(p.status))}
     if p.status == "skipped":
-        return "skipped", {"message": _x(p.reason or "skipped")}
+        return "skipped", {"message": _x(_reason(p) or "skipped")}
     if p.undo == "failed" or id(p) in left:
-        message = p.undo_reason or f"undo {p.undo}: plan left failed over"
+        message = _without_plan(p.plan, p.undo_reason) if p.undo_reason else f"undo {p.undo}: plan left failed over"
         return "failure", {"type": "cleanup", "message": _x(message)}
     return None
 
@@ -460,8 +556,8 @@ def render_junit(report: DrillReport) -> str:
             tag, attrs = outcome
             el = ET.SubElement(case, tag, attrs)
             if tag == "failure":
-                el.text = _x(_reasons(p) or p.status)
-        ET.SubElement(case, "system-out").text = _junit_details(p)
+                el.text = _x(plan_reasons(p) or _status_word(p.status))
+        ET.SubElement(case, "system-out").text = _junit_details(p, left)
 
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
@@ -489,6 +585,7 @@ _STATUS_STYLE = {
     "halted": "red",
     "timed_out": "red",
     "skipped": "dim",
+    "interrupted": "yellow",
 }
 _UNDO_STYLE = {"verified": "green", "not_needed": "dim", "failed": "bold red", "skipped": "yellow"}
 
@@ -497,14 +594,19 @@ def summary_table(report: DrillReport) -> Table:
     """A colored terminal table. Cells are :class:`Text`, so ``[`` in names is never read as markup."""
     left = _left_ids(report)
     ok = report.verdict == "passed"
+    caption = [f"run {_line(report.run_id)} · {report.mode} · {_counts_line(report)}"]
+    if report.stopped:
+        caption.append(f"stopped early: {STOPPED_WORDS.get(report.stopped, report.stopped)}")
+    caption.append(f"* {RESTORE_POINT_NOTE}")
     table = Table(
         title=Text.assemble(
             f"{_line(report.drill)} ",
             ("PASSED" if ok else "FAILED", "bold green" if ok else "bold red"),
         ),
-        caption=Text(f"run {_line(report.run_id)} · {report.mode} · {_counts_line(report)}"),
+        caption=Text("\n".join(caption)),
     )
-    for header in ("Plan", "Status", "Restore point", "Failover started", "RTO (achieved / target)", "Undo"):
+    for header in ("Plan", "Status", "Restore point requested*", "Failover started", "RTO (achieved / target)",
+                   "Undo"):
         table.add_column(header)
     table.add_column("Reason", overflow="fold")
     for p in report.plans:
@@ -512,12 +614,12 @@ def summary_table(report: DrillReport) -> Table:
         rto_style = "" if p.rto_met is None else ("green" if p.rto_met else "red")
         table.add_row(
             Text(_line(p.plan)),
-            Text(p.status, style=_STATUS_STYLE.get(p.status, "")),
+            Text(STATUS_LABELS.get(p.status, p.status), style=_STATUS_STYLE.get(p.status, "")),
             Text(_line(_fmt_restore_point(p))),
             Text(_fmt_time(p.failover_started_at)),
             Text(_fmt_rto(p), style=rto_style),
             Text(_fmt_undo(p, left), style=undo_style),
-            Text(_line(_reasons(p)), style="dim"),
+            Text(_line(plan_reasons(p)), style="dim"),
         )
     return table
 
@@ -533,6 +635,8 @@ class ReportFiles:
     json: Path
     markdown: Path
     junit: Path
+    #: None when the picture could not be drawn: a drawing bug must never cost the report itself.
+    timeline: Path | None
 
 
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
@@ -576,20 +680,28 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_reports(report: DrillReport, directory: Path) -> ReportFiles:
-    """Write report.json, report.md and junit.xml for one run; safe to call again for the same run.
+    """Write report.json, report.md, junit.xml and timeline.svg for one run; safe to call again for the same run.
 
     report.json is written last: it is the record of truth, so its presence means the set is complete.
     """
+    from vaodrill.timeline import render_svg  # here: the timeline module reads this one's model
+
     target = report_directory(report, directory)
     target.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(
-        directory=target,
-        json=target / "report.json",
-        markdown=target / "report.md",
-        junit=target / "junit.xml",
-    )
-    _atomic_write(files.markdown, render_markdown(report))
-    _atomic_write(files.junit, render_junit(report))
+    _atomic_write(target / "report.md", render_markdown(report))
+    _atomic_write(target / "junit.xml", render_junit(report))
+    timeline: Path | None = target / "timeline.svg"
+    try:
+        svg = render_svg(report)
+    except Exception:
+        log.exception("the drill timeline could not be drawn; the other reports are written")
+        timeline = None
+        with contextlib.suppress(FileNotFoundError):
+            (target / "timeline.svg").unlink()  # a picture of an earlier write of this run would mislead
+    else:
+        _atomic_write(target / "timeline.svg", svg)
+    files = ReportFiles(directory=target, json=target / "report.json", markdown=target / "report.md",
+                        junit=target / "junit.xml", timeline=timeline)
     _atomic_write(files.json, report_to_json(report))
     _fsync_dir(target)
     return files

@@ -28,6 +28,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from pydantic import BaseModel, Field
 
 from tasks.blocks import VaoServer
@@ -57,10 +58,34 @@ class DrillRequest(BaseModel):
 
 
 def _drill_run_name() -> str:
+    """``<drill name> · YYYY-MM-DD HH:MM:SSZ``: runs of different drills, and two runs a minute apart, differ."""
     request = flow_run.parameters.get("request") or {}
     drill_file = request.get("drill_file") if isinstance(request, dict) else getattr(request, "drill_file", None)
-    name = Path(str(drill_file or "drill")).stem
-    return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm')}Z"
+    try:
+        name = load_spec(str(drill_file)).name
+    except Exception:  # the run itself reports a bad spec; its name needs none
+        name = Path(str(drill_file or "drill")).stem
+    return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
+
+
+def outcome_message(report: DrillReport) -> str:
+    """The cause first, readable in the UI's first 100 characters: ``FAILED: App Tier halted; Web Tier skipped``."""
+    if report.verdict == "passed":
+        return f"PASSED: {len(report.plans)} plans failed over and undone"
+    words = {"halted": "halted", "timed_out": "timed out", "failed": "failed", "interrupted": "interrupted",
+             "skipped": "skipped"}
+    parts = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_short(p.reason)})" if p.status != "skipped"
+                                                            and p.reason else "")
+             for p in report.plans if p.status != "passed"]
+    left = [p.plan for p in report.left_failed_over]
+    head = f"LEFT FAILED OVER: {', '.join(left)}; " if left else ""
+    stopped = f"stopped ({report.stopped}): " if report.stopped else ""
+    return f"FAILED: {head}{stopped}{'; '.join(parts) or report.reason or 'see the report'}"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 #: Settings handed in by the CLI of this process (never through the environment, where children would see them).
@@ -143,11 +168,18 @@ class PrefectObserver(Observer):
             payload: dict[str, Any] = {"run_id": t.run_id, "phase": t.new.value, "reason": run.reason}
             if t.new is Phase.FAILING_OVER:
                 payload.update(restore_point=run.target.restore_point, confirmed=run.confirmed)
+            labels: dict[str, str] = {}
             if t.new is Phase.FAILED_OVER:
-                payload["details"] = run.details
+                rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at \
+                    else None
+                target = run.target.rto_target_seconds
+                met = None if rto is None or target is None else rto <= target
+                payload.update(details=run.details, rto_seconds=rto, rto_target_seconds=target, rto_met=met)
+                if met is not None:
+                    labels["vaodrill.rto_met"] = "true" if met else "false"
             if t.new in (Phase.CLEAN, Phase.LEFT_FAILED_OVER):
                 payload.update(status=run.undo, reason=run.undo_reason)
-            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload)
+            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels)
         if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
             self.finished += 1
             update = asyncio.ensure_future(aupdate_progress_artifact(
@@ -166,9 +198,12 @@ class PrefectObserver(Observer):
                                         description=f"DR drill {report.drill}: {report.verdict}")
         await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
                                      description=f"Plans of drill {report.drill}")
-        _emit("vaodrill.drill.completed", report.drill, self.settings, labels={"vaodrill.verdict": report.verdict},
+        left = [p.plan for p in report.left_failed_over]
+        _emit("vaodrill.drill.completed", report.drill, self.settings,
+              labels={"vaodrill.verdict": report.verdict, "vaodrill.left_failed_over": "true" if left else "false"},
               payload={"run_id": report.run_id, "verdict": report.verdict, "reason": report.reason,
-                       "stopped": report.stopped, "left_failed_over": [p.plan for p in report.left_failed_over]})
+                       "message": outcome_message(report), "stopped": report.stopped, "left_failed_over": left,
+                       "rto_missed": [p.plan for p in report.plans if p.rto_met is False]})
         if report.left_failed_over:
             self.logger.critical("PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
                                  ", ".join(p.plan for p in report.left_failed_over), report.run_id)
@@ -239,30 +274,42 @@ async def _recover(journal: Any, settings: ConnectionSettings, logger: Any) -> N
 @flow(name="dr-drill", flow_run_name=_drill_run_name, log_prints=False, retries=0,
       on_cancellation=[undo_after_cancellation],
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
-async def dr_drill(request: DrillRequest) -> dict[str, Any]:
-    """Run the drill spec in ``request.drill_file``; fails the flow run unless the verdict is passed."""
+async def dr_drill(request: DrillRequest) -> Any:
+    """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed."""
     spec = load_spec(request.drill_file)
     settings = await connection_settings(request.vao_block)
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
                              report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()))
-    if report.verdict != "passed":
-        raise DrillError(f"drill {spec.name} failed: {report.reason}")
-    return report.model_dump(mode="json")
+    return await finish(report)
+
+
+async def finish(report: DrillReport) -> Any:
+    """The flow run's end: tags for the drill and verdict, and a Failed state (not a traceback) for a failed drill."""
+    logger = get_run_logger()
+    message = outcome_message(report)
+    with contextlib.suppress(Exception):  # tags are a convenience; never fail a finished drill over them
+        async with get_client() as client:
+            run = await client.read_flow_run(UUID(str(flow_run.id)))
+            tags = sorted({*run.tags, f"drill:{report.drill}", f"verdict:{report.verdict}"})
+            await client.update_flow_run(run.id, tags=tags)
+    if report.verdict == "passed":
+        logger.info("%s", message)
+        return report.model_dump(mode="json")
+    logger.error("%s", message)
+    return Failed(message=message, data=report.model_dump(mode="json"))
 
 
 @flow(name="failover-plan", flow_run_name="{mode} · {plan}", log_prints=False,
       description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.")
 async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill", restore_point: str = "latest",
                         vao_block: str | None = None, report_dir: str | None = "reports",
-                        run_id: str | None = None) -> dict[str, Any]:
+                        run_id: str | None = None) -> Any:
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
                                      "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})
     settings = await connection_settings(vao_block)
     report = await run_drill(spec, settings, run_id=run_id or str(flow_run.id), now=None, report_dir=report_dir)
-    if report.verdict != "passed":
-        raise DrillError(f"{mode} of {plan} failed: {report.reason}")
-    return report.model_dump(mode="json")
+    return await finish(report)
 
 
 @flow(name="recover-drill", flow_run_name="recover · {flow_run_id}", log_prints=False,

@@ -23,7 +23,7 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, run_drill
+from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
 from vaodrill.drill import build_targets
 from vaodrill.errors import DrillError
 from vaodrill.spec import load_spec
@@ -71,7 +71,7 @@ async def _refuse_if_another_active() -> None:
 
 @flow(name="real-failover", flow_run_name=_failover_run_name, log_prints=False,
       description="Real DR failover of a DAG of VAO plans, after typed human approval; no undo.")
-async def real_failover(request: FailoverRequest) -> dict[str, Any]:
+async def real_failover(request: FailoverRequest) -> Any:
     """Show what would fail over, pause for approval, then run the spec in failover mode."""
     logger = get_run_logger()
     spec = load_spec(request.drill_file)
@@ -100,6 +100,4 @@ async def real_failover(request: FailoverRequest) -> dict[str, Any]:
           payload={"approver": approval.approver, "change_ticket": approval.change_ticket})
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=reference,
                              report_dir=request.report_dir)
-    if report.verdict != "passed":
-        raise DrillError(f"failover {spec.name} failed: {report.reason}")
-    return report.model_dump(mode="json")
+    return await finish(report)

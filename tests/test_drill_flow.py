@@ -225,25 +225,24 @@ async def test_failover_mode_sends_no_undo(sim: Sim, tmp_path: Path, monkeypatch
     assert sim.plans()["Core Network"]["planState"] == "Failover"
 
 
-async def test_flow_retry_never_sends_a_second_run(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A failed drill retried by Prefect resumes from its journal: no plan gets a second Run."""
-    from flows.drill import dr_drill
-
+async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A failed drill is a normal outcome (a Failed state with its cause, not an exception to retry); running it
+    again under the same run id resumes from the journal: no plan gets a second Run."""
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
-    retrying = dr_drill.with_options(retries=1, retry_delay_seconds=0)
-    state, _ = await run_drill_flow(sim, tmp_path / "a", monkeypatch, spec, flow=retrying)
-    assert state.is_failed()
+    state, first = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed() and state.message.startswith("FAILED: Legacy ERP failed (precondition")
+    run_id = first.run_id
+    state, again = await run_drill_flow(sim, tmp_path, monkeypatch, spec, run_id=run_id)
+    assert state.is_failed() and by_name(again)["Core Network"].status == "passed"
+    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1  # Core Network once; ERP never
+    assert len(sim.posts("Undo")) == 1
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        assert (await client.read_flow_run(state.state_details.flow_run_id)).run_count == 2  # it did retry
-    runs = sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")
-    assert len(runs) == 1  # Core Network once, across both attempts; Legacy ERP never
-    assert len(sim.posts("Undo")) == 1
-    # and a rerun with the same run id is also a no-op for the Run
-    run_id = str(state.state_details.flow_run_id)
-    await run_drill_flow(sim, tmp_path / "a", monkeypatch, spec, run_id=run_id)
-    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert {"drill:test-drill", "verdict:failed"} <= set(run.tags)
+    assert run.name.startswith("test-drill · ")
 
 
 async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

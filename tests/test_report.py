@@ -192,6 +192,103 @@ def test_markdown_escapes_table_breaking_text() -> None:
     assert all(line.count("|") - line.count("\\|") == 9 for line in md.splitlines() if line.startswith("| "))
 
 
+def test_restore_point_is_shown_only_for_plans_that_asked_for_one() -> None:
+    report = drill(
+        plan("ran"),
+        plan("skipped", status="skipped", undo="not_needed", failover_started_at=None),
+        plan("refused", status="failed", reason="precondition: plan is Disabled", undo="not_needed",
+             failover_started_at=None, failover_completed_at=None),
+        # The Run was sent but its answer was an error: the request named a restore point.
+        plan("run refused", status="failed", reason="Run refused: 500", undo="verified", failover_started_at=None),
+        plan("real failover, not started", status="skipped", undo="not_needed", failover_started_at=None),
+    )  # fmt: skip
+    shown = {r["plan"]: r["restore_point_requested"] for r in table_rows(report)}
+    assert shown == {
+        "ran": "2024-05-01 06:00:00 (ago 6h)",
+        "skipped": "—",
+        "refused": "—",
+        "run refused": "2024-05-01 06:00:00 (ago 6h)",
+        "real failover, not started": "—",
+    }
+    md = render_markdown(report)
+    assert "| refused | ❌ failed | — | — | — | — |" in md
+    assert "Restore point requested¹" in md and "nearest restore point at or before it" in md
+    junit = ET.fromstring(render_junit(report))
+    out = junit.find(".//testcase[@name='skipped']/system-out")
+    assert out is not None and "restore point requested: —" in (out.text or "")
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("App Tier: halted (App Tier: halted (step 2 of 5: VM not found))", "halted (step 2 of 5: VM not found)"),
+        ("App Tier: timed out after 2h", "timed out after 2h"),
+        ("halted (App Tier: no details)", "halted (no details)"),
+        ("dependency 'App Tier' ended halted", "dependency 'App Tier' ended halted"),  # a name, not a repeat
+        ("App Tiers: other plan", "App Tiers: other plan"),
+        ("run (running late)", "run (running late)"),
+    ],
+)
+def test_reasons_do_not_repeat_the_plan_name(reason: str, shown: str) -> None:
+    report = drill(plan("App Tier", status="halted", reason=reason, undo="verified"))
+    assert table_rows(report)[0]["reason"] == shown
+    assert f"- **App Tier** (🛑 halted): {shown}" in render_markdown(report).replace("\\", "")
+    failure = ET.fromstring(render_junit(report)).find(".//failure")
+    assert failure is not None and failure.get("message") == shown
+
+
+def test_undo_reason_and_left_failed_over_warning_drop_the_plan_name_too() -> None:
+    report = drill(plan("SQL Tier", undo="failed", undo_reason="SQL Tier: cannot undo from Failback"))
+    assert table_rows(report)[0]["reason"] == "undo failed: cannot undo from Failback"
+    assert "> - **SQL Tier**: undo failed (cannot undo from Failback)" in render_markdown(report)
+
+
+def test_every_status_has_an_icon_everywhere() -> None:
+    statuses = ["passed", "failed", "halted", "skipped", "timed_out", "interrupted"]
+    report = drill(*(plan(f"p{i}", status=s, undo="verified") for i, s in enumerate(statuses)))
+    icons = ["✅ passed", "❌ failed", "🛑 halted", "⏭️ skipped", "⏱️ timed out", "⚠️ interrupted"]
+    assert [r["status"] for r in table_rows(report)] == icons
+    md = render_markdown(report)
+    assert all(f"| p{i} | {icon} |" in md for i, icon in enumerate(icons))
+    console = Console(record=True, width=300, color_system=None)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert all(icon in text for icon in icons)
+    assert "timed_out" not in md + text and "not_needed" not in md + text
+
+
+def test_markdown_has_completion_dependencies_vao_details_and_why_the_drill_stopped() -> None:
+    report = drill(
+        plan("Core Network", failover_details="Complete, no errors, 1 warning"),
+        plan("SQL Tier", after=["Core Network"], status="interrupted", reason="interrupted: signal",
+             failover_completed_at=None, rto_seconds=None, rto_met=None, undo="verified"),
+        verdict="failed", stopped="signal",
+    )  # fmt: skip
+    md = render_markdown(report)
+    assert "| Failover completed |" in md.splitlines()[md.splitlines().index("## Plans") + 2]
+    assert "| Core Network | ✅ passed | — | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | " \
+        "2024-05-01 12:04:12 UTC |" in md
+    assert "| SQL Tier | ⚠️ interrupted | Core Network |" in md
+    assert "- **Core Network** (✅ passed): VAO: Complete, no errors, 1 warning" in md
+    assert "- **SQL Tier** (⚠️ interrupted): interrupted: signal" in md
+    assert "- **Stopped early:** stopped by a signal (Ctrl-C or SIGTERM)" in md
+    assert "Stopped early" not in render_markdown(report.model_copy(update={"stopped": None}))
+    junit = ET.fromstring(render_junit(report)).find(".//testcase[@name='Core Network']/system-out")
+    assert junit is not None and "VAO details: Complete, no errors, 1 warning" in (junit.text or "")
+    assert table_rows(report)[0]["vao_details"] == "Complete, no errors, 1 warning"
+
+
+def test_new_fields_round_trip_and_older_v1_reports_still_load() -> None:
+    report = drill(plan(failover_details="Complete, 1 warning", failover_ended_at=T0 + timedelta(seconds=252)),
+                   stopped="auth")
+    assert report_from_json(report_to_json(report)) == report
+    old = json.loads(report_to_json(mixed()))
+    del old["stopped"]
+    for p in old["plans"]:
+        del p["failover_details"], p["failover_ended_at"]
+    assert report_from_json(json.dumps(old)) == mixed()
+
+
 # -------------------------------------------------------------------------------------------- JUnit
 
 

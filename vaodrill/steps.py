@@ -155,6 +155,8 @@ class PlanMonitor:
         try:
             seen = self._version
             while True:
+                if self.fatal is not None:  # e.g. credentials refused: no reading will come
+                    raise self.fatal
                 async with self._changed:
                     while self._version <= seen:
                         await self._changed.wait()

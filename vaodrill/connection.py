@@ -144,22 +144,6 @@ class ConnectionSettings(BaseModel):
             raise VaoUsageError(f"VAO settings from the environment: {where + ': ' if where else ''}"
                                 f"{one_line(error['msg'], 200)}") from None
 
-    def to_env(self) -> dict[str, str]:
-        """The ``VAO_*`` variables that reproduce these settings (for a child process)."""
-        env = {"VAO_URL": self.url, "VAO_USERNAME": self.username,
-               "VAO_PASSWORD": self.password.get_secret_value(), "VAO_TIMEZONE": self.server_timezone,
-               "VAO_VERIFY_TLS": "true" if self.verify_tls else "false"}
-        if self.client_id and self.client_secret:
-            env["VAO_CLIENT_ID"] = self.client_id
-            env["VAO_CLIENT_SECRET"] = self.client_secret.get_secret_value()
-        if self.allow_insecure_http:
-            env["VAO_ALLOW_INSECURE_HTTP"] = "true"
-        if self.ca_bundle:
-            env["VAO_CA_BUNDLE"] = self.ca_bundle
-        if self.simulated:
-            env["VAODRILL_SIMULATED"] = "1"
-        return env
-
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     value = env.get(name)

@@ -400,6 +400,17 @@ def test_write_reports_keeps_hostile_names_inside_the_directory(tmp_path: Path) 
     assert files.directory.parent.name == "etc"
 
 
+def test_text_utf8_cannot_carry_still_gives_every_report_file(tmp_path: Path) -> None:
+    # A server's JSON can carry "\\ud800", which Python decodes to a lone surrogate.
+    report = drill(plan("x", status="failed", reason="bad \ud800 answer", undo="verified"))
+    files = write_reports(report, tmp_path)
+    assert sorted(os.listdir(files.directory)) == REPORT_FILES
+    assert load_report(files.json).plans[0].reason == "bad ? answer"
+    ET.parse(files.junit)
+    assert files.timeline is not None
+    ET.parse(files.timeline)
+
+
 def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     report = mixed()
     files = write_reports(report, tmp_path)

@@ -658,7 +658,8 @@ def _atomic_write(path: Path, text: str) -> None:
     """Write through a temp file in the same directory, fsync, then rename: readers see all or nothing."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        # errors="replace": a lone surrogate (a server's JSON may carry "\ud800") must not cost the report.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="replace", newline="\n") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -3,13 +3,21 @@ plans that decided the drill's end, RTO targets where they fall, and server text
 
 from __future__ import annotations
 
+import itertools
 import re
+import textwrap
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
+from tests.conftest import Sim
+from vaodrill.connection import ConnectionSettings
+from vaodrill.drill import Drill
 from vaodrill.report import DrillReport, PlanResult
+from vaodrill.spec import load_spec
 from vaodrill.timeline import PLOT_W, PLOT_X, critical_path, render_svg
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -235,3 +243,38 @@ def test_long_names_are_cut_with_the_full_name_kept_in_the_tooltip() -> None:
     assert label is not None and label.text is not None
     assert label.text.endswith("…") and len(label.text) <= 30 and name.startswith(label.text[:-1])
     assert name in (row(root, name).find(f"{NS}title").text or "")  # type: ignore[union-attr]
+
+
+async def test_timeline_of_a_real_drill_on_the_simulator(sim: Sim, tmp_path: Path) -> None:
+    spec = tmp_path / "drill.yaml"
+    spec.write_text(textwrap.dedent("""\
+        name: timeline-test
+        mode: drill
+        poll_interval: 0.05s
+        plans:
+          - plan: Core Network
+          - plan: Active Directory
+            after: [Core Network]
+          - plan: SQL Tier
+            after: [Active Directory]
+          - plan: App Tier
+            after: [SQL Tier]
+          - plan: Reporting
+            after: [SQL Tier]
+        """))
+    settings = ConnectionSettings(url=sim.url, username="demo", password=SecretStr("demo"), simulated=True)
+    report = await Drill(load_spec(spec), settings, run_id="timeline-1", report_dir=tmp_path / "reports").run()
+    assert report.verdict == "passed", report.reason
+
+    (picture,) = (tmp_path / "reports").rglob("timeline.svg")
+    root = ET.parse(picture).getroot()
+    assert [g.get("data-plan") for g in rows(root)] == [p.plan for p in report.plans]
+    path = [report.plans[i] for i in critical_path(report)]
+    last = max(report.plans, key=lambda p: p.failover_completed_at or T0)
+    assert path[0].plan == "Core Network" and path[-1] is last
+    assert all(a.plan in b.after for a, b in itertools.pairwise(path))
+    assert {g.get("data-plan") for g in rows(root) if g.get("data-critical") == "true"} == {p.plan for p in path}
+    for g in rows(root):
+        bar = g.find(f"{NS}rect[@class='failover']")
+        assert bar is not None and PLOT_X <= float(bar.get("x", "")) <= PLOT_X + PLOT_W
+        assert g.find(f"{NS}rect[@class='undo']") is not None  # every plan was put back and verified

@@ -275,32 +275,35 @@ def _edges(svg: ET.Element, report: DrillReport, scale: _Scale, on_path: list[in
                 data_from=_text(dep.plan), data_to=_text(p.plan))
 
 
-def _legend(svg: ET.Element, y: float) -> None:
+def _legend(svg: ET.Element, y: float) -> float:
+    """The key, wrapped to the picture's width; returns the baseline of its last line."""
     group = _el(svg, "g", class_="legend", font_size=11, fill="#1b2631")
-    items: list[tuple[str, float, dict[str, object]]] = [
-        (status.replace("_", " "), 12, {"fill": colour}) for status, colour in STATUS_COLOURS.items()
+    bar = {"width": 16, "height": 12, "y": -6}
+    thin = {"width": 16, "height": 8, "y": -4}
+    items: list[tuple[str, str, dict[str, object]]] = [
+        (status.replace("_", " "), "rect", {**bar, "fill": colour}) for status, colour in STATUS_COLOURS.items()
         if status != "skipped"
     ]
     items += [
-        ("failed over until undo verified", 8, {"fill": UNDO_COLOUR}),
-        ("undo not verified", 8, {"fill": UNVERIFIED_COLOUR, "stroke": STATUS_COLOURS["failed"],
-                                  "stroke_dasharray": "3 2"}),
-        ("critical path", 12, {"fill": "#ffffff", "stroke": CRITICAL, "stroke_width": 3}),
+        ("failed over until undo verified", "rect", {**thin, "fill": UNDO_COLOUR}),
+        ("undo not verified", "rect", {**thin, "fill": UNVERIFIED_COLOUR, "stroke": STATUS_COLOURS["failed"],
+                                       "stroke_dasharray": "3 2"}),
+        ("critical path", "rect", {**bar, "fill": "#ffffff", "stroke": CRITICAL, "stroke_width": 3}),
+        ("RTO target", "line", {"x1": 8, "y1": -6, "x2": 8, "y2": 6, "stroke": "#17202a", "stroke_width": 2}),
+        ("RTO target beyond the axis", "path", {"d": "M4,-6 L11,0 L4,6 z", "fill": "#17202a"}),
+        ("waits for (dependency)", "path", {"d": "M0,0 L14,0", "stroke": EDGE, "stroke_width": 1.2,
+                                            "marker_end": "url(#arrow)"}),
     ]
     x = 16.0
-    for label, height, style in items:
-        width = 26 + 6.5 * len(label)
+    for label, tag, attrs in items:
+        width = 34 + 6 * len(label)
         if x + width > WIDTH - 16:
             x, y = 16.0, y + 20
-        _el(group, "rect", x=x, y=y - 6 - height / 2, width=16, height=height, **style)
+        key = _el(group, "g", transform=f"translate({_num(x)},{_num(y - 6)})")
+        _el(key, tag, **attrs)
         _el(group, "text", label, x=x + 22, y=y - 2)
         x += width
-    _el(group, "line", x1=x + 8, y1=y - 12, x2=x + 8, y2=y, stroke="#17202a", stroke_width=2)
-    _el(group, "text", "RTO target", x=x + 16, y=y - 2)
-    x += 90
-    _el(group, "path", d=f"M{_num(x)},{_num(y - 6)} L{_num(x + 24)},{_num(y - 6)}", stroke=EDGE,
-        stroke_width=1.2, marker_end="url(#arrow)")
-    _el(group, "text", "waits for (dependency)", x=x + 30, y=y - 2)
+    return y
 
 
 def render_svg(report: DrillReport) -> str:
@@ -309,14 +312,10 @@ def render_svg(report: DrillReport) -> str:
     on_path = critical_path(report)
     left = {id(p) for p in report.left_failed_over}
     rows = len(report.plans)
-    height = TOP + max(rows, 1) * ROW_H + 80
-    svg = ET.Element("svg", {
-        "xmlns": "http://www.w3.org/2000/svg", "width": str(WIDTH), "height": str(height),
-        "viewBox": f"0 0 {WIDTH} {height}", "font-family": FONT, "role": "img",
-    })
+    svg = ET.Element("svg", {"xmlns": "http://www.w3.org/2000/svg", "font-family": FONT, "role": "img"})
     _el(svg, "title", _text(f"Drill timeline of {report.drill}: {report.verdict}"))
     _defs(svg)
-    _el(svg, "rect", x=0, y=0, width=WIDTH, height=height, fill="#ffffff")
+    background = _el(svg, "rect", x=0, y=0, width=WIDTH, fill="#ffffff")
     for i in range(rows):
         if i % 2:
             _el(svg, "rect", x=8, y=TOP + i * ROW_H, width=WIDTH - 16, height=ROW_H, fill="#f4f6f7")
@@ -327,6 +326,8 @@ def render_svg(report: DrillReport) -> str:
     if not rows:
         _el(svg, "text", "No plans were run.", x=PLOT_X, y=TOP + ROW_H / 2 + 4, font_size=12, fill=MUTED)
     _edges(svg, report, scale, on_path)
-    _legend(svg, TOP + max(rows, 1) * ROW_H + 48)
+    height = round(_legend(svg, TOP + max(rows, 1) * ROW_H + 48) + 16)
+    background.set("height", str(height))
+    svg.attrib.update({"width": str(WIDTH), "height": str(height), "viewBox": f"0 0 {WIDTH} {height}"})
     ET.indent(svg)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(svg, encoding="unicode") + "\n"

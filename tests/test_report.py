@@ -402,7 +402,8 @@ def test_write_reports_keeps_hostile_names_inside_the_directory(tmp_path: Path) 
 
 def test_text_utf8_cannot_carry_still_gives_every_report_file(tmp_path: Path) -> None:
     # A server's JSON can carry "\\ud800", which Python decodes to a lone surrogate.
-    report = drill(plan("x", status="failed", reason="bad \ud800 answer", undo="verified"))
+    report = drill(plan("x\ud800", status="failed", reason="bad \ud800 answer", undo="verified"))
+    assert report.plans[0].plan == "x?"
     files = write_reports(report, tmp_path)
     assert sorted(os.listdir(files.directory)) == REPORT_FILES
     assert load_report(files.json).plans[0].reason == "bad ? answer"

@@ -2,8 +2,8 @@
 
 One data model (:class:`DrillReport`) and its writers: JSON (the documented, versioned public schema),
 Markdown (for humans and Prefect artifacts), JUnit XML (for Jenkins/GitLab), a flat table (Prefect table
-artifact) and a Rich table (terminal). Nothing here imports Prefect, so reports can be read and rendered
-anywhere.
+artifact), a Rich table (terminal) and the timeline picture (:mod:`vaodrill.timeline`). Nothing here imports
+Prefect, so reports can be read and rendered anywhere.
 
 The one thing a report must never hide is a plan left failed over after a drill: production may be
 running from the DR site. :attr:`DrillReport.left_failed_over` finds them and every writer shouts.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from rich.table import Table
 from rich.text import Text
 
@@ -109,6 +109,16 @@ def _strip_url_secrets(value: str | None) -> str | None:
 
 SafeUrl = Annotated[str | None, AfterValidator(_strip_url_secrets)]
 
+
+def _encodable(value: object) -> object:
+    """A lone surrogate (a server's JSON may carry "\\ud800") becomes "?": pydantic would refuse the name, and
+    with it the whole report, at the end of a drill."""
+    return value.encode("utf-8", "replace").decode("utf-8") if isinstance(value, str) else value
+
+
+#: A plan name as the server spelled it, minus what UTF-8 cannot carry.
+PlanName = Annotated[str, BeforeValidator(_encodable)]
+
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
 
@@ -120,7 +130,7 @@ class PlanResult(BaseModel):
 
     model_config = _CONFIG
 
-    plan: str = Field(min_length=1, description="Failover plan name")
+    plan: PlanName = Field(min_length=1, description="Failover plan name")
     id: str | None = Field(None, description="VAO plan id")
     status: PlanStatus
     reason: str | None = Field(None, description="Why the plan did not pass")

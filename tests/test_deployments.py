@@ -48,4 +48,5 @@ def test_example_automations_are_valid_prefect_automations() -> None:
     crashed = next(a for a in parsed if "prefect.flow-run.Crashed" in a.trigger.expect)
     assert [action.type for action in crashed.actions] == ["send-notification", "run-deployment"]
     events = {event for a in parsed for event in a.trigger.expect}
-    assert events == {"vaodrill.drill.completed", "vaodrill.undo.failed", "prefect.flow-run.Crashed"}
+    assert events == {"vaodrill.drill.completed", "vaodrill.undo.failed", "vaodrill.failover.completed",
+                      "prefect.flow-run.Crashed"}

@@ -133,6 +133,16 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     assert any_sim.posts("Undo") == dict.fromkeys(ids, 1)
     assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing",
                                            "clean"]
+    # no wait longer than the stage itself plus two poll intervals (0.05 s here) and HTTP slack
+    from datetime import datetime
+
+    for name, record in any_sim.plans().items():
+        stages = [st for st in record["stages"] if st["kind"] == "Failover"]
+        if stages:
+            took = (datetime.fromisoformat(stages[0]["ended_at"].replace("Z", "+00:00"))
+                    - datetime.fromisoformat(stages[0]["started_at"].replace("Z", "+00:00"))).total_seconds()
+            rto = by_name(report)[name].rto_seconds
+            assert rto is not None and rto <= took + 2 * 0.05 + 0.4, (name, took, rto)
     assert_all_clean(any_sim)
     journal = engine.journal.read()
     assert not journal.is_open and journal.may_be_failed_over() == []
@@ -246,13 +256,14 @@ async def test_a_plan_held_by_an_unclosed_run_names_that_run(sim: Sim, tmp_path:
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
 
 
-async def test_recover_undoes_what_a_killed_engine_left_failed_over(sim: Sim, tmp_path: Path) -> None:
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim, tmp_path: Path) -> None:
     """A real process running the engine is SIGKILLed after two Runs; the journal alone is enough to recover."""
     import os
     import signal
     import subprocess
 
-    sim.patch("Active Directory", never_finish=True)
+    any_sim.patch("Active Directory", never_finish=True)
     spec = write_spec(tmp_path)
     code = textwrap.dedent("""
         import asyncio, sys
@@ -263,11 +274,11 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(sim: Sim, tm
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)
-    child = subprocess.Popen([sys.executable, "-c", code, str(spec), sim.url, str(tmp_path / "reports")],
+    child = subprocess.Popen([sys.executable, "-c", code, str(spec), any_sim.url, str(tmp_path / "reports")],
                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
     try:
         for _ in range(600):
-            if len(sim.posts("Run")) == 2:
+            if len(any_sim.posts("Run")) == 2:
                 break
             assert child.poll() is None
             await asyncio.sleep(0.05)
@@ -276,15 +287,15 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(sim: Sim, tm
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-    assert sim.posts("Undo") == {}
+    assert any_sim.posts("Undo") == {}
     (journal,) = open_journals(tmp_path / "reports" / "journal")
     assert sorted(journal.may_be_failed_over()) == ["Active Directory", "Core Network"]
     recorder = Recorder()
-    recovery = await recover(journal, settings_for(sim), observers=[recorder])
+    recovery = await recover(journal, settings_for(any_sim), observers=[recorder])
     assert recovery.clean, [(p.name, p.outcome) for p in recovery.plans]
     assert {p.name: p.action for p in recovery.plans} == {"Core Network": "undo",
                                                           "Active Directory": "halt and undo"}
-    assert_all_clean(sim)
-    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert_all_clean(any_sim)
+    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
     assert open_journals(tmp_path / "reports" / "journal") == []
-    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2  # recovery never runs a plan
+    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2  # recovery never runs a plan

@@ -118,6 +118,7 @@ class PlanRun:
     started_at: datetime | None = None
     confirmed: bool = False
     completed_at: datetime | None = None
+    ended_at: datetime | None = None  # when the failover stage ended, however it ended
     details: str | None = None
     continues: int = 0
     undo: UndoStatus | None = None
@@ -147,7 +148,7 @@ class PlanRun:
         for key in ("phase", "outcome"):
             fields[key] = Phase(fields[key]) if fields.get(key) else None
         fields["phase"] = fields["phase"] or Phase.PENDING
-        for key in ("started_at", "completed_at", "undo_at"):
+        for key in ("started_at", "completed_at", "ended_at", "undo_at"):
             fields[key] = datetime.fromisoformat(fields[key]) if fields.get(key) else None
         return cls(target=PlanTarget(**raw_target), **fields)
 
@@ -250,6 +251,8 @@ class Ledger:
         run.phase = new
         if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED):
             run.outcome = new
+        if new in ENDINGS and run.started_at is not None and run.ended_at is None:
+            run.ended_at = changes.get("completed_at") or utcnow()
         for key, value in changes.items():
             setattr(run, key, value)
         self.journal.append("plan", plan=run.key, phase=new.value, record=run.to_json())
@@ -571,6 +574,7 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
         plan=target.name, id=target.id, status=status, reason=run.reason, after=list(target.after),
         restore_point=target.restore_point, restore_point_rule=target.rule, restore_point_seed=target.seed,
         failover_started_at=run.started_at, failover_completed_at=run.completed_at,
+        failover_ended_at=run.ended_at, failover_details=run.details,
         rto_seconds=rto, rto_target_seconds=target_s,
         rto_met=None if rto is None or target_s is None else rto <= target_s,
         undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at,

@@ -91,12 +91,12 @@ def tail(path: Path, lines: int = 40) -> str:
 
 @dataclass
 class Proc:
-    """A child in its own session, output in a log file; ``stop`` works from another process (pid + cmdline)."""
+    """A child in its own session, output in a log file; ``stop`` works from another process (pid + start time)."""
 
     name: str
     pid: int
     log: str
-    cmdline: str
+    started: int  # clock ticks after boot: with the pid, says it is still our process
 
     @classmethod
     def spawn(cls, name: str, argv: Sequence[str], *, env: dict[str, str], log: Path, cwd: Path = REPO) -> Proc:
@@ -104,15 +104,15 @@ class Proc:
             popen = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         _children.append(popen)
-        return cls(name, popen.pid, str(log), _cmdline(popen.pid))
+        return cls(name, popen.pid, str(log), _start_time(popen.pid))
 
     def alive(self) -> bool:
         """Running (not a zombie) and still the process we started (pids are reused)."""
         try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
+            stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             return False
-        return stat.rsplit(")", 1)[-1].split()[0] != "Z" and _cmdline(self.pid) == self.cmdline
+        return stat[0] != "Z" and int(stat[19]) == self.started
 
     def tree(self) -> list[int]:
         """This process and all its descendants (flow runs of a worker run in their own sessions)."""
@@ -148,7 +148,7 @@ class Proc:
 
 def stop_all(procs: Iterable[Proc], grace: float = 10.0) -> None:
     """SIGTERM to each group at once, then SIGKILL to whatever is left of each tree after ``grace``."""
-    trees = {proc.pid: {pid: _cmdline(pid) for pid in proc.tree()} for proc in procs if proc.alive()}
+    trees = {proc.pid: {pid: _start_time(pid) for pid in proc.tree()} for proc in procs if proc.alive()}
     live = [proc for proc in procs if proc.pid in trees]
     for proc in live:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -158,8 +158,8 @@ def stop_all(procs: Iterable[Proc], grace: float = 10.0) -> None:
         _reap()
         time.sleep(0.1)
     for proc in procs:
-        for pid, cmdline in trees.get(proc.pid, {}).items():
-            if _cmdline(pid) == cmdline:  # still the process we saw (pids are reused)
+        for pid, started in trees.get(proc.pid, {}).items():
+            if _start_time(pid) == started:  # still the process we saw (pids are reused)
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -177,11 +177,12 @@ def _reap() -> None:
             _children.remove(popen)
 
 
-def _cmdline(pid: int) -> str:
+def _start_time(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (0 when gone): a pid and its start time name one process."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return ""
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def wait_for(check: Any, *, timeout: float, what: str, proc: Proc | None = None, interval: float = 0.25) -> Any:
@@ -349,6 +350,7 @@ class Topology:
     servers: list[VaoServer] = field(default_factory=list)
     workers: list[Proc] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per bring-up step
 
     @property
     def journal_dir(self) -> Path:
@@ -518,14 +520,25 @@ class Topology:
         self.root.mkdir(parents=True, exist_ok=True)
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self.report_dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+
+        def lap(step: str) -> None:
+            self.timings[step] = round(time.monotonic() - started - sum(self.timings.values()), 1)
+
         try:
             database = await asyncio.to_thread(self.start_database)
+            lap("database")
             await asyncio.gather(asyncio.to_thread(self.start_server, database),
                                  asyncio.to_thread(self.start_simulators, scenarios))
+            lap("server+simulators")
             await self.configure()
-            await asyncio.to_thread(self.deploy, drills)
-            await self.create_automations()
-            await asyncio.to_thread(self.start_workers)
+
+            async def deploy() -> None:
+                await asyncio.to_thread(self.deploy, drills)
+                await self.create_automations()
+
+            await asyncio.gather(deploy(), asyncio.to_thread(self.start_workers))
+            lap("deploy+workers")
         except BaseException:
             self.down()
             raise
@@ -559,7 +572,8 @@ def _up(args: argparse.Namespace) -> int:
     started = time.monotonic()
     asyncio.run(topology.up([scenario] * args.servers, drills))
     ui = topology.api_url.removesuffix("/api")
-    print(f"up in {time.monotonic() - started:.0f}s: {root}\n"
+    steps = ", ".join(f"{step} {seconds:g}s" for step, seconds in topology.timings.items())
+    print(f"up in {time.monotonic() - started:.0f}s ({steps}): {root}\n"
           f"  Prefect API   export PREFECT_API_URL={topology.api_url}   (UI {ui})\n"
           f"  database      {topology.postgres.url if topology.postgres else settings.database}\n"
           f"  workers       {', '.join(w.name for w in topology.workers)} on pool {POOL} "

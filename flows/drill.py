@@ -8,7 +8,9 @@ Every decision about a plan is the engine's.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -35,11 +37,12 @@ from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import ENDINGS, Drill, Observer, Phase, Transition, recover
+from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
 from vaodrill.journal import Journal, JournalError, default_journal_dir
 from vaodrill.report import DrillReport, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
+from vaodrill.timeline import render_svg
 
 
 class DrillRequest(BaseModel):
@@ -157,6 +160,13 @@ class PrefectObserver(Observer):
     async def open(self, drill: str) -> None:
         self.artifact = await acreate_progress_artifact(0.0, description=f"Plans of drill {drill} that ended")
 
+    def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
+        self.logger.info("Drill %s (%s mode, run %s): %d plans on %s", drill, mode, run_id, len(runs), server)
+        for run in runs:
+            target = run.target
+            self.logger.info("  %s -> restore point %s (%s)%s", target.name, target.restore_point, target.rule,
+                             "".join(f"; {note}" for note in target.notes))
+
     def on_transition(self, t: Transition) -> None:
         run = t.run
         detail = run.reason or run.details or (f"restore point {run.target.restore_point}"
@@ -194,7 +204,7 @@ class PrefectObserver(Observer):
     async def on_report(self, report: DrillReport) -> None:
         key = f"drill-{report.drill}".lower()
         key = "".join(c if c.isalnum() or c == "-" else "-" for c in key)
-        await acreate_markdown_artifact(render_markdown(report), key=f"{key}-report",
+        await acreate_markdown_artifact(render_markdown(report) + _timeline_markdown(report), key=f"{key}-report",
                                         description=f"DR drill {report.drill}: {report.verdict}")
         await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
                                      description=f"Plans of drill {report.drill}")
@@ -209,6 +219,17 @@ class PrefectObserver(Observer):
                                  ", ".join(p.plan for p in report.left_failed_over), report.run_id)
         if self._updates:
             await asyncio.gather(*self._updates, return_exceptions=True)
+
+
+def _timeline_markdown(report: DrillReport) -> str:
+    """The timeline picture inline (a data URI): the report directory is not reachable from the Prefect UI."""
+    try:
+        svg = render_svg(report)
+    except Exception:  # a picture is never worth losing the report artifact
+        logging.getLogger("vaodrill.flows").exception("timeline not drawn")
+        return ""
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,

@@ -168,6 +168,9 @@ class Transition:
 class Observer:
     """Receives a drill's transitions and its report; must be quick and must not raise (errors are logged)."""
 
+    def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
+        """The drill resolved its plans and restore points and is about to start."""
+
     def on_transition(self, transition: Transition) -> None:
         """A plan record changed."""
 
@@ -377,6 +380,12 @@ class Drill:
             targets = build_targets(self.spec, plans, now=self.now or utcnow(),
                                     server_timezone=self.settings.server_timezone)
             self._open(targets)
+            for observer in self.ledger.observers:
+                try:
+                    observer.on_start(self.spec.name, self.run_id, self.spec.mode, self.settings.url,
+                                      [replace(r) for r in self.records.values()])
+                except Exception:
+                    log.exception("observer failed on the start")
             for other in open_journals(self.journal.path.parent):
                 if other.run_id != self.run_id:
                     for key in other.may_be_failed_over():

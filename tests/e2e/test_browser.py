@@ -171,6 +171,11 @@ async def test_flow_run_page_shows_the_drill(drill_run: FinishedRun, prefect_ser
                                         shot=shots["report-artifact"])
         await page.screenshot(shots["report-artifact"])
         assert "passed" in text.lower(), text[:3000]
+        # the drill timeline, embedded as an SVG data URI, is rendered by the UI (a decoded, sized image)
+        drawn = await page.call("Runtime.evaluate", returnByValue=True, expression=(
+            "Array.from(document.images).filter(i => i.src.startsWith('data:image/svg+xml') && i.complete"
+            " && i.naturalWidth > 100).length"))
+        assert drawn.get("result", {}).get("value", 0) >= 1, "the timeline image is not shown in the report artifact"
 
         # the report's "Flow run" link (flow_run.ui_url at run time) leads back to the run page
         link = await page.link_href(str(drill_run.flow_run_id))

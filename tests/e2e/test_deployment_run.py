@@ -26,7 +26,7 @@ async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server
         assert run.state.is_completed(), await run_summary(client, drill_run.flow_run_id)
         deployment = await client.read_deployment(run.deployment_id)
         assert deployment.name == "manual-drill"
-        assert run.name.startswith("demo · "), run.name  # flow_run_name=_drill_run_name
+        assert run.name.startswith(f"{DRILL} · "), run.name  # flow_run_name=_drill_run_name: the drill name
         print(f"\ndrill flow run {run.name!r} completed {drill_run.seconds:.1f}s after the trigger")
 
 
@@ -46,7 +46,7 @@ async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
     assert table.type == "table"
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert sorted(row["plan"] for row in rows) == sorted(DEMO_PLANS), rows
-    assert {row["status"] for row in rows} == {"passed"}, rows
+    assert {row["status"] for row in rows} == {"✅ passed"}, rows
 
 
 async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
@@ -75,7 +75,9 @@ async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
     assert sorted(e.resource["prefect.resource.name"] for e in started) == sorted(DEMO_PLANS)
     assert all(e.resource.id.startswith("vao.plan.") for e in started)
     assert all(e.resource.get("vaodrill.drill") == DRILL for e in started)
-    assert all(e.payload["posted"] for e in started), [e.payload for e in started]
+    assert all(e.payload["confirmed"] for e in started), [e.payload for e in started]
+    completed_plans = of("vaodrill.failover.completed")
+    assert all(e.payload["rto_met"] is True and e.resource["vaodrill.rto_met"] == "true" for e in completed_plans)
     assert len(of("vaodrill.failover.completed")) == len(DEMO_PLANS)
     assert len(of("vaodrill.undo.completed")) == len(DEMO_PLANS)
     assert of("vaodrill.undo.failed") == []

@@ -48,8 +48,8 @@ from vaodrill.timeline import render_svg
 class DrillRequest(BaseModel):
     """What to drill, against which VAO, and where the report goes (rendered as a form in the Prefect UI)."""
 
-    drill_file: str = Field("deployments/drills/demo.yaml", title="Drill file",
-                            description="Path of the drill spec (YAML), relative to the working directory")
+    drill_file: str | None = Field(None, title="Drill file",
+                                   description="Path of the drill spec (YAML), relative to the working directory")
     vao_block: str | None = Field(None, title="VAO server block",
                                   description="Name of a 'VAO Server' block; empty: the VAO_* environment variables")
     report_dir: str = Field("reports", title="Report directory")
@@ -297,11 +297,14 @@ async def _recover(journal: Any, settings: ConnectionSettings, logger: Any) -> N
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
 async def dr_drill(request: DrillRequest) -> Any:
     """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed."""
+    if not request.drill_file:
+        raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
     spec = load_spec(request.drill_file)
     settings = await connection_settings(request.vao_block)
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
                              report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()))
     return await finish(report)
+
 
 
 async def finish(report: DrillReport) -> Any:

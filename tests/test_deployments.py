@@ -12,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_served_deployments() -> None:
     from flows.deployments import deployments
 
+    assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
+        "drill_file": "deployments/drills/demo.yaml"}
+    real = {d.name: d for d in deployments("vao-prod")}
+    assert real["manual-drill"].parameters["request"] == {"vao_block": "vao-prod"}  # the form asks for the drill
     by_name = {d.name: d for d in deployments()}
     assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
     (schedule,) = by_name["app-stack-monthly"].schedules
@@ -30,8 +34,9 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
     for deployment in by_name.values():
         path, function = deployment["entrypoint"].split(":")
         assert f"def {function}(" in (ROOT / path).read_text()
-        if "request" in deployment.get("parameters", {}):
-            assert (ROOT / deployment["parameters"]["request"]["drill_file"]).is_file()
+        if drill := deployment.get("parameters", {}).get("request", {}).get("drill_file"):
+            assert (ROOT / drill).is_file()
+    assert "drill_file" not in by_name["manual-drill"]["parameters"]["request"]  # never the demo on prod
     assert by_name["app-stack-monthly"]["schedules"][0] == {
         "cron": "0 2 1-7 * 6", "day_or": False, "timezone": "Europe/Berlin", "slug": "first-saturday-berlin"}
     assert "concurrency_limit" not in by_name["real-failover"]

@@ -636,18 +636,35 @@ def demo(
 @app.command()
 def serve(
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
+    block: BlockName = None,
+    time_scale: Annotated[float, typer.Option(help="Simulator speed, when no VAO server is configured")] = 60.0,
 ) -> None:
-    """Serve the deployments of deployments/ (scheduled, manual and approval-gated) from this machine.
+    """Serve the deployments of deployments/ (scheduled, manual, approval-gated, recovery) from this machine.
 
-    Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`) and VAO settings for the runs
-    (a 'VAO Server' block named in the deployment, or VAO_* variables).
+    Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`). The runs reach VAO through the
+    'VAO Server' block named by --block, else the VAO_* variables; with neither, an embedded simulator is
+    started (demo scenario) so that every deployment's Quick Run works out of the box; against a real VAO the
+    manual drill asks for a drill file instead of defaulting to the demo.
 
     Examples:
       prefect server start --background && vaodrill serve
+      vaodrill serve --block vao-prod --limit 2
     """
     from flows.deployments import serve_all
 
-    serve_all(limit=limit)
+    if block or os.environ.get("VAO_URL"):
+        serve_all(limit=limit, block=block)
+        return
+    from vaodrill.simulator import create_app
+    from vaodrill.simulator.server import BackgroundServer
+
+    with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
+        err_console.print(f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "
+                          f"(demo scenario, time x{time_scale:g}) at {server.url}")
+        # not a secret: the simulator's demo account, for the flow runs this process starts
+        os.environ.update({"VAO_URL": server.url, "VAO_USERNAME": "demo", "VAO_PASSWORD": "demo",
+                           "VAODRILL_SIMULATED": "1"})
+        serve_all(limit=limit, simulated=True)
 
 
 def main() -> None:

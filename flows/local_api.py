@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -86,16 +86,24 @@ class LocalPrefectApi:
 
 
 @contextlib.contextmanager
-def prefect_api() -> Iterator[str | None]:
-    """The Prefect API to use: the configured one, else a temporary one started here (and stopped after)."""
+def prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[str | None]:
+    """The Prefect API to use: the configured one, else a temporary one started here (and stopped after).
+
+    ``meanwhile`` runs while the temporary API starts (e.g. the first read of the VAO server, so a wrong password
+    or URL is reported without waiting for Prefect).
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     if PREFECT_API_URL.value():
+        if meanwhile is not None:
+            meanwhile()
         yield None
         return
     api = LocalPrefectApi()
     api.start()
     try:
+        if meanwhile is not None:
+            meanwhile()
         api.wait_ready()
         with temporary_settings(updates={PREFECT_API_URL: api.url}):
             try:

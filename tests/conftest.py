@@ -17,12 +17,19 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.test_simulator_support import Api, FakeClock, app_for  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One PREFECT_HOME for the CLI runs that start their own temporary Prefect API (its database is created once)."""
+    return tmp_path_factory.mktemp("cli-prefect-home")
 
 
 @pytest.fixture(scope="session")

@@ -54,10 +54,9 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-@pytest.fixture(scope="module")
-def prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One PREFECT_HOME for these CLI runs (its database is created once, by the first run)."""
-    return tmp_path_factory.mktemp("prefect-home")
+@pytest.fixture
+def prefect_home(cli_prefect_home: Path) -> Path:
+    return cli_prefect_home
 
 
 def env_for(sim: Sim, prefect_home: Path, password: str = "demo") -> dict[str, str]:

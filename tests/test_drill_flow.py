@@ -1,5 +1,8 @@
 """End-to-end drills: the dr_drill flow under a real Prefect API against the simulator over loopback HTTP.
 
+The engine's own paths (halts, timeouts, failures, failover mode, max_parallel, faults) are tested without
+Prefect in test_engine.py and test_faults.py; these tests cover what the Prefect adapter adds.
+
 Every test reads the simulator's request log: one Run per started plan, one Undo per failed-over plan, no POST
 to a plan that fails its precondition, status reads that do not grow with the number of plans.
 """
@@ -136,72 +139,6 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     assert sim.posts("Run").keys() == sim.posts("Undo").keys()
 
 
-async def test_halted_plan_is_reported_and_undone(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sim.patch("SQL Tier", halt_at_step=2)
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
-    assert state.is_failed()
-    plans = by_name(report)
-    assert plans["SQL Tier"].status == "halted"
-    assert plans["SQL Tier"].undo == "verified"  # undone from Halted
-    assert {plans[n].status for n in ("App Tier", "Web Tier", "Reporting")} == {"skipped"}
-    assert sim.plans()["SQL Tier"]["planState"] == "Enabled"
-    assert all(count == 1 for count in sim.posts("Run").values())
-    assert len(sim.posts("Run")) == 3
-
-
-async def test_halt_policy_continues_a_bounded_number_of_times(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sim.patch("Core Network", halt_at_step=1)
-    spec = write_spec(tmp_path, "  - plan: Core Network\n    on_halt: {continue: RetryFailedStep, max: 2}\n")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_completed(), report.reason
-    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Continue")) == 1
-
-
-async def test_timeout_halts_then_undoes(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sim.patch("Active Directory", never_finish=True)
-    spec = write_spec(tmp_path, """
-  - plan: Core Network
-  - plan: Active Directory
-    after: [Core Network]
-    timeout: 1s
-  - plan: SQL Tier
-    after: [Active Directory]
-""")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed()
-    plans = by_name(report)
-    assert plans["Active Directory"].status == "timed_out"
-    assert plans["Active Directory"].undo == "verified"
-    assert plans["SQL Tier"].status == "skipped"
-    assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
-    assert sim.plans()["Active Directory"]["planState"] == "Enabled"
-
-
-async def test_failure_in_the_middle_keeps_independent_branches(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sim.patch("App Tier", errors=2)
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
-    assert state.is_failed()
-    plans = by_name(report)
-    assert plans["App Tier"].status == "failed" and "error" in plans["App Tier"].reason
-    assert plans["Web Tier"].status == "skipped"
-    assert plans["Reporting"].status == "passed"  # independent branch finished
-    assert all(plans[n].undo == "verified" for n in ("Core Network", "SQL Tier", "App Tier", "Reporting"))
-    assert all(r["planState"] == "Enabled" for r in sim.plans().values() if r["name"] != "Legacy ERP")
-
-
-async def test_cleanup_that_cannot_be_verified_fails_loudly(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    sim.patch("Core Network", fail_undo=True)
-    spec = write_spec(tmp_path, "  - plan: Core Network\n    timeout: 5s\n")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed()
-    assert report.plans[0].status == "passed" and report.plans[0].undo == "failed"
-    assert [p.plan for p in report.left_failed_over] == ["Core Network"]
-    assert "LEFT FAILED OVER" in report.reason
-
-
 async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from flows.drill import DrillRequest, dr_drill
 
@@ -214,15 +151,6 @@ async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, 
     assert state.is_failed() and "Mainframe" in (state.message or "")
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
     assert not (tmp_path / "r" / "journal").exists()  # nothing was done, so nothing to recover
-
-
-async def test_failover_mode_sends_no_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    spec = write_spec(tmp_path, "  - plan: Core Network\n", mode="failover")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_completed(), report.reason
-    assert report.plans[0].undo == "skipped"
-    assert sim.posts("Undo") == {}
-    assert sim.plans()["Core Network"]["planState"] == "Failover"
 
 
 async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
@@ -437,14 +365,3 @@ async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, mo
     assert len(sim.posts("Run")) == 1 and len(sim.posts("Undo")) == 1
 
 
-async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    independent = "".join(f"  - plan: {name}\n" for name in ("Core Network", "Active Directory", "SQL Tier",
-                                                              "App Tier", "Web Tier", "Reporting"))
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path, independent,
-                                                                                 max_parallel=2))
-    assert state.is_completed(), report.reason
-    spans = [(parse(s["started_at"]), parse(s["ended_at"])) for r in sim.plans().values()
-             for s in r["stages"] if s["kind"] == "Failover"]
-    assert len(spans) == 6
-    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
-    assert most == 2  # never more than two at once, and the cap was actually reached

@@ -299,3 +299,40 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
     assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
     assert open_journals(tmp_path / "reports" / "journal") == []
     assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2  # recovery never runs a plan
+
+
+async def test_failure_in_the_middle_keeps_independent_branches(sim: Sim, tmp_path: Path) -> None:
+    sim.patch("App Tier", errors=2)
+    report, _, _ = await drill(sim, tmp_path)
+    plans = by_name(report)
+    assert plans["App Tier"].status == "failed" and "error" in (plans["App Tier"].reason or "")
+    assert plans["Web Tier"].status == "skipped" and "App Tier" in (plans["Web Tier"].reason or "")
+    assert plans["Reporting"].status == "passed"  # the independent branch finished
+    assert all(plans[n].undo == "verified" for n in ("Core Network", "SQL Tier", "App Tier", "Reporting"))
+    assert_all_clean(sim)
+
+
+async def test_failover_mode_sends_no_undo_and_closes_its_journal(sim: Sim, tmp_path: Path) -> None:
+    report, _, engine = await drill(sim, tmp_path, "  - plan: Core Network\n", mode="failover")
+    assert report.verdict == "passed" and report.plans[0].undo == "skipped"
+    assert sim.posts("Undo") == {}
+    assert sim.plans()["Core Network"]["planState"] == "Failover"
+    assert not engine.journal.read().is_open  # a real failover is meant to stay failed over
+
+
+async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    independent = "".join(f"  - plan: {name}\n" for name in ("Core Network", "Active Directory", "SQL Tier",
+                                                              "App Tier", "Web Tier", "Reporting"))
+    report, _, _ = await drill(sim, tmp_path, independent, max_parallel=2)
+    assert report.verdict == "passed", report.reason
+
+    def parse(ts: str) -> datetime:
+        return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+    spans = [(parse(st["started_at"]), parse(st["ended_at"])) for r in sim.plans().values()
+             for st in r["stages"] if st["kind"] == "Failover"]
+    assert len(spans) == 6
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most == 2  # never more than two at once, and the cap was actually reached

@@ -481,7 +481,11 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, ru
         finally:
             signals.release()
 
-    with LiveView(console) as view, local_settings(settings), prefect_api():
+    def preflight() -> None:
+        """The server answers and takes our credentials: else exit 2 at once, before any Prefect run exists."""
+        asyncio.run(_list_plans(settings))
+
+    with LiveView(console) as view, local_settings(settings), prefect_api(meanwhile=preflight):
         try:
             state = asyncio.run(main())
         except asyncio.CancelledError:

@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -295,6 +296,11 @@ def write_drill(path: Path, name: str, plans: Sequence[str], *, chains: int = 4,
     return path
 
 
+def limit_name(host: str) -> str:
+    """The write limit of a VAO server host, spelled as ``tasks.vao.write_gate`` spells it."""
+    return LIMIT_PREFIX + re.sub(r"[^A-Za-z0-9.-]+", "-", host)
+
+
 # -- the topology ---------------------------------------------------------------------------------------------
 
 
@@ -313,7 +319,7 @@ class VaoServer:
 
     @property
     def limit(self) -> str:
-        return f"{LIMIT_PREFIX}{self.host}"
+        return limit_name(self.host)
 
 
 @dataclass
@@ -334,6 +340,9 @@ class Settings:
     heartbeat: int = 30  # PREFECT_FLOWS_HEARTBEAT_FREQUENCY (Prefect's minimum is 30)
     zombie_after: int = 60  # no heartbeat for this long: the run is marked Crashed
     worker_poll: float = 2.0  # PREFECT_WORKER_QUERY_SECONDS (default 10)
+    #: Longest wait before asking again for a full write limit's slot (Prefect's default 30 s, scaled down from
+    #: the limit's average occupancy, starts at 2 s): a POST holds its slot well under a second.
+    slot_wait: float = 1.0
     time_scale: float = 60.0  # of the simulators
     ui: bool = True
 
@@ -404,7 +413,8 @@ class Topology:
         self.api_url = f"http://127.0.0.1:{port}/api"
         env = clean_env(PREFECT_HOME=str(home), PREFECT_API_DATABASE_CONNECTION_URL=database_url,
                         PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED=str(self.settings.ui).lower(),
-                        PREFECT_SERVER_UI_API_URL=self.api_url)
+                        PREFECT_SERVER_UI_API_URL=self.api_url,
+                        PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS=f"{self.settings.slot_wait:g}")
         argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
         self.server = Proc.spawn("prefect server", argv, env=env, log=self.root / "server.log", cwd=self.root)
         self.save()
@@ -427,25 +437,32 @@ class Topology:
                      what=f"the simulator on {server.url}", proc=server.proc)
 
     async def configure(self) -> None:
-        """Work pool, one block and one write limit per VAO server (idempotent)."""
-        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
-        from prefect.exceptions import ObjectAlreadyExists
-        from prefect.workers.process import ProcessWorker
+        """Work pool, one block and one write limit per VAO server of this topology (idempotent)."""
         from pydantic import SecretStr
 
         from tasks.blocks import VaoServer as VaoServerBlock
+
+        await self.create_pool_and_limits([s.host for s in self.servers])
+        async with self.client() as client:
+            for server in self.servers:
+                block = VaoServerBlock(url=server.url, username=SIM_USER, password=SecretStr(SIM_PASSWORD),
+                                       server_timezone="UTC")
+                await block.asave(server.block, overwrite=True, client=client)
+
+    async def create_pool_and_limits(self, hosts: Iterable[str]) -> None:
+        """The process work pool and ``vao-writes-<host>`` for each VAO server host (existing ones are kept)."""
+        from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, WorkPoolCreate
+        from prefect.exceptions import ObjectAlreadyExists
+        from prefect.workers.process import ProcessWorker
 
         async with self.client() as client:
             with contextlib.suppress(ObjectAlreadyExists):
                 await client.create_work_pool(WorkPoolCreate(
                     name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
-            for server in self.servers:
-                block = VaoServerBlock(url=server.url, username=SIM_USER, password=SecretStr(SIM_PASSWORD),
-                                       server_timezone="UTC")
-                await block.asave(server.block, overwrite=True, client=client)
+            for host in hosts:
                 with contextlib.suppress(ObjectAlreadyExists):
                     await client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=server.limit, limit=self.settings.write_limit))
+                        GlobalConcurrencyLimitCreate(name=limit_name(host), limit=self.settings.write_limit))
 
     def deploy(self, drills: Sequence[DrillDeployment]) -> None:
         """``prefect deploy`` of recover-crashed (as in deployments/prefect.yaml) and one deployment per drill."""
@@ -586,6 +603,28 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure(args: argparse.Namespace) -> int:
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise TopologyError("set PREFECT_API_URL to your Prefect server's API (https://prefect.corp.example/api)")
+    settings = Settings(write_limit=args.write_limit, zombie_after=args.zombie_after)
+    if settings.zombie_after <= settings.heartbeat:
+        raise TopologyError(f"--zombie-after must exceed the {settings.heartbeat}s heartbeat (60 or more is safe)")
+    topology = Topology(Path.cwd(), settings, api_url=api_url)
+
+    async def configure() -> None:
+        await topology.create_pool_and_limits(args.vao_host)
+        await topology.create_automations()
+
+    try:
+        asyncio.run(configure())
+    except Exception as exc:  # the API's answer, in one line
+        raise TopologyError(f"configuring {api_url}: {type(exc).__name__}: {exc}") from None
+    print(f"pool {POOL}; limits {', '.join(limit_name(h) for h in args.vao_host)} = {args.write_limit}; "
+          f"automations: zombie runs Crashed after {args.zombie_after}s, crashed drill runs -> {RECOVERY_DEPLOYMENT}")
+    return 0
+
+
 def _down(args: argparse.Namespace) -> int:
     root = Path(args.dir).resolve()
     if not (root / "topology.json").is_file():
@@ -609,9 +648,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="drill file deployed once per server")
     down = commands.add_parser("down", help="stop what `up --dir DIR` started")
     down.add_argument("--dir", required=True)
+    configure = commands.add_parser("configure", help="real hosts: pool, write limits and automations on the "
+                                    "server at $PREFECT_API_URL (after `prefect deploy` of recover-crashed)")
+    configure.add_argument("--vao-host", action="append", required=True,
+                           help="host name of a VAO server, as in its URL (repeat for each)")
+    configure.add_argument("--write-limit", type=int, default=2, help="POSTs at once per VAO server")
+    configure.add_argument("--zombie-after", type=int, default=60,
+                           help="seconds without a flow heartbeat before a run is marked Crashed")
     args = parser.parse_args(argv)
     try:
-        return _up(args) if args.command == "up" else _down(args)
+        return {"up": _up, "down": _down, "configure": _configure}[args.command](args)
     except (TopologyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,306 @@
+"""Scale-out end to end: PostgreSQL, ``prefect server start``, two ``prefect worker start``, five VAO simulators.
+
+The topology is the one ``deployments/topology/up.py`` brings up (same code). Every drill is a ``dr-drill``
+deployment of its own, run by a process worker; each VAO server has its own block and its own write limit
+(``vao-writes-<host>``, 2). What is checked comes from outside the flows: the simulators' request logs, Prefect's
+API and the processes' logs.
+
+- ten concurrent drills of 20 plans (two per VAO server): all pass, each plan gets exactly one Run and one Undo,
+  at most 2 POSTs are in flight on any server at any moment (the simulators delay every POST by ``LATENCY`` s,
+  so each logged POST occupies at least ``[at, at + LATENCY]``), no "database is locked", no server ERROR;
+- the worker host running a drill dies (SIGKILL of the worker and its flow run) after the drill's second Run:
+  Prefect marks the run Crashed (no heartbeat for 60 s), the crashed-run automation starts recover-crashed on the
+  other worker, and every plan of the drill is clean within ``RECOVERY_BOUND`` s of the kill.
+
+Deselect with ``-k "not scale_out"`` (or ``-m "not e2e"`` with the other end-to-end tests). About 4 minutes on
+2 cores: ~55 s bring-up, ~70 s for the ten drills, ~80 s for the crash and its recovery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PG_INITDB = Path("/usr/lib/postgresql/15/bin/initdb")
+
+SERVERS = 5
+DRILLS_PER_SERVER = 2
+PLANS = 20
+CRASH_PLANS = 6
+WRITE_LIMIT = 2
+LATENCY = 0.2  # seconds the simulators hold every POST to a plan
+DRILLS_TIMEOUT = 300
+#: From the SIGKILL to every plan of the drill clean: a heartbeat every 30 s, Crashed after 60 s without one
+#: (+5 s trigger evaluation), then the recovery run (worker poll 2 s, process start, undo, verification).
+RECOVERY_BOUND = 150
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not PG_INITDB.exists(), reason=f"PostgreSQL 15 binaries missing ({PG_INITDB}): "
+                                                      "apt-get install postgresql"),
+]
+
+
+def _load_topology_module() -> Any:
+    spec = importlib.util.spec_from_file_location("vaodrill_topology", REPO / "deployments/topology/up.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+up = _load_topology_module()
+
+
+def plan_names(server: int, drill: str, count: int) -> list[str]:
+    return [f"s{server}-{drill}-{i:02d}" for i in range(1, count + 1)]
+
+
+class Site:
+    """One simulated VAO server of the topology, with its control plane."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.url, timeout=10)
+
+    def posts(self, op: str | None = None) -> list[dict[str, Any]]:
+        path = f"/v2/FailoverPlans/*/{op}" if op else "/v2/FailoverPlans/*/*"
+        response = self.http.get("/_sim/requests", params={"method": "POST", "path": path})
+        response.raise_for_status()
+        entries: list[dict[str, Any]] = response.json()
+        return entries
+
+    def count(self, op: str, ids: set[str]) -> dict[str, int]:
+        counts = dict.fromkeys(ids, 0)
+        for entry in self.posts(op):
+            plan_id = entry["path"].split("/")[3].lower()
+            if plan_id in counts:
+                counts[plan_id] += 1
+        return counts
+
+    def plans(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        response = self.http.get("/_sim/plans")
+        response.raise_for_status()
+        return {p["name"]: p for p in response.json() if p["name"] in names}
+
+
+def max_in_flight(entries: list[dict[str, Any]], hold: float) -> int:
+    """Most POSTs whose ``[at, at + hold)`` intervals overlap at one instant (ends sort before starts)."""
+    moments: list[tuple[float, int]] = []
+    for entry in entries:
+        at = datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).timestamp()
+        moments += [(at, 1), (at + hold, -1)]
+    peak = current = 0
+    for _, step in sorted(moments):
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def is_clean(plan: dict[str, Any]) -> bool:
+    """Idle and not in use, as the contract's precondition wants it."""
+    return plan["planState"] in ("Enabled", "Verified", "NotVerified") and not plan["planInUse"]
+
+
+@pytest.fixture(scope="module")
+async def topology(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """The topology of up.py with generated scenarios (46 plans per server) and eleven drill deployments."""
+    root = tmp_path_factory.mktemp("scale-out")
+    specs = root / "specs"
+    specs.mkdir()
+    scenarios, drills = [], []
+    for server in range(SERVERS):
+        names = [*(n for d in "ab" for n in plan_names(server, d, PLANS)), *plan_names(server, "k", CRASH_PLANS)]
+        scenarios.append(up.write_scenario(specs / f"site-{server}.yaml", f"site-{server}", names))
+        block = f"vao-127-0-0-{server + 2}"
+        for drill in "ab":
+            name = f"scale-s{server}-{drill}"
+            path = up.write_drill(specs / f"{name}.yaml", name, plan_names(server, drill, PLANS), chains=4)
+            drills.append(up.DrillDeployment(name, str(path), block))
+    # the drill killed mid-way: two roots, so its first two Runs go out together and the next ones wait
+    crash = up.write_drill(specs / "crash.yaml", "crash", plan_names(0, "k", CRASH_PLANS), chains=2)
+    drills.append(up.DrillDeployment("crash", str(crash), "vao-127-0-0-2"))
+
+    topo = up.Topology(root / "topology", up.Settings(write_limit=WRITE_LIMIT, ui=False))
+    started = time.monotonic()
+    await topo.up(scenarios, drills)
+    print(f"\ntopology up in {time.monotonic() - started:.0f}s: {topo.timings}")
+    try:
+        for server in topo.servers:
+            httpx.post(f"{server.url}/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/*",
+                                                         "latency": LATENCY}).raise_for_status()
+        yield topo
+    finally:
+        topo.down()
+
+
+def logs(topo: Any) -> dict[str, str]:
+    return {path.name: path.read_text(errors="replace") for path in sorted(topo.root.glob("*.log"))}
+
+
+async def run_deployment(client: Any, name: str) -> UUID:
+    deployment = await client.read_deployment_by_name(f"dr-drill/{name}")
+    flow_run = await client.create_flow_run_from_deployment(deployment.id)
+    return UUID(str(flow_run.id))
+
+
+async def wait_final(client: Any, ids: list[UUID], timeout: float, topo: Any) -> dict[UUID, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = {i: await client.read_flow_run(i) for i in ids}
+        if all(r.state is not None and r.state.is_final() for r in runs.values()):
+            return runs
+        if time.monotonic() > deadline:
+            pending = {r.name: r.state.name if r.state else None for r in runs.values()
+                       if not (r.state and r.state.is_final())}
+            pytest.fail(f"after {timeout}s still running: {pending}\n" + "\n".join(
+                w.tail(30) for w in topo.workers), pytrace=False)
+        await asyncio.sleep(1)
+
+
+def submitted_by(topo: Any, flow_run_id: UUID) -> list[str]:
+    """The workers that ran this flow run (both may try; the server aborts all but one submission)."""
+    found = []
+    for worker in topo.workers:
+        log = Path(worker.log).read_text(errors="replace")
+        if f"submitting flow run '{flow_run_id}'" in log and f"submission of flow run '{flow_run_id}'" not in log:
+            found.append(worker.name)
+    return found
+
+
+async def test_ten_concurrent_drills_on_five_servers(topology: Any) -> None:
+    topo = topology
+    sites = [Site(s) for s in topo.servers]
+    names = [f"scale-s{server}-{drill}" for server in range(SERVERS) for drill in "ab"]
+    started = time.monotonic()
+    async with topo.client() as client:
+        ids = list(await asyncio.gather(*(run_deployment(client, name) for name in names)))
+        runs = await wait_final(client, ids, DRILLS_TIMEOUT, topo)
+        seconds = time.monotonic() - started
+        failed = {r.name: f"{r.state.name}: {r.state.message}" for r in runs.values() if not r.state.is_completed()}
+        assert not failed, failed
+        limits = {s.limit: await client.read_global_concurrency_limit_by_name(s.limit) for s in topo.servers}
+
+    # both workers took drills (10 runs, at most 6 at once on one worker)
+    by_worker = {w.name: sum(w.name in submitted_by(topo, i) for i in ids) for w in topo.workers}
+    assert all(by_worker.values()) and sum(by_worker.values()) == len(ids), by_worker
+
+    peaks = {}
+    for server, site in enumerate(sites):
+        plans = [n for d in "ab" for n in plan_names(server, d, PLANS)]
+        records = site.plans(plans)
+        ids_ = {records[n]["id"].lower() for n in plans}
+        runs_per_plan, undos_per_plan = site.count("Run", ids_), site.count("Undo", ids_)
+        assert set(runs_per_plan.values()) == {1}, f"{site.server.url}: Runs per plan {runs_per_plan}"
+        assert set(undos_per_plan.values()) == {1}, f"{site.server.url}: Undos per plan {undos_per_plan}"
+        assert all(is_clean(p) for p in records.values()), [
+            (n, p["planState"], p["planInUse"]) for n, p in records.items() if not is_clean(p)]
+        peaks[site.server.host] = max_in_flight(site.posts(), LATENCY)
+        assert limits[site.server.limit].limit == WRITE_LIMIT
+        assert limits[site.server.limit].active_slots == 0, limits[site.server.limit]
+    # never more than the limit in flight on a server, and the limit was reached: the check could fail
+    assert set(peaks.values()) == {WRITE_LIMIT}, f"most POSTs in flight per server: {peaks}"
+
+    journals = [json.loads(line) for path in topo.journal_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
+    closed = {j["run_id"] for j in journals if j["type"] == "close"}
+    assert {str(i) for i in ids} <= closed, "journals left open"
+
+    texts = logs(topo)
+    assert not [n for n, t in texts.items() if "database is locked" in t], "database is locked"
+    server_errors = [line for line in texts["server.log"].splitlines() if re.search(r"\bERROR\b|Traceback", line)]
+    assert not server_errors, "\n".join(server_errors[:20])
+    print(f"\n{len(ids)} drills x {PLANS} plans on {SERVERS} servers passed in {seconds:.0f}s; runs per worker "
+          f"{by_worker}; most POSTs in flight per server {peaks}")
+
+
+async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None:
+    topo = topology
+    site = Site(topo.servers[0])
+    names = plan_names(0, "k", CRASH_PLANS)
+    plan_ids = {site.plans(names)[n]["id"].lower() for n in names}
+    async with topo.client() as client:
+        crashed_id = await run_deployment(client, "crash")
+
+        deadline = time.monotonic() + 120
+        while sum(site.count("Run", plan_ids).values()) < 2:
+            assert time.monotonic() < deadline, "the drill sent no two Runs in 120 s"
+            await asyncio.sleep(0.05)
+        flow_run = await client.read_flow_run(crashed_id)
+        pid = int(str(flow_run.infrastructure_pid).rsplit(":", 1)[-1])
+        (worker,) = [w for w in topo.workers if pid in w.tree()]
+        killed = worker.kill_tree()
+        killed_at = time.monotonic()
+        runs_at_kill = sum(site.count("Run", plan_ids).values())
+        assert pid in killed and not worker.alive()
+        (survivor,) = [w for w in topo.workers if w is not worker]
+
+        async def crashed() -> Any:
+            run = await client.read_flow_run(crashed_id)
+            return run if run.state and run.state.is_crashed() else None
+
+        async def recovery() -> Any:
+            from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
+
+            deployment = await client.read_deployment_by_name(up.RECOVERY_DEPLOYMENT)
+            found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
+            return [r for r in found if r.parameters.get("flow_run_id") == str(crashed_id)]
+
+        async def eventually(check: Any, what: str) -> Any:
+            while not (result := await check()):
+                if time.monotonic() - killed_at > RECOVERY_BOUND:
+                    pytest.fail(f"{what}: not within {RECOVERY_BOUND}s of the kill\n{survivor.tail(40)}",
+                                pytrace=False)
+                await asyncio.sleep(1)
+            return result
+
+        await eventually(crashed, "the drill run marked Crashed")
+        crashed_after = time.monotonic() - killed_at
+
+        async def recovered() -> Any:
+            runs = await recovery()
+            return runs if runs and all(r.state and r.state.is_final() for r in runs) else None
+
+        (recovery_run,) = await eventually(recovered, "the recovery run finished")
+        recovered_after = time.monotonic() - killed_at
+        assert recovery_run.state.is_completed(), recovery_run.state
+        records = site.plans(names)
+        assert all(is_clean(p) for p in records.values()), {n: (p["planState"], p["planInUse"])
+                                                            for n, p in records.items()}
+        assert submitted_by(topo, recovery_run.id) == [survivor.name]
+
+        from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
+
+        now = datetime.now().astimezone()
+        events = await client.read_events(filter=EventFilter(
+            occurred=EventOccurredFilter(since=now - timedelta(minutes=10), until=now + timedelta(minutes=1)),
+            event=EventNameFilter(name=["vaodrill.drill.cancelled", "vaodrill.undo.completed"]),
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"])))
+
+    runs = site.count("Run", plan_ids)
+    undos = site.count("Undo", plan_ids)
+    assert max(runs.values()) == 1, runs
+    started = {p for p, n in runs.items() if n}
+    assert len(started) == runs_at_kill >= 2, runs
+    assert {p for p, n in undos.items() if n} == started, (runs, undos)  # undone: exactly what was run
+    journal = [json.loads(line) for line in (topo.journal_dir / f"{crashed_id}.jsonl").read_text().splitlines()]
+    assert journal[-1]["type"] == "close" and journal[-1].get("recovered") is True, journal[-1]
+    kinds = sorted(e.event for e in events.events)
+    assert "vaodrill.drill.cancelled" in kinds and kinds.count("vaodrill.undo.completed") == len(started), kinds
+    print(f"\nkilled {worker.name} ({len(killed)} processes) after {runs_at_kill} Runs: Crashed after "
+          f"{crashed_after:.0f}s, recovered by {survivor.name}, all plans clean after {recovered_after:.0f}s "
+          f"(bound {RECOVERY_BOUND}s)")

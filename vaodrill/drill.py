@@ -231,11 +231,6 @@ def build_targets(spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime,
     return targets
 
 
-def _give_up_after(spec: DrillSpec) -> float:
-    value = getattr(spec, "give_up_after", None)
-    return value.total_seconds() if value is not None else 300.0
-
-
 class Ledger:
     """The plan records of one run, the journal they are written to and the observers told of each move."""
 
@@ -372,7 +367,7 @@ class Drill:
         started_at = utcnow()
         client = self.settings.client()
         async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
-                                give_up_after=_give_up_after(self.spec), journal=self.journal,
+                                give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice) as session:
             self.session = session
             steps = self._make_steps(session)
@@ -415,7 +410,7 @@ class Drill:
         self.journal.append(
             "open", version=JOURNAL_VERSION, drill=self.spec.name, mode=self.spec.mode, server=self.settings.url,
             spec_file=self.spec_file, poll_interval=self.spec.poll_interval.total_seconds(),
-            give_up_after=_give_up_after(self.spec),
+            give_up_after=self.spec.give_up_after.total_seconds(),
             plans=[{"key": t.key, "id": t.id, "name": t.name, "after": list(t.after),
                     "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
 

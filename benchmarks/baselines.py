@@ -21,7 +21,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import yaml
 
 from vaodrill.client import VaoClient
+from vaodrill.dag import reverse_order
 from vaodrill.errors import VaoError
 from vaodrill.models import FailoverPlan, PlanState
 
@@ -48,18 +49,6 @@ def load_drill(path: Path) -> Drill:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     after = {step["plan"]: list(step.get("after") or []) for step in data["plans"]}
     return Drill(order=list(after), after=after, interval=float(data["poll_interval"]))
-
-
-def reverse_waves(order: Sequence[str], after: Mapping[str, Sequence[str]]) -> list[list[str]]:
-    """Undo waves: each wave holds the plans no remaining plan depends on (as vaodrill tears down)."""
-    remaining = list(order)
-    waves: list[list[str]] = []
-    while remaining:
-        needed = {dep for key in remaining for dep in after.get(key, ()) if dep in remaining}
-        wave = [key for key in remaining if key not in needed]
-        waves.append(wave)
-        remaining = [key for key in remaining if key not in wave]
-    return waves
 
 
 def failed_over(plan: FailoverPlan) -> bool:
@@ -118,7 +107,7 @@ async def bare(client: VaoClient, drill: Drill) -> None:
         plans = await read()
         done.update(name for name in started - done if failed_over(plans[ids[name]]))
         await start_ready()
-    for wave in reverse_waves(drill.order, drill.after):
+    for wave in reverse_order(drill.order, drill.after):
         await asyncio.gather(*(client.undo(ids[name]) for name in wave))
         pending = set(wave)
         while pending:
@@ -138,7 +127,7 @@ async def sequential(client: VaoClient, drill: Drill) -> None:
     for name in drill.order:
         await client.run_failover(ids[name], restore_point=datetime.now(UTC))
         await _poll_one(client, ids[name], drill.interval, failed_over)
-    for wave in reverse_waves(drill.order, drill.after):
+    for wave in reverse_order(drill.order, drill.after):
         for name in wave:
             await client.undo(ids[name])
             await _poll_one(client, ids[name], drill.interval, undone)

@@ -47,10 +47,10 @@ from typing import Any
 
 import httpx
 import yaml
-from baselines import reverse_waves
 from rich.console import Console
 from rich.table import Table
 
+from vaodrill.dag import reverse_order as reverse_waves
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from baselines import reverse_waves
 from drill_bench import KEYS, Bench, ProcessRun, analyse, bench_one_size, generate
 from rich.console import Console
 
+from vaodrill.dag import reverse_order as reverse_waves
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.conftest import Sim
 from tests.test_cli import DRILLS, VAODRILL, assert_user_error, vaodrill
+from tests.test_cli_signals import children_of
 
 SECRET = "St4ndard-Iss0e-Secret"
 
@@ -48,7 +49,7 @@ def test_a_password_from_stdin_is_in_no_command_line_and_no_child_environment(
     seen_children = 0
     while child.poll() is None:
         assert not any(SECRET.encode() in line for line in command_lines())
-        for pid in _children(child.pid):
+        for pid in children_of(child.pid):
             try:
                 environ = Path(f"/proc/{pid}/environ").read_bytes()
             except OSError:
@@ -62,19 +63,6 @@ def test_a_password_from_stdin_is_in_no_command_line_and_no_child_environment(
     assert seen_children > 0  # the temporary Prefect API was there, and was checked
     assert SECRET.encode() not in out + err
     assert len(sim.posts("Run")) == 6
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def test_plain_http_to_another_host_is_refused_before_anything_is_sent(tmp_path: Path) -> None:

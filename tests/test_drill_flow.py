@@ -10,40 +10,18 @@ to a plan that fails its precondition, status reads that do not grow with the nu
 from __future__ import annotations
 
 import asyncio
-import textwrap
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Sim
+from tests.test_engine import write_spec
 from vaodrill import progress
 from vaodrill.report import DrillReport, load_report
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
-DEMO_PLANS = """
-  - plan: Core Network
-  - plan: Active Directory
-    after: [Core Network]
-  - plan: SQL Tier
-    after: [Active Directory]
-    restore_point: {ago: 6h}
-  - plan: App Tier
-    after: [SQL Tier]
-  - plan: Web Tier
-    after: [App Tier]
-  - plan: Reporting
-    after: [SQL Tier]
-"""
-
-
-def write_spec(tmp_path: Path, plans: str = DEMO_PLANS, **top: object) -> Path:
-    header = {"name": "test-drill", "mode": "drill", "poll_interval": 0.05, **top}
-    text = "".join(f"{k}: {v}\n" for k, v in header.items()) + "plans:\n" + textwrap.dedent(plans).strip("\n")
-    path = tmp_path / "drill.yaml"
-    path.write_text(text + "\n")
-    return path
 
 
 async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Path,

@@ -42,7 +42,8 @@ DEMO_PLANS = """
 
 
 def write_spec(tmp_path: Path, plans: str = DEMO_PLANS, **top: object) -> Path:
-    header = {"name": "engine-test", "mode": "drill", "poll_interval": "0.05s", **top}
+    """A drill spec file: the demo DAG by default, polling every 50 ms; ``top`` sets or overrides top-level keys."""
+    header = {"name": "test-drill", "mode": "drill", "poll_interval": "0.05s", **top}
     text = "".join(f"{k}: {v}\n" for k, v in header.items()) + "plans:\n" + textwrap.dedent(plans).strip("\n")
     path = tmp_path / "drill.yaml"
     path.write_text(text + "\n")

@@ -287,9 +287,10 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
 
         now = datetime.now().astimezone()
         events = await client.read_events(filter=EventFilter(
-            occurred=EventOccurredFilter(since=now - timedelta(minutes=10), until=now + timedelta(minutes=1)),
+            occurred=EventOccurredFilter.model_validate({"since": now - timedelta(minutes=10),
+                                                         "until": now + timedelta(minutes=1)}),
             event=EventNameFilter(name=["vaodrill.drill.cancelled", "vaodrill.undo.completed"]),
-            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"])))
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"])), limit=50)
 
     runs = site.count("Run", plan_ids)
     undos = site.count("Undo", plan_ids)

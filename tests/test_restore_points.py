@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from vaodrill.durations import DurationField, format_duration, parse_duration
+from vaodrill.durations import DurationField, parse_duration, spec_duration
 from vaodrill.restore_points import (
     AgoRule,
     AtRule,
@@ -129,7 +129,7 @@ def test_duration_error_text_is_exact() -> None:
     [(21600, "6h"), (5400, "1h30m"), (90, "1m30s"), (93784, "1d2h3m4s"), (604800, "7d"), (1.5, "1.5s")],
 )
 def test_format_duration_round_trips(seconds: float, text: str) -> None:
-    assert format_duration(timedelta(seconds=seconds)) == text
+    assert spec_duration(timedelta(seconds=seconds)) == text
     assert parse_duration(text).total_seconds() == seconds
 
 

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import pendulum
 from pydantic import PlainSerializer, PlainValidator, WithJsonSchema
 
-__all__ = ["MAX_DURATION", "MAX_TEXT", "DurationField", "format_duration", "parse_duration"]
+__all__ = ["MAX_DURATION", "MAX_TEXT", "DurationField", "parse_duration", "spec_duration"]
 
 MAX_DURATION = timedelta(days=3650)
 """The longest duration a drill may give (about 10 years): far beyond any real window, far below overflow."""
@@ -165,7 +165,7 @@ def parse_duration(value: str | int | float | timedelta) -> pendulum.Duration:
         raise _invalid(value) from None
 
 
-def format_duration(duration: timedelta) -> str:
+def spec_duration(duration: timedelta) -> str:
     """Compact readable form that ``parse_duration`` reads back exactly: ``1d2h``, ``90s`` -> ``1m30s``."""
     micros = (duration.days * 86400 + duration.seconds) * 1_000_000 + duration.microseconds
     if micros == 0:
@@ -189,7 +189,7 @@ def _validate(value: Any) -> pendulum.Duration:
 
 def _serialize(value: Any) -> str:
     # Also called on raw defaults (e.g. "10s") when pydantic writes a JSON schema.
-    return format_duration(value if isinstance(value, timedelta) else parse_duration(value))
+    return spec_duration(value if isinstance(value, timedelta) else parse_duration(value))
 
 
 DurationField = Annotated[
@@ -205,4 +205,4 @@ DurationField = Annotated[
         }
     ),
 ]
-"""A positive duration field: input per ``parse_duration``, output the compact string of ``format_duration``."""
+"""A positive duration field: input per ``parse_duration``, output the compact string of ``spec_duration``."""

@@ -85,7 +85,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from vaodrill.durations import DurationField, format_duration
+from vaodrill.durations import DurationField, spec_duration
 
 __all__ = [
     "AT_YEARS",
@@ -375,10 +375,10 @@ class AgoRule(BaseRule):
 
     @model_serializer
     def _dump(self) -> dict[str, str]:
-        return {"ago": format_duration(self.ago)}
+        return {"ago": spec_duration(self.ago)}
 
     def describe(self) -> str:
-        return f"ago {format_duration(self.ago)}"
+        return f"ago {spec_duration(self.ago)}"
 
 
 _AT_HINT = "use ISO 8601, e.g. 2026-11-01T02:00:00+01:00 or 2026-11-01T02:00 Europe/Berlin"
@@ -548,14 +548,14 @@ class RandomWithinRule(BaseRule):
 
     @model_serializer
     def _dump(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"random_within": format_duration(self.random_within)}
+        out: dict[str, Any] = {"random_within": spec_duration(self.random_within)}
         if self.seed is not None:
             out["seed"] = self.seed
         return out
 
     def describe(self) -> str:
         seed = f" seed {self.seed}" if self.seed is not None else ""
-        return f"random within {format_duration(self.random_within)}{seed}"
+        return f"random within {spec_duration(self.random_within)}{seed}"
 
 
 _RULE_CLASSES: dict[str, type[BaseRule]] = {

@@ -57,7 +57,7 @@ import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 
 import yaml
 from pydantic import (
@@ -71,7 +71,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from yaml._yaml import CParser  # libyaml; PyYAML's wheels ship it
 
-from vaodrill.durations import DurationField, format_duration
+from vaodrill.durations import DurationField, spec_duration
+from vaodrill.models import ContinueOption
 from vaodrill.restore_points import (
     BaseRule,
     LatestRule,
@@ -102,15 +103,7 @@ __all__ = [
     "parse_spec",
 ]
 
-ContinueOption = Literal[
-    "ProceedToNextVm",
-    "ProceedToNextGroup",
-    "ProceedToNextStep",
-    "RetryFailedStep",
-    "RetryFailedVm",
-    "RetryFailedGroup",
-]
-CONTINUE_OPTIONS: tuple[str, ...] = get_args(ContinueOption)
+CONTINUE_OPTIONS: tuple[str, ...] = tuple(option.value for option in ContinueOption)
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 64
@@ -184,10 +177,10 @@ class HaltPolicy(StrictModel):
 
     @model_serializer
     def _dump(self) -> str | dict[str, Any]:
-        return "fail" if self.continue_with is None else {"continue": self.continue_with, "max": self.max}
+        return "fail" if self.continue_with is None else {"continue": self.continue_with.value, "max": self.max}
 
     def __str__(self) -> str:
-        return "fail" if self.continue_with is None else f"continue {self.continue_with} (max {self.max})"
+        return "fail" if self.continue_with is None else f"continue {self.continue_with.value} (max {self.max})"
 
 
 class PlanStep(StrictModel):
@@ -310,7 +303,7 @@ class DrillSpec(StrictModel):
         if not low <= value <= high:
             raise PydanticCustomError(
                 "duration_range",
-                f"must be from {format_duration(low)} to {format_duration(high)}, got {format_duration(value)}",
+                f"must be from {spec_duration(low)} to {spec_duration(high)}, got {spec_duration(value)}",
             )
         return value
 

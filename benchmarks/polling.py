@@ -13,7 +13,7 @@ import time
 import httpx
 
 from vaodrill.client import VaoClient
-from vaodrill.drill import PlanMonitor
+from vaodrill.steps import PlanMonitor
 from vaodrill.models import PlanState
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
@@ -35,7 +35,7 @@ async def one_run(url: str, n: int, shared: bool) -> tuple[int, float]:
         await control.delete("/_sim/requests")
         started = time.perf_counter()
         if shared:
-            monitor = PlanMonitor(client, INTERVAL)
+            monitor = PlanMonitor(client, INTERVAL, give_up_after=60)
 
             async def wait(plan_id: str) -> None:
                 async for plan, _ in monitor.watch(plan_id):

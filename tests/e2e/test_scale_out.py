@@ -277,6 +277,8 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
 
         (recovery_run,) = await eventually(recovered, "the recovery run finished")
         recovered_after = time.monotonic() - killed_at
+        runs, undos = site.count("Run", plan_ids), site.count("Undo", plan_ids)
+        started = {p for p, n in runs.items() if n}
         assert recovery_run.state.is_completed(), recovery_run.state
         records = site.plans(names)
         assert all(is_clean(p) for p in records.values()), {n: (p["planState"], p["planInUse"])
@@ -286,21 +288,24 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
         from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
 
         now = datetime.now().astimezone()
-        events = await client.read_events(filter=EventFilter(
+        event_filter = EventFilter(
             occurred=EventOccurredFilter.model_validate({"since": now - timedelta(minutes=10),
-                                                         "until": now + timedelta(minutes=1)}),
+                                                         "until": now + timedelta(minutes=5)}),
             event=EventNameFilter(name=["vaodrill.drill.cancelled", "vaodrill.undo.completed"]),
-            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"])), limit=50)
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"]))
+        deadline = time.monotonic() + 30  # the server persists events asynchronously
+        while True:
+            kinds = sorted(e.event for e in (await client.read_events(filter=event_filter, limit=50)).events)
+            if kinds.count("vaodrill.undo.completed") >= len(started) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
 
-    runs = site.count("Run", plan_ids)
-    undos = site.count("Undo", plan_ids)
     assert max(runs.values()) == 1, runs
-    started = {p for p, n in runs.items() if n}
     assert len(started) == runs_at_kill >= 2, runs
     assert {p for p, n in undos.items() if n} == started, (runs, undos)  # undone: exactly what was run
     journal = [json.loads(line) for line in (topo.journal_dir / f"{crashed_id}.jsonl").read_text().splitlines()]
     assert journal[-1]["type"] == "close" and journal[-1].get("recovered") is True, journal[-1]
-    kinds = sorted(e.event for e in events.events)
+    # the recovery is reported as events of the recovery run (its artifact: see the report of issue 12)
     assert "vaodrill.drill.cancelled" in kinds and kinds.count("vaodrill.undo.completed") == len(started), kinds
     print(f"\nkilled {worker.name} ({len(killed)} processes) after {runs_at_kill} Runs: Crashed after "
           f"{crashed_after:.0f}s, recovered by {survivor.name}, all plans clean after {recovered_after:.0f}s "

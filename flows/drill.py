@@ -39,23 +39,26 @@ from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
-from vaodrill.journal import Journal, JournalError, default_journal_dir
+from vaodrill.journal import Journal, JournalError, JournalState, default_journal_dir
 from vaodrill.report import DrillReport, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
 from vaodrill.timeline import render_svg
 
 
 class DrillRequest(BaseModel):
-    """What to drill, against which VAO, and where the report goes (rendered as a form in the Prefect UI)."""
+    """What to drill, against which VAO server, and where the report and the journal go."""
 
     drill_file: str | None = Field(None, title="Drill file",
                                    description="Path of the drill spec (YAML), relative to the working directory")
-    vao_block: str | None = Field(None, title="VAO server block",
-                                  description="Name of a 'VAO Server' block; empty: the VAO_* environment variables")
-    report_dir: str = Field("reports", title="Report directory")
-    run_id: str | None = Field(None, title="Run id",
-                               description="Idempotency key; a rerun with the same id never sends a Run twice. "
-                                           "Default: this flow run's id")
+    vao_block: str | None = Field(None, title="VAO server",
+                                  description="Name of a saved 'VAO Server' block; leave empty to use the VAO_* "
+                                              "settings of the machine that runs the drill")
+    report_dir: str = Field("reports", title="Report directory",
+                            description="Reports go here, and the drill's journal under journal/ (unless "
+                                        "VAODRILL_JOURNAL_DIR says otherwise)")
+    run_id: str | None = Field(None, title="Resume run",
+                               description="Leave empty for a new drill. The id of an earlier run resumes it from "
+                                           "its journal; no plan ever gets a second Run")
     now: datetime | None = Field(None, title="Restore-point reference time",
                                  description="Read restore-point rules as of this instant (default: now)")
 
@@ -271,7 +274,8 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     await _recover(state_of, settings, logger)
 
 
-async def _recover(journal: Any, settings: ConnectionSettings, logger: Any) -> None:
+async def _recover(journal: JournalState, settings: ConnectionSettings, logger: Any) -> None:
+    """What the cancellation hook and the recovery flow share: say it loudly, recover, fail unless clean."""
     names = [journal.plan_info(k).get("name", k) for k in journal.may_be_failed_over()]
     if not names:
         logger.info("Run %s: no plan was failed over", journal.run_id)

@@ -13,10 +13,10 @@ import time
 import httpx
 
 from vaodrill.client import VaoClient
-from vaodrill.steps import PlanMonitor
 from vaodrill.models import PlanState
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
+from vaodrill.steps import PlanMonitor
 
 INTERVAL = 0.05
 

@@ -118,7 +118,7 @@ def is_clean(plan: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="module")
 async def topology(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    """The topology of up.py with generated scenarios (46 plans per server) and eleven drill deployments."""
+    """The topology of up.py with generated scenarios (46 plans per server) and thirteen drill deployments."""
     root = tmp_path_factory.mktemp("scale-out")
     specs = root / "specs"
     specs.mkdir()
@@ -134,6 +134,10 @@ async def topology(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[An
     # the drill killed mid-way: two roots, so its first two Runs go out together and the next ones wait
     crash = up.write_drill(specs / "crash.yaml", "crash", plan_names(0, "k", CRASH_PLANS), chains=2)
     drills.append(up.DrillDeployment("crash", str(crash), "vao-127-0-0-2"))
+    # two drills of one plan, the same plan, on the second server
+    for name in ("same-a", "same-b"):
+        path = up.write_drill(specs / f"{name}.yaml", name, plan_names(1, "k", 1), chains=1)
+        drills.append(up.DrillDeployment(name, str(path), "vao-127-0-0-3"))
 
     topo = up.Topology(root / "topology", up.Settings(write_limit=WRITE_LIMIT, ui=False))
     started = time.monotonic()
@@ -310,3 +314,39 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
     print(f"\nkilled {worker.name} ({len(killed)} processes) after {runs_at_kill} Runs: Crashed after "
           f"{crashed_after:.0f}s, recovered by {survivor.name}, all plans clean after {recovered_after:.0f}s "
           f"(bound {RECOVERY_BOUND}s)")
+
+
+async def test_two_drills_naming_the_same_plan(topology: Any) -> None:
+    """Both pass their precondition while the server's write slots are busy; when the slots free up, both send
+    their Run. The second Run is refused by VAO (plan in use): that drill must fail naming the other run, and
+    must not count the other's failover as its own (it would undo it under the first drill)."""
+    topo = topology
+    site = Site(topo.servers[1])
+    (plan,) = plan_names(1, "k", 1)
+    plan_id = site.plans([plan])[plan]["id"].lower()
+    reads = f"/v2/FailoverPlans/{plan_id}"
+    async with topo.client() as client:
+        held = await client.increment_concurrency_slots_with_lease(
+            names=[topo.servers[1].limit], slots=WRITE_LIMIT, mode="concurrency", lease_duration=300)
+        lease = UUID(held.json()["lease_id"])
+        try:
+            first = await run_deployment(client, "same-a")
+            second = await run_deployment(client, "same-b")
+            deadline = time.monotonic() + 120
+            # each drill reads the plan twice before its Run: the precondition, then the re-read in start-failover
+            while len(site.http.get("/_sim/requests", params={"method": "GET", "path": reads}).json()) < 4:
+                assert time.monotonic() < deadline, "both drills did not reach start-failover in 120 s"
+                await asyncio.sleep(0.2)
+        finally:
+            await client.release_concurrency_slots_with_lease(lease)
+        runs = await wait_final(client, [first, second], 120, topo)
+
+    passed = [i for i, r in runs.items() if r.state.is_completed()]
+    assert len(passed) == 1, {r.name: r.state.name for r in runs.values()}
+    (winner,) = passed
+    (loser,) = [i for i in runs if i != winner]
+    journal = [json.loads(line) for line in (topo.journal_dir / f"{loser}.jsonl").read_text().splitlines()]
+    last = [j for j in journal if j["type"] == "plan"][-1]
+    assert last["phase"] == "refused" and str(winner) in last["record"]["reason"], last
+    assert site.count("Undo", {plan_id}) == {plan_id: 1}
+    assert is_clean(site.plans([plan])[plan])

@@ -316,6 +316,9 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
           f"(bound {RECOVERY_BOUND}s)")
 
 
+@pytest.mark.xfail(strict=True, reason="known bug (issue 12 report): a Run refused with 409 because another drill's "
+                   "failover holds the plan is counted as started (DrillSession._after_unclear_run), so both drills "
+                   "pass and the second undoes the first's failover; and the refusal does not name the holder")
 async def test_two_drills_naming_the_same_plan(topology: Any) -> None:
     """Both pass their precondition while the server's write slots are busy; when the slots free up, both send
     their Run. The second Run is refused by VAO (plan in use): that drill must fail naming the other run, and

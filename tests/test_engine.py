@@ -337,3 +337,43 @@ async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: 
     assert len(spans) == 6
     most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert most == 2  # never more than two at once, and the cap was actually reached
+
+
+@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_first(
+        any_sim: Sim, tmp_path: Path) -> None:
+    """Both pass the precondition together (their POSTs held back until both are ready); the server refuses the
+    second Run (409, or 400/500 on veeam-docs). That drill fails naming the first, never counts the first's
+    failover as its own, and so never undoes it."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    ready = asyncio.Event()
+    arrived = 0
+    one_at_a_time = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            ready.set()
+        await ready.wait()
+        async with one_at_a_time:
+            yield
+
+    spec = load_spec(write_spec(tmp_path, "  - plan: Core Network\n"))
+    drills = {run_id: Drill(spec, settings_for(any_sim), run_id=run_id, report_dir=tmp_path / "reports",
+                            write_gate=gate) for run_id in ("first", "second")}
+    reports = dict(zip(drills, await asyncio.gather(*(d.run() for d in drills.values())), strict=True))
+    passed = [run_id for run_id, report in reports.items() if report.verdict == "passed"]
+    assert len(passed) == 1, {k: r.reason for k, r in reports.items()}
+    (loser,) = set(reports) - set(passed)
+    refused = reports[loser].plans[0]
+    assert refused.status == "failed" and refused.undo == "not_needed", refused
+    assert passed[0] in (refused.reason or "") and "refused" in (refused.reason or ""), refused.reason
+    core = any_sim.plan_id("Core Network").lower()
+    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2
+    assert runs_processed(any_sim) == {core: 1} and any_sim.posts("Undo") == {core: 1}
+    assert_all_clean(any_sim)
+    assert open_journals(tmp_path / "reports" / "journal") == []  # neither leaves anything to recover

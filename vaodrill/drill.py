@@ -30,9 +30,10 @@ from vaodrill.errors import (
     PlanHalted,
     PlanTimedOut,
     PreconditionFailed,
+    RunNotStarted,
     UnknownPlans,
 )
-from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir, open_journals
+from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
 from vaodrill.models import FailoverPlan
 from vaodrill.report import DrillReport, PlanResult, PlanStatus, Stopped, UndoStatus, Verdict, write_reports
 from vaodrill.restore_points import restore_point_date
@@ -273,7 +274,7 @@ class Ledger:
         for key, target in targets.items():
             saved = earlier.plans.get(key)
             run = PlanRun.from_json(saved) if saved else PlanRun(target)
-            run.run_sent = run.run_sent or earlier.run_sent(key)
+            run.run_sent = run.run_sent or key in earlier.may_be_failed_over()
             if resume and not run.run_sent:
                 run = PlanRun(target)  # nothing was sent for it: a resumed run tries it afresh
             elif run.phase is Phase.UNDOING:
@@ -381,11 +382,6 @@ class Drill:
                                       [replace(r) for r in self.records.values()])
                 except Exception:
                     log.exception("observer failed on the start")
-            for other in open_journals(self.journal.path.parent):
-                if other.run_id != self.run_id:
-                    for key in other.may_be_failed_over():
-                        if plan_id := other.plan_info(key).get("id"):
-                            session.note_held_by(str(plan_id), other.run_id)
             order = [step.plan for step in self.spec.topological_order()]
             after = {key: list(targets[key].after) for key in order}
             self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._plan(steps, key),
@@ -457,6 +453,9 @@ class Drill:
                     raise
             except PreconditionFailed as exc:
                 self.ledger.move(run, Phase.REFUSED, reason=f"precondition: {exc}")
+                raise
+            except RunNotStarted as exc:
+                self.ledger.move(run, Phase.FAILED, reason=str(exc))
                 raise
             except Exception as exc:
                 self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))

@@ -286,6 +286,10 @@ class PlanFailed(DrillError):
     """The stage ended badly (errors, or a state the drill did not expect)."""
 
 
+class RunNotStarted(PlanFailed):
+    """The Run provably started nothing (never sent, or refused by the server): there is nothing to undo."""
+
+
 class CleanupNotVerified(DrillError):
     """The undo could not be verified: the plan may still be failed over."""
 

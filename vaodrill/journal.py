@@ -146,9 +146,16 @@ class JournalState:
         return any(i.get("plan") == plan_key and i.get("op") == "run" for i in self.intents)
 
     def may_be_failed_over(self) -> list[str]:
-        """Plan keys this run may have failed over and not verifiably put back."""
-        return [key for key in self._plan_keys() if self.run_sent(key)
-                and self.plans.get(key, {}).get("phase") != "clean"]
+        """Plan keys this run may have failed over and not verifiably put back.
+
+        A Run announced may have started a failover, unless the plan's record says it provably did not (refused by
+        the server, or never sent) or that it is clean again.
+        """
+        def settled(record: dict[str, Any]) -> bool:
+            phase = record.get("phase")
+            return phase in ("clean", "refused") or (phase == "failed" and not record.get("run_sent"))
+
+        return [key for key in self._plan_keys() if self.run_sent(key) and not settled(self.plans.get(key, {}))]
 
     def _plan_keys(self) -> list[str]:
         return [str(p.get("key")) for p in self.opened.get("plans", []) if isinstance(p, dict)]

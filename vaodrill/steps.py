@@ -23,6 +23,7 @@ from vaodrill.errors import (
     PlanHalted,
     PlanTimedOut,
     PreconditionFailed,
+    RunNotStarted,
     VaoAuthError,
     VaoConnectError,
     VaoError,
@@ -31,7 +32,7 @@ from vaodrill.errors import (
     VaoResponseError,
     VaoServerError,
 )
-from vaodrill.journal import Journal
+from vaodrill.journal import Journal, open_journals
 from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
 from vaodrill.retry import is_transient
 from vaodrill.rules import finished_with_errors, is_clean, not_runnable_because
@@ -250,7 +251,6 @@ class DrillSession:
         self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error)
         self.journal = journal
         self._write_gate: WriteGate = write_gate or contextlib.nullcontext
-        self._held_by: dict[str, str] = {}
         #: Plan keys whose Run this session announced (it may have reached VAO).
         self.runs_sent: set[str] = set()
 
@@ -261,9 +261,16 @@ class DrillSession:
         await self.monitor.aclose()
         await self.client.aclose()
 
-    def note_held_by(self, plan_id: str, run: str) -> None:
-        """Another unclosed run may have left this plan failed over: say so when its precondition fails."""
-        self._held_by[plan_id.lower()] = run
+    def holder_of(self, target: PlanTarget) -> str | None:
+        """Another unclosed drill run that may have this plan failed over (from the journals beside ours)."""
+        if self.journal is None:
+            return None
+        for other in open_journals(self.journal.path.parent):
+            if other.run_id != self.journal.run_id and any(
+                    str(other.plan_info(key).get("id", "")).lower() == target.id.lower()
+                    for key in other.may_be_failed_over()):
+                return other.run_id
+        return None
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
@@ -332,8 +339,8 @@ class DrillSession:
         plan = await self.read(target)
         reason = not_runnable_because(plan)
         if reason is not None:
-            if held_by := self._held_by.get(target.id.lower()):
-                reason += f"; unclosed drill run {held_by} may have left it failed over: `vaodrill recover {held_by}`"
+            if holder := self.holder_of(target):
+                reason += f"; drill run {holder} has it failed over, or left it so (`vaodrill recover {holder}`)"
             raise PreconditionFailed(reason)
         return plan
 
@@ -355,18 +362,28 @@ class DrillSession:
         except VaoError as exc:
             if (abort := _abort_for(exc)) is not None or (
                     isinstance(exc, VaoConnectError) and not exc.may_have_reached_server):
-                raise abort or PlanFailed(f"Run not sent: {exc}") from None
+                raise abort or RunNotStarted(f"Run not sent: {exc}") from None
             return await self._after_unclear_run(target, started_at, exc)
         return Started(started_at, posted=True)
 
     async def _after_unclear_run(self, target: PlanTarget, started_at: datetime, error: VaoError) -> Started:
-        """The Run's answer was an error or never came: the server's own state decides, never a guess."""
+        """The Run's answer was an error or never came: the server's own state decides, never a guess.
+
+        A 4xx is a refusal: nothing ran. A failover the server shows is ours only if no other unclosed drill run
+        holds the plan (two drills may pass their precondition together; the second Run is then refused).
+        """
+        holder = self.holder_of(target)
+        held = f"; drill run {holder} has it failed over" if holder else ""
+        if isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError):
+            raise PreconditionFailed(f"Run refused: {error}{held}") from None
         plan = await self.read(target)
+        if _shows_failover(plan) and holder:
+            raise PreconditionFailed(f"Run refused ({error}){held}, not by this one") from None
         if _shows_failover(plan):
             log.warning("%s: Run answered %s, but the plan is failing over: counted as started", target.name, error)
             return Started(started_at, posted=True, note=f"Run answer: {error}")
         if isinstance(error, VaoResponseError):
-            raise PlanFailed(f"Run refused: {error}") from None
+            raise RunNotStarted(f"Run refused: {error}") from None
         log.warning("%s: Run's answer lost (%s) and the plan shows no failover yet: watching it", target.name, error)
         return Started(started_at, posted=True, confirmed=False, note=f"Run answer lost: {error}")
 

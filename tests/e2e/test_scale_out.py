@@ -12,7 +12,7 @@ API and the processes' logs.
   Prefect marks the run Crashed (no heartbeat for 60 s), the crashed-run automation starts recover-crashed on the
   other worker, and every plan of the drill is clean within ``RECOVERY_BOUND`` s of the kill;
 - two drills naming the same plan while the server's write slots are busy: one passes, the other is refused
-  naming the first (a strict xfail until the engine stops counting a refused Run as started).
+  naming the first, and the plan gets one Undo.
 
 Deselect with ``-k "not scale_out"`` (or ``-m "not e2e"`` with the other end-to-end tests). Measured on 2 shared
 cores: 40-55 s bring-up, 140-160 s for the ten drills, ~90 s for the crash and its recovery (Crashed ~64 s after
@@ -319,9 +319,6 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
           f"(bound {RECOVERY_BOUND}s)")
 
 
-@pytest.mark.xfail(strict=True, reason="known bug (issue 12 report): a Run refused with 409 because another drill's "
-                   "failover holds the plan is counted as started (DrillSession._after_unclear_run), so both drills "
-                   "pass and the second undoes the first's failover; and the refusal does not name the holder")
 async def test_two_drills_naming_the_same_plan(topology: Any) -> None:
     """Both pass their precondition while the server's write slots are busy; when the slots free up, both send
     their Run. The second Run is refused by VAO (plan in use): that drill must fail naming the other run, and

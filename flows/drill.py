@@ -291,6 +291,13 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
                              write_gate=write_gate(settings.url))
     for p in recovery.plans:
         (logger.info if p.outcome == "clean" else logger.critical)("%s: %s", p.name, p.outcome)
+    rows = "\n".join(f"| {p.name} | {p.state} | {p.action} | {p.outcome} |" for p in recovery.plans)
+    key = "".join(c if c.isalnum() or c == "-" else "-" for c in f"recovery-{journal.drill}".lower())
+    await acreate_markdown_artifact(
+        f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
+        f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}\n\n"
+        f"| plan | state found | action | outcome |\n|---|---|---|---|\n{rows}\n",
+        key=key, description=f"Recovery of {journal.drill}: {'clean' if recovery.clean else 'NOT clean'}")
     if not recovery.clean:
         raise DrillError(f"recovery of run {journal.run_id} left plans failed over: "
                          f"{', '.join(p.name for p in recovery.plans if p.outcome != 'clean')}")

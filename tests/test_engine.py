@@ -377,3 +377,29 @@ async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_
     assert runs_processed(any_sim) == {core: 1} and any_sim.posts("Undo") == {core: 1}
     assert_all_clean(any_sim)
     assert open_journals(tmp_path / "reports" / "journal") == []  # neither leaves anything to recover
+
+
+async def test_a_write_slot_refused_for_a_moment_is_asked_again(sim: Sim, tmp_path: Path) -> None:
+    """The write gate's own server failing (a Prefect API answering 503) delays a POST; it never loses one."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    failures = 2
+
+    @contextlib.asynccontextmanager
+    async def gate() -> AsyncIterator[None]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            try:
+                raise OSError("503 from the limit's server")
+            except OSError as cause:
+                raise RuntimeError("unable to acquire concurrency slots") from cause
+        yield
+
+    engine = Drill(load_spec(write_spec(tmp_path, "  - plan: Core Network\n")), settings_for(sim), run_id="slots",
+                   report_dir=tmp_path / "reports", write_gate=gate)
+    report = await engine.run()
+    assert report.verdict == "passed", report.reason
+    assert failures == 0 and runs_processed(sim) == {sim.plan_id("Core Network").lower(): 1}
+    assert len(sim.posts("Undo")) == 1

@@ -308,7 +308,8 @@ class DrillSession:
         waited = 0.0
         while True:
             try:
-                async with self._write_gate():
+                async with contextlib.AsyncExitStack() as slot:
+                    await self._write_slot(slot, target, op)
                     if self.journal:
                         self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
                     if op == "run":
@@ -331,6 +332,24 @@ class DrillSession:
             if self.journal:
                 self.journal.append("outcome", plan=target.key, op=op, ok=True)
             return
+
+    async def _write_slot(self, slot: contextlib.AsyncExitStack, target: PlanTarget, op: str) -> None:
+        """Enter the write gate (a Prefect global concurrency limit). A gate that failed because of a failed
+        exchange (its server busy or down) is asked again with backoff until ``give_up_after``; one that refuses
+        outright (e.g. the limit does not exist) fails at once. Either way nothing has been sent yet."""
+        started = utcnow()
+        delay = 1.0
+        while True:
+            try:
+                await slot.enter_async_context(self._write_gate())
+                return
+            except Exception as exc:  # whatever the limit's client raises, the POST did not leave
+                lasted = (utcnow() - started).total_seconds()
+                if exc.__cause__ is None or lasted + delay >= self.give_up_after:
+                    raise VaoConnectError(f"{op}: no write slot ({exc})") from None
+                log.warning("%s: no write slot for the %s yet (%s); again in %.0fs", target.name, op, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     # -- steps --------------------------------------------------------------------------------------------
 

@@ -134,16 +134,21 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     assert any_sim.posts("Undo") == dict.fromkeys(ids, 1)
     assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing",
                                            "clean"]
-    # no wait longer than the stage itself plus two poll intervals (0.05 s here) and HTTP slack
+    # no wait longer than the stage itself plus two polls: the completion is seen by the first or second plan-list
+    # read after the simulator finished the stage (counted in its request log, so machine load cannot fake it)
     from datetime import datetime
 
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    lists = [at(e["at"]) for e in any_sim.requests(method="GET", path="/v2/FailoverPlans") if e["status"] == 200]
     for name, record in any_sim.plans().items():
         stages = [st for st in record["stages"] if st["kind"] == "Failover"]
         if stages:
-            took = (datetime.fromisoformat(stages[0]["ended_at"].replace("Z", "+00:00"))
-                    - datetime.fromisoformat(stages[0]["started_at"].replace("Z", "+00:00"))).total_seconds()
-            rto = by_name(report)[name].rto_seconds
-            assert rto is not None and rto <= took + 2 * 0.05 + 0.4, (name, took, rto)
+            ended, seen = at(stages[0]["ended_at"]), by_name(report)[name].failover_completed_at
+            assert seen is not None and seen >= ended, (name, ended, seen)
+            reads_between = sum(1 for moment in lists if ended <= moment < seen)
+            assert reads_between <= 2, (name, reads_between)
     assert_all_clean(any_sim)
     journal = engine.journal.read()
     assert not journal.is_open and journal.may_be_failed_over() == []

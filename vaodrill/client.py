@@ -178,6 +178,11 @@ class VaoClient:
         except httpx.InvalidURL as exc:
             raise VaoUsageError(f"not a usable VAO URL: {one_line(str(exc))}") from None
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The underlying httpx client (TLS, base URL, auth, no redirects), for raw reads such as ``doctor``'s."""
+        return self._http
+
     def __repr__(self) -> str:
         return f"VaoClient(base_url={self.base_url!r}, login={self._auth.who})"
 

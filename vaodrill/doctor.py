@@ -82,7 +82,7 @@ class _Doctor:
     def __init__(self, settings: ConnectionSettings, client: VaoClient, diagnosis: Diagnosis,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
-        self.http: httpx.AsyncClient = client._http  # raw answers: shapes and headers the client hides
+        self.http: httpx.AsyncClient = client.http  # raw answers: shapes and headers the client hides
         self.token_url = f"{client.base_url}/v2/Token"
         self.limit = client.max_response_bytes
         self.d = diagnosis

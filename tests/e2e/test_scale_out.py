@@ -219,8 +219,10 @@ async def test_ten_concurrent_drills_on_five_servers(topology: Any) -> None:
         peaks[site.server.host] = max_in_flight(site.posts(), LATENCY)
         assert limits[site.server.limit].limit == WRITE_LIMIT
         assert limits[site.server.limit].active_slots == 0, limits[site.server.limit]
-    # never more than the limit in flight on a server, and the limit was reached: the check could fail
-    assert set(peaks.values()) == {WRITE_LIMIT}, f"most POSTs in flight per server: {peaks}"
+    # never more than the limit in flight on any server; and the limit was reached somewhere, so the check could
+    # fail (whether two drills' POSTs meet on every server depends on timing, not on vaodrill)
+    assert max(peaks.values()) == WRITE_LIMIT and all(p <= WRITE_LIMIT for p in peaks.values()), (
+        f"most POSTs in flight per server: {peaks}")
 
     journals = [json.loads(line) for path in topo.journal_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
     closed = {j["run_id"] for j in journals if j["type"] == "close"}

@@ -123,6 +123,11 @@ async def connection_settings(block_name: str | None) -> ConnectionSettings:
     return settings
 
 
+def artifact_key(text: str) -> str:
+    """A Prefect artifact key (lower-case letters, digits and dashes) from a drill's name."""
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in text.lower())
+
+
 def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[str, str] | None = None,
           payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> None:
     """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials)."""
@@ -205,8 +210,7 @@ class PrefectObserver(Observer):
             self.logger.warning("%s", message)
 
     async def on_report(self, report: DrillReport) -> None:
-        key = f"drill-{report.drill}".lower()
-        key = "".join(c if c.isalnum() or c == "-" else "-" for c in key)
+        key = artifact_key(f"drill-{report.drill}")
         await acreate_markdown_artifact(render_markdown(report) + _timeline_markdown(report), key=f"{key}-report",
                                         description=f"DR drill {report.drill}: {report.verdict}")
         await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
@@ -292,7 +296,7 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
     for p in recovery.plans:
         (logger.info if p.outcome == "clean" else logger.critical)("%s: %s", p.name, p.outcome)
     rows = "\n".join(f"| {p.name} | {p.state} | {p.action} | {p.outcome} |" for p in recovery.plans)
-    key = "".join(c if c.isalnum() or c == "-" else "-" for c in f"recovery-{journal.drill}".lower())
+    key = artifact_key(f"recovery-{journal.drill}")
     await acreate_markdown_artifact(
         f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
         f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}\n\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import textwrap
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import Sim
+from tests.test_engine import DEMO_PLANS, write_spec
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import Drill
 from vaodrill.report import DrillReport, PlanResult
@@ -246,22 +246,8 @@ def test_long_names_are_cut_with_the_full_name_kept_in_the_tooltip() -> None:
 
 
 async def test_timeline_of_a_real_drill_on_the_simulator(sim: Sim, tmp_path: Path) -> None:
-    spec = tmp_path / "drill.yaml"
-    spec.write_text(textwrap.dedent("""\
-        name: timeline-test
-        mode: drill
-        poll_interval: 0.05s
-        plans:
-          - plan: Core Network
-          - plan: Active Directory
-            after: [Core Network]
-          - plan: SQL Tier
-            after: [Active Directory]
-          - plan: App Tier
-            after: [SQL Tier]
-          - plan: Reporting
-            after: [SQL Tier]
-        """))
+    spec = write_spec(tmp_path, DEMO_PLANS.replace("  - plan: Web Tier\n    after: [App Tier]\n", ""),
+                      name="timeline-test")
     settings = ConnectionSettings(url=sim.url, username="demo", password=SecretStr("demo"), simulated=True)
     report = await Drill(load_spec(spec), settings, run_id="timeline-1", report_dir=tmp_path / "reports").run()
     assert report.verdict == "passed", report.reason

@@ -609,7 +609,7 @@ async def _recover(runs: list[Any], settings: ConnectionSettings, yes: bool) -> 
             raise UserError("not confirmed: nothing was changed")
     clean = True
     for survey_ in surveys:
-        recovery = await recover(survey_.journal, settings)
+        recovery = await recover(survey_.journal, settings, surveyed=survey_)
         for p in recovery.plans:
             ok = p.outcome == "clean"
             clean = clean and ok

@@ -652,13 +652,14 @@ async def survey(journal: JournalState, settings: ConnectionSettings) -> Recover
 
 async def recover(journal: JournalState, settings: ConnectionSettings, *, observers: Iterable[Observer] = (),
                   write_gate: WriteGate | None = None, steps: Callable[[DrillSession], Steps] | None = None,
-                  ) -> Recovery:
+                  surveyed: Recovery | None = None) -> Recovery:
     """Halt, undo and verify every plan an unclosed run may have left failed over; close the journal if clean.
 
     The same code serves ``vaodrill recover``, the flow's cancellation hook and the crashed-run deployment.
-    A real failover's journal is never undone: its plans are listed and left as they are.
+    A real failover's journal is never undone: its plans are listed and left as they are. ``surveyed``: the
+    survey already shown to the user (not read again).
     """
-    recovery = await survey(journal, settings)
+    recovery = surveyed or await survey(journal, settings)
     if journal.mode != "drill":
         return recovery
     ledger = Ledger(journal.drill, journal.run_id, Journal(journal.path.parent, journal.run_id), observers)

@@ -105,9 +105,8 @@ class ScriptedServer:
             headers = [(k.lower().encode(), v.encode("latin-1")) for k, v in reply.headers]
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             for chunk in reply.chunks:
-                if reply.pause:
-                    await asyncio.sleep(reply.pause)
-                if gone.is_set():
+                await asyncio.sleep(reply.pause)  # also lets the watcher see a disconnect: writes to a closed
+                if gone.is_set():                 # socket do not fail, they only log a warning each
                     return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

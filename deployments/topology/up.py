@@ -109,11 +109,7 @@ class Proc:
 
     def alive(self) -> bool:
         """Running (not a zombie) and still the process we started (pids are reused)."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            return False
-        return stat[0] != "Z" and int(stat[19]) == self.started
+        return _running(self.pid, self.started)
 
     def tree(self) -> list[int]:
         """This process and all its descendants (flow runs of a worker run in their own sessions)."""
@@ -129,16 +125,25 @@ class Proc:
             todo.extend(parents.get(pid, []))
         return found
 
-    def kill_tree(self) -> list[int]:
-        """SIGKILL this process, its group and every descendant at once: a host that died."""
-        pids = self.tree() if self.alive() else []
-        for pid in pids:
+    def kill_tree(self, timeout: float = 10.0) -> list[int]:
+        """SIGKILL this process, its group and every descendant at once: a host that died.
+
+        Returns once every one of them has exited (a SIGKILL is delivered, not carried out, by ``kill``).
+        """
+        tree = {pid: _start_time(pid) for pid in self.tree()} if self.alive() else {}
+        for pid in tree:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while (left := [pid for pid, started in tree.items() if _running(pid, started)]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: processes {left} still running {timeout:.0f}s after SIGKILL")
+            _reap()
+            time.sleep(0.01)
         _reap()
-        return pids
+        return list(tree)
 
     def stop(self, grace: float = 10.0) -> None:
         stop_all([self], grace)
@@ -176,6 +181,15 @@ def _reap() -> None:
     for popen in list(_children):
         if popen.poll() is not None:
             _children.remove(popen)
+
+
+def _running(pid: int, started: int) -> bool:
+    """Still the process that started at ``started`` and not yet a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    return stat[0] != "Z" and int(stat[19]) == started
 
 
 def _start_time(pid: int) -> int:

@@ -274,6 +274,10 @@ class DrillSession:
 
     # -- plumbing ----------------------------------------------------------------------------------------
 
+    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[T]]) -> T:
+        """One plan's steps as a unit; run directly they need no grouping (the Prefect adapter adds one)."""
+        return await work()
+
     async def read(self, target: PlanTarget) -> FailoverPlan:
         """One plan, re-read patiently (see :meth:`patiently`)."""
         return await self.patiently(target.name, lambda: self.client.get_plan(target.id))

@@ -11,6 +11,8 @@ YAML shape::
     restore_point: latest              # default rule for every plan (see vaodrill.restore_points)
     max_parallel: 3                    # plans failing over at once (default: no limit beyond the DAG)
     poll_interval: 10s                 # how often plan states are read (default 10s; 0.05s to 1h)
+    polling: fixed                     # fixed (default): every poll_interval | adaptive: sooner when a stage
+                                       # is likely done, later otherwise, same reads per minute (vaodrill.cadence)
     give_up_after: 5m                  # how long an unreachable or failing (5xx) server is borne (10s to 24h)
     on_halt: fail                      # fail (default) | {continue: <option>, max: 1..10 (default 1)}
     plans:
@@ -71,6 +73,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from yaml._yaml import CParser  # libyaml; PyYAML's wheels ship it
 
+from vaodrill.cadence import Polling
 from vaodrill.durations import DurationField, spec_duration
 from vaodrill.models import ContinueOption
 from vaodrill.restore_points import (
@@ -258,6 +261,8 @@ class DrillSpec(StrictModel):
     restore_point: RestorePointRule = LatestRule()
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PLANS)
     poll_interval: DurationField = Field(default="10s", validate_default=True)  # a str: JSON-schema friendly
+    polling: Polling = "fixed"
+    """When plan states are read: every ``poll_interval``, or adaptively within the same budget."""
     give_up_after: DurationField = Field(default="5m", validate_default=True)
     """How long a server that is unreachable or answers 5xx is borne before the drill stops waiting."""
     on_halt: HaltPolicy = HaltPolicy()

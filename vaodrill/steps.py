@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from vaodrill.cadence import Sighting, make_cadence
 from vaodrill.client import VaoClient
 from vaodrill.errors import (
     CleanupNotVerified,
@@ -123,12 +126,16 @@ class PlanMonitor:
     A failed read never kills the poller: the error is handed to the waiters. An authentication failure (a 401
     that survived a fresh login, or a 403) stops every wait at once; other failures do so once they have lasted
     ``give_up_after`` seconds without a good read.
+
+    ``polling="adaptive"``: when to read is decided by :class:`vaodrill.cadence.AdaptiveCadence` from the watched
+    plans' progress, within the same read budget (see :mod:`vaodrill.cadence`); ``"fixed"``: every interval.
     """
 
     def __init__(self, client: VaoClient, interval: float, give_up_after: float,
-                 on_read_error: Callable[[str | None], None] | None = None) -> None:
+                 on_read_error: Callable[[str | None], None] | None = None, *, polling: str = "fixed") -> None:
         self.client = client
         self.interval = interval
+        self.cadence = make_cadence(polling, interval)
         self.give_up_after = give_up_after
         self._on_read_error = on_read_error or (lambda _message: None)
         self._plans: dict[str, FailoverPlan] = {}
@@ -136,6 +143,8 @@ class PlanMonitor:
         self._version = 0
         self._changed = asyncio.Condition()
         self._watchers = 0
+        self._watched: Counter[str] = Counter()  # plan id -> waiters: the plans the cadence reads for
+        self._new_watch = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self.failing_since: datetime | None = None
         self.last_error: BaseException | None = None
@@ -151,6 +160,8 @@ class PlanMonitor:
     async def watch(self, plan_id: str) -> AsyncIterator[tuple[FailoverPlan, datetime]]:
         """Each fresh reading of one plan (taken after the call), with the moment it was observed."""
         self._watchers += 1
+        self._watched[plan_id.lower()] += 1
+        self._new_watch.set()
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll(), name="vaodrill-plan-monitor")
         try:
@@ -173,15 +184,21 @@ class PlanMonitor:
                     raise PlanFailed(f"plan {plan_id} is no longer listed by the server")
         finally:
             self._watchers -= 1
+            self._watched[plan_id.lower()] -= 1
+            if self._watched[plan_id.lower()] <= 0:
+                del self._watched[plan_id.lower()]
 
     async def _poll(self) -> None:
+        await self._pause(resuming=True)
         while self._watchers > 0 and (self.fatal is None or self.fatal.kind != "auth"):
-            attempt = utcnow()
+            attempt, sent = utcnow(), time.monotonic()
             try:
                 plans = await self.client.list_plans()
             except Exception as exc:  # the poller survives anything and tells the waiters
+                self.cadence.read(sent, time.monotonic(), None)
                 self._failed(exc, attempt)
             else:
+                self.cadence.read(sent, time.monotonic(), {p.id.lower(): Sighting.of(p) for p in plans})
                 if self.last_error is not None:
                     self._on_read_error(None)
                 self.last_error, self.failing_since = None, None
@@ -194,7 +211,22 @@ class PlanMonitor:
             async with self._changed:
                 self._version += 1
                 self._changed.notify_all()
-            await asyncio.sleep(self.interval)
+            await self._pause()
+
+    async def _pause(self, *, resuming: bool = False) -> None:
+        """Until the cadence's next read (a fixed poll: an interval after this one was answered), asked again
+        when a wait starts (a stage just started may need a read sooner than the one planned)."""
+        while True:
+            now = time.monotonic()
+            delay = self.cadence.next_read(now, self._watched, resuming=resuming) - now
+            if delay <= 0:
+                return
+            self._new_watch.clear()
+            try:
+                async with asyncio.timeout(delay):
+                    await self._new_watch.wait()
+            except TimeoutError:
+                return
 
     def _failed(self, exc: BaseException, attempt: datetime) -> None:
         now = utcnow()
@@ -245,10 +277,10 @@ class DrillSession:
 
     def __init__(self, client: VaoClient, *, poll_interval: float, give_up_after: float,
                  journal: Journal | None = None, write_gate: WriteGate | None = None,
-                 on_read_error: Callable[[str | None], None] | None = None) -> None:
+                 on_read_error: Callable[[str | None], None] | None = None, polling: str = "fixed") -> None:
         self.client = client
         self.give_up_after = give_up_after
-        self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error)
+        self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error, polling=polling)
         self.journal = journal
         self._write_gate: WriteGate = write_gate or contextlib.nullcontext
         #: Plan keys whose Run this session announced (it may have reached VAO).

@@ -11,13 +11,14 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 from uuid import UUID
 
 import pendulum
+import prefect.flow_engine
 from prefect import Flow, State, flow, get_run_logger
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -30,18 +31,21 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Cancelled, Completed, Failed
+from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
+from prefect.utilities.engine import link_state_to_flow_run_result
 from pydantic import BaseModel, Field
 
 from tasks.blocks import VaoServer
-from tasks.vao import TaskSteps, write_gate
+from tasks.vao import TaskSteps, clean_up, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
 from vaodrill.journal import Journal, JournalError, JournalState, default_journal_dir
-from vaodrill.report import DrillReport, render_markdown, table_rows
+from vaodrill.report import DrillReport, format_duration, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
+from vaodrill.steps import Cleanup, DrillSession, PlanTarget
 from vaodrill.timeline import render_svg
 
 
@@ -129,8 +133,10 @@ def artifact_key(text: str) -> str:
 
 
 def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[str, str] | None = None,
-          payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None) -> None:
-    """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials)."""
+          payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
+          drill_run: str | None = None) -> None:
+    """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials); related to
+    the drill's flow run too (Prefect adds the plan's child run, in which it is emitted)."""
     server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
               "prefect.resource.name": settings.url}
     drill_resource = {"prefect.resource.id": f"vaodrill.drill.{drill}", "prefect.resource.role": "drill",
@@ -141,6 +147,8 @@ def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[s
         resource = {"prefect.resource.id": f"vao.plan.{plan[0]}", "prefect.resource.name": plan[1],
                     "vaodrill.drill": drill}
         related = [drill_resource, server]
+    if drill_run:
+        related.append({"prefect.resource.id": f"prefect.flow-run.{drill_run}", "prefect.resource.role": "flow-run"})
     emit_event(event, resource={**resource, **(labels or {})}, related=related, payload=payload or {})
 
 
@@ -161,6 +169,7 @@ class PrefectObserver(Observer):
         self.settings = settings
         self.logger = logger
         self.plans = plans
+        self.drill_run = flow_run.id  # the run this observer reports for (events of child runs relate to it)
         self.finished = 0
         self.artifact: Any = None
         self._updates: set[asyncio.Task[Any]] = set()
@@ -197,7 +206,8 @@ class PrefectObserver(Observer):
                     labels["vaodrill.rto_met"] = "true" if met else "false"
             if t.new in (Phase.CLEAN, Phase.LEFT_FAILED_OVER):
                 payload.update(status=run.undo, reason=run.undo_reason)
-            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels)
+            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels,
+                  drill_run=self.drill_run)
         if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
             self.finished += 1
             update = asyncio.ensure_future(aupdate_progress_artifact(
@@ -216,7 +226,7 @@ class PrefectObserver(Observer):
         await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
                                      description=f"Plans of drill {report.drill}")
         left = [p.plan for p in report.left_failed_over]
-        _emit("vaodrill.drill.completed", report.drill, self.settings,
+        _emit("vaodrill.drill.completed", report.drill, self.settings, drill_run=self.drill_run,
               labels={"vaodrill.verdict": report.verdict, "vaodrill.left_failed_over": "true" if left else "false"},
               payload={"run_id": report.run_id, "verdict": report.verdict, "reason": report.reason,
                        "message": outcome_message(report), "stopped": report.stopped, "left_failed_over": left,
@@ -239,15 +249,93 @@ def _timeline_markdown(report: DrillReport) -> str:
     return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
+
+
+@contextlib.contextmanager
+def _capture_sigterm_unless_cli() -> Iterator[None]:
+    """Prefect's flow engine turns SIGTERM into an exception in whatever code runs, on every (child) flow run's
+    start. A CLI drill owns its signals (stop starting plans, undo, report: ``vaodrill.signals``), so there the
+    bridge stays out; under a worker it is Prefect's, and the cancellation hook recovers from the journal."""
+    if signals.owned():
+        yield
+    else:
+        with _prefect_capture_sigterm():
+            yield
+
+
+prefect.flow_engine.capture_sigterm = _capture_sigterm_unless_cli  # type: ignore[attr-defined]
+
+
+def plan_state(run: PlanRun) -> State[Any]:
+    """A plan's child flow run ends in a state that says how its failover ended (the undo is the drill's)."""
+    why = run.reason or run.phase.value
+    if run.phase in (Phase.FAILED_OVER, Phase.UNDOING, Phase.CLEAN):
+        rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at else None
+        target = run.target.rto_target_seconds
+        met = "" if rto is None or target is None else (" (target met)" if rto <= target else " (TARGET MISSED)")
+        return Completed(message=f"failed over in {format_duration(rto)}, target {format_duration(target)}{met}")
+    if run.phase is Phase.SKIPPED:
+        return Cancelled(name="Skipped", message=why)
+    if run.phase is Phase.INTERRUPTED:
+        return Cancelled(name="Interrupted", message=why)
+    return Failed(name=run.phase.value.capitalize(), message=why)
+
+
+@flow(name="drill-plan", flow_run_name="{plan} · {drill}", validate_parameters=False, persist_result=False,
+      log_prints=False, retries=0, description="One plan of a drill: precondition, Run and wait for the failover "
+                                               "(the undo runs in the drill's own run, dependents first).")
+async def drill_plan(plan: str, drill: str, depends_on: list[str],
+                     work: Callable[[], Awaitable[PlanRun]]) -> State[Any]:
+    """The engine's work for one plan; a plan that never started runs nothing and ends Skipped with the reason."""
+    return plan_state(await work())
+
+
+class PlanNode:
+    """Stands for a plan's child flow run among a dependent's inputs, so the drill's run graph draws the DAG."""
+
+
+class FlowSteps(TaskSteps):
+    """The steps as tasks, each plan's inside its own child flow run ``<plan> · <drill>``, started after its
+    dependencies' runs: the drill's run graph is the plan DAG, one node per plan, also for skipped plans."""
+
+    def __init__(self, session: DrillSession, drill: str) -> None:
+        super().__init__(session)
+        self.drill = drill
+        self._names: dict[str, str] = {}
+        self._nodes: dict[str, PlanNode] = {}
+
+    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
+        done: list[PlanRun] = []
+
+        async def recorded() -> PlanRun:
+            done.append(await work())
+            return done[0]
+
+        self._names[target.key] = target.name
+        state = await drill_plan(target.name, self.drill, [self._names.get(k, k) for k in target.after], recorded,
+                                 wait_for=[self._nodes[k] for k in target.after if k in self._nodes],
+                                 return_state=True)
+        node = self._nodes[target.key] = PlanNode()
+        link_state_to_flow_run_result(state, node)
+        if not done:
+            raise DrillError(f"the child flow run of {target.name} did not run: {state.name}: {state.message}")
+        return done[0]
+
+    async def clean(self, target: PlanTarget) -> Cleanup:
+        node = self._nodes.get(target.key)
+        result: Cleanup = await clean_up(self.session, target, wait_for=[node] if node else [])
+        return result
+
+
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
                     report_dir: str | None, spec_file: str | None = None) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
     observer = PrefectObserver(settings, get_run_logger(), len(spec.plans))
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
-                  observers=[observer, progress.bus], steps=TaskSteps, write_gate=write_gate(settings.url),
+                  observers=[observer, progress.bus], write_gate=write_gate(settings.url),
+                  steps=lambda session: FlowSteps(session, spec.name),
                   flow_run_url=flow_run.ui_url, spec_file=spec_file)
-    signals.claim()  # Prefect's flow engine just installed its SIGTERM bridge; a CLI run wants its own
     signals.running.add(drill)
     try:
         await observer.open(spec.name)

@@ -1,9 +1,8 @@
 """Prefect tasks around the VAO calls of a drill: one thin task per step of ``vaodrill.steps.DrillSession``.
 
-The engine (``vaodrill.drill``) decides; these only make each step visible in the Prefect UI, linked along the
-drill's DAG. None is retried or cached by Prefect: the session already retries what is safe to retry (reads,
-by the client's one retry policy), and the run's journal, not a cache, guarantees that a resumed or retried run
-never sends a second Run.
+The engine (``vaodrill.drill``) decides; these only make each step visible in the Prefect UI. None is retried or
+cached by Prefect: the session already retries what is safe to retry (reads, by the client's one retry policy),
+and the run's journal, not a cache, guarantees that a resumed or retried run never sends a second Run.
 """
 
 from __future__ import annotations
@@ -51,34 +50,31 @@ async def clean_up(session: DrillSession, target: PlanTarget) -> Cleanup:
 
 
 class TaskSteps:
-    """The engine's steps as Prefect tasks; each plan's precondition waits on its dependencies' wait tasks,
-    so the run graph follows the drill's DAG."""
+    """The engine's four steps as Prefect tasks; a plan's tasks wait on each other (precondition → Run → wait),
+    so the run graph shows each plan's order. ``flows.drill.FlowSteps`` adds ``plan``: a child flow run each."""
 
     def __init__(self, session: DrillSession) -> None:
         self.session = session
-        self._results: dict[str, list[Any]] = {}
-
-    def _after(self, target: PlanTarget) -> list[Any]:
-        return [r for key in target.after for r in self._results.get(key, [])[-1:]]
+        self._last: dict[str, list[Any]] = {}
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        plan: FailoverPlan = await check_precondition(self.session, target, wait_for=self._after(target))
-        self._results[target.key] = [plan]
+        plan: FailoverPlan = await check_precondition(self.session, target)
+        self._last[target.key] = [plan]
         return plan
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
         started: Started = await start_failover(self.session, target, run_sent_before,
-                                                wait_for=self._results.get(target.key, []))
-        self._results[target.key] = [started]
+                                                wait_for=self._last.get(target.key, []))
+        self._last[target.key] = [started]
         return started
 
     async def wait_failover(self, target: PlanTarget) -> StageDone:
-        done: StageDone = await wait_for_failover(self.session, target, wait_for=self._results.get(target.key, []))
-        self._results[target.key] = [done]
+        done: StageDone = await wait_for_failover(self.session, target, wait_for=self._last.get(target.key, []))
+        self._last[target.key] = [done]
         return done
 
     async def clean(self, target: PlanTarget) -> Cleanup:
-        result: Cleanup = await clean_up(self.session, target, wait_for=self._results.get(target.key, []))
+        result: Cleanup = await clean_up(self.session, target)
         return result
 
 

@@ -195,35 +195,58 @@ async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Pat
     assert sim.posts("Run") == {reporting: 1} and sim.posts("Undo") == {reporting: 1}
 
 
-async def test_run_graph_links_plan_tasks_along_the_dag(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """In the Prefect UI's run graph, a plan's precondition hangs off its dependencies' wait task runs."""
+async def test_run_graph_is_the_plan_dag_with_a_node_for_every_plan(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The Prefect UI's run graph (the graph-v2 API it draws) has one child flow run per plan, ``<plan> · <drill>``,
+    linked along the DAG, also for plans that never started; each plan's tasks are inside its own node."""
+    import httpx
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.settings import PREFECT_API_URL
 
     spec = write_spec(tmp_path, """
   - plan: Core Network
   - plan: Active Directory
     after: [Core Network]
-  - plan: Reporting
+  - plan: Legacy ERP
     after: [Core Network]
+  - plan: Reporting
+    after: [Legacy ERP, Active Directory]
 """)
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_completed(), report.reason
+    assert state.is_failed() and report.verdict == "failed"
+    parent = state.state_details.flow_run_id
+    async with httpx.AsyncClient(base_url=PREFECT_API_URL.value()) as api:
+        graph = (await api.get(f"/flow_runs/{parent}/graph-v2")).raise_for_status().json()
+    nodes = {node["id"]: node for node in graph["nodes"].values()} if isinstance(graph["nodes"], dict) else {
+        node_id: node for node_id, node in graph["nodes"]}
+    plans = {n["label"].split(" / ", 1)[-1]: n for n in nodes.values() if n["kind"] == "flow-run"}
+    assert set(plans) == {f"{p} · test-drill" for p in ("Core Network", "Active Directory", "Legacy ERP",
+                                                         "Reporting")}, sorted(plans)
+
+    def upstream(plan: str) -> set[str]:
+        ids = {edge["id"] for edge in plans[f"{plan} · test-drill"]["parents"]}
+        return {label.split(" · ")[0] for label, node in plans.items() if node["id"] in ids}
+
+    assert upstream("Core Network") == set()
+    assert upstream("Active Directory") == upstream("Legacy ERP") == {"Core Network"}
+    assert upstream("Reporting") == {"Legacy ERP", "Active Directory"}
+    states = {label.split(" · ")[0]: node["state_type"] for label, node in plans.items()}
+    assert states == {"Core Network": "COMPLETED", "Active Directory": "COMPLETED", "Legacy ERP": "FAILED",
+                      "Reporting": "CANCELLED"}, states
+    undos = {n["label"] for n in nodes.values() if n["kind"] == "task-run"}
+    assert undos == {"undo · Core Network", "undo · Active Directory"}, undos
+
     async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-    by_name = {run.name: run for run in runs}
-    assert {"precondition · Core Network", "failover · Core Network", "wait · Core Network",
-            "undo · Core Network"} <= set(by_name)
-
-    def upstream(name: str) -> set[str]:
-        ids = {i.id for inputs in by_name[name].task_inputs.values() for i in inputs}
-        return {run.name for run in runs if run.id in ids}
-
-    assert "wait · Core Network" in upstream("precondition · Active Directory")
-    assert "wait · Core Network" in upstream("precondition · Reporting")
-    assert "precondition · Core Network" in upstream("failover · Core Network")
-    assert upstream("precondition · Core Network") == set()
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
+        by_plan = {run.name.split(" · ")[0]: run for run in children}
+        assert by_plan["Reporting"].state.name == "Skipped"
+        assert "Legacy ERP" in by_plan["Reporting"].state.message
+        assert by_plan["Legacy ERP"].state.name == "Refused" and "Disabled" in by_plan["Legacy ERP"].state.message
+        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [by_plan["Core Network"].id]}))
+    assert {t.name for t in tasks} == {"precondition · Core Network", "failover · Core Network",
+                                       "wait · Core Network"}
 
 
 async def test_cancellation_hook_undoes_what_a_killed_run_started(

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -183,7 +183,11 @@ class Observer:
 
 
 class Steps(Protocol):
-    """The four steps per plan; :class:`DrillSession` is the direct implementation, ``tasks/`` the Prefect one."""
+    """The four steps per plan, and ``plan`` around one plan's steps (a child flow run in Prefect; every plan of
+    the drill gets one, also a plan that never started). :class:`DrillSession` is the direct implementation,
+    ``tasks/`` and ``flows/`` the Prefect one."""
+
+    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun: ...
 
     async def check(self, target: PlanTarget) -> FailoverPlan: ...
 
@@ -337,6 +341,7 @@ class Drill:
         self.spec_file = spec_file
         self.stopped: DrillAborted | None = None
         self._dag: asyncio.Task[Any] | None = None
+        self._grouped: set[str] = set()
         self.session: DrillSession | None = None
 
     @property
@@ -384,7 +389,7 @@ class Drill:
                     log.exception("observer failed on the start")
             order = [step.plan for step in self.spec.topological_order()]
             after = {key: list(targets[key].after) for key in order}
-            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._plan(steps, key),
+            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._grouped_plan(steps, key),
                                                       max_parallel=self.spec.max_parallel))
             try:
                 await self._dag
@@ -409,6 +414,54 @@ class Drill:
             give_up_after=self.spec.give_up_after.total_seconds(),
             plans=[{"key": t.key, "id": t.id, "name": t.name, "after": list(t.after),
                     "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
+
+    async def _grouped_plan(self, steps: Steps, key: str) -> None:
+        """``_plan`` inside ``steps.plan`` (its child flow run); raises as ``_plan`` does, so dependents skip."""
+        self._grouped.add(key)
+        run = self.records[key]
+        failure: BaseException | None = None
+        ran = False
+
+        async def work() -> PlanRun:
+            nonlocal failure, ran
+            ran = True
+            try:
+                await self._plan(steps, key)
+            except (Exception, asyncio.CancelledError) as exc:  # the grouping sees the record either way
+                failure = exc
+            return run
+
+        try:
+            await steps.plan(run.target, work)
+        except Exception as exc:
+            if not ran:  # the grouping itself failed (e.g. the Prefect API): the plan is safely not started
+                if run.phase is Phase.PENDING:
+                    self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {exc}")
+                raise
+            log.warning("plan %s ran, but its grouping failed: %s", run.name, exc)
+        if failure is not None:
+            raise failure
+
+    async def _show_unstarted(self, steps: Steps) -> None:
+        """Plans that never ran still get their group, in DAG order, so a UI shows the whole drill (best effort:
+        bounded, and never in the way of the report)."""
+        keys = [k for k in self.records if k not in self._grouped]
+        if not keys:
+            return
+
+        async def show(key: str) -> None:
+            run = self.records[key]
+
+            async def nothing() -> PlanRun:
+                return run
+
+            await steps.plan(run.target, nothing)
+
+        after = {k: [d for d in self.records[k].target.after if d in keys] for k in keys}
+        try:
+            await asyncio.wait_for(run_dag(keys, after, show), PUBLISH_TIMEOUT)
+        except Exception as exc:
+            log.warning("plans that never started are not all shown: %s", exc)
 
     async def _plan(self, steps: Steps, key: str) -> None:
         """One plan's failover; raises (so its dependents are skipped) unless it failed over as it should."""
@@ -517,6 +570,8 @@ class Drill:
                 self.session.monitor.forgive()
             await self.ledger.clean_up([k for k in order if self.records[k].run_sent], steps)
         report = self.report(started_at)
+        self._write(report)
+        await self._show_unstarted(steps)
         await self._publish(report)
         return report
 
@@ -533,8 +588,8 @@ class Drill:
                            finished_at=utcnow(), vao_server=self.settings.url, flow_run_url=self.flow_run_url,
                            stopped=cast(Stopped, self.stopped.kind) if self.stopped else None, plans=results)
 
-    async def _publish(self, report: DrillReport) -> None:
-        """Files first (they must exist even when Prefect is gone), then the journal, then the observers."""
+    def _write(self, report: DrillReport) -> None:
+        """Files first (they must exist even when Prefect is gone), then the journal."""
         if self.report_dir is not None:
             files = write_reports(report, self.report_dir)
             log.info("Reports written to %s", files.directory)
@@ -542,6 +597,9 @@ class Drill:
             self.journal.append("close", verdict=report.verdict)
         else:
             log.critical("Journal %s left open: run `vaodrill recover %s`", self.journal.path, self.run_id)
+
+    async def _publish(self, report: DrillReport) -> None:
+        """The observers (Prefect artifacts, events), each bounded in time; a failing one is only logged."""
 
         async def tell(observer: Observer) -> None:
             try:

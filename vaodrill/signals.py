@@ -1,8 +1,8 @@
 """SIGINT and SIGTERM for a drill run from a terminal: the first stops the drill cleanly, the second exits now.
 
 Only the CLI asks for this (``handle``); a flow run under a Prefect worker keeps Prefect's own signal handling,
-and its cancellation hook recovers from the journal instead. Prefect installs its SIGTERM bridge when a flow
-starts, so the flow calls :func:`claim` once it runs, to put ours back in front.
+and its cancellation hook recovers from the journal instead. While ours is installed (:func:`owned`), ``flows/``
+keeps Prefect's flow engine from installing its SIGTERM bridge on each (child) flow run.
 """
 
 from __future__ import annotations
@@ -21,19 +21,19 @@ running: set[Any] = set()
 
 
 def handle(handler: Handler) -> None:
-    """Route SIGINT/SIGTERM of this process to ``handler(signum)`` on the running loop."""
+    """Route SIGINT/SIGTERM of this process to ``handler(signum)`` on the running loop (main thread only)."""
     global _handler
-    _handler = handler
-    claim()
-
-
-def claim() -> None:
-    """(Re)install the handler on the running loop, if one was asked for; a no-op otherwise."""
-    if _handler is None or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         return
+    _handler = handler
     loop = asyncio.get_running_loop()
     for signum in SIGNALS:
-        loop.add_signal_handler(signum, _handler, signum)
+        loop.add_signal_handler(signum, handler, signum)
+
+
+def owned() -> bool:
+    """Whether this process's SIGINT/SIGTERM are ours (a CLI drill), not Prefect's."""
+    return _handler is not None
 
 
 def release() -> None:

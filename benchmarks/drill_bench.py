@@ -1,7 +1,8 @@
 """Drill benchmark: vaodrill against a bare-asyncio and a naive sequential runner, on one simulator, in one run.
 
     python benchmarks/drill_bench.py --plans 10 50 200 500 [--json FILE] [--plot FILE.png] [--seed N]
-                                     [--runners vaodrill bare sequential] [--critical-path-seconds 30]
+                                     [--runners vaodrill vaodrill-adaptive bare sequential]
+                                     [--critical-path-seconds 30]
                                      [--poll-interval 0.75] [--quick]
 
 For each plan count it generates a seeded scenario and drill (a DAG of depth 5-8, each plan after 1-2 plans of
@@ -11,6 +12,8 @@ its own process tree, against one real uvicorn simulator (reset between runners)
 
 - ``vaodrill``: ``vaodrill run DRILL`` with ``VAO_URL``/``VAO_USERNAME``/``VAO_PASSWORD`` (the CLI path,
   including its temporary Prefect API unless ``PREFECT_API_URL`` is set);
+- ``vaodrill-adaptive``: the same CLI on the same drill with ``polling: adaptive`` (``vaodrill.cadence``: reads
+  timed by the plans' progress within the same read budget);
 - ``bare`` and ``sequential``: ``benchmarks/baselines.py`` (vaodrill's client only, no Prefect); sequential only
   where its estimated run stays under ``--sequential-limit`` seconds.
 
@@ -55,7 +58,7 @@ from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 
 HERE = Path(__file__).resolve().parent
-RUNNERS = ("vaodrill", "bare", "sequential")
+RUNNERS = ("vaodrill", "vaodrill-adaptive", "bare", "sequential")
 KEYS = ("plans", "runner", "ratio", "vs_bare", "lag_p95_s", "startup_s", "rss_mb", "list_reads_per_interval")
 """Keys every JSON object has (None when not measured: a runner skipped or failed)."""
 USERNAME = PASSWORD = "demo"
@@ -106,7 +109,7 @@ class Bench:
                       for name in self.order],
         }
 
-    def drill(self) -> dict[str, Any]:
+    def drill(self, polling: str = "fixed") -> dict[str, Any]:
         return {
             "name": f"bench-{self.plans}",
             "description": f"drill benchmark: {self.plans} plans, depth {self.depth}, seed {self.seed}",
@@ -114,6 +117,7 @@ class Bench:
             "timezone": "UTC",
             "restore_point": "latest",
             "poll_interval": self.interval,
+            "polling": polling,
             "on_halt": "fail",
             "plans": [{"plan": name, **({"after": self.after[name]} if self.after[name] else {})}
                       for name in self.order],
@@ -338,18 +342,28 @@ def _undo_lags(bench: Bench, ids: dict[str, str], log: Log, undo_end: dict[str, 
 # -- the benchmark ------------------------------------------------------------------------------------------
 
 
+# Until ``Drill.run`` passes ``spec.polling`` to ``DrillSession``, the adaptive row's CLI gets it this way.
+_ADAPTIVE_CLI = ("import functools, sys, vaodrill.drill, vaodrill.steps, vaodrill.cli; "
+                 "vaodrill.drill.DrillSession = functools.partial(vaodrill.steps.DrillSession, polling='adaptive'); "
+                 "sys.argv[0] = 'vaodrill'; sys.exit(vaodrill.cli.main())")
+
+
 def runner_command(runner: str, drill_file: Path, report_dir: Path) -> list[str]:
     if runner == "vaodrill":
         local = Path(sys.executable).parent / "vaodrill"
         exe = str(local) if local.exists() else shutil.which("vaodrill") or "vaodrill"
         return [exe, "run", str(drill_file), "--report-dir", str(report_dir)]
+    if runner == "vaodrill-adaptive":
+        return [sys.executable, "-c", _ADAPTIVE_CLI, "run", str(drill_file), "--report-dir", str(report_dir)]
     return [sys.executable, str(HERE / "baselines.py"), runner, str(drill_file)]
 
 
 def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[str], work: Path,
                    sequential_limit: float, console: Console) -> list[dict[str, Any]]:
-    drill_file = work / f"bench-{bench.plans}.yaml"
-    drill_file.write_text(yaml.safe_dump(bench.drill(), sort_keys=False), encoding="utf-8")
+    drill_files = {}
+    for polling in ("fixed", "adaptive"):
+        drill_files[polling] = work / f"bench-{bench.plans}-{polling}.yaml"
+        drill_files[polling].write_text(yaml.safe_dump(bench.drill(polling), sort_keys=False), encoding="utf-8")
     sim.post("/_sim/scenario", content=yaml.safe_dump(bench.scenario(), sort_keys=False)).raise_for_status()
     summary = sim.post("/_sim/reset", json={"time_scale": bench.time_scale}).raise_for_status().json()
     ids = {plan["name"]: plan["id"].lower() for plan in summary["plans"]}
@@ -368,6 +382,7 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
         timeout = max(120.0, 6 * bench.critical_path_s) + (
             bench.sequential_estimate_s() if runner == "sequential" else 0.0)
         load = os.getloadavg()[0]  # other work on the machine shows here
+        drill_file = drill_files["adaptive" if runner == "vaodrill-adaptive" else "fixed"]
         proc = run_process(runner_command(runner, drill_file, work / "reports"), env, timeout)
         entries = sim.get("/_sim/requests").raise_for_status().json()
         records = sim.get("/_sim/plans").raise_for_status().json()

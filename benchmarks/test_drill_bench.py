@@ -98,3 +98,30 @@ def test_sequential_is_skipped_when_too_long(simulator: tuple[httpx.Client, str]
     assert row["ratio"] is None and row["skipped"].startswith("estimated")
     assert {key: row[key] for key in KEYS} == {"plans": 50, "runner": "sequential", **dict.fromkeys(KEYS[2:])}
     assert sim.get("/_sim/requests").json() == []  # it did not run at all
+
+
+def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(tmp_path: Path) -> None:
+    """The fourth row: the same generated drill with ``polling: adaptive``, run by the vaodrill CLI (here its
+    ``validate`` command, which parses that file with the product's spec loader)."""
+    import os
+    import subprocess
+
+    import yaml
+    from drill_bench import RUNNERS, runner_command
+
+    from vaodrill.spec import parse_spec
+
+    bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
+    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "bare", "sequential")
+    fixed, adaptive = (parse_spec(yaml.safe_dump(bench.drill(polling))) for polling in ("fixed", "adaptive"))
+    assert (fixed.polling, adaptive.polling) == ("fixed", "adaptive")
+    assert adaptive.model_copy(update={"polling": "fixed"}) == fixed  # nothing else differs
+    drill_file = tmp_path / "drill.yaml"
+    drill_file.write_text(yaml.safe_dump(bench.drill("adaptive")), encoding="utf-8")
+    command = runner_command("vaodrill-adaptive", drill_file, tmp_path / "reports")
+    assert command[-3:] == [str(drill_file), "--report-dir", str(tmp_path / "reports")]
+    validate = [*command[:command.index("run")], "validate", str(drill_file)]
+    done = subprocess.run(validate, capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "8 plans" in done.stdout

@@ -198,28 +198,33 @@ class AdaptiveCadence:
     def proposal(self, plan_id: str) -> float | None:
         """When this plan's stage should be read next; None: nothing known, read at the interval."""
         stage = self._stages.get(plan_id)
-        if stage is None or not stage.consistent:
+        if stage is None or not stage.consistent or self._last_sent is None:
             return None
         lo, hi = stage.completion(stage.d_lo)[0], stage.completion(stage.d_hi)[1]
         if hi - lo <= self.interval:
-            return hi + self.margin  # one read sees it at most hi - lo late
-        if math.isfinite(hi):
-            return (lo + hi) / 2  # halve the window: the next reading narrows it, or sees the completion
+            return hi + self.margin  # one read sees it at most hi - lo late: never later than a fixed poll's worst
         prior = self._priors.get(stage.state)
-        if not prior:
+        if prior:  # the typical step length, within what this stage's readings allow
+            first, last = stage.completion(min(max(statistics.median(prior), stage.d_lo), stage.d_hi))
+        elif math.isfinite(hi):
+            first, last = lo, hi
+        else:
             return None
-        return stage.completion(max(statistics.median(prior), stage.d_lo))[0]
+        # a narrow window: read once after it; else in its middle (that reading halves it, or sees the end)
+        wanted = last + self.margin if last - first <= self.interval else (first + last) / 2
+        # a guess: while the stage may already be done, never wait longer than a fixed poll would
+        return min(wanted, max(lo, self._last_sent + self.interval))
 
     def next_read(self, now: float, watched: Collection[str], *, resuming: bool = False) -> float:
         if self._last_sent is None:
             return now
+        token_at = self._last_sent + max(0.0, 1 - self._tokens) * self.interval
+        if self._failed:  # retried like a fixed poll, so give_up_after is counted as it always was
+            return max(self._last_sent + self.interval, token_at)
         wanted = self._last_sent + MAX_GAP * self.interval
-        if self._failed:
-            wanted = self._last_sent + self.interval
         for plan_id in watched:  # every watched plan is waited for: read it at the interval unless predicted
             proposed = self.proposal(plan_id)
             wanted = min(wanted, self._last_sent + self.interval if proposed is None else proposed)
-        token_at = self._last_sent + max(0.0, 1 - self._tokens) * self.interval
         return max(wanted, self._last_sent + self.floor, token_at)
 
 

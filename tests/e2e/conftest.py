@@ -368,18 +368,19 @@ def served(prefect_server: PrefectServer, drill_sim: Simulator,
 
 @pytest.fixture(scope="session")
 async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator,
-                     timeout_sim: Simulator) -> dict[str, str]:
-    """``VaoServer`` blocks saved on the server, one per approval simulator: {purpose: block name}."""
+                     timeout_sim: Simulator) -> dict[str, Any]:
+    """``VaoServer`` blocks saved on the server, one per approval simulator: {purpose: the block's ``$ref``, the
+    value of a run's ``vao_block`` parameter}."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
+    from tasks.blocks import VaoServer, block_ref
 
     names = {"approval": "e2e-approval", "timeout": "e2e-timeout"}
     async with prefect_server.client() as client:
         for purpose, sim in (("approval", approval_sim), ("timeout", timeout_sim)):
             block = VaoServer(url=sim.url, username=sim.username, password=SecretStr(sim.password))
             await block.asave(names[purpose], overwrite=True, client=client)
-    return names
+    return {purpose: block_ref(name) for purpose, name in names.items()}
 
 
 # -- flow runs -----------------------------------------------------------------------------------------------------
@@ -479,7 +480,7 @@ class StartedRun:
 
 
 @pytest.fixture(scope="session")
-def timeout_run(served: Served, timeout_sim: Simulator, vao_blocks: dict[str, str],
+def timeout_run(served: Served, timeout_sim: Simulator, vao_blocks: dict[str, Any],
                 tmp_path_factory: pytest.TempPathFactory) -> StartedRun:
     """A ``real-failover`` run with the shortest approval timeout (1 min) that nobody will approve."""
     report_dir = tmp_path_factory.mktemp("e2e-timeout-reports")
@@ -507,3 +508,41 @@ def fast_failover_spec(directory: Path) -> Path:
     path = directory / "real-failover-fast.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
+
+
+# -- a failed drill (browser tests) ---------------------------------------------------------------------------------
+
+#: The demo drill plus the Disabled 'Legacy ERP' plan: Legacy ERP is refused, Reporting (after it) is skipped.
+FAILED_DRILL_FILE = "deployments/drills/with-legacy-erp.yaml"
+
+
+@pytest.fixture(scope="session")
+async def failed_run(drill_run: FinishedRun, served: Served,
+                     tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A drill that fails, through the ``manual-drill`` deployment, waited for to the end.
+
+    After ``drill_run`` (the deployment runs one drill at a time, and both use ``drill_sim``); it writes nothing
+    to the Disabled plan and leaves the simulator as it found it (every plan that failed over is undone).
+    """
+    report_dir = tmp_path_factory.mktemp("e2e-failed-reports")
+    started = time.monotonic()
+    flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
+        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir)}})
+    async with served.server.client() as client:
+        run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state",
+                                 extra=served.diagnose)
+    return FinishedRun(flow_run_id, run, time.monotonic() - started, report_dir)
+
+
+@pytest.fixture(scope="session")
+async def form_block(prefect_server: PrefectServer, drill_sim: Simulator) -> str:
+    """A ``VaoServer`` block saved on the server, for the run form's block picker to offer."""
+    from pydantic import SecretStr
+
+    from tasks.blocks import VaoServer
+
+    name = "e2e-form-vao"
+    async with prefect_server.client() as client:
+        block = VaoServer(url=drill_sim.url, username=drill_sim.username, password=SecretStr(drill_sim.password))
+        await block.asave(name, overwrite=True, client=client)
+    return name

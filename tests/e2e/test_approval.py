@@ -1,7 +1,7 @@
 """The approval gate of the ``real-failover`` deployment, on the real server through ``vaodrill serve``.
 
 The spec is deployments/drills/real-failover.yaml (five plans, mode: failover) polling every second. Each case
-talks to its own simulator through a ``VaoServer`` block saved on the server (parameter ``vao_block``).
+talks to its own simulator through a ``VaoServer`` block saved on the server (parameter ``vao_block``, a block reference).
 
 * approved: the run pauses before any write to VAO; resumed with a typed ``FailoverApproval`` it fails over
   each plan exactly once and undoes nothing.
@@ -86,7 +86,7 @@ async def wait_for_no_active_failover(client) -> None:
 
 
 async def test_approved_failover_runs_each_plan_once(served: Served, approval_sim: Simulator,
-                                                     vao_blocks: dict[str, str], tmp_path: Path) -> None:
+                                                     vao_blocks: dict[str, Any], tmp_path: Path) -> None:
     server = served.server
     approval_sim.reset()
     async with server.client() as client:
@@ -163,7 +163,7 @@ async def test_unapproved_failover_times_out_with_nothing_sent(served: Served, t
 
 
 async def test_second_failover_is_refused_and_a_rejection_sends_nothing(
-        served: Served, approval_sim: Simulator, vao_blocks: dict[str, str], tmp_path: Path) -> None:
+        served: Served, approval_sim: Simulator, vao_blocks: dict[str, Any], tmp_path: Path) -> None:
     """One real failover at a time, also while the first is paused for approval; a rejection fails over nothing."""
     server = served.server
     approval_sim.reset()

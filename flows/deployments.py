@@ -14,6 +14,7 @@ from prefect.schedules import Cron
 
 from flows.drill import dr_drill, recover_drill
 from flows.failover import real_failover
+from tasks.blocks import block_ref
 
 #: Two runs of the same drill never overlap: a second one is cancelled, not queued behind a failover.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
@@ -28,7 +29,7 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
 
     def request(drill_file: str | None) -> dict[str, Any]:
         return {"request": {**({"drill_file": drill_file} if drill_file else {}),
-                            **({"vao_block": block} if block else {})}}
+                            **({"vao_block": block_ref(block)} if block else {})}}
 
     return cast(list[RunnerDeployment], [
         dr_drill.to_deployment(

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from uuid import UUID
 
 import pendulum
@@ -34,7 +34,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
 from prefect.utilities.engine import link_state_to_flow_run_result
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, clean_up, write_gate
@@ -49,14 +49,22 @@ from vaodrill.steps import Cleanup, DrillSession, PlanTarget
 from vaodrill.timeline import render_svg
 
 
+def _shipped_drills() -> str:
+    drills = Path(__file__).resolve().parent.parent / "deployments" / "drills"
+    return ", ".join(f"deployments/drills/{p.name}" for p in sorted(drills.glob("*.yaml"))) or "none"
+
+
 class DrillRequest(BaseModel):
     """What to drill, against which VAO server, and where the report and the journal go."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt field must not silently drop, e.g., the VAO server
+
     drill_file: str | None = Field(None, title="Drill file",
-                                   description="Path of the drill spec (YAML), relative to the working directory")
-    vao_block: str | None = Field(None, title="VAO server",
-                                  description="Name of a saved 'VAO Server' block; leave empty to use the VAO_* "
-                                              "settings of the machine that runs the drill")
+                                   description="Path of the drill spec (YAML) on the machine that runs the drill, "
+                                               f"relative to its working directory; shipped: {_shipped_drills()}")
+    vao_block: VaoServer | None = Field(None, title="VAO server",
+                                        description="A saved 'VAO Server' block; leave empty to use "
+                                                    "the VAO_* settings of the machine that runs the drill")
     report_dir: str = Field("reports", title="Report directory",
                             description="Reports go here, and the drill's journal under journal/ (unless "
                                         "VAODRILL_JOURNAL_DIR says otherwise)")
@@ -65,6 +73,14 @@ class DrillRequest(BaseModel):
                                            "its journal; no plan ever gets a second Run")
     now: datetime | None = Field(None, title="Restore-point reference time",
                                  description="Read restore-point rules as of this instant (default: now)")
+
+    @field_validator("vao_block", mode="before")
+    @classmethod
+    def _load_block(cls, value: Any) -> Any:
+        """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery)."""
+        if isinstance(value, dict) and "$ref" in value:
+            return VaoServer.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]  # as Prefect does
+        return value
 
 
 def _drill_run_name() -> str:
@@ -113,13 +129,12 @@ def local_settings(settings: ConnectionSettings) -> Iterator[None]:
         _local_settings = None
 
 
-async def connection_settings(block_name: str | None) -> ConnectionSettings:
-    """The VAO connection: a VaoServer block when named, else the CLI's settings, else the VAO_* variables."""
-    if _local_settings is not None and not block_name:
-        return _local_settings
-    if block_name:
-        block = cast(VaoServer, await VaoServer.aload(block_name))
+async def connection_settings(block: VaoServer | None) -> ConnectionSettings:
+    """The VAO connection: the request's VaoServer block, else the CLI's settings, else the VAO_* variables."""
+    if block is not None:
         return block.settings()
+    if _local_settings is not None:
+        return _local_settings
     settings = ConnectionSettings.from_env()
     if settings is None:
         raise DrillError("no VAO server configured: name a 'VAO Server' block or set VAO_URL, VAO_USERNAME, "
@@ -429,7 +444,7 @@ async def finish(report: DrillReport) -> Any:
 @flow(name="failover-plan", flow_run_name="{mode} · {plan}", log_prints=False,
       description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.")
 async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill", restore_point: str = "latest",
-                        vao_block: str | None = None, report_dir: str | None = "reports",
+                        vao_block: VaoServer | None = None, report_dir: str | None = "reports",
                         run_id: str | None = None) -> Any:
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,

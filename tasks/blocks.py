@@ -5,6 +5,8 @@ Register it for the UI with ``prefect block register -m tasks.blocks``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
@@ -39,3 +41,9 @@ class VaoServer(Block):
                                   client_id=self.client_id, client_secret=self.client_secret,
                                   server_timezone=self.server_timezone, verify_tls=self.verify_tls,
                                   ca_bundle=self.ca_bundle, allow_insecure_http=self.allow_insecure_http)
+
+
+def block_ref(name: str) -> dict[str, Any]:
+    """A saved VaoServer block as a deployment's or a run's parameter value: the ``$ref`` Prefect resolves when
+    the run starts (the run form's block picker writes the same with the block's id)."""
+    return {"$ref": {"block_document_slug": f"{VaoServer.get_block_type_slug()}/{name}"}}

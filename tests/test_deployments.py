@@ -15,7 +15,8 @@ def test_served_deployments() -> None:
     assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
         "drill_file": "deployments/drills/demo.yaml"}
     real = {d.name: d for d in deployments("vao-prod")}
-    assert real["manual-drill"].parameters["request"] == {"vao_block": "vao-prod"}  # the form asks for the drill
+    assert real["manual-drill"].parameters["request"] == {  # the form asks for the drill
+        "vao_block": {"$ref": {"block_document_slug": "vao-server/vao-prod"}}}
     by_name = {d.name: d for d in deployments()}
     assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
     (schedule,) = by_name["app-stack-monthly"].schedules

@@ -480,6 +480,8 @@ class Topology:
 
     def deploy(self, drills: Sequence[DrillDeployment]) -> None:
         """``prefect deploy`` of recover-crashed (as in deployments/prefect.yaml) and one deployment per drill."""
+        from tasks.blocks import block_ref
+
         project = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
         recovery = next(d for d in project["deployments"] if d["name"] == "recover-crashed")
         drill_template = next(d for d in project["deployments"] if d["name"] == "manual-drill")
@@ -487,7 +489,8 @@ class Topology:
         for drill in drills:
             entries.append({**drill_template, "name": drill.name, "description": f"{drill.drill_file} on "
                             f"{drill.block}", "tags": ["dr", "scale-out"],
-                            "parameters": {"request": {"drill_file": drill.drill_file, "vao_block": drill.block,
+                            "parameters": {"request": {"drill_file": drill.drill_file,
+                                                       "vao_block": block_ref(drill.block),
                                                        "report_dir": str(self.report_dir)}}})
         project["deployments"] = entries
         project.pop("definitions", None)

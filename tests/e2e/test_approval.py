@@ -1,7 +1,7 @@
 """The approval gate of the ``real-failover`` deployment, on the real server through ``vaodrill serve``.
 
 The spec is deployments/drills/real-failover.yaml (five plans, mode: failover) polling every second. Each case
-talks to its own simulator through a ``VaoServer`` block saved on the server (parameter ``vao_block``, a block reference).
+talks to its own simulator through a ``VaoServer`` block saved on the server (parameter ``vao_block``).
 
 * approved: the run pauses before any write to VAO; resumed with a typed ``FailoverApproval`` it fails over
   each plan exactly once and undoes nothing.
@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml

@@ -458,12 +458,16 @@ async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill",
       description="Undo and verify what an unclosed drill run (crashed, killed, cancelled) may have failed over.")
 async def recover_drill(flow_run_id: str) -> None:
     """Started by the crashed-run automation with the crashed run's id; reads its parameters (run id, report
-    directory, VAO block) from Prefect, then recovers from its journal (shared storage when on several hosts)."""
+    directory, VAO block) from Prefect, then recovers from its journal (shared storage when on several hosts).
+    The crashed run may be a recovery run itself: then its own drill run is recovered."""
     logger = get_run_logger()
     async with get_client() as client:
-        crashed = await client.read_flow_run(UUID(flow_run_id))
+        crashed = await _drill_run_behind(client, UUID(flow_run_id))
+        if str(crashed.id) != flow_run_id:
+            logger.warning("Run %s was a recovery that did not finish; recovering its drill run %s again",
+                           flow_run_id, crashed.id)
     request = DrillRequest.model_validate((crashed.parameters or {}).get("request") or {})
-    run_id = request.run_id or flow_run_id
+    run_id = request.run_id or str(crashed.id)
     try:
         journal = Journal(default_journal_dir(request.report_dir), run_id).read()
     except JournalError as exc:
@@ -473,3 +477,19 @@ async def recover_drill(flow_run_id: str) -> None:
         logger.info("Run %s closed its journal: nothing to recover", run_id)
         return
     await _recover(journal, await connection_settings(request.vao_block), logger)
+
+
+#: A recovery run that crashed is recovered by another; after this many in a row a person must look.
+MAX_RECOVERY_CHAIN = 3
+
+
+async def _drill_run_behind(client: Any, run_id: UUID) -> FlowRun:
+    """The drill run behind ``run_id``: itself, or for a recovery run, the run it was recovering (followed)."""
+    for _ in range(MAX_RECOVERY_CHAIN + 1):
+        run: FlowRun = await client.read_flow_run(run_id)
+        flow_name = (await client.read_flow(run.flow_id)).name
+        if flow_name != recover_drill.name:
+            return run
+        run_id = UUID(str((run.parameters or {})["flow_run_id"]))
+    raise DrillError(f"{MAX_RECOVERY_CHAIN} recovery runs in a row did not finish: recover by hand "
+                     f"(`vaodrill recover RUN_ID`) and check VAO now")

@@ -249,9 +249,9 @@ async def test_run_graph_is_the_plan_dag_with_a_node_for_every_plan(
                                        "wait · Core Network"}
 
 
-async def test_cancellation_hook_undoes_what_a_killed_run_started(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
+async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+    """A real drill process SIGKILLed while Active Directory fails over (Core Network failed over before it):
+    its Prefect run record; this process gets the VAO_* settings the serving process would have."""
     import os
     import signal
     import subprocess
@@ -260,8 +260,6 @@ async def test_cancellation_hook_undoes_what_a_killed_run_started(
 
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
-
-    from flows.drill import dr_drill, undo_after_cancellation
 
     sim.patch("Active Directory", never_finish=True)
     spec = write_spec(tmp_path)
@@ -284,15 +282,47 @@ async def test_cancellation_hook_undoes_what_a_killed_run_started(
     assert sim.posts("Undo") == {}  # killed before any cleanup
     async with get_client() as client:
         runs = await client.read_flow_runs()
-        killed = next(r for r in runs if r.parameters.get("request", {}).get("drill_file") == str(spec))
-    for key in ("VAO_URL", "VAO_USERNAME", "VAO_PASSWORD"):  # the serving process has them, as the child had
+    for key in ("VAO_URL", "VAO_USERNAME", "VAO_PASSWORD"):
         monkeypatch.setenv(key, env[key])
-    await undo_after_cancellation(dr_drill, killed, killed.state)
+    return next(r for r in runs if (r.parameters.get("request") or {}).get("drill_file") == str(spec))
+
+
+def assert_recovered(sim: Sim) -> None:
     records = sim.plans()
     assert records["Core Network"]["planState"] == "Enabled" and records["Active Directory"]["planState"] == "Enabled"
-    core = sim.plan_id("Core Network").lower()
+    core, ad = sim.plan_id("Core Network").lower(), sim.plan_id("Active Directory").lower()
     assert sim.posts("Undo") == {core: 1, ad: 1}
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1  # AD was still running
+
+
+async def test_cancellation_hook_undoes_what_a_killed_run_started(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
+    from flows.drill import dr_drill, undo_after_cancellation
+
+    killed = await killed_drill(sim, tmp_path, monkeypatch)
+    await undo_after_cancellation(dr_drill, killed, killed.state)
+    assert_recovered(sim)
+
+
+async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The crashed-run automation also starts a recovery for a recovery run that crashed: that recovery recovers
+    the drill run the crashed one was about (read from Prefect's records), and nothing twice."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    from flows.drill import recover_drill
+
+    killed = await killed_drill(sim, tmp_path, monkeypatch)
+    async with get_client() as client:
+        lost = await client.create_flow_run(recover_drill, parameters={"flow_run_id": str(killed.id)},
+                                            state=Crashed(message="worker lost"))
+    state = await recover_drill(flow_run_id=str(lost.id), return_state=True)
+    assert state.is_completed(), state.message
+    assert_recovered(sim)
+    again = await recover_drill(flow_run_id=str(lost.id), return_state=True)  # the journal is closed now
+    assert again.is_completed() and len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Undo")) == 2
 
 
 async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -10,16 +10,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
+from uuid import UUID
 
 import httpx
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from websockets.asyncio.client import ClientConnection, connect
 
-from .conftest import FinishedRun, PrefectServer, Process, clean_env, wait_until
+from .conftest import (
+    DRILL_DEPLOYMENT,
+    REPO_ROOT,
+    FinishedRun,
+    PrefectServer,
+    Process,
+    Served,
+    clean_env,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -63,6 +75,26 @@ class Page:
             " if (!el) return false; el.click(); return true; })()")
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         assert result.get("result", {}).get("value") is True, f"nothing to click labelled {label!r}"
+
+    async def value(self, expression: str) -> Any:
+        """The value of a JavaScript expression evaluated in the page."""
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JavaScript failed: {result['exceptionDetails']}")
+        return result.get("result", {}).get("value")
+
+    async def wait_for(self, expression: str, *, timeout: float, what: str, shot: Path) -> Any:
+        """Poll a JavaScript expression until it is truthy; on timeout fail with a screenshot."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = await self.value(expression)
+            if found:
+                return found
+            if time.monotonic() > deadline:
+                await self.screenshot(shot)
+                pytest.fail(f"the page never showed {what} within {timeout:g}s (screenshot {shot}); its text "
+                            f"was:\n{(await self.text())[:3000]}", pytrace=False)
+            await asyncio.sleep(0.25)
 
     async def link_href(self, text: str) -> str | None:
         """The href of the first link whose visible text contains ``text``."""
@@ -189,3 +221,228 @@ async def test_flow_run_page_shows_the_drill(drill_run: FinishedRun, prefect_ser
         assert (width, height) == (WIDTH, HEIGHT), (name, width, height)
         assert shot.stat().st_size > 20_000, f"{shot} is suspiciously small for a rendered page"
         print(f"\nscreenshot {name}: {shot}")
+
+
+# -- a failed drill, as a DR administrator sees it (issue 10) -------------------------------------------------------
+
+FAILED_DRILL = "demo-with-legacy-erp"  # deployments/drills/with-legacy-erp.yaml
+FAILED_PLANS = ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Legacy ERP", "Reporting")
+FAILED_OVER = FAILED_PLANS[:5]  # Legacy ERP is refused (Disabled), Reporting (after it) is skipped
+RUN_NAME = re.compile(r"^(?P<drill>.+) · \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}Z$")
+SCREENSHOTS = REPO_ROOT / "reports" / "ui-screenshots"
+
+
+@pytest.fixture(scope="module")
+def ui_shots() -> Path:
+    """reports/ui-screenshots/ under the repository root: the screenshots a reader of issue 10 looks at."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
+
+
+def require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run .ci/install-chromium (installs Debian's chromium package)",
+                    pytrace=False)
+
+
+def check_shot(path: Path, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
+    """A real PNG of the viewport's size, big enough to be a rendered page rather than a blank one."""
+    assert png_size(path) == size, (path, png_size(path))
+    assert path.stat().st_size > 20_000, f"{path} is suspiciously small for a rendered page"
+    print(f"\nscreenshot: {path}")
+
+
+async def settled_screenshot(page: Page, path: Path, *, timeout: float) -> Path:
+    """A screenshot once two in a row are identical: a canvas (the run graph) has no text to wait for."""
+    deadline = time.monotonic() + timeout
+    previous = b""
+    while True:
+        result = await page.call("Page.captureScreenshot", format="png")
+        data = base64.b64decode(result["data"])
+        if data == previous:
+            path.write_bytes(data)
+            return path
+        if time.monotonic() > deadline:
+            path.write_bytes(data)
+            pytest.fail(f"the page kept changing for {timeout:g}s (last screenshot {path})", pytrace=False)
+        previous = data
+        await asyncio.sleep(0.5)
+
+
+async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun, drill_run: FinishedRun,
+                                                          prefect_server: PrefectServer, ui_shots: Path,
+                                                          tmp_path: Path) -> None:
+    require_chromium()
+    run = failed_run.flow_run
+    message = run.state.message or ""
+    assert run.state.is_failed(), f"{run.state.type} {message}"
+    # the cause first: the plan, what happened to it and why, then the plan that was skipped because of it
+    assert message.startswith("FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled"), message
+    assert message.endswith("Reporting skipped"), message
+    named = RUN_NAME.match(run.name)
+    assert named and named["drill"] == FAILED_DRILL, run.name
+    passed = drill_run.flow_run
+    runs = {run.name: ("Failed", f"drill:{FAILED_DRILL}", "verdict:failed"),
+            passed.name: ("Completed", f"drill:{DRILL}", "verdict:passed")}
+
+    async with Chromium(tmp_path) as page:
+        # the runs list tells the two drills apart: name, state and the drill and verdict tags on each row
+        await page.goto(f"{prefect_server.url}/runs")
+        await page.wait_for_text(["Hide subflows", run.name, passed.name], timeout=60, shot=tmp_path / "runs.png")
+        await page.click("Hide subflows")
+        rows: dict[str, str] = await page.wait_for(
+            f"(() => {{ const names = {json.dumps(list(runs))}; const rows = {{}};"
+            " const items = Array.from(document.querySelectorAll('.state-list-item'));"
+            " if (items.some(i => i.innerText.includes('drill-plan'))) return null;"  # child runs still listed
+            " for (const a of document.querySelectorAll('a')) { const n = a.innerText.trim();"
+            "   const row = a.closest('.state-list-item'); if (names.includes(n) && row) rows[n] = row.innerText; }"
+            " return Object.keys(rows).length === names.length ? rows : null; })()",
+            timeout=30, what="both drill runs, without their child runs, in the runs list", shot=tmp_path / "runs.png")
+        for name, needles in runs.items():
+            assert all(needle in rows[name] for needle in needles), (name, needles, rows[name])
+        await page.screenshot(ui_shots / "runs-list.png")
+
+        # the failed run: header (name, state, tags) and, in Details, the whole state message
+        await page.goto(f"{prefect_server.url}/runs/flow-run/{failed_run.flow_run_id}")
+        shot = ui_shots / "failed-run.png"
+        await page.wait_for_text([run.name, "Failed", "verdict:failed", "dr-drill", "manual-drill"], timeout=60,
+                                 shot=shot)
+        await page.click("Details")
+        await page.wait_for_text(["State Message", message[:60]], timeout=30, shot=shot)
+        # a long message is cut with "See More" (a span, not a button)
+        await page.value("(() => { const more = Array.from(document.querySelectorAll('.p-text-truncate--action-text'))"
+                         ".find(e => e.innerText.trim() === 'See More'); if (more) more.click(); return !!more; })()")
+        await page.wait_for_text([message], timeout=10, shot=shot)
+        await page.screenshot(shot)
+    check_shot(ui_shots / "runs-list.png")
+    check_shot(shot)
+
+
+async def test_parent_graph_has_one_node_per_plan(failed_run: FinishedRun, prefect_server: PrefectServer,
+                                                  ui_shots: Path, tmp_path: Path) -> None:
+    require_chromium()
+    # what the UI's run graph draws: GET /api/flow_runs/{id}/graph-v2
+    async with httpx.AsyncClient(base_url=prefect_server.api_url, timeout=30) as http:
+        response = await http.get(f"/flow_runs/{failed_run.flow_run_id}/graph-v2")
+    response.raise_for_status()
+    nodes = [node for _, node in response.json()["nodes"]]
+    children = {node["label"].split(" / ", 1)[-1]: node for node in nodes if node["kind"] == "flow-run"}
+    assert sorted(children) == sorted(f"{plan} · {FAILED_DRILL}" for plan in FAILED_PLANS), \
+        [n["label"] for n in nodes]
+    assert len([n for n in nodes if n["kind"] == "flow-run"]) == len(FAILED_PLANS), "a plan drawn twice"
+    async with prefect_server.client() as client:
+        states = {label.split(" · ")[0]: (await client.read_flow_run(UUID(node["id"]))).state
+                  for label, node in children.items()}
+    assert all(states[plan].is_completed() for plan in FAILED_OVER), {p: s.name for p, s in states.items()}
+    assert states["Legacy ERP"].is_failed() and "Disabled" in (states["Legacy ERP"].message or ""), \
+        states["Legacy ERP"]
+    skipped = states["Reporting"]  # never started, still a node: its state says skipped, and why
+    assert skipped.name.lower() == "skipped" or "skipped" in (skipped.message or "").lower(), skipped
+    assert "Legacy ERP" in (skipped.message or ""), skipped
+
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}/runs/flow-run/{failed_run.flow_run_id}")
+        await page.wait_for_text([failed_run.flow_run.name, "Failed"], timeout=60, shot=tmp_path / "graph.png")
+        await page.wait_for("(() => { const c = document.querySelector('.flow-run-graph canvas');"
+                            " return !!c && c.getBoundingClientRect().width > 500; })()",
+                            timeout=30, what="the run graph's canvas", shot=tmp_path / "graph.png")
+        await page.value("document.querySelector('button[title^=\"Toggle fullscreen\"]').click()")
+        await page.wait_for(f"(() => {{ const c = document.querySelector('.flow-run-graph canvas');"
+                            f" return !!c && c.getBoundingClientRect().width === {WIDTH}; }})()",
+                            timeout=10, what="the run graph in full screen", shot=tmp_path / "graph.png")
+        await settled_screenshot(page, ui_shots / "graph.png", timeout=30)
+    check_shot(ui_shots / "graph.png")
+
+
+async def test_event_card_names_the_plan(failed_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path,
+                                         tmp_path: Path) -> None:
+    require_chromium()
+    event = "vaodrill.failover.completed"
+    drill = f"vaodrill.drill.{FAILED_DRILL}"
+    async with Chromium(tmp_path) as page:
+        # the default UI: a custom resource is shown by its id (vao.plan.<guid>), the plan's name comes with the
+        # related flow run, the plan's child run '<plan> · <drill>'
+        await page.goto(f"{prefect_server.url}/events?events={event}&resource={drill}")
+        shot = ui_shots / "events.png"
+        child_runs = [f"{plan} · {FAILED_DRILL}" for plan in FAILED_OVER]
+        text = await page.wait_for_text(["Vaodrill failover completed", *child_runs], timeout=60, shot=shot)
+        await page.screenshot(shot)
+        assert "Legacy ERP" not in text and "Reporting" not in text, text[:3000]  # they never failed over
+
+        # the new UI (/v2) shows the resource by its prefect.resource.name: the plan's own name on each card
+        query = f"events={quote(json.dumps([event]))}&resource={quote(json.dumps([drill]))}"
+        await page.goto(f"{prefect_server.url}/v2/events?{query}")
+        text = await page.wait_for_text([*FAILED_OVER], timeout=60, shot=tmp_path / "events-v2.png")
+        cards = text.split(f"\nVaodrill Failover Completed\n{event}\n")[1:]  # card: heading, event name, ...
+        resources = [card.split("Related Resources")[0].split() for card in cards]  # "Resource Resource <name>"
+        assert sorted(" ".join(words[2:]) for words in resources) == sorted(FAILED_OVER), resources
+    check_shot(shot)
+
+
+async def test_report_artifact_and_timeline(failed_run: FinishedRun, prefect_server: PrefectServer,
+                                            ui_shots: Path, tmp_path: Path) -> None:
+    require_chromium()
+    key = f"drill-{FAILED_DRILL}-report"
+    async with prefect_server.client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[failed_run.flow_run_id])))
+    report = next(a for a in artifacts if a.key == key)
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}/artifacts/artifact/{report.id}")
+        shot = ui_shots / "report-artifact.png"
+        await page.wait_for_text([key, f"DR drill {FAILED_DRILL}: FAILED", "7 plans: 5 passed, 1 failed, 1 skipped",
+                                  "plan 'Legacy ERP' is Disabled", "dependency 'Legacy ERP' ended refused"],
+                                 timeout=60, shot=shot)
+        await page.screenshot(shot)
+        # the timeline: an SVG data URI, decoded and drawn by the browser, scrolled into view
+        timeline = ("Array.from(document.images).find(i => i.src.startsWith('data:image/svg+xml') && i.complete"
+                    " && i.naturalWidth > 100)")
+        await page.wait_for(f"!!({timeline})", timeout=30, what="the timeline image", shot=tmp_path / "timeline.png")
+        await page.value(f"({timeline}).scrollIntoView({{block: 'center'}})")
+        await page.wait_for(f"(() => {{ const r = ({timeline}).getBoundingClientRect();"
+                            f" return r.top >= 0 && r.top < {HEIGHT} && r.height > 100; }})()",
+                            timeout=10, what="the timeline in view", shot=tmp_path / "timeline.png")
+        await page.screenshot(ui_shots / "timeline.png")
+    check_shot(shot)
+    check_shot(ui_shots / "timeline.png")
+
+
+#: The run form's field of the VAO server (schema form property) and what it renders: a block picker or not.
+_FORM_FIELD = """(() => {
+  const prop = Array.from(document.querySelectorAll('.schema-form-property')).find(p => {
+    const label = p.querySelector('.schema-form-property__label');
+    return label && label.innerText.trim().toLowerCase().startsWith('vao server'); });
+  if (!prop) return null;
+  const picker = prop.querySelector('.block-document-input');
+  if (!picker && !prop.dataset.e2eToggled) {
+    // optional block: the field starts on "None"; choose the block alternative, as an admin would
+    const other = Array.from(prop.querySelectorAll('button')).find(b => b.innerText.trim()
+      && b.innerText.trim() !== 'None' && b.closest('.schema-form-property') === prop);
+    prop.dataset.e2eToggled = '1';
+    if (other) { other.click(); return null; }
+  }
+  // the list of saved blocks is shown once they are loaded (and only when there is one)
+  const select = picker && picker.querySelector('.block-document-input__select');
+  if (picker && !select) return null;
+  return {text: prop.innerText, picker: !!picker,
+          options: select ? select.innerText.split('\\n').map(o => o.trim()).filter(o => o) : [],
+          add: picker ? Array.from(picker.querySelectorAll('button')).some(b => b.innerText.trim() === 'Add') : false};
+})()"""
+
+
+async def test_run_form_offers_a_block_picker(served: Served, form_block: str, prefect_server: PrefectServer,
+                                              ui_shots: Path, tmp_path: Path) -> None:
+    require_chromium()
+    async with prefect_server.client() as client:
+        deployment = await client.read_deployment_by_name(DRILL_DEPLOYMENT)
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}/deployments/deployment/{deployment.id}/run")
+        shot = ui_shots / "run-form.png"
+        await page.wait_for_text(["manual-drill", "Run", "Parameters", "Submit"], timeout=60, shot=shot)
+        field = await page.wait_for(_FORM_FIELD, timeout=30, what="the run form's 'VAO server' field", shot=shot)
+        await page.screenshot(shot)
+        assert field["picker"], f"the 'VAO server' field is no block picker: {field['text']!r}"
+        assert form_block in field["options"], field  # the saved 'VAO Server' blocks are offered by name
+        assert field["add"], field  # and a new one can be added from the form
+        assert 'Property is type "None"' not in field["text"], field["text"]
+    check_shot(shot)

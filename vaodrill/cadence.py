@@ -8,14 +8,19 @@ reads when a completion is likely, from what the server says and what it has alr
   the time the answer came back (``a + (S-1)d <= received``) and had not ended when the request left
   (``a + S*d >= sent``); a reading that showed the plan before this stage says ``a >= sent`` of that reading.
   These half-planes bound ``d`` to an interval, and so the completion ``a + T*d`` to a window [lo, hi];
-* while ``hi`` is unbounded (no second step seen yet), earlier stages of the same kind give a typical step
-  length (their median) for an estimate.
+* earlier stages of the same kind give a typical step length (their median), used within that interval.
 
-Each watched running stage proposes a read: just after ``hi`` when the window is narrower than an interval (one
-read then sees the completion at most that window late), else in the middle of the window (the reading halves
-it, or sees the completion), else at the estimate. The next read is the earliest proposal,
-bounded below by the floor and the budget and above by ``MAX_GAP`` intervals. A stage that does not say its
-steps, or whose readings contradict equal steps (a real server), is read every interval, as a fixed poll would.
+Each watched running stage proposes a read: just after ``hi`` when the window is at most an interval wide (one
+read then sees the completion at most that window late); otherwise a guess (just after the estimate's own window
+when that is narrow, else its middle, so the reading halves it), but while the stage may already be done never
+later than a fixed poll would read. The next read is the earliest proposal, bounded below by the floor and the
+budget and above by ``MAX_GAP`` intervals. A watched plan with no running stage, a stage that does not say its
+steps, or one whose readings contradict equal steps (a real server's steps differ) is read every interval.
+
+What it buys is measured, not promised: on stages lasting 3-12 intervals in 5-12 equal steps the mean lag is
+about 0.7 of a fixed poll's (tests/test_cadence.py); on stages of 1-3 intervals, or when many plans complete
+within each interval, there is little to gain, and a stage of an exact small multiple of the interval can be
+seen a little later than by a fixed poll (never more than an interval late while the window holds).
 
 **The budget.** Every read, good or failed, spends one token of a bucket that holds at most ``BURST`` tokens,
 starts with one and gains one per interval. So from the monitor's start to any moment t there are at most

@@ -1,8 +1,19 @@
-"""The Prefect UI shows the finished drill: headless Chromium driven over the Chrome DevTools protocol.
+"""The Prefect UI shows the drills: headless Chromium driven over the Chrome DevTools protocol.
 
-Opens the flow run page of the drill run (shared with test_deployment_run.py), waits for the rendered text,
-takes screenshots, then the run's Artifacts tab and the Markdown report artifact's own page. Chromium is
-Debian's ``/usr/bin/chromium``; without it this test FAILS (it is not skipped): run ``.ci/install-chromium``.
+Asserts on the rendered text (and, where the UI draws on a canvas, on the API the UI reads):
+
+* the passed demo drill (``drill_run``): run page, Artifacts tab, report artifact with its timeline;
+* a failed drill (``failed_run``: the demo plus the Disabled 'Legacy ERP', so Reporting is skipped): the runs
+  list tells the two drills apart (name ``<drill> · <time>Z``, state, ``drill:``/``verdict:`` tags); the run's
+  Details show the state message, which names the plan and the cause; the parent run graph has one child flow
+  run ``<plan> · <drill>`` per plan, the skipped one included (``GET /api/flow_runs/{id}/graph-v2``), and its
+  canvas renders; event cards name the plan; the report artifact and its timeline render;
+* the ``manual-drill`` run form offers a block picker for the VAO server, listing a saved block.
+
+Screenshots go to ``reports/ui-screenshots/`` under the repository root (stable names, overwritten on each run):
+runs-list, failed-run, graph, events, report-artifact, timeline, run-form (``.png``, each 1400x1000).
+Chromium is Debian's ``/usr/bin/chromium``; without it these tests FAIL (they are not skipped): run
+``.ci/install-chromium``.
 """
 
 from __future__ import annotations
@@ -56,7 +67,8 @@ class Page:
             if message.get("id") == call_id:
                 if "error" in message:
                     raise RuntimeError(f"CDP {method} failed: {message['error']}")
-                return message.get("result", {})
+                result: dict[str, Any] = message.get("result", {})
+                return result
 
     async def goto(self, url: str) -> None:
         result = await self.call("Page.navigate", url=url)
@@ -100,8 +112,8 @@ class Page:
         """The href of the first link whose visible text contains ``text``."""
         expression = (f"(() => {{ const a = Array.from(document.querySelectorAll('a'))"
                       f".find(e => e.innerText.includes({json.dumps(text)})); return a ? a.href : null; }})()")
-        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result.get("result", {}).get("value")
+        href: str | None = await self.value(expression)
+        return href
 
     async def wait_for_text(self, needles: list[str], *, timeout: float, shot: Path) -> str:
         """Poll the rendered text until it contains every needle; on timeout fail with the text and a shot."""
@@ -139,18 +151,17 @@ class Chromium:
                 "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",
                 f"--user-data-dir={self.profile}", "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0", f"--window-size={WIDTH},{HEIGHT}", "about:blank"]
-        self.process = Process("chromium", argv, env=clean_env(HOME=str(self.workdir)),
-                               cwd=self.workdir, log_path=self.workdir / "chromium.log")
+        self.process = process = Process("chromium", argv, env=clean_env(HOME=str(self.workdir)),
+                                         cwd=self.workdir, log_path=self.workdir / "chromium.log")
         active = self.profile / "DevToolsActivePort"  # Chromium writes the port it bound here
 
         def port() -> int | None:
-            if not self.process.alive():
-                pytest.fail(f"chromium exited with {self.process.popen.returncode}\n{self.process.tail()}",
-                            pytrace=False)
+            if not process.alive():
+                pytest.fail(f"chromium exited with {process.popen.returncode}\n{process.tail()}", pytrace=False)
             lines = active.read_text().splitlines() if active.exists() else []
             return int(lines[0]) if lines and lines[0].strip().isdigit() else None
 
-        debug_port = wait_until(port, timeout=30, what="Chromium's DevTools port", diagnose=self.process.tail)
+        debug_port = wait_until(port, timeout=30, what="Chromium's DevTools port", diagnose=process.tail)
         targets = httpx.get(f"http://127.0.0.1:{debug_port}/json/list", timeout=10).json()
         page = next(t for t in targets if t["type"] == "page")
         self.ws = await connect(page["webSocketDebuggerUrl"], max_size=None, ping_interval=None)

@@ -26,6 +26,7 @@ from prefect.artifacts import (
     acreate_table_artifact,
     aupdate_progress_artifact,
 )
+from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
@@ -78,8 +79,8 @@ class DrillRequest(BaseModel):
     @classmethod
     def _load_block(cls, value: Any) -> Any:
         """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery)."""
-        if isinstance(value, dict) and "$ref" in value:
-            return VaoServer.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]  # as Prefect does
+        if isinstance(value, dict) and "$ref" in value:  # loaded as Prefect loads a run's parameters
+            return Block.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]
         return value
 
 

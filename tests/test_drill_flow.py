@@ -396,3 +396,23 @@ async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, mo
     assert len(sim.posts("Run")) == 1 and len(sim.posts("Undo")) == 1
 
 
+
+
+async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path):
+    """A run's parameters hold a chosen block as a ``$ref`` (by id from the form's picker, by slug from a
+    deployment); the recovery reads them back into a request with the block loaded, and refuses an unknown one."""
+    from pydantic import SecretStr, ValidationError
+
+    from flows.drill import DrillRequest
+    from tasks.blocks import VaoServer, block_ref
+
+    block = VaoServer(url="https://vao.example:9899", username="CORP\\svc", password=SecretStr("pw"))
+    block_id = await block.asave("test-stored-ref", overwrite=True)
+    by_slug = DrillRequest.model_validate({"vao_block": block_ref("test-stored-ref")})
+    by_id = DrillRequest.model_validate({"vao_block": {"$ref": {"block_document_id": str(block_id)}}})
+    assert by_slug.vao_block is not None and by_slug.vao_block.url == "https://vao.example:9899"
+    assert by_id.vao_block is not None and by_id.vao_block.password.get_secret_value() == "pw"
+    with pytest.raises(ValidationError, match="Unable to find block document named nowhere"):
+        DrillRequest.model_validate({"vao_block": block_ref("nowhere")})
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        DrillRequest.model_validate({"vao_server": block_ref("test-stored-ref")})  # a misspelt field

@@ -36,6 +36,7 @@ from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
 from prefect.utilities.engine import link_state_to_flow_run_result
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, clean_up, write_gate
@@ -58,21 +59,23 @@ def _shipped_drills() -> str:
 class DrillRequest(BaseModel):
     """What to drill, against which VAO server, and where the report and the journal go."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt field must not silently drop, e.g., the VAO server
+    # A misspelt field must not silently drop, e.g., the VAO server. Empty fields are left out of the run form's
+    # schema as null (SkipJsonSchema), so the form shows one input per field, not a type switch.
+    model_config = ConfigDict(extra="forbid")
 
-    drill_file: str | None = Field(None, title="Drill file",
+    drill_file: str | SkipJsonSchema[None] = Field(None, title="Drill file",
                                    description="Path of the drill spec (YAML) on the machine that runs the drill, "
                                                f"relative to its working directory; shipped: {_shipped_drills()}")
-    vao_block: VaoServer | None = Field(None, title="VAO server",
+    vao_block: VaoServer | SkipJsonSchema[None] = Field(None, title="VAO server",
                                         description="A saved 'VAO Server' block; leave empty to use "
                                                     "the VAO_* settings of the machine that runs the drill")
     report_dir: str = Field("reports", title="Report directory",
                             description="Reports go here, and the drill's journal under journal/ (unless "
                                         "VAODRILL_JOURNAL_DIR says otherwise)")
-    run_id: str | None = Field(None, title="Resume run",
+    run_id: str | SkipJsonSchema[None] = Field(None, title="Resume run",
                                description="Leave empty for a new drill. The id of an earlier run resumes it from "
                                            "its journal; no plan ever gets a second Run")
-    now: datetime | None = Field(None, title="Restore-point reference time",
+    now: datetime | SkipJsonSchema[None] = Field(None, title="Restore-point reference time",
                                  description="Read restore-point rules as of this instant (default: now)")
 
     @field_validator("vao_block", mode="before")
@@ -445,8 +448,8 @@ async def finish(report: DrillReport) -> Any:
 @flow(name="failover-plan", flow_run_name="{mode} · {plan}", log_prints=False,
       description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.")
 async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill", restore_point: str = "latest",
-                        vao_block: VaoServer | None = None, report_dir: str | None = "reports",
-                        run_id: str | None = None) -> Any:
+                        vao_block: VaoServer | SkipJsonSchema[None] = None, report_dir: str = "reports",
+                        run_id: str | SkipJsonSchema[None] = None) -> Any:
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
                                      "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})

@@ -342,19 +342,11 @@ def _undo_lags(bench: Bench, ids: dict[str, str], log: Log, undo_end: dict[str, 
 # -- the benchmark ------------------------------------------------------------------------------------------
 
 
-# Until ``Drill.run`` passes ``spec.polling`` to ``DrillSession``, the adaptive row's CLI gets it this way.
-_ADAPTIVE_CLI = ("import functools, sys, vaodrill.drill, vaodrill.steps, vaodrill.cli; "
-                 "vaodrill.drill.DrillSession = functools.partial(vaodrill.steps.DrillSession, polling='adaptive'); "
-                 "sys.argv[0] = 'vaodrill'; sys.exit(vaodrill.cli.main())")
-
-
 def runner_command(runner: str, drill_file: Path, report_dir: Path) -> list[str]:
-    if runner == "vaodrill":
+    if runner in ("vaodrill", "vaodrill-adaptive"):  # the adaptive row's drill file says polling: adaptive
         local = Path(sys.executable).parent / "vaodrill"
         exe = str(local) if local.exists() else shutil.which("vaodrill") or "vaodrill"
         return [exe, "run", str(drill_file), "--report-dir", str(report_dir)]
-    if runner == "vaodrill-adaptive":
-        return [sys.executable, "-c", _ADAPTIVE_CLI, "run", str(drill_file), "--report-dir", str(report_dir)]
     return [sys.executable, str(HERE / "baselines.py"), runner, str(drill_file)]
 
 

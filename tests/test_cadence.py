@@ -6,7 +6,6 @@ length, ``In progress: step S of T``); the drill test counts plan-list reads in 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import random
@@ -19,12 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import vaodrill.drill
 from tests.conftest import Sim
 from tests.test_engine import assert_all_clean, drill, runs_processed
 from vaodrill.cadence import BURST, FLOOR, AdaptiveCadence, Cadence, FixedCadence, Sighting, make_cadence
 from vaodrill.models import FailoverPlan
-from vaodrill.steps import DrillSession
 
 IDLE = Sighting("Enabled", running=False)
 
@@ -166,10 +163,9 @@ def list_reads(sim: Sim) -> list[float]:
 
 
 async def test_an_adaptive_drill_passes_within_the_fixed_read_budget(
-        sim_factory: Callable[..., Sim], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
     sim = sim_factory(SCENARIO, time_scale=100)  # failovers of 1.2-2.6 s in 8 steps, undos of 0.6-1 s
-    monkeypatch.setattr(vaodrill.drill, "DrillSession", functools.partial(DrillSession, polling="adaptive"))
-    report, _, engine = await drill(sim, tmp_path, PLANS, poll_interval=f"{INTERVAL}s")
+    report, _, engine = await drill(sim, tmp_path, PLANS, poll_interval=f"{INTERVAL}s", polling="adaptive")
     assert report.verdict == "passed", report.reason
     assert engine.session is not None and isinstance(engine.session.monitor.cadence, AdaptiveCadence)
     assert set(runs_processed(sim).values()) == {1} and len(runs_processed(sim)) == 4
@@ -184,7 +180,6 @@ async def test_an_adaptive_drill_passes_within_the_fixed_read_budget(
     assert len(reads) <= 1 + (reads[-1] - reads[0] + jitter) / INTERVAL  # ... and paid for it with later reads
 
 
-@pytest.mark.xfail(strict=True, reason="Drill.run does not pass spec.polling to DrillSession yet")
 async def test_the_spec_key_chooses_the_adaptive_cadence(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
     sim = sim_factory(SCENARIO, time_scale=100)
     report, _, engine = await drill(sim, tmp_path, "  - plan: Core\n", polling="adaptive")

@@ -374,7 +374,8 @@ class Drill:
         client = self.settings.client()
         async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
                                 give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
-                                write_gate=self._write_gate, on_read_error=self.ledger.notice) as session:
+                                write_gate=self._write_gate, on_read_error=self.ledger.notice,
+                                polling=self.spec.polling) as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.patiently("the plan list", client.list_plans, connect=False)

@@ -43,7 +43,8 @@ from vaodrill.spec import HaltPolicy
 
 log = logging.getLogger("vaodrill.drill")
 
-#: A plan that still looks idle this many readings after its Run was sent did not start.
+#: A plan that still looks idle this many readings and poll intervals after its Run was sent did not start (both:
+#: adaptive polling may read several times within one interval).
 START_GRACE_POLLS = 5
 #: The longest Retry-After honoured on a POST; a longer one counts as a failure.
 MAX_RETRY_AFTER = 120.0
@@ -445,6 +446,7 @@ class DrillSession:
     async def wait_failover(self, target: PlanTarget) -> StageDone:
         """Until the failover completes, halts (the halt policy applies) or the plan's timeout passes."""
         continues = 0
+        grace_until = time.monotonic() + START_GRACE_POLLS * self.monitor.interval
 
         def step(plan: FailoverPlan, readings: int) -> object:
             nonlocal continues
@@ -463,7 +465,7 @@ class DrillSession:
                 log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
                             continues, policy.max)
                 return self.client.continue_plan(target.id, policy.continue_with)
-            if is_clean(plan) and readings < START_GRACE_POLLS:
+            if is_clean(plan) and (readings < START_GRACE_POLLS or time.monotonic() < grace_until):
                 return False  # the server may not show the Run yet
             if is_clean(plan):
                 raise PlanFailed(f"the failover never showed: still {plan.describe_state()} after "

@@ -22,6 +22,9 @@ import httpx
 
 #: Environment variables a child process never inherits from the CLI.
 SECRET_PREFIXES = ("VAO_",)
+#: The temporary API's URL while one serves this process's flows: nobody can look at its UI, so the drill skips
+#: what exists only to be looked at (a child flow run per plan).
+temporary_url: str | None = None
 STARTUP_TIMEOUT = 60.0
 
 
@@ -105,10 +108,13 @@ def prefect_api(meanwhile: Callable[[], object] | None = None) -> Iterator[str |
         if meanwhile is not None:
             meanwhile()
         api.wait_ready()
+        global temporary_url
         with temporary_settings(updates={PREFECT_API_URL: api.url}):
+            temporary_url = api.url
             try:
                 yield api.url
             finally:
+                temporary_url = None
                 _drain_prefect_workers()
     finally:
         api.stop()

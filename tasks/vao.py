@@ -3,16 +3,23 @@
 The engine (``vaodrill.drill``) decides; these only make each step visible in the Prefect UI. None is retried or
 cached by Prefect: the session already retries what is safe to retry (reads, by the client's one retry policy),
 and the run's journal, not a cache, guarantees that a resumed or retried run never sends a second Run.
+
+Prefect shows a drill; it never decides one: when Prefect's API fails around a step (:func:`as_task`), the step
+runs without its task run, or keeps the result it already has, and the drill goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+import httpx
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
@@ -20,33 +27,82 @@ from prefect.concurrency.asyncio import concurrency
 from vaodrill.models import FailoverPlan
 from vaodrill.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
 
+T = TypeVar("T")
+log = logging.getLogger("vaodrill.tasks")
+
+
+class Attempt(Generic[T]):
+    """One step through its task: whether the step began, and its result once it ended."""
+
+    def __init__(self) -> None:
+        self.began = False
+        self.result: tuple[T] | None = None
+
+
+_attempt: ContextVar[Attempt[Any] | None] = ContextVar("vaodrill_step_attempt", default=None)
+
+
+async def _step(call: Awaitable[T]) -> T:
+    """A task's body: the session's step, recorded in the caller's :class:`Attempt`."""
+    attempt = _attempt.get()
+    if attempt is not None:
+        attempt.began = True
+    result = await call
+    if attempt is not None:
+        attempt.result = (result,)
+    return result
+
+
+def prefect_failed(error: BaseException) -> bool:
+    """An error of Prefect's own API (the session maps every VAO transport error into the VaoError tree)."""
+    return isinstance(error, httpx.HTTPError)
+
+
+async def as_task(task_call: Callable[[], Awaitable[T]], direct: Callable[[], Awaitable[T]], what: str) -> T:
+    """``task_call()``, the step as a Prefect task. If Prefect's API fails before the step began, the step runs
+    without its task run; if it fails after the step ended, the step's result stands. Never a step twice."""
+    attempt: Attempt[T] = Attempt()
+    token = _attempt.set(attempt)
+    try:
+        return await task_call()
+    except Exception as exc:
+        if not prefect_failed(exc) or (attempt.began and attempt.result is None):
+            raise
+        if attempt.result is not None:
+            log.warning("Prefect API failed after %s (%s): its task run may not show the result", what, exc)
+            return attempt.result[0]
+        log.warning("Prefect API failed (%s): %s runs without its task run", exc, what)
+        return await direct()
+    finally:
+        _attempt.reset(token)
+
 
 @task(name="precondition", task_run_name="precondition · {target.name}",
       cache_policy=NO_CACHE, persist_result=False, retries=0)
 async def check_precondition(session: DrillSession, target: PlanTarget) -> FailoverPlan:
     """The plan exists, is runnable (idle, not in use) and not held by an unclosed run."""
-    return await session.check(target)
+    return await _step(session.check(target))
 
 
 @task(name="start-failover", task_run_name="failover · {target.name}",
       cache_policy=NO_CACHE, persist_result=False, retries=0)
 async def start_failover(session: DrillSession, target: PlanTarget, run_sent_before: datetime | None) -> Started:
     """``POST /v2/FailoverPlans/{id}/Run`` (FailoverNow), at most once per drill run."""
-    return await session.start(target, run_sent_before=run_sent_before)
+    return await _step(session.start(target, run_sent_before=run_sent_before))
 
 
 @task(name="wait-for-failover", task_run_name="wait · {target.name}",
       cache_policy=NO_CACHE, persist_result=False, retries=0)
 async def wait_for_failover(session: DrillSession, target: PlanTarget) -> StageDone:
     """Until the failover completes, halts (halt policy applies) or the plan's timeout passes."""
-    return await session.wait_failover(target)
+    return await _step(session.wait_failover(target))
 
 
 @task(name="clean-up", task_run_name="undo · {target.name}",
       cache_policy=NO_CACHE, persist_result=False, retries=0)
 async def clean_up(session: DrillSession, target: PlanTarget) -> Cleanup:
     """Undo the failover (halting it first if still running) and verify the plan is clean again."""
-    return await session.clean(target)
+    return await _step(session.clean(target))
 
 
 class TaskSteps:
@@ -58,23 +114,31 @@ class TaskSteps:
         self._last: dict[str, list[Any]] = {}
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        plan: FailoverPlan = await check_precondition(self.session, target)
+        plan: FailoverPlan = await as_task(lambda: check_precondition(self.session, target),
+                                           lambda: self.session.check(target), f"the precondition of {target.name}")
         self._last[target.key] = [plan]
         return plan
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
-        started: Started = await start_failover(self.session, target, run_sent_before,
-                                                wait_for=self._last.get(target.key, []))
+        started: Started = await as_task(
+            lambda: start_failover(self.session, target, run_sent_before, wait_for=self._last.get(target.key, [])),
+            lambda: self.session.start(target, run_sent_before=run_sent_before), f"the Run of {target.name}")
         self._last[target.key] = [started]
         return started
 
     async def wait_failover(self, target: PlanTarget) -> StageDone:
-        done: StageDone = await wait_for_failover(self.session, target, wait_for=self._last.get(target.key, []))
+        done: StageDone = await as_task(
+            lambda: wait_for_failover(self.session, target, wait_for=self._last.get(target.key, [])),
+            lambda: self.session.wait_failover(target), f"the wait for {target.name}")
         self._last[target.key] = [done]
         return done
 
     async def clean(self, target: PlanTarget) -> Cleanup:
-        result: Cleanup = await clean_up(self.session, target)
+        return await self._clean(target, [])
+
+    async def _clean(self, target: PlanTarget, after: list[Any]) -> Cleanup:
+        result: Cleanup = await as_task(lambda: clean_up(self.session, target, wait_for=after),
+                                        lambda: self.session.clean(target), f"the undo of {target.name}")
         return result
 
 

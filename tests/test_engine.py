@@ -318,6 +318,44 @@ async def test_failure_in_the_middle_keeps_independent_branches(sim: Sim, tmp_pa
     assert_all_clean(sim)
 
 
+class LostGrouping:
+    """The session's steps, with a ``plan`` grouping (a child flow run in Prefect) that fails for one plan: before
+    the plan's work when ``before``, else after it, as a Prefect API going away would."""
+
+    def __init__(self, session: Any, plan: str, *, before: bool) -> None:
+        self.session, self.plan_name, self.before = session, plan, before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    async def plan(self, target: PlanTarget, work: Any) -> Any:
+        import httpx
+
+        if target.name == self.plan_name and self.before:
+            raise httpx.ConnectError("Prefect API gone")
+        result = await work()
+        if target.name == self.plan_name:
+            raise httpx.ConnectError("Prefect API gone")
+        return result
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before-the-plan", "after-the-plan"])
+async def test_a_lost_grouping_never_runs_a_plan_blind(sim: Sim, tmp_path: Path, before: bool) -> None:
+    """Lost before the plan's work: the plan is not started and its dependents are skipped. Lost after it: the
+    plan's own outcome stands and its dependents go on."""
+    engine = Drill(load_spec(write_spec(tmp_path)), settings_for(sim), run_id="run-1", report_dir=tmp_path / "r",
+                   steps=lambda session: LostGrouping(session, "SQL Tier", before=before))
+    plans = by_name(await engine.run())
+    if before:
+        assert plans["SQL Tier"].status == "skipped" and "Prefect API gone" in (plans["SQL Tier"].reason or "")
+        assert plans["App Tier"].status == plans["Web Tier"].status == "skipped"
+        assert sim.plan_id("SQL Tier").lower() not in runs_processed(sim)
+    else:
+        assert {p.status for p in plans.values()} == {"passed"}
+    assert set(runs_processed(sim).values()) == {1}
+    assert_all_clean(sim)
+
+
 async def test_failover_mode_sends_no_undo_and_closes_its_journal(sim: Sim, tmp_path: Path) -> None:
     report, _, engine = await drill(sim, tmp_path, "  - plan: Core Network\n", mode="failover")
     assert report.verdict == "passed" and report.plans[0].undo == "skipped"

@@ -421,25 +421,25 @@ class Drill:
         self._grouped.add(key)
         run = self.records[key]
         failure: BaseException | None = None
-        ran = False
+        finished = False
 
         async def work() -> PlanRun:
-            nonlocal failure, ran
-            ran = True
+            nonlocal failure, finished
             try:
                 await self._plan(steps, key)
             except (Exception, asyncio.CancelledError) as exc:  # the grouping sees the record either way
                 failure = exc
+            finished = True
             return run
 
         try:
             await steps.plan(run.target, work)
         except Exception as exc:
-            if not ran:  # the grouping itself failed (e.g. the Prefect API): the plan is safely not started
+            if not finished:  # the grouping itself failed (e.g. the Prefect API): dependents must not start
                 if run.phase is Phase.PENDING:
                     self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {exc}")
                 raise
-            log.warning("plan %s ran, but its grouping failed: %s", run.name, exc)
+            log.warning("plan %s finished, but its grouping failed: %s", run.name, exc)
         if failure is not None:
             raise failure
 

@@ -117,17 +117,10 @@ class Page:
 
     async def wait_for_text(self, needles: list[str], *, timeout: float, shot: Path) -> str:
         """Poll the rendered text until it contains every needle; on timeout fail with the text and a shot."""
-        deadline = time.monotonic() + timeout
-        while True:
-            text = await self.text()
-            missing = [n for n in needles if n not in text]
-            if not missing:
-                return text
-            if time.monotonic() > deadline:
-                await self.screenshot(shot)
-                pytest.fail(f"the page never showed {missing} within {timeout:g}s (screenshot {shot}); "
-                            f"its text was:\n{text[:3000]}", pytrace=False)
-            await asyncio.sleep(0.25)
+        expression = (f"(() => {{ const t = document.body ? document.body.innerText : ''; "
+                      f"return {json.dumps(needles)}.every(n => t.includes(n)) ? t : null; }})()")
+        text: str = await self.wait_for(expression, timeout=timeout, what=repr(needles), shot=shot)
+        return text
 
     async def screenshot(self, path: Path) -> Path:
         result = await self.call("Page.captureScreenshot", format="png")

@@ -416,3 +416,40 @@ async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path):
         DrillRequest.model_validate({"vao_block": block_ref("nowhere")})
     with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
         DrillRequest.model_validate({"vao_server": block_ref("test-stored-ref")})  # a misspelt field
+
+
+async def test_a_stopped_drill_ends_every_child_run(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A stop mid-drill (what the CLI's signal handler does) with child runs: the plan failing over is
+    interrupted and undone, the next one never starts, the run ends Failed, and no child run is left running."""
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from vaodrill import signals
+
+    sim.patch("Core Network", failover_duration=3600)
+    spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Active Directory\n    after: [Core Network]\n")
+    core = sim.plan_id("Core Network").lower()
+
+    async def stop_once_core_runs() -> None:
+        deadline = time.monotonic() + 60
+        while core not in sim.posts("Run") or not signals.running:
+            assert time.monotonic() < deadline, "Core Network's Run never went out"
+            await asyncio.sleep(0.05)
+        for drill in list(signals.running):
+            drill.stop("stopped by the test", kind="signal")
+
+    stopper = asyncio.ensure_future(stop_once_core_runs())
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    await stopper
+    assert state.is_failed() and report.stopped == "signal"
+    plans = by_name(report)
+    assert plans["Core Network"].status == "interrupted" and plans["Core Network"].undo == "verified"
+    assert plans["Active Directory"].status == "skipped"
+    assert sim.posts("Run") == {core: 1} and sim.posts("Undo") == {core: 1}
+    async with get_client() as client:
+        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+    states = {run.name.split(" · ")[0]: run.state.name for run in children}
+    assert states == {"Core Network": "Interrupted", "Active Directory": "Skipped"}, states

@@ -272,8 +272,6 @@ def _timeline_markdown(report: DrillReport) -> str:
     return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
-
-
 @contextlib.contextmanager
 def _capture_sigterm_unless_cli() -> Iterator[None]:
     """Prefect's flow engine turns SIGTERM into an exception in whatever code runs, on every (child) flow run's

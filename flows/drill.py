@@ -40,7 +40,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from flows import local_api
 from tasks.blocks import VaoServer
-from tasks.vao import TaskSteps, prefect_failed, write_gate
+from tasks.vao import Attempt, TaskSteps, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
@@ -333,31 +333,23 @@ class FlowSteps(TaskSteps):
     async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
         if not self.child_runs:
             return await work()
-        began, done = False, list[PlanRun]()
+        attempt: Attempt[PlanRun] = Attempt()
 
         async def recorded() -> PlanRun:
-            nonlocal began
-            began = True
-            done.append(await work())
-            return done[0]
+            return await attempt.run(work())
 
         self._names[target.key] = target.name
         try:
             state = await drill_plan(target.name, self.drill, [self._names.get(k, k) for k in target.after],
                                      recorded, wait_for=[self._nodes[k] for k in target.after if k in self._nodes],
                                      return_state=True)
-        except Exception as exc:  # Prefect shows the drill, it never decides it (see tasks.vao.as_task)
-            if not prefect_failed(exc) or (began and not done):
-                raise
-            if not done:
-                log.warning("Prefect API failed (%s): plan %s runs without its child flow run", exc, target.name)
-                return await recorded()
-            return done[0]
+        except Exception as exc:  # Prefect shows the drill, it never decides it
+            return await attempt.recover(exc, recorded, f"plan {target.name}")
         node = self._nodes[target.key] = PlanNode()
         link_state_to_flow_run_result(state, node)
-        if not done:
+        if attempt.result is None:
             raise DrillError(f"the child flow run of {target.name} did not run: {state.name}: {state.message}")
-        return done[0]
+        return attempt.result[0]
 
     async def clean(self, target: PlanTarget) -> Cleanup:
         node = self._nodes.get(target.key)

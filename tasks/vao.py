@@ -31,12 +31,35 @@ T = TypeVar("T")
 log = logging.getLogger("vaodrill.tasks")
 
 
+def _prefect_failed(error: BaseException) -> bool:
+    """An error of Prefect's own API (the session maps every VAO transport error into the VaoError tree)."""
+    return isinstance(error, httpx.HTTPError)
+
+
 class Attempt(Generic[T]):
-    """One step through its task: whether the step began, and its result once it ended."""
+    """One step (or one plan's steps) run inside a Prefect run: whether it began, and its result once it ended,
+    so that a failure of Prefect's API around it never repeats it nor loses it."""
 
     def __init__(self) -> None:
         self.began = False
         self.result: tuple[T] | None = None
+
+    async def run(self, call: Awaitable[T]) -> T:
+        self.began = True
+        result = await call
+        self.result = (result,)
+        return result
+
+    async def recover(self, error: Exception, direct: Callable[[], Awaitable[T]], what: str) -> T:
+        """After ``error`` around the Prefect run: the result if the work ended, the work without its Prefect run
+        if Prefect's API failed before it began; anything else is raised again."""
+        if not _prefect_failed(error) or (self.began and self.result is None):
+            raise error
+        if self.result is not None:
+            log.warning("Prefect API failed after %s (%s): its run may not show the result", what, error)
+            return self.result[0]
+        log.warning("Prefect API failed (%s): %s runs without its Prefect run", error, what)
+        return await direct()
 
 
 _attempt: ContextVar[Attempt[Any] | None] = ContextVar("vaodrill_step_attempt", default=None)
@@ -45,34 +68,18 @@ _attempt: ContextVar[Attempt[Any] | None] = ContextVar("vaodrill_step_attempt", 
 async def _step(call: Awaitable[T]) -> T:
     """A task's body: the session's step, recorded in the caller's :class:`Attempt`."""
     attempt = _attempt.get()
-    if attempt is not None:
-        attempt.began = True
-    result = await call
-    if attempt is not None:
-        attempt.result = (result,)
-    return result
-
-
-def prefect_failed(error: BaseException) -> bool:
-    """An error of Prefect's own API (the session maps every VAO transport error into the VaoError tree)."""
-    return isinstance(error, httpx.HTTPError)
+    return await (call if attempt is None else attempt.run(call))
 
 
 async def as_task(task_call: Callable[[], Awaitable[T]], direct: Callable[[], Awaitable[T]], what: str) -> T:
-    """``task_call()``, the step as a Prefect task. If Prefect's API fails before the step began, the step runs
-    without its task run; if it fails after the step ended, the step's result stands. Never a step twice."""
+    """``task_call()``, the step as a Prefect task; Prefect's API failing around it is settled by
+    :meth:`Attempt.recover`. Never a step twice."""
     attempt: Attempt[T] = Attempt()
     token = _attempt.set(attempt)
     try:
         return await task_call()
     except Exception as exc:
-        if not prefect_failed(exc) or (attempt.began and attempt.result is None):
-            raise
-        if attempt.result is not None:
-            log.warning("Prefect API failed after %s (%s): its task run may not show the result", what, exc)
-            return attempt.result[0]
-        log.warning("Prefect API failed (%s): %s runs without its task run", exc, what)
-        return await direct()
+        return await attempt.recover(exc, direct, what)
     finally:
         _attempt.reset(token)
 

@@ -233,7 +233,7 @@ class AdaptiveCadence:
         return max(wanted, self._last_sent + self.floor, token_at)
 
 
-def make_cadence(polling: str, interval: float) -> Cadence:
+def make_cadence(polling: Polling, interval: float) -> Cadence:
     if polling == "fixed":
         return FixedCadence(interval)
     if polling == "adaptive":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from vaodrill.cadence import Sighting, make_cadence
+from vaodrill.cadence import Polling, Sighting, make_cadence
 from vaodrill.client import VaoClient
 from vaodrill.errors import (
     CleanupNotVerified,
@@ -133,7 +133,7 @@ class PlanMonitor:
     """
 
     def __init__(self, client: VaoClient, interval: float, give_up_after: float,
-                 on_read_error: Callable[[str | None], None] | None = None, *, polling: str = "fixed") -> None:
+                 on_read_error: Callable[[str | None], None] | None = None, *, polling: Polling = "fixed") -> None:
         self.client = client
         self.interval = interval
         self.cadence = make_cadence(polling, interval)
@@ -278,7 +278,7 @@ class DrillSession:
 
     def __init__(self, client: VaoClient, *, poll_interval: float, give_up_after: float,
                  journal: Journal | None = None, write_gate: WriteGate | None = None,
-                 on_read_error: Callable[[str | None], None] | None = None, polling: str = "fixed") -> None:
+                 on_read_error: Callable[[str | None], None] | None = None, polling: Polling = "fixed") -> None:
         self.client = client
         self.give_up_after = give_up_after
         self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error, polling=polling)

@@ -160,6 +160,10 @@ def write_gate(server_url: str) -> WriteGate | None:
     template = os.environ.get("VAODRILL_WRITE_LIMIT")
     if not template:
         return None
-    host = urlsplit(server_url).hostname or "vao"
-    name = template.replace("{host}", re.sub(r"[^A-Za-z0-9.-]+", "-", host))
+    name = write_limit_name(template, urlsplit(server_url).hostname or "vao")
     return lambda: concurrency(name, occupy=1, strict=True)
+
+
+def write_limit_name(template: str, host: str) -> str:
+    """The limit's name for one VAO server: ``{host}`` in ``template`` becomes the host, in a limit's letters."""
+    return template.replace("{host}", re.sub(r"[^A-Za-z0-9.-]+", "-", host))

@@ -32,7 +32,6 @@ import contextlib
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
@@ -55,7 +54,7 @@ PG_BIN = Path(os.environ.get("VAODRILL_PG_BIN", "/usr/lib/postgresql/15/bin"))
 POOL = "dr-pool"  # the work pool of deployments/prefect.yaml
 RECOVERY_DEPLOYMENT = "recover-drill/recover-crashed"
 CRASHED_AUTOMATION = "vaodrill - drill run crashed"
-LIMIT_PREFIX = "vao-writes-"  # VAODRILL_WRITE_LIMIT=vao-writes-{host} in deployments/prefect.yaml
+LIMIT_TEMPLATE = "vao-writes-{host}"  # VAODRILL_WRITE_LIMIT in deployments/prefect.yaml
 SIM_USER = SIM_PASSWORD = "demo"
 _OWN_PREFIXES = ("PREFECT_", "VAO_", "VAODRILL_")
 
@@ -311,8 +310,10 @@ def write_drill(path: Path, name: str, plans: Sequence[str], *, chains: int = 4,
 
 
 def limit_name(host: str) -> str:
-    """The write limit of a VAO server host, spelled as ``tasks.vao.write_gate`` spells it."""
-    return LIMIT_PREFIX + re.sub(r"[^A-Za-z0-9.-]+", "-", host)
+    """The write limit of a VAO server host, as the drills' write gate names it."""
+    from tasks.vao import write_limit_name
+
+    return write_limit_name(LIMIT_TEMPLATE, host)
 
 
 # -- the topology ---------------------------------------------------------------------------------------------

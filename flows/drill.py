@@ -38,7 +38,6 @@ from prefect.utilities.engine import link_state_to_flow_run_result
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from flows import local_api
 from tasks.blocks import VaoServer
 from tasks.vao import Attempt, TaskSteps, write_gate
 from vaodrill import progress, signals
@@ -318,21 +317,15 @@ class PlanNode:
 class FlowSteps(TaskSteps):
     """The steps as tasks, each plan's inside its own child flow run ``<plan> · <drill>``, started after its
     dependencies' runs: the drill's run graph is the plan DAG, one node per plan, also for skipped plans.
-
-    ``child_runs=False`` (the CLI's temporary API, whose UI nobody sees) keeps the tasks and skips the child runs,
-    which cost several Prefect API writes per plan on the drill's critical path.
     """
 
-    def __init__(self, session: DrillSession, drill: str, *, child_runs: bool = True) -> None:
+    def __init__(self, session: DrillSession, drill: str) -> None:
         super().__init__(session)
         self.drill = drill
-        self.child_runs = child_runs
         self._names: dict[str, str] = {}
         self._nodes: dict[str, PlanNode] = {}
 
     async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
-        if not self.child_runs:
-            return await work()
         attempt: Attempt[PlanRun] = Attempt()
 
         async def recorded() -> PlanRun:
@@ -363,7 +356,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
                   observers=[observer, progress.bus], write_gate=write_gate(settings.url),
-                  steps=lambda session: FlowSteps(session, spec.name, child_runs=local_api.temporary_url is None),
+                  steps=lambda session: FlowSteps(session, spec.name),
                   flow_run_url=flow_run.ui_url, spec_file=spec_file)
     signals.running.add(drill)
     try:

@@ -28,7 +28,7 @@ from tests.test_simulator_support import Api, FakeClock, app_for  # noqa: E402
 
 @pytest.fixture(scope="session")
 def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One PREFECT_HOME for the CLI runs that start their own temporary Prefect API (its database is created once)."""
+    """An empty PREFECT_HOME for CLI runs with no Prefect API configured (no profile of this machine leaks in)."""
     return tmp_path_factory.mktemp("cli-prefect-home")
 
 

@@ -1,6 +1,6 @@
 """Secrets and a quiet CLI, as a user meets them: a real ``vaodrill`` process against a simulator on loopback.
 
-The password read from stdin appears in no process's command line and in no child's environment; plain http://
+The password read from stdin appears in no process's command line, and the CLI starts no child process; plain http://
 to another host is refused before anything is sent; a drill that never reached the server prints its error
 line and no empty progress table; error lines are never wrapped.
 """
@@ -36,7 +36,7 @@ def command_lines() -> list[bytes]:
     return found
 
 
-def test_a_password_from_stdin_is_in_no_command_line_and_no_child_environment(
+def test_a_password_from_stdin_is_in_no_command_line_and_the_cli_has_no_child(
         sim_factory: Callable[..., Sim], tmp_path: Path, cli_prefect_home: Path) -> None:
     sim = sim_factory("demo", password=SECRET, time_scale=600)
     env = {**base_env(cli_prefect_home), "VAO_URL": sim.url, "VAO_USERNAME": "demo"}
@@ -46,21 +46,16 @@ def test_a_password_from_stdin_is_in_no_command_line_and_no_child_environment(
     assert child.stdin is not None
     child.stdin.write(f"{SECRET}\n".encode())
     child.stdin.close()
-    seen_children = 0
+    checks = 0
     while child.poll() is None:
         assert not any(SECRET.encode() in line for line in command_lines())
-        for pid in children_of(child.pid):
-            try:
-                environ = Path(f"/proc/{pid}/environ").read_bytes()
-            except OSError:
-                continue
-            seen_children += 1
-            assert SECRET.encode() not in environ and b"VAO_" not in environ
+        assert children_of(child.pid) == []  # no child process, so no child environment holds it
+        checks += 1
         time.sleep(0.2)
     assert child.stdout is not None and child.stderr is not None
     out, err = child.stdout.read(), child.stderr.read()
     assert child.returncode == 0, (out + err).decode()
-    assert seen_children > 0  # the temporary Prefect API was there, and was checked
+    assert checks > 0  # the process lists were read while the drill ran
     assert SECRET.encode() not in out + err
     assert len(sim.posts("Run")) == 6
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sys
@@ -373,7 +374,7 @@ def run(
     vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
     client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
 ) -> None:
-    """Run a drill through Prefect with live progress.
+    """Run a drill with live progress: a flow run if a Prefect API is configured (PREFECT_API_URL), else the engine.
 
     Exit codes: 0 passed, 1 failed, 2 bad input or credentials refused, 130/143 stopped by SIGINT/SIGTERM
     (the plans it failed over were undone first; a second Ctrl-C exits at once and prints what to recover).
@@ -392,7 +393,7 @@ def run(
             return
         if spec.mode == "failover" and not settings.simulated and not yes:
             _confirm_real_failover(spec, settings)
-        code = _run_flow(drill, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
+        code = _run_drill(drill, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
     raise typer.Exit(code)
 
 
@@ -452,24 +453,52 @@ class _Signals:
         os._exit(128 + (self.first or signum))
 
 
-def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
-              journal_dir: Path | None = None) -> int:
-    """Run the dr_drill flow in this process with a live view; returns the exit code."""
-    from vaodrill.live import LiveView
+def prefect_api_configured() -> bool:
+    """Whether Prefect has an API to report to (``PREFECT_API_URL`` in the environment, the active profile or a
+    settings file here). Prefect's own answer costs about 2 s of imports: it is asked only when a file could
+    configure one."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    hints = {Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"): "PREFECT_API_URL",
+             Path(".env"): "PREFECT_API_URL", Path("prefect.toml"): "", Path("pyproject.toml"): "[tool.prefect"}
+    if not any(_file_contains(path, marker) for path, marker in hints.items()):
+        return False
+    from prefect.settings import PREFECT_API_URL
 
-    _quiet_prefect()
-    if journal_dir is not None:
-        os.environ["VAODRILL_JOURNAL_DIR"] = str(journal_dir)
-    from flows.drill import DrillRequest, dr_drill, local_settings
-    from flows.local_api import prefect_api
+    return bool(PREFECT_API_URL.value())
+
+
+def _file_contains(path: Path, marker: str) -> bool:
+    try:
+        if not path.is_file():
+            return False
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return marker in f.read(1_000_000)
+    except OSError:
+        return False
+
+
+def _run_drill(drill: Path, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
+               journal_dir: Path | None = None) -> int:
+    """Run the drill in this process with a live view; returns the exit code.
+
+    With a Prefect API configured, the drill is a ``dr-drill`` flow run reported there (the UI, events,
+    automations); without one, the engine runs the drill alone: the same steps, journal and report, without
+    the 2 s of Prefect imports and a server nobody could look at.
+    """
     from vaodrill import signals
+    from vaodrill.journal import check_run_id
+    from vaodrill.live import LiveView
     from vaodrill.report import report_directory, summary_table
 
     if run_id is not None:
-        from vaodrill.journal import check_run_id
-
         check_run_id(run_id)
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id)
+    through_prefect = prefect_api_configured()
+    if through_prefect:
+        _quiet_prefect()
+    else:
+        _engine_log_to_console()
     handler: _Signals | None = None
 
     async def main() -> Any:
@@ -477,15 +506,13 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, ru
         handler = _Signals(asyncio.current_task())  # type: ignore[arg-type]
         signals.handle(handler)
         try:
-            return await dr_drill(request=request, return_state=True)
+            if through_prefect:
+                return await _flow_run(drill, settings, report_dir, run_id, journal_dir)
+            return await _engine_run(drill, settings, report_dir, run_id, journal_dir)
         finally:
             signals.release()
 
-    def preflight() -> None:
-        """The server answers and takes our credentials: else exit 2 at once, before any Prefect run exists."""
-        asyncio.run(_list_plans(settings))
-
-    with LiveView(console) as view, local_settings(settings), prefect_api(meanwhile=preflight):
+    with LiveView(console) as view:
         try:
             state = asyncio.run(main())
         except asyncio.CancelledError:
@@ -517,6 +544,37 @@ def _run_flow(drill: Path, settings: ConnectionSettings, report_dir: Path, *, ru
     return 0 if report.verdict == "passed" else 1
 
 
+async def _engine_run(drill: Path, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
+                      journal_dir: Path | None) -> Any:
+    from uuid import uuid4
+
+    from vaodrill import progress, signals
+    from vaodrill.drill import Drill
+    from vaodrill.spec import load_spec
+
+    engine = Drill(load_spec(drill), settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
+                   journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()))
+    signals.running.add(engine)
+    try:
+        return await engine.run()
+    finally:
+        signals.running.discard(engine)
+
+
+async def _flow_run(drill: Path, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
+                    journal_dir: Path | None) -> Any:
+    """The ``dr-drill`` flow run, after one read of the server: a wrong URL or password exits 2 before any
+    Prefect run exists."""
+    await _list_plans(settings)
+    if journal_dir is not None:
+        os.environ["VAODRILL_JOURNAL_DIR"] = str(journal_dir)
+    from flows.drill import DrillRequest, dr_drill, local_settings
+
+    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id)
+    with local_settings(settings):
+        return await dr_drill(request=request, return_state=True)
+
+
 def _state_error(state: Any) -> BaseException | None:
     try:
         result = state.result(raise_on_failure=False)
@@ -535,6 +593,28 @@ def _quiet_prefect() -> None:
         os.environ[key] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
+
+
+class _OneLine(logging.Formatter):
+    """A log record as one line: the exception's type and message, never its traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.getMessage()
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            line += f": {type(error).__name__}: {error}"
+        return _one_line(line)
+
+
+def _engine_log_to_console() -> None:
+    """As with Prefect's run logs, the console belongs to the live view: only CRITICAL records (plans left failed
+    over) reach it, as single lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    engine_log = logging.getLogger("vaodrill")
+    engine_log.handlers = [handler]
+    engine_log.setLevel(logging.CRITICAL)
+    engine_log.propagate = False
 
 
 @app.command()
@@ -626,14 +706,14 @@ def demo(
     report_dir: ReportDir = Path("reports"),
     time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = DEMO_TIME_SCALE,
 ) -> None:
-    """The demo drill on an embedded simulator, through Prefect, in under a minute.
+    """The demo drill on an embedded simulator, in under a minute (a flow run if a Prefect API is configured).
 
     Examples:
       vaodrill demo
       vaodrill demo --report-dir /tmp/drill-reports
     """
     with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True) as settings:
-        code = _run_flow(demo_drill(), settings, report_dir)
+        code = _run_drill(demo_drill(), settings, report_dir)
     raise typer.Exit(code)
 
 

@@ -1,7 +1,7 @@
 """Drill benchmark: vaodrill against a bare-asyncio and a naive sequential runner, on one simulator, in one run.
 
     python benchmarks/drill_bench.py --plans 10 50 200 500 [--json FILE] [--plot FILE.png] [--seed N]
-                                     [--runners vaodrill vaodrill-adaptive bare sequential]
+                                     [--runners vaodrill vaodrill-adaptive vaodrill-prefect bare sequential]
                                      [--critical-path-seconds 30]
                                      [--poll-interval 0.75] [--quick]
 
@@ -10,10 +10,13 @@ the previous layer, failovers of 60-600 and undos of 30-180 simulated seconds) a
 critical path about ``--critical-path-seconds`` of wall time. Then each runner drives the same drill file, as
 its own process tree, against one real uvicorn simulator (reset between runners):
 
-- ``vaodrill``: ``vaodrill run DRILL`` with ``VAO_URL``/``VAO_USERNAME``/``VAO_PASSWORD`` (the CLI path,
-  including its temporary Prefect API unless ``PREFECT_API_URL`` is set);
+- ``vaodrill``: ``vaodrill run DRILL`` with ``VAO_URL``/``VAO_USERNAME``/``VAO_PASSWORD`` and no Prefect API
+  configured (a new user's CLI: the engine runs the drill alone);
 - ``vaodrill-adaptive``: the same CLI on the same drill with ``polling: adaptive`` (``vaodrill.cadence``: reads
   timed by the plans' progress within the same read budget);
+- ``vaodrill-prefect``: the same CLI with ``PREFECT_API_URL`` set to a ``prefect server start`` (SQLite, its
+  defaults) that the benchmark starts once: the drill is a ``dr-drill`` flow run with a child flow run per plan,
+  as it is watched in the Prefect UI. The server's own peak RSS is reported apart (``server_rss_mb``);
 - ``bare`` and ``sequential``: ``benchmarks/baselines.py`` (vaodrill's client only, no Prefect); sequential only
   where its estimated run stays under ``--sequential-limit`` seconds.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import itertools
 import json
 import os
@@ -38,11 +42,12 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -58,7 +63,7 @@ from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 
 HERE = Path(__file__).resolve().parent
-RUNNERS = ("vaodrill", "vaodrill-adaptive", "bare", "sequential")
+RUNNERS = ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect", "bare", "sequential")
 KEYS = ("plans", "runner", "ratio", "vs_bare", "lag_p95_s", "startup_s", "rss_mb", "list_reads_per_interval")
 """Keys every JSON object has (None when not measured: a runner skipped or failed)."""
 USERNAME = PASSWORD = "demo"
@@ -156,6 +161,7 @@ class ProcessRun:
     returncode: int | None  # None: killed after the timeout
     peak_rss_mb: float
     output: str
+    server_rss_mb: float | None = None  # peak of the process tree given as ``server``
 
 
 def _tree_rss_bytes(root: int) -> int:
@@ -182,15 +188,19 @@ def _tree_rss_bytes(root: int) -> int:
     return total
 
 
-def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sample_every: float = 0.2) -> ProcessRun:
-    """Run ``command`` in its own session, sampling its tree's RSS; killed (whole group) after ``timeout``."""
+def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sample_every: float = 0.2,
+                server: int | None = None) -> ProcessRun:
+    """Run ``command`` in its own session, sampling its tree's RSS (and the ``server`` pid's tree apart); killed
+    (whole group) after ``timeout``."""
     with tempfile.TemporaryFile(mode="w+") as output:
         started = time.time()
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        peak = 0
+        peak = server_peak = 0
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
             peak = max(peak, _tree_rss_bytes(proc.pid))
+            if server is not None:
+                server_peak = max(server_peak, _tree_rss_bytes(server))
             time.sleep(sample_every)
         returncode = proc.poll()
         ended = time.time()
@@ -202,7 +212,8 @@ def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sam
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         output.seek(0)
-        return ProcessRun(started, ended, returncode, peak / 2**20, output.read())
+        return ProcessRun(started, ended, returncode, peak / 2**20, output.read(),
+                          server_peak / 2**20 if server is not None else None)
 
 
 # -- metrics from the simulator's request log ---------------------------------------------------------------
@@ -278,6 +289,8 @@ def analyse(bench: Bench, runner: str, ids: dict[str, str], entries: list[dict[s
                            "time_scale": round(bench.time_scale, 3), "poll_interval_s": bench.interval,
                            "critical_path_s": round(bench.critical_path_s, 3), "exit_code": proc.returncode,
                            "rss_mb": round(proc.peak_rss_mb, 1), "tokens": log.tokens}
+    if proc.server_rss_mb is not None:
+        row["server_rss_mb"] = round(proc.server_rss_mb, 1)
     problems = []
     if proc.returncode != 0:
         problems.append("timed out" if proc.returncode is None else f"exit {proc.returncode}")
@@ -343,15 +356,76 @@ def _undo_lags(bench: Bench, ids: dict[str, str], log: Log, undo_end: dict[str, 
 
 
 def runner_command(runner: str, drill_file: Path, report_dir: Path) -> list[str]:
-    if runner in ("vaodrill", "vaodrill-adaptive"):  # the adaptive row's drill file says polling: adaptive
+    if runner.startswith("vaodrill"):  # the adaptive row's drill file says polling: adaptive
         local = Path(sys.executable).parent / "vaodrill"
         exe = str(local) if local.exists() else shutil.which("vaodrill") or "vaodrill"
         return [exe, "run", str(drill_file), "--report-dir", str(report_dir)]
     return [sys.executable, str(HERE / "baselines.py"), runner, str(drill_file)]
 
 
+class PrefectServer:
+    """``prefect server start`` on loopback (SQLite in a fresh PREFECT_HOME) for the ``vaodrill-prefect`` runner."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> PrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        prefect = Path(sys.executable).parent / "prefect"
+        self.process = subprocess.Popen(
+            [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.__exit__()
+        raise RuntimeError("prefect server start did not answer within 120 s")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def env(self) -> dict[str, str]:
+        return {**_without_prefect(os.environ), "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url,
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _without_prefect(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: value for key, value in env.items() if not key.startswith(("VAO_", "PREFECT_"))}
+
+
+def runner_env(runner: str, url: str, work: Path, prefect: PrefectServer | None) -> dict[str, str]:
+    """The VAO settings, and a Prefect API only for ``vaodrill-prefect`` (an empty PREFECT_HOME otherwise)."""
+    vao = {"VAO_URL": url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD}
+    if runner == "vaodrill-prefect":
+        assert prefect is not None
+        return prefect.env() | vao
+    (work / "no-prefect").mkdir(exist_ok=True)
+    return _without_prefect(os.environ) | {"PREFECT_HOME": str(work / "no-prefect")} | vao
+
+
 def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[str], work: Path,
-                   sequential_limit: float, console: Console) -> list[dict[str, Any]]:
+                   sequential_limit: float, console: Console, prefect: PrefectServer | None = None
+                   ) -> list[dict[str, Any]]:
     drill_files = {}
     for polling in ("fixed", "adaptive"):
         drill_files[polling] = work / f"bench-{bench.plans}-{polling}.yaml"
@@ -359,8 +433,6 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
     sim.post("/_sim/scenario", content=yaml.safe_dump(bench.scenario(), sort_keys=False)).raise_for_status()
     summary = sim.post("/_sim/reset", json={"time_scale": bench.time_scale}).raise_for_status().json()
     ids = {plan["name"]: plan["id"].lower() for plan in summary["plans"]}
-    env = {key: value for key, value in os.environ.items() if not key.startswith("VAO_")}
-    env |= {"VAO_URL": url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD}
     rows: list[dict[str, Any]] = []
     for runner in runners:
         if runner == "sequential" and (estimate := bench.sequential_estimate_s()) > sequential_limit:
@@ -375,7 +447,10 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
             bench.sequential_estimate_s() if runner == "sequential" else 0.0)
         load = os.getloadavg()[0]  # other work on the machine shows here
         drill_file = drill_files["adaptive" if runner == "vaodrill-adaptive" else "fixed"]
-        proc = run_process(runner_command(runner, drill_file, work / "reports"), env, timeout)
+        proc = run_process(runner_command(runner, drill_file, work / "reports"),
+                           runner_env(runner, url, work, prefect), timeout,
+                           server=prefect.process.pid if prefect and prefect.process and runner == "vaodrill-prefect"
+                           else None)
         entries = sim.get("/_sim/requests").raise_for_status().json()
         records = sim.get("/_sim/plans").raise_for_status().json()
         rows.append(analyse(bench, runner, ids, entries, records, proc) | {"load_before": round(load, 2)})
@@ -396,7 +471,8 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
                 caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
                         "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
                         "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
-                        "RSS: peak of the runner's process tree; load: 1-minute load average before the run")
+                        "RSS: peak of the runner's process tree (+ the Prefect server's); load: 1-minute load average "
+                        "before the run")
     for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/int.", "poll p50/p90", "tokens",
                  "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "load", "note"):
         out.add_column(name, justify="left" if name in ("runner", "note") else "right")
@@ -412,9 +488,15 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
             str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
             f"{_fmt(row.get('lag_p50_s'), '.3g')}/{_fmt(row.get('lag_p95_s'), '.3g')}",
             _fmt(row.get("undo_lag_p50_s"), ".3g"), _fmt(row.get("startup_s"), ".1f", " s"),
-            _fmt(row.get("tail_s"), ".1f", " s"), _fmt(row.get("rss_mb"), ".0f"), _fmt(row.get("load_before"), ".1f"),
+            _fmt(row.get("tail_s"), ".1f", " s"), _rss(row),
+            _fmt(row.get("load_before"), ".1f"),
             row.get("error", "")[:60])
     return out
+
+
+def _rss(row: dict[str, Any]) -> str:
+    server = row.get("server_rss_mb")
+    return _fmt(row.get("rss_mb"), ".0f") + (f" + {server:.0f} server" if server else "")
 
 
 def plot(rows: list[dict[str, Any]], path: Path, cores: int) -> None:
@@ -477,13 +559,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=shutil.get_terminal_size((180, 24)).columns)  # a wide table, also when piped
     cores = os.cpu_count() or 1
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="drill-bench-") as tmp, \
+    with tempfile.TemporaryDirectory(prefix="drill-bench-") as tmp, contextlib.ExitStack() as stack, \
             BackgroundServer(create_app("demo", username=USERNAME, password=PASSWORD)) as server, \
             httpx.Client(base_url=server.url, timeout=60) as sim:
+        prefect = (stack.enter_context(PrefectServer(Path(tmp) / "prefect-home"))
+                   if "vaodrill-prefect" in args.runners else None)
         for plans in args.plans:
             bench = generate(plans, args.seed, critical_path_seconds=args.critical_path_seconds,
                              interval=args.poll_interval)
-            rows += bench_one_size(sim, server.url, bench, args.runners, Path(tmp), args.sequential_limit, console)
+            rows += bench_one_size(sim, server.url, bench, args.runners, Path(tmp), args.sequential_limit, console,
+                                   prefect)
     console.print(table(rows, cores, args.poll_interval))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

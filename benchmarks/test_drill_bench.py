@@ -112,7 +112,7 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     from vaodrill.spec import parse_spec
 
     bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
-    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "bare", "sequential")
+    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect", "bare", "sequential")
     fixed, adaptive = (parse_spec(yaml.safe_dump(bench.drill(polling))) for polling in ("fixed", "adaptive"))
     assert (fixed.polling, adaptive.polling) == ("fixed", "adaptive")
     assert adaptive.model_copy(update={"polling": "fixed"}) == fixed  # nothing else differs
@@ -125,3 +125,17 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
                           env={**os.environ, "COLUMNS": "200"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "8 plans" in done.stdout
+
+
+def test_only_the_prefect_row_has_a_prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``vaodrill`` rows measure a new user's CLI (no Prefect API, even if this shell has one); the
+    ``vaodrill-prefect`` row the same CLI reporting to the benchmark's server."""
+    from drill_bench import PrefectServer, runner_env
+
+    monkeypatch.setenv("PREFECT_API_URL", "http://somewhere:4200/api")
+    server = PrefectServer(tmp_path / "home")
+    plain = runner_env("vaodrill", "http://sim", tmp_path, server)
+    assert "PREFECT_API_URL" not in plain and not any((tmp_path / "no-prefect").iterdir())
+    assert plain["PREFECT_HOME"] == str(tmp_path / "no-prefect") and plain["VAO_URL"] == "http://sim"
+    flow = runner_env("vaodrill-prefect", "http://sim", tmp_path, server)
+    assert (flow["PREFECT_API_URL"], flow["PREFECT_HOME"]) == (server.url, str(tmp_path / "home"))

@@ -92,17 +92,18 @@ class Cadence(Protocol):
 
 
 class FixedCadence:
-    """One read an interval after the previous one was answered (a poller that (re)starts reads at once)."""
+    """One read an interval after the previous one left, so a slow answer does not stretch the period; never
+    sooner than ``FLOOR`` intervals after that answer (a poller that (re)starts reads at once)."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._received: float | None = None
+        self._due: float | None = None
 
     def read(self, sent: float, received: float, plans: Mapping[str, Sighting] | None) -> None:
-        self._received = received
+        self._due = max(sent + self.interval, received + FLOOR * self.interval)
 
     def next_read(self, now: float, watched: Collection[str], *, resuming: bool = False) -> float:
-        return now if resuming or self._received is None else self._received + self.interval
+        return now if resuming or self._due is None else self._due
 
 
 @dataclass

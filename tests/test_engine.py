@@ -156,6 +156,20 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     assert recorder.reports == [report]
 
 
+async def test_a_run_leaves_on_the_reading_that_showed_its_dependencies_done(sim: Sim, tmp_path: Path) -> None:
+    """The precondition uses a reading less than a poll interval old (the shared list read, or its own GET for
+    the start right after it): at most one GET of a plan before its Run, where the engine once read it twice."""
+    report, _, _ = await drill(sim, tmp_path, poll_interval="1s")
+    assert report.verdict == "passed", report.reason
+    entries = sim.requests()
+    for name in (p.plan for p in report.plans):
+        path = f"/v2/FailoverPlans/{sim.plan_id(name)}".lower()
+        run = next(i for i, e in enumerate(entries) if e["method"] == "POST" and e["path"].lower() == path + "/run")
+        gets = [i for i, e in enumerate(entries) if e["method"] == "GET" and e["path"].lower() == path]
+        assert len([i for i in gets if i < run]) <= 1, name
+        assert len(gets) <= 2, name  # and one before the Undo
+
+
 @pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("SQL Tier", state="Disabled")

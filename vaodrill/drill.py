@@ -378,7 +378,7 @@ class Drill:
                                 polling=self.spec.polling) as session:
             self.session = session
             steps = self._make_steps(session)
-            plans = await session.patiently("the plan list", client.list_plans, connect=False)
+            plans = await session.list_plans()
             targets = build_targets(self.spec, plans, now=self.now or utcnow(),
                                     server_timezone=self.settings.server_timezone)
             self._open(targets)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -141,6 +142,7 @@ class PlanMonitor:
         self._on_read_error = on_read_error or (lambda _message: None)
         self._plans: dict[str, FailoverPlan] = {}
         self._observed_at = utcnow()
+        self._readings: dict[str, tuple[FailoverPlan, float]] = {}  # plan id -> latest reading, when it left
         self._version = 0
         self._changed = asyncio.Condition()
         self._watchers = 0
@@ -151,6 +153,18 @@ class PlanMonitor:
         self.last_error: BaseException | None = None
         self.fatal: DrillAborted | None = None
         self.polls = 0
+
+    def remember(self, plans: Iterable[FailoverPlan], sent: float) -> None:
+        """Readings of plans by a request that left at ``sent`` (``time.monotonic()``), for :meth:`recent`."""
+        for plan in plans:
+            key = plan.id.lower()
+            if sent >= self._readings.get(key, (plan, -math.inf))[1]:
+                self._readings[key] = (plan, sent)
+
+    def recent(self, plan_id: str) -> FailoverPlan | None:
+        """The plan's latest reading (the list read or its own), if its request left less than an interval ago."""
+        plan, sent = self._readings.get(plan_id.lower(), (None, -math.inf))
+        return plan if time.monotonic() - sent <= self.interval else None
 
     def forgive(self) -> None:
         """Start a fresh give-up window (cleanup after a stop); an authentication failure stays."""
@@ -205,6 +219,7 @@ class PlanMonitor:
                 self.last_error, self.failing_since = None, None
                 if self.fatal is not None and self.fatal.kind != "auth":
                     self.fatal = None
+                self.remember(plans, sent)
                 async with self._changed:
                     self._plans = {p.id.lower(): p for p in plans}
                     self._observed_at = utcnow()
@@ -215,7 +230,7 @@ class PlanMonitor:
             await self._pause()
 
     async def _pause(self, *, resuming: bool = False) -> None:
-        """Until the cadence's next read (a fixed poll: an interval after this one was answered), asked again
+        """Until the cadence's next read (a fixed poll: an interval after the previous one left), asked again
         when a wait starts (a stage just started may need a read sooner than the one planned)."""
         while True:
             now = time.monotonic()
@@ -312,8 +327,29 @@ class DrillSession:
         return await work()
 
     async def read(self, target: PlanTarget) -> FailoverPlan:
-        """One plan, re-read patiently (see :meth:`patiently`)."""
-        return await self.patiently(target.name, lambda: self.client.get_plan(target.id))
+        """One plan, read now, patiently (see :meth:`patiently`)."""
+        sent = time.monotonic()
+        plan = await self.patiently(target.name, lambda: self.client.get_plan(target.id))
+        self.monitor.remember([plan], sent)
+        return plan
+
+    async def current(self, target: PlanTarget) -> FailoverPlan:
+        """The plan as a read that left less than a poll interval ago showed it (the shared list read, or the
+        precondition's own read for the start right after it), else read now.
+
+        Enough for a precondition: VAO itself refuses a Run the plan's state does not allow, and a refusal is
+        never counted as a start. It spares a read per plan on the critical path (a dependent's Run leaves as
+        soon as the read that showed its dependencies done). Cleanup and every unclear answer still read now.
+        """
+        return self.monitor.recent(target.id) or await self.read(target)
+
+    async def list_plans(self) -> list[FailoverPlan]:
+        """The drill's first read (it also serves the first plans' preconditions); a server that cannot be
+        reached at all fails at once: a wrong URL is a configuration error, not an outage."""
+        sent = time.monotonic()
+        plans = await self.patiently("the plan list", self.client.list_plans, connect=False)
+        self.monitor.remember(plans, sent)
+        return plans
 
     async def patiently(self, what: str, call: Callable[[], Awaitable[T]], *, connect: bool = True) -> T:
         """A read whose transient failures (the client's one classification) are retried until ``give_up_after``.
@@ -391,8 +427,8 @@ class DrillSession:
     # -- steps --------------------------------------------------------------------------------------------
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        """The precondition: a fresh read, and the plan is runnable (contract section 5)."""
-        plan = await self.read(target)
+        """The precondition: the plan's current state (see :meth:`current`) is runnable (contract section 5)."""
+        plan = await self.current(target)
         reason = not_runnable_because(plan)
         if reason is not None:
             if holder := self.holder_of(target):
@@ -408,7 +444,7 @@ class DrillSession:
                         run_sent_before.isoformat())
             return Started(run_sent_before, posted=False, confirmed=_shows_failover(plan),
                            note="resumed: Run sent earlier in this run")
-        plan = await self.read(target)
+        plan = await self.current(target)
         if (reason := not_runnable_because(plan)) is not None:
             raise PreconditionFailed(reason)
         started_at = utcnow()

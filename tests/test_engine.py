@@ -156,6 +156,37 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     assert recorder.reports == [report]
 
 
+async def test_syncs_that_overlap_share_fsyncs_and_each_covers_its_own_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wave of intents synced together: far fewer fsyncs than lines (they ran one per line before), and a sync
+    returns only after an fsync that started once its line was written."""
+    import os
+
+    journal = Journal(tmp_path, "wave")
+    journal.append("open")
+    written = 1
+    fsync_starts: list[int] = []  # lines written when each fsync started
+    real_fsync = os.fsync
+
+    def counted(fd: int) -> None:
+        fsync_starts.append(written)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counted)
+
+    async def intent(i: int) -> None:
+        nonlocal written
+        journal.append("intent", plan=f"plan-{i}")
+        written += 1
+        mine = written
+        await journal.sync()
+        assert any(start >= mine for start in fsync_starts), (i, fsync_starts)
+
+    await asyncio.gather(*(intent(i) for i in range(100)))
+    assert 1 <= len(fsync_starts) < 20, fsync_starts
+    assert [line.count('"intent"') for line in journal.path.read_text().splitlines()[1:]] == [1] * 100
+
+
 async def test_a_run_leaves_on_the_reading_that_showed_its_dependencies_done(sim: Sim, tmp_path: Path) -> None:
     """The precondition uses a reading less than a poll interval old (the shared list read, or its own GET for
     the start right after it): at most one GET of a plan before its Run, where the engine once read it twice."""

@@ -572,6 +572,7 @@ class Drill:
             await self.ledger.clean_up([k for k in order if self.records[k].run_sent], steps)
         report = self.report(started_at)
         self._write(report)
+        await self.journal.sync()
         await self._show_unstarted(steps)
         await self._publish(report)
         return report
@@ -735,6 +736,7 @@ async def recover(journal: JournalState, settings: ConnectionSettings, *, observ
         p.outcome = "clean" if record.phase is Phase.CLEAN else f"left failed over: {record.undo_reason}"
     if not ledger.unclean():
         ledger.journal.append("close", recovered=True)
+        await ledger.journal.sync()
     return recovery
 
 

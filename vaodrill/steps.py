@@ -385,6 +385,7 @@ class DrillSession:
                     await self._write_slot(slot, target, op)
                     if self.journal:
                         self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
+                        await self.journal.sync()
                     if op == "run":
                         self.runs_sent.add(target.key)
                     await send()

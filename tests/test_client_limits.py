@@ -233,6 +233,38 @@ async def test_reads_retry_within_one_deadline_each(served: Callable[[ScriptedSe
     assert elapsed < 3 * 0.4 + 1.0
 
 
+class InFlight:
+    """Counts the plan requests the wrapped app is answering at once (the token endpoint aside)."""
+
+    def __init__(self, app: ScriptedServer) -> None:
+        self.app = app
+        self.now = self.peak = 0
+
+    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http" or scope["path"].endswith("/Token"):
+            return await self.app(scope, receive, send)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.now -= 1
+
+
+async def test_a_wave_of_calls_queues_in_the_client_not_on_the_server_nor_against_its_deadline() -> None:
+    """Thirty plans read at once, each answer taking 0.2 s: at most MAX_IN_FLIGHT reach the server together, and
+    the last ones, which wait 0.4 s for a slot, still get their own 0.5 s deadline."""
+    from vaodrill.client import MAX_IN_FLIGHT
+
+    server = InFlight(ScriptedServer(lambda m, p: Reply.json(PLAN, pause=0.2)))
+    with BackgroundServer(server) as background:
+        async with VaoClient(background.url, "u", "p", retry=ONCE, timeout=0.5) as vao:
+            plans = await asyncio.gather(*(vao.get_plan(PLAN_ID) for _ in range(3 * MAX_IN_FLIGHT)))
+    assert [p.name for p in plans] == ["SQL Tier"] * 3 * MAX_IN_FLIGHT
+    assert server.peak == MAX_IN_FLIGHT
+
+
 # -- redirects ----------------------------------------------------------------------------------------------
 
 

@@ -62,6 +62,10 @@ log = logging.getLogger("vaodrill.client")
 DEFAULT_TIMEOUT = 30.0
 #: Largest answer accepted: 10,000 plans as the simulator shapes them take about 5.9 MB (585 bytes a plan).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Exchanges one client has in flight at once: a wave of a hundred Runs or Undos waits here, in order, rather
+#: than on the VAO server or in the connection pool (whose bookkeeping grows with its queue). Waiting for a slot
+#: does not count against an exchange's deadline.
+MAX_IN_FLIGHT = 10
 #: Of an error answer only this much is read (for its ``Message``); the rest is ignored.
 ERROR_BODY_BYTES = 64 * 1024
 #: More plans than this in one list is not a VAO server.
@@ -162,6 +166,7 @@ class VaoClient:
         self.timeout = float(timeout)
         self.max_response_bytes = max_response_bytes
         self._continue_path: str | None = None
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._auth = VaoAuth(
             f"{self.base_url}/v2/Token", username=username, password=_secret(password), client_id=client_id,
             client_secret=_secret(client_secret), clock=clock)
@@ -174,6 +179,7 @@ class VaoClient:
                 headers={"Accept": "application/json", "User-Agent": "vaodrill"},
                 follow_redirects=False,
                 event_hooks={"response": [_stop_redirects]},
+                limits=httpx.Limits(max_connections=MAX_IN_FLIGHT, max_keepalive_connections=MAX_IN_FLIGHT),
             )
         except httpx.InvalidURL as exc:
             raise VaoUsageError(f"not a usable VAO URL: {one_line(str(exc))}") from None
@@ -218,7 +224,7 @@ class VaoClient:
         """One exchange (with its login, and one replay after a 401 on an old token) within the deadline."""
         exchange = _Exchange()
         try:
-            async with asyncio.timeout(self.timeout):
+            async with self._in_flight, asyncio.timeout(self.timeout):
                 access, fresh = await self._auth.token(self._token_exchange)
                 answer = await self._send(method, path, operation, access, exchange, json=json, params=params)
                 if answer.status == 401 and not fresh:  # an old token: renew it once and replay (nothing ran)

@@ -117,6 +117,10 @@ def _abort_for(error: BaseException) -> DrillAborted | None:
     return None
 
 
+def _failover_complete(plan: FailoverPlan) -> bool:
+    return plan.state is PlanState.FAILOVER and not plan.running and plan.stage_complete
+
+
 def _shows_failover(plan: FailoverPlan) -> bool:
     """The server shows this plan's failover (running, finished or halted), or the plan busy."""
     return plan.state in (PlanState.FAILOVER, PlanState.HALTED) or plan.in_use
@@ -513,8 +517,14 @@ class DrillSession:
         return StageDone(observed_at, plan.state_details, continues)
 
     async def clean(self, target: PlanTarget) -> Cleanup:
-        """Put the plan back and verify it is clean: halt a failover still running, Undo, wait for clean."""
-        plan = await self.read(target)
+        """Put the plan back and verify it is clean: halt a failover still running, Undo, wait for clean.
+
+        A reading less than a poll interval old that shows the failover complete is enough to send the Undo (VAO
+        refuses one the plan's state does not allow, and a refused Undo reads the plan now); any other state
+        is read now, so a reading older than the Run can never pass for clean.
+        """
+        recent = self.monitor.recent(target.id)
+        plan = recent if recent is not None and _failover_complete(recent) else await self.read(target)
         if is_clean(plan):
             return Cleanup(utcnow(), undone=False)
         if plan.state is PlanState.FAILOVER and plan.running:

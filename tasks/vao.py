@@ -149,19 +149,25 @@ class TaskSteps:
         return result
 
 
+#: Seconds a write slot is leased for; the server refuses less than 60.
+WRITE_LEASE_SECONDS = 60.0
+
+
 def write_gate(server_url: str) -> WriteGate | None:
     """A Prefect global concurrency limit around every Run/Undo/Halt POST, when ``VAODRILL_WRITE_LIMIT`` names one.
 
     ``{host}`` in the name becomes the VAO server's host (``vao-writes-{host}``: one limit per VAO server, so
     drills against different servers never wait on each other). Create each limit once, e.g.
     ``prefect gcl create vao-writes-vao1.corp --limit 2``. ``strict=True``: a missing limit fails the step
-    instead of silently running unthrottled.
+    instead of silently running unthrottled. The slot's lease is the server's shortest (60 s; Prefect renews it
+    while the POST lasts), so a host that dies mid-POST blocks its VAO server's writes (a recovery's Undo too)
+    for a minute, not Prefect's default five.
     """
     template = os.environ.get("VAODRILL_WRITE_LIMIT")
     if not template:
         return None
     name = write_limit_name(template, urlsplit(server_url).hostname or "vao")
-    return lambda: concurrency(name, occupy=1, strict=True)
+    return lambda: concurrency(name, occupy=1, strict=True, lease_duration=WRITE_LEASE_SECONDS)
 
 
 def write_limit_name(template: str, host: str) -> str:

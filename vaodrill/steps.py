@@ -434,12 +434,16 @@ class DrillSession:
     async def check(self, target: PlanTarget) -> FailoverPlan:
         """The precondition: the plan's current state (see :meth:`current`) is runnable (contract section 5)."""
         plan = await self.current(target)
+        self._refuse_unless_runnable(target, plan)
+        return plan
+
+    def _refuse_unless_runnable(self, target: PlanTarget, plan: FailoverPlan) -> None:
+        """Why the plan cannot run, naming the unclosed drill run that may hold it."""
         reason = not_runnable_because(plan)
         if reason is not None:
             if holder := self.holder_of(target):
                 reason += f"; drill run {holder} has it failed over, or left it so (`vaodrill recover {holder}`)"
             raise PreconditionFailed(reason)
-        return plan
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
         """Send Run at most once. ``run_sent_before``: the journal says this run already sent it (a resume)."""
@@ -449,9 +453,7 @@ class DrillSession:
                         run_sent_before.isoformat())
             return Started(run_sent_before, posted=False, confirmed=_shows_failover(plan),
                            note="resumed: Run sent earlier in this run")
-        plan = await self.current(target)
-        if (reason := not_runnable_because(plan)) is not None:
-            raise PreconditionFailed(reason)
+        self._refuse_unless_runnable(target, await self.current(target))
         started_at = utcnow()
         try:
             await self._post(target, "run", lambda: self.client.run(target.id, run_request(target)),

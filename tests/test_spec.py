@@ -436,7 +436,7 @@ def test_demo_drill() -> None:
     spec = load_spec(DRILLS / "demo.yaml")
     assert spec.name == "demo-app-stack"
     assert spec.mode == "drill"
-    assert spec.poll_interval == pendulum.duration(seconds=1)
+    assert spec.poll_interval == pendulum.duration(seconds=0.25)
     assert keys(spec.topological_order()) == [
         "Core Network",
         "Active Directory",

@@ -508,9 +508,14 @@ def plot(rows: list[dict[str, Any]], path: Path, cores: int) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for runner in RUNNERS:
         points = sorted((row["plans"], row["ratio"]) for row in rows
-                        if row["runner"] == runner and row.get("ratio") is not None)
+                        if row["runner"] == runner and row.get("ratio") is not None and "error" not in row)
+        failed = sorted((row["plans"], row["ratio"]) for row in rows
+                        if row["runner"] == runner and row.get("ratio") is not None and "error" in row)
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", label=runner)
+            line = ax.plot(*zip(*points, strict=True), marker="o", label=runner)[0]
+        if failed:  # timed out: its span is at least this
+            ax.scatter(*zip(*failed, strict=True), marker="^", facecolors="none",
+                       edgecolors=line.get_color() if points else None, label=f"{runner}: timed out (at least)")
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = sorted({row["plans"] for row in rows})

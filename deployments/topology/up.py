@@ -238,7 +238,11 @@ class Postgres:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/prefect"
 
     def _as_owner(self, argv: list[str]) -> list[str]:
-        return ["runuser", "-u", self.user, "--", *argv] if self.user else argv
+        """As the cluster's owner; ``runuser`` lives in sbin, which a non-login root shell may not have on PATH."""
+        if not self.user:
+            return argv
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin") or "runuser"
+        return [runuser, "-u", self.user, "--", *argv]
 
     @classmethod
     def start(cls, root: Path) -> Postgres:

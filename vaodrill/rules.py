@@ -23,6 +23,11 @@ def finished_with_errors(details: str) -> bool:
     return bool(_ERRORS.search(details)) and not _NO_ERRORS.search(details)
 
 
+def failover_complete(plan: FailoverPlan) -> bool:
+    """The failover stage has finished (with or without errors): what a wait ends on, and what an Undo follows."""
+    return plan.state is PlanState.FAILOVER and plan.stage_complete and not plan.running
+
+
 def _undo_complete(plan: FailoverPlan) -> bool:
     return (plan.state is PlanState.UNDO_FAILOVER and plan.stage_complete and not plan.running
             and not finished_with_errors(plan.state_details))

@@ -39,7 +39,7 @@ from vaodrill.errors import (
 from vaodrill.journal import Journal, open_journals
 from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
 from vaodrill.retry import is_transient
-from vaodrill.rules import finished_with_errors, is_clean, not_runnable_because
+from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
 
 log = logging.getLogger("vaodrill.drill")
@@ -115,10 +115,6 @@ def _abort_for(error: BaseException) -> DrillAborted | None:
     if isinstance(error, VaoAuthError | VaoForbidden):
         return DrillAborted(f"authentication failed: {error}", kind="auth")
     return None
-
-
-def _failover_complete(plan: FailoverPlan) -> bool:
-    return plan.state is PlanState.FAILOVER and not plan.running and plan.stage_complete
 
 
 def _shows_failover(plan: FailoverPlan) -> bool:
@@ -494,7 +490,7 @@ class DrillSession:
         def step(plan: FailoverPlan, readings: int) -> object:
             nonlocal continues
             if plan.state is PlanState.FAILOVER:
-                if plan.running or not plan.stage_complete:
+                if not failover_complete(plan):
                     return False
                 if finished_with_errors(plan.state_details):
                     raise PlanFailed(f"failover finished with errors ({plan.state_details})")
@@ -526,7 +522,7 @@ class DrillSession:
         is read now, so a reading older than the Run can never pass for clean.
         """
         recent = self.monitor.recent(target.id)
-        plan = recent if recent is not None and _failover_complete(recent) else await self.read(target)
+        plan = recent if recent is not None and failover_complete(recent) else await self.read(target)
         if is_clean(plan):
             return Cleanup(utcnow(), undone=False)
         if plan.state is PlanState.FAILOVER and plan.running:

@@ -393,7 +393,7 @@ def run(
             return
         if spec.mode == "failover" and not settings.simulated and not yes:
             _confirm_real_failover(spec, settings)
-        code = _run_drill(drill, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
+        code = _run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
     raise typer.Exit(code)
 
 
@@ -479,7 +479,7 @@ def _file_contains(path: Path, marker: str) -> bool:
         return False
 
 
-def _run_drill(drill: Path, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
+def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
                journal_dir: Path | None = None) -> int:
     """Run the drill in this process with a live view; returns the exit code.
 
@@ -508,7 +508,7 @@ def _run_drill(drill: Path, settings: ConnectionSettings, report_dir: Path, *, r
         try:
             if through_prefect:
                 return await _flow_run(drill, settings, report_dir, run_id, journal_dir)
-            return await _engine_run(drill, settings, report_dir, run_id, journal_dir)
+            return await _engine_run(drill, spec, settings, report_dir, run_id, journal_dir)
         finally:
             signals.release()
 
@@ -544,15 +544,14 @@ def _run_drill(drill: Path, settings: ConnectionSettings, report_dir: Path, *, r
     return 0 if report.verdict == "passed" else 1
 
 
-async def _engine_run(drill: Path, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
+async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
                       journal_dir: Path | None) -> Any:
     from uuid import uuid4
 
     from vaodrill import progress, signals
     from vaodrill.drill import Drill
-    from vaodrill.spec import load_spec
 
-    engine = Drill(load_spec(drill), settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
+    engine = Drill(spec, settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
                    journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()))
     signals.running.add(engine)
     try:
@@ -712,8 +711,9 @@ def demo(
       vaodrill demo
       vaodrill demo --report-dir /tmp/drill-reports
     """
+    drill = demo_drill()
     with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True) as settings:
-        code = _run_drill(demo_drill(), settings, report_dir)
+        code = _run_drill(drill, _load_spec(drill), settings, report_dir)
     raise typer.Exit(code)
 
 

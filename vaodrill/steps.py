@@ -333,6 +333,11 @@ class DrillSession:
         self.monitor.remember([plan], sent)
         return plan
 
+    #: Single-plan reads (``GET /FailoverPlans/{id}``) of a plan that passes cleanly: the precondition, the start and
+    #: the cleanup each read it only when no reading less than a poll interval old serves (:meth:`current`, and the
+    #: cleanup's use of a recent complete reading). Whether one does depends on scheduling, so 0 to 3; tests name it.
+    PLAN_READS_ON_A_CLEAN_PASS = range(4)
+
     async def current(self, target: PlanTarget) -> FailoverPlan:
         """The plan as a read that left less than a poll interval ago showed it (the shared list read, or the
         precondition's own read for the start right after it), else read now.

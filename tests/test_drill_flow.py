@@ -69,10 +69,17 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
     for step in plans.values():
         for dep in step.after:
             assert parse(stages[step.plan]["started_at"]) >= parse(stages[dep]["ended_at"]), (step.plan, dep)
-    # achieved RTO matches the simulator's recorded timing within one poll interval (+ HTTP slack)
+    # achieved RTO is the Run POST to the completion seen: never shorter than the stage the simulator recorded, seen
+    # by a plan-list read that came after the stage ended, and within a few reads of it (the simulator's request log,
+    # not the clock: a loaded machine slows the reads and the waiters alike)
+    lists = [parse(e["at"]) for e in sim.requests(method="GET", path="/v2/FailoverPlans") if e["status"] == 200]
     for name, result in plans.items():
-        actual = (parse(stages[name]["ended_at"]) - parse(stages[name]["started_at"])).total_seconds()
-        assert actual - 0.05 <= result.rto_seconds <= actual + 0.5, (name, actual, result.rto_seconds)
+        ended = parse(stages[name]["ended_at"])
+        actual = (ended - parse(stages[name]["started_at"])).total_seconds()
+        seen = result.failover_completed_at
+        assert seen is not None and seen >= ended, (name, ended, seen)
+        assert 1 <= sum(1 for moment in lists if ended <= moment <= seen) <= 5, name
+        assert result.rto_seconds is not None and result.rto_seconds >= actual - 0.05, (name, actual, result)
         assert result.rto_met is True
     # the restore point sent is the one the report shows, and the simulator resolved it
     assert plans["SQL Tier"].restore_point == stages["SQL Tier"]["restore_point_requested"]
@@ -80,9 +87,9 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
     gets = sim.requests(method="GET", path="/v2/FailoverPlans/*")
     per_plan = {ids[n]: sum(1 for g in gets if g["path"].lower().endswith(ids[n])) for n in plans}
     assert all(count in DrillSession.PLAN_READS_ON_A_CLEAN_PASS for count in per_plan.values()), per_plan
-    lists = len(sim.requests(method="GET", path="/v2/FailoverPlans"))
     elapsed = (report.finished_at - report.started_at).total_seconds()
-    assert lists <= elapsed / 0.05 + 10, (lists, elapsed)
+    all_lists = len(sim.requests(method="GET", path="/v2/FailoverPlans"))
+    assert all_lists <= elapsed / 0.05 + 10, (all_lists, elapsed)
 
 
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(

@@ -196,7 +196,8 @@ async def test_a_trickling_body_cannot_stretch_the_deadline(served: Callable[[Sc
         started = time.monotonic()
         with pytest.raises(VaoTimeoutError, match="no complete answer within 1 s"):
             await vao.list_plans()
-    assert 0.9 < time.monotonic() - started < 3.0  # without the deadline it would never end
+    # at its deadline, not before; the ceiling is generous (without the deadline it would never end)
+    assert 0.9 < time.monotonic() - started < 10.0
 
 
 async def test_a_trickling_answer_to_a_post_may_have_reached_the_server_and_is_not_resent(
@@ -230,7 +231,7 @@ async def test_reads_retry_within_one_deadline_each(served: Callable[[ScriptedSe
     elapsed = time.monotonic() - started
     retries = [r.getMessage() for r in caplog.records if "VaoTimeoutError); retry" in r.getMessage()]
     assert len(retries) == 2  # three attempts, each ended by its own deadline
-    assert elapsed < 3 * 0.4 + 1.0
+    assert elapsed < 10 * 3 * 0.4  # a generous ceiling: a deadline stretched by the trickle would never end
 
 
 class InFlight:

@@ -718,6 +718,25 @@ def demo(
 
 
 @app.command()
+def cockpit(
+    home: Annotated[Path, typer.Option(help="Where the cockpit keeps its Prefect server's home and logs")] = Path(
+        ".cockpit"),
+) -> None:
+    """The Prefect UI with the demo drill in it: a local Prefect server, the deployments served against the
+    embedded simulator, the demo drill as a flow run; Ctrl-C stops everything it started.
+
+    Examples:
+      vaodrill cockpit
+    """
+    from vaodrill.cockpit import CockpitError, run
+
+    try:
+        run(home, say=lambda line: err_console.print(f"[bold]cockpit:[/] {line}"))
+    except CockpitError as exc:
+        raise UserError(str(exc)) from None
+
+
+@app.command()
 def serve(
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
     block: BlockName = None,

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Sim
+from vaodrill.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
@@ -85,6 +88,22 @@ def test_missing_file_exits_2(env: dict[str, str]):
 def test_unreachable_server_exits_2(env: dict[str, str]):
     result = vaodrill("plans", "--vao-url", "http://127.0.0.1:9", env=env)
     assert_user_error(result, "cannot connect")
+
+
+def test_a_server_that_never_answers_ends_with_one_retry_line_and_exit_2(env: dict[str, str]):
+    """It accepts connections (the kernel's backlog) and never answers: the first exchange ends at its 30 s timeout,
+    the retry is announced, and the operation's overall deadline ends the command."""
+    with socket.socket() as stalling:
+        stalling.bind(("127.0.0.1", 0))
+        stalling.listen(16)
+        url = f"http://127.0.0.1:{stalling.getsockname()[1]}"
+        started = time.monotonic()
+        result = vaodrill("plans", "--vao-url", url, env=env, timeout=120)
+        elapsed = time.monotonic() - started
+    assert_user_error(result, "no complete answer within")
+    retries = [line for line in result.stderr.splitlines() if "; retry 2 of" in line]
+    assert len(retries) == 1 and "no complete answer within 30 s" in retries[0], result.stderr
+    assert RetryPolicy().deadline <= elapsed < 60, elapsed  # the deadline, plus a generous interpreter start
 
 
 def test_wrong_password_exits_2_without_echoing_it(env: dict[str, str]):

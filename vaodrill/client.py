@@ -205,26 +205,32 @@ class VaoClient:
 
     async def _call(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
                     params: Mapping[str, Any] | None = None) -> Answer:
-        """Send one operation under the retry policy; every failure is an error of the tree."""
+        """Send one operation under the retry policy, within its overall deadline; every failure is an error of
+        the tree. Each retry is announced (what failed, when the next try is)."""
         operation = f"{method} {path}"
+        deadline = time.monotonic() + max(self.retry.deadline, self.timeout)
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, operation, json=json, params=params)
+                return await self._attempt(method, path, operation, json=json, params=params,
+                                           timeout=min(self.timeout, deadline - time.monotonic()))
             except VaoError as error:
                 if not self.retry.should_retry(error, write=method != "GET", attempt=attempt):
                     raise
                 delay = self.retry.delay(error, attempt)
-                log.info("%s failed (%s); retry %d in %.1fs", operation, type(error).__name__, attempt, delay)
+                if time.monotonic() + delay >= deadline - 0.1:
+                    raise
+                log.warning("%s; retry %d of %d in %.1fs", one_line(str(error), 300), attempt + 1,
+                            self.retry.attempts, delay)
                 await asyncio.sleep(delay)
 
     async def _attempt(self, method: str, path: str, operation: str, *, json: Mapping[str, Any] | None,
-                       params: Mapping[str, Any] | None) -> Answer:
-        """One exchange (with its login, and one replay after a 401 on an old token) within the deadline."""
+                       params: Mapping[str, Any] | None, timeout: float) -> Answer:
+        """One exchange (with its login, and one replay after a 401 on an old token) within ``timeout``."""
         exchange = _Exchange()
         try:
-            async with self._in_flight, asyncio.timeout(self.timeout):
+            async with self._in_flight, asyncio.timeout(timeout):
                 access, fresh = await self._auth.token(self._token_exchange)
                 answer = await self._send(method, path, operation, access, exchange, json=json, params=params)
                 if answer.status == 401 and not fresh:  # an old token: renew it once and replay (nothing ran)
@@ -232,7 +238,7 @@ class VaoClient:
                     access, fresh = await self._auth.token(self._token_exchange)
                     answer = await self._send(method, path, operation, access, exchange, json=json, params=params)
         except _EXCHANGE_ERRORS as exc:
-            raise from_exception(exc, operation, sent=exchange.sent, deadline=self.timeout) from None
+            raise from_exception(exc, operation, sent=exchange.sent, deadline=timeout) from None
         log.debug("%s -> %s", operation, answer.status)
         if answer.ok:
             return answer

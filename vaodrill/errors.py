@@ -254,7 +254,7 @@ def from_exception(exc: BaseException, operation: str, *, sent: bool, deadline: 
     if isinstance(exc, httpx.TimeoutException):
         error = VaoTimeoutError(f"{operation}: no answer in time ({type(exc).__name__})")
     elif isinstance(exc, TimeoutError):
-        within = f"{deadline:g} s" if deadline is not None else "the deadline"
+        within = f"{round(deadline, 1):g} s" if deadline is not None else "the deadline"
         error = VaoTimeoutError(f"{operation}: no complete answer within {within}")
     else:  # ReadError, WriteError, CloseError, protocol errors, stream errors, any other httpx error
         error = VaoResponseLost(f"{operation}: connection lost before the answer ({reason})")

@@ -25,13 +25,19 @@ def is_transient(error: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How many times and how patiently a call is repeated."""
+    """How many times and how patiently a call is repeated.
+
+    ``deadline``: the longest one operation may take, every attempt and wait included (never less than one
+    exchange's own timeout), so a command against a server that accepts and never answers ends in bounded time.
+    Waiting beyond it inside a drill is the drill's ``give_up_after``.
+    """
 
     attempts: int = 4
     backoff: float = 0.5
     max_delay: float = 20.0
     jitter: float = 0.25
     max_retry_after: float = 120.0
+    deadline: float = 40.0
 
     def should_retry(self, error: BaseException, *, write: bool, attempt: int) -> bool:
         """Whether ``attempt`` (1-based) may be followed by another one."""

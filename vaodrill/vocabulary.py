@@ -157,12 +157,12 @@ class Vocabulary:
             shown = json.dumps(words)[:80]
             key = spelling_key(words) if isinstance(words, str) else ""
             if not key:
-                raise ValueError(f"states: {shown} is not a state spelling")
+                raise ValueError(f"{shown} is not a state spelling")
             if kind not in MAPPABLE:
-                raise ValueError(f"states: {shown} must map to one of {', '.join(MAPPABLE)} (got "
+                raise ValueError(f"{shown} must map to one of {', '.join(MAPPABLE)} (got "
                                  f"{json.dumps(kind)[:40]})")
             if key in _KNOWN and _KNOWN[key] != kind:
-                raise ValueError(f"states: {shown} is a documented spelling that means {_KNOWN[key]}; "
+                raise ValueError(f"{shown} is a documented spelling that means {_KNOWN[key]}; "
                                  "vaodrill does not let it mean something else")
             added[key] = Kind(kind)
         return cls(added)

@@ -269,7 +269,7 @@ class _Doctor:
         for words, count in seen.items():
             shown = one_line(repr(words), 80)
             unknown = self.settings.vocabulary.kind(words) is Kind.UNKNOWN
-            self.d.add("state", None, f"{shown} on {count} plan{'s' if count != 1 else ''}: "
+            self.d.add(f"state {shown}", None, f"on {count} plan{'s' if count != 1 else ''}; vaodrill reads it as "
                        f"{classification(words, self.settings.vocabulary)}",
                        'if you know what it means, add it to the connection settings: states / VAO_STATES, e.g. '
                        f'{{"{one_line(words, 40)}": "idle"}}' if unknown else "")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
-from vaodrill.vocabulary import DEFAULT, Kind, PlanStatus, Stage, Vocabulary, condition_of, spelling_key
+from vaodrill.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary, condition_of, spelling_key
 
 
 class PlanState(StrEnum):
@@ -145,13 +145,13 @@ class FailoverPlan(BaseModel):
         state = self.state_raw or self.state.value
         return f"{state} ({self.state_details})" if self.state_details else state
 
-    def status(self, stage: Stage | None = None) -> PlanStatus:
+    def status(self, stage: Stage | None = None) -> StateRecord:
         """The normalized record the rules decide on; ``stage``: what vaodrill last started on this plan (it names
         the stage behind a word such as ``Processing``)."""
         running = self.running
         match = _STEP.search(self.state_details) if running else None
         step, steps = (int(match[1]), int(match[2])) if match and 1 <= int(match[1]) <= int(match[2]) else (None, None)
-        return PlanStatus(
+        return StateRecord(
             name=self.name,
             condition=condition_of(self.kind, running=running, complete=self.stage_complete, stage=stage),
             words=self.state_raw or self.state.value, details=self.state_details, in_use=self.in_use,

@@ -1,7 +1,7 @@
 """The rules every part of vaodrill asks of a plan's state (contract section 5): runnable, clean, complete and
 failed over by anyone.
 
-They decide on the normalized :class:`~vaodrill.vocabulary.PlanStatus` only, whatever the server spelled
+They decide on the normalized :class:`~vaodrill.vocabulary.StateRecord` only, whatever the server spelled
 (``Enabled``, ``Verified (passed check)``, ``NEEDS VERIFIED``, ``UndoFailover`` / ``Complete, no errors``...) and
 whichever API it came from. The precondition, the start, the waits, the cleanup, the dry run, ``recover`` and
 ``doctor`` all decide with these functions, and nothing else. A plan reading (:class:`FailoverPlan`) is accepted
@@ -13,16 +13,16 @@ from __future__ import annotations
 import re
 
 from vaodrill.models import FailoverPlan
-from vaodrill.vocabulary import Condition, PlanStatus
+from vaodrill.vocabulary import Condition, StateRecord
 
-Shown = PlanStatus | FailoverPlan
+Shown = StateRecord | FailoverPlan
 
 _NO_ERRORS = re.compile(r"\bno errors?\b|\b0 errors?\b", re.IGNORECASE)
 _ERRORS = re.compile(r"\berrors?\b", re.IGNORECASE)
 
 
-def status(shown: Shown) -> PlanStatus:
-    return shown if isinstance(shown, PlanStatus) else shown.status()
+def status(shown: Shown) -> StateRecord:
+    return shown if isinstance(shown, StateRecord) else shown.status()
 
 
 def finished_with_errors(details: str) -> bool:

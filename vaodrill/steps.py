@@ -36,12 +36,12 @@ from vaodrill.errors import (
     VaoResponseError,
     VaoServerError,
 )
-from vaodrill.journal import Journal, JournalError, open_journals
+from vaodrill.journal import Journal, JournalError, JournalState, open_journals
 from vaodrill.models import FailoverPlan, PlanLaunchOptions, RestorePointRule, RunMode, RunRequest
 from vaodrill.retry import is_transient
 from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
-from vaodrill.vocabulary import Condition, PlanStatus, Stage
+from vaodrill.vocabulary import Condition, Stage, StateRecord
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -118,13 +118,22 @@ def _abort_for(error: BaseException) -> DrillAborted | None:
     return None
 
 
-def _shows_failover(status: PlanStatus) -> bool:
+def _shows_failover(status: StateRecord) -> bool:
     """The server shows this plan's failover (running, finished or halted), or the plan busy."""
     return status.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED) or status.in_use
 
 
 #: The stage each POST starts (a Halt starts none: the stage it halts stays the one started before).
 _STARTS: dict[str, Stage] = {"run": "failover", "undo": "undo"}
+
+
+def started_stages(journal: JournalState) -> dict[str, Stage]:
+    """Plan id -> the stage a drill run last started on it, from the POSTs its journal announced."""
+    started: dict[str, Stage] = {}
+    for intent in journal.intents:
+        if (op := str(intent.get("op", ""))) in _STARTS:
+            started[str(intent.get("plan_id", "")).lower()] = _STARTS[op]
+    return started
 
 
 class PlanMonitor:
@@ -311,14 +320,13 @@ class DrillSession:
         self.started: dict[str, Stage] = {}
         if journal is not None and journal.exists():
             with contextlib.suppress(JournalError):
-                for intent in journal.read().intents:
-                    self._started(str(intent.get("plan_id", "")), str(intent.get("op", "")))
+                self.started = started_stages(journal.read())
 
     def _started(self, plan_id: str, op: str) -> None:
         if op in _STARTS:
             self.started[plan_id.lower()] = _STARTS[op]
 
-    def status(self, plan: FailoverPlan) -> PlanStatus:
+    def status(self, plan: FailoverPlan) -> StateRecord:
         """The plan's normalized state, knowing what this drill started on it."""
         return plan.status(self.started.get(plan.id.lower()))
 
@@ -591,11 +599,11 @@ class DrillSession:
         return Cleanup(observed_at, undone=True)
 
     @staticmethod
-    def _halt_done(shown: PlanStatus) -> bool:
+    def _halt_done(shown: StateRecord) -> bool:
         """A Halt sent to a running failover has taken: halted, or the failover stopped running, or clean."""
         return shown.condition is Condition.HALTED or is_clean(shown) or (
             shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
 
 
 __all__ = ["START_GRACE_POLLS", "Cleanup", "DrillSession", "PlanMonitor", "PlanTarget", "StageDone", "Started",
-           "WriteGate", "run_request", "utcnow", "wait_for"]
+           "WriteGate", "run_request", "started_stages", "utcnow", "wait_for"]

@@ -1,5 +1,5 @@
 """What a server's plan-state words mean to vaodrill: one table of every known spelling, and the normalized record
-(:class:`PlanStatus`) that every decision in :mod:`vaodrill.rules` is made on.
+(:class:`StateRecord`) that every decision in :mod:`vaodrill.rules` is made on.
 
 VAO 1.0 to VRO 13 name the same few situations in many ways (``Enabled``, ``Verified (passed check)``,
 ``NEEDS VERIFIED``, ``PROCESSING``, ``UNDO FAILOVER``...). A spelling is matched after dropping case, spaces,
@@ -178,7 +178,7 @@ DEFAULT = Vocabulary()
 
 
 @dataclass(frozen=True)
-class PlanStatus:
+class StateRecord:
     """One plan's state as every backend reports it, and all a rule needs.
 
     ``words`` are the server's own state words, kept for messages; ``details`` its detail text (VAO v2's
@@ -231,5 +231,5 @@ def classification(words: str, vocabulary: Vocabulary = DEFAULT) -> str:
     }[kind] + (" (added in the connection settings)" if spelling_key(words) in vocabulary.added else "")
 
 
-__all__ = ["DEFAULT", "MAPPABLE", "VOCABULARY", "Condition", "Kind", "PlanStatus", "Spelling", "Stage",
+__all__ = ["DEFAULT", "MAPPABLE", "VOCABULARY", "Condition", "Kind", "Spelling", "Stage", "StateRecord",
            "Vocabulary", "classification", "condition_of", "spelling_key"]

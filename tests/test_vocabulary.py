@@ -170,3 +170,22 @@ async def test_a_session_knows_what_its_journal_started(tmp_path: Any) -> None:
         assert session.status(FailoverPlan.parse({**busy, "id": "a1"})).condition is Condition.FAILING_OVER
         assert session.status(FailoverPlan.parse({**busy, "id": "B1"})).condition is Condition.UNDOING
         assert session.status(FailoverPlan.parse({**busy, "id": "C1"})).condition is Condition.BUSY
+
+
+def test_a_bad_mapping_is_one_line_and_exit_2(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    vaodrill = str(Path(sys.executable).with_name("vaodrill"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VAO_")}
+    base.update(VAO_URL="http://127.0.0.1:9", VAO_USERNAME="u", VAO_PASSWORD="p", PREFECT_HOME=str(tmp_path))
+    for states, fragment in [('{"Halted": "idle"}', "documented spelling"), ('{"Bereit": "runnable"}', "must map"),
+                             ('{"Bereit":', "VAO_STATES must be a JSON object")]:
+        result = subprocess.run([vaodrill, "doctor"], env={**base, "VAO_STATES": states}, capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 2, (result.stdout, result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+        assert "Traceback" not in result.stdout + result.stderr

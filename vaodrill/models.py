@@ -56,7 +56,7 @@ def _raw(value: Any) -> Scalar:
         return value
     try:
         return json.dumps(value)[:200]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return None
 
 

@@ -31,7 +31,7 @@ EXPECTED = {
     "Failover": FAILOVER, "FailoverComplete": FAILOVER,
     "PROCESSING": RUNNING, "Running": RUNNING, "In progress": RUNNING, "HALTING": RUNNING,
     "Halted": HALTED,
-    "UNDO FAILOVER": UNDO, "Undoing": UNDO, "Undo in progress": UNDO,
+    "UNDO FAILOVER": UNDO, "Undoing": UNDO, "Undo in progress": UNDO, "inUndoProgress": UNDO,
     "PERMANENT FAILOVER": OTHER, "PREPARE FOR FAILBACK": OTHER, "FAILBACK": OTHER, "UNDO FAILBACK": OTHER,
     "COMMIT FAILBACK": OTHER, "FailbackComplete": OTHER, "DryRun": OTHER, "TESTING HALTED": OTHER,
     "TEST PENDING": OTHER, "TESTING": OTHER, "CHECKING": OTHER, "CHECK HALTING": OTHER, "EDITING": OTHER,

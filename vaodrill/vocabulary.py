@@ -70,7 +70,8 @@ _V1_EXAMPLE = "VAO 1.0 Swagger example plan (PowerVAO, Swagger_VAO-APIv1.json) a
 _MODES = "VAO/VRO user guides: ENABLED and DISABLED are a plan's modes; the v2 API's Enable/Disable set them"
 _LAB = "VAO 2.0 UI as a hands-on lab guide shows it (reported, not found on Veeam's pages)"
 _SINGLE_UI = "VRO `state` values a third-party dashboard expects (jorgedlcruz/veeam-single-ui); not on Veeam's pages"
-_VBR = "Veeam Backup & Replication failover plan status (VBRFailoverPlan, PowerShell reference): the family's wording"
+_VBR = ("Veeam's failover-plan state in VBR's PowerShell reference (VBRFailoverPlan) and the Availability Console "
+        "REST reference (In progress, Undo in progress); the Service Provider Console's spells inUndoProgress")
 _INFERRED = "not documented: a wording a server may use while an undo runs"
 
 VOCABULARY: tuple[Spelling, ...] = (
@@ -92,6 +93,7 @@ VOCABULARY: tuple[Spelling, ...] = (
     Spelling("UNDO FAILOVER", Kind.UNDO, f"{_VAO1}; {_VAO3}; {_VRO}", True),
     Spelling("Undoing", Kind.UNDO, _INFERRED, False),
     Spelling("Undo in progress", Kind.UNDO, _VBR, False),
+    Spelling("inUndoProgress", Kind.UNDO, _VBR, False),
     Spelling("PERMANENT FAILOVER", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),
     Spelling("PREPARE FOR FAILBACK", Kind.OTHER, _VRO, True),
     Spelling("FAILBACK", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),

@@ -20,22 +20,10 @@ from tests.test_engine import assert_all_clean, by_name, drill, settings_for
 from vaodrill.doctor import diagnose
 from vaodrill.simulator import load_scenario
 
-IDLE_WORDS = {
-    "Core Network": "Verified (passed check)", "Active Directory": "NEEDS VERIFIED",
-    "SQL Tier": "Verified (passed test and check)", "App Tier": "NEEDS VERIFIED", "Web Tier": "Verified (passed check)",
-    "Reporting": "NEEDS VERIFIED", "Legacy ERP": "NEEDS VERIFIED",
-}
-
 
 def real_words_scenario() -> dict[str, Any]:
-    """The demo plans as a VAO 1.0 / VRO 13 mix shows them; SQL Tier keeps its undo shown ``UNDO FAILOVER``."""
-    scenario = load_scenario("demo").model_dump(mode="json")
-    for spec in scenario["plans"]:
-        spec["state_words"] = {"idle": IDLE_WORDS[spec["name"]], "running": "Processing", "undoing": "Undoing",
-                               "undone": "UNDO FAILOVER"}
-        spec["schedule_type_shown"] = 0
-    scenario["plans"][2]["after_undo"] = "UndoFailover"
-    return scenario
+    """The built-in ``veeam-words`` scenario as data (the demo plans shown in VAO 1.0 to VRO 13 words)."""
+    return load_scenario("veeam-words").model_dump(mode="json")
 
 
 async def watch_words(url: str, stop: asyncio.Event) -> set[str]:
@@ -52,7 +40,7 @@ async def watch_words(url: str, stop: asyncio.Event) -> set[str]:
 
 
 async def test_a_drill_passes_on_a_real_servers_words(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
-    sim = sim_factory(real_words_scenario(), time_scale=600)
+    sim = sim_factory("veeam-words", time_scale=600)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch_words(sim.url, stop))
     try:
@@ -65,10 +53,38 @@ async def test_a_drill_passes_on_a_real_servers_words(sim_factory: Callable[...,
     ids = {sim.plan_id(p.plan).lower() for p in report.plans}
     assert sim.posts("Run") == dict.fromkeys(ids, 1) and sim.posts("Undo") == dict.fromkeys(ids, 1)
     assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing", "clean"]
-    assert {"Processing", "Undoing", "Failover", "Verified (passed check)", "NEEDS VERIFIED"} <= seen
+    assert {"Processing", "PROCESSING", "Running", "Undoing", "Undo in progress", "Failover", "FailoverComplete",
+            "Verified (passed check)", "NEEDS VERIFIED"} <= seen
     listed = sim.control.get("/_sim/plans").json()
     assert {p["name"]: p["planState"] for p in listed}["SQL Tier"] == "UNDO FAILOVER"  # left undone, counted clean
     assert_all_clean(sim)
+
+
+async def test_a_halt_shown_halted_is_reported_and_undone_or_continued(
+        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("veeam-words", time_scale=600)
+    sim.patch("Web Tier", halt_at_step=2)
+    report, _, _ = await drill(sim, tmp_path)
+    web = by_name(report)["Web Tier"]
+    assert web.status == "halted" and web.undo == "verified" and report.left_failed_over == []
+    assert "Halted at step 2" in (web.reason or "")
+    assert_all_clean(sim)
+    again = sim_factory("veeam-words", time_scale=600)
+    again.patch("Web Tier", halt_at_step=2)
+    (tmp_path / "continued").mkdir()
+    report, _, _ = await drill(again, tmp_path / "continued", on_halt="{continue: ProceedToNextStep, max: 1}")
+    assert report.verdict == "passed", report.reason
+    assert len(again.requests(method="POST", path="/v2/FailoverPlans/*/Continue")) == 1
+
+
+async def test_an_undo_that_halts_is_reported_left_failed_over(sim_factory: Callable[..., Sim],
+                                                               tmp_path: Path) -> None:
+    sim = sim_factory("veeam-words", time_scale=600)
+    sim.patch("Reporting", fail_undo=True)
+    report, _, engine = await drill(sim, tmp_path)
+    assert [p.plan for p in report.left_failed_over] == ["Reporting"]
+    assert "Halted" in (by_name(report)["Reporting"].undo_reason or "")
+    assert engine.journal.read().may_be_failed_over() == ["Reporting"]
 
 
 async def test_a_processing_plan_this_drill_did_not_start_is_refused_by_name(
@@ -141,7 +157,7 @@ async def test_doctor_lists_each_raw_state_with_its_reading(sim_factory: Callabl
     states = {c.name: c for c in diagnosis.checks if c.name.startswith("state ")}
     assert set(states) == {"state 'Verified (passed check)'", "state 'NEEDS VERIFIED'",
                            "state 'Verified (passed test and check)'", "state 'Awaiting verification'",
-                           "state 'Disabled'"}
+                           "state 'DISABLED'"}
     assert "on 2 plans" in states["state 'NEEDS VERIFIED'"].detail
     assert "idle" in states["state 'NEEDS VERIFIED'"].detail
     assert "unknown: refused" in states["state 'Awaiting verification'"].detail

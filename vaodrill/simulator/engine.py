@@ -20,7 +20,9 @@ Decisions the contract leaves open, made here:
   every other finished stage stays in its state with ``Complete, ...`` until the next legal operation (a
   finished UndoFailback or CommitFailback is left only by Reset, which leaves the plan Disabled).
 * Profiles (:mod:`.profiles`) change only what the plan shows and how it is reached, never the state machine:
-  an idle plan is one internal status however it is shown (``Enabled``, ``Verified``, ``NotVerified``).
+  an idle plan is one internal status however it is shown (``Enabled``, ``Verified``, ``NotVerified``). So do a
+  plan's ``state_words`` (any word per phase: ``Processing`` while a failover runs, ``Undoing``...) and its
+  ``schedule_type_shown`` (``scheduleType: 0``).
 * Undo of a halted stage undoes its family: a halted Failover/UndoFailover/PermanentFailover is undone by an
   UndoFailover, a halted Failback/UndoFailback/CommitFailback by an UndoFailback.
 * ``halt_at_step: k`` makes step k of a non-undo stage fail: the plan goes Halted showing step k, and Continue

@@ -55,6 +55,7 @@ from vaodrill.models import (
 )
 from vaodrill.restore_points import to_server_wall_time
 from vaodrill.retry import RetryPolicy
+from vaodrill.vocabulary import DEFAULT, Vocabulary
 
 log = logging.getLogger("vaodrill.client")
 
@@ -137,7 +138,8 @@ class VaoClient:
     """Every operation of the VAO v2 failover-plan API, with shared auth, limits and one retry policy.
 
     Log in with ``username`` and ``password``, or as a child client with ``client_id`` and ``client_secret``
-    (used when given). ``timeout`` is the total deadline of one exchange in seconds.
+    (used when given). ``timeout`` is the total deadline of one exchange in seconds. ``vocabulary`` reads plan
+    states (the known spellings plus an administrator's ``states``).
     """
 
     def __init__(
@@ -156,6 +158,7 @@ class VaoClient:
         transport: httpx.AsyncBaseTransport | None = None,
         server_timezone: str = "UTC",
         clock: Callable[[], float] = time.monotonic,
+        vocabulary: Vocabulary = DEFAULT,
     ) -> None:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise VaoUsageError(f"the VAO timeout must be a positive number of seconds (got {timeout!r})")
@@ -165,6 +168,7 @@ class VaoClient:
         self.retry = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_response_bytes = max_response_bytes
+        self.vocabulary = vocabulary
         self._continue_path: str | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._auth = VaoAuth(
@@ -296,12 +300,12 @@ class VaoClient:
             raise VaoProtocolError(f"GET {PLANS}: expected a JSON array of plans")
         if len(data) > MAX_PLANS:
             raise VaoProtocolError(f"GET {PLANS}: {len(data):,} plans is more than the limit of {MAX_PLANS:,}")
-        return [_plan(item, f"GET {PLANS}: element {index}") for index, item in enumerate(data)]
+        return [_plan(item, f"GET {PLANS}: element {index}", self.vocabulary) for index, item in enumerate(data)]
 
     async def get_plan(self, plan_id: str) -> FailoverPlan:
         """One plan (accepted bare or wrapped in a one-element array, as some servers do)."""
         path = _plan_path(plan_id)
-        return _plan(await self._get_json(path), f"GET {path}: the answer")
+        return _plan(await self._get_json(path), f"GET {path}: the answer", self.vocabulary)
 
     # -- Run modes ------------------------------------------------------------------------------------
 
@@ -401,9 +405,9 @@ def _plan_path(plan_id: str, operation: str = "") -> str:
     return f"{PLANS}/{plan_id}/{operation}" if operation else f"{PLANS}/{plan_id}"
 
 
-def _plan(data: Any, where: str) -> FailoverPlan:
+def _plan(data: Any, where: str, vocabulary: Vocabulary) -> FailoverPlan:
     try:
-        return FailoverPlan.model_validate(data)
+        return FailoverPlan.parse(data, vocabulary)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])

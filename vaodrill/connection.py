@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -14,11 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from vaodrill.client import DEFAULT_TIMEOUT, VaoClient
 from vaodrill.errors import VaoUsageError, one_line
+from vaodrill.vocabulary import Vocabulary
 
 log = logging.getLogger("vaodrill.connection")
 
 #: A password file larger than this is not a password file.
 MAX_PASSWORD_FILE = 64 * 1024
+#: ``VAO_STATES`` larger than this is not a list of state spellings.
+MAX_STATES_JSON = 16 * 1024
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
 
@@ -39,7 +43,8 @@ class ConnectionSettings(BaseModel):
 
     Log in with ``username``/``password``, or as a child client with ``client_id``/``client_secret`` (used when
     given; Veeam recommends one for tools). Plain ``http://`` is refused for anything but loopback unless
-    ``allow_insecure_http``: the password would cross the network readable.
+    ``allow_insecure_http``: the password would cross the network readable. ``states`` teaches vaodrill a
+    plan-state spelling its table lacks (``{"Verified (custom)": "idle"}``); a documented one cannot be changed.
     """
 
     model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # inputs may hold secrets
@@ -55,6 +60,15 @@ class ConnectionSettings(BaseModel):
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=3600, description="deadline of one exchange, in seconds")
     allow_insecure_http: bool = Field(False, description="allow http:// to a host that is not loopback")
     simulated: bool = Field(False, description="True for the embedded simulator (no approval prompts)")
+    states: dict[str, str] = Field(default_factory=dict, max_length=100,
+                                   description="state spelling -> idle, disabled, failover, undo, running, halted "
+                                   "or other (env VAO_STATES, a JSON object)")
+
+    @field_validator("states")
+    @classmethod
+    def _states(cls, value: dict[str, str]) -> dict[str, str]:
+        Vocabulary.with_states(value)  # raises ValueError with one line
+        return value
 
     @field_validator("url")
     @classmethod
@@ -94,6 +108,11 @@ class ConnectionSettings(BaseModel):
         return self
 
     @property
+    def vocabulary(self) -> Vocabulary:
+        """How plan states are read on this server: the known spellings plus ``states``."""
+        return Vocabulary.with_states(self.states)
+
+    @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
@@ -110,7 +129,7 @@ class ConnectionSettings(BaseModel):
         options: dict[str, Any] = {
             "username": self.username, "password": self.password, "client_id": self.client_id,
             "client_secret": self.client_secret, "verify": self.verify_tls, "ca_bundle": self.ca_bundle,
-            "timeout": self.timeout, "server_timezone": self.server_timezone,
+            "timeout": self.timeout, "server_timezone": self.server_timezone, "vocabulary": self.vocabulary,
         }
         options.update(overrides)
         return VaoClient(self.url, **options)
@@ -120,7 +139,8 @@ class ConnectionSettings(BaseModel):
         """Settings from ``VAO_*`` variables, or None when ``VAO_URL`` is not set.
 
         The password comes from ``VAO_PASSWORD`` or from the file named by ``VAO_PASSWORD_FILE`` (one trailing
-        newline dropped), a child client from ``VAO_CLIENT_ID`` and ``VAO_CLIENT_SECRET``.
+        newline dropped), a child client from ``VAO_CLIENT_ID`` and ``VAO_CLIENT_SECRET``, added state spellings
+        from ``VAO_STATES`` (a JSON object).
         """
         env = os.environ if env is None else env
         if not env.get("VAO_URL"):
@@ -137,6 +157,7 @@ class ConnectionSettings(BaseModel):
                 verify_tls=_flag(env, "VAO_VERIFY_TLS", default=True),
                 allow_insecure_http=_flag(env, "VAO_ALLOW_INSECURE_HTTP", default=False),
                 simulated=env.get("VAODRILL_SIMULATED", "") == "1",
+                states=_states(env),
             )
         except ValidationError as exc:
             error = exc.errors()[0]
@@ -153,6 +174,22 @@ def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
     if value in _TRUE or value in _FALSE:
         return value in _TRUE
     raise VaoUsageError(f"{name} must be true or false (got {one_line(repr(value), 40)})")
+
+
+def _states(env: Mapping[str, str]) -> dict[str, str]:
+    """``VAO_STATES``: a JSON object of spelling -> kind (checked by the settings)."""
+    text = env.get("VAO_STATES", "").strip()
+    if not text:
+        return {}
+    try:
+        if len(text) > MAX_STATES_JSON:
+            raise ValueError
+        value = json.loads(text)
+    except ValueError:
+        raise VaoUsageError('VAO_STATES must be a JSON object such as {"Verified (custom)": "idle"}') from None
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise VaoUsageError('VAO_STATES must be a JSON object of strings such as {"Verified (custom)": "idle"}')
+    return value
 
 
 def _password(env: Mapping[str, str]) -> str:

@@ -30,8 +30,9 @@ from vaodrill.auth import Answer
 from vaodrill.client import VaoClient
 from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
-from vaodrill.models import FailoverPlan, PlanState, TokenResponse
+from vaodrill.models import FailoverPlan, TokenResponse
 from vaodrill.rules import not_runnable_because
+from vaodrill.vocabulary import Kind, classification
 
 #: Clock difference beyond which restore-point rules (``latest``, ``ago``) ask VAO for the wrong moment.
 MAX_CLOCK_SKEW = 300.0
@@ -234,7 +235,7 @@ class _Doctor:
         plans = []
         for index, item in enumerate(data):
             try:
-                plans.append(FailoverPlan.model_validate(item))
+                plans.append(FailoverPlan.parse(item, self.settings.vocabulary))
             except ValidationError:
                 self.d.add("plan list", False, f"GET /v2/FailoverPlans: element {index} is not a failover plan")
                 raise _Stop from None
@@ -250,7 +251,7 @@ class _Doctor:
         shape = ("an object" if isinstance(data, dict) else
                  "a one-element array" if isinstance(data, list) and len(data) == 1 else _kind(data))
         try:
-            same = FailoverPlan.model_validate(data).id == plan.id
+            same = FailoverPlan.parse(data, self.settings.vocabulary).id == plan.id
         except ValidationError:
             same = False
         if same:
@@ -258,6 +259,20 @@ class _Doctor:
         else:
             self.d.add("single-plan GET", False, f"GET /v2/FailoverPlans/{plan.id} answers {shape}, not the plan",
                        "vaodrill re-reads each plan before its Run with this request")
+
+    def state_words(self, plans: Sequence[FailoverPlan]) -> None:
+        """Each distinct state word the server showed, and how vaodrill reads it (a real server's vocabulary)."""
+        seen: dict[str, int] = {}
+        for plan in plans:
+            words = plan.state_raw if plan.state_raw is not None else "(not a string)"
+            seen[words] = seen.get(words, 0) + 1
+        for words, count in seen.items():
+            shown = one_line(repr(words), 80)
+            unknown = self.settings.vocabulary.kind(words) is Kind.UNKNOWN
+            self.d.add(f"state {shown}", None, f"on {count} plan{'s' if count != 1 else ''}; vaodrill reads it as "
+                       f"{classification(words, self.settings.vocabulary)}",
+                       'if you know what it means, add it to the connection settings: states / VAO_STATES, e.g. '
+                       f'{{"{one_line(words, 40)}": "idle"}}' if unknown else "")
 
     def plan_states(self, plans: Sequence[FailoverPlan], wanted: Sequence[str] | None) -> None:
         for key in wanted or ():
@@ -271,10 +286,8 @@ class _Doctor:
             if reason is None:
                 self.d.add(name, True, f"{state}: vaodrill would run it")
                 continue
-            if wanted is None:
-                counts = plan.state is not PlanState.DISABLED  # a disabled plan is a choice, not a problem
-            else:
-                counts = any(_named(plan, key) for key in wanted)
+            # without a drill's plans, a disabled plan is a choice, not a problem
+            counts = plan.kind is not Kind.DISABLED if wanted is None else any(_named(plan, key) for key in wanted)
             self.d.add(name, False if counts else None, f"{state}; vaodrill would not run it: {reason}",
                        _plan_hint(plan) if counts else "")
 
@@ -342,6 +355,7 @@ async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None 
             await doctor.refresh(token)
             listed = await doctor.plan_list()
             await doctor.single_get(listed[0])
+            doctor.state_words(listed)
             doctor.plan_states(listed, plans)
             await doctor.odata(listed[0])
         except _Stop:
@@ -379,10 +393,10 @@ def _named(plan: FailoverPlan, key: str) -> bool:
 
 
 def _plan_hint(plan: FailoverPlan) -> str:
-    if plan.state is PlanState.DISABLED:
+    if plan.kind is Kind.DISABLED:
         return "enable the plan in VAO, or leave it out of the drill"
-    if plan.state is PlanState.UNKNOWN:
-        return "vaodrill refuses states it does not know: report the state's spelling"
+    if plan.kind is Kind.UNKNOWN:
+        return "vaodrill refuses states it does not know: report the state's spelling, or map it (states)"
     return "a previous run may have left it failed over or running: check it in VAO before a drill"
 
 

@@ -47,8 +47,10 @@ from vaodrill.steps import (
     Started,
     WriteGate,
     run_request,
+    started_stages,
     utcnow,
 )
+from vaodrill.vocabulary import Condition, Stage
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -682,16 +684,17 @@ class Recovery:
         return all(p.outcome == "clean" for p in self.plans)
 
 
-def _action(plan: FailoverPlan | None, mode: str) -> str:
+def _action(plan: FailoverPlan | None, mode: str, stage: Stage | None) -> str:
     if plan is None:
         return "unknown"
-    if is_clean(plan):
+    shown = plan.status(stage)
+    if is_clean(shown):
         return "nothing"
     if mode != "drill":
         return "leave (real failover)"
-    if plan.state.value == "Failover" and plan.running:
+    if shown.condition is Condition.FAILING_OVER and shown.running:
         return "halt and undo"
-    if plan.state.value == "UndoFailover" and plan.running:
+    if shown.condition is Condition.UNDOING and shown.running:
         return "wait for the undo"
     return "undo"
 
@@ -701,12 +704,13 @@ async def survey(journal: JournalState, settings: ConnectionSettings) -> Recover
     recovery = Recovery(journal)
     async with settings.client() as client:
         plans = {p.id.lower(): p for p in await client.list_plans()}
+    started = started_stages(journal)
     for key in journal.may_be_failed_over():
         info = journal.plan_info(key)
         plan = plans.get(str(info.get("id", "")).lower())
         recovery.plans.append(RecoveryPlan(key, str(info.get("name", key)), str(info.get("id", "?")),
                                            plan.describe_state() if plan else "not listed by the server",
-                                           _action(plan, journal.mode)))
+                                           _action(plan, journal.mode, started.get(str(info.get("id", "")).lower()))))
     return recovery
 
 

@@ -1,24 +1,27 @@
 """Typed models of the VAO v2 wire format (contract sections 4.1-4.4).
 
-Liberal in what we accept (unknown fields ignored, states compared loosely, unknown states kept), strict in
-what we send (exact key spellings of Veeam's Run Failover page).
+Liberal in what we accept (unknown fields ignored, a field no decision uses kept raw whatever its type, state words
+read through :mod:`vaodrill.vocabulary`), strict in what we send (exact key spellings of Veeam's Run Failover page).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
-
-def _state_key(value: str) -> str:
-    return re.sub(r"[\s_\-]+", "", value).lower()
+from vaodrill.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary, condition_of, spelling_key
 
 
 class PlanState(StrEnum):
-    """A failover plan's ``planState``, in the project's spelling (contract 4.2)."""
+    """A failover plan's ``planState`` in the contract's v2 spelling (what the simulator emits by default).
+
+    Kept for the v2 word itself; decisions use :attr:`FailoverPlan.kind` and :meth:`FailoverPlan.status`, which
+    know every spelling of :data:`vaodrill.vocabulary.VOCABULARY`.
+    """
 
     DISABLED = "Disabled"
     ENABLED = "Enabled"
@@ -37,11 +40,41 @@ class PlanState(StrEnum):
     def parse(cls, value: object) -> PlanState:
         """Map any spelling (``UNDO FAILOVER``, ``undo_failover``...) to a state; anything else is UNKNOWN."""
         if isinstance(value, str):
-            return _STATES_BY_KEY.get(_state_key(value), cls.UNKNOWN)
+            return _STATES_BY_KEY.get(spelling_key(value), cls.UNKNOWN)
         return cls.UNKNOWN
 
 
-_STATES_BY_KEY = {_state_key(s.value): s for s in PlanState}
+_STATES_BY_KEY = {spelling_key(s.value): s for s in PlanState}
+_STEP = re.compile(r"\bstep\s+(\d{1,9})\s+of\s+(\d{1,9})", re.IGNORECASE)
+
+Scalar = str | int | float | bool | None
+
+
+def _raw(value: Any) -> Scalar:
+    """A field no decision uses, kept as the server sent it; a list or object as (bounded) JSON text."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    try:
+        return json.dumps(value)[:200]
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
+def _minutes(value: Any) -> int | None:
+    """A target in whole minutes, or None when the server sends something else (no target is known then)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 9:
+        return int(value.strip())
+    return None
+
+
+Raw = Annotated[Scalar, BeforeValidator(_raw)]
+Minutes = Annotated[int | None, BeforeValidator(_minutes)]
 
 
 class FailoverPlan(BaseModel):
@@ -51,45 +84,52 @@ class FailoverPlan(BaseModel):
 
     id: str
     name: str
-    description: str | None = None
-    contact_name: str | None = Field(None, alias="contactName")
-    contact_email: str | None = Field(None, alias="contactEmail")
-    contact_tel: str | None = Field(None, alias="contactTel")
+    description: Raw = None
+    contact_name: Raw = Field(None, alias="contactName")
+    contact_email: Raw = Field(None, alias="contactEmail")
+    contact_tel: Raw = Field(None, alias="contactTel")
     state: PlanState = Field(PlanState.UNKNOWN, alias="planState")
     state_raw: str | None = Field(None, description="planState exactly as the server spelled it")
+    kind: Kind = Field(Kind.UNKNOWN, description="what planState means (the vocabulary; never from the server)")
     state_details: str = Field("", alias="planStateDetails")
     in_use: bool = Field(False, alias="planInUse")
-    schedule_enabled: bool = Field(False, alias="scheduleEnabled")
-    schedule_type: str | None = Field(None, alias="scheduleType")
-    schedule_after: str | None = Field(None, alias="scheduleAfter")
-    schedule_after_plan_name: str | None = Field(None, alias="scheduleAfterPlanName")
-    schedule_time: str | None = Field(None, alias="scheduleTime")
-    site_scope_id: str | None = Field(None, alias="siteScopeId")
-    target_rpo: int | None = Field(None, alias="targetRPO", description="minutes")
-    target_rto: int | None = Field(None, alias="targetRTO", description="minutes")
+    schedule_enabled: Raw = Field(None, alias="scheduleEnabled")
+    schedule_type: Raw = Field(None, alias="scheduleType", description="OnTime/AfterPlan; VAO 1.0 sent 0")
+    schedule_after: Raw = Field(None, alias="scheduleAfter")
+    schedule_after_plan_name: Raw = Field(None, alias="scheduleAfterPlanName")
+    schedule_time: Raw = Field(None, alias="scheduleTime")
+    site_scope_id: Raw = Field(None, alias="siteScopeId")
+    target_rpo: Minutes = Field(None, alias="targetRPO", description="minutes")
+    target_rto: Minutes = Field(None, alias="targetRTO", description="minutes")
 
     @model_validator(mode="before")
     @classmethod
-    def _tolerant(cls, data: Any) -> Any:
+    def _tolerant(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, list) and len(data) == 1:  # some servers wrap a single plan in an array
             data = data[0]
         if isinstance(data, dict):
             data = dict(data)
             raw = data.get("planState")
+            vocabulary = (info.context or {}).get("vocabulary", DEFAULT)
             data["state_raw"] = raw if isinstance(raw, str) else None
             data["planState"] = PlanState.parse(raw)
+            data["kind"] = vocabulary.kind(raw)
             if data.get("planStateDetails") is None:
                 data["planStateDetails"] = ""
-            for key in ("planInUse", "scheduleEnabled"):
-                if data.get(key) is None:
-                    data.pop(key, None)
+            if data.get("planInUse") is None:
+                data.pop("planInUse", None)
         return data
+
+    @classmethod
+    def parse(cls, data: Any, vocabulary: Vocabulary = DEFAULT) -> FailoverPlan:
+        """A plan from the server's JSON, its state read with ``vocabulary`` (the table and the administrator's)."""
+        return cls.model_validate(data, context={"vocabulary": vocabulary})
 
     @property
     def running(self) -> bool:
         """A stage is in progress (VAO reports this through ``planInUse`` and the details text)."""
         return self.state_details.lower().startswith("in progress") or (
-            self.in_use and self.state is not PlanState.HALTED
+            self.in_use and self.kind is not Kind.HALTED
         )
 
     @property
@@ -104,6 +144,18 @@ class FailoverPlan(BaseModel):
     def describe_state(self) -> str:
         state = self.state_raw or self.state.value
         return f"{state} ({self.state_details})" if self.state_details else state
+
+    def status(self, stage: Stage | None = None) -> StateRecord:
+        """The normalized record the rules decide on; ``stage``: what vaodrill last started on this plan (it names
+        the stage behind a word such as ``Processing``)."""
+        running = self.running
+        match = _STEP.search(self.state_details) if running else None
+        step, steps = (int(match[1]), int(match[2])) if match and 1 <= int(match[1]) <= int(match[2]) else (None, None)
+        return StateRecord(
+            name=self.name,
+            condition=condition_of(self.kind, running=running, complete=self.stage_complete, stage=stage),
+            words=self.state_raw or self.state.value, details=self.state_details, in_use=self.in_use,
+            running=running, step=step, steps=steps)
 
 
 class RunMode(StrEnum):

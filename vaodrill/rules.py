@@ -1,21 +1,28 @@
-"""The two rules every part of vaodrill asks of a plan's state (contract section 5): runnable and clean.
+"""The rules every part of vaodrill asks of a plan's state (contract section 5): runnable, clean, complete and
+failed over by anyone.
 
-A real VAO may show an idle plan as ``Enabled``, ``Verified`` or ``NotVerified``, and may leave a finished undo
-as ``UndoFailover`` / ``Complete, no errors, no warnings``. The precondition, the start, the cleanup, the dry
-run, ``recover`` and ``doctor`` all decide with these functions, and nothing else.
+They decide on the normalized :class:`~vaodrill.vocabulary.StateRecord` only, whatever the server spelled
+(``Enabled``, ``Verified (passed check)``, ``NEEDS VERIFIED``, ``UndoFailover`` / ``Complete, no errors``...) and
+whichever API it came from. The precondition, the start, the waits, the cleanup, the dry run, ``recover`` and
+``doctor`` all decide with these functions, and nothing else. A plan reading (:class:`FailoverPlan`) is accepted
+too and read without knowing what vaodrill started on it (a ``Processing`` plan is then ``busy``).
 """
 
 from __future__ import annotations
 
 import re
 
-from vaodrill.models import FailoverPlan, PlanState
+from vaodrill.models import FailoverPlan
+from vaodrill.vocabulary import Condition, StateRecord
 
-#: Stable idle states: the plan is ready and nothing of it is failed over.
-IDLE_STATES = frozenset({PlanState.ENABLED, PlanState.VERIFIED, PlanState.NOT_VERIFIED})
+Shown = StateRecord | FailoverPlan
 
 _NO_ERRORS = re.compile(r"\bno errors?\b|\b0 errors?\b", re.IGNORECASE)
 _ERRORS = re.compile(r"\berrors?\b", re.IGNORECASE)
+
+
+def status(shown: Shown) -> StateRecord:
+    return shown if isinstance(shown, StateRecord) else shown.status()
 
 
 def finished_with_errors(details: str) -> bool:
@@ -23,38 +30,44 @@ def finished_with_errors(details: str) -> bool:
     return bool(_ERRORS.search(details)) and not _NO_ERRORS.search(details)
 
 
-def failover_complete(plan: FailoverPlan) -> bool:
+def failover_complete(shown: Shown) -> bool:
     """The failover stage has finished (with or without errors): what a wait ends on, and what an Undo follows."""
-    return plan.state is PlanState.FAILOVER and plan.stage_complete and not plan.running
+    return status(shown).condition is Condition.FAILED_OVER
 
 
-def _undo_complete(plan: FailoverPlan) -> bool:
-    return (plan.state is PlanState.UNDO_FAILOVER and plan.stage_complete and not plan.running
-            and not finished_with_errors(plan.state_details))
+def undo_complete(shown: Shown) -> bool:
+    """The undo finished without errors."""
+    s = status(shown)
+    return s.condition is Condition.UNDONE and not finished_with_errors(s.details)
 
 
-def is_clean(plan: FailoverPlan) -> bool:
+def is_clean(shown: Shown) -> bool:
     """Nothing of the plan is failed over: idle, or a completed undo without errors, and not in use."""
-    return not plan.in_use and (plan.state in IDLE_STATES or _undo_complete(plan))
+    s = status(shown)
+    return not s.in_use and (s.condition is Condition.IDLE or undo_complete(s))
 
 
-def not_runnable_because(plan: FailoverPlan) -> str | None:
+def not_runnable_because(shown: Shown) -> str | None:
     """Why a FailoverNow must not be sent to this plan now, or None when it may (the precondition)."""
-    if plan.state is PlanState.DISABLED:
-        return f"plan {plan.name!r} is {plan.describe_state()}; a failover needs it enabled"
-    if plan.in_use:
-        return f"plan {plan.name!r} is in use ({plan.describe_state()})"
-    if plan.state is PlanState.UNKNOWN:
-        return (f"plan {plan.name!r} is in a state vaodrill does not know ({plan.describe_state()}); "
-                f"refusing to guess")
-    if is_clean(plan):
+    s = status(shown)
+    if s.condition is Condition.DISABLED:
+        return f"plan {s.name!r} is {s.describe()}; a failover needs it enabled"
+    if s.in_use:
+        return f"plan {s.name!r} is in use ({s.describe()})"
+    if s.condition is Condition.UNKNOWN:
+        return f"plan {s.name!r} is in a state vaodrill does not know ({s.describe()}); refusing to guess"
+    if is_clean(s):
         return None
-    return f"plan {plan.name!r} is {plan.describe_state()}; a failover needs it idle (Enabled, Verified or undone)"
+    return f"plan {s.name!r} is {s.describe()}; a failover needs it idle (Enabled, Verified or undone)"
 
 
-def is_failed_over_by_anyone(plan: FailoverPlan) -> bool:
-    """Something of the plan may be failed over (running, finished, halted or undoing): recovery's business."""
-    return plan.state in (PlanState.FAILOVER, PlanState.HALTED, PlanState.UNDO_FAILOVER) and not is_clean(plan)
+def is_failed_over_by_anyone(shown: Shown) -> bool:
+    """Something of the plan may be failed over (running, finished, halted, undoing, or a stage vaodrill cannot
+    name): recovery's business."""
+    s = status(shown)
+    return s.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED, Condition.UNDOING,
+                           Condition.UNDONE, Condition.BUSY) and not is_clean(s)
 
 
-__all__ = ["IDLE_STATES", "finished_with_errors", "is_clean", "is_failed_over_by_anyone", "not_runnable_because"]
+__all__ = ["Shown", "failover_complete", "finished_with_errors", "is_clean", "is_failed_over_by_anyone",
+           "not_runnable_because", "status", "undo_complete"]

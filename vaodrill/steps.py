@@ -36,11 +36,12 @@ from vaodrill.errors import (
     VaoResponseError,
     VaoServerError,
 )
-from vaodrill.journal import Journal, open_journals
-from vaodrill.models import FailoverPlan, PlanLaunchOptions, PlanState, RestorePointRule, RunMode, RunRequest
+from vaodrill.journal import Journal, JournalError, JournalState, open_journals
+from vaodrill.models import FailoverPlan, PlanLaunchOptions, RestorePointRule, RunMode, RunRequest
 from vaodrill.retry import is_transient
 from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
+from vaodrill.vocabulary import Condition, Stage, StateRecord
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -117,9 +118,22 @@ def _abort_for(error: BaseException) -> DrillAborted | None:
     return None
 
 
-def _shows_failover(plan: FailoverPlan) -> bool:
+def _shows_failover(status: StateRecord) -> bool:
     """The server shows this plan's failover (running, finished or halted), or the plan busy."""
-    return plan.state in (PlanState.FAILOVER, PlanState.HALTED) or plan.in_use
+    return status.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED) or status.in_use
+
+
+#: The stage each POST starts (a Halt starts none: the stage it halts stays the one started before).
+_STARTS: dict[str, Stage] = {"run": "failover", "undo": "undo"}
+
+
+def started_stages(journal: JournalState) -> dict[str, Stage]:
+    """Plan id -> the stage a drill run last started on it, from the POSTs its journal announced."""
+    started: dict[str, Stage] = {}
+    for intent in journal.intents:
+        if (op := str(intent.get("op", ""))) in _STARTS:
+            started[str(intent.get("plan_id", "")).lower()] = _STARTS[op]
+    return started
 
 
 class PlanMonitor:
@@ -301,6 +315,20 @@ class DrillSession:
         self._write_gate: WriteGate = write_gate or contextlib.nullcontext
         #: Plan keys whose Run this session announced (it may have reached VAO).
         self.runs_sent: set[str] = set()
+        #: Plan id -> the stage vaodrill last started on it (this session's POSTs, or its journal's): what a
+        #: state word that names no stage (``Processing``) is running.
+        self.started: dict[str, Stage] = {}
+        if journal is not None and journal.exists():
+            with contextlib.suppress(JournalError):
+                self.started = started_stages(journal.read())
+
+    def _started(self, plan_id: str, op: str) -> None:
+        if op in _STARTS:
+            self.started[plan_id.lower()] = _STARTS[op]
+
+    def status(self, plan: FailoverPlan) -> StateRecord:
+        """The plan's normalized state, knowing what this drill started on it."""
+        return plan.status(self.started.get(plan.id.lower()))
 
     async def __aenter__(self) -> DrillSession:
         return self
@@ -393,6 +421,7 @@ class DrillSession:
                         await self.journal.sync()
                     if op == "run":
                         self.runs_sent.add(target.key)
+                    self._started(target.id, op)
                     await send()
             except VaoError as exc:
                 if self.journal:
@@ -440,7 +469,7 @@ class DrillSession:
 
     def _refuse_unless_runnable(self, target: PlanTarget, plan: FailoverPlan) -> None:
         """Why the plan cannot run, naming the unclosed drill run that may hold it."""
-        reason = not_runnable_because(plan)
+        reason = not_runnable_because(self.status(plan))
         if reason is not None:
             if holder := self.holder_of(target):
                 reason += f"; drill run {holder} has it failed over, or left it so (`vaodrill recover {holder}`)"
@@ -452,7 +481,7 @@ class DrillSession:
             plan = await self.read(target)
             log.warning("%s: Run already sent by this run at %s: not sending it again", target.name,
                         run_sent_before.isoformat())
-            return Started(run_sent_before, posted=False, confirmed=_shows_failover(plan),
+            return Started(run_sent_before, posted=False, confirmed=_shows_failover(self.status(plan)),
                            note="resumed: Run sent earlier in this run")
         self._refuse_unless_runnable(target, await self.current(target))
         started_at = utcnow()
@@ -476,10 +505,10 @@ class DrillSession:
         held = f"; drill run {holder} has it failed over" if holder else ""
         if isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError):
             raise PreconditionFailed(f"Run refused: {error}{held}") from None
-        plan = await self.read(target)
-        if _shows_failover(plan) and holder:
+        shown = self.status(await self.read(target))
+        if _shows_failover(shown) and holder:
             raise PreconditionFailed(f"Run refused ({error}){held}, not by this one") from None
-        if _shows_failover(plan):
+        if _shows_failover(shown):
             log.warning("%s: Run answered %s, but the plan is failing over: counted as started", target.name, error)
             return Started(started_at, posted=True, note=f"Run answer: {error}")
         if isinstance(error, VaoResponseError):
@@ -494,27 +523,27 @@ class DrillSession:
 
         def step(plan: FailoverPlan, readings: int) -> object:
             nonlocal continues
-            if plan.state is PlanState.FAILOVER:
-                if not failover_complete(plan):
-                    return False
-                if finished_with_errors(plan.state_details):
-                    raise PlanFailed(f"failover finished with errors ({plan.state_details})")
+            shown = self.status(plan)
+            if shown.condition is Condition.FAILING_OVER:
+                return False
+            if shown.condition is Condition.FAILED_OVER:
+                if finished_with_errors(shown.details):
+                    raise PlanFailed(f"failover finished with errors ({shown.details})")
                 return True
-            if plan.state is PlanState.HALTED:
+            if shown.condition is Condition.HALTED:
                 policy = target.halt
                 if policy.continue_with is None or continues >= policy.max:
                     tried = f" after {continues} Continue" if continues else ""
-                    raise PlanHalted(f"halted{tried} ({plan.state_details or 'no details'})")
+                    raise PlanHalted(f"halted{tried} ({shown.details or 'no details'})")
                 continues += 1
                 log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
                             continues, policy.max)
                 return self.client.continue_plan(target.id, policy.continue_with)
-            if is_clean(plan) and (readings < START_GRACE_POLLS or time.monotonic() < grace_until):
+            if is_clean(shown) and (readings < START_GRACE_POLLS or time.monotonic() < grace_until):
                 return False  # the server may not show the Run yet
-            if is_clean(plan):
-                raise PlanFailed(f"the failover never showed: still {plan.describe_state()} after "
-                                 f"{readings} readings")
-            raise PlanFailed(f"unexpected state {plan.describe_state()} during failover")
+            if is_clean(shown):
+                raise PlanFailed(f"the failover never showed: still {shown.describe()} after {readings} readings")
+            raise PlanFailed(f"unexpected state {shown.describe()} during failover")
 
         plan, observed_at = await wait_for(self.monitor, target, what="failover", step=step)
         return StageDone(observed_at, plan.state_details, continues)
@@ -527,43 +556,46 @@ class DrillSession:
         is read now, so a reading older than the Run can never pass for clean.
         """
         recent = self.monitor.recent(target.id)
-        plan = recent if recent is not None and failover_complete(recent) else await self.read(target)
-        if is_clean(plan):
+        shown = self.status(recent) if recent is not None else None
+        if shown is None or not failover_complete(shown):
+            shown = self.status(await self.read(target))
+        if is_clean(shown):
             return Cleanup(utcnow(), undone=False)
-        if plan.state is PlanState.FAILOVER and plan.running:
+        if shown.condition is Condition.FAILING_OVER and shown.running:
             log.warning("%s is still failing over: halting it before the undo", target.name)
             await self._post(target, "halt", lambda: self.client.halt(target.id, fullstop=True))
-            await wait_for(self.monitor, target, what="halt", step=lambda p, _: p.state is PlanState.HALTED or (
-                p.state is PlanState.FAILOVER and not p.running) or is_clean(p))
-            plan = await self.read(target)
+            await wait_for(self.monitor, target, what="halt", step=lambda p, _: self._halt_done(self.status(p)))
+            shown = self.status(await self.read(target))
         for attempt in range(1, UNDO_ATTEMPTS + 1):
-            if is_clean(plan) or (plan.state is PlanState.UNDO_FAILOVER and plan.running):
+            if is_clean(shown) or shown.condition is Condition.UNDOING:
                 break
-            if plan.state not in (PlanState.FAILOVER, PlanState.HALTED):
-                raise CleanupNotVerified(f"cannot undo from {plan.describe_state()}")
+            if shown.condition not in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED):
+                raise CleanupNotVerified(f"cannot undo from {shown.describe()}")
             try:
                 await self._post(target, "undo", lambda: self.client.undo(target.id))
                 break
             except VaoError as exc:
                 if (abort := _abort_for(exc)) is not None:
                     raise abort from None
-                plan = await self.read(target)  # the server's state decides whether the Undo took
+                shown = self.status(await self.read(target))  # the server's state decides whether the Undo took
                 if attempt == UNDO_ATTEMPTS or (isinstance(exc, VaoResponseError)
                                                 and not isinstance(exc, VaoServerError)):
-                    if is_clean(plan) or plan.state is PlanState.UNDO_FAILOVER:
+                    if is_clean(shown) or shown.condition in (Condition.UNDOING, Condition.UNDONE):
                         break
                     raise CleanupNotVerified(f"Undo failed: {exc}") from None
-                log.warning("%s: Undo answered %s; plan is %s", target.name, exc, plan.describe_state())
+                log.warning("%s: Undo answered %s; plan is %s", target.name, exc, shown.describe())
 
         def step(p: FailoverPlan, _: int) -> object:
-            if is_clean(p):
+            shown = self.status(p)
+            if is_clean(shown):
                 return True
-            if p.state is PlanState.HALTED or (p.state is PlanState.UNDO_FAILOVER and p.stage_complete
-                                                and finished_with_errors(p.state_details)):
-                raise CleanupNotVerified(f"undo stopped in {p.describe_state()}")
-            if p.state in (PlanState.UNDO_FAILOVER, PlanState.FAILOVER):
-                return False
-            raise CleanupNotVerified(f"unexpected state {p.describe_state()} during undo")
+            if shown.condition is Condition.HALTED or (shown.condition is Condition.UNDONE
+                                                       and finished_with_errors(shown.details)):
+                raise CleanupNotVerified(f"undo stopped in {shown.describe()}")
+            if shown.condition in (Condition.UNDOING, Condition.UNDONE, Condition.FAILING_OVER,
+                                   Condition.FAILED_OVER):
+                return False  # the undo runs, or the server does not show it yet
+            raise CleanupNotVerified(f"unexpected state {shown.describe()} during undo")
 
         try:
             _, observed_at = await wait_for(self.monitor, target, what="undo", step=step)
@@ -571,6 +603,12 @@ class DrillSession:
             raise CleanupNotVerified(str(exc)) from None
         return Cleanup(observed_at, undone=True)
 
+    @staticmethod
+    def _halt_done(shown: StateRecord) -> bool:
+        """A Halt sent to a running failover has taken: halted, or the failover stopped running, or clean."""
+        return shown.condition is Condition.HALTED or is_clean(shown) or (
+            shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
+
 
 __all__ = ["START_GRACE_POLLS", "Cleanup", "DrillSession", "PlanMonitor", "PlanTarget", "StageDone", "Started",
-           "WriteGate", "run_request", "utcnow", "wait_for"]
+           "WriteGate", "run_request", "started_stages", "utcnow", "wait_for"]

@@ -20,7 +20,9 @@ Decisions the contract leaves open, made here:
   every other finished stage stays in its state with ``Complete, ...`` until the next legal operation (a
   finished UndoFailback or CommitFailback is left only by Reset, which leaves the plan Disabled).
 * Profiles (:mod:`.profiles`) change only what the plan shows and how it is reached, never the state machine:
-  an idle plan is one internal status however it is shown (``Enabled``, ``Verified``, ``NotVerified``).
+  an idle plan is one internal status however it is shown (``Enabled``, ``Verified``, ``NotVerified``). So do a
+  plan's ``state_words`` (any word per phase: ``Processing`` while a failover runs, ``Undoing``...) and its
+  ``schedule_type_shown`` (``scheduleType: 0``).
 * Undo of a halted stage undoes its family: a halted Failover/UndoFailover/PermanentFailover is undone by an
   UndoFailover, a halted Failback/UndoFailback/CommitFailback by an UndoFailback.
 * ``halt_at_step: k`` makes step k of a non-undo stage fail: the plan goes Halted showing step k, and Continue
@@ -59,6 +61,7 @@ from .scenario import (
     PlanSettings,
     RestorePoints,
     Scenario,
+    ShownPhase,
     load_scenario,
     validation_message,
 )
@@ -142,6 +145,19 @@ class Stage:
 def _count(n: int, noun: str) -> str:
     """``no errors``, ``1 error``, ``2 errors``."""
     return f"no {noun}s" if n == 0 else f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _shown_phase(status: Status) -> ShownPhase | None:
+    """The ``state_words`` key of a status; other stages (failback, permanent failover) have none."""
+    if status.phase is Phase.IDLE:
+        return "disabled" if status == DISABLED else "idle"
+    if status.phase is Phase.HALTED:
+        return "halted"
+    if status.stage is PlanState.FAILOVER:
+        return "running" if status.phase is Phase.RUNNING else "complete"
+    if status.stage is PlanState.UNDO_FAILOVER:
+        return "undoing" if status.phase is Phase.RUNNING else "undone"
+    return None
 
 
 IDLE_DETAILS = {"NotVerified": "Never checked or tested"}
@@ -364,7 +380,8 @@ class Simulator:
         move = resolve(op, plan.status)
         if move is None:
             s = plan.settings
-            raise Conflict(conflict_message(s.name, self._shown_state(plan), op, idle=s.idle_state,
+            raise Conflict(conflict_message(s.name, self._shown_state(plan), op,
+                                            idle=s.state_words.get("idle", s.idle_state),
                                             undone_is_idle=s.after_undo == "UndoFailover"),
                            status=s.illegal_status)
         detail: dict[str, Any] = {}
@@ -613,8 +630,12 @@ class Simulator:
         return plan
 
     def _shown_state(self, plan: Plan) -> str:
-        """``planState`` as this plan's profile shows it: an idle, enabled plan may show Verified/NotVerified."""
-        return plan.settings.idle_state if plan.status == ENABLED else str(plan.status.plan_state)
+        """``planState`` as this plan shows it: its ``state_words`` for the phase it is in, else the profile's idle
+        word (Enabled, Verified, NotVerified) or the contract's spelling."""
+        status = plan.status
+        shown = plan.settings.idle_state if status == ENABLED else str(status.plan_state)
+        phase = _shown_phase(status)
+        return plan.settings.state_words.get(phase, shown) if phase is not None else shown
 
     def _details(self, plan: Plan, now: float) -> str:
         stage = plan.current
@@ -644,7 +665,7 @@ class Simulator:
             "planStateDetails": self._details(plan, now),
             "planInUse": plan.status.in_use,
             "scheduleEnabled": schedule.enabled,
-            "scheduleType": schedule.type,
+            "scheduleType": schedule.type if s.schedule_type_shown is None else s.schedule_type_shown,
             "scheduleAfter": after.id if after else "",
             "scheduleAfterPlanName": after.settings.name if after else "",
             "scheduleTime": local_naive(schedule.time, self.tz) if schedule.time is not None else None,

@@ -141,10 +141,23 @@ class PlanDefaults(PlanProfile):
     target_rpo: int = Field(1440, ge=0, description="minutes")
 
 
+ShownPhase = Literal["idle", "disabled", "running", "complete", "halted", "undoing", "undone"]
+"""Where a plan is, as ``state_words`` names it: idle/disabled, a failover running or complete, halted, an undo
+running, or an undo left complete (``after_undo: UndoFailover``)."""
+
+StateWords = Annotated[dict[ShownPhase, Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=7)]
+"""``planState`` words shown per phase instead of the contract's (``{"running": "Processing"}``)."""
+
+
 class _Behaviour(BaseModel):
     """Per-plan misbehaviour switches shared by scenario plans, resolved settings and PATCH bodies."""
 
     model_config = ConfigDict(extra="forbid")
+
+    state_words: StateWords = Field(
+        default_factory=dict, description="planState shown per phase: any spelling a real server may use")
+    schedule_type_shown: str | int | None = Field(
+        None, description="scheduleType shown in place of OnTime/AfterPlan (VAO 1.0's example shows 0)")
 
     halt_at_step: int | None = Field(
         None, ge=1, description="Failover/PermanentFailover/Failback/CommitFailback halt when step k fails "
@@ -237,10 +250,12 @@ class PlanPatch(_ProfileChoice):
     fail_undo: bool | None = None
     warnings: int | None = Field(None, ge=0)
     errors: int | None = Field(None, ge=0)
+    state_words: StateWords | None = None
+    schedule_type_shown: str | int | None = None
 
     @model_validator(mode="after")
     def _no_null_settings(self) -> Self:
-        nullable = {"halt_at_step", "state"}
+        nullable = {"halt_at_step", "state", "schedule_type_shown"}
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -339,6 +354,8 @@ class Scenario(BaseModel):
             fail_undo=spec.fail_undo,
             warnings=spec.warnings,
             errors=spec.errors,
+            state_words=spec.state_words,
+            schedule_type_shown=spec.schedule_type_shown,
             **{name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
                for name in PLAN_PROFILE_FIELDS},
         )

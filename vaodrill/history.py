@@ -152,7 +152,7 @@ def report_rows(data: bytes) -> list[tuple[str, str, str, str, str, float | None
     except UnicodeDecodeError:
         raise ReportSkipped("not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise ReportSkipped(f"not JSON ({exc.msg} at byte {exc.pos}: torn or foreign)") from None
+        raise ReportSkipped(f"not JSON, torn or foreign ({exc})") from None
     if not isinstance(raw, dict) or "drill" not in raw or "plans" not in raw:
         raise ReportSkipped("not a vaodrill drill report")
     if raw.get("schema_version") != SCHEMA_VERSION:

@@ -109,8 +109,14 @@ class PlanHistory:
         self.baseline_rto = statistics.median(earlier)
         rise = (self.last_good_rto / self.baseline_rto - 1) * 100 if self.baseline_rto > 0 else 0.0
         if policy.rto_regression is not None and rise > policy.rto_regression:
-            self.regressed = (f"RTO {self.last_good_rto:.0f}s is {rise:.0f}% over the median {self.baseline_rto:.0f}s "
-                              f"of its {len(earlier)} passed drills before (max {policy.rto_regression:g}%)")
+            self.regressed = (f"RTO {_secs(self.last_good_rto)} is {rise:.0f}% over the median "
+                              f"{_secs(self.baseline_rto)} of its {len(earlier)} passed drills before "
+                              f"(max {policy.rto_regression:g}%)")
+
+
+def _secs(value: float) -> str:
+    """Seconds as a figure: ``450s``, ``0.22s`` (a simulated drill's RTOs are under a second)."""
+    return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
 
 
 @dataclass

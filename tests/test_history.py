@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -103,14 +104,16 @@ def test_json_has_the_figures_and_names_every_skipped_file(reports: Path, spec: 
 def test_the_table_shows_trend_streak_and_flags(reports: Path, spec: Path, tmp_path: Path) -> None:
     result = history("--report-dir", str(reports), "--spec", str(spec), cache=tmp_path / "cache")
     assert result.returncode == 0
-    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[1:-1]]
-            for line in result.stdout.splitlines() if line.startswith("│")}
+    lines = result.stdout.splitlines()
+    assert re.split(r"\s{2,}", lines[0])[:4] == ["Drill", "Plan", "Runs", "Passed"]
+    rows = {cells[1]: cells for cells in (re.split(r"\s{2,}", line) for line in lines[1:5])}
     assert rows["Steady"][2:4] == ["6", "6"] and rows["Steady"][7] == "██████" and rows["Steady"][10] == "—"
     assert rows["Regressed"][7] == "▆▆▆▆▆█" and rows["Regressed"][10].startswith("REGRESSED: RTO 450s")
     assert rows["Failing"][7] == "██✗✗✗" and rows["Failing"][9] == "3 runs"
     assert rows["Failing"][10].startswith("OVERDUE: last passed 200 days ago")
     assert rows["Never"][2] == "0" and rows["Never"][10] == "OVERDUE: never drilled"
-    assert "Drill history: 4 plans, 3 flagged" in result.stdout
+    assert lines[6].startswith("4 plans, 3 flagged.")
+    assert "\x1b[" not in result.stdout  # no colour in a pipe
 
 
 def test_check_exits_1_naming_each_flagged_plan(reports: Path, spec: Path, tmp_path: Path) -> None:

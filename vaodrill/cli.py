@@ -785,7 +785,7 @@ def history(
     if as_json:
         print(json.dumps(history_json(found, str(report_dir)), indent=2, ensure_ascii=False))
     elif found.plans:
-        console.print(history_table(found))
+        sys.stdout.write(history_table(found, colour=console.is_terminal and not console.no_color))
     else:
         err_console.print(f"no drill reports under {report_dir}")
     if check:

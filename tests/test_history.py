@@ -85,7 +85,7 @@ def test_json_has_the_figures_and_names_every_skipped_file(reports: Path, spec: 
     assert steady["overdue"] is None and steady["regressed"] is None
     assert round(steady["days_since_good"]) == 10
     assert regressed["baseline_rto_seconds"] == 300.0 and regressed["margin_seconds"] == 150.0
-    assert regressed["regressed"] == "RTO 450s is 50% over the median 300s of its 5 passed drills before (max 25%)"
+    assert regressed["regressed"] == "RTO 7m 30s is 50% over the median 5m of its 5 passed drills before (max 25%)"
     assert regressed["overdue"] is None
     assert (failing["runs"], failing["passes"], failing["failures"], failing["failure_streak"]) == (5, 2, 3, 3)
     assert failing["overdue"] == "last passed 200 days ago (max 90)" and failing["last_status"] == "failed"
@@ -108,7 +108,7 @@ def test_the_table_shows_trend_streak_and_flags(reports: Path, spec: Path, tmp_p
     assert re.split(r"\s{2,}", lines[0])[:4] == ["Drill", "Plan", "Runs", "Passed"]
     rows = {cells[1]: cells for cells in (re.split(r"\s{2,}", line) for line in lines[1:5])}
     assert rows["Steady"][2:4] == ["6", "6"] and rows["Steady"][7] == "██████" and rows["Steady"][10] == "—"
-    assert rows["Regressed"][7] == "▆▆▆▆▆█" and rows["Regressed"][10].startswith("REGRESSED: RTO 450s")
+    assert rows["Regressed"][7] == "▆▆▆▆▆█" and rows["Regressed"][10].startswith("REGRESSED: RTO 7m 30s")
     assert rows["Failing"][7] == "██✗✗✗" and rows["Failing"][9] == "3 runs"
     assert rows["Failing"][10].startswith("OVERDUE: last passed 200 days ago")
     assert rows["Never"][2] == "0" and rows["Never"][10] == "OVERDUE: never drilled"
@@ -123,7 +123,7 @@ def test_check_exits_1_naming_each_flagged_plan(reports: Path, spec: Path, tmp_p
     assert named == [
         "nightly / Failing: overdue (last passed 200 days ago (max 90))",
         "nightly / Never: overdue (never drilled)",
-        "nightly / Regressed: regressed (RTO 450s is 50% over the median 300s of its 5 passed drills before "
+        "nightly / Regressed: regressed (RTO 7m 30s is 50% over the median 5m of its 5 passed drills before "
         "(max 25%))"]
     # The default policy (365 days, no regression check) flags nothing here; --plan narrows what is checked.
     assert history("--report-dir", str(reports), "--check", cache=tmp_path / "cache").returncode == 0

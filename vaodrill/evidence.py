@@ -263,27 +263,33 @@ def _deficiencies(report: DrillReport) -> str:
             "and the due date.</p>" + _table(["Plan", "Deficiency", "Action", "Owner", "Due"], rows))
 
 
-def spark_svg(points: Sequence[tuple[str, float | None]], target: float | None) -> str:
-    """A small inline SVG of RTOs, oldest first; a failed run is a red cross at the bottom, the target dashed."""
+def spark_svg(points: Sequence[tuple[str, float | None]], target: float | None, *, width: int = 160,
+              height: int = 34) -> str:
+    """A small inline SVG of RTOs, oldest first: passed runs as green dots joined by a line, any other run as a
+    red cross on the baseline, the target as a dashed line."""
     values = [v for _, v in points if v is not None] + ([target] if target else [])
     if not values:
         return DASH
     top = max(values) * 1.1 or 1.0
-    w, h, step = 160, 34, 160 / max(len(points), 1)
+    step = width / max(len(points), 1)
 
     def y(v: float) -> float:
-        return round(h - 2 - (h - 4) * v / top, 1)
+        return round(height - 3 - (height - 6) * v / top, 1)
 
-    marks = []
+    marks, path = [], []
     for i, (status, v) in enumerate(points):
         x = round(step * (i + 0.5), 1)
         if status != "passed" or v is None:
-            marks.append(f"<path d='M{x - 3},{h - 6}l6,6m0,-6l-6,6' stroke='#c0392b' stroke-width='1.5'/>")
+            marks.append(f"<path d='M{x - 3},{height - 7}l6,6m0,-6l-6,6' stroke='#c0392b' stroke-width='1.5'/>")
         else:
+            path.append(f"{x},{y(v)}")
             marks.append(f"<circle cx='{x}' cy='{y(v)}' r='2.5' fill='#2e8b57'/>")
-    line = f"<line x1='0' x2='{w}' y1='{y(target)}' y2='{y(target)}' stroke='#888' stroke-dasharray='3,2'/>" \
+    line = f"<polyline points='{' '.join(path)}' fill='none' stroke='#2e8b57' stroke-opacity='.45'/>" \
+        if len(path) > 1 else ""
+    goal = f"<line x1='0' x2='{width}' y1='{y(target)}' y2='{y(target)}' stroke='#888' stroke-dasharray='3,2'/>" \
         if target else ""
-    return f"<svg width='{w}' height='{h}' viewBox='0 0 {w} {h}' role='img'>{line}{''.join(marks)}</svg>"
+    return (f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img'>{goal}{line}"
+            f"{''.join(marks)}</svg>")
 
 
 def _history(report: DrillReport, earlier: Sequence[EarlierRun]) -> str:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vaodrill.report import SCHEMA_VERSION
+from vaodrill.report import SCHEMA_VERSION, format_duration
 from vaodrill.spec import HistoryPolicy
 
 __all__ = ["MIN_BASELINE", "TREND", "History", "PlanHistory", "Skipped", "load_history"]
@@ -115,8 +115,8 @@ class PlanHistory:
 
 
 def _secs(value: float) -> str:
-    """Seconds as a figure: ``450s``, ``0.22s`` (a simulated drill's RTOs are under a second)."""
-    return f"{value:.2f}s" if value < 10 else f"{value:.0f}s"
+    """``7m 30s``; ``0.22s`` under 10 s (a simulated drill's RTOs are under a second)."""
+    return f"{value:.2f}s" if value < 10 else format_duration(value)
 
 
 @dataclass
@@ -291,7 +291,10 @@ def _groups(db: sqlite3.Connection, drills: list[str], plans: list[str], since: 
         p.trend = [(datetime.fromisoformat(at), status, rto, run_id) for at, status, rto, run_id, _ in rows]
         p.last_run_at, p.last_status = p.trend[-1][0], p.trend[-1][1]
         p.rto_target = next((target for *_, target in reversed(rows) if target is not None), None)
-        p.good_rtos = [rto for (rto,) in db.execute(_GOOD, (drill, plan, since, BASELINE + 1))][::-1]
+        p.good_rtos = [rto for _, status, rto, _ in p.trend if status == "passed" and rto is not None]
+        if len(p.good_rtos) <= BASELINE and passes > len(p.good_rtos):  # older passes hold the baseline
+            p.good_rtos = [rto for (rto,) in db.execute(_GOOD, (drill, plan, since, BASELINE + 1))][::-1]
+        p.good_rtos = p.good_rtos[-(BASELINE + 1):]
         if last_good is not None:
             p.last_good_at = datetime.fromisoformat(last_good)
             p.last_good_rto = p.good_rtos[-1] if p.good_rtos else None

@@ -111,7 +111,8 @@ def history_json(history: History, report_dir: str) -> dict[str, Any]:
 
 
 _CSS = """body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1b1f23;margin:24px}
-table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:middle}
+table{border-collapse:collapse}th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:middle;
+white-space:nowrap}td.flags{white-space:normal;min-width:260px}
 th{background:#f3f5f7}tr.flag td{background:#fdecea}.bad{color:#c0392b;font-weight:600}.muted{color:#6a737d}
 tr{page-break-inside:avoid}"""
 
@@ -120,10 +121,10 @@ def history_html(history: History, report_dir: str) -> str:
     """A self-contained page (inline CSS and SVG, no script): a row per plan with its RTO trend picture."""
     rows = []
     for p, row in zip(history.plans, trend_rows(history), strict=True):
-        picture = spark_svg([(status, rto) for _, status, rto, _ in p.trend], p.rto_target)
+        picture = spark_svg([(status, rto) for _, status, rto, _ in p.trend], p.rto_target, width=260, height=52)
         cells = [row["drill"], row["plan"], row["runs"], row["passed"], row["last_good"], row["rto_last_good"],
                  row["margin"], row["rto_min_median_max"], row["failure_streak"]]
-        flags = f"<td class='bad'>{escape(_flags(p))}</td>" if p.overdue or p.regressed else "<td></td>"
+        flags = f"<td class='flags bad'>{escape(_flags(p))}</td>" if p.overdue or p.regressed else "<td></td>"
         rows.append(f"<tr class='{'flag' if p.overdue or p.regressed else ''}'>"
                     + "".join(f"<td>{escape(c)}</td>" for c in cells) + f"<td>{picture}</td>{flags}</tr>")
     skipped = "".join(f"<li>{escape(s.path)}: {escape(s.reason)}</li>" for s in history.skipped)
@@ -131,8 +132,9 @@ def history_html(history: History, report_dir: str) -> str:
              "RTO min / median / max", "Failing for (runs)", f"RTO, last {TREND} runs", "Flags"]
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Drill history</title>"
             f"<style>{_CSS}</style></head><body><h1>Drill history</h1><p class='muted'>{escape(report_dir)} · "
-            f"{len(history.plans)} plans, {len(history.flagged())} flagged · {_iso(history.now)} · trend: green dot "
-            "a passed run's RTO, red cross a run that did not pass, dashed line the target</p><table><thead><tr>"
+            f"{len(history.plans)} plans, {len(history.flagged())} flagged · "
+            f"{history.now.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')} · trend: green dot a passed run's RTO, "
+            "red cross a run that did not pass, dashed line the target</p><table><thead><tr>"
             + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr></thead><tbody>" + "".join(rows)
             + "</tbody></table>" + (f"<h2>Skipped files</h2><ul>{skipped}</ul>" if skipped else "")
             + "</body></html>\n")

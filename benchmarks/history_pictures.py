@@ -3,8 +3,9 @@
 * ``docs/history.png``: ``vaodrill history --html`` over 14 monthly runs of a six-plan drill (generated here, with
   an RTO regression, an overdue plan and a failure streak), judged by ``history: {max_age: 90d,
   rto_regression: 25%}``;
-* ``docs/evidence-pack.png``: the evidence pack of the demo drill run by the engine against the simulator, after
-  two earlier runs so that its history column has something to show.
+* ``docs/evidence-pack.png``: the evidence pack of ``deployments/drills/with-legacy-erp.yaml`` (the demo plus a
+  disabled plan, so it has deficiencies) run by the engine against the simulator at the demo's speed, after two
+  earlier runs so that its history column has something to show.
 
     python benchmarks/history_pictures.py [--out docs]
 """
@@ -73,12 +74,12 @@ def screenshot(page: Path, png: Path, width: int, height: int) -> None:
 
 
 def demo_pack(root: Path) -> Path:
-    spec = load_spec(ROOT / "deployments" / "drills" / "demo.yaml")
-    with BackgroundServer(create_app("demo", time_scale=600)) as server:
+    spec = load_spec(ROOT / "deployments" / "drills" / "with-legacy-erp.yaml")
+    with BackgroundServer(create_app("demo", time_scale=120)) as server:
         settings = ConnectionSettings(url=server.url, username="demo", password=SecretStr("demo"), simulated=True)
         for run in ("earlier-1", "earlier-2", "the-run"):
             asyncio.run(Drill(spec, settings, run_id=run, report_dir=root).run())
-    return next(root.glob("demo-app-stack/*-the-run/evidence.html"))
+    return next(root.glob("demo-with-legacy-erp/*-the-run/evidence.html"))
 
 
 def main() -> None:
@@ -95,7 +96,7 @@ def main() -> None:
                         str(work / "app-stack-monthly.yaml"), "--html", str(page)], check=True,
                        env={**os.environ, "VAODRILL_CACHE_DIR": str(work / "cache")}, capture_output=True)
         screenshot(page, args.out / "history.png", 1860, 560)
-        screenshot(demo_pack(work / "demo"), args.out / "evidence-pack.png", 1200, 2300)
+        screenshot(demo_pack(work / "demo"), args.out / "evidence-pack.png", 1200, 3000)
     print(f"written: {args.out / 'history.png'}, {args.out / 'evidence-pack.png'}")
 
 

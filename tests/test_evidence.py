@@ -26,7 +26,7 @@ from vaodrill.spec import load_spec
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 SECTIONS = ["Test and scope", "Scenario", "Timeline", "Results per plan", "Approvals", "Deficiencies", "History",
-            "Integrity"]
+            "Calls to VAO", "Integrity"]
 NS = {"h": "http://www.w3.org/1999/xhtml"}
 
 
@@ -58,12 +58,16 @@ def test_the_demo_pack_is_valid_self_contained_html(demo_pack: Path) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page), "no network"
     text = _text(doc)
     assert "demo-run" in text and "PASSED" in text and "vaodrill version" in text
-    tables = doc.findall(".//h:table", NS)  # scenario, timeline (journal), results, ...
-    plan_rows = [[_text(td) for td in tr.findall("h:td", NS)] for tr in tables[2].findall(".//h:tbody/h:tr", NS)]
+    tables = doc.findall(".//h:table", NS)  # scenario, results, ...
+    plan_rows = [[_text(td) for td in tr.findall("h:td", NS)] for tr in tables[1].findall(".//h:tbody/h:tr", NS)]
     assert [r[0] for r in plan_rows] == ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier",
                                          "Reporting"]
     assert all("passed" in r[1] and "met" in r[4] and r[7].startswith("verified") for r in plan_rows)
     assert "None: every plan passed" in text
+    calls = [[_text(td) for td in tr.findall("h:td", NS)] for tr in tables[-2].findall(".//h:tbody/h:tr", NS)]
+    assert calls[0][1:] == ["—", "drill started"]
+    whats = [c[2] for c in calls]
+    assert all(whats.count(w) == 6 for w in ("Run sent", "Run answered OK", "Undo sent", "Undo answered OK"))
     svgs = doc.findall(".//{http://www.w3.org/2000/svg}svg")
     assert len(svgs) == 1 + 6  # the timeline and a trend per plan
     hashes = evidence_hashes(page)
@@ -119,7 +123,7 @@ def test_every_deficiency_gets_an_action_line_and_names_are_escaped(tmp_path: Pa
                            timeline_svg=None)
     doc = html5lib.HTMLParser(strict=True).parse(page)
     assert not doc.findall(".//h:script", NS) and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    table = doc.findall(".//h:table", NS)[3]  # scenario, timeline, results, deficiencies
+    table = doc.findall(".//h:table", NS)[2]  # scenario, results, deficiencies
     heads = [_text(th) for th in table.findall(".//h:th", NS)]
     assert heads == ["Plan", "Deficiency", "Action", "Owner", "Due"]
     rows = [[_text(td) for td in tr.findall("h:td", NS)] for tr in table.findall(".//h:tbody/h:tr", NS)]
@@ -138,7 +142,7 @@ def test_the_pack_shows_each_plans_earlier_drills(tmp_path: Path) -> None:
     files = write_reports(report([plan("A", rto=500.0), plan("B")], day=14, run_id="r2"), tmp_path)
     assert files.evidence is not None
     doc = html5lib.HTMLParser(strict=True).parse(files.evidence.read_text())
-    history = doc.findall(".//h:table", NS)[-2]
+    history = doc.findall(".//h:table", NS)[-3]  # history, calls, hashes
     rows = {r[0]: r[1:3] for r in ([_text(td) for td in tr.findall("h:td", NS)]
                                    for tr in history.findall(".//h:tbody/h:tr", NS))}
     assert rows == {"A": ["3 of 3", "2026-11-08"], "B": ["2 of 3", "2026-11-08"]}

@@ -1,9 +1,10 @@
 """The evidence pack: one self-contained HTML file per drill run with what an auditor checks.
 
 Test id, scope, scenario, times, timeline, per plan the RTO against target, halts and continues, the cleanup,
-approvals, deficiencies (each with an empty action / owner / due line), each plan's last drills and the hashes
-that ``vaodrill verify`` checks. Inline CSS and SVG only: no script, no network, prints cleanly to PDF.
-Every text from a server or a spec is escaped; the file is written beside report.json by ``write_reports``.
+approvals, deficiencies (each with an empty action / owner / due line), each plan's last drills, every call sent
+to VAO (from the journal) and the hashes that ``vaodrill verify`` checks. Inline CSS and SVG only: no script, no
+network, prints cleanly to PDF. Every text from a server or a spec is escaped; the file is written beside
+report.json by ``write_reports``.
 """
 
 from __future__ import annotations
@@ -170,8 +171,12 @@ def _scenario(report: DrillReport, opened: Mapping[str, Any]) -> str:
             _table(["Plan", "After", "Restore-point rule", "Date asked", "Seed"], rows))
 
 
-def _timeline(svg: str | None, records: Sequence[Mapping[str, Any]]) -> str:
+def _timeline(svg: str | None) -> str:
     picture = re.sub(r"^<\?xml[^>]*>\s*", "", svg) if svg else "<p class='muted'>No picture.</p>"
+    return "<h2>Timeline</h2><div class='timeline'>" + picture + "</div>"
+
+
+def _calls(records: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for r in records:
         kind = r.get("type")
@@ -184,9 +189,8 @@ def _timeline(svg: str | None, records: Sequence[Mapping[str, Any]]) -> str:
         else:
             continue
         rows.append((_e(str(r.get("at", ""))[:23].replace("T", " ")), _e(r.get("plan") or DASH), _e(what)))
-    return ("<h2>Timeline</h2><div class='timeline'>" + picture + "</div>" +
-            "<p class='muted'>From the journal: every Run, Undo and Halt sent to VAO and its answer (UTC).</p>" +
-            _table(["When", "Plan", "What"], rows))
+    return ("<h2>Calls to VAO</h2><p class='muted'>From the run's journal: every Run, Undo and Halt sent to VAO, "
+            "written before it was sent, and its answer (UTC).</p>" + _table(["When", "Plan", "What"], rows))
 
 
 def _halts(p: PlanResult, record: Mapping[str, Any]) -> str:
@@ -330,9 +334,9 @@ def render_evidence(report: DrillReport, *, root: Path, hashes: Mapping[str, str
         if r.get("type") == "plan" and isinstance(r.get("record"), dict):
             plans[str(r["record"].get("target", {}).get("name", r.get("plan")))] = r["record"]
     body = "".join([
-        _header(report), _scope(report, opened), _scenario(report, opened), _timeline(timeline_svg, records),
+        _header(report), _scope(report, opened), _scenario(report, opened), _timeline(timeline_svg),
         _results(report, plans), _approvals(report, records), _deficiencies(report),
-        _history(report, earlier_runs(report, root)), _hashes(hashes, journal_head)])
+        _history(report, earlier_runs(report, root)), _calls(records), _hashes(hashes, journal_head)])
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>DR test evidence: {_e(report.drill)} {_e(report.run_id)}</title>"
             f"<style>{_CSS}</style></head><body>{body}</body></html>\n")

@@ -752,12 +752,15 @@ def _policies(paths: list[Path]) -> tuple[dict[str, Any], dict[str, list[str]]]:
 @app.command()
 def history(
     report_dir: ReportDir = Path("reports"),
-    drill: Annotated[list[str] | None, typer.Option("--drill", help="Only this drill (repeatable)")] = None,
-    plan: Annotated[list[str] | None, typer.Option("--plan", help="Only this plan (repeatable)")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only runs started from this date (ISO 8601)")]
-    = None,
-    spec: Annotated[list[Path] | None, typer.Option("--spec", help="Drill spec file or folder: its history policy "
-                                                    "and plans (repeatable; default policy: max_age 365d)")] = None,
+    drill: Annotated[list[str] | None, typer.Option("--drill", metavar="NAME",
+                                                    help="Only this drill (repeatable)")] = None,
+    plan: Annotated[list[str] | None, typer.Option("--plan", metavar="NAME",
+                                                   help="Only this plan (repeatable)")] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="DATE",
+                                              help="Only runs started from this date (ISO 8601)")] = None,
+    spec: Annotated[list[Path] | None, typer.Option("--spec", metavar="FILE|DIR", help="Drill spec file or folder: "
+                                                    "its history policy and plans (repeatable; default policy: "
+                                                    "max_age 365d)")] = None,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 naming each overdue or regressed plan")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,

@@ -147,3 +147,21 @@ def test_the_pack_shows_each_plans_earlier_drills(tmp_path: Path) -> None:
                                    for tr in history.findall(".//h:tbody/h:tr", NS))}
     assert rows == {"A": ["3 of 3", "2026-11-08"], "B": ["2 of 3", "2026-11-08"]}
     assert "(2 found)" in files.evidence.read_text()
+
+
+def test_a_real_failover_shows_its_approval_or_says_none_was_recorded(tmp_path: Path) -> None:
+    failover = report([plan("A", undo="skipped")]).model_copy(update={"mode": "failover"})
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"type": "open", "at": "2026-11-01T02:00:00+00:00"}\n')
+    bare = render_evidence(failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal,
+                           timeline_svg=None)
+    assert "No approval recorded in this run's journal" in bare and "REAL failover" in bare
+    with journal.open("a") as f:
+        f.write('{"type": "approval", "approver": "Dana <ops>", "change_ticket": "CHG-42", '
+                '"at": "2026-11-01T01:55:00+00:00"}\n')
+    page = render_evidence(failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal,
+                           timeline_svg=None)
+    doc = html5lib.HTMLParser(strict=True).parse(page)
+    approvals = doc.findall(".//h:table", NS)[2]  # scenario, results, approvals
+    assert [[_text(td) for td in tr.findall("h:td", NS)] for tr in approvals.findall(".//h:tbody/h:tr", NS)] == [
+        ["Dana <ops>", "CHG-42", "2026-11-01T01:55:00+00:00"]]

@@ -1,8 +1,8 @@
 """Drills over time: every plan's runs, passes, last good drill and RTO trend, read from the report files.
 
 The report files (``<report dir>/<drill>/<stamp>-<run>/report.json``) are the truth. Parsing 10,000 of them (50
-plans each, 430 MB) takes about 4 s, so a small SQLite index of what history needs (a row per plan per run) is
-kept beside them in the user's cache, never on the shared report storage: each call compares every file's size
+plans each, 370 MB) takes about 4 s, so a SQLite index of what history needs (a row per plan per run) is
+kept in the user's cache, never on the shared report storage: each call compares every file's size
 and mtime with the index and reads again only the new or changed ones. Deleting the index only costs one full
 read. A file that is not a drill report of this schema (an older one, torn, foreign) is skipped with a warning.
 

@@ -49,7 +49,7 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
         webhook: tuple[str, list[dict[str, object]]]) -> None:  # noqa: F811
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     url, received = webhook
     block = CustomWebhookNotificationBlock(name="history-hook", url=url,
@@ -65,7 +65,8 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
     assert state.is_failed() and {p.plan: p.status for p in report.plans} == {"Core Network": "passed",
                                                                             "Legacy ERP": "failed"}
-    events = {e["event"]: e for e in await drill_events(state.state_details.flow_run_id)}
+    flow_run_id = state.state_details.flow_run_id
+    events = {e["event"]: e for e in await drill_events(flow_run_id)}
     assert set(events) == {"vaodrill.plan.overdue", "vaodrill.rto.regressed"}
     overdue, regressed = events["vaodrill.plan.overdue"], events["vaodrill.rto.regressed"]
     assert overdue["resource"]["prefect.resource.name"] == "Legacy ERP"
@@ -77,8 +78,10 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
     assert regressed["payload"]["reason"].startswith(f"RTO {regressed['payload']['last_good_rto_seconds']:.2f}s is ")
     async with get_client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drill-test-drill-trend"])))
-    assert artifacts and "REGRESSED" in str(artifacts[0].data) and "OVERDUE" in str(artifacts[0].data)
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drill-test-drill-trend"]),
+                                           flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+    assert len(artifacts) == 1  # other drills of this test session named test-drill have their own
+    assert "REGRESSED" in str(artifacts[0].data) and "OVERDUE" in str(artifacts[0].data)
     for _ in range(300):
         if received:
             break

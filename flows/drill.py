@@ -428,6 +428,7 @@ async def dr_drill(request: DrillRequest) -> Any:
     settings = await connection_settings(request.vao_block)
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
                              report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()))
+    await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
 
 
@@ -500,3 +501,37 @@ async def _drill_run_behind(client: Any, run_id: UUID) -> FlowRun:
         run_id = UUID(str((run.parameters or {})["flow_run_id"]))
     raise DrillError(f"{MAX_RECOVERY_CHAIN} recovery runs in a row did not finish: recover by hand "
                      f"(`vaodrill recover RUN_ID`) and check VAO now")
+
+
+async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str | None,
+                          settings: ConnectionSettings) -> None:
+    """At a drill's end, from the report files: ``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for each
+    of its plans the spec's ``history`` policy flags, and the drill's trend table as an artifact. Best effort: a
+    failure here is logged and never changes the drill's outcome."""
+    from vaodrill.history import load_history
+    from vaodrill.history_view import trend_rows
+
+    if not report_dir:
+        return
+    ids = {p.plan: p.id or p.plan for p in report.plans}
+    policy = spec.history
+    try:
+        history = await asyncio.to_thread(load_history, Path(report_dir), drills=[report.drill],
+                                          policies={report.drill: policy}, expected={report.drill: list(ids)})
+        for p in (p for p in history.plans if p.plan in ids):
+            figures = {"run_id": report.run_id, "runs": p.runs, "passes": p.passes,
+                       "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
+                       "last_good_rto_seconds": p.last_good_rto, "rto_target_seconds": p.rto_target,
+                       "failure_streak": p.failure_streak}
+            flags = [("vaodrill.plan.overdue", p.overdue, {"days_since_good": p.days_since_good(history.now),
+                                                           "max_age_days": policy.max_age.total_seconds() / 86400}),
+                     ("vaodrill.rto.regressed", p.regressed, {"baseline_rto_seconds": p.baseline_rto,
+                                                              "rto_regression_percent": policy.rto_regression})]
+            for event, reason, more in flags:
+                if reason:
+                    _emit(event, report.drill, settings, plan=(ids[p.plan], p.plan), drill_run=flow_run.id,
+                          payload={**figures, **more, "reason": reason})
+        await acreate_table_artifact(trend_rows(history), key=f"{artifact_key(f'drill-{report.drill}')}-trend",
+                                     description=f"Drill {report.drill} over time: runs, passes, RTO trend, flags")
+    except Exception:
+        log.exception("the drill's history could not be published")

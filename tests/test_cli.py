@@ -56,7 +56,8 @@ def test_run_demo_drill_passes(env: dict[str, str], sim: Sim, tmp_path: Path):
     reports = list(tmp_path.glob("demo-app-stack/*/report.json"))
     assert len(reports) == 1
     assert json.loads(reports[0].read_text())["verdict"] == "passed"
-    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg"}
+    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg",
+                                                          "evidence.html"}
     assert all(count == 1 for count in sim.posts("Run").values()) and len(sim.posts("Run")) == 6
 
 

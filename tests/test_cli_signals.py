@@ -122,6 +122,7 @@ def test_a_signal_to_the_process_group_cleans_up_and_reports(
     assert "FAILED" in out and signal.Signals(signum).name in out
     reports = list((tmp_path / "reports").glob("*/*/report.json"))
     assert len(reports) == 1
-    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg"}
+    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg",
+                                                          "evidence.html"}
     assert_all_clean(sim)
     assert sim.posts("Run").keys() == sim.posts("Undo").keys()

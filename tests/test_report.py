@@ -30,7 +30,7 @@ from vaodrill.report import (
 from vaodrill.timeline import render_svg
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
-REPORT_FILES = ["junit.xml", "report.json", "report.md", "timeline.svg"]
+REPORT_FILES = ["evidence.html", "junit.xml", "report.json", "report.md", "timeline.svg"]
 
 TOP_KEYS = {
     "schema_version", "drill", "run_id", "mode", "verdict", "started_at", "finished_at", "plans",
@@ -448,7 +448,7 @@ def test_a_timeline_that_cannot_be_drawn_costs_no_report(
     files = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.timeline is None and load_report(files.json).verdict == "passed"
     # The picture of the earlier write is gone rather than shown beside a report it no longer matches.
-    assert sorted(os.listdir(files.directory)) == ["junit.xml", "report.json", "report.md"]
+    assert sorted(os.listdir(files.directory)) == ["evidence.html", "junit.xml", "report.json", "report.md"]
     assert "timeline could not be drawn" in caplog.text
 
 

@@ -24,6 +24,7 @@ import typer
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import UnknownPlans, VaoAuthError, VaoConnectionError, VaoError
@@ -698,6 +699,106 @@ async def _recover(runs: list[Any], settings: ConnectionSettings, yes: bool) -> 
             err_console.print(f"[yellow]run {survey_.journal.run_id} was a REAL failover: its plans are left as "
                               f"they are[/]")
     return 0 if clean else 1
+
+
+@app.command()
+def verify(
+    run_dir: Annotated[Path, typer.Argument(help="A run's report folder, e.g. reports/<drill>/<stamp>-<run>")],
+    journal: Annotated[Path | None, typer.Option("--journal", help="The run's journal, when it was moved "
+                                                 "(default: where report.json says)")] = None,
+) -> None:
+    """Recompute a run's hashes: report files, evidence pack and the journal's hash chain.
+
+    Exit 0 when everything matches, 1 naming the first line or file that does not. Tamper evidence, not a
+    signature: sign evidence.html with your own tools to prove who wrote it.
+
+    Examples:
+      vaodrill verify reports/demo-app-stack/20261207T090859Z-7150a6df
+    """
+    from vaodrill.verify import VerifyError, verify_run
+
+    try:
+        result = verify_run(run_dir, journal)
+    except VerifyError as exc:
+        raise UserError(str(exc)) from None
+    for ok, text in result.checks:
+        console.print(Text.assemble(("✓ " if ok else "✗ ", "green" if ok else "bold red"), text))
+    for note in result.notes:
+        console.print(Text.assemble(("note: ", "yellow"), note))
+    problem = result.first_problem
+    if problem:
+        err_console.print(Text.assemble(("NOT VERIFIED: ", "bold red"), problem))
+        raise typer.Exit(1)
+    console.print(Text("VERIFIED: every hash matches", style="bold green"))
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"--since: not a date: {value!r} (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _policies(paths: list[Path]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Each drill spec's history policy and plans, from files or folders of *.yaml."""
+    files = [f for p in paths for f in (sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p])]
+    specs = [_load_spec(f) for f in files]
+    return {s.name: s.history for s in specs}, {s.name: [step.plan for step in s.plans] for s in specs}
+
+
+@app.command()
+def history(
+    report_dir: ReportDir = Path("reports"),
+    drill: Annotated[list[str] | None, typer.Option("--drill", metavar="NAME",
+                                                    help="Only this drill (repeatable)")] = None,
+    plan: Annotated[list[str] | None, typer.Option("--plan", metavar="NAME",
+                                                   help="Only this plan (repeatable)")] = None,
+    since: Annotated[str | None, typer.Option("--since", metavar="DATE",
+                                              help="Only runs started from this date (ISO 8601)")] = None,
+    spec: Annotated[list[Path] | None, typer.Option("--spec", metavar="FILE|DIR", help="Drill spec file or folder: "
+                                                    "its history policy and plans (repeatable; default policy: "
+                                                    "max_age 365d)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 naming each overdue or regressed plan")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,
+) -> None:
+    """Drills over time: per drill and plan the runs, passes, last passed drill, RTO trend and margin.
+
+    Reads the report.json files under the report directory (an index of them is kept in ~/.cache/vaodrill).
+    Files that are not readable drill reports are skipped with one warning line each.
+
+    Examples:
+      vaodrill history
+      vaodrill history --plan 'SQL Tier' --since 2026-01-01 --html history.html
+      vaodrill history --check --spec deployments/drills     # in cron or CI: exit 1 when a plan is overdue
+    """
+    from vaodrill.history import load_history
+    from vaodrill.history_view import history_html, history_json, history_table
+
+    policies, expected = _policies(spec or [])
+    found = load_history(report_dir, drills=drill or [], plans=plan or [], since=_since(since),
+                         policies=policies, expected=expected)
+    for skipped in found.skipped:
+        err_console.print(Text(f"warning: skipped {skipped.path}: {skipped.reason}", style="yellow"))
+    if html is not None:
+        html.write_text(history_html(found, str(report_dir)), encoding="utf-8")
+    if as_json:
+        print(json.dumps(history_json(found, str(report_dir)), ensure_ascii=False))  # compact: 5 x faster
+    elif found.plans:
+        sys.stdout.write(history_table(found, colour=console.is_terminal and not console.no_color))
+    else:
+        err_console.print(f"no drill reports under {report_dir}")
+    if check:
+        flagged = found.flagged()
+        for p in flagged:
+            err_console.print(Text(f"{p.drill} / {p.plan}: " + "; ".join(
+                f"{word} ({why})" for word, why in (("overdue", p.overdue), ("regressed", p.regressed)) if why),
+                style="bold red"))
+        if flagged:
+            raise typer.Exit(1)
 
 
 @app.command()

@@ -595,7 +595,7 @@ class Drill:
     def _write(self, report: DrillReport) -> None:
         """Files first (they must exist even when Prefect is gone), then the journal."""
         if self.report_dir is not None:
-            files = write_reports(report, self.report_dir)
+            files = write_reports(report, self.report_dir, journal=self.journal)
             log.info("Reports written to %s", files.directory)
         if self.spec.mode != "drill" or not self.ledger.unclean():
             self.journal.append("close", verdict=report.verdict)

@@ -11,11 +11,18 @@ loss) before the call it announces, so a drill stopped at any line can be recove
   journal is what ``vaodrill recover`` looks for.
 
 It never holds a password, a token or a client secret: records are built from plan records and settings' URL.
+
+Tamper evidence: every line carries ``prev``, the SHA-256 of the line before it (of :data:`GENESIS` for the first
+line), so changing, removing or inserting a line breaks the chain at that place (:func:`read_chain`). A line is
+hashed as the exact bytes on disk, without its newline. Journals of an older vaodrill have no ``prev``: a resumed
+or recovered one gets a chain from the first line this version appends. This is evidence, not a signature:
+whoever can rewrite the whole file can rebuild the chain.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -32,6 +39,10 @@ JOURNAL_VERSION = 1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 #: Bounded reads: a journal is a few KB per plan; a bigger file is not ours.
 MAX_JOURNAL_BYTES = 64 * 1024 * 1024
+#: The ``prev`` of a journal's first line: there is no line before it.
+GENESIS = "0" * 64
+#: Held from reading the last line's hash to writing the next line (appends take microseconds).
+_APPENDING = threading.Lock()
 
 
 class JournalError(ValueError):
@@ -65,21 +76,52 @@ class Journal:
         self.path = Path(directory) / f"{run_id}.jsonl"
         self._written = self._synced = 0  # lines appended by this object; of those, known to be on disk
         self._sync_lock = threading.Lock()
+        self._tail: tuple[int, str] | None = None  # (file size, hash of its last line) after our last append
 
     def exists(self) -> bool:
         return self.path.is_file()
 
     def append(self, kind: str, **fields: Any) -> None:
-        record = {"at": datetime.now(UTC).isoformat(), "type": kind, "run_id": self.run_id, **fields}
-        line = json.dumps(record, default=str, ensure_ascii=False) + "\n"
+        """One line, written at once, carrying the hash of the line before it.
+
+        One lock per process from reading that hash to writing the line, so two writers in this process (two
+        threads, two objects on one file) never chain two lines to the same predecessor. Two processes writing
+        one run's journal at once is not a state vaodrill allows; verify would show the fork.
+        """
         if not self._written:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with _APPENDING:
+            self._append(kind, fields)
+        self._written += 1
+
+    def _append(self, kind: str, fields: dict[str, Any]) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line.encode("utf-8"))
+            size = os.fstat(fd).st_size
+            record = {"at": datetime.now(UTC).isoformat(), "type": kind, "run_id": self.run_id, **fields,
+                      "prev": self._prev_hash(fd, size)}
+            data = json.dumps(record, default=str, ensure_ascii=False).encode("utf-8")
+            os.write(fd, data + b"\n")
+            self._tail = (size + len(data) + 1, line_hash(data))
         finally:
             os.close(fd)
-        self._written += 1
+
+    def _prev_hash(self, fd: int, size: int) -> str:
+        if size == 0:
+            return GENESIS
+        if self._tail is not None and self._tail[0] == size:
+            return self._tail[1]  # nobody appended since our last line
+        return line_hash(_last_line(fd, size))
+
+    def head(self) -> JournalHead | None:
+        """Where the journal stands now (its line count and last line's hash), for a report to anchor; None
+        without a journal file."""
+        try:
+            data = _read_bounded(self.path)
+        except JournalError:
+            return None
+        lines = _split_lines(data)
+        return JournalHead(self.path, len(lines), line_hash(lines[-1]) if lines else GENESIS)
 
     async def sync(self) -> None:
         """Every line appended so far is on disk when this returns."""
@@ -99,6 +141,107 @@ class Journal:
 
     def read(self) -> JournalState:
         return JournalState.parse(self.path)
+
+
+def line_hash(line: bytes) -> str:
+    """SHA-256 of one journal line as stored (UTF-8, without its newline)."""
+    return hashlib.sha256(line).hexdigest()
+
+
+def _last_line(fd: int, size: int) -> bytes:
+    """The file's last line (without its newline), read backwards from the end in 64 KiB steps."""
+    tail, pos = b"", size
+    while True:
+        step = min(65536, pos)
+        pos -= step
+        tail = os.pread(fd, step, pos) + tail
+        body = tail[:-1] if tail.endswith(b"\n") else tail
+        cut = body.rfind(b"\n")
+        if cut >= 0 or pos == 0:
+            return body[cut + 1:]
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_JOURNAL_BYTES:
+            raise JournalError(f"{path}: {size} bytes is too big for a drill journal")
+        return path.read_bytes()
+    except OSError as exc:
+        raise JournalError(f"{path}: cannot read the journal ({exc.strerror or exc})") from None
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    lines = data.split(b"\n")
+    return lines[:-1] if lines and not lines[-1] else lines
+
+
+@dataclass(frozen=True)
+class JournalHead:
+    """A journal's state at one moment: what a report records so that later lines cannot rewrite earlier ones."""
+
+    path: Path
+    lines: int
+    last_hash: str
+
+
+@dataclass
+class Chain:
+    """A journal's hash chain as found on disk: every line's hash, where the chain starts and its first break."""
+
+    path: Path
+    hashes: list[str]
+    #: First line carrying ``prev`` (1-based); None: no chain at all (a journal of an older vaodrill).
+    starts: int | None = None
+    #: The first place that does not match, in words naming the line; None: the chain holds.
+    broken: str | None = None
+
+
+def read_chain(path: Path) -> Chain:
+    """Recompute a journal's hash chain. A single changed line is named exactly: its own hash no longer matches
+    the next line's ``prev`` (and, if its ``prev`` was the changed part, it no longer matches its predecessor)."""
+    lines = _split_lines(_read_bounded(path))
+    chain = Chain(path, [line_hash(line) for line in lines])
+    links: list[bool | None] = []  # links[i]: line i+2's prev matches line i+1 (None: line i+2 has no prev)
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+            prev = record.get("prev") if isinstance(record, dict) else None
+        except ValueError:
+            prev = None
+            if chain.starts is not None or number < len(lines):
+                chain.broken = f"line {number} is not a journal line (torn or edited)"
+                return chain
+        if prev is None:
+            if chain.starts is not None:
+                chain.broken = f"line {number} carries no hash, though the chain started at line {chain.starts}"
+                return chain
+            continue
+        chain.starts = chain.starts or number
+        expected = GENESIS if number == 1 else chain.hashes[number - 2]
+        if number == chain.starts and number > 1 and prev != expected:
+            chain.broken = f"line {number - 1} was changed (line {number} holds a different hash of it)"
+            return chain
+        links.append(prev == expected)
+    chain.broken = _first_break(links, chain.starts or 0, len(lines))
+    return chain
+
+
+def _first_break(links: list[bool | None], starts: int, total: int) -> str | None:
+    """The first changed line from the link results (link k: line starts+k holds line starts+k-1's hash)."""
+    for k, ok in enumerate(links):
+        if ok:
+            continue
+        line = starts + k  # this line's prev does not match its predecessor
+        if line == 1:
+            return "line 1 was changed (it does not start a chain: lines before it removed?)"
+        if k + 1 < len(links) and not links[k + 1]:
+            return f"line {line} was changed (its hash of line {line - 1} and line {line + 1}'s hash of it differ)"
+        if line == total:
+            return f"line {line - 1} or line {line} was changed (the last line holds a different hash of line " \
+                   f"{line - 1})"
+        return f"line {line - 1} was changed, or lines removed after it (line {line} holds a different hash of it)"
+    return None
 
 
 @dataclass
@@ -209,5 +352,5 @@ def open_journals(directory: Path) -> list[JournalState]:
     return [j for j in journals(directory) if j.is_open]
 
 
-__all__ = ["JOURNAL_VERSION", "Journal", "JournalError", "JournalState", "check_run_id", "default_journal_dir",
-           "journals", "open_journals"]
+__all__ = ["GENESIS", "JOURNAL_VERSION", "Chain", "Journal", "JournalError", "JournalHead", "JournalState",
+           "check_run_id", "default_journal_dir", "journals", "line_hash", "open_journals", "read_chain"]

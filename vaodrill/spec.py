@@ -15,6 +15,7 @@ YAML shape::
                                        # is likely done, later otherwise, same reads per minute (vaodrill.cadence)
     give_up_after: 5m                  # how long an unreachable or failing (5xx) server is borne (10s to 24h)
     on_halt: fail                      # fail (default) | {continue: <option>, max: 1..10 (default 1)}
+    history: {max_age: 90d, rto_regression: 25%}   # how fresh the proof must be, what is a regression
     plans:
       - plan: Core Network             # a plan name or id (GUID); a bare string is short for {plan: ...}
       - plan: SQL Tier
@@ -100,6 +101,7 @@ __all__ = [
     "ContinueOption",
     "DrillSpec",
     "HaltPolicy",
+    "HistoryPolicy",
     "PlanStep",
     "SpecError",
     "load_spec",
@@ -186,6 +188,38 @@ class HaltPolicy(StrictModel):
         return "fail" if self.continue_with is None else f"continue {self.continue_with.value} (max {self.max})"
 
 
+class HistoryPolicy(StrictModel):
+    """How fresh a drill's proof must be and what counts as an RTO regression (``vaodrill history --check``).
+
+    ``max_age``: a plan whose last passed drill is older is overdue (default 365d: DORA wants a yearly test).
+    ``rto_regression``: a plan whose last passed RTO exceeds the median of its five passed drills before it by
+    more than this many percent (``25%`` or ``25``) has regressed; unset: not checked.
+    """
+
+    max_age: DurationField = Field(default="365d", validate_default=True)
+    rto_regression: float | None = Field(default=None, gt=0, le=1000)
+
+    @field_validator("max_age")
+    @classmethod
+    def _max_age_range(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise PydanticCustomError("duration_range", f"must be at least 1d, got {spec_duration(value)}")
+        return value
+
+    @field_validator("rto_regression", mode="before")
+    @classmethod
+    def _percent(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip().removesuffix("%").strip()
+            try:
+                return float(text)
+            except ValueError:
+                raise PydanticCustomError("percent", f"a percentage like 25%, got {show_value(value)}") from None
+        if isinstance(value, bool):
+            raise PydanticCustomError("percent", f"a percentage like 25%, got {show_value(value)}")
+        return value
+
+
 class PlanStep(StrictModel):
     """One plan of the drill. ``plan`` is the key other steps' ``after`` refer to."""
 
@@ -266,6 +300,8 @@ class DrillSpec(StrictModel):
     give_up_after: DurationField = Field(default="5m", validate_default=True)
     """How long a server that is unreachable or answers 5xx is borne before the drill stops waiting."""
     on_halt: HaltPolicy = HaltPolicy()
+    history: HistoryPolicy = HistoryPolicy()
+    """How fresh this drill's proof must be and what counts as a regression (``vaodrill history --check``)."""
     plans: tuple[PlanStep, ...] = Field(min_length=1)
 
     @field_validator("name", mode="before")

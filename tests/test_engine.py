@@ -158,8 +158,12 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
 
 async def test_syncs_that_overlap_share_fsyncs_and_each_covers_its_own_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A wave of intents synced together: far fewer fsyncs than lines (they ran one per line before), and a sync
-    returns only after an fsync that started once its line was written."""
+    """A sync returns only after an fsync that started once its line was written (a wave of intents, each synced
+    as the engine does); and syncs that wait together share one fsync (they ran one per line before).
+
+    How many fsyncs an interleaved wave costs depends on how fast the disk is against the event loop, so the count
+    is asserted where the rule makes it exact: a hundred syncs waiting on lines already written need one fsync.
+    """
     import os
 
     journal = Journal(tmp_path, "wave")
@@ -183,8 +187,15 @@ async def test_syncs_that_overlap_share_fsyncs_and_each_covers_its_own_line(
         assert any(start >= mine for start in fsync_starts), (i, fsync_starts)
 
     await asyncio.gather(*(intent(i) for i in range(100)))
-    assert 1 <= len(fsync_starts) < 20, fsync_starts
+    assert 1 <= len(fsync_starts) <= 100, fsync_starts
     assert [line.count('"intent"') for line in journal.path.read_text().splitlines()[1:]] == [1] * 100
+
+    for i in range(100):
+        journal.append("intent", plan=f"again-{i}")
+        written += 1
+    before = len(fsync_starts)
+    await asyncio.gather(*(journal.sync() for _ in range(100)))
+    assert fsync_starts[before:] == [written], fsync_starts[before:]
 
 
 async def test_a_run_leaves_on_the_reading_that_showed_its_dependencies_done(sim: Sim, tmp_path: Path) -> None:

@@ -83,7 +83,8 @@ def test_a_changed_hash_field_names_its_own_line(run: tuple[Path, Path]) -> None
     folder, journal = run
     lines = journal.read_bytes().split(b"\n")
     record = json.loads(lines[4])
-    lines[4] = lines[4].replace(record["prev"].encode(), ("f" + record["prev"][1:]).encode())
+    changed = ("0" if record["prev"][0] != "0" else "1") + record["prev"][1:]  # one character, always different
+    lines[4] = lines[4].replace(record["prev"].encode(), changed.encode())
     journal.write_bytes(b"\n".join(lines))
     assert "line 5 was changed" in verify(str(folder)).stderr
 

@@ -27,10 +27,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from vaodrill.auth import Answer
-from vaodrill.client import VaoClient
 from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
 from vaodrill.models import FailoverPlan, TokenResponse
+from vaodrill.orchestrator import Orchestrator
 from vaodrill.rules import not_runnable_because
 from vaodrill.vocabulary import Kind, classification
 
@@ -80,7 +80,7 @@ class _Stop(Exception):
 class _Doctor:
     """The checks, sharing one HTTP client (the vaodrill client's, so TLS and timeouts are the drill's)."""
 
-    def __init__(self, settings: ConnectionSettings, client: VaoClient, diagnosis: Diagnosis,
+    def __init__(self, settings: ConnectionSettings, client: Orchestrator, diagnosis: Diagnosis,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
         self.http: httpx.AsyncClient = client.http  # raw answers: shapes and headers the client hides

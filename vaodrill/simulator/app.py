@@ -21,19 +21,20 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from . import api, control
+from . import api, control, vro
 from .engine import Simulator
 from .errors import SimError, no_route
 from .scenario import Scenario
 from .timeutil import iso_utc
 from .traffic import ConnectionDropped, Fault
 
-TOKEN_PATHS = frozenset({"/Token", "/v2/Token"})
+TOKEN_PATHS = frozenset({"/Token", "/v2/Token", vro.TOKEN_PATH})
 
 
 def is_api_path(path: str) -> bool:
-    """Requests the simulated server answers (logged, subject to faults); ``/_sim`` and docs are not."""
-    return path in TOKEN_PATHS or path == "/v2" or path.startswith("/v2/")
+    """Requests the simulated server answers (logged, subject to faults): VAO's ``/v2`` and VRO's ``/api``;
+    ``/_sim`` and docs are not."""
+    return path in TOKEN_PATHS or path == "/v2" or path.startswith(("/v2/", "/api/"))
 
 
 def _loggable_body(method: str, path: str, body: bytes) -> Any:
@@ -190,5 +191,8 @@ def create_app(
     _install_error_handlers(app)
     app.include_router(api.token_router)
     app.include_router(api.v2)
+    app.include_router(vro.token_router)
+    for version in vro.VERSIONS:
+        app.include_router(vro.router(version))
     app.include_router(control.router)
     return app

@@ -196,6 +196,10 @@ class HttpApi:
         """The underlying httpx client (TLS, base URL, auth, no redirects), for raw reads such as ``doctor``'s."""
         return self._http
 
+    @property
+    def token_url(self) -> str:
+        return self._auth.token_url
+
     def _locate(self, url: str) -> tuple[str, str]:
         """The server's root URL (paths are relative to it) and the token endpoint, from the URL given."""
         raise NotImplementedError
@@ -311,6 +315,7 @@ class VaoClient(HttpApi):
     """Every operation of the VAO v2 failover-plan API (``/v2``), on the shared plumbing of :class:`HttpApi`."""
 
     api = "VAO v2"
+    plans_path = PLANS
     #: The Continue path that worked on this server (learnt at the first Continue).
     _continue_path: str | None = None
 

@@ -109,6 +109,10 @@ class VroClient(HttpApi):
     def prefix(self) -> str:
         return f"/api/v{self.version}"
 
+    @property
+    def plans_path(self) -> str:
+        return f"{self.prefix}/Plans"
+
     def _path(self, plan_id: str, operation: str = "", *, under: str = "/Plans") -> str:
         _plan_path(plan_id)  # the id must look like an id, never like a path
         return f"{self.prefix}{under}/{plan_id}" + (f"/{operation}" if operation else "")
@@ -121,7 +125,7 @@ class VroClient(HttpApi):
         A server that does not page as it says ends in one line: no envelope, a ``total`` beyond
         :data:`MAX_PLANS` or not matching what its pages hold, the same plan on two pages (``start`` ignored).
         """
-        path = f"{self.prefix}/Plans"
+        path = self.plans_path
         deadline = max(self.retry.deadline, self.timeout)
         plans: list[FailoverPlan] = []
         seen: set[str] = set()

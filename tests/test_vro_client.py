@@ -288,3 +288,19 @@ def test_the_cli_says_a_bad_vro_answer_in_one_line_and_exits_2(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and fragment in errors[0], result.stderr
     assert "Traceback" not in result.stderr and "secret-pw" not in result.stdout + result.stderr
+
+
+# -- the readiness check ----------------------------------------------------------------------------------------
+
+
+async def test_the_readiness_check_is_vro_s_and_not_on_vao_v2(sim_factory: Callable[..., Sim]) -> None:
+    sim = sim_factory("demo")
+    target = sim.plan_id("SQL Tier")
+    async with VroClient(f"{sim.url}/api/v7.2", "demo", "demo") as vro:
+        await vro.readiness_check(target)
+    async with VaoClient(sim.url, "demo", "demo") as vao:
+        with pytest.raises(VaoUsageError, match=r"a readiness check is not available on this server \(VAO v2"):
+            await vao.readiness_check(target)
+    assert [(e["path"], e["status"]) for e in sim.requests(method="POST") if e["path"] != "/api/token"] == [
+        (f"/api/v7.2/Plans/{target}/ReadinessCheck", 200)]
+    assert sim.plans()["SQL Tier"]["run_requests"] == 0

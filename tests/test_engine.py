@@ -282,7 +282,7 @@ async def test_an_undo_that_fails_leaves_the_journal_open_and_says_so(any_sim: S
     assert [j.run_id for j in open_journals(engine.journal.path.parent)] == ["run-1"]
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_stop_mid_drill_interrupts_cleans_up_and_reports(any_sim: Sim, tmp_path: Path) -> None:
     """What a first SIGINT/SIGTERM does: stop starting plans, stop waiting, undo, write the report."""
     any_sim.patch("Active Directory", never_finish=True)
@@ -451,7 +451,7 @@ async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: 
     assert most == 2  # never more than two at once, and the cap was actually reached
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_first(
         any_sim: Sim, tmp_path: Path) -> None:
     """Both pass the precondition together (their POSTs held back until both are ready); the server refuses the

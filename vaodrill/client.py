@@ -1,4 +1,4 @@
-"""Async client of the VAO REST API v2 (contract: shared/vao-v2-api.md).
+"""Async client of the VAO REST API v2 (contract: shared/vao-v2-api.md), on the plumbing every backend shares.
 
     async with VaoClient("https://vao.example:9899", "CORP\\\\drill", "secret") as vao:
         plan = await vao.get_plan(plan_id)
@@ -8,7 +8,8 @@ One client means one login, one token and one connection pool: share it across a
 
 Nothing a server sends can hang or exhaust this client: every exchange (login included) has a total deadline
 that a trickling body cannot stretch, bodies are read under a size cap, redirects are never followed, and every
-failure is a :class:`~vaodrill.errors.VaoError` with a one-line message.
+failure is a :class:`~vaodrill.errors.VaoError` with a one-line message. :class:`HttpApi` holds all of that;
+:class:`VaoClient` (here) and :class:`~vaodrill.vro.VroClient` add only what their API sends and reads.
 """
 
 from __future__ import annotations

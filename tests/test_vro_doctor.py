@@ -83,3 +83,14 @@ def test_the_doctor_command_against_neither_exits_2() -> None:
     failed = [line for line in result.stdout.splitlines() if line.lstrip().startswith("✗")]
     assert len(failed) == 1 and "offers neither" in failed[0], result.stdout
     assert "Traceback" not in result.stdout + result.stderr and "pw-secret" not in result.stdout + result.stderr
+
+
+async def test_an_account_that_wants_mfa_is_named_by_doctor() -> None:
+    from tests.test_vro_client import VroServer, envelope, plan
+
+    server = VroServer(lambda s, n: envelope([plan(1)], 1), token=lambda form: Reply.json({"mfa_token": "t"}))
+    with BackgroundServer(server) as background:
+        diagnosis = await diagnose(settings(background.url + "/api/v13"))
+    failed = [c for c in diagnosis.checks if c.ok is False]
+    assert [c.name for c in failed] == ["login"] and "needs multi-factor authentication (MFA)" in failed[0].detail
+    assert diagnosis.exit_code == 1 and server.count("GET", "/Plans") == 0

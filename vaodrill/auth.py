@@ -158,7 +158,7 @@ class VaoAuth:
     def _accept(self, answer: Answer, *, login: bool) -> _Token | None:
         """A token from a token answer; a refused refresh is None, a refused login starts the backoff."""
         operation = f"POST {self.token_url}"
-        if _wants_mfa(answer):  # a second factor no unattended drill can give: refused, never retried in a loop
+        if wants_mfa(answer):  # a second factor no unattended drill can give: refused, never retried in a loop
             raise self.refuse(VaoAuthError(
                 f"login as {self.who} needs multi-factor authentication (MFA), which an unattended drill cannot "
                 "answer: use an account without MFA, or a client id and secret", status_code=answer.status,
@@ -189,7 +189,7 @@ class VaoAuth:
 _MFA = re.compile(r"\bmfa\b|multi-?factor|two-?factor|\b2fa\b|one-?time (?:pass|code)", re.IGNORECASE)
 
 
-def _wants_mfa(answer: Answer) -> bool:
+def wants_mfa(answer: Answer) -> bool:
     """The token endpoint asks for a second factor: a success body carrying an MFA token instead of an access
     token (VRO's MFA flow), or a refusal whose message says so."""
     if answer.ok:

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from vaodrill.auth import Answer
+from vaodrill.auth import Answer, wants_mfa
 from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
 from vaodrill.models import FailoverPlan, TokenResponse
@@ -209,6 +209,11 @@ class _Doctor:
         answer = await self.exchange("POST", self.token_url, form=form)
         if answer.status == 404:  # no token endpoint here: which API, if any, does this server offer?
             await self.api()
+        if wants_mfa(answer):
+            self.d.add("login", False, f"{grant} grant as {who}: the account needs multi-factor authentication (MFA), "
+                       "which an unattended drill cannot answer",
+                       "use an account without MFA for drills, or a client id and secret (VAO_CLIENT_ID)")
+            raise _Stop
         if not answer.ok:
             message = server_message(answer.body)
             self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {answer.status})"

@@ -244,7 +244,7 @@ async def test_pages_that_never_end_stop_at_the_list_deadline_in_bounded_memory(
     tracemalloc.start()
     try:
         async with client(server, retry=RetryPolicy(attempts=1, deadline=2.0), timeout=2.0) as vro:
-            with pytest.raises(VaoTimeoutError, match=r"the plan list was not read within 2s \([\d,]+ plans in\)"):
+            with pytest.raises(VaoTimeoutError, match=r"the plan list was not read within \d+s \([\d,]+ plans in\)"):
                 await vro.list_plans()
         _, peak = tracemalloc.get_traced_memory()
     finally:

@@ -45,12 +45,18 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+VRO_OPS = {"Run": "Failover"}
+
+
 class Sim:
     """A running simulator and a control-plane client for it."""
 
-    def __init__(self, url: str, app: Any) -> None:
+    def __init__(self, url: str, app: Any, api: str = "v2") -> None:
         self.url = url
         self.app = app
+        #: The API a drill speaks to it (the same server serves both): ``v2`` or ``vro`` (at ``/api/v13``).
+        self.api = api
+        self.api_url = f"{url}/api/v13" if api == "vro" else url
         self.scenario: str | None = app.state.sim.scenario.name if app is not None else None
         self.control = httpx.Client(base_url=url, timeout=10)
 
@@ -75,11 +81,18 @@ class Sim:
     def patch(self, name: str, **changes: object) -> None:
         self.control.patch(f"/_sim/plans/{self.plan_id(name)}", json=changes).raise_for_status()
 
+    def path(self, op: str = "") -> str:
+        """The request-log path of a plan operation in this sim's API (``Run`` is VRO's ``Failover``), or of the
+        plan list."""
+        if self.api == "vro":
+            return f"/api/v13/Plans/*/{VRO_OPS.get(op, op)}" if op else "/api/v13/Plans"
+        return f"/v2/FailoverPlans/*/{op}" if op else "/v2/FailoverPlans"
+
     def posts(self, op: str) -> dict[str, int]:
         """Count of POST .../{op} per plan id."""
         counts: dict[str, int] = {}
-        for entry in self.requests(method="POST", path=f"/v2/FailoverPlans/*/{op}"):
-            plan_id = entry["path"].split("/")[3].lower()
+        for entry in self.requests(method="POST", path=self.path(op)):
+            plan_id = entry["path"].split("/")[4 if self.api == "vro" else 3].lower()
             counts[plan_id] = counts.get(plan_id, 0) + 1
         return counts
 
@@ -96,10 +109,10 @@ def sim_factory() -> Iterator[Callable[..., Sim]]:
 
     started: list[tuple[BackgroundServer, Sim]] = []
 
-    def make(scenario: Any = "demo", time_scale: float = 600, **kwargs: Any) -> Sim:
+    def make(scenario: Any = "demo", time_scale: float = 600, api: str = "v2", **kwargs: Any) -> Sim:
         app = create_app(scenario, time_scale=time_scale, **kwargs)
         server = BackgroundServer(app).start()
-        started.append((server, Sim(server.url, app)))
+        started.append((server, Sim(server.url, app, api)))
         return started[-1][1]
 
     yield make
@@ -117,8 +130,10 @@ def sim(sim_factory: Callable[..., Sim]) -> Sim:
 @pytest.fixture(params=["demo", "veeam-docs"])
 def any_sim(request: pytest.FixtureRequest, sim_factory: Callable[..., Sim]) -> Sim:
     """The demo plans at 600x, once as the contract spells them (``demo``) and once as Veeam documents them
-    (``veeam-docs``: Verified/NotVerified idle plans, undo left complete, /Run/Continue, 400/500 refusals...)."""
-    return sim_factory(request.param, time_scale=600)
+    (``veeam-docs``: Verified/NotVerified idle plans, undo left complete, /Run/Continue, 400/500 refusals...).
+    ``"demo@vro"``: the same simulator, driven through its VRO API (``/api/v13``)."""
+    scenario, _, api = str(request.param).partition("@")
+    return sim_factory(scenario, time_scale=600, api=api or "v2")
 
 
 # -- in-process simulators with an injected clock (the simulator's own tests) -------------------------------

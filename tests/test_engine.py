@@ -51,7 +51,25 @@ def write_spec(tmp_path: Path, plans: str = DEMO_PLANS, **top: object) -> Path:
 
 
 def settings_for(sim: Sim) -> ConnectionSettings:
-    return ConnectionSettings(url=sim.url, username="demo", password=SecretStr("demo"), simulated=True)
+    return ConnectionSettings(url=sim.api_url, username="demo", password=SecretStr("demo"), simulated=True)
+
+
+#: The engine's main cases run on both scenarios and on both APIs of the simulator (VAO v2 and VRO v13).
+BOTH_APIS = ["demo", "veeam-docs", "demo@vro", "veeam-docs@vro"]
+
+
+def failover_bodies(sim: Sim) -> dict[str, Any]:
+    """The body of each plan's Run (v2) or Failover (VRO) POST, by plan id."""
+    return {e["path"].split("/")[4 if sim.api == "vro" else 3].lower(): e["body"]
+            for e in sim.requests(method="POST", path=sim.path("Run"))}
+
+
+def expected_body(sim: Sim, restore_point: str | None) -> dict[str, Any]:
+    """The exact failover request of the API: the seed's Run body on v2, VRO's Failover body."""
+    if sim.api == "vro":
+        return {"restorePointDate": restore_point, "executeChainedPlans": False}
+    return {"mode": "FailoverNow", "planlaunchOptions": {"restorePointRule": {"date": restore_point},
+                                                         "executeChainedPlans": False}}
 
 
 class Recorder(Observer):
@@ -123,7 +141,7 @@ def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
     assert Journal(tmp_path, "r").read().plans["p"]["phase"] == "refused"
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, tmp_path: Path) -> None:
     report, recorder, engine = await drill(any_sim, tmp_path)
     assert report.verdict == "passed", report.reason
@@ -132,6 +150,12 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     ids = {any_sim.plan_id(p.plan).lower() for p in report.plans}
     assert runs_processed(any_sim) == dict.fromkeys(ids, 1)
     assert any_sim.posts("Undo") == dict.fromkeys(ids, 1)
+    assert failover_bodies(any_sim) == {any_sim.plan_id(p.plan).lower(): expected_body(any_sim, p.restore_point)
+                                        for p in report.plans}
+    for entry in any_sim.requests(method="POST", path=any_sim.path("Undo")):  # each Undo after its failover ended
+        record = next(r for r in any_sim.plans().values() if r["id"].lower() in entry["path"].lower())
+        failover = next(st for st in record["stages"] if st["kind"] == "Failover")
+        assert failover["ended_at"] is not None and failover["ended_at"] <= entry["at"], record["name"]
     assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing",
                                            "clean"]
     # no wait longer than the stage itself plus two polls: the completion is seen by the first or second plan-list
@@ -141,7 +165,7 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     def at(text: str) -> datetime:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
-    lists = [at(e["at"]) for e in any_sim.requests(method="GET", path="/v2/FailoverPlans") if e["status"] == 200]
+    lists = [at(e["at"]) for e in any_sim.requests(method="GET", path=any_sim.path()) if e["status"] == 200]
     for name, record in any_sim.plans().items():
         stages = [st for st in record["stages"] if st["kind"] == "Failover"]
         if stages:
@@ -212,7 +236,7 @@ async def test_a_run_leaves_on_the_reading_that_showed_its_dependencies_done(sim
         assert len(gets) <= 2, name  # and one before the Undo
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("SQL Tier", state="Disabled")
     report, _, engine = await drill(any_sim, tmp_path)
@@ -226,7 +250,7 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(any_sim
     assert not engine.journal.read().is_open  # nothing left failed over: the journal closes
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_halt_is_reported_and_undone(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("App Tier", halt_at_step=2)
     report, _, _ = await drill(any_sim, tmp_path)
@@ -237,7 +261,7 @@ async def test_halt_is_reported_and_undone(any_sim: Sim, tmp_path: Path) -> None
     assert_all_clean(any_sim)
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_halt_policy_continues_once(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("App Tier", halt_at_step=2)
     report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
@@ -247,18 +271,18 @@ async def test_halt_policy_continues_once(any_sim: Sim, tmp_path: Path) -> None:
     assert len(continues) == 1
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_a_stage_that_never_finishes_times_out_then_is_halted_and_undone(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("Reporting", never_finish=True)
     plans = DEMO_PLANS.replace("  - plan: Reporting\n", "  - plan: Reporting\n    timeout: 2s\n")
     report, _, _ = await drill(any_sim, tmp_path, plans)
     reporting = by_name(report)["Reporting"]
     assert reporting.status == "timed_out" and reporting.undo == "verified"
-    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert len(any_sim.requests(method="POST", path=any_sim.path("Halt"))) == 1
     assert_all_clean(any_sim)
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_an_undo_that_fails_leaves_the_journal_open_and_says_so(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("Web Tier", fail_undo=True)
     report, _, engine = await drill(any_sim, tmp_path)
@@ -269,7 +293,7 @@ async def test_an_undo_that_fails_leaves_the_journal_open_and_says_so(any_sim: S
     assert [j.run_id for j in open_journals(engine.journal.path.parent)] == ["run-1"]
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_stop_mid_drill_interrupts_cleans_up_and_reports(any_sim: Sim, tmp_path: Path) -> None:
     """What a first SIGINT/SIGTERM does: stop starting plans, stop waiting, undo, write the report."""
     any_sim.patch("Active Directory", never_finish=True)
@@ -318,7 +342,7 @@ async def test_a_plan_held_by_an_unclosed_run_names_that_run(sim: Sim, tmp_path:
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 1
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim, tmp_path: Path) -> None:
     """A real process running the engine is SIGKILLed after two Runs; the journal alone is enough to recover."""
     import os
@@ -336,7 +360,7 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)
-    child = subprocess.Popen([sys.executable, "-c", code, str(spec), any_sim.url, str(tmp_path / "reports")],
+    child = subprocess.Popen([sys.executable, "-c", code, str(spec), any_sim.api_url, str(tmp_path / "reports")],
                              cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
     try:
         for _ in range(600):
@@ -358,9 +382,9 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
     assert {p.name: p.action for p in recovery.plans} == {"Core Network": "undo",
                                                           "Active Directory": "halt and undo"}
     assert_all_clean(any_sim)
-    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Halt")) == 1
+    assert len(any_sim.requests(method="POST", path=any_sim.path("Halt"))) == 1
     assert open_journals(tmp_path / "reports" / "journal") == []
-    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2  # recovery never runs a plan
+    assert len(any_sim.requests(method="POST", path=any_sim.path("Run"))) == 2  # recovery never runs a plan
 
 
 async def test_failure_in_the_middle_keeps_independent_branches(sim: Sim, tmp_path: Path) -> None:
@@ -438,7 +462,7 @@ async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: 
     assert most == 2  # never more than two at once, and the cap was actually reached
 
 
-@pytest.mark.parametrize("any_sim", ["demo", "veeam-docs"], indirect=True)
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_first(
         any_sim: Sim, tmp_path: Path) -> None:
     """Both pass the precondition together (their POSTs held back until both are ready); the server refuses the
@@ -472,7 +496,7 @@ async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_
     assert refused.status == "failed" and refused.undo == "not_needed", refused
     assert passed[0] in (refused.reason or "") and "refused" in (refused.reason or ""), refused.reason
     core = any_sim.plan_id("Core Network").lower()
-    assert len(any_sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2
+    assert len(any_sim.requests(method="POST", path=any_sim.path("Run"))) == 2
     assert runs_processed(any_sim) == {core: 1} and any_sim.posts("Undo") == {core: 1}
     assert_all_clean(any_sim)
     assert open_journals(tmp_path / "reports" / "journal") == []  # neither leaves anything to recover

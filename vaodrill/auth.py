@@ -14,6 +14,8 @@ exchanges themselves are the client's (size cap, deadline, error mapping); this 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,6 +32,8 @@ REFRESH_SHARE = 0.1
 REFRESH_MIN_MARGIN = 30.0
 #: After a refused login, no new login for this many seconds (account lockout policies count failures).
 LOGIN_BACKOFF = 60.0
+#: Of a token answer, only this much is looked at for an MFA challenge.
+ERROR_BODY_BYTES = 64 * 1024
 #: Longest token lifetime believed (a server saying "forever" still gets its token renewed now and then).
 MAX_LIFETIME = 86400.0
 
@@ -154,6 +158,11 @@ class VaoAuth:
     def _accept(self, answer: Answer, *, login: bool) -> _Token | None:
         """A token from a token answer; a refused refresh is None, a refused login starts the backoff."""
         operation = f"POST {self.token_url}"
+        if wants_mfa(answer):  # a second factor no unattended drill can give: refused, never retried in a loop
+            raise self.refuse(VaoAuthError(
+                f"login as {self.who} needs multi-factor authentication (MFA), which an unattended drill cannot "
+                "answer: use an account without MFA, or a client id and secret", status_code=answer.status,
+                operation=operation))
         if answer.ok:
             try:
                 body = TokenResponse.model_validate_json(answer.body)
@@ -175,3 +184,20 @@ class VaoAuth:
         token = self._accept(answer, login=True)
         assert token is not None  # a refused login raises
         return token
+
+
+_MFA = re.compile(r"\bmfa\b|multi-?factor|two-?factor|\b2fa\b|one-?time (?:pass|code)", re.IGNORECASE)
+
+
+def wants_mfa(answer: Answer) -> bool:
+    """The token endpoint asks for a second factor: a success body carrying an MFA token instead of an access
+    token (VRO's MFA flow), or a refusal whose message says so."""
+    if answer.ok:
+        try:
+            body = json.loads(answer.body[:ERROR_BODY_BYTES])
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return False
+        return isinstance(body, dict) and not body.get("access_token") and any(
+            isinstance(key, str) and "mfa" in key.lower() for key in body)
+    message = server_message(answer.body) if answer.status in (400, 401, 403) else None
+    return bool(message and _MFA.search(message))

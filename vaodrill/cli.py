@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, cast
 
@@ -177,8 +178,9 @@ def _one_line(text: str) -> str:
 
 @contextmanager
 def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCALE,
-               force_simulator: bool = False) -> Iterator[ConnectionSettings]:
-    """The configured VAO server, or an embedded simulator (demo scenario) announced by a banner."""
+               force_simulator: bool = False, api: str = "v2") -> Iterator[ConnectionSettings]:
+    """The configured VAO server, or an embedded simulator (demo scenario) announced by a banner; ``api``: the
+    simulator's API a drill speaks (``v2``, or ``vro`` at ``/api/v13``)."""
     settings = None if force_simulator else resolve_settings(options)
     if settings is not None:
         yield settings
@@ -187,12 +189,24 @@ def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCAL
     from vaodrill.simulator.server import BackgroundServer
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
+        url = f"{server.url}/api/v13" if api == "vro" else server.url
         err_console.print(f"[bold yellow]⚑ No VAO server configured: using the embedded simulator[/] "
-                          f"(demo scenario, time x{time_scale:g}) at {server.url}")
-        yield ConnectionSettings(url=server.url, username="demo", password=SecretStr("demo"), simulated=True)
+                          f"(demo scenario, time x{time_scale:g}) at {url}")
+        yield ConnectionSettings(url=url, username="demo", password=SecretStr("demo"), simulated=True)
 
 
 # -- commands -------------------------------------------------------------------------------------------
+
+
+class DemoApi(StrEnum):
+    V2 = "v2"
+    VRO = "vro"
+
+
+class SimulatedApi(StrEnum):
+    V2 = "v2"
+    VRO = "vro"
+    BOTH = "both"
 
 
 @app.command()
@@ -205,11 +219,16 @@ def simulator(
     password: Annotated[str, typer.Option(help="Accepted password")] = "demo",
     cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
     key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
+    api: Annotated[SimulatedApi, typer.Option(help="VAO's v2, VRO's API (/api/token, /api/v13...) or both")]
+    = SimulatedApi.BOTH,
 ) -> None:
-    """Serve a simulated VAO REST API v2 (with a control plane under /_sim/).
+    """Serve a simulated VAO REST API v2 and VRO REST API (with a control plane under /_sim/).
+
+    A drill given the URL speaks VAO v2; given the URL ending in /api/v13 (or /api/v7.2, /api/v7.21), VRO.
 
     Examples:
       vaodrill simulator
+      vaodrill simulator --api vro --port 9898
       vaodrill simulator --time-scale 60 --port 9899
       vaodrill simulator --scenario my-site.yaml --cert cert.pem --key key.pem
     """
@@ -220,7 +239,7 @@ def simulator(
     from vaodrill.simulator.server import serve
 
     serve(host=host, port=port, scenario=scenario, time_scale=time_scale, username=username, password=password,
-          certfile=str(cert) if cert else None, keyfile=str(key) if key else None)
+          certfile=str(cert) if cert else None, keyfile=str(key) if key else None, api=api.value)
 
 
 @app.command()
@@ -805,15 +824,18 @@ def history(
 def demo(
     report_dir: ReportDir = Path("reports"),
     time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = DEMO_TIME_SCALE,
+    api: Annotated[DemoApi, typer.Option(help="The simulator's API the drill speaks: VAO v2 or VRO (v13)")]
+    = DemoApi.V2,
 ) -> None:
     """The demo drill on an embedded simulator, in under a minute (a flow run if a Prefect API is configured).
 
     Examples:
       vaodrill demo
+      vaodrill demo --api vro
       vaodrill demo --report-dir /tmp/drill-reports
     """
     drill = demo_drill()
-    with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True) as settings:
+    with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True, api=api.value) as settings:
         code = _run_drill(drill, _load_spec(drill), settings, report_dir)
     raise typer.Exit(code)
 

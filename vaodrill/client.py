@@ -1,4 +1,4 @@
-"""Async client of the VAO REST API v2 (contract: shared/vao-v2-api.md).
+"""Async client of the VAO REST API v2 (contract: shared/vao-v2-api.md), on the plumbing every backend shares.
 
     async with VaoClient("https://vao.example:9899", "CORP\\\\drill", "secret") as vao:
         plan = await vao.get_plan(plan_id)
@@ -8,7 +8,8 @@ One client means one login, one token and one connection pool: share it across a
 
 Nothing a server sends can hang or exhaust this client: every exchange (login included) has a total deadline
 that a trickling body cannot stretch, bodies are read under a size cap, redirects are never followed, and every
-failure is a :class:`~vaodrill.errors.VaoError` with a one-line message.
+failure is a :class:`~vaodrill.errors.VaoError` with a one-line message. :class:`HttpApi` holds all of that;
+:class:`VaoClient` (here) and :class:`~vaodrill.vro.VroClient` add only what their API sends and reads.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -134,13 +135,17 @@ async def _read(response: httpx.Response, limit: int, operation: str, *, strict:
     return b"" if too_large else b"".join(chunks)
 
 
-class VaoClient:
-    """Every operation of the VAO v2 failover-plan API, with shared auth, limits and one retry policy.
+class HttpApi:
+    """What every backend shares: login, TLS, size caps, deadlines, redaction and the one retry policy.
 
     Log in with ``username`` and ``password``, or as a child client with ``client_id`` and ``client_secret``
     (used when given). ``timeout`` is the total deadline of one exchange in seconds. ``vocabulary`` reads plan
-    states (the known spellings plus an administrator's ``states``).
+    states (the known spellings plus an administrator's ``states``). A backend says where its API lives
+    (:meth:`_locate`: the server's root and the token endpoint) and what its operations send.
     """
+
+    #: The API this backend speaks, for messages (``VAO v2``, ``VRO v13``).
+    api = "?"
 
     def __init__(
         self,
@@ -162,17 +167,16 @@ class VaoClient:
     ) -> None:
         if not (isinstance(timeout, int | float) and math.isfinite(timeout) and timeout > 0):
             raise VaoUsageError(f"the VAO timeout must be a positive number of seconds (got {timeout!r})")
-        self.base_url = base_url.strip().rstrip("/").removesuffix("/v2")
+        self.base_url, token_url = self._locate(base_url.strip().rstrip("/"))
         self.username = username
         self.server_timezone = server_timezone
         self.retry = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_response_bytes = max_response_bytes
         self.vocabulary = vocabulary
-        self._continue_path: str | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._auth = VaoAuth(
-            f"{self.base_url}/v2/Token", username=username, password=_secret(password), client_id=client_id,
+            token_url, username=username, password=_secret(password), client_id=client_id,
             client_secret=_secret(client_secret), clock=clock)
         try:
             self._http = httpx.AsyncClient(
@@ -193,10 +197,18 @@ class VaoClient:
         """The underlying httpx client (TLS, base URL, auth, no redirects), for raw reads such as ``doctor``'s."""
         return self._http
 
-    def __repr__(self) -> str:
-        return f"VaoClient(base_url={self.base_url!r}, login={self._auth.who})"
+    @property
+    def token_url(self) -> str:
+        return self._auth.token_url
 
-    async def __aenter__(self) -> VaoClient:
+    def _locate(self, url: str) -> tuple[str, str]:
+        """The server's root URL (paths are relative to it) and the token endpoint, from the URL given."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.base_url!r}, login={self._auth.who})"
+
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -288,6 +300,30 @@ class VaoClient:
     async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
         await self._call("POST", path, json=body)
 
+    # -- shared helpers -------------------------------------------------------------------------------
+
+    def server_wall_time(self, moment: str | datetime | None) -> str | None:
+        """The server's local wall time with no offset, as VAO reads dates; strings are sent as given."""
+        if moment is None or isinstance(moment, str):
+            return moment
+        if moment.tzinfo is None:
+            return moment.replace(microsecond=0).isoformat()
+        return to_server_wall_time(moment, self.server_timezone)
+
+
+
+class VaoClient(HttpApi):
+    """Every operation of the VAO v2 failover-plan API (``/v2``), on the shared plumbing of :class:`HttpApi`."""
+
+    api = "VAO v2"
+    plans_path = PLANS
+    #: The Continue path that worked on this server (learnt at the first Continue).
+    _continue_path: str | None = None
+
+    def _locate(self, url: str) -> tuple[str, str]:
+        root = url.removesuffix("/v2")
+        return root, f"{root}/v2/Token"
+
     # -- reads ----------------------------------------------------------------------------------------
 
     async def list_plans(self, *, filter: str | None = None, orderby: str | None = None,
@@ -309,6 +345,20 @@ class VaoClient:
 
     # -- Run modes ------------------------------------------------------------------------------------
 
+    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+                         execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
+        """The path and exact body :meth:`run_failover` sends (the dry run shows them)."""
+        rule = RestorePointRule(date=self.server_wall_time(restore_point)) if restore_point is not None else None
+        return _plan_path(plan_id, "Run"), RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
+            restore_point_rule=rule, execute_chained_plans=execute_chained_plans)).to_json()
+
+    def undo_path(self, plan_id: str) -> str:
+        return _plan_path(plan_id, "Undo")
+
+    async def readiness_check(self, plan_id: str) -> None:
+        """VAO v2 has no readiness check in its API."""
+        raise VaoUsageError(f"a readiness check is not available on this server ({self.api} has no such operation)")
+
     async def run(self, plan_id: str, request: RunRequest) -> None:
         """``POST .../Run``: asynchronous, returns as soon as the plan starts. Never resent once sent."""
         await self._post(_plan_path(plan_id, "Run"), request.to_json())
@@ -316,9 +366,9 @@ class VaoClient:
     async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
                            execute_chained_plans: bool = False) -> None:
         """Fail over to the restore point nearest before ``restore_point`` (server wall time, or aware)."""
-        rule = RestorePointRule(date=self.server_wall_time(restore_point)) if restore_point is not None else None
-        await self.run(plan_id, RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
-            restore_point_rule=rule, execute_chained_plans=execute_chained_plans)))
+        path, body = self.failover_request(plan_id, restore_point=restore_point,
+                                           execute_chained_plans=execute_chained_plans)
+        await self._post(path, body)
 
     async def permanent_failover(self, plan_id: str) -> None:
         await self.run(plan_id, RunRequest(mode=RunMode.PERMANENT_FAILOVER_NOW))
@@ -335,7 +385,7 @@ class VaoClient:
     # -- other operations -----------------------------------------------------------------------------
 
     async def undo(self, plan_id: str) -> None:
-        await self._post(_plan_path(plan_id, "Undo"))
+        await self._post(self.undo_path(plan_id))
 
     async def enable(self, plan_id: str) -> None:
         await self._post(_plan_path(plan_id, "Enable"))
@@ -383,15 +433,6 @@ class VaoClient:
     async def disable_schedule(self, plan_id: str) -> None:
         await self._post(_plan_path(plan_id, "DisableSchedule"))
 
-    # -- helpers --------------------------------------------------------------------------------------
-
-    def server_wall_time(self, moment: str | datetime | None) -> str | None:
-        """The server's local wall time with no offset, as VAO reads dates; strings are sent as given."""
-        if moment is None or isinstance(moment, str):
-            return moment
-        if moment.tzinfo is None:
-            return moment.replace(microsecond=0).isoformat()
-        return to_server_wall_time(moment, self.server_timezone)
 
 
 def _secret(value: str | SecretStr | None) -> SecretStr | None:

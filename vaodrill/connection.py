@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from vaodrill.client import DEFAULT_TIMEOUT, VaoClient
+from vaodrill.client import DEFAULT_TIMEOUT
 from vaodrill.errors import VaoUsageError, one_line
+from vaodrill.orchestrator import Orchestrator, api_of, backend_for
 from vaodrill.vocabulary import Vocabulary
 
 log = logging.getLogger("vaodrill.connection")
@@ -85,6 +86,10 @@ class ConnectionSettings(BaseModel):
             raise ValueError(f"the VAO URL has no host: {one_line(repr(value), 120)}")
         if parts.username is not None or parts.password is not None:
             raise ValueError("the VAO URL must not hold credentials: use the username and password settings")
+        try:
+            api_of(value)
+        except VaoUsageError as exc:
+            raise ValueError(str(exc)) from None
         return value.rstrip("/")
 
     @field_validator("server_timezone")
@@ -121,8 +126,13 @@ class ConnectionSettings(BaseModel):
         """Credentials would travel unencrypted beyond this machine."""
         return self.url.startswith("http://") and not is_loopback(self.host)
 
-    def client(self, **overrides: Any) -> VaoClient:
-        """A new client (one login, one pool): make one per drill run and share it."""
+    @property
+    def api(self) -> str:
+        """``vro`` or ``v2``: the API the URL's path names (``/api/v13``, ``/api/v7.2``, ``/api/v7.21``, ``/v2``)."""
+        return api_of(self.url)
+
+    def client(self, **overrides: Any) -> Orchestrator:
+        """A new client of the backend the URL names (one login, one pool): make one per drill run and share it."""
         if self.insecure_http:
             log.warning("VAO credentials go over plain http:// to %s (allow_insecure_http): anyone on the path "
                         "can read them; use https://", self.host)
@@ -132,7 +142,7 @@ class ConnectionSettings(BaseModel):
             "timeout": self.timeout, "server_timezone": self.server_timezone, "vocabulary": self.vocabulary,
         }
         options.update(overrides)
-        return VaoClient(self.url, **options)
+        return backend_for(self.url, **options)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionSettings | None:

@@ -26,11 +26,11 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from vaodrill.auth import Answer
-from vaodrill.client import VaoClient
+from vaodrill.auth import Answer, wants_mfa
 from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
 from vaodrill.models import FailoverPlan, TokenResponse
+from vaodrill.orchestrator import Orchestrator
 from vaodrill.rules import not_runnable_because
 from vaodrill.vocabulary import Kind, classification
 
@@ -39,6 +39,9 @@ MAX_CLOCK_SKEW = 300.0
 #: A token shorter-lived than this means a login or refresh every few polls: worth knowing, not fatal.
 SHORT_TOKEN = 120.0
 
+#: The plan list of each API, probed without a token: anything but a 404 means the server offers that API.
+API_PROBES = (("VAO v2", "/v2/FailoverPlans"), ("VRO v7.2", "/api/v7.2/Plans"), ("VRO v7.21", "/api/v7.21/Plans"),
+              ("VRO v13", "/api/v13/Plans"))
 CHILD_CLIENT_HINT = ("a child client (VAO_CLIENT_ID / VAO_CLIENT_SECRET) keeps drills from logging out people "
                      "who use the same account")
 
@@ -80,11 +83,12 @@ class _Stop(Exception):
 class _Doctor:
     """The checks, sharing one HTTP client (the vaodrill client's, so TLS and timeouts are the drill's)."""
 
-    def __init__(self, settings: ConnectionSettings, client: VaoClient, diagnosis: Diagnosis,
+    def __init__(self, settings: ConnectionSettings, client: Orchestrator, diagnosis: Diagnosis,
                  clock: Callable[[], float]) -> None:
         self.settings = settings
+        self.client = client
         self.http: httpx.AsyncClient = client.http  # raw answers: shapes and headers the client hides
-        self.token_url = f"{client.base_url}/v2/Token"
+        self.token_url = client.token_url
         self.limit = client.max_response_bytes
         self.d = diagnosis
         self.clock = clock
@@ -108,7 +112,7 @@ class _Doctor:
         """One request within the settings' deadline and the client's size cap; a transport failure is a ✗
         ``connection`` (or ``TLS``) check and stops the diagnosis."""
         operation = f"{method} {path}"
-        headers = {"Authorization": f"Bearer {self.access}"} if form is None else None
+        headers = {"Authorization": f"Bearer {self.access}"} if form is None and self.access else None
         request = self.http.build_request(method, path, data=form, params=params, headers=headers)
         try:
             async with asyncio.timeout(self.settings.timeout):
@@ -159,6 +163,27 @@ class _Doctor:
 
     # -- checks -----------------------------------------------------------------------------------------
 
+    async def api(self) -> None:
+        """Which APIs the server offers (a plan list that is not a 404), and the one spoken; neither: exit 2."""
+        offered = []
+        for name, path in API_PROBES:
+            if (await self.exchange("GET", path)).status != 404:
+                offered.append(name)
+        speaks = self.client.api
+        if not offered:
+            self.d.unreachable = True
+            self.d.add("API", False, f"{self.client.base_url} offers neither VAO's REST API v2 (/v2) nor VRO's "
+                       "(/api/v7.2, /api/v7.21, /api/v13): every plan list answered 404",
+                       "check the URL and the port: VAO serves its API on 9899, VRO on 9898")
+            raise _Stop
+        if speaks not in offered:
+            self.d.unreachable = True
+            self.d.add("API", False, f"the URL asks for {speaks}, which this server does not offer; it offers "
+                       f"{', '.join(offered)}", "end the URL with /api/v13 (or /api/v7.2, /api/v7.21) for VRO, "
+                       "with /v2 or no API path for VAO v2")
+            raise _Stop
+        self.d.add("API", True, f"speaks {speaks}; the server offers {', '.join(offered)}")
+
     def tls(self) -> None:
         s = self.settings
         if not s.url.startswith("https://"):
@@ -182,6 +207,13 @@ class _Doctor:
             grant, who = "password", repr(s.username)
             form = {"grant_type": grant, "username": s.username, "password": s.password.get_secret_value()}
         answer = await self.exchange("POST", self.token_url, form=form)
+        if answer.status == 404:  # no token endpoint here: which API, if any, does this server offer?
+            await self.api()
+        if wants_mfa(answer):
+            self.d.add("login", False, f"{grant} grant as {who}: the account needs multi-factor authentication (MFA), "
+                       "which an unattended drill cannot answer",
+                       "use an account without MFA for drills, or a client id and secret (VAO_CLIENT_ID)")
+            raise _Stop
         if not answer.ok:
             message = server_message(answer.body)
             self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {answer.status})"
@@ -219,7 +251,7 @@ class _Doctor:
                        "vaodrill logs in again instead of refreshing; that works, with one more login per token")
             return
         renewed = self._token(answer, "token refresh")
-        probe = await self.exchange("GET", "/v2/FailoverPlans", params={"$top": "1"})
+        probe = await self.exchange("GET", self.client.plans_path)
         if probe.status == 401:
             self.d.add("token refresh", False, "a refreshed token is refused (HTTP 401)",
                        "report this: vaodrill relies on refreshed tokens during long drills")
@@ -228,6 +260,13 @@ class _Doctor:
         self.d.add("token refresh", True, f"works; the new token is valid for {_duration(renewed.expires_in)}{same}")
 
     async def plan_list(self) -> list[FailoverPlan]:
+        if self.client.api != "VAO v2":  # the backend's own paged read: its envelope checks are the drill's
+            try:
+                plans = await self.client.list_plans()
+            except VaoError as exc:
+                self.d.add("plan list", False, self.redact(one_line(str(exc))))
+                raise _Stop from None
+            return self._listed(plans)
         data = await self.get_json("plan list", "/v2/FailoverPlans")
         if not isinstance(data, list):
             self.d.add("plan list", False, f"GET /v2/FailoverPlans: expected a JSON array, got {_kind(data)}")
@@ -239,6 +278,9 @@ class _Doctor:
             except ValidationError:
                 self.d.add("plan list", False, f"GET /v2/FailoverPlans: element {index} is not a failover plan")
                 raise _Stop from None
+        return self._listed(plans)
+
+    def _listed(self, plans: list[FailoverPlan]) -> list[FailoverPlan]:
         if not plans:
             self.d.add("plan list", False, "no failover plans are visible to this account",
                        "give the account rights on the site or scope that holds the plans")
@@ -247,6 +289,16 @@ class _Doctor:
         return plans
 
     async def single_get(self, plan: FailoverPlan) -> None:
+        if self.client.api != "VAO v2":
+            try:
+                same = (await self.client.get_plan(plan.id)).id == plan.id
+            except VaoError as exc:
+                self.d.add("single-plan GET", False, self.redact(one_line(str(exc))),
+                           "vaodrill re-reads each plan (and its runtime details) before its failover")
+                return
+            self.d.add("single-plan GET", same, "the plan and its runtime details" if same else
+                       f"GET {self.client.plans_path}/{plan.id} answers another plan")
+            return
         data = await self.get_json("single-plan GET", f"/v2/FailoverPlans/{plan.id}")
         shape = ("an object" if isinstance(data, dict) else
                  "a one-element array" if isinstance(data, list) and len(data) == 1 else _kind(data))
@@ -292,6 +344,8 @@ class _Doctor:
                        _plan_hint(plan) if counts else "")
 
     async def odata(self, plan: FailoverPlan) -> None:
+        if self.client.api != "VAO v2":
+            return  # VRO pages with start/limit (the plan list above), there is no OData to check
         quoted = plan.name.replace("'", "''")
         answer = await self.exchange("GET", "/v2/FailoverPlans",
                                      params={"$filter": f"name eq '{quoted}'", "$top": "1"})
@@ -352,6 +406,7 @@ async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None 
         doctor.tls()
         try:
             token = await doctor.login()
+            await doctor.api()
             await doctor.refresh(token)
             listed = await doctor.plan_list()
             await doctor.single_get(listed[0])

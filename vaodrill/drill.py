@@ -46,7 +46,6 @@ from vaodrill.steps import (
     StageDone,
     Started,
     WriteGate,
-    run_request,
     started_stages,
     utcnow,
 )
@@ -767,13 +766,13 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
             if (reason := not_runnable_because(plan)) is not None:
                 calls.append(PlannedCall(target.name, False, f"precondition fails: {reason}"))
                 continue
-            body = json.dumps(run_request(target).to_json())
+            path, body = client.failover_request(target.id, restore_point=target.restore_point)
             calls.append(PlannedCall(
                 target.name, True, f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
-                f"POST {settings.url}/v2/FailoverPlans/{target.id}/Run {body}"))
+                f"POST {client.base_url}{path} {json.dumps(body)}"))
             if spec.mode == "drill":
                 calls.append(PlannedCall(target.name, True, "then, at cleanup",
-                                         f"POST {settings.url}/v2/FailoverPlans/{target.id}/Undo"))
+                                         f"POST {client.base_url}{client.undo_path(target.id)}"))
         return calls
 
 

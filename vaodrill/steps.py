@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from vaodrill.cadence import Polling, Sighting, make_cadence
-from vaodrill.client import VaoClient
 from vaodrill.errors import (
     CleanupNotVerified,
     DrillAborted,
@@ -37,7 +36,8 @@ from vaodrill.errors import (
     VaoServerError,
 )
 from vaodrill.journal import Journal, JournalError, JournalState, open_journals
-from vaodrill.models import FailoverPlan, PlanLaunchOptions, RestorePointRule, RunMode, RunRequest
+from vaodrill.models import FailoverPlan
+from vaodrill.orchestrator import Orchestrator
 from vaodrill.retry import is_transient
 from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
@@ -103,12 +103,6 @@ class Cleanup:
     undone: bool
 
 
-def run_request(target: PlanTarget) -> RunRequest:
-    """The exact Run body the drill sends for a plan."""
-    return RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
-        restore_point_rule=RestorePointRule(date=target.restore_point), execute_chained_plans=False))
-
-
 def _abort_for(error: BaseException) -> DrillAborted | None:
     """Errors after which no further call can succeed: the drill stops waiting at once."""
     if isinstance(error, DrillAborted):
@@ -147,7 +141,7 @@ class PlanMonitor:
     plans' progress, within the same read budget (see :mod:`vaodrill.cadence`); ``"fixed"``: every interval.
     """
 
-    def __init__(self, client: VaoClient, interval: float, give_up_after: float,
+    def __init__(self, client: Orchestrator, interval: float, give_up_after: float,
                  on_read_error: Callable[[str | None], None] | None = None, *, polling: Polling = "fixed") -> None:
         self.client = client
         self.interval = interval
@@ -305,7 +299,7 @@ async def wait_for(monitor: PlanMonitor, target: PlanTarget, *, what: str,
 class DrillSession:
     """One drill run's connection to VAO: one client, one token, one pool, one monitor, one journal."""
 
-    def __init__(self, client: VaoClient, *, poll_interval: float, give_up_after: float,
+    def __init__(self, client: Orchestrator, *, poll_interval: float, give_up_after: float,
                  journal: Journal | None = None, write_gate: WriteGate | None = None,
                  on_read_error: Callable[[str | None], None] | None = None, polling: Polling = "fixed") -> None:
         self.client = client
@@ -486,7 +480,8 @@ class DrillSession:
         self._refuse_unless_runnable(target, await self.current(target))
         started_at = utcnow()
         try:
-            await self._post(target, "run", lambda: self.client.run(target.id, run_request(target)),
+            await self._post(target, "run", lambda: self.client.run_failover(
+                target.id, restore_point=target.restore_point, execute_chained_plans=False),
                              restore_point=target.restore_point)
         except VaoError as exc:
             if (abort := _abort_for(exc)) is not None or (
@@ -611,4 +606,4 @@ class DrillSession:
 
 
 __all__ = ["START_GRACE_POLLS", "Cleanup", "DrillSession", "PlanMonitor", "PlanTarget", "StageDone", "Started",
-           "WriteGate", "run_request", "started_stages", "utcnow", "wait_for"]
+           "WriteGate", "started_stages", "utcnow", "wait_for"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -21,19 +21,21 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from . import api, control
+from . import api, control, vro
 from .engine import Simulator
 from .errors import SimError, no_route
 from .scenario import Scenario
 from .timeutil import iso_utc
 from .traffic import ConnectionDropped, Fault
 
-TOKEN_PATHS = frozenset({"/Token", "/v2/Token"})
+Api = Literal["v2", "vro"]
+TOKEN_PATHS = frozenset({"/Token", "/v2/Token", vro.TOKEN_PATH})
 
 
 def is_api_path(path: str) -> bool:
-    """Requests the simulated server answers (logged, subject to faults); ``/_sim`` and docs are not."""
-    return path in TOKEN_PATHS or path == "/v2" or path.startswith("/v2/")
+    """Requests the simulated server answers (logged, subject to faults): VAO's ``/v2`` and VRO's ``/api``;
+    ``/_sim`` and docs are not."""
+    return path in TOKEN_PATHS or path == "/v2" or path.startswith(("/v2/", "/api/"))
 
 
 def _loggable_body(method: str, path: str, body: bytes) -> Any:
@@ -169,8 +171,12 @@ def create_app(
     access_token_ttl: int = 900,
     refresh_token_ttl: int = 7200,
     clock: Callable[[], float] | None = None,
+    apis: Collection[Api] = ("v2", "vro"),
 ) -> FastAPI:
-    """A fresh, independent VAO v2 simulator as an ASGI app; the :class:`Simulator` is ``app.state.sim``.
+    """A fresh, independent simulator as an ASGI app; the :class:`Simulator` is ``app.state.sim``.
+
+    ``apis``: the REST APIs served over the one state machine: VAO's ``v2`` (``/v2``) and VRO's ``vro``
+    (``/api/token``, ``/api/v7.2``, ``/api/v7.21``, ``/api/v13``); both by default, on the same port.
 
     ``scenario`` is a built-in name (``"demo"``), a YAML/JSON path, a mapping or a :class:`Scenario`.
     ``clock`` returns epoch seconds (default ``time.time``); inject one to drive progression and token expiry
@@ -180,15 +186,21 @@ def create_app(
                     password=password, access_token_ttl=access_token_ttl, refresh_token_ttl=refresh_token_ttl,
                     clock=clock)
     app = SimulatorApp(
-        title="VAO REST API v2 simulator",
-        summary="A stateful stand-in for Veeam Availability Orchestrator's /v2 API (vaodrill)",
+        title="VAO REST API v2 and VRO REST API simulator",
+        summary="A stateful stand-in for Veeam Availability Orchestrator's /v2 API and Veeam Recovery "
+                "Orchestrator's /api/v13 (vaodrill)",
         docs_url="/_sim/docs",
         redoc_url=None,
         openapi_url="/_sim/openapi.json",
     )
     app.state.sim = sim
     _install_error_handlers(app)
-    app.include_router(api.token_router)
-    app.include_router(api.v2)
+    if "v2" in apis:
+        app.include_router(api.token_router)
+        app.include_router(api.v2)
+    if "vro" in apis:
+        app.include_router(vro.token_router)
+        for version in vro.VERSIONS:
+            app.include_router(vro.router(version))
     app.include_router(control.router)
     return app

@@ -363,10 +363,11 @@ class Simulator:
         """Every other operation of table 4.3 (Enable, Disable, Halt, Continue, Undo, Reset, Schedule, ...).
 
         ``path`` is the request path: Continue is served at ``.../Continue`` and/or ``.../Run/Continue`` as the
-        plan's ``continue_path`` says, and the other one answers 404 as an unrouted path does (nothing ran).
+        plan's ``continue_path`` says, and the other one answers 404 as an unrouted path does (nothing ran); VRO's
+        ``/api/v{N}/Plans/{id}/Continue`` is its only Continue.
         """
         plan = self._plan(plan_id)
-        if op is Op.CONTINUE and plan.settings.continue_path != "both":
+        if op is Op.CONTINUE and plan.settings.continue_path != "both" and not path.startswith("/api/"):
             via = "Run/Continue" if path.endswith("/Run/Continue") else "Continue"
             if via != plan.settings.continue_path:
                 raise no_route(path)

@@ -20,7 +20,7 @@ import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
-from .app import create_app
+from .app import Api, create_app
 from .traffic import ConnectionDropped
 
 
@@ -146,6 +146,10 @@ class BackgroundServer:
         self.stop()
 
 
+_API_NAMES = {"v2": "VAO REST API v2", "vro": "VRO REST API (v7.2, v7.21, v13)"}
+_API_PATHS = {"v2": "/v2", "vro": "/api/v13"}
+
+
 def serve(
     *,
     host: str = "127.0.0.1",
@@ -157,16 +161,19 @@ def serve(
     certfile: str | Path | None = None,
     keyfile: str | Path | None = None,
     progression: Literal["time", "tick"] = "time",
+    api: Literal["v2", "vro", "both"] = "both",
 ) -> None:
-    """Run the simulator in the foreground until interrupted (``vaodrill simulator``).
+    """Run the simulator in the foreground until interrupted (``vaodrill simulator``); ``api``: serve VAO's v2,
+    VRO's API, or both on the one port.
 
     Prints where it listens, the credentials and a curl example first, so a person can try it at once.
     Raises :class:`~vaodrill.simulator.ScenarioError` for a bad scenario before anything listens.
     """
     if (certfile is None) != (keyfile is None):
         raise ValueError("certfile and keyfile go together")
+    apis: tuple[Api, ...] = ("v2", "vro") if api == "both" else (api,)
     app = create_app(scenario, time_scale=time_scale, username=username, password=password,
-                     progression=progression)
+                     progression=progression, apis=apis)
     scheme = "https" if certfile else "http"
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     base = f"{scheme}://{shown_host}:{port}"
@@ -174,7 +181,8 @@ def serve(
     sim = app.state.sim
     console = Console()
     console.print(Panel.fit(
-        f"[bold]VAO REST API v2 simulator[/bold] listening on [cyan]{base}/v2[/cyan]\n"
+        "".join(f"[bold]{_API_NAMES[a]} simulator[/bold] listening on [cyan]{base}{_API_PATHS[a]}[/cyan]\n"
+                for a in apis) +
         f"scenario [green]{sim.scenario.name}[/green] ({len(sim.summary()['plans'])} plans), "
         f"progression {progression}, time scale {time_scale:g}x, server time zone {sim.scenario.timezone}\n"
         f"credentials: username [yellow]{username}[/yellow]  password [yellow]{password}[/yellow]\n"
@@ -185,11 +193,12 @@ def serve(
     ))
     # Outside the panel and never wrapped, so the commands survive copy and paste.
     console.print("[dim]# log in, then list plans[/dim]")
+    token, plans = ("/v2/Token", "/v2/FailoverPlans") if "v2" in apis else ("/api/token", "/api/v13/Plans")
     for command in (
-        f"curl{insecure} -s -X POST {base}/v2/Token -d grant_type=password "
+        f"curl{insecure} -s -X POST {base}{token} -d grant_type=password "
         f"--data-urlencode {shlex.quote('username=' + username)} "
         f"--data-urlencode {shlex.quote('password=' + password)}",
-        f"curl{insecure} -s {base}/v2/FailoverPlans -H 'Authorization: Bearer <access_token>'",
+        f"curl{insecure} -s {base}{plans} -H 'Authorization: Bearer <access_token>'",
     ):
         console.print(command, soft_wrap=True, highlight=False, markup=False)
     _quiet_logging()

@@ -5,19 +5,35 @@ The same three are declared for ``prefect deploy`` in ``deployments/prefect.yaml
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
-from prefect import serve
+from prefect import aserve
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events.clients import get_events_subscriber
+from prefect.events.filters import EventFilter, EventNameFilter
+from prefect.exceptions import TerminationSignal
 from prefect.schedules import Cron
 
 from flows.drill import dr_drill, recover_drill
 from flows.failover import real_failover
-from tasks.blocks import block_ref
+from tasks.blocks import block_ref, register_block_types
+from vaodrill.spec import load_spec
+
+log = logging.getLogger("vaodrill.serve")
 
 #: Two runs of the same drill never overlap: a second one is cancelled, not queued behind a failover.
 ONE_AT_A_TIME = ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)
+
+#: How often ``serve`` asks for runs to start: from pressing Run in the UI to the flow run's start is at most this
+#: plus the process start (Prefect's default, 10 s, made a manual drill wait up to 11 s for its first Run).
+POLL_SECONDS = 1
 
 
 def deployments(block: str | None = None, *, simulated: bool = False) -> list[RunnerDeployment]:
@@ -61,6 +77,53 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
     ])
 
 
-def serve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False) -> None:
+def unstarted_run_name(parameters: dict[str, Any], created: datetime) -> str:
+    """``<drill name> · <created>Z`` for a run that never started (its flow names the runs that do)."""
+    request = parameters.get("request") or {}
+    drill_file = str(request.get("drill_file") or "") if isinstance(request, dict) else ""
+    try:
+        name = load_spec(drill_file).name
+    except Exception:  # a missing or bad drill file: the file's name is all there is to show
+        name = Path(drill_file).stem or "drill (no drill file)"
+    return f"{name} · {created.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+
+
+async def name_unstarted_runs(flows: set[str]) -> None:
+    """Name the runs of ``flows`` cancelled before they started, e.g. by a deployment's concurrency limit.
+
+    Prefect gives a run created from the UI or a schedule a random name and only the flow renames it, when it
+    starts; a run cancelled before that would keep a name that says nothing about its drill.
+    """
+    events = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Cancelled"]))
+    async with get_events_subscriber(filter=events) as subscriber, get_client() as client:
+        async for event in subscriber:
+            if not any(r.role == "flow" and r.name in flows for r in event.related):
+                continue
+            with contextlib.suppress(Exception):  # a name is a convenience; serving goes on without it
+                run = await client.read_flow_run(event.resource.prefect_object_id("prefect.flow-run"))
+                if run.start_time is None:
+                    await client.update_flow_run(run.id, name=unstarted_run_name(run.parameters, run.created
+                                                                                  or event.occurred))
+
+
+async def aserve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False,
+                     poll_seconds: float = POLL_SECONDS) -> None:
+    """Register the block types the run forms need, then serve the deployments until cancelled."""
+    await register_block_types()
+    served = deployments(block, simulated=simulated)
+    namer = asyncio.create_task(name_unstarted_runs({dr_drill.name, real_failover.name}))
+    try:
+        await aserve(*served, limit=limit, query_seconds=poll_seconds)
+    finally:
+        namer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await namer
+
+
+def serve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False,
+              poll_seconds: float = POLL_SECONDS) -> None:
     """Create the deployments and run their flow runs from this process until interrupted."""
-    serve(*deployments(block, simulated=simulated), limit=limit)
+    try:
+        asyncio.run(aserve_all(limit, block, simulated=simulated, poll_seconds=poll_seconds))
+    except (KeyboardInterrupt, TerminationSignal) as exc:  # as prefect.serve does
+        log.info("Received %s, shutting down...", type(exc).__name__)

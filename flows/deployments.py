@@ -14,7 +14,15 @@ from typing import Any, cast
 
 from prefect import aserve
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterDeploymentId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, FlowRun, StateType
 from prefect.deployments.runner import RunnerDeployment
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
@@ -77,40 +85,60 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
     ])
 
 
-def unstarted_run_name(parameters: dict[str, Any], created: datetime) -> str:
-    """``<drill name> · <created>Z`` for a run that never started (its flow names the runs that do)."""
+def unstarted_run_name(parameters: dict[str, Any], at: datetime) -> str:
+    """``<drill name> · <time>Z``, as the flow names its run when it starts, for a run that has not started."""
     request = parameters.get("request") or {}
     drill_file = str(request.get("drill_file") or "") if isinstance(request, dict) else ""
     try:
         name = load_spec(drill_file).name
     except Exception:  # a missing or bad drill file: the file's name is all there is to show
-        name = Path(drill_file).stem or "drill (no drill file)"
-    return f"{name} · {created.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
+        name = Path(drill_file).stem or "no drill file"
+    return f"{name} · {at.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z"
 
 
 async def name_unstarted_runs(flows: set[str]) -> None:
-    """Name the runs of ``flows`` cancelled before they started, e.g. by a deployment's concurrency limit.
+    """Name the deployment runs of ``flows`` after their drill from their creation, not only once they start.
 
-    Prefect gives a run created from the UI or a schedule a random name and only the flow renames it, when it
-    starts; a run cancelled before that would keep a name that says nothing about its drill.
+    Prefect gives a run created from the UI or by a schedule a random name; the flow renames it when it starts. A
+    scheduled run waiting for its time, or one cancelled before it started (by a deployment's concurrency limit:
+    a second run of a drill that is running), would otherwise show a name that says nothing about its drill.
+    Runs created through the API are named as their creation event arrives; the scheduler's, which come with no
+    event, every 10 s.
     """
-    events = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Cancelled"]))
-    async with get_events_subscriber(filter=events) as subscriber, get_client() as client:
+    async with get_client() as client:
+        await asyncio.gather(_name_on_events(client, flows), _name_scheduled(client, flows))
+
+
+async def _name_on_events(client: Any, flows: set[str]) -> None:
+    events = EventFilter(event=EventNameFilter(name=["prefect.flow-run.Scheduled", "prefect.flow-run.Cancelled"]))
+    async with get_events_subscriber(filter=events) as subscriber:
         async for event in subscriber:
-            if not any(r.role == "flow" and r.name in flows for r in event.related):
-                continue
-            with contextlib.suppress(Exception):  # a name is a convenience; serving goes on without it
-                run = await client.read_flow_run(event.resource.prefect_object_id("prefect.flow-run"))
-                if run.start_time is None:
-                    await client.update_flow_run(run.id, name=unstarted_run_name(run.parameters, run.created
-                                                                                  or event.occurred))
+            if any(r.role == "flow" and r.name in flows for r in event.related):
+                with contextlib.suppress(Exception):  # a name is a convenience; serving goes on without it
+                    await _name(client, await client.read_flow_run(
+                        event.resource.prefect_object_id("prefect.flow-run")))
 
 
-async def aserve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False,
-                     poll_seconds: float = POLL_SECONDS) -> None:
-    """Register the block types the run forms need, then serve the deployments until cancelled."""
+async def _name_scheduled(client: Any, flows: set[str]) -> None:
+    scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+                              deployment_id=FlowRunFilterDeploymentId(is_null_=False))
+    while True:
+        with contextlib.suppress(Exception):
+            for run in await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=sorted(flows))),
+                                                   flow_run_filter=scheduled, limit=200):
+                await _name(client, run)
+        await asyncio.sleep(10)
+
+
+async def _name(client: Any, run: FlowRun) -> None:
+    name = unstarted_run_name(run.parameters, run.expected_start_time or run.created or datetime.now(UTC))
+    if run.deployment_id and run.run_count == 0 and run.name != name:  # the flow names the runs that ran
+        await client.update_flow_run(run.id, name=name)
+
+
+async def _serve(served: list[RunnerDeployment], limit: int, poll_seconds: float) -> None:
+    """Register the block types the run forms need, then serve ``served`` until cancelled."""
     await register_block_types()
-    served = deployments(block, simulated=simulated)
     namer = asyncio.create_task(name_unstarted_runs({dr_drill.name, real_failover.name}))
     try:
         await aserve(*served, limit=limit, query_seconds=poll_seconds)
@@ -123,7 +151,8 @@ async def aserve_all(limit: int = 4, block: str | None = None, *, simulated: boo
 def serve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False,
               poll_seconds: float = POLL_SECONDS) -> None:
     """Create the deployments and run their flow runs from this process until interrupted."""
+    served = deployments(block, simulated=simulated)  # outside the event loop: to_deployment is sync there
     try:
-        asyncio.run(aserve_all(limit, block, simulated=simulated, poll_seconds=poll_seconds))
+        asyncio.run(_serve(served, limit, poll_seconds))
     except (KeyboardInterrupt, TerminationSignal) as exc:  # as prefect.serve does
         log.info("Received %s, shutting down...", type(exc).__name__)

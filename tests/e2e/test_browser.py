@@ -39,7 +39,10 @@ from .conftest import (
     PrefectServer,
     Process,
     Served,
+    await_until,
     clean_env,
+    is_final,
+    wait_for_run,
     wait_until,
 )
 
@@ -450,3 +453,181 @@ async def test_run_form_offers_a_block_picker(served: Served, form_block: str, p
         assert field["add"], field  # and a new one can be added from the form
         assert 'Property is type "None"' not in field["text"], field["text"]
     check_shot(shot)
+
+
+# -- the run form in Prefect's default UI (V2), served by `vaodrill serve` alone (issue 17) --------------------------
+
+#: Screenshots the README shows (its Prefect section), committed: docs/img/.
+README_SHOTS = REPO_ROOT / "docs" / "img"
+V2 = "/v2"
+
+#: The element a form field's label points at (the V2 form's labels carry ``for``).
+_FIELD = ("((label) => { const l = Array.from(document.querySelectorAll('label'))"
+          ".find(l => l.innerText.trim().startsWith(label)); return l ? document.getElementById(l.htmlFor) : null; })")
+#: The form's error messages: the red text under a field (and the run form's toasts).
+_ERRORS = ("Array.from(document.querySelectorAll('.text-destructive, [data-slot=form-message], [data-sonner-toast]'))"
+           ".map(e => e.innerText.trim()).filter(t => t)")
+FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Restore-point reference time"]
+
+
+async def press(page: Page, label: str, selector: str = "button") -> None:
+    """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events)."""
+    center = await page.value(
+        f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+        f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
+        " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    assert center, f"nothing to press labelled {label!r}"
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        await page.call("Input.dispatchMouseEvent", type=kind, x=center[0], y=center[1], button="left", clickCount=1)
+
+
+async def type_into(page: Page, label: str, text: str) -> None:
+    """Replace the text of the field labelled ``label`` as a person types it (select all, then the keys)."""
+    assert await page.value(f"(() => {{ const f = {_FIELD}({json.dumps(label)}); if (!f) return false;"
+                            " f.focus(); f.select(); return true; })()"), f"no field labelled {label!r}"
+    await page.call("Input.insertText", text=text)
+
+
+async def new_runs(client: Any, deployment_id: UUID, since: Any) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    return [run for run in runs if run.created and run.created >= since]
+
+
+def first_run_post(sim: Any, since: Any) -> Any:
+    """When the simulator received its first failover ``Run`` since ``since`` (None before that)."""
+    import datetime as dt
+
+    times = [dt.datetime.fromisoformat(r["at"]) for r in sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")]
+    return min((t for t in times if t >= since), default=None)
+
+
+async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any, prefect_server: PrefectServer,
+                                                 tmp_path: Path) -> None:
+    """`manual-drill` → Run → Custom run, in the UI a fresh browser lands in: no error untouched; a bad run id
+    refused under its field, no run created; Run with the schema enforced starts a drill that passes."""
+    import datetime as dt
+
+    require_chromium()
+    assert served.block_type_registered, "vaodrill serve did not register the 'VAO Server' block type"
+    README_SHOTS.mkdir(parents=True, exist_ok=True)
+    async with prefect_server.client() as client:
+        deployment = await client.read_deployment_by_name(DRILL_DEPLOYMENT)
+    report_dir = tmp_path / "reports"
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}/")
+        landed = await page.wait_for(f"location.pathname.startsWith('{V2}/') && location.pathname", timeout=60,
+                                     what="the default UI's landing page", shot=tmp_path / "landing.png")
+        assert landed.startswith(f"{V2}/"), landed  # Prefect 3.9's default UI is V2
+
+        await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
+        shot = README_SHOTS / "run-form-untouched.png"
+        await page.wait_for_text(["manual-drill", "Parameters", *FORM_FIELDS, "Submit"], timeout=60, shot=shot)
+        await page.wait_for(f"!!{_FIELD}('Drill file') && {_FIELD}('Drill file').value === "
+                            "'deployments/drills/demo.yaml'", timeout=10, what="the deployment's drill file",
+                            shot=shot)
+        assert await page.value(
+            "document.querySelector('button[role=switch][aria-checked=true]') !== null"), "schema not enforced"
+        await page.screenshot(shot)
+        text = await page.text()
+        assert await page.value(_ERRORS) == [], text[:3000]
+        assert "is not of type" not in text and "not valid under" not in text, text[:3000]
+
+        # a bad value: refused by the form under its field, with what the field accepts; no run is created
+        since = dt.datetime.now(dt.UTC)
+        await type_into(page, "Resume run", "https://prefect/runs/flow-run/1")
+        await page.click("Submit")
+        shot = README_SHOTS / "run-form-refused.png"
+        errors = await page.wait_for(f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()", timeout=30,
+                                     what="the form's refusal", shot=shot)
+        await page.screenshot(shot)
+        assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
+        async with prefect_server.client() as client:
+            assert await new_runs(client, deployment.id, since) == []
+
+        # Run: the untouched fields (an empty run id is left out) and a typed report directory
+        await type_into(page, "Resume run", "")
+        await type_into(page, "Report directory", str(report_dir))
+        drill_sim.reset()
+        pressed = dt.datetime.now(dt.UTC)
+        await page.click("Submit")
+        await page.wait_for(f"!location.pathname.endsWith('/run') && location.pathname.startsWith('{V2}/')",
+                            timeout=30, what="the deployment's page after Submit", shot=tmp_path / "submitted.png")
+        async with prefect_server.client() as client:
+            async def created() -> list[Any]:
+                return await new_runs(client, deployment.id, pressed)
+
+            (run,) = await await_until(created, timeout=30, what="the run the form created")
+            finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
+                                          extra=served.diagnose)
+        assert finished.state.is_completed(), finished.state
+        assert finished.parameters["request"] == {"drill_file": "deployments/drills/demo.yaml",
+                                                  "report_dir": str(report_dir)}, finished.parameters
+        assert RUN_NAME.match(finished.name) and finished.name.startswith(f"{DRILL} · "), finished.name
+        first = first_run_post(drill_sim, pressed)
+        assert first is not None, "the drill never sent a Run"
+        print(f"\nRun pressed -> first Run POST: {(first - pressed).total_seconds():.2f} s")
+        assert (first - pressed).total_seconds() < 60  # a generous ceiling: the figure itself is printed
+
+        await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
+        shot = README_SHOTS / "run-form-passed.png"
+        await page.wait_for_text([finished.name, "Completed"], timeout=60, shot=shot)
+        await page.screenshot(shot)
+    for name in ("run-form-untouched", "run-form-refused", "run-form-passed"):
+        check_shot(README_SHOTS / f"{name}.png")
+
+
+@pytest.mark.parametrize("name", ["manual-drill", "app-stack-monthly"])
+async def test_quick_run_starts_a_drill(name: str, served: Served, drill_sim: Any, prefect_server: PrefectServer,
+                                        tmp_path: Path) -> None:
+    """Deployment page → Run → Quick run → Run, "Validate parameters" on: the drill starts (its first Run POST)
+    with the deployment's parameters; it is then cancelled, undone by its cancellation hook, and waited for."""
+    import datetime as dt
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelling
+
+    require_chromium()
+    async with prefect_server.client() as client:
+        deployment = await client.read_deployment_by_name(f"dr-drill/{name}")
+    drill_sim.reset()
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}")
+        await page.wait_for_text([name, "Run"], timeout=60, shot=tmp_path / "deployment.png")
+        await press(page, "Run")
+        await page.wait_for("document.querySelectorAll('[role=menuitem]').length > 0", timeout=10,
+                            what="the Run menu", shot=tmp_path / "menu.png")
+        await press(page, "Quick run", "[role=menuitem]")
+        dialog = "document.querySelector('[role=dialog]')"
+        shot = README_SHOTS / f"quick-run-{name}.png"
+        await page.wait_for(f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')", timeout=30,
+                            what="the Quick run dialog", shot=shot)
+        assert await page.value(f"{dialog}.querySelector('button[role=switch]').getAttribute('aria-checked')") \
+            == "true", "Validate parameters is off"
+        await page.screenshot(shot)
+        assert await page.value(_ERRORS) == [], await page.text()
+        pressed = dt.datetime.now(dt.UTC)
+        await press(page, "Run", "[role=dialog] button")
+        async with prefect_server.client() as client:
+            async def created() -> list[Any]:
+                return await new_runs(client, deployment.id, pressed)
+
+            (run,) = await await_until(created, timeout=30, what="the Quick run's flow run")
+            await wait_for_run(client, run.id, lambda _: first_run_post(drill_sim, pressed), timeout=120,
+                               what="the drill's first Run POST", extra=served.diagnose)
+            started = await client.read_flow_run(run.id)
+            assert started.state.type == StateType.RUNNING, started.state
+            assert started.parameters == deployment.parameters, started.parameters
+            shot = README_SHOTS / f"quick-run-{name}-started.png"
+            await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
+            await page.wait_for_text([started.name.split(" · ")[0], "Running"], timeout=60, shot=shot)
+            await page.screenshot(shot)
+            # this drill has done its part: stop it (its cancellation hook undoes what it failed over)
+            await client.set_flow_run_state(run.id, Cancelling(), force=True)
+            ended = await wait_for_run(client, run.id, lambda r: is_final(r) and r.state.is_cancelled(),
+                                       timeout=120, what="the cancelled drill's end", extra=served.diagnose)
+    assert RUN_NAME.match(ended.name), ended.name
+    check_shot(README_SHOTS / f"quick-run-{name}.png")
+    check_shot(README_SHOTS / f"quick-run-{name}-started.png")

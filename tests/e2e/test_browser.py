@@ -467,6 +467,8 @@ _FIELD = ("((label) => { const l = Array.from(document.querySelectorAll('label')
 #: The form's error messages: the red text under a field (and the run form's toasts).
 _ERRORS = ("Array.from(document.querySelectorAll('.text-destructive, [data-slot=form-message], [data-sonner-toast]'))"
            ".map(e => e.innerText.trim()).filter(t => t)")
+#: The V2 run page's graph: a canvas of the page's width, drawn.
+_GRAPH_DRAWN = "Array.from(document.querySelectorAll('canvas')).some(c => c.getBoundingClientRect().width > 500)"
 FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Restore-point reference time"]
 
 
@@ -483,10 +485,16 @@ async def press(page: Page, label: str, selector: str = "button") -> None:
 
 
 async def type_into(page: Page, label: str, text: str) -> None:
-    """Replace the text of the field labelled ``label`` as a person types it (select all, then the keys)."""
+    """Replace the text of the field labelled ``label`` as a person does: select all, Backspace, type."""
+    await page.wait_for(f"!!{_FIELD}({json.dumps(label)})", timeout=30, what=f"the field {label!r}",
+                        shot=Path(f"/tmp/no-field-{label.replace(' ', '-')}.png"))
     assert await page.value(f"(() => {{ const f = {_FIELD}({json.dumps(label)}); if (!f) return false;"
                             " f.focus(); f.select(); return true; })()"), f"no field labelled {label!r}"
-    await page.call("Input.insertText", text=text)
+    for kind in ("keyDown", "keyUp"):
+        await page.call("Input.dispatchKeyEvent", type=kind, key="Backspace", code="Backspace",
+                        windowsVirtualKeyCode=8)
+    if text:
+        await page.call("Input.insertText", text=text)
 
 
 async def new_runs(client: Any, deployment_id: UUID, since: Any) -> list[Any]:
@@ -506,8 +514,9 @@ def first_run_post(sim: Any, since: Any) -> Any:
 
 async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any, prefect_server: PrefectServer,
                                                  tmp_path: Path) -> None:
-    """`manual-drill` → Run → Custom run, in the UI a fresh browser lands in: no error untouched; a bad run id
-    refused under its field, no run created; Run with the schema enforced starts a drill that passes."""
+    """`manual-drill` → Run → Custom run, in the UI a fresh browser lands in: no error untouched; Submit with the
+    schema enforced, a typed drill file and report directory and the other fields empty, starts a drill that
+    passes; a bad run id is refused under its field and creates no run."""
     import datetime as dt
 
     require_chromium()
@@ -525,9 +534,8 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
         await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
         shot = README_SHOTS / "run-form-untouched.png"
         await page.wait_for_text(["manual-drill", "Parameters", *FORM_FIELDS, "Submit"], timeout=60, shot=shot)
-        await page.wait_for(f"!!{_FIELD}('Drill file') && {_FIELD}('Drill file').value === "
-                            "'deployments/drills/demo.yaml'", timeout=10, what="the deployment's drill file",
-                            shot=shot)
+        # served against a VAO server (VAO_*): the manual drill has no default drill file, the form asks for one
+        assert await page.value(f"{_FIELD}('Drill file').value") == ""
         assert await page.value(
             "document.querySelector('button[role=switch][aria-checked=true]') !== null"), "schema not enforced"
         await page.screenshot(shot)
@@ -535,20 +543,8 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
         assert await page.value(_ERRORS) == [], text[:3000]
         assert "is not of type" not in text and "not valid under" not in text, text[:3000]
 
-        # a bad value: refused by the form under its field, with what the field accepts; no run is created
-        since = dt.datetime.now(dt.UTC)
-        await type_into(page, "Resume run", "https://prefect/runs/flow-run/1")
-        await page.click("Submit")
-        shot = README_SHOTS / "run-form-refused.png"
-        errors = await page.wait_for(f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()", timeout=30,
-                                     what="the form's refusal", shot=shot)
-        await page.screenshot(shot)
-        assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
-        async with prefect_server.client() as client:
-            assert await new_runs(client, deployment.id, since) == []
-
-        # Run: the untouched fields (an empty run id is left out) and a typed report directory
-        await type_into(page, "Resume run", "")
+        # Run: a typed drill file and report directory, the other fields empty
+        await type_into(page, "Drill file", "deployments/drills/demo.yaml")
         await type_into(page, "Report directory", str(report_dir))
         drill_sim.reset()
         pressed = dt.datetime.now(dt.UTC)
@@ -560,6 +556,21 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
                 return await new_runs(client, deployment.id, pressed)
 
             (run,) = await await_until(created, timeout=30, what="the run the form created")
+
+            # a bad value: refused by the form under its field, with what the field accepts; no run is created.
+            # (Prefect 3.9.1's V2 form, once it showed errors, needs a second Submit after the value is fixed.)
+            await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
+            await page.wait_for_text(FORM_FIELDS, timeout=60, shot=tmp_path / "form-again.png")
+            await type_into(page, "Drill file", "deployments/drills/demo.yaml")
+            await type_into(page, "Resume run", "https://prefect/runs/flow-run/1")
+            await page.click("Submit")
+            shot = README_SHOTS / "run-form-refused.png"
+            errors = await page.wait_for(f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()",
+                                         timeout=30, what="the form's refusal", shot=shot)
+            await page.screenshot(shot)
+            assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
+            assert [r.id for r in await new_runs(client, deployment.id, pressed)] == [run.id]
+
             finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
                                           extra=served.diagnose)
         assert finished.state.is_completed(), finished.state
@@ -573,15 +584,20 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
 
         await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
         shot = README_SHOTS / "run-form-passed.png"
-        await page.wait_for_text([finished.name, "Completed"], timeout=60, shot=shot)
-        await page.screenshot(shot)
+        await page.wait_for_text([finished.name, "Completed", f"Drill {DRILL} (drill mode"], timeout=60, shot=shot)
+        await page.wait_for(_GRAPH_DRAWN, timeout=30, what="the run graph", shot=shot)
+        await settled_screenshot(page, shot, timeout=30)
     for name in ("run-form-untouched", "run-form-refused", "run-form-passed"):
         check_shot(README_SHOTS / f"{name}.png")
 
 
-@pytest.mark.parametrize("name", ["manual-drill", "app-stack-monthly"])
-async def test_quick_run_starts_a_drill(name: str, served: Served, drill_sim: Any, prefect_server: PrefectServer,
-                                        tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "typed"), [
+    # served against a VAO server, the manual drill asks for its drill file (the dialog shows the run form)
+    ("manual-drill", {"drill_file": "deployments/drills/demo.yaml"}),
+    ("app-stack-monthly", {}),  # the scheduled deployment, untouched
+])
+async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served: Served, drill_sim: Any,
+                                        prefect_server: PrefectServer, tmp_path: Path) -> None:
     """Deployment page → Run → Quick run → Run, "Validate parameters" on: the drill starts (its first Run POST)
     with the deployment's parameters; it is then cancelled, undone by its cancellation hook, and waited for."""
     import datetime as dt
@@ -602,12 +618,16 @@ async def test_quick_run_starts_a_drill(name: str, served: Served, drill_sim: An
         await press(page, "Quick run", "[role=menuitem]")
         dialog = "document.querySelector('[role=dialog]')"
         shot = README_SHOTS / f"quick-run-{name}.png"
-        await page.wait_for(f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')", timeout=30,
-                            what="the Quick run dialog", shot=shot)
+        await page.wait_for(f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')"
+                            f" && {dialog}.innerText.includes('Drill file')", timeout=30,
+                            what="the Quick run dialog and its form", shot=shot)
         assert await page.value(f"{dialog}.querySelector('button[role=switch]').getAttribute('aria-checked')") \
             == "true", "Validate parameters is off"
-        await page.screenshot(shot)
         assert await page.value(_ERRORS) == [], await page.text()
+        labels = {"drill_file": "Drill file"}
+        for field, value in typed.items():
+            await type_into(page, labels[field], value)
+        await page.screenshot(shot)
         pressed = dt.datetime.now(dt.UTC)
         await press(page, "Run", "[role=dialog] button")
         async with prefect_server.client() as client:
@@ -619,10 +639,14 @@ async def test_quick_run_starts_a_drill(name: str, served: Served, drill_sim: An
                                what="the drill's first Run POST", extra=served.diagnose)
             started = await client.read_flow_run(run.id)
             assert started.state.type == StateType.RUNNING, started.state
-            assert started.parameters == deployment.parameters, started.parameters
+            # the dialog sends the deployment's parameters, what was typed, and the schema's defaults
+            assert started.parameters == {"request": {"report_dir": "reports", **deployment.parameters["request"],
+                                                      **typed}}, started.parameters
             shot = README_SHOTS / f"quick-run-{name}-started.png"
             await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
-            await page.wait_for_text([started.name.split(" · ")[0], "Running"], timeout=60, shot=shot)
+            drill = started.name.split(" · ")[0]
+            await page.wait_for_text([drill, "Running", f"Drill {drill} (drill mode"], timeout=60, shot=shot)
+            await page.wait_for(_GRAPH_DRAWN, timeout=30, what="the run graph", shot=shot)
             await page.screenshot(shot)
             # this drill has done its part: stop it (its cancellation hook undoes what it failed over)
             await client.set_flow_run_state(run.id, Cancelling(), force=True)

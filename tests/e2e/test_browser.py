@@ -527,6 +527,9 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
     report_dir = tmp_path / "reports"
     async with Chromium(tmp_path) as page:
         await page.goto(f"{prefect_server.url}/")
+        # the README's way to start the server on another port: the UI calls that port
+        ui = httpx.get(f"{prefect_server.url}/ui-settings", timeout=10).json()
+        assert ui["api_url"] == prefect_server.api_url and ui["default_ui"] == "v2", ui
         landed = await page.wait_for(f"location.pathname.startsWith('{V2}/') && location.pathname", timeout=60,
                                      what="the default UI's landing page", shot=tmp_path / "landing.png")
         assert landed.startswith(f"{V2}/"), landed  # Prefect 3.9's default UI is V2

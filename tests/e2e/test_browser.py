@@ -574,6 +574,22 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
             assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
             assert [r.id for r in await new_runs(client, deployment.id, pressed)] == [run.id]
 
+            # a second run of the drill while it runs: cancelled by the deployment's limit before it starts, and
+            # named after its drill all the same (vaodrill serve names runs at their creation)
+            await wait_for_run(client, run.id, lambda r: r.state.is_running(), timeout=60,
+                               what="the form's drill running", extra=served.diagnose)
+            second = await client.create_flow_run_from_deployment(deployment.id, parameters={"request": {
+                "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+            assert not RUN_NAME.match(second.name), second.name  # Prefect's random name at creation
+
+            async def cancelled_and_named() -> Any:
+                again = await client.read_flow_run(second.id)
+                return again if is_final(again) and RUN_NAME.match(again.name) else None
+
+            named = await await_until(cancelled_and_named, timeout=60, what="the second run cancelled and named")
+            assert named.state.is_cancelled() and named.run_count == 0, named.state
+            assert named.name.startswith(f"{DRILL} · "), named.name
+
             finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
                                           extra=served.diagnose)
         assert finished.state.is_completed(), finished.state
@@ -631,8 +647,11 @@ async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served
         for field, value in typed.items():
             await type_into(page, labels[field], value)
         await page.screenshot(shot)
+        await page.value("document.activeElement && document.activeElement.blur()")  # done typing
         pressed = dt.datetime.now(dt.UTC)
         await press(page, "Run", "[role=dialog] button")
+        await page.wait_for(f"!{dialog}", timeout=30, what="the dialog closing on Run",
+                            shot=tmp_path / "after-run.png")
         async with prefect_server.client() as client:
             async def created() -> list[Any]:
                 return await new_runs(client, deployment.id, pressed)

@@ -172,3 +172,17 @@ def test_single_plan_flow_validates_its_empty_optionals() -> None:
 
     schema = parameter_schema(failover_plan.fn).model_dump_for_openapi()
     assert validate(form_values(schema, {"plan": "Web Tier"}), schema) == []
+
+
+def test_unstarted_runs_are_named_like_the_runs_that_start() -> None:
+    """``<drill name> · <time>Z`` from the drill file's spec; the file's stem when it cannot be read."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from flows.deployments import unstarted_run_name
+
+    at = datetime(2027, 1, 2, 2, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert unstarted_run_name({"request": {"drill_file": str(ROOT / "deployments/drills/demo.yaml")}}, at) == \
+        "demo-app-stack · 2027-01-02 01:00:00Z"
+    assert unstarted_run_name({"request": {"drill_file": "nowhere/ordering.yaml"}}, at.astimezone(UTC)) == \
+        "ordering · 2027-01-02 01:00:00Z"
+    assert unstarted_run_name({"request": {}}, at).startswith("no drill file · ")

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pendulum
@@ -35,7 +35,7 @@ from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
 from prefect.utilities.engine import link_state_to_flow_run_result
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from tasks.blocks import VaoServer
@@ -44,7 +44,7 @@ from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
-from vaodrill.journal import Journal, JournalError, JournalState, default_journal_dir
+from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
 from vaodrill.report import DrillReport, format_duration, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
 from vaodrill.steps import Cleanup, DrillSession, PlanTarget
@@ -59,27 +59,41 @@ def _shipped_drills() -> str:
 log = logging.getLogger("vaodrill.flows")
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """An empty optional field without ``default`` in its JSON schema: Prefect's form writes every default into
+    its values, ``null`` included, and Prefect's validator lets null through only where there is no default."""
+    schema.pop("default", None)
+
+
 class DrillRequest(BaseModel):
     """What to drill, against which VAO server, and where the report and the journal go."""
 
-    # A misspelt field must not silently drop, e.g., the VAO server. Empty fields are left out of the run form's
-    # schema as null (SkipJsonSchema), so the form shows one input per field, not a type switch.
+    # A misspelt field must not silently drop, e.g., the VAO server. An empty field is left out of the run form's
+    # values (SkipJsonSchema, no schema default), so the form shows one input per field, not a type switch, and
+    # validates untouched; a value the drill would refuse later is refused by the form with the field's rule.
     model_config = ConfigDict(extra="forbid")
 
-    drill_file: str | SkipJsonSchema[None] = Field(None, title="Drill file",
-                                   description="Path of the drill spec (YAML) on the machine that runs the drill, "
-                                               f"relative to its working directory; shipped: {_shipped_drills()}")
-    vao_block: VaoServer | SkipJsonSchema[None] = Field(None, title="VAO server",
-                                        description="A saved 'VAO Server' block; leave empty to use "
-                                                    "the VAO_* settings of the machine that runs the drill")
-    report_dir: str = Field("reports", title="Report directory",
+    drill_file: str | SkipJsonSchema[None] = Field(None, min_length=1, json_schema_extra=_no_default,
+                                                   title="Drill file",
+                                                   description="Path of the drill spec (YAML) on the machine that "
+                                                               "runs the drill, relative to its working directory; "
+                                                               f"shipped: {_shipped_drills()}")
+    vao_block: VaoServer | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default, title="VAO server",
+                                                        description="A saved 'VAO Server' block; leave empty to use "
+                                                                    "the VAO_* settings of the machine that runs "
+                                                                    "the drill")
+    report_dir: str = Field("reports", min_length=1, title="Report directory",
                             description="Reports go here, and the drill's journal under journal/ (unless "
                                         "VAODRILL_JOURNAL_DIR says otherwise)")
-    run_id: str | SkipJsonSchema[None] = Field(None, title="Resume run",
-                               description="Leave empty for a new drill. The id of an earlier run resumes it from "
-                                           "its journal; no plan ever gets a second Run")
-    now: datetime | SkipJsonSchema[None] = Field(None, title="Restore-point reference time",
-                                 description="Read restore-point rules as of this instant (default: now)")
+    run_id: Annotated[str, StringConstraints(pattern=_RUN_ID.pattern)] | SkipJsonSchema[None] = Field(
+                                               None, json_schema_extra=_no_default, title="Resume run",
+                                               description="Leave empty for a new drill. The id of an earlier run "
+                                                           "(letters, digits, '.', '_' or '-') resumes it from its "
+                                                           "journal; no plan ever gets a second Run")
+    now: datetime | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default,
+                                                 title="Restore-point reference time",
+                                                 description="Read restore-point rules as of this instant "
+                                                             "(default: now)")
 
     @field_validator("vao_block", mode="before")
     @classmethod
@@ -452,8 +466,8 @@ async def finish(report: DrillReport) -> Any:
 @flow(name="failover-plan", flow_run_name="{mode} · {plan}", log_prints=False,
       description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.")
 async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill", restore_point: str = "latest",
-                        vao_block: VaoServer | SkipJsonSchema[None] = None, report_dir: str = "reports",
-                        run_id: str | SkipJsonSchema[None] = None) -> Any:
+                        vao_block: VaoServer | None = None, report_dir: str = "reports",
+                        run_id: str | None = None) -> Any:
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
                                      "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})

@@ -21,12 +21,13 @@ from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import apause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
+from prefect.states import Failed
 from pydantic import Field
 
 from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
 from vaodrill.drill import build_targets
 from vaodrill.errors import DrillError
-from vaodrill.spec import load_spec
+from vaodrill.spec import SpecError, load_spec
 from vaodrill.steps import utcnow
 
 
@@ -39,7 +40,8 @@ class FailoverApproval(RunInput):
 
 
 class FailoverRequest(DrillRequest):
-    drill_file: str = Field("deployments/drills/real-failover.yaml", title="Failover spec (mode: failover)")
+    drill_file: str = Field("deployments/drills/real-failover.yaml", min_length=1,
+                            title="Failover spec (mode: failover)")
     approval_timeout_minutes: float = Field(60, gt=0, le=24 * 60, title="Approval timeout (minutes)",
                                             description="Without approval by then, the run fails and nothing is "
                                                         "failed over")
@@ -72,7 +74,20 @@ async def _refuse_if_another_active() -> None:
 @flow(name="real-failover", flow_run_name=_failover_run_name, log_prints=False,
       description="Real DR failover of a DAG of VAO plans, after typed human approval; no undo.")
 async def real_failover(request: FailoverRequest) -> Any:
-    """Show what would fail over, pause for approval, then run the spec in failover mode."""
+    """Show what would fail over, pause for approval, then run the spec in failover mode.
+
+    A refusal (bad spec, another failover in progress, approval rejected) ends the run Failed with one line, the
+    reason, in its state and its log: nothing went wrong in the code, a person has to read why.
+    """
+    try:
+        return await _real_failover(request)
+    except (DrillError, SpecError) as exc:
+        message = " ".join(str(exc).split())
+        get_run_logger().error("%s", message)
+        return Failed(message=message)
+
+
+async def _real_failover(request: FailoverRequest) -> Any:
     logger = get_run_logger()
     spec = load_spec(request.drill_file)
     if spec.mode != "failover":

@@ -1,6 +1,7 @@
 """The ``VaoServer`` Prefect block: where a VAO server is and how to log in, with the secrets stored encrypted.
 
-Register it for the UI with ``prefect block register -m tasks.blocks``.
+``vaodrill serve`` and the topology's deploy step register it (:func:`register_block_types`), so the run form's
+block picker works without a separate ``prefect block register -m tasks.blocks``.
 """
 
 from __future__ import annotations
@@ -47,3 +48,8 @@ def block_ref(name: str) -> dict[str, Any]:
     """A saved VaoServer block as a deployment's or a run's parameter value: the ``$ref`` Prefect resolves when
     the run starts (the run form's block picker writes the same with the block's id)."""
     return {"$ref": {"block_document_slug": f"{VaoServer.get_block_type_slug()}/{name}"}}
+
+
+async def register_block_types(client: Any = None) -> None:
+    """Make the block types vaodrill's run forms and deployments use known to the Prefect API (idempotent)."""
+    await VaoServer.aregister_type_and_schema(client=client)

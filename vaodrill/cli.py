@@ -864,22 +864,25 @@ def serve(
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
     block: BlockName = None,
     time_scale: Annotated[float, typer.Option(help="Simulator speed, when no VAO server is configured")] = 60.0,
+    poll: Annotated[float, typer.Option(help="Seconds between two looks for runs to start (a Run pressed in the "
+                                             "UI starts within this)", min=0.5, max=60)] = 1.0,
 ) -> None:
     """Serve the deployments of deployments/ (scheduled, manual, approval-gated, recovery) from this machine.
 
-    Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`). The runs reach VAO through the
-    'VAO Server' block named by --block, else the VAO_* variables; with neither, an embedded simulator is
-    started (demo scenario) so that every deployment's Quick Run works out of the box; against a real VAO the
-    manual drill asks for a drill file instead of defaulting to the demo.
+    Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`); registers the 'VAO Server' block
+    type there. The runs reach VAO through the 'VAO Server' block named by --block, else the VAO_* variables;
+    with neither, an embedded simulator is started (demo scenario) so that every deployment's Quick Run works out
+    of the box; against a real VAO the manual drill asks for a drill file instead of defaulting to the demo.
 
     Examples:
+      export PREFECT_API_URL=http://127.0.0.1:4200/api   # the server's --port, if not 4200
       prefect server start --background && vaodrill serve
       vaodrill serve --block vao-prod --limit 2
     """
     from flows.deployments import serve_all
 
     if block or os.environ.get("VAO_URL"):
-        serve_all(limit=limit, block=block)
+        serve_all(limit=limit, block=block, poll_seconds=poll)
         return
     from vaodrill.simulator import create_app
     from vaodrill.simulator.server import BackgroundServer
@@ -890,7 +893,7 @@ def serve(
         # not a secret: the simulator's demo account, for the flow runs this process starts
         os.environ.update({"VAO_URL": server.url, "VAO_USERNAME": "demo", "VAO_PASSWORD": "demo",
                            "VAODRILL_SIMULATED": "1"})
-        serve_all(limit=limit, simulated=True)
+        serve_all(limit=limit, simulated=True, poll_seconds=poll)
 
 
 def main() -> None:

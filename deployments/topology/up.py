@@ -456,13 +456,15 @@ class Topology:
                      what=f"the simulator on {server.url}", proc=server.proc)
 
     async def configure(self) -> None:
-        """Work pool, one block and one write limit per VAO server of this topology (idempotent)."""
+        """Work pool, the block types, one block and one write limit per VAO server of this topology (idempotent)."""
         from pydantic import SecretStr
 
         from tasks.blocks import VaoServer as VaoServerBlock
+        from tasks.blocks import register_block_types
 
         await self.create_pool_and_limits([s.host for s in self.servers])
         async with self.client() as client:
+            await register_block_types(client)  # the run forms' block picker, also with no server configured
             for server in self.servers:
                 block = VaoServerBlock(url=server.url, username=SIM_USER, password=SecretStr(SIM_PASSWORD),
                                        server_timezone="UTC")

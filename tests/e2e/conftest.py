@@ -3,8 +3,9 @@
 * ``prefect_server``: ``prefect server start`` (API, UI and all background services) as a subprocess on a free
   loopback port, with a temporary ``PREFECT_HOME`` and SQLite database.
 * ``drill_sim`` / ``approval_sim`` / ``timeout_sim``: VAO simulators (uvicorn threads of this process, loopback).
-* ``served``: ``vaodrill serve`` as a subprocess from the repository root: it creates the project's deployments
-  on that server and runs their flow runs in its own child processes. Its ``VAO_*`` environment points at
+* ``served``: ``vaodrill serve`` alone (no ``prefect block register``, Prefect's settings as they come) as a
+  subprocess from the repository root: it registers the block type, creates the project's deployments on that
+  server and runs their flow runs in its own child processes. Its ``VAO_*`` environment points at
   ``drill_sim``; the approval tests name ``VaoServer`` blocks (saved on the server) for their own simulators.
 * ``drill_run``: the ``manual-drill`` deployment triggered once with the real CLI, waited for through the API;
   shared by the deployment test and the browser test.
@@ -218,8 +219,8 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{server_home / 'prefect.db'}",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="true",
-            # the UI's API address comes from settings, not from --host/--port (default: port 4200)
-            PREFECT_SERVER_UI_API_URL=f"http://127.0.0.1:{port}/api",
+            # as the README says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
+            PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
         process = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",
                                              str(port), "--ui"],
@@ -334,6 +335,8 @@ def timeout_sim() -> Iterator[Simulator]:
 class Served:
     process: Process
     server: PrefectServer
+    #: The 'VAO Server' block type was on the server when the deployments appeared: ``serve`` registered it.
+    block_type_registered: bool = False
 
     def diagnose(self) -> str:
         return self.process.tail(80)
@@ -346,8 +349,7 @@ def served(prefect_server: PrefectServer, drill_sim: Simulator,
     if not VAODRILL.exists():
         pytest.fail(f"the vaodrill CLI is not next to this Python ({VAODRILL}); pip install -e .", pytrace=False)
     logs = tmp_path_factory.mktemp("e2e-serve")
-    # The runner polls for due runs every 10 s by default; 1 s keeps dispatch latency out of the test time.
-    env = prefect_server.env(PREFECT_RUNNER_POLL_FREQUENCY="1", **drill_sim.vao_env())
+    env = prefect_server.env(**drill_sim.vao_env())  # serve's own poll interval (1 s), no block registered before
     process = Process("vaodrill serve", [str(VAODRILL), "serve"], env=env, cwd=REPO_ROOT,
                       log_path=logs / "serve.log")
     served = Served(process, prefect_server)
@@ -361,6 +363,8 @@ def served(prefect_server: PrefectServer, drill_sim: Simulator,
 
         wait_until(all_deployed, timeout=120, interval=0.5, what=f"deployments {', '.join(SERVED_DEPLOYMENTS)}",
                    diagnose=process.tail)
+        served.block_type_registered = httpx.get(f"{prefect_server.api_url}/block_types/slug/vao-server",
+                                                 timeout=5).status_code == 200
         yield served
     finally:
         process.stop()

@@ -39,7 +39,10 @@ from .conftest import (
     PrefectServer,
     Process,
     Served,
+    await_until,
     clean_env,
+    is_final,
+    wait_for_run,
     wait_until,
 )
 
@@ -450,3 +453,227 @@ async def test_run_form_offers_a_block_picker(served: Served, form_block: str, p
         assert field["add"], field  # and a new one can be added from the form
         assert 'Property is type "None"' not in field["text"], field["text"]
     check_shot(shot)
+
+
+# -- the run form in Prefect's default UI (V2), served by `vaodrill serve` alone (issue 17) --------------------------
+
+#: Screenshots the README shows (its Prefect section), committed: docs/img/.
+README_SHOTS = REPO_ROOT / "docs" / "img"
+V2 = "/v2"
+
+#: The element a form field's label points at (the V2 form's labels carry ``for``).
+_FIELD = ("((label) => { const l = Array.from(document.querySelectorAll('label'))"
+          ".find(l => l.innerText.trim().startsWith(label)); return l ? document.getElementById(l.htmlFor) : null; })")
+#: The form's error messages: the red text under a field (and the run form's toasts).
+_ERRORS = ("Array.from(document.querySelectorAll('.text-destructive, [data-slot=form-message], [data-sonner-toast]'))"
+           ".map(e => e.innerText.trim()).filter(t => t)")
+#: The V2 run page's graph: a canvas of the page's width, drawn.
+_GRAPH_DRAWN = "Array.from(document.querySelectorAll('canvas')).some(c => c.getBoundingClientRect().width > 500)"
+FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Restore-point reference time"]
+
+
+async def press(page: Page, label: str, selector: str = "button") -> None:
+    """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events)."""
+    center = await page.value(
+        f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+        f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
+        " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
+        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    assert center, f"nothing to press labelled {label!r}"
+    for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+        await page.call("Input.dispatchMouseEvent", type=kind, x=center[0], y=center[1], button="left", clickCount=1)
+
+
+async def type_into(page: Page, label: str, text: str) -> None:
+    """Replace the text of the field labelled ``label`` as a person does: select all, Backspace, type."""
+    await page.wait_for(f"!!{_FIELD}({json.dumps(label)})", timeout=30, what=f"the field {label!r}",
+                        shot=Path(f"/tmp/no-field-{label.replace(' ', '-')}.png"))
+    assert await page.value(f"(() => {{ const f = {_FIELD}({json.dumps(label)}); if (!f) return false;"
+                            " f.focus(); f.select(); return true; })()"), f"no field labelled {label!r}"
+    for kind in ("keyDown", "keyUp"):
+        await page.call("Input.dispatchKeyEvent", type=kind, key="Backspace", code="Backspace",
+                        windowsVirtualKeyCode=8)
+    if text:
+        await page.call("Input.insertText", text=text)
+
+
+async def new_runs(client: Any, deployment_id: UUID, since: Any) -> list[Any]:
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    runs = await client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+    return [run for run in runs if run.created and run.created >= since]
+
+
+def first_run_post(sim: Any, since: Any) -> Any:
+    """When the simulator received its first failover ``Run`` since ``since`` (None before that)."""
+    import datetime as dt
+
+    times = [dt.datetime.fromisoformat(r["at"]) for r in sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")]
+    return min((t for t in times if t >= since), default=None)
+
+
+async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any, prefect_server: PrefectServer,
+                                                 tmp_path: Path) -> None:
+    """`manual-drill` → Run → Custom run, in the UI a fresh browser lands in: no error untouched; Submit with the
+    schema enforced, a typed drill file and report directory and the other fields empty, starts a drill that
+    passes; a bad run id is refused under its field and creates no run."""
+    import datetime as dt
+
+    require_chromium()
+    assert served.block_type_registered, "vaodrill serve did not register the 'VAO Server' block type"
+    README_SHOTS.mkdir(parents=True, exist_ok=True)
+    async with prefect_server.client() as client:
+        deployment = await client.read_deployment_by_name(DRILL_DEPLOYMENT)
+    report_dir = tmp_path / "reports"
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}/")
+        # the README's way to start the server on another port: the UI calls that port
+        ui = httpx.get(f"{prefect_server.url}/ui-settings", timeout=10).json()
+        assert ui["api_url"] == prefect_server.api_url and ui["default_ui"] == "v2", ui
+        landed = await page.wait_for(f"location.pathname.startsWith('{V2}/') && location.pathname", timeout=60,
+                                     what="the default UI's landing page", shot=tmp_path / "landing.png")
+        assert landed.startswith(f"{V2}/"), landed  # Prefect 3.9's default UI is V2
+
+        await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
+        shot = README_SHOTS / "run-form-untouched.png"
+        await page.wait_for_text(["manual-drill", "Parameters", *FORM_FIELDS, "Submit"], timeout=60, shot=shot)
+        # served against a VAO server (VAO_*): the manual drill has no default drill file, the form asks for one
+        assert await page.value(f"{_FIELD}('Drill file').value") == ""
+        assert await page.value(
+            "document.querySelector('button[role=switch][aria-checked=true]') !== null"), "schema not enforced"
+        await page.screenshot(shot)
+        text = await page.text()
+        assert await page.value(_ERRORS) == [], text[:3000]
+        assert "is not of type" not in text and "not valid under" not in text, text[:3000]
+
+        # Run: a typed drill file and report directory, the other fields empty
+        await type_into(page, "Drill file", "deployments/drills/demo.yaml")
+        await type_into(page, "Report directory", str(report_dir))
+        drill_sim.reset()
+        pressed = dt.datetime.now(dt.UTC)
+        await page.click("Submit")
+        await page.wait_for(f"!location.pathname.endsWith('/run') && location.pathname.startsWith('{V2}/')",
+                            timeout=30, what="the deployment's page after Submit", shot=tmp_path / "submitted.png")
+        async with prefect_server.client() as client:
+            async def created() -> list[Any]:
+                return await new_runs(client, deployment.id, pressed)
+
+            (run,) = await await_until(created, timeout=30, what="the run the form created")
+
+            # a bad value: refused by the form under its field, with what the field accepts; no run is created.
+            # (Prefect 3.9.1's V2 form, once it showed errors, needs a second Submit after the value is fixed.)
+            await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
+            await page.wait_for_text(FORM_FIELDS, timeout=60, shot=tmp_path / "form-again.png")
+            await type_into(page, "Drill file", "deployments/drills/demo.yaml")
+            await type_into(page, "Resume run", "https://prefect/runs/flow-run/1")
+            await page.click("Submit")
+            shot = README_SHOTS / "run-form-refused.png"
+            errors = await page.wait_for(f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()",
+                                         timeout=30, what="the form's refusal", shot=shot)
+            await page.screenshot(shot)
+            assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
+            assert [r.id for r in await new_runs(client, deployment.id, pressed)] == [run.id]
+
+            # a second run of the drill while it runs: cancelled by the deployment's limit before it starts, and
+            # named after its drill all the same (vaodrill serve names runs at their creation)
+            await wait_for_run(client, run.id, lambda r: r.state.is_running(), timeout=60,
+                               what="the form's drill running", extra=served.diagnose)
+            second = await client.create_flow_run_from_deployment(deployment.id, parameters={"request": {
+                "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+            assert not RUN_NAME.match(second.name), second.name  # Prefect's random name at creation
+
+            async def cancelled_and_named() -> Any:
+                again = await client.read_flow_run(second.id)
+                return again if is_final(again) and RUN_NAME.match(again.name) else None
+
+            named = await await_until(cancelled_and_named, timeout=60, what="the second run cancelled and named")
+            assert named.state.is_cancelled() and named.run_count == 0, named.state
+            assert named.name.startswith(f"{DRILL} · "), named.name
+
+            finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
+                                          extra=served.diagnose)
+        assert finished.state.is_completed(), finished.state
+        assert finished.parameters["request"] == {"drill_file": "deployments/drills/demo.yaml",
+                                                  "report_dir": str(report_dir)}, finished.parameters
+        assert RUN_NAME.match(finished.name) and finished.name.startswith(f"{DRILL} · "), finished.name
+        first = first_run_post(drill_sim, pressed)
+        assert first is not None, "the drill never sent a Run"
+        print(f"\nRun pressed -> first Run POST: {(first - pressed).total_seconds():.2f} s")
+        assert (first - pressed).total_seconds() < 60  # a generous ceiling: the figure itself is printed
+
+        await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
+        shot = README_SHOTS / "run-form-passed.png"
+        await page.wait_for_text([finished.name, "Completed", f"Drill {DRILL} (drill mode"], timeout=60, shot=shot)
+        await page.wait_for(_GRAPH_DRAWN, timeout=30, what="the run graph", shot=shot)
+        await settled_screenshot(page, shot, timeout=30)
+    for name in ("run-form-untouched", "run-form-refused", "run-form-passed"):
+        check_shot(README_SHOTS / f"{name}.png")
+
+
+@pytest.mark.parametrize(("name", "typed"), [
+    # served against a VAO server, the manual drill asks for its drill file (the dialog shows the run form)
+    ("manual-drill", {"drill_file": "deployments/drills/demo.yaml"}),
+    ("app-stack-monthly", {}),  # the scheduled deployment, untouched
+])
+async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served: Served, drill_sim: Any,
+                                        prefect_server: PrefectServer, tmp_path: Path) -> None:
+    """Deployment page → Run → Quick run → Run, "Validate parameters" on: the drill starts (its first Run POST)
+    with the deployment's parameters; it is then cancelled, undone by its cancellation hook, and waited for."""
+    import datetime as dt
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelling
+
+    require_chromium()
+    async with prefect_server.client() as client:
+        deployment = await client.read_deployment_by_name(f"dr-drill/{name}")
+    drill_sim.reset()
+    async with Chromium(tmp_path) as page:
+        await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}")
+        await page.wait_for_text([name, "Run"], timeout=60, shot=tmp_path / "deployment.png")
+        await press(page, "Run")
+        await page.wait_for("document.querySelectorAll('[role=menuitem]').length > 0", timeout=10,
+                            what="the Run menu", shot=tmp_path / "menu.png")
+        await press(page, "Quick run", "[role=menuitem]")
+        dialog = "document.querySelector('[role=dialog]')"
+        shot = README_SHOTS / f"quick-run-{name}.png"
+        await page.wait_for(f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')"
+                            f" && {dialog}.innerText.includes('Drill file')", timeout=30,
+                            what="the Quick run dialog and its form", shot=shot)
+        assert await page.value(f"{dialog}.querySelector('button[role=switch]').getAttribute('aria-checked')") \
+            == "true", "Validate parameters is off"
+        assert await page.value(_ERRORS) == [], await page.text()
+        labels = {"drill_file": "Drill file"}
+        for field, value in typed.items():
+            await type_into(page, labels[field], value)
+        await page.screenshot(shot)
+        await page.value("document.activeElement && document.activeElement.blur()")  # done typing
+        pressed = dt.datetime.now(dt.UTC)
+        await press(page, "Run", "[role=dialog] button")
+        await page.wait_for(f"!{dialog}", timeout=30, what="the dialog closing on Run",
+                            shot=tmp_path / "after-run.png")
+        async with prefect_server.client() as client:
+            async def created() -> list[Any]:
+                return await new_runs(client, deployment.id, pressed)
+
+            (run,) = await await_until(created, timeout=30, what="the Quick run's flow run")
+            await wait_for_run(client, run.id, lambda _: first_run_post(drill_sim, pressed), timeout=120,
+                               what="the drill's first Run POST", extra=served.diagnose)
+            started = await client.read_flow_run(run.id)
+            assert started.state.type == StateType.RUNNING, started.state
+            # the dialog sends the deployment's parameters, what was typed, and the schema's defaults
+            assert started.parameters == {"request": {"report_dir": "reports", **deployment.parameters["request"],
+                                                      **typed}}, started.parameters
+            shot = README_SHOTS / f"quick-run-{name}-started.png"
+            await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
+            drill = started.name.split(" · ")[0]
+            await page.wait_for_text([drill, "Running", f"Drill {drill} (drill mode"], timeout=60, shot=shot)
+            await page.wait_for(_GRAPH_DRAWN, timeout=30, what="the run graph", shot=shot)
+            await page.screenshot(shot)
+            # this drill has done its part: stop it (its cancellation hook undoes what it failed over)
+            await client.set_flow_run_state(run.id, Cancelling(), force=True)
+            ended = await wait_for_run(client, run.id, lambda r: is_final(r) and r.state.is_cancelled(),
+                                       timeout=120, what="the cancelled drill's end", extra=served.diagnose)
+    assert RUN_NAME.match(ended.name), ended.name
+    check_shot(README_SHOTS / f"quick-run-{name}.png")
+    check_shot(README_SHOTS / f"quick-run-{name}-started.png")

@@ -102,3 +102,25 @@ def test_drill_report_files(drill_run: FinishedRun) -> None:
     assert report["drill"] == DRILL
     assert report["verdict"] == "passed"
     assert report["run_id"] == str(drill_run.flow_run_id)
+
+
+async def test_a_missing_drill_file_fails_the_run_at_once(served, prefect_server, tmp_path) -> None:
+    """A drill file that does not exist on the machine that runs the drill: the run fails at its start, with the
+    path in its state message, and nothing is sent to VAO."""
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    from .conftest import is_final, wait_for_run
+
+    missing = "deployments/drills/no-such-drill.yaml"
+    flow_run_id = served.server.run_deployment("dr-drill/manual-drill", {"request": {
+        "drill_file": missing, "report_dir": str(tmp_path)}})
+    async with prefect_server.client() as client:
+        run = await wait_for_run(client, flow_run_id, is_final, timeout=120, what="the run's end",
+                                 extra=served.diagnose)
+        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    assert run.state.is_failed(), run.state
+    assert f"no such drill file: {missing}" in (run.state.message or ""), run.state.message
+    assert run.name == f"no-such-drill · {run.name.split(' · ')[1]}", run.name  # named after the file
+    seconds = (run.end_time - run.start_time).total_seconds()
+    print(f"\nmissing drill file: Running -> Failed in {seconds:.2f} s; logs: {[log.message[:80] for log in logs]}")
+    assert seconds < 10, seconds  # a generous ceiling; the figure is printed

@@ -344,6 +344,8 @@ class Drill:
         self._dag: asyncio.Task[Any] | None = None
         self._grouped: set[str] = set()
         self.session: DrillSession | None = None
+        #: Runs in flight by plan key: their answers decide what there is to undo, whoever awaits them.
+        self._starts: dict[str, asyncio.Future[Started]] = {}
 
     @property
     def records(self) -> dict[str, PlanRun]:
@@ -494,7 +496,7 @@ class Drill:
             self.ledger.move(run, Phase.STARTING, reason=None)
         if run.phase is Phase.STARTING:
             sent_before = (run.started_at or utcnow()) if run.run_sent else None
-            start = asyncio.ensure_future(steps.start(target, run_sent_before=sent_before))
+            start = self._starts[key] = asyncio.ensure_future(steps.start(target, run_sent_before=sent_before))
             cancelled = False
             try:
                 # A Run in flight is never abandoned: its outcome says what there is to undo.
@@ -561,7 +563,28 @@ class Drill:
         if isinstance(error, DrillAborted):
             self.stop(str(error), kind=error.kind)
 
+    async def _settle_in_flight(self) -> None:
+        """Before the cleanup, every Run in flight has its answer, and no plan is left mid-start or mid-wait.
+
+        A plan's own coroutine waits for its Run's answer (a Run in flight is never abandoned), but an adapter may
+        have let the coroutine go (a Prefect wrapper returning on cancellation): then its record is settled here,
+        from the answer, so a Run that went out is always cleaned up and never reported as skipped.
+        """
+        await asyncio.gather(*self._starts.values(), return_exceptions=True)
+        for key, start in self._starts.items():
+            run = self.records[key]
+            if run.phase is Phase.STARTING:
+                started = None if start.cancelled() or start.exception() is not None else start.result()
+                if started is None:
+                    self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=f"stopped: {self.stopped}")
+                    continue
+                self.ledger.move(run, Phase.FAILING_OVER, run_sent=True, started_at=started.started_at,
+                                 confirmed=started.confirmed, reason=started.note)
+            if run.phase is Phase.FAILING_OVER:
+                self._interrupt(run)
+
     async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
+        await self._settle_in_flight()
         for run in self.records.values():
             if run.phase is Phase.PENDING:
                 self.ledger.move(run, Phase.SKIPPED, reason=self._why_not_started(run))

@@ -1,7 +1,8 @@
 """``vaodrill cockpit``: the Prefect UI with the demo drill in it, from one command, and nothing left behind.
 
 It starts ``prefect server start`` (SQLite, its own home in ``.cockpit/`` under the working directory, a free
-loopback port, the UI told that port) and ``vaodrill serve`` against it (the embedded simulator), triggers the
+loopback port, the UI told that port) and ``vaodrill serve`` against it (which registers the block types and
+serves the deployments against the embedded simulator), triggers the
 demo drill as a ``manual-drill`` flow run, prints that run's page and serves until Ctrl-C or SIGTERM. Then it
 stops both process groups (SIGTERM, SIGKILL after a grace period), so no server, runner or flow-run process
 outlives it. A second cockpit in the same directory finds the first by its lock file and points at it.
@@ -170,8 +171,7 @@ def run(home: Path, *, say: Callable[[str], None], bin_dir: Path | None = None) 
             _wait(lambda: _answers(f"{api}/health"), server, "Prefect API")
             client_env = _clean_env(PREFECT_API_URL=api, PREFECT_HOME=str(server_home / "client"))
             say("serving the deployments against the embedded simulator")
-            serve = _start("vaodrill serve", [str(bin_dir / "vaodrill"), "serve"],
-                           {**client_env, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}, logs / "serve.log")
+            serve = _start("vaodrill serve", [str(bin_dir / "vaodrill"), "serve"], client_env, logs / "serve.log")
             children.append(serve)
             _wait(lambda: _answers(f"{api}/deployments/name/{DEMO_DEPLOYMENT}"), serve, "served deployments")
             run_id = _trigger_demo(api)

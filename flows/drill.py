@@ -11,14 +11,13 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 from uuid import UUID
 
 import pendulum
-import prefect.flow_engine
 from prefect import Flow, State, flow, get_run_logger
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -32,22 +31,19 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Completed, Failed
-from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
-from prefect.utilities.engine import link_state_to_flow_run_result
+from prefect.states import Failed
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from tasks.blocks import VaoServer
-from tasks.vao import Attempt, TaskSteps, write_gate
+from tasks.vao import TaskSteps, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
 from vaodrill.journal import Journal, JournalError, JournalState, default_journal_dir
-from vaodrill.report import DrillReport, format_duration, render_markdown, table_rows
+from vaodrill.report import DrillReport, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
-from vaodrill.steps import Cleanup, DrillSession, PlanTarget
 from vaodrill.timeline import render_svg
 
 
@@ -101,24 +97,47 @@ def _drill_run_name() -> str:
     return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
 
 
+#: How many plans' causes a drill's state message spells out; the rest are counted (the report has them all).
+CAUSES_SHOWN = 3
+
+
 def outcome_message(report: DrillReport) -> str:
-    """The cause first, readable in the UI's first 100 characters: ``FAILED: App Tier halted; Web Tier skipped``."""
+    """The outcome, its cause and the counts, in whole words (the UI shows the state message as it is):
+    ``FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled ...); 1 plan skipped; 5 of 7 plans
+    passed`` or ``PASSED: 7 of 7 plans failed over and undone, RTO target met by 7 of 7``."""
+    total = len(report.plans)
+    passed = sum(p.status == "passed" for p in report.plans)
+    counted = f"{passed} of {total} plans passed"
     if report.verdict == "passed":
-        return f"PASSED: {len(report.plans)} plans failed over and undone"
-    words = {"halted": "halted", "timed_out": "timed out", "failed": "failed", "interrupted": "interrupted",
-             "skipped": "skipped"}
-    parts = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_short(p.reason)})" if p.status != "skipped"
-                                                            and p.reason else "")
-             for p in report.plans if p.status != "passed"]
-    left = [p.plan for p in report.left_failed_over]
-    head = f"LEFT FAILED OVER: {', '.join(left)}; " if left else ""
+        done = "failed over and undone" if report.mode == "drill" else "failed over (real failover: left so)"
+        rto = [p for p in report.plans if p.rto_met is not None]
+        missed = [p.plan for p in rto if not p.rto_met]
+        return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "
+                f"of {len(rto)}" if rto else "") + (f" (missed: {_listed(missed)})" if missed else ""))
+    words = {"timed_out": "timed out"}
+    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_oneline(p.reason)})" if p.reason else "")
+              for p in report.plans if p.status not in ("passed", "skipped")]
+    parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
+                                     if len(causes) > CAUSES_SHOWN else [])
+    if skipped := sum(p.status == "skipped" for p in report.plans):
+        parts.append(f"{skipped} plan{'s' if skipped > 1 else ''} skipped")
+    left = [f"{p.plan} ({_oneline(p.undo_reason)})" if p.undo_reason else p.plan for p in report.left_failed_over]
+    if left:
+        parts.insert(0, f"LEFT FAILED OVER: {_listed(left)}, recover with `vaodrill recover {report.run_id}`")
+    elif not causes and report.reason:  # no plan to blame: the drill's own reason
+        parts.insert(0, _oneline(report.reason))
     stopped = f"stopped ({report.stopped}): " if report.stopped else ""
-    return f"FAILED: {head}{stopped}{'; '.join(parts) or report.reason or 'see the report'}"
+    return f"FAILED: {stopped}{'; '.join([*parts, counted])}"
 
 
-def _short(text: str, limit: int = 60) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _listed(names: list[str]) -> str:
+    """The first few of ``names`` and how many more, in whole words."""
+    more = len(names) - CAUSES_SHOWN
+    return ", ".join(names[:CAUSES_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
 #: Settings handed in by the CLI of this process (never through the environment, where children would see them).
@@ -271,84 +290,6 @@ def _timeline_markdown(report: DrillReport) -> str:
     return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
-@contextlib.contextmanager
-def _capture_sigterm_unless_cli() -> Iterator[None]:
-    """Prefect's flow engine turns SIGTERM into an exception in whatever code runs, on every (child) flow run's
-    start. A CLI drill owns its signals (stop starting plans, undo, report: ``vaodrill.signals``), so there the
-    bridge stays out; under a worker it is Prefect's, and the cancellation hook recovers from the journal."""
-    if signals.owned():
-        yield
-    else:
-        with _prefect_capture_sigterm():
-            yield
-
-
-prefect.flow_engine.capture_sigterm = _capture_sigterm_unless_cli  # type: ignore[attr-defined]
-
-
-def plan_state(run: PlanRun) -> State[Any]:
-    """A plan's child flow run ends in a state that says how its failover ended (the undo is the drill's)."""
-    why = run.reason or run.phase.value
-    if run.phase in (Phase.FAILED_OVER, Phase.UNDOING, Phase.CLEAN):
-        rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at else None
-        target = run.target.rto_target_seconds
-        met = "" if rto is None or target is None else (" (target met)" if rto <= target else " (TARGET MISSED)")
-        return Completed(message=f"failed over in {format_duration(rto)}, target {format_duration(target)}{met}")
-    if run.phase is Phase.SKIPPED:
-        return Cancelled(name="Skipped", message=why)
-    if run.phase is Phase.INTERRUPTED:
-        return Cancelled(name="Interrupted", message=why)
-    return Failed(name=run.phase.value.capitalize(), message=why)
-
-
-@flow(name="drill-plan", flow_run_name="{plan} · {drill}", validate_parameters=False, persist_result=False,
-      log_prints=False, retries=0, description="One plan of a drill: precondition, Run and wait for the failover "
-                                               "(the undo runs in the drill's own run, dependents first).")
-async def drill_plan(plan: str, drill: str, depends_on: list[str],
-                     work: Callable[[], Awaitable[PlanRun]]) -> State[Any]:
-    """The engine's work for one plan; a plan that never started runs nothing and ends Skipped with the reason."""
-    return plan_state(await work())
-
-
-class PlanNode:
-    """Stands for a plan's child flow run among a dependent's inputs, so the drill's run graph draws the DAG."""
-
-
-class FlowSteps(TaskSteps):
-    """The steps as tasks, each plan's inside its own child flow run ``<plan> · <drill>``, started after its
-    dependencies' runs: the drill's run graph is the plan DAG, one node per plan, also for skipped plans.
-    """
-
-    def __init__(self, session: DrillSession, drill: str) -> None:
-        super().__init__(session)
-        self.drill = drill
-        self._names: dict[str, str] = {}
-        self._nodes: dict[str, PlanNode] = {}
-
-    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
-        attempt: Attempt[PlanRun] = Attempt()
-
-        async def recorded() -> PlanRun:
-            return await attempt.run(work())
-
-        self._names[target.key] = target.name
-        try:
-            state = await drill_plan(target.name, self.drill, [self._names.get(k, k) for k in target.after],
-                                     recorded, wait_for=[self._nodes[k] for k in target.after if k in self._nodes],
-                                     return_state=True)
-        except Exception as exc:  # Prefect shows the drill, it never decides it
-            return await attempt.recover(exc, recorded, f"plan {target.name}")
-        node = self._nodes[target.key] = PlanNode()
-        link_state_to_flow_run_result(state, node)
-        if attempt.result is None:
-            raise DrillError(f"the child flow run of {target.name} did not run: {state.name}: {state.message}")
-        return attempt.result[0]
-
-    async def clean(self, target: PlanTarget) -> Cleanup:
-        node = self._nodes.get(target.key)
-        return await self._clean(target, [node] if node else [])
-
-
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
                     report_dir: str | None, spec_file: str | None = None) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
@@ -356,7 +297,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
                   observers=[observer, progress.bus], write_gate=write_gate(settings.url),
-                  steps=lambda session: FlowSteps(session, spec.name),
+                  steps=TaskSteps,
                   flow_run_url=flow_run.ui_url, spec_file=spec_file)
     signals.running.add(drill)
     try:
@@ -422,6 +363,7 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
 async def dr_drill(request: DrillRequest) -> Any:
     """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed."""
+    signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
     if not request.drill_file:
         raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
     spec = load_spec(request.drill_file)

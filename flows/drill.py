@@ -1,8 +1,8 @@
 """Prefect flows: ``dr_drill`` runs a drill spec; ``failover_plan`` one plan; ``recover_drill`` an unclosed run.
 
-The flows only adapt the engine (``vaodrill.drill.Drill``) to Prefect: its steps run as the tasks of
-``tasks.vao`` and :class:`PrefectObserver` turns its transitions and report into run logs, events and artifacts.
-Every decision about a plan is the engine's.
+The flows only adapt the engine (``vaodrill.drill.Drill``) to Prefect: each plan and each undo runs as a task
+run of ``tasks.vao`` inside the drill's flow run, and :class:`PrefectObserver` turns the engine's transitions and
+report into run logs, events and artifacts. Every decision about a plan is the engine's.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ CAUSES_SHOWN = 3
 
 def outcome_message(report: DrillReport) -> str:
     """The outcome, its cause and the counts, in whole words (the UI shows the state message as it is):
-    ``FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled ...); 1 plan skipped; 5 of 7 plans
+    ``FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled ...); skipped: Reporting; 5 of 7 plans
     passed`` or ``PASSED: 7 of 7 plans failed over and undone, RTO target met by 7 of 7``."""
     total = len(report.plans)
     passed = sum(p.status == "passed" for p in report.plans)
@@ -119,8 +119,8 @@ def outcome_message(report: DrillReport) -> str:
               for p in report.plans if p.status not in ("passed", "skipped")]
     parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
                                      if len(causes) > CAUSES_SHOWN else [])
-    if skipped := sum(p.status == "skipped" for p in report.plans):
-        parts.append(f"{skipped} plan{'s' if skipped > 1 else ''} skipped")
+    if skipped := [p.plan for p in report.plans if p.status == "skipped"]:
+        parts.append(f"skipped: {_listed(skipped)}")
     left = [f"{p.plan} ({_oneline(p.undo_reason)})" if p.undo_reason else p.plan for p in report.left_failed_over]
     if left:
         parts.insert(0, f"LEFT FAILED OVER: {_listed(left)}, recover with `vaodrill recover {report.run_id}`")
@@ -177,7 +177,7 @@ def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[s
           payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
           drill_run: str | None = None) -> None:
     """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials); related to
-    the drill's flow run too (Prefect adds the plan's child run, in which it is emitted)."""
+    the drill's flow run too (Prefect adds the plan's task run, in which it is emitted)."""
     server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
               "prefect.resource.name": settings.url}
     drill_resource = {"prefect.resource.id": f"vaodrill.drill.{drill}", "prefect.resource.role": "drill",

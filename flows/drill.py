@@ -374,12 +374,17 @@ async def dr_drill(request: DrillRequest) -> Any:
 
 
 
+#: Seconds the run's tags may take at its end (Prefect's client retries a lost API for about a minute).
+TAGS_TIMEOUT = 5.0
+
+
 async def finish(report: DrillReport) -> Any:
     """The flow run's end: tags for the drill and verdict, and a Failed state (not a traceback) for a failed drill."""
     logger = get_run_logger()
     message = outcome_message(report)
-    with contextlib.suppress(Exception):  # tags are a convenience; never fail a finished drill over them
-        async with get_client() as client:
+    # tags are a convenience: never fail a finished drill over them, nor wait on a Prefect API that went away
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(TAGS_TIMEOUT), get_client() as client:
             run = await client.read_flow_run(UUID(str(flow_run.id)))
             tags = sorted({*run.tags, f"drill:{report.drill}", f"verdict:{report.verdict}"})
             await client.update_flow_run(run.id, tags=tags)

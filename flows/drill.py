@@ -210,10 +210,10 @@ class PrefectObserver(Observer):
         self.settings = settings
         self.logger = logger
         self.plans = plans
-        self.drill_run = flow_run.id  # the run this observer reports for (events of child runs relate to it)
+        self.drill_run = flow_run.id  # the run this observer reports for (its task runs' events relate to it)
         self.finished = 0
         self.artifact: Any = None
-        self._updates: set[asyncio.Task[Any]] = set()
+        self._update: asyncio.Task[None] | None = None
 
     async def open(self, drill: str) -> None:
         self.artifact = await acreate_progress_artifact(0.0, description=f"Plans of drill {drill} that ended")
@@ -251,10 +251,17 @@ class PrefectObserver(Observer):
                   drill_run=self.drill_run)
         if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
             self.finished += 1
-            update = asyncio.ensure_future(aupdate_progress_artifact(
-                self.artifact, 100.0 * min(self.finished, self.plans) / max(self.plans, 1)))
-            self._updates.add(update)
-            update.add_done_callback(self._updates.discard)
+            if self._update is None or self._update.done():
+                self._update = asyncio.ensure_future(self._progress())
+
+    async def _progress(self) -> None:
+        """The progress artifact, one PATCH at a time (500 plans ending together are one or two PATCHes, not 500
+        requests queued before the drill's own)."""
+        sent = -1
+        while sent != self.finished:
+            sent = self.finished
+            with contextlib.suppress(Exception):  # a progress bar is never worth an error
+                await aupdate_progress_artifact(self.artifact, 100.0 * min(sent, self.plans) / max(self.plans, 1))
 
     def on_notice(self, drill: str, message: str | None) -> None:
         if message:
@@ -275,8 +282,8 @@ class PrefectObserver(Observer):
         if report.left_failed_over:
             self.logger.critical("PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
                                  ", ".join(p.plan for p in report.left_failed_over), report.run_id)
-        if self._updates:
-            await asyncio.gather(*self._updates, return_exceptions=True)
+        if self._update is not None:
+            await self._update
 
 
 def _timeline_markdown(report: DrillReport) -> str:

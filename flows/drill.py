@@ -109,7 +109,7 @@ def outcome_message(report: DrillReport) -> str:
     passed = sum(p.status == "passed" for p in report.plans)
     counted = f"{passed} of {total} plans passed"
     if report.verdict == "passed":
-        done = "failed over and undone" if report.mode == "drill" else "failed over (real failover: left so)"
+        done = "failed over and undone" if report.mode == "drill" else "failed over (a real failover: not undone)"
         rto = [p for p in report.plans if p.rto_met is not None]
         missed = [p.plan for p in rto if not p.rto_met]
         return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "

@@ -28,6 +28,7 @@ from prefect.artifacts import (
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
@@ -231,7 +232,9 @@ class PrefectObserver(Observer):
                                                if t.new is Phase.STARTING else None)
         level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
             "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
-        getattr(self.logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
+        # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
+        logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
+        getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
         if event := EVENTS.get(t.new):
             payload: dict[str, Any] = {"run_id": t.run_id, "phase": t.new.value, "reason": run.reason}
             if t.new is Phase.FAILING_OVER:

@@ -4,9 +4,10 @@ wait) and one per undo (``undo · <plan>``), linked along the DAG, so a drill's 
 The engine (``vaodrill.drill``) decides; these only make each plan visible in the Prefect UI. Task runs cost
 the drill no API round trip (Prefect 3 records their states from events sent in the background), so nothing
 Prefect does waits between a dependency's completion and its dependent's Run POST. The precondition, the Run and
-the wait are plain calls inside the plan's task, each named in its run log: as nested tasks they would be
-unconnected nodes beside the DAG. None is retried or cached by Prefect: the session already retries what is
-safe to retry, and the run's journal, not a cache, guarantees that a resumed run never sends a second Run.
+the wait are plain calls inside the plan's task (its run log shows each: checking, starting, failing over, ...):
+as nested tasks they would be unconnected nodes beside the DAG. None is retried or cached by Prefect: the session
+already retries what is safe to retry, and the run's journal, not a cache, guarantees that a resumed run never
+sends a second Run.
 
 Prefect shows a drill; it never decides one: when Prefect fails around a task (:meth:`Attempt.recover`), the work
 runs without its task run, or keeps the result it already has, and the drill goes on.
@@ -14,7 +15,6 @@ runs without its task run, or keeps the result it already has, and the drill goe
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -23,10 +23,9 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
-from prefect import State, get_run_logger, task
+from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
-from prefect.exceptions import MissingContextError
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import link_state_to_task_run_result
 
@@ -127,22 +126,13 @@ class TaskSteps:
         return attempt.result[0]
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        plan = await self.session.check(target)
-        _step_log("precondition · %s: passed (%s)", target.name, plan.describe_state())
-        return plan
+        return await self.session.check(target)
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
-        started = await self.session.start(target, run_sent_before=run_sent_before)
-        _step_log("Run · %s: %s, restore point %s", target.name,
-                  "sent" if run_sent_before is None else "sent by an earlier attempt", target.restore_point)
-        return started
+        return await self.session.start(target, run_sent_before=run_sent_before)
 
     async def wait_failover(self, target: PlanTarget) -> StageDone:
-        _step_log("wait · %s: until the failover completes (timeout %s)", target.name,
-                  format_duration(target.timeout_seconds))
-        done = await self.session.wait_failover(target)
-        _step_log("wait · %s: failover completed%s", target.name, f" ({done.details})" if done.details else "")
-        return done
+        return await self.session.wait_failover(target)
 
     async def clean(self, target: PlanTarget) -> Cleanup:
         attempt: Attempt[Cleanup] = Attempt()
@@ -156,12 +146,6 @@ class TaskSteps:
         except Exception as exc:
             return await attempt.recover(exc, recorded, f"the undo of {target.name}")
         return result
-
-
-def _step_log(message: str, *args: object) -> None:
-    """A step's line in its plan's task-run log (nowhere when the step runs without its task run)."""
-    with contextlib.suppress(MissingContextError):
-        get_run_logger().info(message, *args)
 
 
 #: Seconds a write slot is leased for; the server refuses less than 60.

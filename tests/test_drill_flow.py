@@ -299,8 +299,8 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
         await APILogHandler.aflush()
         logs = await client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[by_plan[order[0]].id])))
     lines = " | ".join(log.message for log in logs)
-    for step in ("precondition", "Run", "wait"):  # each step of the plan named in its task run's log
-        assert f"{step} · {order[0]}" in lines, lines
+    for step in ("checking", "starting", "failing over", "failed over"):  # each step in the plan's task run's log
+        assert f"{order[0]}: {step}" in lines, lines
     assert state.message.startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
         state.message
     named = sorted(skipped, key=order.index)[:3]

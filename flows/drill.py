@@ -32,7 +32,7 @@ from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed
+from prefect.states import Completed, Failed
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -389,7 +389,8 @@ TAGS_TIMEOUT = 5.0
 
 
 async def finish(report: DrillReport) -> Any:
-    """The flow run's end: tags for the drill and verdict, and a Failed state (not a traceback) for a failed drill."""
+    """The flow run's end: tags for the drill and verdict, and its state with the outcome as the message (Failed,
+    not a traceback, for a failed drill)."""
     logger = get_run_logger()
     message = outcome_message(report)
     # tags are a convenience: never fail a finished drill over them, nor wait on a Prefect API that went away
@@ -400,7 +401,7 @@ async def finish(report: DrillReport) -> Any:
             await client.update_flow_run(run.id, tags=tags)
     if report.verdict == "passed":
         logger.info("%s", message)
-        return report.model_dump(mode="json")
+        return Completed(message=message, data=report.model_dump(mode="json"))
     logger.error("%s", message)
     return Failed(message=message, data=report.model_dump(mode="json"))
 

@@ -52,6 +52,7 @@ def parse(ts: str) -> datetime:
 async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
     assert state.is_completed(), state.message
+    assert state.message == "PASSED: 6 of 6 plans failed over and undone, RTO target met by 6 of 6"
     assert report.verdict == "passed", report.reason
     plans = by_name(report)
     assert set(plans) == {"Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting"}

@@ -1,7 +1,8 @@
 """Drill benchmark: vaodrill against a bare-asyncio and a naive sequential runner, on one simulator, in one run.
 
     python benchmarks/drill_bench.py --plans 10 50 200 500 [--json FILE] [--plot FILE.png] [--seed N]
-                                     [--runners vaodrill vaodrill-adaptive vaodrill-prefect bare sequential]
+                                     [--runners vaodrill vaodrill-adaptive vaodrill-prefect-sqlite
+                                                vaodrill-prefect-postgres bare sequential]
                                      [--critical-path-seconds 30]
                                      [--poll-interval 0.75] [--quick]
 
@@ -14,9 +15,12 @@ its own process tree, against one real uvicorn simulator (reset between runners)
   configured (a new user's CLI: the engine runs the drill alone);
 - ``vaodrill-adaptive``: the same CLI on the same drill with ``polling: adaptive`` (``vaodrill.cadence``: reads
   timed by the plans' progress within the same read budget);
-- ``vaodrill-prefect``: the same CLI with ``PREFECT_API_URL`` set to a ``prefect server start`` (SQLite, its
-  defaults) that the benchmark starts once: the drill is a ``dr-drill`` flow run with a child flow run per plan,
-  as it is watched in the Prefect UI. The server's own peak RSS is reported apart (``server_rss_mb``);
+- ``vaodrill-prefect-sqlite`` and ``vaodrill-prefect-postgres``: the same CLI with ``PREFECT_API_URL`` set to a
+  ``prefect server start`` that the benchmark starts once per database, with its defaults: SQLite in a fresh
+  PREFECT_HOME (a user's first server), or PostgreSQL started as ``deployments/topology/up.py`` starts it. The
+  drill is a ``dr-drill`` flow run, as it is watched in the Prefect UI. The server's peak RSS and the CPU seconds
+  it spent during the run are reported beside the CLI's (``server_rss_mb``, ``server_cpu_s``, ``cpu_s``), and
+  PostgreSQL's CPU seconds apart (``db_cpu_s``);
 - ``bare`` and ``sequential``: ``benchmarks/baselines.py`` (vaodrill's client only, no Prefect); sequential only
   where its estimated run stays under ``--sequential-limit`` seconds.
 
@@ -35,11 +39,13 @@ from __future__ import annotations
 import argparse
 import bisect
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -63,7 +69,8 @@ from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 
 HERE = Path(__file__).resolve().parent
-RUNNERS = ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect", "bare", "sequential")
+PREFECT_RUNNERS = {"vaodrill-prefect-sqlite": "sqlite", "vaodrill-prefect-postgres": "postgres"}
+RUNNERS = ("vaodrill", "vaodrill-adaptive", *PREFECT_RUNNERS, "bare", "sequential")
 KEYS = ("plans", "runner", "ratio", "vs_bare", "lag_p95_s", "startup_s", "rss_mb", "list_reads_per_interval")
 """Keys every JSON object has (None when not measured: a runner skipped or failed)."""
 USERNAME = PASSWORD = "demo"
@@ -162,45 +169,54 @@ class ProcessRun:
     peak_rss_mb: float
     output: str
     server_rss_mb: float | None = None  # peak of the process tree given as ``server``
+    cpu_s: float | None = None  # CPU seconds of the runner's process tree
+    server_cpu_s: float | None = None  # CPU seconds the ``server`` tree spent meanwhile
+    db_cpu_s: float | None = None  # and the ``db`` tree (PostgreSQL)
 
 
-def _tree_rss_bytes(root: int) -> int:
-    """Resident memory of ``root`` and all its descendants, from /proc."""
+def _tree_usage(root: int) -> tuple[int, float]:
+    """Resident bytes and CPU seconds (its reaped children's included) of ``root`` and its descendants."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
+    usage: dict[int, tuple[int, float]] = {}
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                fields = f.read().rsplit(")", 1)[1].split()
             with open(f"/proc/{entry.name}/statm", encoding="ascii") as f:
-                rss[int(entry.name)] = int(f.read().split()[1]) * page
+                rss = int(f.read().split()[1]) * page
         except (OSError, IndexError, ValueError):  # the process ended meanwhile
             continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    total, stack = 0, [root]
+        usage[int(entry.name)] = (rss, sum(int(v) for v in fields[11:15]) / tick)  # utime stime cutime cstime
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    rss_total, cpu_total, stack = 0, 0.0, [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        rss, cpu = usage.get(pid, (0, 0.0))
+        rss_total, cpu_total = rss_total + rss, cpu_total + cpu
         stack += children.get(pid, [])
-    return total
+    return rss_total, cpu_total
 
 
 def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sample_every: float = 0.2,
-                server: int | None = None) -> ProcessRun:
+                server: int | None = None, db: int | None = None) -> ProcessRun:
     """Run ``command`` in its own session, sampling its tree's RSS (and the ``server`` pid's tree apart); killed
-    (whole group) after ``timeout``."""
+    (whole group) after ``timeout``. CPU seconds: the runner's from the kernel's account of reaped children, the
+    ``server``'s and ``db``'s as the growth of their trees' counters over the run."""
     with tempfile.TemporaryFile(mode="w+") as output:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_cpu = _tree_usage(server)[1] if server is not None else 0.0
+        db_cpu = _tree_usage(db)[1] if db is not None else 0.0
         started = time.time()
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
         peak = server_peak = 0
         deadline = time.monotonic() + timeout
         while proc.poll() is None and time.monotonic() < deadline:
-            peak = max(peak, _tree_rss_bytes(proc.pid))
+            peak = max(peak, _tree_usage(proc.pid)[0])
             if server is not None:
-                server_peak = max(server_peak, _tree_rss_bytes(server))
+                server_peak = max(server_peak, _tree_usage(server)[0])
             time.sleep(sample_every)
         returncode = proc.poll()
         ended = time.time()
@@ -211,9 +227,13 @@ def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sam
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         output.seek(0)
         return ProcessRun(started, ended, returncode, peak / 2**20, output.read(),
-                          server_peak / 2**20 if server is not None else None)
+                          server_peak / 2**20 if server is not None else None, cpu_s=cpu,
+                          server_cpu_s=_tree_usage(server)[1] - server_cpu if server is not None else None,
+                          db_cpu_s=_tree_usage(db)[1] - db_cpu if db is not None else None)
 
 
 # -- metrics from the simulator's request log ---------------------------------------------------------------
@@ -289,8 +309,11 @@ def analyse(bench: Bench, runner: str, ids: dict[str, str], entries: list[dict[s
                            "time_scale": round(bench.time_scale, 3), "poll_interval_s": bench.interval,
                            "critical_path_s": round(bench.critical_path_s, 3), "exit_code": proc.returncode,
                            "rss_mb": round(proc.peak_rss_mb, 1), "tokens": log.tokens}
-    if proc.server_rss_mb is not None:
-        row["server_rss_mb"] = round(proc.server_rss_mb, 1)
+    if proc.cpu_s is not None:
+        row["cpu_s"] = round(proc.cpu_s, 1)
+    for key in ("server_rss_mb", "server_cpu_s", "db_cpu_s"):
+        if (value := getattr(proc, key)) is not None:
+            row[key] = round(value, 1)
     problems = []
     if proc.returncode != 0:
         problems.append("timed out" if proc.returncode is None else f"exit {proc.returncode}")
@@ -364,16 +387,21 @@ def runner_command(runner: str, drill_file: Path, report_dir: Path) -> list[str]
 
 
 class PrefectServer:
-    """``prefect server start`` on loopback (SQLite in a fresh PREFECT_HOME) for the ``vaodrill-prefect`` runner."""
+    """``prefect server start`` on loopback with its defaults, for a ``vaodrill-prefect-*`` runner: on SQLite in a
+    fresh PREFECT_HOME, or on a throw-away PostgreSQL cluster started as ``deployments/topology/up.py`` starts it."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, database: str = "sqlite") -> None:
         self.home = home
+        self.database = database
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/api"
         self.process: subprocess.Popen[bytes] | None = None
+        self.postgres: Any = None
 
     def __enter__(self) -> PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        if self.database == "postgres":
+            self.postgres = _topology().Postgres.start(self.home)
         prefect = Path(sys.executable).parent / "prefect"
         self.process = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
@@ -397,10 +425,33 @@ class PrefectServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        if self.postgres is not None:
+            self.postgres.stop()
 
     def env(self) -> dict[str, str]:
+        database = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.postgres.url} if self.postgres else {}
         return {**_without_prefect(os.environ), "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **database}
+
+    def pids(self) -> tuple[int | None, int | None]:
+        """The server's pid and PostgreSQL's postmaster pid (None without PostgreSQL)."""
+        server = self.process.pid if self.process else None
+        if self.postgres is None:
+            return server, None
+        pid_file = Path(self.postgres.directory) / "data" / "postmaster.pid"
+        return server, int(pid_file.read_text().split()[0])
+
+
+def _topology() -> Any:
+    """``deployments/topology/up.py`` (not a package): its PostgreSQL, started the way the topology starts it."""
+    if (module := sys.modules.get("vaodrill_topology")) is not None:
+        return module
+    spec = importlib.util.spec_from_file_location("vaodrill_topology", HERE.parent / "deployments/topology/up.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def _free_port() -> int:
@@ -414,9 +465,10 @@ def _without_prefect(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def runner_env(runner: str, url: str, work: Path, prefect: PrefectServer | None) -> dict[str, str]:
-    """The VAO settings, and a Prefect API only for ``vaodrill-prefect`` (an empty PREFECT_HOME otherwise)."""
+    """The VAO settings, and a Prefect API only for a ``vaodrill-prefect-*`` runner (its server; an empty
+    PREFECT_HOME otherwise)."""
     vao = {"VAO_URL": url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD}
-    if runner == "vaodrill-prefect":
+    if runner in PREFECT_RUNNERS:
         assert prefect is not None
         return prefect.env() | vao
     (work / "no-prefect").mkdir(exist_ok=True)
@@ -424,8 +476,9 @@ def runner_env(runner: str, url: str, work: Path, prefect: PrefectServer | None)
 
 
 def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[str], work: Path,
-                   sequential_limit: float, console: Console, prefect: PrefectServer | None = None
+                   sequential_limit: float, console: Console, prefect: Mapping[str, PrefectServer] | None = None
                    ) -> list[dict[str, Any]]:
+    """One row per runner on ``bench``; ``prefect``: the started server per database (``sqlite``, ``postgres``)."""
     drill_files = {}
     for polling in ("fixed", "adaptive"):
         drill_files[polling] = work / f"bench-{bench.plans}-{polling}.yaml"
@@ -447,10 +500,10 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
             bench.sequential_estimate_s() if runner == "sequential" else 0.0)
         load = os.getloadavg()[0]  # other work on the machine shows here
         drill_file = drill_files["adaptive" if runner == "vaodrill-adaptive" else "fixed"]
+        server = (prefect or {}).get(PREFECT_RUNNERS.get(runner, ""))
+        server_pid, db_pid = server.pids() if server else (None, None)
         proc = run_process(runner_command(runner, drill_file, work / "reports"),
-                           runner_env(runner, url, work, prefect), timeout,
-                           server=prefect.process.pid if prefect and prefect.process and runner == "vaodrill-prefect"
-                           else None)
+                           runner_env(runner, url, work, server), timeout, server=server_pid, db=db_pid)
         entries = sim.get("/_sim/requests").raise_for_status().json()
         records = sim.get("/_sim/plans").raise_for_status().json()
         rows.append(analyse(bench, runner, ids, entries, records, proc) | {"load_before": round(load, 2)})
@@ -471,14 +524,16 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
                 caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
                         "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
                         "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
-                        "RSS: peak of the runner's process tree (+ the Prefect server's); load: 1-minute load average "
+                        "RSS: peak of the runner's process tree (+ the Prefect server's); CPU: seconds of the runner's "
+                        "tree (+ the Prefect server's, + PostgreSQL's) during the run; load: 1-minute load average "
                         "before the run")
     for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/int.", "poll p50/p90", "tokens",
-                 "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "load", "note"):
+                 "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "CPU s", "load",
+                 "note"):
         out.add_column(name, justify="left" if name in ("runner", "note") else "right")
     for row in rows:
         if row.get("skipped"):
-            out.add_row(str(row["plans"]), row["runner"], *["-"] * 13, f"skipped ({row['skipped']})")
+            out.add_row(str(row["plans"]), row["runner"], *["-"] * 14, f"skipped ({row['skipped']})")
             continue
         out.add_row(
             str(row["plans"]), row["runner"], _fmt(row.get("critical_path_s"), ".1f", " s"),
@@ -488,7 +543,7 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
             str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
             f"{_fmt(row.get('lag_p50_s'), '.3g')}/{_fmt(row.get('lag_p95_s'), '.3g')}",
             _fmt(row.get("undo_lag_p50_s"), ".3g"), _fmt(row.get("startup_s"), ".1f", " s"),
-            _fmt(row.get("tail_s"), ".1f", " s"), _rss(row),
+            _fmt(row.get("tail_s"), ".1f", " s"), _rss(row), _cpu(row),
             _fmt(row.get("load_before"), ".1f"),
             row.get("error", "")[:60])
     return out
@@ -497,6 +552,12 @@ def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
 def _rss(row: dict[str, Any]) -> str:
     server = row.get("server_rss_mb")
     return _fmt(row.get("rss_mb"), ".0f") + (f" + {server:.0f} server" if server else "")
+
+
+def _cpu(row: dict[str, Any]) -> str:
+    extra = "".join(f" + {row[key]:.0f} {what}" for key, what in (("server_cpu_s", "server"), ("db_cpu_s", "db"))
+                    if row.get(key) is not None)
+    return _fmt(row.get("cpu_s"), ".1f") + extra
 
 
 def plot(rows: list[dict[str, Any]], path: Path, cores: int) -> None:
@@ -567,8 +628,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="drill-bench-") as tmp, contextlib.ExitStack() as stack, \
             BackgroundServer(create_app("demo", username=USERNAME, password=PASSWORD)) as server, \
             httpx.Client(base_url=server.url, timeout=60) as sim:
-        prefect = (stack.enter_context(PrefectServer(Path(tmp) / "prefect-home"))
-                   if "vaodrill-prefect" in args.runners else None)
+        prefect = {database: stack.enter_context(PrefectServer(Path(tmp) / f"prefect-{database}", database))
+                   for runner, database in PREFECT_RUNNERS.items() if runner in args.runners}
         for plans in args.plans:
             bench = generate(plans, args.seed, critical_path_seconds=args.critical_path_seconds,
                              interval=args.poll_interval)

@@ -86,7 +86,7 @@ def test_baselines_on_the_simulator(simulator: tuple[httpx.Client, str], tmp_pat
     assert bare["list_reads_per_interval"] == pytest.approx(1, abs=0.1)
     assert bench.interval * 0.95 < bare["poll_p50_s"] < bench.interval * 1.2
     assert 0 <= bare["lag_p50_s"] <= bare["lag_p95_s"] < bench.interval
-    assert bare["rss_mb"] > 10 and bare["startup_s"] > 0
+    assert bare["rss_mb"] > 10 and bare["startup_s"] > 0 and bare["cpu_s"] > 0
     assert list(bare)[:len(KEYS)] == list(KEYS)
 
 
@@ -112,7 +112,8 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     from vaodrill.spec import parse_spec
 
     bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
-    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect", "bare", "sequential")
+    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect-sqlite", "vaodrill-prefect-postgres",
+                       "bare", "sequential")
     fixed, adaptive = (parse_spec(yaml.safe_dump(bench.drill(polling))) for polling in ("fixed", "adaptive"))
     assert (fixed.polling, adaptive.polling) == ("fixed", "adaptive")
     assert adaptive.model_copy(update={"polling": "fixed"}) == fixed  # nothing else differs
@@ -129,7 +130,7 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
 
 def test_only_the_prefect_row_has_a_prefect_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``vaodrill`` rows measure a new user's CLI (no Prefect API, even if this shell has one); the
-    ``vaodrill-prefect`` row the same CLI reporting to the benchmark's server."""
+    ``vaodrill-prefect-*`` rows the same CLI reporting to the benchmark's server for that database."""
     from drill_bench import PrefectServer, runner_env
 
     monkeypatch.setenv("PREFECT_API_URL", "http://somewhere:4200/api")
@@ -137,5 +138,5 @@ def test_only_the_prefect_row_has_a_prefect_api(tmp_path: Path, monkeypatch: pyt
     plain = runner_env("vaodrill", "http://sim", tmp_path, server)
     assert "PREFECT_API_URL" not in plain and not any((tmp_path / "no-prefect").iterdir())
     assert plain["PREFECT_HOME"] == str(tmp_path / "no-prefect") and plain["VAO_URL"] == "http://sim"
-    flow = runner_env("vaodrill-prefect", "http://sim", tmp_path, server)
+    flow = runner_env("vaodrill-prefect-sqlite", "http://sim", tmp_path, server)
     assert (flow["PREFECT_API_URL"], flow["PREFECT_HOME"]) == (server.url, str(tmp_path / "home"))

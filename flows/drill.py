@@ -1,8 +1,8 @@
 """Prefect flows: ``dr_drill`` runs a drill spec; ``failover_plan`` one plan; ``recover_drill`` an unclosed run.
 
-The flows only adapt the engine (``vaodrill.drill.Drill``) to Prefect: its steps run as the tasks of
-``tasks.vao`` and :class:`PrefectObserver` turns its transitions and report into run logs, events and artifacts.
-Every decision about a plan is the engine's.
+The flows only adapt the engine (``vaodrill.drill.Drill``) to Prefect: each plan and each undo runs as a task
+run of ``tasks.vao`` inside the drill's flow run, and :class:`PrefectObserver` turns the engine's transitions and
+report into run logs, events and artifacts. Every decision about a plan is the engine's.
 """
 
 from __future__ import annotations
@@ -11,14 +11,13 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import pendulum
-import prefect.flow_engine
 from prefect import Flow, State, flow, get_run_logger
 from prefect.artifacts import (
     acreate_markdown_artifact,
@@ -29,25 +28,23 @@ from prefect.artifacts import (
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Cancelled, Completed, Failed
-from prefect.utilities.engine import capture_sigterm as _prefect_capture_sigterm
-from prefect.utilities.engine import link_state_to_flow_run_result
+from prefect.states import Completed, Failed
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from tasks.blocks import VaoServer
-from tasks.vao import Attempt, TaskSteps, write_gate
+from tasks.vao import TaskSteps, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
-from vaodrill.report import DrillReport, format_duration, render_markdown, table_rows
+from vaodrill.report import DrillReport, render_markdown, table_rows
 from vaodrill.spec import DrillSpec, load_spec
-from vaodrill.steps import Cleanup, DrillSession, PlanTarget
 from vaodrill.timeline import render_svg
 
 
@@ -115,24 +112,47 @@ def _drill_run_name() -> str:
     return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
 
 
+#: How many plans' causes a drill's state message spells out; the rest are counted (the report has them all).
+CAUSES_SHOWN = 3
+
+
 def outcome_message(report: DrillReport) -> str:
-    """The cause first, readable in the UI's first 100 characters: ``FAILED: App Tier halted; Web Tier skipped``."""
+    """The outcome, its cause and the counts, in whole words (the UI shows the state message as it is):
+    ``FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled ...); skipped: Reporting; 5 of 7 plans
+    passed`` or ``PASSED: 7 of 7 plans failed over and undone, RTO target met by 7 of 7``."""
+    total = len(report.plans)
+    passed = sum(p.status == "passed" for p in report.plans)
+    counted = f"{passed} of {total} plans passed"
     if report.verdict == "passed":
-        return f"PASSED: {len(report.plans)} plans failed over and undone"
-    words = {"halted": "halted", "timed_out": "timed out", "failed": "failed", "interrupted": "interrupted",
-             "skipped": "skipped"}
-    parts = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_short(p.reason)})" if p.status != "skipped"
-                                                            and p.reason else "")
-             for p in report.plans if p.status != "passed"]
-    left = [p.plan for p in report.left_failed_over]
-    head = f"LEFT FAILED OVER: {', '.join(left)}; " if left else ""
+        done = "failed over and undone" if report.mode == "drill" else "failed over (a real failover: not undone)"
+        rto = [p for p in report.plans if p.rto_met is not None]
+        missed = [p.plan for p in rto if not p.rto_met]
+        return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "
+                f"of {len(rto)}" if rto else "") + (f" (missed: {_listed(missed)})" if missed else ""))
+    words = {"timed_out": "timed out"}
+    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_oneline(p.reason)})" if p.reason else "")
+              for p in report.plans if p.status not in ("passed", "skipped")]
+    parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
+                                     if len(causes) > CAUSES_SHOWN else [])
+    if skipped := [p.plan for p in report.plans if p.status == "skipped"]:
+        parts.append(f"skipped: {_listed(skipped)}")
+    left = [f"{p.plan} ({_oneline(p.undo_reason)})" if p.undo_reason else p.plan for p in report.left_failed_over]
+    if left:
+        parts.insert(0, f"LEFT FAILED OVER: {_listed(left)}, recover with `vaodrill recover {report.run_id}`")
+    elif not causes and report.reason:  # no plan to blame: the drill's own reason
+        parts.insert(0, _oneline(report.reason))
     stopped = f"stopped ({report.stopped}): " if report.stopped else ""
-    return f"FAILED: {head}{stopped}{'; '.join(parts) or report.reason or 'see the report'}"
+    return f"FAILED: {stopped}{'; '.join([*parts, counted])}"
 
 
-def _short(text: str, limit: int = 60) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _listed(names: list[str]) -> str:
+    """The first few of ``names`` and how many more, in whole words."""
+    more = len(names) - CAUSES_SHOWN
+    return ", ".join(names[:CAUSES_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
 #: Settings handed in by the CLI of this process (never through the environment, where children would see them).
@@ -172,7 +192,7 @@ def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[s
           payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
           drill_run: str | None = None) -> None:
     """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials); related to
-    the drill's flow run too (Prefect adds the plan's child run, in which it is emitted)."""
+    the drill's flow run too (Prefect adds the plan's task run, in which it is emitted)."""
     server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
               "prefect.resource.name": settings.url}
     drill_resource = {"prefect.resource.id": f"vaodrill.drill.{drill}", "prefect.resource.role": "drill",
@@ -205,10 +225,10 @@ class PrefectObserver(Observer):
         self.settings = settings
         self.logger = logger
         self.plans = plans
-        self.drill_run = flow_run.id  # the run this observer reports for (events of child runs relate to it)
+        self.drill_run = flow_run.id  # the run this observer reports for (its task runs' events relate to it)
         self.finished = 0
         self.artifact: Any = None
-        self._updates: set[asyncio.Task[Any]] = set()
+        self._update: asyncio.Task[None] | None = None
 
     async def open(self, drill: str) -> None:
         self.artifact = await acreate_progress_artifact(0.0, description=f"Plans of drill {drill} that ended")
@@ -226,7 +246,9 @@ class PrefectObserver(Observer):
                                                if t.new is Phase.STARTING else None)
         level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
             "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
-        getattr(self.logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
+        # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
+        logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
+        getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
         if event := EVENTS.get(t.new):
             payload: dict[str, Any] = {"run_id": t.run_id, "phase": t.new.value, "reason": run.reason}
             if t.new is Phase.FAILING_OVER:
@@ -246,10 +268,17 @@ class PrefectObserver(Observer):
                   drill_run=self.drill_run)
         if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
             self.finished += 1
-            update = asyncio.ensure_future(aupdate_progress_artifact(
-                self.artifact, 100.0 * min(self.finished, self.plans) / max(self.plans, 1)))
-            self._updates.add(update)
-            update.add_done_callback(self._updates.discard)
+            if self._update is None or self._update.done():
+                self._update = asyncio.ensure_future(self._progress())
+
+    async def _progress(self) -> None:
+        """The progress artifact, one PATCH at a time (500 plans ending together are one or two PATCHes, not 500
+        requests queued before the drill's own)."""
+        sent = -1
+        while sent != self.finished:
+            sent = self.finished
+            with contextlib.suppress(Exception):  # a progress bar is never worth an error
+                await aupdate_progress_artifact(self.artifact, 100.0 * min(sent, self.plans) / max(self.plans, 1))
 
     def on_notice(self, drill: str, message: str | None) -> None:
         if message:
@@ -270,8 +299,8 @@ class PrefectObserver(Observer):
         if report.left_failed_over:
             self.logger.critical("PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
                                  ", ".join(p.plan for p in report.left_failed_over), report.run_id)
-        if self._updates:
-            await asyncio.gather(*self._updates, return_exceptions=True)
+        if self._update is not None:
+            await self._update
 
 
 def _timeline_markdown(report: DrillReport) -> str:
@@ -285,84 +314,6 @@ def _timeline_markdown(report: DrillReport) -> str:
     return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
-@contextlib.contextmanager
-def _capture_sigterm_unless_cli() -> Iterator[None]:
-    """Prefect's flow engine turns SIGTERM into an exception in whatever code runs, on every (child) flow run's
-    start. A CLI drill owns its signals (stop starting plans, undo, report: ``vaodrill.signals``), so there the
-    bridge stays out; under a worker it is Prefect's, and the cancellation hook recovers from the journal."""
-    if signals.owned():
-        yield
-    else:
-        with _prefect_capture_sigterm():
-            yield
-
-
-prefect.flow_engine.capture_sigterm = _capture_sigterm_unless_cli  # type: ignore[attr-defined]
-
-
-def plan_state(run: PlanRun) -> State[Any]:
-    """A plan's child flow run ends in a state that says how its failover ended (the undo is the drill's)."""
-    why = run.reason or run.phase.value
-    if run.phase in (Phase.FAILED_OVER, Phase.UNDOING, Phase.CLEAN):
-        rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at else None
-        target = run.target.rto_target_seconds
-        met = "" if rto is None or target is None else (" (target met)" if rto <= target else " (TARGET MISSED)")
-        return Completed(message=f"failed over in {format_duration(rto)}, target {format_duration(target)}{met}")
-    if run.phase is Phase.SKIPPED:
-        return Cancelled(name="Skipped", message=why)
-    if run.phase is Phase.INTERRUPTED:
-        return Cancelled(name="Interrupted", message=why)
-    return Failed(name=run.phase.value.capitalize(), message=why)
-
-
-@flow(name="drill-plan", flow_run_name="{plan} · {drill}", validate_parameters=False, persist_result=False,
-      log_prints=False, retries=0, description="One plan of a drill: precondition, Run and wait for the failover "
-                                               "(the undo runs in the drill's own run, dependents first).")
-async def drill_plan(plan: str, drill: str, depends_on: list[str],
-                     work: Callable[[], Awaitable[PlanRun]]) -> State[Any]:
-    """The engine's work for one plan; a plan that never started runs nothing and ends Skipped with the reason."""
-    return plan_state(await work())
-
-
-class PlanNode:
-    """Stands for a plan's child flow run among a dependent's inputs, so the drill's run graph draws the DAG."""
-
-
-class FlowSteps(TaskSteps):
-    """The steps as tasks, each plan's inside its own child flow run ``<plan> · <drill>``, started after its
-    dependencies' runs: the drill's run graph is the plan DAG, one node per plan, also for skipped plans.
-    """
-
-    def __init__(self, session: DrillSession, drill: str) -> None:
-        super().__init__(session)
-        self.drill = drill
-        self._names: dict[str, str] = {}
-        self._nodes: dict[str, PlanNode] = {}
-
-    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
-        attempt: Attempt[PlanRun] = Attempt()
-
-        async def recorded() -> PlanRun:
-            return await attempt.run(work())
-
-        self._names[target.key] = target.name
-        try:
-            state = await drill_plan(target.name, self.drill, [self._names.get(k, k) for k in target.after],
-                                     recorded, wait_for=[self._nodes[k] for k in target.after if k in self._nodes],
-                                     return_state=True)
-        except Exception as exc:  # Prefect shows the drill, it never decides it
-            return await attempt.recover(exc, recorded, f"plan {target.name}")
-        node = self._nodes[target.key] = PlanNode()
-        link_state_to_flow_run_result(state, node)
-        if attempt.result is None:
-            raise DrillError(f"the child flow run of {target.name} did not run: {state.name}: {state.message}")
-        return attempt.result[0]
-
-    async def clean(self, target: PlanTarget) -> Cleanup:
-        node = self._nodes.get(target.key)
-        return await self._clean(target, [node] if node else [])
-
-
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
                     report_dir: str | None, spec_file: str | None = None) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
@@ -370,7 +321,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
                   observers=[observer, progress.bus], write_gate=write_gate(settings.url),
-                  steps=lambda session: FlowSteps(session, spec.name),
+                  steps=TaskSteps,
                   flow_run_url=flow_run.ui_url, spec_file=spec_file)
     signals.running.add(drill)
     try:
@@ -436,6 +387,7 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
 async def dr_drill(request: DrillRequest) -> Any:
     """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed."""
+    signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
     if not request.drill_file:
         raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
     spec = load_spec(request.drill_file)
@@ -447,18 +399,24 @@ async def dr_drill(request: DrillRequest) -> Any:
 
 
 
+#: Seconds the run's tags may take at its end (Prefect's client retries a lost API for about a minute).
+TAGS_TIMEOUT = 5.0
+
+
 async def finish(report: DrillReport) -> Any:
-    """The flow run's end: tags for the drill and verdict, and a Failed state (not a traceback) for a failed drill."""
+    """The flow run's end: tags for the drill and verdict, and its state with the outcome as the message (Failed,
+    not a traceback, for a failed drill)."""
     logger = get_run_logger()
     message = outcome_message(report)
-    with contextlib.suppress(Exception):  # tags are a convenience; never fail a finished drill over them
-        async with get_client() as client:
+    # tags are a convenience: never fail a finished drill over them, nor wait on a Prefect API that went away
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(TAGS_TIMEOUT), get_client() as client:
             run = await client.read_flow_run(UUID(str(flow_run.id)))
             tags = sorted({*run.tags, f"drill:{report.drill}", f"verdict:{report.verdict}"})
             await client.update_flow_run(run.id, tags=tags)
     if report.verdict == "passed":
         logger.info("%s", message)
-        return report.model_dump(mode="json")
+        return Completed(message=message, data=report.model_dump(mode="json"))
     logger.error("%s", message)
     return Failed(message=message, data=report.model_dump(mode="json"))
 

@@ -1,10 +1,15 @@
-"""Prefect tasks around the VAO calls of a drill: one thin task per step of ``vaodrill.steps.DrillSession``.
+"""Prefect tasks around a drill's plans: one task run per plan (``failover · <plan>``: its precondition, Run and
+wait) and one per undo (``undo · <plan>``), linked along the DAG, so a drill's run graph is its plan DAG.
 
-The engine (``vaodrill.drill``) decides; these only make each step visible in the Prefect UI. None is retried or
-cached by Prefect: the session already retries what is safe to retry (reads, by the client's one retry policy),
-and the run's journal, not a cache, guarantees that a resumed or retried run never sends a second Run.
+The engine (``vaodrill.drill``) decides; these only make each plan visible in the Prefect UI. Task runs cost
+the drill no API round trip (Prefect 3 records their states from events sent in the background), so nothing
+Prefect does waits between a dependency's completion and its dependent's Run POST. The precondition, the Run and
+the wait are plain calls inside the plan's task (its run log shows each: checking, starting, failing over, ...):
+as nested tasks they would be unconnected nodes beside the DAG. None is retried or cached by Prefect: the session
+already retries what is safe to retry, and the run's journal, not a cache, guarantees that a resumed run never
+sends a second Run.
 
-Prefect shows a drill; it never decides one: when Prefect's API fails around a step (:func:`as_task`), the step
+Prefect shows a drill; it never decides one: when Prefect fails around a task (:meth:`Attempt.recover`), the work
 runs without its task run, or keeps the result it already has, and the drill goes on.
 """
 
@@ -14,31 +19,29 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
-import httpx
-from prefect import task
+from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
+from prefect.states import Cancelled, Completed, Failed
+from prefect.utilities.engine import link_state_to_task_run_result
 
+from vaodrill.drill import Phase, PlanRun
+from vaodrill.errors import DrillError
 from vaodrill.models import FailoverPlan
+from vaodrill.report import format_duration
 from vaodrill.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
 
 T = TypeVar("T")
 log = logging.getLogger("vaodrill.tasks")
 
 
-def _prefect_failed(error: BaseException) -> bool:
-    """An error of Prefect's own API (the session maps every VAO transport error into the VaoError tree)."""
-    return isinstance(error, httpx.HTTPError)
-
-
 class Attempt(Generic[T]):
-    """One step (or one plan's steps) run inside a Prefect run: whether it began, and its result once it ended,
-    so that a failure of Prefect's API around it never repeats it nor loses it."""
+    """Work run inside a Prefect task run: whether it began, and its result once it ended, so that Prefect failing
+    around it never repeats it nor loses it."""
 
     def __init__(self) -> None:
         self.began = False
@@ -51,101 +54,97 @@ class Attempt(Generic[T]):
         return result
 
     async def recover(self, error: Exception, direct: Callable[[], Awaitable[T]], what: str) -> T:
-        """After ``error`` around the Prefect run: the result if the work ended, the work without its Prefect run
-        if Prefect's API failed before it began; anything else is raised again."""
-        if not _prefect_failed(error) or (self.began and self.result is None):
-            raise error
+        """After ``error`` around the task run: the result if the work ended, the work without its task run if it
+        never began; an error of the work itself (it began and did not end) is raised again."""
         if self.result is not None:
-            log.warning("Prefect API failed after %s (%s): its run may not show the result", what, error)
+            log.warning("Prefect failed after %s (%s): its task run may not show the result", what, error)
             return self.result[0]
-        log.warning("Prefect API failed (%s): %s runs without its Prefect run", error, what)
+        if self.began:
+            raise error
+        log.warning("Prefect failed (%s): %s runs without its task run", error, what)
         return await direct()
 
 
-_attempt: ContextVar[Attempt[Any] | None] = ContextVar("vaodrill_step_attempt", default=None)
+def plan_state(run: PlanRun) -> State[Any]:
+    """How a plan's failover ended, as its task run's final state; the message gives the reason (the undo is the
+    drill's own task)."""
+    why = " ".join((run.reason or run.phase.value).split())
+    if run.phase in (Phase.FAILED_OVER, Phase.UNDOING, Phase.CLEAN):
+        rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at else None
+        target = run.target.rto_target_seconds
+        met = "" if rto is None or target is None else (" (target met)" if rto <= target else " (TARGET MISSED)")
+        return Completed(message=f"failed over in {format_duration(rto)}, target {format_duration(target)}{met}")
+    if run.phase is Phase.SKIPPED:
+        return Cancelled(name="Skipped", message=why)
+    if run.phase is Phase.INTERRUPTED:
+        return Cancelled(name="Interrupted", message=why)
+    return Failed(name=run.phase.value.capitalize(), message=why)
 
 
-async def _step(call: Awaitable[T]) -> T:
-    """A task's body: the session's step, recorded in the caller's :class:`Attempt`."""
-    attempt = _attempt.get()
-    return await (call if attempt is None else attempt.run(call))
+@task(name="failover", task_run_name="failover · {plan}", cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def drill_plan(plan: str, work: Callable[[], Awaitable[PlanRun]]) -> State[Any]:
+    """One plan of a drill: precondition, Run, wait for the failover; a plan that never started runs nothing and
+    ends Skipped with the reason."""
+    return plan_state(await work())
 
 
-async def as_task(task_call: Callable[[], Awaitable[T]], direct: Callable[[], Awaitable[T]], what: str) -> T:
-    """``task_call()``, the step as a Prefect task; Prefect's API failing around it is settled by
-    :meth:`Attempt.recover`. Never a step twice."""
-    attempt: Attempt[T] = Attempt()
-    token = _attempt.set(attempt)
-    try:
-        return await task_call()
-    except Exception as exc:
-        return await attempt.recover(exc, direct, what)
-    finally:
-        _attempt.reset(token)
-
-
-@task(name="precondition", task_run_name="precondition · {target.name}",
-      cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def check_precondition(session: DrillSession, target: PlanTarget) -> FailoverPlan:
-    """The plan exists, is runnable (idle, not in use) and not held by an unclosed run."""
-    return await _step(session.check(target))
-
-
-@task(name="start-failover", task_run_name="failover · {target.name}",
-      cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def start_failover(session: DrillSession, target: PlanTarget, run_sent_before: datetime | None) -> Started:
-    """``POST /v2/FailoverPlans/{id}/Run`` (FailoverNow), at most once per drill run."""
-    return await _step(session.start(target, run_sent_before=run_sent_before))
-
-
-@task(name="wait-for-failover", task_run_name="wait · {target.name}",
-      cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def wait_for_failover(session: DrillSession, target: PlanTarget) -> StageDone:
-    """Until the failover completes, halts (halt policy applies) or the plan's timeout passes."""
-    return await _step(session.wait_failover(target))
-
-
-@task(name="clean-up", task_run_name="undo · {target.name}",
-      cache_policy=NO_CACHE, persist_result=False, retries=0)
-async def clean_up(session: DrillSession, target: PlanTarget) -> Cleanup:
+@task(name="undo", task_run_name="undo · {plan}", cache_policy=NO_CACHE, persist_result=False, retries=0)
+async def undo_plan(plan: str, work: Callable[[], Awaitable[Cleanup]]) -> Cleanup:
     """Undo the failover (halting it first if still running) and verify the plan is clean again."""
-    return await _step(session.clean(target))
+    return await work()
+
+
+class PlanNode:
+    """Stands for a plan's task run among its dependents' ``wait_for``: the run graph draws the edge, and a
+    dependent is never held back by Prefect's reading of its dependency's state (the engine already decided)."""
 
 
 class TaskSteps:
-    """The engine's four steps as Prefect tasks; a plan's tasks wait on each other (precondition → Run → wait),
-    so the run graph shows each plan's order. ``flows.drill.FlowSteps`` adds ``plan``: a child flow run each."""
+    """The engine's steps with Prefect task runs: ``plan`` one per plan, after its dependencies' (every plan gets
+    one, also a plan that never started); ``clean`` one per undo, after its plan's."""
 
     def __init__(self, session: DrillSession) -> None:
         self.session = session
-        self._last: dict[str, list[Any]] = {}
+        self._nodes: dict[str, PlanNode] = {}
+
+    async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun:
+        attempt: Attempt[PlanRun] = Attempt()
+
+        async def recorded() -> PlanRun:
+            return await attempt.run(work())
+
+        try:
+            call = drill_plan(target.name, recorded, return_state=True,
+                              wait_for=[self._nodes[k] for k in target.after if k in self._nodes])
+            state = await cast(Awaitable[State[Any]], call)  # an async task's state (Prefect types it unawaited)
+        except Exception as exc:  # Prefect shows the drill, it never decides it
+            return await attempt.recover(exc, recorded, f"plan {target.name}")
+        node = self._nodes[target.key] = PlanNode()
+        link_state_to_task_run_result(state, node)
+        if attempt.result is None:
+            raise DrillError(f"the task run of {target.name} did not run: {state.name}: {state.message}")
+        return attempt.result[0]
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        plan: FailoverPlan = await as_task(lambda: check_precondition(self.session, target),
-                                           lambda: self.session.check(target), f"the precondition of {target.name}")
-        self._last[target.key] = [plan]
-        return plan
+        return await self.session.check(target)
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
-        started: Started = await as_task(
-            lambda: start_failover(self.session, target, run_sent_before, wait_for=self._last.get(target.key, [])),
-            lambda: self.session.start(target, run_sent_before=run_sent_before), f"the Run of {target.name}")
-        self._last[target.key] = [started]
-        return started
+        return await self.session.start(target, run_sent_before=run_sent_before)
 
     async def wait_failover(self, target: PlanTarget) -> StageDone:
-        done: StageDone = await as_task(
-            lambda: wait_for_failover(self.session, target, wait_for=self._last.get(target.key, [])),
-            lambda: self.session.wait_failover(target), f"the wait for {target.name}")
-        self._last[target.key] = [done]
-        return done
+        return await self.session.wait_failover(target)
 
     async def clean(self, target: PlanTarget) -> Cleanup:
-        return await self._clean(target, [])
+        attempt: Attempt[Cleanup] = Attempt()
 
-    async def _clean(self, target: PlanTarget, after: list[Any]) -> Cleanup:
-        result: Cleanup = await as_task(lambda: clean_up(self.session, target, wait_for=after),
-                                        lambda: self.session.clean(target), f"the undo of {target.name}")
+        async def recorded() -> Cleanup:
+            return await attempt.run(self.session.clean(target))
+
+        node = self._nodes.get(target.key)
+        try:
+            result: Cleanup = await undo_plan(target.name, recorded, wait_for=[node] if node else [])
+        except Exception as exc:
+            return await attempt.recover(exc, recorded, f"the undo of {target.name}")
         return result
 
 

@@ -10,6 +10,7 @@ to a plan that fails its precondition, status reads that do not grow with the nu
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import datetime
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def parse(ts: str) -> datetime:
 async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
     assert state.is_completed(), state.message
+    assert state.message == "PASSED: 6 of 6 plans failed over and undone, RTO target met by 6 of 6"
     assert report.verdict == "passed", report.reason
     plans = by_name(report)
     assert set(plans) == {"Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting"}
@@ -203,58 +205,114 @@ async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Pat
     assert sim.posts("Run") == {reporting: 1} and sim.posts("Undo") == {reporting: 1}
 
 
-async def test_run_graph_is_the_plan_dag_with_a_node_for_every_plan(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The Prefect UI's run graph (the graph-v2 API it draws) has one child flow run per plan, ``<plan> · <drill>``,
-    linked along the DAG, also for plans that never started; each plan's tasks are inside its own node."""
+def generated_dag(plans: int, seed: int) -> tuple[list[str], dict[str, list[str]]]:
+    """A seeded DAG as the benchmark draws them: 6 layers, each plan after 1-2 plans of the layer before."""
+    rng = random.Random(seed)
+    layers: list[list[str]] = [[] for _ in range(6)]
+    for i in range(plans):
+        layers[i if i < len(layers) else rng.randrange(len(layers))].append(f"plan-{i:02d}")
+    after: dict[str, list[str]] = {}
+    for previous, layer in zip([[], *layers], layers, strict=False):
+        for name in layer:
+            after[name] = sorted(rng.sample(previous, min(len(previous), rng.randint(1, 2))))
+    return [name for layer in layers for name in layer], after
+
+
+async def drill_graph(flow_run_id: object, nodes: int) -> dict[str, dict]:
+    """The drill run's graph as the UI draws it (``graph-v2``), by label, once the server has recorded ``nodes``
+    task runs in a final state (it records them from the events the drill sends in the background)."""
+    import time
+
     import httpx
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
     from prefect.settings import PREFECT_API_URL
 
-    spec = write_spec(tmp_path, """
-  - plan: Core Network
-  - plan: Active Directory
-    after: [Core Network]
-  - plan: Legacy ERP
-    after: [Core Network]
-  - plan: Reporting
-    after: [Legacy ERP, Active Directory]
-""")
-    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed() and report.verdict == "failed"
-    parent = state.state_details.flow_run_id
+    deadline = time.monotonic() + 120
     async with httpx.AsyncClient(base_url=PREFECT_API_URL.value()) as api:
-        graph = (await api.get(f"/flow_runs/{parent}/graph-v2")).raise_for_status().json()
-    nodes = {node["id"]: node for node in graph["nodes"].values()} if isinstance(graph["nodes"], dict) else {
-        node_id: node for node_id, node in graph["nodes"]}
-    plans = {n["label"].split(" / ", 1)[-1]: n for n in nodes.values() if n["kind"] == "flow-run"}
-    assert set(plans) == {f"{p} · test-drill" for p in ("Core Network", "Active Directory", "Legacy ERP",
-                                                         "Reporting")}, sorted(plans)
+        while True:
+            graph = (await api.get(f"/flow_runs/{flow_run_id}/graph-v2")).raise_for_status().json()
+            found = {node["label"]: node for _, node in graph["nodes"]}
+            final = [n for n in found.values() if n["state_type"] in ("COMPLETED", "FAILED", "CANCELLED")]
+            if len(final) >= nodes:
+                return found
+            assert time.monotonic() < deadline, f"{len(final)} of {nodes} nodes recorded: {sorted(found)}"
+            await asyncio.sleep(0.2)
 
-    def upstream(plan: str) -> set[str]:
-        ids = {edge["id"] for edge in plans[f"{plan} · test-drill"]["parents"]}
-        return {label.split(" · ")[0] for label, node in plans.items() if node["id"] in ids}
 
-    assert upstream("Core Network") == set()
-    assert upstream("Active Directory") == upstream("Legacy ERP") == {"Core Network"}
-    assert upstream("Reporting") == {"Legacy ERP", "Active Directory"}
-    states = {label.split(" · ")[0]: node["state_type"] for label, node in plans.items()}
-    assert states == {"Core Network": "COMPLETED", "Active Directory": "COMPLETED", "Legacy ERP": "FAILED",
-                      "Reporting": "CANCELLED"}, states
-    undos = {n["label"] for n in nodes.values() if n["kind"] == "task-run"}
-    assert undos == {"undo · Core Network", "undo · Active Directory"}, undos
+async def task_runs_of(client: object, flow_run_id: object) -> list:
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    return await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))  # type: ignore
+
+
+async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_plan(
+        sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The Prefect UI's run graph (the graph-v2 API it draws) of a 50-plan drill with a refused plan: one node per
+    plan, ``failover · <plan>``, linked along the DAG, also for the plans skipped after the refused one; an undo
+    node after each plan failed over; each plan's task run states why it ended as it did."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterTaskRunId
+    from prefect.logging.handlers import APILogHandler
+
+    order, after = generated_dag(50, seed=17)
+
+    def downstream(plan: str) -> set[str]:
+        found: set[str] = set()
+        for name in order:  # in dependency order
+            if any(dep == plan or dep in found for dep in after[name]):
+                found.add(name)
+        return found
+
+    # the refused plan has dependencies (which pass) and dependents, and theirs, which are skipped
+    refused = max((name for name in order if after[name]), key=lambda name: len(downstream(name)))
+    scenario = {"name": "graph-50", "timezone": "UTC", "defaults": {"steps": 2},
+                "plans": [{"name": name, "failover_duration": 30 + 7 * (i % 10), "undo_duration": 10,
+                           **({"state": "Disabled"} if name == refused else {})} for i, name in enumerate(order)]}
+    sim = sim_factory(scenario, time_scale=600)
+    spec = write_spec(tmp_path, "\n".join(f"  - plan: {name}" + (f"\n    after: [{', '.join(after[name])}]"
+                                                                   if after[name] else "") for name in order))
+    skipped = downstream(refused)
+    passed = set(order) - skipped - {refused}
+    assert len(skipped) >= 3 and any(refused not in after[name] for name in skipped)  # transitive skips too
+
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_failed() and {p.plan for p in report.plans if p.status == "passed"} == passed
+    nodes = await drill_graph(state.state_details.flow_run_id, nodes=len(order) + len(passed))
+    plans = {label.removeprefix("failover · "): node for label, node in nodes.items()
+             if label.startswith("failover · ")}
+    undos = {label.removeprefix("undo · "): node for label, node in nodes.items() if label.startswith("undo · ")}
+    assert sorted(plans) == sorted(order) and set(undos) == passed, sorted(nodes)
+    assert len(nodes) == len(plans) + len(undos), sorted(nodes)  # no other node: the steps are inside the plan's
+    label_of = {node["id"]: name for name, node in plans.items()}
+    for name in order:  # the DAG's edges, and nothing else (Prefect's SQLite query may list an edge twice)
+        assert {label_of[edge["id"]] for edge in plans[name]["parents"]} == set(after[name]), name
+    for name in passed:
+        assert {edge["id"] for edge in undos[name]["parents"]} == {plans[name]["id"]}, name
+    states = {name: node["state_type"] for name, node in plans.items()}
+    assert states == {name: "COMPLETED" if name in passed else "FAILED" if name == refused else "CANCELLED"
+                      for name in order}, states
 
     async with get_client() as client:
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
-        by_plan = {run.name.split(" · ")[0]: run for run in children}
-        assert by_plan["Reporting"].state.name == "Skipped"
-        assert "Legacy ERP" in by_plan["Reporting"].state.message
-        assert by_plan["Legacy ERP"].state.name == "Refused" and "Disabled" in by_plan["Legacy ERP"].state.message
-        tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [by_plan["Core Network"].id]}))
-    assert {t.name for t in tasks} == {"precondition · Core Network", "failover · Core Network",
-                                       "wait · Core Network"}
+        runs = await task_runs_of(client, state.state_details.flow_run_id)
+        by_plan = {run.name.removeprefix("failover · "): run for run in runs if run.name.startswith("failover · ")}
+        assert by_plan[refused].state.name == "Refused"
+        assert "precondition" in by_plan[refused].state.message and "Disabled" in by_plan[refused].state.message
+        for name in skipped:  # skipped because of a named dependency that did not pass
+            run = by_plan[name]
+            blocking = [dep for dep in after[name] if dep == refused or dep in skipped]
+            assert run.state.name == "Skipped" and any(f"'{dep}'" in run.state.message for dep in blocking), \
+                (name, run.state.message)
+        for name in passed:
+            assert by_plan[name].state.message.startswith("failed over in "), by_plan[name].state.message
+        await APILogHandler.aflush()
+        logs = await client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[by_plan[order[0]].id])))
+    lines = " | ".join(log.message for log in logs)
+    for step in ("checking", "starting", "failing over", "failed over"):  # each step in the plan's task run's log
+        assert f"{order[0]}: {step}" in lines, lines
+    assert state.message.startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
+        state.message
+    named = sorted(skipped, key=order.index)[:3]
+    assert state.message.endswith(f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; "
+                                  f"{len(passed)} of 50 plans passed"), state.message
 
 
 async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
@@ -426,13 +484,13 @@ async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path):
         DrillRequest.model_validate({"vao_server": block_ref("test-stored-ref")})  # a misspelt field
 
 
-async def test_a_stopped_drill_ends_every_child_run(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A stop mid-drill (what the CLI's signal handler does) with child runs: the plan failing over is
-    interrupted and undone, the next one never starts, the run ends Failed, and no child run is left running."""
+async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """A stop mid-drill (what the CLI's signal handler does): the plan failing over is interrupted and undone, the
+    next one never starts, the run ends Failed, and no plan's task run is left running."""
     import time
 
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     from vaodrill import signals
 
@@ -456,8 +514,10 @@ async def test_a_stopped_drill_ends_every_child_run(sim: Sim, tmp_path: Path, mo
     assert plans["Core Network"].status == "interrupted" and plans["Core Network"].undo == "verified"
     assert plans["Active Directory"].status == "skipped"
     assert sim.posts("Run") == {core: 1} and sim.posts("Undo") == {core: 1}
+    nodes = await drill_graph(state.state_details.flow_run_id, nodes=3)  # both plans and Core Network's undo
     async with get_client() as client:
-        children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
-    states = {run.name.split(" · ")[0]: run.state.name for run in children}
-    assert states == {"Core Network": "Interrupted", "Active Directory": "Skipped"}, states
+        runs = await task_runs_of(client, state.state_details.flow_run_id)
+    states = {run.name: run.state.name for run in runs}
+    assert states == {"failover · Core Network": "Interrupted", "failover · Active Directory": "Skipped",
+                      "undo · Core Network": "Completed"}, states
+    assert set(nodes) == set(states)

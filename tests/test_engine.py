@@ -399,7 +399,7 @@ async def test_failure_in_the_middle_keeps_independent_branches(sim: Sim, tmp_pa
 
 
 class LostGrouping:
-    """The session's steps, with a ``plan`` grouping (a child flow run in Prefect) that fails for one plan: before
+    """The session's steps, with a ``plan`` grouping (a task run in Prefect) that fails for one plan: before
     the plan's work when ``before``, else after it, as a Prefect API going away would."""
 
     def __init__(self, session: Any, plan: str, *, before: bool) -> None:

@@ -60,7 +60,9 @@ async def run_dag(
             outcomes[key] = outcome
             done[key].set()
 
-    await asyncio.gather(*(node(key) for key in order))
+    # return_exceptions: a cancelled DAG ends once every node has ended, not when the first node (say, one waiting
+    # on a dependency) has; a node still winding down (a Run in flight) is never left behind by the cancellation
+    await asyncio.gather(*(node(key) for key in order), return_exceptions=True)
     return outcomes
 
 

@@ -184,9 +184,9 @@ class Observer:
 
 
 class Steps(Protocol):
-    """The four steps per plan, and ``plan`` around one plan's steps (a child flow run in Prefect; every plan of
+    """The four steps per plan, and ``plan`` around one plan's steps (a task run in Prefect; every plan of
     the drill gets one, also a plan that never started). :class:`DrillSession` is the direct implementation,
-    ``tasks/`` and ``flows/`` the Prefect one."""
+    ``tasks.vao.TaskSteps`` the Prefect one."""
 
     async def plan(self, target: PlanTarget, work: Callable[[], Awaitable[PlanRun]]) -> PlanRun: ...
 
@@ -420,7 +420,7 @@ class Drill:
                     "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
 
     async def _grouped_plan(self, steps: Steps, key: str) -> None:
-        """``_plan`` inside ``steps.plan`` (its child flow run); raises as ``_plan`` does, so dependents skip."""
+        """``_plan`` inside ``steps.plan`` (its task run); raises as ``_plan`` does, so dependents skip."""
         self._grouped.add(key)
         run = self.records[key]
         failure: BaseException | None = None

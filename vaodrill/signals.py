@@ -1,8 +1,9 @@
 """SIGINT and SIGTERM for a drill run from a terminal: the first stops the drill cleanly, the second exits now.
 
 Only the CLI asks for this (``handle``); a flow run under a Prefect worker keeps Prefect's own signal handling,
-and its cancellation hook recovers from the journal instead. While ours is installed (:func:`owned`), ``flows/``
-keeps Prefect's flow engine from installing its SIGTERM bridge on each (child) flow run.
+and its cancellation hook recovers from the journal instead. Prefect's flow engine installs its SIGTERM bridge
+when a flow run starts (and puts back what it found when the run ends): a CLI drill's flow run calls
+:func:`reclaim` first thing, so SIGTERM stays ours for the whole drill.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ def handle(handler: Handler) -> None:
 def owned() -> bool:
     """Whether this process's SIGINT/SIGTERM are ours (a CLI drill), not Prefect's."""
     return _handler is not None
+
+
+def reclaim() -> None:
+    """Ours on SIGTERM again, if this process's signals are ours (see the module's docstring)."""
+    if _handler is not None and threading.current_thread() is threading.main_thread():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, _handler, signal.SIGTERM)
 
 
 def release() -> None:

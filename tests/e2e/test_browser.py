@@ -5,8 +5,8 @@ Asserts on the rendered text (and, where the UI draws on a canvas, on the API th
 * the passed demo drill (``drill_run``): run page, Artifacts tab, report artifact with its timeline;
 * a failed drill (``failed_run``: the demo plus the Disabled 'Legacy ERP', so Reporting is skipped): the runs
   list tells the two drills apart (name ``<drill> · <time>Z``, state, ``drill:``/``verdict:`` tags); the run's
-  Details show the state message, which names the plan and the cause; the parent run graph has one child flow
-  run ``<plan> · <drill>`` per plan, the skipped one included (``GET /api/flow_runs/{id}/graph-v2``), and its
+  Details show the state message, which names the plan and the cause; the run graph has one task run
+  ``failover · <plan>`` per plan, the skipped one included (``GET /api/flow_runs/{id}/graph-v2``), and its
   canvas renders; event cards name the plan; the report artifact and its timeline render;
 * the ``manual-drill`` run form offers a block picker for the VAO server, listing a saved block.
 
@@ -284,7 +284,7 @@ async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun
     assert run.state.is_failed(), f"{run.state.type} {message}"
     # the cause first: the plan, what happened to it and why, then the plan that was skipped because of it
     assert message.startswith("FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled"), message
-    assert message.endswith("Reporting skipped"), message
+    assert message.endswith("; skipped: Reporting; 5 of 7 plans passed"), message
     named = RUN_NAME.match(run.name)
     assert named and named["drill"] == FAILED_DRILL, run.name
     passed = drill_run.flow_run
@@ -332,19 +332,17 @@ async def test_parent_graph_has_one_node_per_plan(failed_run: FinishedRun, prefe
         response = await http.get(f"/flow_runs/{failed_run.flow_run_id}/graph-v2")
     response.raise_for_status()
     nodes = [node for _, node in response.json()["nodes"]]
-    children = {node["label"].split(" / ", 1)[-1]: node for node in nodes if node["kind"] == "flow-run"}
-    assert sorted(children) == sorted(f"{plan} · {FAILED_DRILL}" for plan in FAILED_PLANS), \
-        [n["label"] for n in nodes]
-    assert len([n for n in nodes if n["kind"] == "flow-run"]) == len(FAILED_PLANS), "a plan drawn twice"
+    plans = {node["label"].removeprefix("failover · "): node for node in nodes if node["kind"] == "task-run"
+             and node["label"].startswith("failover · ")}
+    assert sorted(plans) == sorted(FAILED_PLANS), [n["label"] for n in nodes]
+    assert len([n for n in nodes if n["label"].startswith("failover · ")]) == len(FAILED_PLANS), "a plan drawn twice"
     async with prefect_server.client() as client:
-        states = {label.split(" · ")[0]: (await client.read_flow_run(UUID(node["id"]))).state
-                  for label, node in children.items()}
+        states = {plan: (await client.read_task_run(UUID(node["id"]))).state for plan, node in plans.items()}
     assert all(states[plan].is_completed() for plan in FAILED_OVER), {p: s.name for p, s in states.items()}
     assert states["Legacy ERP"].is_failed() and "Disabled" in (states["Legacy ERP"].message or ""), \
         states["Legacy ERP"]
     skipped = states["Reporting"]  # never started, still a node: its state says skipped, and why
-    assert skipped.name.lower() == "skipped" or "skipped" in (skipped.message or "").lower(), skipped
-    assert "Legacy ERP" in (skipped.message or ""), skipped
+    assert skipped.name == "Skipped" and "Legacy ERP" in (skipped.message or ""), skipped
 
     async with Chromium(tmp_path) as page:
         await page.goto(f"{prefect_server.url}/runs/flow-run/{failed_run.flow_run_id}")
@@ -367,10 +365,10 @@ async def test_event_card_names_the_plan(failed_run: FinishedRun, prefect_server
     drill = f"vaodrill.drill.{FAILED_DRILL}"
     async with Chromium(tmp_path) as page:
         # the default UI: a custom resource is shown by its id (vao.plan.<guid>), the plan's name comes with the
-        # related flow run, the plan's child run '<plan> · <drill>'
+        # related task run, the plan's 'failover · <plan>'
         await page.goto(f"{prefect_server.url}/events?events={event}&resource={drill}")
         shot = ui_shots / "events.png"
-        child_runs = [f"{plan} · {FAILED_DRILL}" for plan in FAILED_OVER]
+        child_runs = [f"failover · {plan}" for plan in FAILED_OVER]
         text = await page.wait_for_text(["Vaodrill failover completed", *child_runs], timeout=60, shot=shot)
         await page.screenshot(shot)
         assert "Legacy ERP" not in text and "Reporting" not in text, text[:3000]  # they never failed over

@@ -41,10 +41,10 @@ from tasks.vao import TaskSteps, write_gate
 from vaodrill import progress, signals
 from vaodrill.connection import ConnectionSettings
 from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
-from vaodrill.errors import DrillError
+from vaodrill.errors import DrillError, one_line
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
 from vaodrill.report import DrillReport, render_markdown, table_rows
-from vaodrill.spec import DrillSpec, load_spec
+from vaodrill.spec import DrillSpec, SpecError, load_spec
 from vaodrill.timeline import render_svg
 
 
@@ -91,6 +91,9 @@ class DrillRequest(BaseModel):
                                                  title="Restore-point reference time",
                                                  description="Read restore-point rules as of this instant "
                                                              "(default: now)")
+    #: Who approved a real failover started from the command line (not in the run form: the UI's approval is the
+    #: real-failover flow's own pause); written into the drill's journal and evidence pack.
+    approval: SkipJsonSchema[dict[str, str] | None] = None
 
     @field_validator("vao_block", mode="before")
     @classmethod
@@ -315,14 +318,15 @@ def _timeline_markdown(report: DrillReport) -> str:
 
 
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
-                    report_dir: str | None, spec_file: str | None = None) -> DrillReport:
+                    report_dir: str | None, spec_file: str | None = None,
+                    approval: dict[str, str] | None = None) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
     observer = PrefectObserver(settings, get_run_logger(), len(spec.plans))
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
     drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
                   observers=[observer, progress.bus], write_gate=write_gate(settings.url),
                   steps=TaskSteps,
-                  flow_run_url=flow_run.ui_url, spec_file=spec_file)
+                  flow_run_url=flow_run.ui_url, spec_file=spec_file, approval=approval)
     signals.running.add(drill)
     try:
         await observer.open(spec.name)
@@ -386,14 +390,24 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
       on_cancellation=[undo_after_cancellation],
       description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
 async def dr_drill(request: DrillRequest) -> Any:
-    """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed."""
+    """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed.
+
+    A request that cannot run (no or a bad drill file, no VAO server) ends Failed with that one line in its state
+    and its log, not a traceback: nothing went wrong in the code, a person has to read why.
+    """
     signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
-    if not request.drill_file:
-        raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
-    spec = load_spec(request.drill_file)
-    settings = await connection_settings(request.vao_block)
+    try:
+        if not request.drill_file:
+            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
+        spec = load_spec(request.drill_file)
+        settings = await connection_settings(request.vao_block)
+    except (DrillError, SpecError) as exc:
+        message = one_line(str(exc))
+        get_run_logger().error("%s", message)
+        return Failed(message=message, data=exc)
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
-                             report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()))
+                             report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()),
+                             approval=request.approval)
     await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
 

@@ -127,6 +127,23 @@ def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_pat
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 
+def test_a_real_failover_approved_with_yes_is_in_the_journal_and_the_evidence_pack(env: dict[str, str], sim: Sim,
+                                                                                   tmp_path: Path):
+    spec = tmp_path / "real.yaml"
+    spec.write_text("name: real\nmode: failover\nplans:\n  - plan: Core Network\n")
+    reports = tmp_path / "reports"
+    result = vaodrill("run", str(spec), "--yes", "--report-dir", str(reports), env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (journal,) = (reports / "journal").glob("*.jsonl")
+    approvals = [r for r in map(json.loads, journal.read_text().splitlines()) if r["type"] == "approval"]
+    assert [(r["how"], r["change_ticket"]) for r in approvals] == [("--yes on the command line", "")], approvals
+    assert approvals[0]["approver"]
+    (pack,) = reports.glob("real/*/evidence.html")
+    text = pack.read_text()
+    assert "--yes on the command line" in text and "No approval recorded" not in text
+    assert sim.posts("Run") == {sim.plan_id("Core Network").lower(): 1} and sim.posts("Undo") == {}
+
+
 def test_plans_and_validate_json(env: dict[str, str]):
     plans = vaodrill("plans", "--json", env=env)
     assert plans.returncode == 0, plans.stderr

@@ -8,6 +8,7 @@ Connection settings, highest precedence first: command-line options, a Prefect b
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -411,19 +412,32 @@ def run(
         if dry_run:
             asyncio.run(_dry_run(spec, settings))
             return
-        if spec.mode == "failover" and not settings.simulated and not yes:
-            _confirm_real_failover(spec, settings)
-        code = _run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir)
+        approval = None
+        if spec.mode == "failover" and not settings.simulated:
+            approval = {"approver": _who(), "change_ticket": "",
+                        "how": "--yes on the command line" if yes else _confirm_real_failover(spec, settings)}
+        code = _run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir,
+                          approval=approval)
     raise typer.Exit(code)
 
 
-def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> None:
+def _who() -> str:
+    """The account that approved at this terminal (a container may have no name for it)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"
+
+
+def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> str:
+    """The drill's name typed at the terminal, or a one-line refusal; how it was approved, for the journal."""
     if not sys.stdin.isatty():
         raise UserError(f"drill {spec.name} is a REAL failover on {settings.url}: confirm with --yes")
     answer = typer.prompt(f"REAL failover of {len(spec.plans)} plans on {settings.url} (no undo). "
                           f"Type the drill name ({spec.name}) to proceed")
     if answer.strip() != spec.name:
         raise UserError("not confirmed: nothing was failed over")
+    return "the drill's name typed at the terminal"
 
 
 async def _dry_run(spec: Any, settings: ConnectionSettings) -> None:
@@ -500,7 +514,7 @@ def _file_contains(path: Path, marker: str) -> bool:
 
 
 def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
-               journal_dir: Path | None = None) -> int:
+               journal_dir: Path | None = None, approval: dict[str, str] | None = None) -> int:
     """Run the drill in this process with a live view; returns the exit code.
 
     With a Prefect API configured, the drill is a ``dr-drill`` flow run reported there (the UI, events,
@@ -527,8 +541,8 @@ def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir:
         signals.handle(handler)
         try:
             if through_prefect:
-                return await _flow_run(drill, settings, report_dir, run_id, journal_dir)
-            return await _engine_run(drill, spec, settings, report_dir, run_id, journal_dir)
+                return await _flow_run(drill, settings, report_dir, run_id, journal_dir, approval)
+            return await _engine_run(drill, spec, settings, report_dir, run_id, journal_dir, approval)
         finally:
             signals.release()
 
@@ -565,14 +579,15 @@ def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir:
 
 
 async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                      journal_dir: Path | None) -> Any:
+                      journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
     from uuid import uuid4
 
     from vaodrill import progress, signals
     from vaodrill.drill import Drill
 
     engine = Drill(spec, settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
-                   journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()))
+                   journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()),
+                   approval=approval)
     signals.running.add(engine)
     try:
         return await engine.run()
@@ -581,7 +596,7 @@ async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, repo
 
 
 async def _flow_run(drill: Path, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                    journal_dir: Path | None) -> Any:
+                    journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
     """The ``dr-drill`` flow run, after one read of the server: a wrong URL or password exits 2 before any
     Prefect run exists."""
     await _list_plans(settings)
@@ -589,7 +604,7 @@ async def _flow_run(drill: Path, settings: ConnectionSettings, report_dir: Path,
         os.environ["VAODRILL_JOURNAL_DIR"] = str(journal_dir)
     from flows.drill import DrillRequest, dr_drill, local_settings
 
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id)
+    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval)
     with local_settings(settings):
         return await dr_drill(request=request, return_state=True)
 

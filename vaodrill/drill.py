@@ -328,7 +328,8 @@ class Drill:
                  report_dir: str | Path | None = "reports", journal_dir: str | Path | None = None,
                  now: datetime | None = None, observers: Iterable[Observer] = (),
                  steps: Callable[[DrillSession], Steps] | None = None, write_gate: WriteGate | None = None,
-                 flow_run_url: str | None = None, spec_file: str | None = None) -> None:
+                 flow_run_url: str | None = None, spec_file: str | None = None,
+                 approval: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.settings = settings
         self.run_id = run_id
@@ -340,6 +341,8 @@ class Drill:
         self._write_gate = write_gate
         self.flow_run_url = flow_run_url
         self.spec_file = spec_file
+        #: Who approved a real failover, and under which ticket: the journal's evidence of it.
+        self.approval = dict(approval) if approval else None
         self.stopped: DrillAborted | None = None
         self._dag: asyncio.Task[Any] | None = None
         self._grouped: set[str] = set()
@@ -418,6 +421,8 @@ class Drill:
             give_up_after=self.spec.give_up_after.total_seconds(),
             plans=[{"key": t.key, "id": t.id, "name": t.name, "after": list(t.after),
                     "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
+        if self.approval:
+            self.journal.append("approval", **self.approval)
 
     async def _grouped_plan(self, steps: Steps, key: str) -> None:
         """``_plan`` inside ``steps.plan`` (its task run); raises as ``_plan`` does, so dependents skip."""

@@ -236,8 +236,9 @@ def _approvals(report: DrillReport, records: Sequence[Mapping[str, Any]]) -> str
                 else "<span class='bad'>No approval recorded in this run's journal</span>: see the approval input of "
                      f"the flow run {_e(report.flow_run_url or '')}.")
         return f"<h2>Approvals</h2><p>{text}</p>"
-    rows = [(_e(r.get("approver")), _e(r.get("change_ticket")), _e(r.get("at"))) for r in found]
-    return "<h2>Approvals</h2>" + _table(["Approved by", "Change ticket", "When"], rows)
+    rows = [(_e(r.get("approver")), _e(r.get("change_ticket") or "—"), _e(r.get("how") or "—"), _e(r.get("at")))
+            for r in found]
+    return "<h2>Approvals</h2>" + _table(["Approved by", "Change ticket", "How", "When"], rows)
 
 
 def deficiencies(report: DrillReport) -> list[tuple[str, str]]:

@@ -27,6 +27,7 @@ from prefect.artifacts import (
 )
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
@@ -354,11 +355,13 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
         logger.info("Drill run %s closed its journal: nothing left to undo", run_id)
         return
     settings = await connection_settings(request.vao_block)
-    await _recover(state_of, settings, logger)
+    await _recover(state_of, settings, logger, flow_run.id)
 
 
-async def _recover(journal: JournalState, settings: ConnectionSettings, logger: Any) -> None:
-    """What the cancellation hook and the recovery flow share: say it loudly, recover, fail unless clean."""
+async def _recover(journal: JournalState, settings: ConnectionSettings, logger: Any, run: UUID) -> None:
+    """What the cancellation hook and the recovery flow share: say it loudly, recover, fail unless clean.
+
+    ``run``: the flow run the recovery's artifact belongs to (a hook runs outside any run context)."""
     names = [journal.plan_info(k).get("name", k) for k in journal.may_be_failed_over()]
     if not names:
         logger.info("Run %s: no plan was failed over", journal.run_id)
@@ -376,11 +379,13 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
         (logger.info if p.outcome == "clean" else logger.critical)("%s: %s", p.name, p.outcome)
     rows = "\n".join(f"| {p.name} | {p.state} | {p.action} | {p.outcome} |" for p in recovery.plans)
     key = artifact_key(f"recovery-{journal.drill}")
-    await acreate_markdown_artifact(
-        f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
-        f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}\n\n"
-        f"| plan | state found | action | outcome |\n|---|---|---|---|\n{rows}\n",
-        key=key, description=f"Recovery of {journal.drill}: {'clean' if recovery.clean else 'NOT clean'}")
+    async with get_client() as client:
+        await client.create_artifact(ArtifactCreate(
+            type="markdown", key=key, flow_run_id=run,
+            data=f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
+                 f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}"
+                 f"\n\n| plan | state found | action | outcome |\n|---|---|---|---|\n{rows}\n",
+            description=f"Recovery of {journal.drill}: {'clean' if recovery.clean else 'NOT clean'}"))
     if not recovery.clean:
         raise DrillError(f"recovery of run {journal.run_id} left plans failed over: "
                          f"{', '.join(p.name for p in recovery.plans if p.outcome != 'clean')}")
@@ -470,7 +475,7 @@ async def recover_drill(flow_run_id: str) -> None:
     if not journal.is_open:
         logger.info("Run %s closed its journal: nothing to recover", run_id)
         return
-    await _recover(journal, await connection_settings(request.vao_block), logger)
+    await _recover(journal, await connection_settings(request.vao_block), logger, UUID(str(flow_run.id)))
 
 
 #: A recovery run that crashed is recovered by another; after this many in a row a person must look.

@@ -82,7 +82,13 @@ class DrillRequest(BaseModel):
                                                                     "the drill")
     report_dir: str = Field("reports", min_length=1, title="Report directory",
                             description="Reports go here, and the drill's journal under journal/ (unless "
-                                        "VAODRILL_JOURNAL_DIR says otherwise)")
+                                        "a journal directory is given)")
+    journal_dir: str | SkipJsonSchema[None] = Field(None, min_length=1, json_schema_extra=_no_default,
+                                                    title="Journal directory",
+                                                    description="Where the drill's journal goes (shared storage "
+                                                                "when drills run on several hosts); default: "
+                                                                "VAODRILL_JOURNAL_DIR of the machine that runs the "
+                                                                "drill, else <report directory>/journal")
     run_id: Annotated[str, StringConstraints(pattern=_RUN_ID.pattern)] | SkipJsonSchema[None] = Field(
                                                None, json_schema_extra=_no_default, title="Resume run",
                                                description="Leave empty for a new drill. The id of an earlier run "
@@ -95,6 +101,10 @@ class DrillRequest(BaseModel):
     #: Who approved a real failover started from the command line (not in the run form: the UI's approval is the
     #: real-failover flow's own pause); written into the drill's journal and evidence pack.
     approval: SkipJsonSchema[dict[str, str] | None] = None
+
+    def journal(self) -> Path:
+        """The directory of the drill's journal: the one given, else the machine's default for the report dir."""
+        return Path(self.journal_dir) if self.journal_dir else default_journal_dir(self.report_dir)
 
     @field_validator("vao_block", mode="before")
     @classmethod
@@ -319,12 +329,12 @@ def _timeline_markdown(report: DrillReport) -> str:
 
 
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
-                    report_dir: str | None, spec_file: str | None = None,
+                    report_dir: str | None, journal_dir: str | Path | None = None, spec_file: str | None = None,
                     approval: dict[str, str] | None = None) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
     observer = PrefectObserver(settings, get_run_logger(), len(spec.plans))
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
-    drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, now=reference,
+    drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, journal_dir=journal_dir, now=reference,
                   observers=[observer, progress.bus], write_gate=write_gate(settings.url),
                   steps=TaskSteps,
                   flow_run_url=flow_run.ui_url, spec_file=spec_file, approval=approval)
@@ -346,7 +356,7 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     logger = flow_run_logger(flow_run, flow)
     request = DrillRequest.model_validate(flow_run.parameters.get("request") or {})
     run_id = request.run_id or str(flow_run.id)
-    journal = Journal(default_journal_dir(request.report_dir), run_id)
+    journal = Journal(request.journal(), run_id)
     if not journal.exists():
         logger.warning("Drill cancelled before any failover: nothing to undo")
         return
@@ -411,8 +421,8 @@ async def dr_drill(request: DrillRequest) -> Any:
         get_run_logger().error("%s", message)
         return Failed(message=message, data=exc)
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
-                             report_dir=request.report_dir, spec_file=str(Path(request.drill_file).resolve()),
-                             approval=request.approval)
+                             report_dir=request.report_dir, journal_dir=request.journal(),
+                             spec_file=str(Path(request.drill_file).resolve()), approval=request.approval)
     await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
 
@@ -468,7 +478,7 @@ async def recover_drill(flow_run_id: str) -> None:
     request = DrillRequest.model_validate((crashed.parameters or {}).get("request") or {})
     run_id = request.run_id or str(crashed.id)
     try:
-        journal = Journal(default_journal_dir(request.report_dir), run_id).read()
+        journal = Journal(request.journal(), run_id).read()
     except JournalError as exc:
         logger.info("No journal for run %s (%s): it never reached a failover", run_id, exc)
         return

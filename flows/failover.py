@@ -114,7 +114,7 @@ async def _real_failover(request: FailoverRequest) -> Any:
     _emit("vaodrill.failover.approved", spec.name, settings,
           payload={"approver": approval.approver, "change_ticket": approval.change_ticket})
     report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=reference,
-                             report_dir=request.report_dir,
+                             report_dir=request.report_dir, journal_dir=request.journal(),
                              approval={"approver": approval.approver, "change_ticket": approval.change_ticket,
                                        "how": "approval form of the paused flow run"})
     return await finish(report)

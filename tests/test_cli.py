@@ -127,14 +127,17 @@ def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_pat
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 
-def test_a_real_failover_approved_with_yes_is_in_the_journal_and_the_evidence_pack(env: dict[str, str], sim: Sim,
+def test_a_real_failover_approved_with_yes_is_in_its_journal_and_evidence_pack(env: dict[str, str], sim: Sim,
                                                                                    tmp_path: Path):
     spec = tmp_path / "real.yaml"
     spec.write_text("name: real\nmode: failover\nplans:\n  - plan: Core Network\n")
     reports = tmp_path / "reports"
-    result = vaodrill("run", str(spec), "--yes", "--report-dir", str(reports), env=env)
+    journals = tmp_path / "journals"  # the flow run's parameter, not an environment variable
+    result = vaodrill("run", str(spec), "--yes", "--report-dir", str(reports), "--journal-dir", str(journals),
+                      env=env)
     assert result.returncode == 0, result.stdout + result.stderr
-    (journal,) = (reports / "journal").glob("*.jsonl")
+    assert not (reports / "journal").exists()
+    (journal,) = journals.glob("*.jsonl")
     approvals = [r for r in map(json.loads, journal.read_text().splitlines()) if r["type"] == "approval"]
     assert [(r["how"], r["change_ticket"]) for r in approvals] == [("--yes on the command line", "")], approvals
     assert approvals[0]["approver"]

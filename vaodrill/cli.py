@@ -600,11 +600,10 @@ async def _flow_run(drill: Path, settings: ConnectionSettings, report_dir: Path,
     """The ``dr-drill`` flow run, after one read of the server: a wrong URL or password exits 2 before any
     Prefect run exists."""
     await _list_plans(settings)
-    if journal_dir is not None:
-        os.environ["VAODRILL_JOURNAL_DIR"] = str(journal_dir)
     from flows.drill import DrillRequest, dr_drill, local_settings
 
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval)
+    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval,
+                           journal_dir=str(journal_dir) if journal_dir is not None else None)
     with local_settings(settings):
         return await dr_drill(request=request, return_state=True)
 

@@ -322,11 +322,12 @@ def doctor(
     """
     from vaodrill.doctor import diagnose, render, to_json
 
-    plans = [step.plan for step in _load_spec(drill).plans] if drill else None
+    spec = _load_spec(drill) if drill else None
+    plans = [step.plan for step in spec.plans] if spec else None
     options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
                                 password_stdin, allow_insecure_http)
     with connection(options) as settings:
-        diagnosis = asyncio.run(diagnose(settings, plans=plans))
+        diagnosis = asyncio.run(diagnose(settings, plans=plans, drill_timezone=spec.timezone if spec else None))
     if as_json:
         console.print_json(json.dumps(to_json(diagnosis)))
     else:

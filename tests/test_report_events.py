@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
@@ -128,7 +129,9 @@ async def test_a_repeated_hour_on_the_server_is_a_note(sim_factory: Any, tmp_pat
     assert report.warnings == []  # the server's zone is set: nothing to warn about
 
 
-async def test_a_server_zone_left_unset_is_a_warning_in_the_report(sim: Sim, tmp_path: Path) -> None:
+async def test_a_server_zone_left_unset_is_a_warning_in_the_report(sim: Sim, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VAO_TIMEZONE", raising=False)
     report, _, _ = await drill(sim, tmp_path, timezone="America/New_York")
     files = Files(report, tmp_path / "reports")
     assert report.verdict == "passed"

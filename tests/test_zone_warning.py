@@ -41,6 +41,8 @@ def test_validate_warns_and_says_it_in_json(env: dict[str, str], tmp_path: Path)
     assert "UTC assumed" in warning
     told = vaodrill("validate", str(spec), "--json", "--vao-timezone", "America/New_York", env=env, cwd=tmp_path)
     assert json.loads(told.stdout)["warnings"] == [] and "UTC assumed" not in told.stderr
+    on_utc = vaodrill("validate", str(spec), "--json", env={**env, "VAO_TIMEZONE": "UTC"}, cwd=tmp_path)
+    assert json.loads(on_utc.stdout)["warnings"] == [], "VAO_TIMEZONE=UTC says the server runs on UTC"
 
 
 def test_run_warns_before_it_starts_and_in_its_table(env: dict[str, str], sim: Sim, tmp_path: Path) -> None:

@@ -556,6 +556,8 @@ class Drill:
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
         seen = self.session.events.get(key, []) if self.session is not None else []
+        if not seen:  # a resumed run keeps what its journal recorded
+            return list(self.records[key].events)
         return [e.model_dump(mode="json") for e in seen]
 
     def _why_not_started(self, run: PlanRun) -> str:

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import random
 import re
 import secrets
@@ -148,8 +149,9 @@ def timezone_warning(drill_zone: str, server_zone: str) -> str | None:
 
     A date is sent in the server's wall time: if that server is not on UTC, every date is off by its offset,
     and nothing else would say so. ``run``, ``validate``, the report and ``doctor`` all say this sentence.
+    ``VAO_TIMEZONE`` in the environment, even ``UTC``, is a zone chosen, not assumed.
     """
-    if server_zone not in UTC_ZONES or drill_zone in UTC_ZONES:
+    if server_zone not in UTC_ZONES or drill_zone in UTC_ZONES or os.environ.get("VAO_TIMEZONE"):
         return None
     return (f"VAO server time zone not set: UTC assumed, while the drill reads its rules in {drill_zone}; unless "
             "the VAO server's clock runs on UTC, its restore-point dates are sent in the wrong wall time: set "

@@ -113,6 +113,7 @@ async def test_restore_point_notes_reach_every_report(sim: Sim, tmp_path: Path) 
 
 async def test_a_repeated_hour_on_the_server_is_a_note(sim_factory: Any, tmp_path: Path) -> None:
     sim = sim_factory("demo", time_scale=600)
+    sim.patch("Core Network", restore_points=["2026-10-24T22:00:00Z"])  # one before the date asked
     plans = """
       - plan: Core Network
         restore_point: {at: "2026-10-25 02:30"}
@@ -121,6 +122,7 @@ async def test_a_repeated_hour_on_the_server_is_a_note(sim_factory: Any, tmp_pat
     settings = ConnectionSettings(url=sim.api_url, username="demo", password=SecretStr("demo"), simulated=True,
                                   server_timezone="Europe/Berlin")
     report = await Drill(spec, settings, run_id="dst", report_dir=tmp_path / "reports").run()
+    assert report.verdict == "passed", report.reason
     files = Files(report, tmp_path / "reports")
     notes = files.plan("Core Network")["notes"]
     assert notes and any("2026-10-25" in n and "02:30" in n for n in notes), notes

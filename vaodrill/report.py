@@ -387,8 +387,8 @@ def _status_label(p: PlanResult) -> str:
 def _fmt_event(e: PlanEvent) -> str:
     if e.kind == "halt":
         where = f" at step {e.step}" if e.step is not None else ""
-        return f"halted{where} {_fmt_time(e.at)}" + (f" ({_line(e.details)})" if e.details else "")
-    return f"Continue {e.option or DASH} {_fmt_time(e.at)}" + (f": {_line(e.outcome)}" if e.outcome else "")
+        return f"halted{where} at {_fmt_time(e.at)}" + (f" ({_line(e.details)})" if e.details else "")
+    return f"Continue {e.option or DASH} sent at {_fmt_time(e.at)}" + (f": {_line(e.outcome)}" if e.outcome else "")
 
 
 def plan_events(p: PlanResult) -> list[str]:
@@ -456,7 +456,7 @@ def _md_details(p: PlanResult) -> str | None:
         parts.append(_md(reason))
     elif p.status != "passed":
         parts.append("no reason given")
-    if p.failover_details:
+    if p.failover_details and f"VAO: {p.failover_details}" not in p.warnings:  # else its warning line says it
         parts.append(f"VAO: {_md(p.failover_details)}")
     if p.undo_reason:
         parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_md(_without_plan(p.plan, p.undo_reason))}")

@@ -388,7 +388,7 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
 
 
 async def test_failure_in_the_middle_keeps_independent_branches(sim: Sim, tmp_path: Path) -> None:
-    sim.patch("App Tier", errors=2)
+    sim.patch("App Tier", errors={"failover": 2})  # the undo finishes clean
     report, _, _ = await drill(sim, tmp_path)
     plans = by_name(report)
     assert plans["App Tier"].status == "failed" and "error" in (plans["App Tier"].reason or "")

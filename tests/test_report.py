@@ -34,13 +34,13 @@ REPORT_FILES = ["evidence.html", "junit.xml", "report.json", "report.md", "timel
 
 TOP_KEYS = {
     "schema_version", "drill", "run_id", "mode", "verdict", "started_at", "finished_at", "plans",
-    "description", "vao_server", "flow_run_url", "reason", "stopped",
+    "description", "vao_server", "flow_run_url", "reason", "stopped", "warnings",
 }  # fmt: skip
 PLAN_KEYS = {
     "plan", "id", "status", "reason", "after", "restore_point", "failover_started_at",
     "failover_completed_at", "rto_seconds", "rto_target_seconds", "rto_met", "undo",
     "restore_point_rule", "restore_point_seed", "undo_reason", "undo_completed_at", "failover_ended_at",
-    "failover_details",
+    "failover_details", "undo_details", "events", "warnings", "notes",
 }  # fmt: skip
 
 

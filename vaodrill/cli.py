@@ -25,6 +25,7 @@ from typing import Annotated, Any, cast
 import typer
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -322,11 +323,12 @@ def doctor(
     """
     from vaodrill.doctor import diagnose, render, to_json
 
-    plans = [step.plan for step in _load_spec(drill).plans] if drill else None
+    spec = _load_spec(drill) if drill else None
+    plans = [step.plan for step in spec.plans] if spec else None
     options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
                                 password_stdin, allow_insecure_http)
     with connection(options) as settings:
-        diagnosis = asyncio.run(diagnose(settings, plans=plans))
+        diagnosis = asyncio.run(diagnose(settings, plans=plans, drill_timezone=spec.timezone if spec else None))
     if as_json:
         console.print_json(json.dumps(to_json(diagnosis)))
     else:
@@ -354,6 +356,7 @@ def validate(
     spec = _load_spec(drill)
     server_tz = vao_timezone or os.environ.get("VAO_TIMEZONE") or "UTC"
     moment = _parse_now(now)
+    warning = _warn_zone(spec.timezone, server_tz)
     rows = []
     for step in spec.topological_order():
         date, resolved = restore_point_date(spec.rule_for(step), now=moment, drill_tz=spec.timezone,
@@ -362,15 +365,17 @@ def validate(
                      "restore_point": date, "seed": resolved.seed, "notes": list(resolved.notes)})
     if as_json:
         console.print_json(json.dumps({"drill": spec.name, "mode": spec.mode, "now": moment.isoformat(),
-                                       "server_timezone": server_tz, "plans": rows}))
+                                       "server_timezone": server_tz, "warnings": [warning] if warning else [],
+                                       "plans": rows}))
         return
     console.print(f"[green]✓[/] {drill}: drill [bold]{spec.name}[/] ({spec.mode} mode), {len(rows)} plans, "
                   f"restore points as of {moment.isoformat()} in server time ({server_tz})")
     table = Table()
-    for column in ("#", "Plan", "After", "Rule", "restorePointRule.date"):
+    for column in ("#", "Plan", "After", "Rule", "restorePointRule.date", "Notes"):
         table.add_column(column)
     for i, row in enumerate(rows, 1):
-        table.add_row(str(i), row["plan"], ", ".join(row["after"]) or "—", row["rule"], row["restore_point"])
+        table.add_row(str(i), row["plan"], ", ".join(row["after"]) or "—", row["rule"], row["restore_point"],
+                      Text("\n".join(row["notes"]) or "—"))
     console.print(table)
 
 
@@ -409,6 +414,7 @@ def run(
     options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
                                 password_stdin, allow_insecure_http)
     with connection(options) as settings:
+        _warn_zone(spec.timezone, settings.server_timezone)
         if dry_run:
             asyncio.run(_dry_run(spec, settings))
             return
@@ -419,6 +425,15 @@ def run(
         code = _run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir,
                           approval=approval)
     raise typer.Exit(code)
+
+
+def _warn_zone(drill_zone: str, server_zone: str) -> str | None:
+    """The server-zone warning on stderr before anything is sent; returned for ``--json``."""
+    from vaodrill.restore_points import timezone_warning
+
+    if warning := timezone_warning(drill_zone, server_zone):
+        err_console.print(f"[bold yellow]⚠ {escape(warning)}[/]", highlight=False)
+    return warning
 
 
 def _who() -> str:

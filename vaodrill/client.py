@@ -399,21 +399,19 @@ class VaoClient(HttpApi):
     async def continue_plan(self, plan_id: str, option: ContinueOption | str) -> None:
         """Resume a Halted plan: ``.../Continue``, or ``.../Run/Continue`` as v1-style servers name it.
 
-        A 404 on ``/Continue`` means nothing ran, so the other path is tried exactly once; the path that worked
-        is remembered for this client.
+        A 404 means nothing ran, so the other path is tried exactly once, also after a path that worked for
+        another plan (plans of one server may differ); the path that worked last is tried first next time.
         """
         body = {"executionContinueOptions": ContinueOption(option).value}
-        if self._continue_path is not None:
-            await self._post(_plan_path(plan_id, self._continue_path), body)
-            return
-        first, fallback = CONTINUE_PATHS
+        first = self._continue_path or CONTINUE_PATHS[0]
+        fallback = next(path for path in CONTINUE_PATHS if path != first)
         try:
             await self._post(_plan_path(plan_id, first), body)
-            self._continue_path = first
         except VaoNotFound:
             log.info("POST .../%s answered 404: trying .../%s", first, fallback)
             await self._post(_plan_path(plan_id, fallback), body)
-            self._continue_path = fallback
+            first = fallback
+        self._continue_path = first
 
     async def reset(self, plan_id: str, *, reset_state: bool = True, reset_change_log: bool = False,
                     reset_configuration: bool = False) -> None:

@@ -31,6 +31,7 @@ from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
 from vaodrill.models import FailoverPlan, TokenResponse
 from vaodrill.orchestrator import Orchestrator
+from vaodrill.restore_points import timezone_warning
 from vaodrill.rules import not_runnable_because
 from vaodrill.vocabulary import Kind, classification
 
@@ -377,10 +378,16 @@ class _Doctor:
             self.d.add("server clock", False, detail,
                        "restore-point rules (latest, ago) are computed here and read by VAO: fix NTP on one side")
 
-    def timezone(self) -> None:
+    def timezone(self, drill_zone: str | None) -> None:
+        """Unset, the server's zone is UTC: a drill whose rules are read in another zone would send its dates
+        in the wrong wall time, so that is flagged; without a drill it is information."""
         zone = self.settings.server_timezone
         if zone != "UTC" or os.environ.get("VAO_TIMEZONE"):
             self.d.add("server time zone", True, f"{zone} (VAO reads restore-point dates in it)")
+        elif drill_zone is not None and (warning := timezone_warning(drill_zone, zone)):
+            self.d.add("server time zone", False, warning.split(";")[0] + f" (the drill's zone is {drill_zone})",
+                       f"set VAO_TIMEZONE (or --vao-timezone, or the block's server_timezone) to the VAO server's "
+                       f"zone, e.g. VAO_TIMEZONE={drill_zone}; VAO_TIMEZONE=UTC if its clock really runs on UTC")
         else:
             self.d.add("server time zone", None, "not set: UTC assumed",
                        "set VAO_TIMEZONE (or the block's server_timezone) to the VAO server's zone, e.g. "
@@ -388,11 +395,12 @@ class _Doctor:
 
 
 async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None = None,
-                   clock: Callable[[], float] = time.time) -> Diagnosis:
+                   clock: Callable[[], float] = time.time, drill_timezone: str | None = None) -> Diagnosis:
     """Check the server behind ``settings`` without changing anything on it.
 
     ``plans`` (names or ids, e.g. a drill's) must all be runnable; without it every plan is shown, and only a
     plan that is neither runnable nor Disabled (in use, halted, failed over, unknown state) fails the check.
+    ``drill_timezone`` (a drill's zone) makes an unset server zone a failed check when the two differ.
     """
     diagnosis = Diagnosis()
     try:
@@ -417,7 +425,7 @@ async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None 
             pass
         if not diagnosis.unreachable:
             doctor.server_clock()
-        doctor.timezone()
+        doctor.timezone(drill_timezone)
     return diagnosis
 
 

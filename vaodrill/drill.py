@@ -35,9 +35,18 @@ from vaodrill.errors import (
 )
 from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
 from vaodrill.models import FailoverPlan
-from vaodrill.report import DrillReport, PlanResult, PlanStatus, Stopped, UndoStatus, Verdict, write_reports
-from vaodrill.restore_points import restore_point_date
-from vaodrill.rules import is_clean, not_runnable_because
+from vaodrill.report import (
+    DrillReport,
+    PlanEvent,
+    PlanResult,
+    PlanStatus,
+    Stopped,
+    UndoStatus,
+    Verdict,
+    write_reports,
+)
+from vaodrill.restore_points import restore_point_date, timezone_warning
+from vaodrill.rules import finished_with_warnings, is_clean, not_runnable_because
 from vaodrill.spec import DrillSpec, HaltPolicy
 from vaodrill.steps import (
     Cleanup,
@@ -126,6 +135,8 @@ class PlanRun:
     undo: UndoStatus | None = None
     undo_reason: str | None = None
     undo_at: datetime | None = None
+    undo_details: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)  # PlanEvent, as JSON: halts and Continues
 
     @property
     def key(self) -> str:
@@ -309,7 +320,7 @@ class Ledger:
                 log.critical("CLEANUP NOT VERIFIED for %s: %s", run.name, exc)
             else:
                 undo: UndoStatus = "verified" if run.started_at is not None or result.undone else "not_needed"
-                self.move(run, Phase.CLEAN, undo=undo, undo_at=result.completed_at)
+                self.move(run, Phase.CLEAN, undo=undo, undo_at=result.completed_at, undo_details=result.details)
 
         wanted = [k for k in keys if self.records[k].phase is not Phase.CLEAN]
         edges = {k: [d for d in self.records[k].target.after if d in wanted] for k in wanted}
@@ -534,20 +545,27 @@ class Drill:
             self._interrupt(run)
             raise
         except PlanHalted as exc:
-            self.ledger.move(run, Phase.HALTED, reason=str(exc))
+            self.ledger.move(run, Phase.HALTED, reason=str(exc), events=self._events(key))
             raise
         except PlanTimedOut as exc:
-            self.ledger.move(run, Phase.TIMED_OUT, reason=str(exc))
+            self.ledger.move(run, Phase.TIMED_OUT, reason=str(exc), events=self._events(key))
             raise
         except DrillAborted as exc:
             self._abort_on(exc)
-            self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {exc}")
+            self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {exc}", events=self._events(key))
             raise
         except Exception as exc:
-            self.ledger.move(run, Phase.FAILED, reason=str(exc))
+            self.ledger.move(run, Phase.FAILED, reason=str(exc), events=self._events(key))
             raise
         self.ledger.move(run, Phase.FAILED_OVER, completed_at=done.completed_at, details=done.details,
-                   continues=done.continues, confirmed=True)
+                         continues=done.continues, confirmed=True, events=self._events(key))
+
+    def _events(self, key: str) -> list[dict[str, Any]]:
+        """The halts and Continues the session saw for this plan, as the record keeps them."""
+        seen = self.session.events.get(key, []) if self.session is not None else []
+        if not seen:  # a resumed run keeps what its journal recorded
+            return list(self.records[key].events)
+        return [e.model_dump(mode="json") for e in seen]
 
     def _why_not_started(self, run: PlanRun) -> str:
         for dep in run.target.after:
@@ -561,7 +579,8 @@ class Drill:
         return self.session is not None and key in self.session.runs_sent
 
     def _interrupt(self, run: PlanRun) -> None:
-        self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {self.stopped or 'drill cancelled'}")
+        self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {self.stopped or 'drill cancelled'}",
+                         events=self._events(run.key))
 
     def _abort_on(self, error: BaseException) -> None:
         """Authentication refused or the server gone: no other plan can succeed, so stop them all now."""
@@ -614,10 +633,12 @@ class Drill:
         if self.stopped is not None:
             final = "failed"
             reason = f"{self.stopped}" + (f"; {reason}" if reason else "")
+        zone = timezone_warning(self.spec.timezone, self.settings.server_timezone)
         return DrillReport(drill=self.spec.name, description=self.spec.description, run_id=self.run_id,
                            mode=self.spec.mode, verdict=final, reason=reason, started_at=started_at,
                            finished_at=utcnow(), vao_server=self.settings.url, flow_run_url=self.flow_run_url,
-                           stopped=cast(Stopped, self.stopped.kind) if self.stopped else None, plans=results)
+                           stopped=cast(Stopped, self.stopped.kind) if self.stopped else None,
+                           warnings=[zone] if zone else [], plans=results)
 
     def _write(self, report: DrillReport) -> None:
         """Files first (they must exist even when Prefect is gone), then the journal."""
@@ -669,7 +690,11 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
         failover_ended_at=run.ended_at, failover_details=run.details,
         rto_seconds=rto, rto_target_seconds=target_s,
         rto_met=None if rto is None or target_s is None else rto <= target_s,
-        undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at,
+        undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at, undo_details=run.undo_details,
+        events=[PlanEvent.model_validate(e) for e in run.events],
+        warnings=[f"{what}VAO: {details}" for what, details in (("", run.details), ("undo: ", run.undo_details))
+                  if details and finished_with_warnings(details)],
+        notes=list(target.notes),
     )
 
 

@@ -30,6 +30,7 @@ from vaodrill.report import (
     DrillReport,
     PlanResult,
     format_duration,
+    plan_events,
     plan_reasons,
     report_directory,
 )
@@ -156,6 +157,7 @@ def _scope(report: DrillReport, opened: Mapping[str, Any]) -> str:
              ("Verdict", f"<b>{report.verdict}</b>" + (f": {_e(report.reason)}" if report.reason else ""))]
     if report.stopped:
         items.append(("Stopped early", _e(STOPPED_WORDS.get(report.stopped, report.stopped))))
+    items += [("Warning", f"<span class='bad'>{_e(w)}</span>") for w in report.warnings]
     return "<h2>Test and scope</h2>" + _dl(items)
 
 
@@ -194,13 +196,17 @@ def _calls(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _halts(p: PlanResult, record: Mapping[str, Any]) -> str:
+    """Halts, Continues, warnings, notes and the undo's details (the report's lines); the journal's Continue count
+    for a report written before the events were kept."""
     parts = []
     if p.status == "halted":
         parts.append(f"<span class='bad'>halted</span>: {_e(p.reason or '')}")
-    if continues := record.get("continues"):
+    if lines := plan_events(p):
+        parts += [_e(line) for line in lines]
+    elif continues := record.get("continues"):
         policy = (record.get("target") or {}).get("halt")
         parts.append(f"{_e(continues)} Continue sent" + (f" (on_halt {_e(policy)})" if policy else ""))
-    return "; ".join(parts) or DASH
+    return "<br>".join(parts) or DASH
 
 
 def _rto(p: PlanResult) -> str:
@@ -226,7 +232,7 @@ def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str
     return ("<h2>Results per plan</h2><p class='muted'>RTO: from the Run sent to the completion observed, against "
             "the target. Cleanup: the undo verified by reading the plan back idle.</p>" +
             _table(["Plan", "Status", "Run sent", "Completed", "RTO achieved / target", "VAO details",
-                    "Halts and continues", "Cleanup", "Reason"], rows))
+                    "Halts, continues, warnings, notes", "Cleanup", "Reason"], rows))
 
 
 def _approvals(report: DrillReport, records: Sequence[Mapping[str, Any]]) -> str:
@@ -252,10 +258,12 @@ def deficiencies(report: DrillReport) -> list[tuple[str, str]]:
                                   f"{format_duration(p.rto_target_seconds)}"))
         if p.failover_details and _WARNING.search(p.failover_details):
             found.append((p.plan, f"VAO reported: {p.failover_details}"))
+        found += [(p.plan, f"warning: {w}") for w in p.warnings if not w.startswith("VAO: ")]
         if p.undo == "failed":
             found.append((p.plan, f"cleanup not verified: {p.undo_reason or 'no reason given'}"))
     if report.stopped:
         found.append(("(drill)", f"stopped early: {STOPPED_WORDS.get(report.stopped, report.stopped)}"))
+    found += [("(drill)", f"warning: {w}") for w in report.warnings]
     return found
 
 

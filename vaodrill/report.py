@@ -39,6 +39,7 @@ __all__ = [
     "UNDO_WORDS",
     "DrillReport",
     "Mode",
+    "PlanEvent",
     "PlanResult",
     "PlanStatus",
     "ReportFiles",
@@ -47,6 +48,7 @@ __all__ = [
     "file_sha256",
     "format_duration",
     "load_report",
+    "plan_events",
     "plan_reasons",
     "render_junit",
     "render_markdown",
@@ -126,6 +128,19 @@ PlanName = Annotated[str, BeforeValidator(_encodable)]
 _CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
 
+class PlanEvent(BaseModel):
+    """A halt VAO showed, or a Continue vaodrill sent, while a plan failed over; in the order they happened."""
+
+    model_config = _CONFIG
+
+    kind: Literal["halt", "continue"]
+    at: UtcDatetime = Field(description="When vaodrill saw the halt, or sent the Continue")
+    step: int | None = Field(None, description="halt: the step VAO halted at, when its details name one")
+    details: str | None = Field(None, description="halt: VAO's planStateDetails")
+    option: str | None = Field(None, description="continue: the Continue option sent")
+    outcome: str | None = Field(None, description="continue: what the plan did next (resumed, halted again, ...)")
+
+
 class PlanResult(BaseModel):
     """The outcome of one failover plan in a drill.
 
@@ -158,6 +173,11 @@ class PlanResult(BaseModel):
     undo: UndoStatus
     undo_reason: str | None = None
     undo_completed_at: UtcDatetime | None = None
+    undo_details: str | None = Field(None, description="VAO's planStateDetails when the undo finished")
+    events: list[PlanEvent] = Field(default_factory=list, description="Halts and Continues during the failover")
+    warnings: list[str] = Field(default_factory=list, description="Passed, but not cleanly: e.g. VAO's warnings")
+    notes: list[str] = Field(default_factory=list, description="How the restore-point rule was read (after now, "
+                             "a repeated hour on the server...)")
 
 
 class DrillReport(BaseModel):
@@ -176,6 +196,7 @@ class DrillReport(BaseModel):
     flow_run_url: SafeUrl = None
     reason: str | None = Field(None, description="Drill-level reason when the verdict is failed")
     stopped: Stopped | None = Field(None, description="Why the drill stopped early, if it did")
+    warnings: list[str] = Field(default_factory=list, description="Drill-level warnings (e.g. the server's zone)")
     plans: list[PlanResult] = Field(default_factory=list)
 
     @property
@@ -352,6 +373,35 @@ def plan_reasons(p: PlanResult) -> str:
     return "; ".join(parts)
 
 
+#: The mark of a plan that passed with warnings, wherever its status is shown.
+WARNING_MARK = "⚠️"
+
+
+def _status_label(p: PlanResult) -> str:
+    label = STATUS_LABELS.get(p.status, p.status)
+    if p.warnings:
+        label += f" {WARNING_MARK} {len(p.warnings)} warning{'s' if len(p.warnings) != 1 else ''}"
+    return label
+
+
+def _fmt_event(e: PlanEvent) -> str:
+    if e.kind == "halt":
+        where = f" at step {e.step}" if e.step is not None else ""
+        return f"halted{where} at {_fmt_time(e.at)}" + (f" ({_line(e.details)})" if e.details else "")
+    return f"Continue {e.option or DASH} sent at {_fmt_time(e.at)}" + (f": {_line(e.outcome)}" if e.outcome else "")
+
+
+def plan_events(p: PlanResult) -> list[str]:
+    """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
+    restore-point notes and the undo's own details; every report shows these lines."""
+    lines = [_fmt_event(e) for e in p.events]
+    lines += [f"warning: {_line(w)}" for w in p.warnings]
+    lines += [f"note: {_line(n)}" for n in p.notes]
+    if p.undo_details:
+        lines.append(f"undo details: {_line(p.undo_details)}")
+    return lines
+
+
 def _after(p: PlanResult) -> str:
     return ", ".join(_line(a) for a in p.after) or DASH
 
@@ -362,7 +412,7 @@ def table_rows(report: DrillReport) -> list[dict[str, str]]:
     return [
         {
             "plan": _line(p.plan),
-            "status": STATUS_LABELS.get(p.status, p.status),
+            "status": _status_label(p),
             "after": _after(p),
             "restore_point_requested": _fmt_restore_point(p),
             "failover_started_at": _fmt_time(p.failover_started_at),
@@ -371,6 +421,7 @@ def table_rows(report: DrillReport) -> list[dict[str, str]]:
             "undo": _fmt_undo(p, left),
             "vao_details": _line(p.failover_details) if p.failover_details else DASH,
             "reason": _line(plan_reasons(p)),
+            "events": "; ".join(plan_events(p)) or DASH,
         }
         for p in report.plans
     ]
@@ -405,13 +456,14 @@ def _md_details(p: PlanResult) -> str | None:
         parts.append(_md(reason))
     elif p.status != "passed":
         parts.append("no reason given")
-    if p.failover_details:
+    if p.failover_details and f"VAO: {p.failover_details}" not in p.warnings:  # else its warning line says it
         parts.append(f"VAO: {_md(p.failover_details)}")
     if p.undo_reason:
         parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_md(_without_plan(p.plan, p.undo_reason))}")
+    parts += [_md(line) for line in plan_events(p)]
     if not parts:
         return None
-    return f"- **{_md(p.plan)}** ({STATUS_LABELS.get(p.status, p.status)}): {'; '.join(parts)}"
+    return f"- **{_md(p.plan)}** ({_status_label(p)}): {'; '.join(parts)}"
 
 
 def render_markdown(report: DrillReport) -> str:
@@ -456,6 +508,7 @@ def render_markdown(report: DrillReport) -> str:
         out.append(f"- **Stopped early:** {STOPPED_WORDS.get(report.stopped, report.stopped)}")
     if report.reason:
         out.append(f"- **Reason:** {_md(report.reason)}")
+    out += [f"- **{WARNING_MARK} Warning:** {_md(w)}" for w in report.warnings]
     out.append("")
 
     out += ["## Plans", ""]
@@ -469,7 +522,7 @@ def render_markdown(report: DrillReport) -> str:
             undo = _fmt_undo(p, left_ids)
             cells = [
                 _md(p.plan),
-                STATUS_LABELS.get(p.status, p.status),
+                _status_label(p),
                 _md(_after(p)),
                 _md(_fmt_restore_point(p)),
                 _fmt_time(p.failover_started_at),
@@ -516,7 +569,17 @@ def _junit_details(p: PlanResult, left: set[int]) -> str:
         lines.append(f"VAO details: {p.failover_details}")
     if reasons := plan_reasons(p):
         lines.append(f"reason: {reasons}")
+    lines += plan_events(p)
     return _x("\n".join(lines))
+
+
+def _junit_case_properties(p: PlanResult) -> Iterable[tuple[str, str]]:
+    """A testcase's properties: what a CI shows beside a passed test (Jenkins, GitLab read them)."""
+    yield from (("warning", w) for w in p.warnings)
+    yield from ((e.kind, _fmt_event(e)) for e in p.events)
+    yield from (("note", n) for n in p.notes)
+    if p.undo_details:
+        yield "undo_details", p.undo_details
 
 
 def _junit_outcome(p: PlanResult, left: set[int]) -> tuple[str, dict[str, str]] | None:
@@ -569,6 +632,10 @@ def render_junit(report: DrillReport) -> str:
                 "time": f"{max(p.rto_seconds or 0.0, 0.0):.3f}",
             },
         )
+        if case_props := list(_junit_case_properties(p)):
+            props_el = ET.SubElement(case, "properties")
+            for name, value in case_props:
+                ET.SubElement(props_el, "property", {"name": name, "value": _x(value)})
         if outcome:
             tag, attrs = outcome
             el = ET.SubElement(case, tag, attrs)
@@ -592,6 +659,7 @@ def _junit_properties(report: DrillReport) -> Iterable[tuple[str, str]]:
     yield from ((k, v) for k, v in optional.items() if v)
     if report.left_failed_over:
         yield "left_failed_over", ", ".join(p.plan for p in report.left_failed_over)
+    yield from (("warning", w) for w in report.warnings)
 
 
 # ------------------------------------------------------------------------------------------ Rich
@@ -614,6 +682,7 @@ def summary_table(report: DrillReport) -> Table:
     caption = [f"run {_line(report.run_id)} · {report.mode} · {_counts_line(report)}"]
     if report.stopped:
         caption.append(f"stopped early: {STOPPED_WORDS.get(report.stopped, report.stopped)}")
+    caption += [f"{WARNING_MARK} warning: {_line(w)}" for w in report.warnings]
     caption.append(f"* {RESTORE_POINT_NOTE}")
     table = Table(
         title=Text.assemble(
@@ -631,12 +700,13 @@ def summary_table(report: DrillReport) -> Table:
         rto_style = "" if p.rto_met is None else ("green" if p.rto_met else "red")
         table.add_row(
             Text(_line(p.plan)),
-            Text(STATUS_LABELS.get(p.status, p.status), style=_STATUS_STYLE.get(p.status, "")),
+            Text(_status_label(p), style="yellow" if p.warnings and p.status == "passed"
+                 else _STATUS_STYLE.get(p.status, "")),
             Text(_line(_fmt_restore_point(p))),
             Text(_fmt_time(p.failover_started_at)),
             Text(_fmt_rto(p), style=rto_style),
             Text(_fmt_undo(p, left), style=undo_style),
-            Text(_line(plan_reasons(p)), style="dim"),
+            Text("\n".join(([r] if (r := _line(plan_reasons(p))) else []) + plan_events(p)), style="dim"),
         )
     return table
 

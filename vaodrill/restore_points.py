@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import os
 import random
 import re
 import secrets
@@ -91,6 +92,7 @@ __all__ = [
     "AT_YEARS",
     "MAX_SEED",
     "RULE_KEYS",
+    "UTC_ZONES",
     "AgoRule",
     "AtRule",
     "BaseRule",
@@ -108,6 +110,7 @@ __all__ = [
     "resolve",
     "restore_point_date",
     "show_value",
+    "timezone_warning",
     "to_server_wall_time",
     "validation_problem",
 ]
@@ -135,6 +138,24 @@ _DAY_NAMES: dict[str, int | None] = {
 @lru_cache(maxsize=1)
 def _zone_names() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
+
+
+#: Zone names that mean UTC: a drill read in one of them sends the same wall time whatever the server's zone.
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"})
+
+
+def timezone_warning(drill_zone: str, server_zone: str) -> str | None:
+    """The warning when the VAO server's zone is left at UTC while the drill reads its rules in another zone.
+
+    A date is sent in the server's wall time: if that server is not on UTC, every date is off by its offset,
+    and nothing else would say so. ``run``, ``validate``, the report and ``doctor`` all say this sentence.
+    ``VAO_TIMEZONE`` in the environment, even ``UTC``, is a zone chosen, not assumed.
+    """
+    if server_zone not in UTC_ZONES or drill_zone in UTC_ZONES or os.environ.get("VAO_TIMEZONE"):
+        return None
+    return (f"VAO server time zone not set: UTC assumed, while the drill reads its rules in {drill_zone}; unless "
+            "the VAO server's clock runs on UTC, its restore-point dates are sent in the wrong wall time: set "
+            f"VAO_TIMEZONE or --vao-timezone (or the block's server_timezone) to the server's zone, e.g. {drill_zone}")
 
 
 def check_timezone(name: object) -> str:

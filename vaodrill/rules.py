@@ -19,6 +19,8 @@ Shown = StateRecord | FailoverPlan
 
 _NO_ERRORS = re.compile(r"\bno errors?\b|\b0 errors?\b", re.IGNORECASE)
 _ERRORS = re.compile(r"\berrors?\b", re.IGNORECASE)
+_NO_WARNINGS = re.compile(r"\bno warnings?\b|\b0 warnings?\b", re.IGNORECASE)
+_WARNINGS = re.compile(r"\bwarnings?\b", re.IGNORECASE)
 
 
 def status(shown: Shown) -> StateRecord:
@@ -28,6 +30,11 @@ def status(shown: Shown) -> StateRecord:
 def finished_with_errors(details: str) -> bool:
     """``Complete, 2 errors`` is an error; ``Complete, no errors, 1 warning`` is not."""
     return bool(_ERRORS.search(details)) and not _NO_ERRORS.search(details)
+
+
+def finished_with_warnings(details: str) -> bool:
+    """``Complete, with warnings`` and ``Complete, no errors, 1 warning`` warn; ``no warnings`` does not."""
+    return bool(_WARNINGS.search(details)) and not _NO_WARNINGS.search(details)
 
 
 def failover_complete(shown: Shown) -> bool:
@@ -69,5 +76,6 @@ def is_failed_over_by_anyone(shown: Shown) -> bool:
                            Condition.UNDONE, Condition.BUSY) and not is_clean(s)
 
 
-__all__ = ["Shown", "failover_complete", "finished_with_errors", "is_clean", "is_failed_over_by_anyone",
+__all__ = ["Shown", "failover_complete", "finished_with_errors", "finished_with_warnings",
+           "is_clean", "is_failed_over_by_anyone",
            "not_runnable_because", "status", "undo_complete"]

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -38,6 +39,7 @@ from vaodrill.errors import (
 from vaodrill.journal import Journal, JournalError, JournalState, open_journals
 from vaodrill.models import FailoverPlan
 from vaodrill.orchestrator import Orchestrator
+from vaodrill.report import PlanEvent
 from vaodrill.retry import is_transient
 from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.spec import HaltPolicy
@@ -101,6 +103,11 @@ class Cleanup:
 
     completed_at: datetime
     undone: bool
+    details: str | None = None  # VAO's planStateDetails when the undo finished
+
+
+#: The step a halt's details name ("Halted at step 2 of 4: ...").
+_HALT_STEP = re.compile(r"\bstep (\d+)\b", re.IGNORECASE)
 
 
 def _abort_for(error: BaseException) -> DrillAborted | None:
@@ -309,6 +316,8 @@ class DrillSession:
         self._write_gate: WriteGate = write_gate or contextlib.nullcontext
         #: Plan keys whose Run this session announced (it may have reached VAO).
         self.runs_sent: set[str] = set()
+        #: Plan key -> the halts seen and Continues sent during its failover, for the report.
+        self.events: dict[str, list[PlanEvent]] = {}
         #: Plan id -> the stage vaodrill last started on it (this session's POSTs, or its journal's): what a
         #: state word that names no stage (``Processing``) is running.
         self.started: dict[str, Stage] = {}
@@ -515,17 +524,24 @@ class DrillSession:
         """Until the failover completes, halts (the halt policy applies) or the plan's timeout passes."""
         continues = 0
         grace_until = time.monotonic() + START_GRACE_POLLS * self.monitor.interval
+        events = self.events.setdefault(target.key, [])
 
         def step(plan: FailoverPlan, readings: int) -> object:
             nonlocal continues
             shown = self.status(plan)
             if shown.condition is Condition.FAILING_OVER:
+                self._continued(events, "resumed")
                 return False
             if shown.condition is Condition.FAILED_OVER:
+                self._continued(events, "completed")
                 if finished_with_errors(shown.details):
                     raise PlanFailed(f"failover finished with errors ({shown.details})")
                 return True
             if shown.condition is Condition.HALTED:
+                self._continued(events, "halted again")
+                step_at = _HALT_STEP.search(shown.details)
+                events.append(PlanEvent(kind="halt", at=utcnow(), step=int(step_at[1]) if step_at else None,
+                                        details=shown.details or None))
                 policy = target.halt
                 if policy.continue_with is None or continues >= policy.max:
                     tried = f" after {continues} Continue" if continues else ""
@@ -533,7 +549,10 @@ class DrillSession:
                 continues += 1
                 log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
                             continues, policy.max)
-                return self.client.continue_plan(target.id, policy.continue_with)
+                sent = PlanEvent(kind="continue", at=utcnow(), option=policy.continue_with)
+                events.append(sent)
+                return self._send_continue(target, sent)
+            self._continued(events, f"then {shown.describe()}")
             if is_clean(shown) and (readings < START_GRACE_POLLS or time.monotonic() < grace_until):
                 return False  # the server may not show the Run yet
             if is_clean(shown):
@@ -593,10 +612,25 @@ class DrillSession:
             raise CleanupNotVerified(f"unexpected state {shown.describe()} during undo")
 
         try:
-            _, observed_at = await wait_for(self.monitor, target, what="undo", step=step)
+            plan, observed_at = await wait_for(self.monitor, target, what="undo", step=step)
         except PlanTimedOut as exc:
             raise CleanupNotVerified(str(exc)) from None
-        return Cleanup(observed_at, undone=True)
+        # The undo's own wording ("Complete, 1 warning") only while the plan still shows the undo, not an idle word.
+        own = plan.state_details if self.status(plan).condition is Condition.UNDONE else None
+        return Cleanup(observed_at, undone=True, details=own or None)
+
+    async def _send_continue(self, target: PlanTarget, sent: PlanEvent) -> None:
+        try:
+            await self.client.continue_plan(target.id, sent.option or "")
+        except BaseException as exc:
+            sent.outcome = f"not sent: {exc}" if str(exc) else "not sent"
+            raise
+
+    @staticmethod
+    def _continued(events: list[PlanEvent], outcome: str) -> None:
+        """The next reading after a Continue says what it did: resumed, completed or halted again."""
+        if events and events[-1].kind == "continue" and events[-1].outcome is None:
+            events[-1].outcome = outcome
 
     @staticmethod
     def _halt_done(shown: StateRecord) -> bool:

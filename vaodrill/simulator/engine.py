@@ -16,7 +16,8 @@ Progression:
 Decisions the contract leaves open, made here:
 
 * A finished UndoFailover returns the plan to Enabled (contract 4.2), or, under the ``after_undo:
-  UndoFailover`` profile, stays ``UndoFailover`` / ``Complete, ...``, from which Run is legal (section 5);
+  UndoFailover`` profile or when it finished with errors (a client must see them), stays ``UndoFailover`` /
+  ``Complete, ...``, from which Run is legal (section 5);
   every other finished stage stays in its state with ``Complete, ...`` until the next legal operation (a
   finished UndoFailback or CommitFailback is left only by Reset, which leaves the plan Disabled).
 * Profiles (:mod:`.profiles`) change only what the plan shows and how it is reached, never the state machine:
@@ -62,6 +63,7 @@ from .scenario import (
     RestorePoints,
     Scenario,
     ShownPhase,
+    count_for,
     load_scenario,
     validation_message,
 )
@@ -461,7 +463,8 @@ class Simulator:
             started_at=at, resumed_at=at, triggered_by=triggered_by,
             halt_at=(s.steps if s.fail_undo else None) if undo else s.halt_at_step,
             halt_repeats=undo and s.fail_undo, never_finish=s.never_finish and not undo,
-            warnings=s.warnings, errors=s.errors, details_style=s.details_style,
+            warnings=count_for(s.warnings, undo=undo), errors=count_for(s.errors, undo=undo),
+            details_style=s.details_style,
             undo_stays=s.after_undo == "UndoFailover",
             restore_point_requested=requested, restore_point_mode=rp_mode, restore_point_used=used,
             execute_chained_plans=chained, options=options or {},
@@ -573,7 +576,7 @@ class Simulator:
         stage.status = "completed"
         stage.done = stage.steps
         stage.ended_at = at
-        if stage.kind is PlanState.UNDO_FAILOVER and not stage.undo_stays:
+        if stage.kind is PlanState.UNDO_FAILOVER and not stage.undo_stays and not stage.errors:
             plan.status = ENABLED
             plan.current = None
         else:
@@ -639,6 +642,9 @@ class Simulator:
         return plan.settings.state_words.get(phase, shown) if phase is not None else shown
 
     def _details(self, plan: Plan, now: float) -> str:
+        phase_shown = _shown_phase(plan.status)
+        if phase_shown is not None and (words := plan.settings.details_words.get(phase_shown)):
+            return words
         stage = plan.current
         phase = plan.status.phase
         if phase is Phase.IDLE or stage is None:
@@ -649,6 +655,11 @@ class Simulator:
         if phase is Phase.HALTED:
             return f"Halted at step {math.floor(stage.done) + 1} of {stage.steps}: {stage.halt_reason}"
         return stage.complete_details()
+
+    @staticmethod
+    def _in_use(plan: Plan) -> bool:
+        shown = plan.settings.in_use_shown
+        return plan.status.in_use if shown is None else shown
 
     def _render(self, plan: Plan, now: float) -> dict[str, Any]:
         """The plan exactly as contract 4.1 shows it."""
@@ -664,7 +675,7 @@ class Simulator:
             "contactTel": s.contact_tel,
             "planState": self._shown_state(plan),
             "planStateDetails": self._details(plan, now),
-            "planInUse": plan.status.in_use,
+            "planInUse": self._in_use(plan),
             "scheduleEnabled": schedule.enabled,
             "scheduleType": schedule.type if s.schedule_type_shown is None else s.schedule_type_shown,
             "scheduleAfter": after.id if after else "",
@@ -719,7 +730,7 @@ class Simulator:
             "name": plan.settings.name,
             "planState": self._shown_state(plan),
             "planStateDetails": self._details(plan, now),
-            "planInUse": plan.status.in_use,
+            "planInUse": self._in_use(plan),
             "status": str(plan.status),
             "settings": plan.settings.model_dump(mode="json"),
             "restore_points": [iso_utc(p) for p in plan.restore_points],

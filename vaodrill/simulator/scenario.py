@@ -146,7 +146,29 @@ ShownPhase = Literal["idle", "disabled", "running", "complete", "halted", "undoi
 running, or an undo left complete (``after_undo: UndoFailover``)."""
 
 StateWords = Annotated[dict[ShownPhase, Annotated[str, Field(min_length=1, max_length=200)]], Field(max_length=7)]
-"""``planState`` words shown per phase instead of the contract's (``{"running": "Processing"}``)."""
+"""``planState`` words (or ``planStateDetails``) shown per phase instead of the contract's (``{"running":
+"Processing"}``)."""
+
+
+class StageCounts(BaseModel):
+    """Warnings or errors by stage: ``failover`` (every stage that is not an undo) and ``undo``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failover: int = Field(0, ge=0)
+    undo: int = Field(0, ge=0)
+
+    def of(self, undo: bool) -> int:
+        return self.undo if undo else self.failover
+
+
+Counts = Annotated[int, Field(ge=0)] | StageCounts
+"""A number for every stage, or ``{failover: n, undo: n}``."""
+
+
+def count_for(counts: int | StageCounts, *, undo: bool) -> int:
+    """The warnings (or errors) a stage finishes with."""
+    return counts if isinstance(counts, int) else counts.of(undo)
 
 
 class _Behaviour(BaseModel):
@@ -164,8 +186,13 @@ class _Behaviour(BaseModel):
         "(once per stage: Continue gets past it)")
     never_finish: bool = Field(False, description="non-undo stages stay 'In progress: step T of T' forever")
     fail_undo: bool = Field(False, description="every undo halts at its last step; only Reset gets out")
-    warnings: int = Field(0, ge=0, description="'Complete, N warnings' for finished stages")
-    errors: int = Field(0, ge=0, description="'Complete, N errors' for finished stages (wins over warnings)")
+    warnings: Counts = Field(0, description="'Complete, N warnings' for finished stages: a number for every "
+                             "stage, or {failover: n, undo: n}")
+    errors: Counts = Field(0, description="'Complete, N errors' for finished stages (wins over warnings); an "
+                           "undo with errors stays UndoFailover whatever after_undo says")
+    in_use_shown: bool | None = Field(None, description="planInUse shown whatever the plan does (None: as it does)")
+    details_words: StateWords = Field(
+        default_factory=dict, description="planStateDetails shown per phase ({complete: 'Complete, with warnings'})")
 
 
 class _ProfileChoice(BaseModel):
@@ -248,14 +275,16 @@ class PlanPatch(_ProfileChoice):
     halt_at_step: int | None = Field(None, ge=1)
     never_finish: bool | None = None
     fail_undo: bool | None = None
-    warnings: int | None = Field(None, ge=0)
-    errors: int | None = Field(None, ge=0)
+    warnings: Counts | None = None
+    errors: Counts | None = None
     state_words: StateWords | None = None
     schedule_type_shown: str | int | None = None
+    in_use_shown: bool | None = None
+    details_words: StateWords | None = None
 
     @model_validator(mode="after")
     def _no_null_settings(self) -> Self:
-        nullable = {"halt_at_step", "state", "schedule_type_shown"}
+        nullable = {"halt_at_step", "state", "schedule_type_shown", "in_use_shown"}
         for name in self.model_fields_set - nullable:
             if getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
@@ -356,6 +385,8 @@ class Scenario(BaseModel):
             errors=spec.errors,
             state_words=spec.state_words,
             schedule_type_shown=spec.schedule_type_shown,
+            in_use_shown=spec.in_use_shown,
+            details_words=spec.details_words,
             **{name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
                for name in PLAN_PROFILE_FIELDS},
         )

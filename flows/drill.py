@@ -71,7 +71,8 @@ class DrillRequest(BaseModel):
     # validates untouched; a value the drill would refuse later is refused by the form with the field's rule.
     model_config = ConfigDict(extra="forbid")
 
-    drill_file: str | SkipJsonSchema[None] = Field(None, min_length=1, json_schema_extra=_no_default,
+    drill_file: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = Field(
+                                                   None, json_schema_extra=_no_default,
                                                    title="Drill file",
                                                    description="Path of the drill spec (YAML) on the machine that "
                                                                "runs the drill, relative to its working directory; "
@@ -83,7 +84,8 @@ class DrillRequest(BaseModel):
     report_dir: str = Field("reports", min_length=1, title="Report directory",
                             description="Reports go here, and the drill's journal under journal/ (unless "
                                         "a journal directory is given)")
-    journal_dir: str | SkipJsonSchema[None] = Field(None, min_length=1, json_schema_extra=_no_default,
+    journal_dir: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = Field(
+                                                    None, json_schema_extra=_no_default,
                                                     title="Journal directory",
                                                     description="Where the drill's journal goes (shared storage "
                                                                 "when drills run on several hosts); default: "

@@ -888,6 +888,10 @@ def cockpit(
         raise UserError(str(exc)) from None
 
 
+#: The 'VAO Server' block ``vaodrill serve`` saves for its embedded simulator.
+SIMULATOR_BLOCK = "embedded-simulator"
+
+
 @app.command()
 def serve(
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
@@ -913,16 +917,18 @@ def serve(
     if block or os.environ.get("VAO_URL"):
         serve_all(limit=limit, block=block, poll_seconds=poll)
         return
+    from pydantic import SecretStr
+
+    from tasks.blocks import VaoServer
     from vaodrill.simulator import create_app
     from vaodrill.simulator.server import BackgroundServer
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
         err_console.print(f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "
                           f"(demo scenario, time x{time_scale:g}) at {server.url}")
-        # not a secret: the simulator's demo account, for the flow runs this process starts
-        os.environ.update({"VAO_URL": server.url, "VAO_USERNAME": "demo", "VAO_PASSWORD": "demo",
-                           "VAODRILL_SIMULATED": "1"})
-        serve_all(limit=limit, simulated=True, poll_seconds=poll)
+        # the served runs reach it through a block, as they would a real server: nothing in their environment
+        VaoServer(url=server.url, username="demo", password=SecretStr("demo")).save(SIMULATOR_BLOCK, overwrite=True)
+        serve_all(limit=limit, block=SIMULATOR_BLOCK, simulated=True, poll_seconds=poll)
 
 
 def main() -> None:

@@ -28,14 +28,15 @@ PLANS = ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier",
 _RUN_URL = re.compile(r"demo drill: (?P<ui>http://127\.0\.0\.1:\d+)/runs/flow-run/(?P<id>[0-9a-f-]{36})")
 
 
-def processes_with(marker: str) -> list[str]:
-    """Every live process whose environment mentions ``marker`` (pid and command line)."""
+def processes_with(marker: str, also: bytes = b"") -> list[str]:
+    """Every live process whose environment mentions ``marker`` (and ``also``): pid and command line."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            if marker.encode() in (entry / "environ").read_bytes():
+            environ = (entry / "environ").read_bytes()
+            if marker.encode() in environ and also in environ:
                 argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
                 found.append(f"{entry.name}: {argv}")
         except OSError:  # gone meanwhile, or not ours to read
@@ -64,7 +65,11 @@ async def test_cockpit_shows_the_demo_drill_and_leaves_nothing_behind(tmp_path: 
         assert second.returncode == 2, second
         assert "already running" in second.stderr and ui in second.stderr, second.stderr
 
+        with_password: list[str] = []
+
         def finished() -> dict[str, Any] | None:
+            # the server, the runner and the drill's flow-run process reach the simulator through a block
+            with_password.extend(processes_with(str(home), b"\0VAO_PASSWORD="))
             run = httpx.get(f"{ui}/api/flow_runs/{run_id}", timeout=10).json()
             return run if run["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED") else None
 
@@ -73,6 +78,7 @@ async def test_cockpit_shows_the_demo_drill_and_leaves_nothing_behind(tmp_path: 
 
         run = wait_until(finished, timeout=240, interval=1, what="the demo drill's end", diagnose=logs)
         assert run["state"]["type"] == "COMPLETED", json.dumps(run["state"])
+        assert with_password == []
 
         graph = httpx.get(f"{ui}/api/flow_runs/{run_id}/graph-v2", timeout=30).json()
         labels = " ".join(node["label"] for _, node in graph["nodes"])

@@ -376,12 +376,15 @@ class Drill:
         async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
                                 give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice,
-                                polling=self.spec.polling) as session:
+                                polling=self.spec.polling, readiness=self.spec.mode == "readiness") as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.list_plans()
             targets = build_targets(self.spec, plans, now=self.now or utcnow(),
                                     server_timezone=self.settings.server_timezone)
+            if self.spec.mode == "readiness":  # a server without readiness checks: one line, nothing opened
+                for target in targets.values():
+                    client.readiness_request(target.id)
             self._open(targets)
             for observer in self.ledger.observers:
                 try:
@@ -441,8 +444,9 @@ class Drill:
                     self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {exc}")
                 raise
             log.warning("plan %s finished, but its grouping failed: %s", run.name, exc)
-        if failure is not None:
-            raise failure
+        if failure is not None and (self.spec.mode != "readiness" or isinstance(
+                failure, DrillAborted | asyncio.CancelledError) or self.stopped is not None):
+            raise failure  # a failed readiness check stops no other plan's: a weekly report names them all
 
     async def _show_unstarted(self, steps: Steps) -> None:
         """Plans that never ran still get their group, in DAG order, so a UI shows the whole drill (best effort:
@@ -516,7 +520,8 @@ class Drill:
                 self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))
                 self._abort_on(exc)
                 raise
-            self.ledger.move(run, Phase.FAILING_OVER, run_sent=True, started_at=started.started_at,
+            self.ledger.move(run, Phase.FAILING_OVER, run_sent=self.spec.mode != "readiness",
+                             started_at=started.started_at,
                              confirmed=started.confirmed, reason=started.note)
             if cancelled:
                 self._interrupt(run)
@@ -617,7 +622,7 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     """One line of the report; the achieved RTO is measured from the Run POST to the observed completion."""
     target = run.target
     rto = None
-    if run.started_at is not None and run.completed_at is not None:
+    if run.started_at is not None and run.completed_at is not None and mode != "readiness":
         rto = round((run.completed_at - run.started_at).total_seconds(), 3)
     status: PlanStatus = STATUS_OF.get(run.outcome, "skipped") if run.outcome else "skipped"
     if run.undo is not None:
@@ -765,6 +770,11 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
             plan = await client.get_plan(target.id)
             if (reason := not_runnable_because(plan)) is not None:
                 calls.append(PlannedCall(target.name, False, f"precondition fails: {reason}"))
+                continue
+            if spec.mode == "readiness":
+                path, body = client.readiness_request(target.id)
+                calls.append(PlannedCall(target.name, True, f"{plan.describe_state()}; readiness check",
+                                         f"POST {client.base_url}{path} {json.dumps(body)}"))
                 continue
             path, body = client.failover_request(target.id, restore_point=target.restore_point)
             calls.append(PlannedCall(

@@ -166,6 +166,10 @@ class _Behaviour(BaseModel):
     fail_undo: bool = Field(False, description="every undo halts at its last step; only Reset gets out")
     warnings: int = Field(0, ge=0, description="'Complete, N warnings' for finished stages")
     errors: int = Field(0, ge=0, description="'Complete, N errors' for finished stages (wins over warnings)")
+    readiness_duration: float = Field(
+        60.0, gt=0, description="simulated seconds a readiness check shows CHECKING (VRO API only)")
+    readiness_errors: int = Field(
+        0, ge=0, description="errors a readiness check finds: 0 ends VERIFIED, more ends NOT VERIFIED")
 
 
 class _ProfileChoice(BaseModel):
@@ -250,6 +254,8 @@ class PlanPatch(_ProfileChoice):
     fail_undo: bool | None = None
     warnings: int | None = Field(None, ge=0)
     errors: int | None = Field(None, ge=0)
+    readiness_duration: float | None = Field(None, gt=0)
+    readiness_errors: int | None = Field(None, ge=0)
     state_words: StateWords | None = None
     schedule_type_shown: str | int | None = None
 

@@ -1,0 +1,114 @@
+"""``mode: readiness``: VRO's readiness check for every plan of the DAG over the simulator, asserted from its request
+log; VAO v2, which has none for failover plans, refuses in one line before anything is sent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Sim
+from tests.test_cli import vaodrill
+from tests.test_engine import DEMO_PLANS, by_name, drill, write_spec
+from vaodrill.errors import VaoUsageError
+from vaodrill.journal import Journal
+from vaodrill.report import render_junit, render_markdown
+from vaodrill.spec import SpecError, load_spec
+
+PLANS = 6
+
+
+def writes(sim: Sim) -> list[str]:
+    """Every POST but the login (``/api/token``, ``/v2/Token``), as ``op`` (the last path segment)."""
+    ops = [e["path"].rsplit("/", 1)[1] for e in sim.requests(method="POST")]
+    return [op for op in ops if op.lower() != "token"]
+
+
+@pytest.mark.parametrize("scenario", ["demo", "veeam-docs"])
+async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
+        sim_factory: object, scenario: str, tmp_path: Path) -> None:
+    sim = sim_factory(scenario, time_scale=600, api="vro")  # type: ignore[operator]
+    report, recorder, engine = await drill(sim, tmp_path, mode="readiness")
+    assert report.verdict == "passed", report.reason
+    assert report.mode == "readiness"
+    assert writes(sim) == ["ReadinessCheck"] * PLANS  # no Failover, no Undo, no Halt
+    assert sorted(sim.posts("ReadinessCheck").values()) == [1] * PLANS
+    bodies = [e["body"] for e in sim.requests(method="POST", path="/api/v13/Plans/*/ReadinessCheck")]
+    assert bodies == [{"generateReport": False}] * PLANS
+    for name in (p.plan for p in report.plans):
+        record = sim.plans()[name]
+        assert record["run_requests"] == 0 and record["stages"] == [] and record["planState"] == "VERIFIED"
+    for plan in report.plans:
+        assert plan.status == "passed" and plan.undo == "not_needed" and plan.rto_seconds is None
+        assert plan.failover_details == "Complete, no errors"
+    # every plan's check started after the checks of its dependencies had ended
+    plans = by_name(report)
+    assert plans["SQL Tier"].failover_started_at >= plans["Active Directory"].failover_completed_at
+    journal = Journal(tmp_path / "reports" / ".journal", "run-1")
+    state = journal.read() if journal.exists() else engine.journal.read()
+    assert not state.is_open and state.may_be_failed_over() == []
+    assert [i["op"] for i in state.intents] == ["readiness"] * PLANS
+    assert "Mode **readiness**" in render_markdown(report) and "| Check started | Check completed" in \
+        render_markdown(report)
+    assert 'name="mode" value="readiness"' in render_junit(report)
+
+
+async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents_still_run(
+        sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim.patch("SQL Tier", readiness_errors=2, readiness_duration=120)
+    report, _, _ = await drill(sim, tmp_path, mode="readiness")
+    plans = by_name(report)
+    assert report.verdict == "failed" and "SQL Tier" in (report.reason or "")
+    assert plans["SQL Tier"].status == "failed"
+    assert plans["SQL Tier"].reason == "readiness check failed: NOT VERIFIED (Complete, 2 errors)"
+    assert [p for p, r in plans.items() if r.status != "passed"] == ["SQL Tier"]
+    assert {r.undo for r in report.plans} == {"not_needed"}
+    assert plans["App Tier"].status == "passed"  # a dependent of the failed plan is still checked
+    assert writes(sim) == ["ReadinessCheck"] * PLANS
+
+
+async def test_a_disabled_plan_is_refused_without_a_check(sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim.patch("Reporting", state="Disabled")
+    report, _, _ = await drill(sim, tmp_path, mode="readiness")
+    assert by_name(report)["Reporting"].status == "failed"
+    assert "precondition" in (by_name(report)["Reporting"].reason or "")
+    assert sim.plan_id("Reporting").lower() not in sim.posts("ReadinessCheck")
+    assert len(writes(sim)) == PLANS - 1
+
+
+async def test_vao_v2_has_no_readiness_check_and_says_so_before_sending_anything(
+        sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600)  # type: ignore[operator]
+    with pytest.raises(VaoUsageError, match=r"^a readiness check is not available on this server \(VAO v2"):
+        await drill(sim, tmp_path, mode="readiness")
+    assert writes(sim) == [] and not list((tmp_path / "reports").glob("**/report.json"))
+
+
+def test_the_mode_is_validated_with_its_place(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"drill\.yaml: mode: .*'drill', 'failover' or 'readiness'"):
+        load_spec(write_spec(tmp_path, DEMO_PLANS, mode="readyness"))
+    assert load_spec(write_spec(tmp_path, DEMO_PLANS, mode="readiness")).mode == "readiness"
+
+
+def cli_env(url: str) -> dict[str, str]:
+    """No Prefect API (the engine runs in the process) and the simulator as the server."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_API"))}
+    return clean | {"VAO_URL": url, "VAO_USERNAME": "demo", "VAO_PASSWORD": "demo", "COLUMNS": "160"}
+
+
+def test_the_shipped_weekly_readiness_drill_validates() -> None:
+    result = vaodrill("validate", "deployments/drills/readiness-weekly.yaml", env=cli_env("http://127.0.0.1:9"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "readiness mode" in result.stdout
+
+
+def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600)  # type: ignore[operator]
+    spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
+    result = vaodrill("run", str(spec), "--report-dir", str(tmp_path / "r"), env=cli_env(sim.url))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "a readiness check is not available on this server" in result.stderr
+    assert "Traceback" not in result.stderr and writes(sim) == []

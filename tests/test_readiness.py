@@ -10,11 +10,13 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_cli import vaodrill
-from tests.test_engine import DEMO_PLANS, by_name, drill, write_spec
+from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, settings_for, write_spec
+from vaodrill.drill import Drill, IllegalTransition, Ledger, Phase, PlanRun, Transition
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
 from vaodrill.report import render_junit, render_markdown
 from vaodrill.spec import SpecError, load_spec
+from vaodrill.steps import PlanTarget
 
 PLANS = 6
 
@@ -31,6 +33,7 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
     sim = sim_factory(scenario, time_scale=600, api="vro")  # type: ignore[operator]
     report, recorder, engine = await drill(sim, tmp_path, mode="readiness")
     assert report.verdict == "passed", report.reason
+    assert recorder.phases("SQL Tier") == ["checking", "starting", "checking readiness", "ready"]
     assert report.mode == "readiness"
     assert writes(sim) == ["ReadinessCheck"] * PLANS  # no Failover, no Undo, no Halt
     assert sorted(sim.posts("ReadinessCheck").values()) == [1] * PLANS
@@ -112,3 +115,56 @@ def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: object, tmp_path: Pat
     assert result.returncode == 2, result.stdout + result.stderr
     assert "a readiness check is not available on this server" in result.stderr
     assert "Traceback" not in result.stderr and writes(sim) == []
+
+
+def test_a_passed_check_has_nothing_to_undo(tmp_path: Path) -> None:
+    target = PlanTarget(key="p", id="1", name="P", after=(), restore_point="2026-01-01T00:00:00", rule="latest",
+                        seed=None, rto_target_seconds=None, timeout_seconds=60)
+    ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
+    ledger.journal.append("open", drill="d", mode="readiness", plans=[{"key": "p", "id": "1", "name": "P"}])
+    run = PlanRun(target)
+    for phase in (Phase.CHECKING, Phase.STARTING, Phase.CHECKING_READINESS, Phase.READY):
+        ledger.move(run, phase)
+    assert run.outcome is Phase.READY and not run.run_sent and ledger.unclean() == []
+    with pytest.raises(IllegalTransition):
+        ledger.move(run, Phase.UNDOING)
+
+
+async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: object, tmp_path: Path) -> None:
+    """Stopped while SQL Tier's check runs, the same run id resumed: SQL Tier's result is waited for, not asked
+    again; the plans not yet checked are checked once."""
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim.patch("SQL Tier", readiness_duration=900)  # 1.5 s on the clock
+
+    class StopDuringCheck(Recorder):
+        def on_transition(self, transition: Transition) -> None:
+            super().on_transition(transition)
+            if transition.run.name == "SQL Tier" and transition.new is Phase.CHECKING_READINESS:
+                engine.stop("test stop")
+
+    spec = load_spec(write_spec(tmp_path, DEMO_PLANS, mode="readiness"))
+    engine = Drill(spec, settings_for(sim), run_id="r", report_dir=tmp_path / "reports",
+                   observers=[StopDuringCheck()])
+    first = await engine.run()
+    assert by_name(first)["SQL Tier"].status == "interrupted" and first.verdict == "failed"
+    assert writes(sim) == ["ReadinessCheck"] * 3
+    again = await Drill(spec, settings_for(sim), run_id="r", report_dir=tmp_path / "reports").run()
+    assert again.verdict == "passed", [p.reason for p in again.plans]
+    assert sorted(sim.posts("ReadinessCheck").values()) == [1] * PLANS
+    assert writes(sim) == ["ReadinessCheck"] * PLANS
+
+
+async def test_a_verified_plan_whose_check_never_shows_is_not_taken_as_passed(
+        sim_factory: object, tmp_path: Path) -> None:
+    """VERIFIED from last week's check is no result for this one: with the check's answer lost and the plan showing
+    no check, the plan fails after the start grace, never passes on the old words."""
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    await drill(sim, tmp_path / "first", "- plan: Core Network", mode="readiness")  # Core Network now VERIFIED
+    sim.control.post("/_sim/faults", json={"method": "POST", "path": "/api/v13/Plans/*/ReadinessCheck",
+                                           "drop": "before"}).raise_for_status()
+    report, _, _ = await drill(sim, tmp_path / "second", "- plan: Core Network", mode="readiness", run_id="r2")
+    [plan] = report.plans
+    assert plan.status == "failed", plan
+    assert plan.reason is not None and "never showed: still VERIFIED" in plan.reason

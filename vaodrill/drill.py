@@ -69,6 +69,8 @@ class Phase(StrEnum):
     STARTING = "starting"
     FAILING_OVER = "failing over"
     FAILED_OVER = "failed over"
+    CHECKING_READINESS = "checking readiness"  # a readiness drill's check runs (nothing is failed over)
+    READY = "ready"  # its check passed
     UNDOING = "undoing"
     CLEAN = "clean"
     SKIPPED = "skipped"
@@ -87,7 +89,9 @@ ENDINGS = frozenset({Phase.FAILED_OVER, Phase.HALTED, Phase.TIMED_OUT, Phase.FAI
 TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.CHECKING, Phase.SKIPPED}),
     Phase.CHECKING: frozenset({Phase.STARTING, Phase.REFUSED, Phase.SKIPPED, Phase.FAILED}),
-    Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.REFUSED, Phase.FAILED}),
+    Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.REFUSED, Phase.FAILED}),
+    Phase.CHECKING_READINESS: frozenset({Phase.READY, Phase.FAILED, Phase.TIMED_OUT, Phase.INTERRUPTED}),
+    Phase.READY: frozenset(),
     Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER},
     **{ending: frozenset({Phase.UNDOING}) for ending in ENDINGS},
     Phase.UNDOING: frozenset({Phase.CLEAN, Phase.LEFT_FAILED_OVER}),
@@ -99,7 +103,7 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
 
 #: The report's status of a plan, by the phase its failover ended in.
 STATUS_OF: Mapping[Phase, PlanStatus] = {
-    Phase.FAILED_OVER: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
+    Phase.FAILED_OVER: "passed", Phase.READY: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
     Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed",
 }
 
@@ -253,9 +257,9 @@ class Ledger:
         if new not in TRANSITIONS[old]:
             raise IllegalTransition(f"{run.name}: {old} -> {new}")
         run.phase = new
-        if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED):
+        if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED, Phase.READY):
             run.outcome = new
-        if new in ENDINGS and run.started_at is not None and run.ended_at is None:
+        if (new in ENDINGS or new is Phase.READY) and run.started_at is not None and run.ended_at is None:
             run.ended_at = changes.get("completed_at") or utcnow()
         for key, value in changes.items():
             setattr(run, key, value)
@@ -280,8 +284,8 @@ class Ledger:
             saved = earlier.plans.get(key)
             run = PlanRun.from_json(saved) if saved else PlanRun(target)
             run.run_sent = run.run_sent or key in earlier.may_be_failed_over()
-            if resume and not run.run_sent:
-                run = PlanRun(target)  # nothing was sent for it: a resumed run tries it afresh
+            if resume and not run.run_sent and run.outcome is not Phase.READY:
+                run = PlanRun(target)  # nothing was sent for it (or only a check): a resumed run tries it afresh
             elif run.phase is Phase.UNDOING:
                 run.phase = Phase.LEFT_FAILED_OVER
             elif run.phase in (Phase.CHECKING, Phase.STARTING) and not run.run_sent:
@@ -473,9 +477,11 @@ class Drill:
         """One plan's failover; raises (so its dependents are skipped) unless it failed over as it should."""
         run = self.records[key]
         target = run.target
-        if run.outcome is Phase.FAILED_OVER:
+        readiness = self.spec.mode == "readiness"
+        if run.outcome in (Phase.FAILED_OVER, Phase.READY):
             return  # resumed: done in an earlier attempt
-        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.STARTING):
+        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.CHECKING_READINESS,
+                                                         Phase.STARTING):
             raise RuntimeError(run.reason or str(run.outcome))
         started: Started | None = None
         if run.phase is Phase.PENDING:
@@ -520,8 +526,8 @@ class Drill:
                 self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))
                 self._abort_on(exc)
                 raise
-            self.ledger.move(run, Phase.FAILING_OVER, run_sent=self.spec.mode != "readiness",
-                             started_at=started.started_at,
+            self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
+                             run_sent=not readiness, started_at=started.started_at,
                              confirmed=started.confirmed, reason=started.note)
             if cancelled:
                 self._interrupt(run)
@@ -544,8 +550,8 @@ class Drill:
         except Exception as exc:
             self.ledger.move(run, Phase.FAILED, reason=str(exc))
             raise
-        self.ledger.move(run, Phase.FAILED_OVER, completed_at=done.completed_at, details=done.details,
-                   continues=done.continues, confirmed=True)
+        self.ledger.move(run, Phase.READY if readiness else Phase.FAILED_OVER, completed_at=done.completed_at,
+                         details=done.details, continues=done.continues, confirmed=True)
 
     def _why_not_started(self, run: PlanRun) -> str:
         for dep in run.target.after:

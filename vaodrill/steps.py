@@ -470,7 +470,8 @@ class DrillSession:
     async def check(self, target: PlanTarget) -> FailoverPlan:
         """The precondition: the plan's current state (see :meth:`current`) is runnable (contract section 5)."""
         plan = await self.current(target)
-        self._refuse_unless_runnable(target, plan)
+        if not (self.readiness and target.key in self.checks_sent):  # a resumed check: its result is waited for
+            self._refuse_unless_runnable(target, plan)
         return plan
 
     def _refuse_unless_runnable(self, target: PlanTarget, plan: FailoverPlan) -> None:
@@ -530,12 +531,12 @@ class DrillSession:
         """Send a ReadinessCheck at most once (a write: announced in the journal first). Its answer lost, the check
         is not sent again: the plan's state then shows whether it runs (:meth:`wait_check`)."""
         plan = await self.current(target)
-        self._refuse_unless_runnable(target, plan)
         self._before_check[target.key] = self.status(plan)
         started_at = utcnow()
         if target.key in self.checks_sent:
             log.warning("%s: ReadinessCheck already sent by this run: not sending it again", target.name)
             return Started(started_at, posted=False, confirmed=False, note="resumed: ReadinessCheck sent earlier")
+        self._refuse_unless_runnable(target, plan)
         self.checks_sent.add(target.key)
         try:
             await self._post(target, "readiness", lambda: self.client.readiness_check(target.id))

@@ -103,8 +103,8 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
 
 #: The report's status of a plan, by the phase its failover ended in.
 STATUS_OF: Mapping[Phase, PlanStatus] = {
-    Phase.FAILED_OVER: "passed", Phase.READY: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
-    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed",
+    Phase.FAILED_OVER: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
+    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed", Phase.READY: "passed",
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Sim
-from tests.test_cli import vaodrill
+from tests.test_cli import DRILLS, vaodrill
 from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, settings_for, write_spec
 from vaodrill.drill import Drill, IllegalTransition, Ledger, Phase, PlanRun, Transition
 from vaodrill.errors import VaoUsageError
@@ -103,7 +103,7 @@ def cli_env(url: str) -> dict[str, str]:
 
 
 def test_the_shipped_weekly_readiness_drill_validates() -> None:
-    result = vaodrill("validate", "deployments/drills/readiness-weekly.yaml", env=cli_env("http://127.0.0.1:9"))
+    result = vaodrill("validate", str(DRILLS / "readiness-weekly.yaml"), env=cli_env("http://127.0.0.1:9"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "readiness mode" in result.stdout
 
@@ -168,3 +168,26 @@ async def test_a_verified_plan_whose_check_never_shows_is_not_taken_as_passed(
     [plan] = report.plans
     assert plan.status == "failed", plan
     assert plan.reason is not None and "never showed: still VERIFIED" in plan.reason
+
+
+def test_a_dry_run_shows_one_check_per_plan_and_no_undo(sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
+    result = vaodrill("run", str(spec), "--dry-run", env=cli_env(f"{sim.url}/api/v13"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("/ReadinessCheck {\"generateReport\": false}") == PLANS
+    assert "Undo" not in result.stdout and "Failover" not in result.stdout and writes(sim) == []
+
+
+def test_run_over_vro_passes_and_exits_0(sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    shipped = (DRILLS / "readiness-weekly.yaml").read_text()
+    assert "poll_interval: 10s" in shipped
+    spec = tmp_path / "weekly.yaml"  # the shipped drill, polling fast enough for a test
+    spec.write_text(shipped.replace("poll_interval: 10s", "poll_interval: 0.05s"))
+    result = vaodrill("run", str(spec), "--report-dir", str(tmp_path), env=cli_env(f"{sim.url}/api/v7.2"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Drill app-stack-readiness-weekly: PASSED" in result.stdout and "Check started" in result.stdout
+    assert writes(sim) == ["ReadinessCheck"] * PLANS
+    [report] = tmp_path.glob("app-stack-readiness-weekly/*/report.json")
+    assert '"mode": "readiness"' in report.read_text()

@@ -4,6 +4,7 @@ log; VAO v2, which has none for failover plans, refuses in one line before anyth
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,10 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
     assert "Mode **readiness**" in render_markdown(report) and "| Check started | Check completed" in \
         render_markdown(report)
     assert 'name="mode" value="readiness"' in render_junit(report)
+    [evidence] = (tmp_path / "reports").glob("test-drill/*/evidence.html")
+    html = evidence.read_text()
+    assert "readiness check (no failover, no undo)" in html and "Readiness mode: each plan" in html
+    assert "REAL failover" not in html
 
 
 async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents_still_run(
@@ -191,3 +196,11 @@ def test_run_over_vro_passes_and_exits_0(sim_factory: object, tmp_path: Path) ->
     assert writes(sim) == ["ReadinessCheck"] * PLANS
     [report] = tmp_path.glob("app-stack-readiness-weekly/*/report.json")
     assert '"mode": "readiness"' in report.read_text()
+
+
+async def test_max_parallel_caps_checks_at_once(sim_factory: object, tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    report, _, _ = await drill(sim, tmp_path, mode="readiness", max_parallel=1)
+    assert report.verdict == "passed", report.reason
+    spans = sorted((p.failover_started_at, p.failover_completed_at) for p in report.plans)
+    assert all(ended is not None and ended <= following for (_, ended), (following, _) in pairwise(spans))

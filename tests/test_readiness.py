@@ -59,7 +59,7 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
     [evidence] = (tmp_path / "reports").glob("test-drill/*/evidence.html")
     html = evidence.read_text()
     assert "readiness check (no failover, no undo)" in html and "Readiness mode: each plan" in html
-    assert "REAL failover" not in html
+    assert "REAL failover" not in html and "<th>Check sent</th>" in html
 
 
 async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents_still_run(

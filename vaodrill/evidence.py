@@ -231,7 +231,8 @@ def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str
                      _e(plan_reasons(p) or DASH)))
     return ("<h2>Results per plan</h2><p class='muted'>RTO: from the Run sent to the completion observed, against "
             "the target. Cleanup: the undo verified by reading the plan back idle.</p>" +
-            _table(["Plan", "Status", "Run sent", "Completed", "RTO achieved / target", "VAO details",
+            _table(["Plan", "Status", "Check sent" if report.mode == "readiness" else "Run sent", "Completed",
+                    "RTO achieved / target", "VAO details",
                     "Halts and continues", "Cleanup", "Reason"], rows))
 
 

@@ -204,3 +204,31 @@ async def test_max_parallel_caps_checks_at_once(sim_factory: object, tmp_path: P
     assert report.verdict == "passed", report.reason
     spans = sorted((p.failover_started_at, p.failover_completed_at) for p in report.plans)
     assert all(ended is not None and ended <= following for (_, ended), (following, _) in pairwise(spans))
+
+
+async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_meanwhile(
+        sim_factory: object) -> None:
+    from vaodrill.errors import VaoResponseError
+    from vaodrill.vro import VroClient
+
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim.patch("SQL Tier", readiness_duration=6000, readiness_errors=1)  # 10 s on the clock
+    target = sim.plan_id("SQL Tier")
+    async with VroClient(f"{sim.url}/api/v13", "demo", "demo") as vro:
+        await vro.readiness_check(target)
+        checking = await vro.get_plan(target)
+        assert (checking.state_raw, checking.state_details) == ("CHECKING", "In progress: readiness check")
+        with pytest.raises(VaoResponseError, match="running a readiness check"):
+            await vro.run_failover(target)
+        with pytest.raises(VaoResponseError, match="cannot run a readiness check while it is CHECKING"):
+            await vro.readiness_check(target)
+        sim.patch("SQL Tier", state="Disabled")  # forgets the check
+        sim.patch("SQL Tier", state="Enabled", readiness_duration=0.6)
+        await vro.readiness_check(target)
+        [failed] = [p for p in await vro.list_plans() if p.id == target]
+        while failed.state_raw == "CHECKING":
+            [failed] = [p for p in await vro.list_plans() if p.id == target]
+        assert (failed.state_raw, failed.state_details) == ("NOT VERIFIED", "Complete, 1 error")
+    assert sim.plans()["SQL Tier"]["stages"] == []  # the refused Run started nothing
+    v2 = sim.control.post(f"/v2/FailoverPlans/{target}/ReadinessCheck")
+    assert v2.status_code in (401, 404, 405)

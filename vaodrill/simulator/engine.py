@@ -414,6 +414,7 @@ class Simulator:
                 detail = body.model_dump(by_alias=True)
             self._end_current(plan, now)
             plan.status = Status(move.target, Phase.IDLE)
+            plan.check = None  # a reset or a disable forgets the last check's result
         elif move.action == "start":
             assert move.target is not None
             if isinstance(body, RunBody):

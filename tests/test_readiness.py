@@ -232,3 +232,26 @@ async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_mean
     assert sim.plans()["SQL Tier"]["stages"] == []  # the refused Run started nothing
     v2 = sim.control.post(f"/v2/FailoverPlans/{target}/ReadinessCheck")
     assert v2.status_code in (401, 404, 405)
+
+
+@pytest.mark.usefixtures("prefect_api")
+async def test_a_readiness_drill_as_a_flow_run(sim_factory: object, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Prefect the same steps run as tasks: one ReadinessCheck per plan, the failing one named."""
+    from flows.drill import DrillRequest, dr_drill
+    from vaodrill.report import load_report
+
+    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim.patch("Web Tier", readiness_errors=1)
+    monkeypatch.setenv("VAO_URL", sim.api_url)
+    monkeypatch.setenv("VAO_USERNAME", "demo")
+    monkeypatch.setenv("VAO_PASSWORD", "demo")
+    spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
+    await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "reports")),
+                   return_state=True)
+    [file] = (tmp_path / "reports").glob("*/*/report.json")
+    report = load_report(file)
+    assert report.mode == "readiness" and report.verdict == "failed"
+    assert [(p.plan, p.reason) for p in report.plans if p.status != "passed"] == [
+        ("Web Tier", "readiness check failed: NOT VERIFIED (Complete, 1 error)")]
+    assert writes(sim) == ["ReadinessCheck"] * PLANS

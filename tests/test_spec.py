@@ -240,7 +240,8 @@ def test_rule_and_halt_policy_fall_back_to_the_drill() -> None:
             "demo.yaml: timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",
             2,
         ),
-        ("poll_interval: 1s", "mode: dril", "demo.yaml: mode: expected 'drill' or 'failover', got 'dril'", 2),
+        ("poll_interval: 1s", "mode: dril",
+         "demo.yaml: mode: expected 'drill', 'failover' or 'readiness', got 'dril'", 2),
         (
             "name: demo",
             "name: Demo App",
@@ -369,7 +370,7 @@ def test_a_failing_only_plan_is_one_error() -> None:
 
 def test_several_errors_show_the_first_and_a_count() -> None:
     err = error(DEMO.replace("poll_interval: 1s", "mode: dril\nmax_parallel: 0\ntimezone: Nowhere"))
-    assert str(err) == "demo.yaml: mode: expected 'drill' or 'failover', got 'dril' (+2 more)"
+    assert str(err) == "demo.yaml: mode: expected 'drill', 'failover' or 'readiness', got 'dril' (+2 more)"
 
 
 @pytest.mark.parametrize(

@@ -355,9 +355,14 @@ class VaoClient(HttpApi):
     def undo_path(self, plan_id: str) -> str:
         return _plan_path(plan_id, "Undo")
 
+    def readiness_request(self, plan_id: str) -> tuple[str, dict[str, Any]]:
+        """VAO v2 has no readiness check for failover plans (only ``/v2/RestorePlans/{id}/RunReadinessCheck``, for
+        restore plans): asked for one, it says so before anything is sent."""
+        raise VaoUsageError(f"a readiness check is not available on this server ({self.api} has no readiness check "
+                            "for failover plans; VRO's API v7.2 or v13 has one)")
+
     async def readiness_check(self, plan_id: str) -> None:
-        """VAO v2 has no readiness check in its API."""
-        raise VaoUsageError(f"a readiness check is not available on this server ({self.api} has no such operation)")
+        self.readiness_request(plan_id)
 
     async def run(self, plan_id: str, request: RunRequest) -> None:
         """``POST .../Run``: asynchronous, returns as soon as the plan starts. Never resent once sent."""

@@ -78,6 +78,8 @@ class Phase(StrEnum):
     STARTING = "starting"
     FAILING_OVER = "failing over"
     FAILED_OVER = "failed over"
+    CHECKING_READINESS = "checking readiness"  # a readiness drill's check runs (nothing is failed over)
+    READY = "ready"  # its check passed
     UNDOING = "undoing"
     CLEAN = "clean"
     SKIPPED = "skipped"
@@ -96,7 +98,9 @@ ENDINGS = frozenset({Phase.FAILED_OVER, Phase.HALTED, Phase.TIMED_OUT, Phase.FAI
 TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
     Phase.PENDING: frozenset({Phase.CHECKING, Phase.SKIPPED}),
     Phase.CHECKING: frozenset({Phase.STARTING, Phase.REFUSED, Phase.SKIPPED, Phase.FAILED}),
-    Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.REFUSED, Phase.FAILED}),
+    Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.REFUSED, Phase.FAILED}),
+    Phase.CHECKING_READINESS: frozenset({Phase.READY, Phase.FAILED, Phase.TIMED_OUT, Phase.INTERRUPTED}),
+    Phase.READY: frozenset(),
     Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER},
     **{ending: frozenset({Phase.UNDOING}) for ending in ENDINGS},
     Phase.UNDOING: frozenset({Phase.CLEAN, Phase.LEFT_FAILED_OVER}),
@@ -109,7 +113,7 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
 #: The report's status of a plan, by the phase its failover ended in.
 STATUS_OF: Mapping[Phase, PlanStatus] = {
     Phase.FAILED_OVER: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
-    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed",
+    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed", Phase.READY: "passed",
 }
 
 
@@ -264,9 +268,9 @@ class Ledger:
         if new not in TRANSITIONS[old]:
             raise IllegalTransition(f"{run.name}: {old} -> {new}")
         run.phase = new
-        if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED):
+        if new in ENDINGS or new in (Phase.SKIPPED, Phase.REFUSED, Phase.READY):
             run.outcome = new
-        if new in ENDINGS and run.started_at is not None and run.ended_at is None:
+        if (new in ENDINGS or new is Phase.READY) and run.started_at is not None and run.ended_at is None:
             run.ended_at = changes.get("completed_at") or utcnow()
         for key, value in changes.items():
             setattr(run, key, value)
@@ -291,8 +295,8 @@ class Ledger:
             saved = earlier.plans.get(key)
             run = PlanRun.from_json(saved) if saved else PlanRun(target)
             run.run_sent = run.run_sent or key in earlier.may_be_failed_over()
-            if resume and not run.run_sent:
-                run = PlanRun(target)  # nothing was sent for it: a resumed run tries it afresh
+            if resume and not run.run_sent and run.outcome is not Phase.READY:
+                run = PlanRun(target)  # nothing was sent for it (or only a check): a resumed run tries it afresh
             elif run.phase is Phase.UNDOING:
                 run.phase = Phase.LEFT_FAILED_OVER
             elif run.phase in (Phase.CHECKING, Phase.STARTING) and not run.run_sent:
@@ -392,12 +396,15 @@ class Drill:
         async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
                                 give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice,
-                                polling=self.spec.polling) as session:
+                                polling=self.spec.polling, readiness=self.spec.mode == "readiness") as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.list_plans()
             targets = build_targets(self.spec, plans, now=self.now or utcnow(),
                                     server_timezone=self.settings.server_timezone)
+            if self.spec.mode == "readiness":  # a server without readiness checks: one line, nothing opened
+                for target in targets.values():
+                    client.readiness_request(target.id)
             self._open(targets)
             for observer in self.ledger.observers:
                 try:
@@ -459,8 +466,9 @@ class Drill:
                     self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {exc}")
                 raise
             log.warning("plan %s finished, but its grouping failed: %s", run.name, exc)
-        if failure is not None:
-            raise failure
+        if failure is not None and (self.spec.mode != "readiness" or isinstance(
+                failure, DrillAborted | asyncio.CancelledError) or self.stopped is not None):
+            raise failure  # a failed readiness check stops no other plan's: a weekly report names them all
 
     async def _show_unstarted(self, steps: Steps) -> None:
         """Plans that never ran still get their group, in DAG order, so a UI shows the whole drill (best effort:
@@ -487,9 +495,11 @@ class Drill:
         """One plan's failover; raises (so its dependents are skipped) unless it failed over as it should."""
         run = self.records[key]
         target = run.target
-        if run.outcome is Phase.FAILED_OVER:
+        readiness = self.spec.mode == "readiness"
+        if run.outcome in (Phase.FAILED_OVER, Phase.READY):
             return  # resumed: done in an earlier attempt
-        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.STARTING):
+        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.CHECKING_READINESS,
+                                                         Phase.STARTING):
             raise RuntimeError(run.reason or str(run.outcome))
         started: Started | None = None
         if run.phase is Phase.PENDING:
@@ -534,7 +544,8 @@ class Drill:
                 self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))
                 self._abort_on(exc)
                 raise
-            self.ledger.move(run, Phase.FAILING_OVER, run_sent=True, started_at=started.started_at,
+            self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
+                             run_sent=not readiness, started_at=started.started_at,
                              confirmed=started.confirmed, reason=started.note)
             if cancelled:
                 self._interrupt(run)
@@ -557,8 +568,8 @@ class Drill:
         except Exception as exc:
             self.ledger.move(run, Phase.FAILED, reason=str(exc), events=self._events(key))
             raise
-        self.ledger.move(run, Phase.FAILED_OVER, completed_at=done.completed_at, details=done.details,
-                         continues=done.continues, confirmed=True, events=self._events(key))
+        self.ledger.move(run, Phase.READY if readiness else Phase.FAILED_OVER, completed_at=done.completed_at,
+                         details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
 
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
@@ -595,6 +606,7 @@ class Drill:
         from the answer, so a Run that went out is always cleaned up and never reported as skipped.
         """
         await asyncio.gather(*self._starts.values(), return_exceptions=True)
+        readiness = self.spec.mode == "readiness"
         for key, start in self._starts.items():
             run = self.records[key]
             if run.phase is Phase.STARTING:
@@ -602,9 +614,10 @@ class Drill:
                 if started is None:
                     self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=f"stopped: {self.stopped}")
                     continue
-                self.ledger.move(run, Phase.FAILING_OVER, run_sent=True, started_at=started.started_at,
-                                 confirmed=started.confirmed, reason=started.note)
-            if run.phase is Phase.FAILING_OVER:
+                self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
+                                 run_sent=not readiness, started_at=started.started_at, confirmed=started.confirmed,
+                                 reason=started.note)
+            if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS):
                 self._interrupt(run)
 
     async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
@@ -666,7 +679,7 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     """One line of the report; the achieved RTO is measured from the Run POST to the observed completion."""
     target = run.target
     rto = None
-    if run.started_at is not None and run.completed_at is not None:
+    if run.started_at is not None and run.completed_at is not None and mode != "readiness":
         rto = round((run.completed_at - run.started_at).total_seconds(), 3)
     status: PlanStatus = STATUS_OF.get(run.outcome, "skipped") if run.outcome else "skipped"
     if run.undo is not None:
@@ -818,6 +831,11 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
             plan = await client.get_plan(target.id)
             if (reason := not_runnable_because(plan)) is not None:
                 calls.append(PlannedCall(target.name, False, f"precondition fails: {reason}"))
+                continue
+            if spec.mode == "readiness":
+                path, body = client.readiness_request(target.id)
+                calls.append(PlannedCall(target.name, True, f"{plan.describe_state()}; readiness check",
+                                         f"POST {client.base_url}{path} {json.dumps(body)}"))
                 continue
             path, body = client.failover_request(target.id, restore_point=target.restore_point)
             calls.append(PlannedCall(

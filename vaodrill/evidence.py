@@ -146,10 +146,16 @@ def _header(report: DrillReport) -> str:
     return "".join(out)
 
 
+#: The modes that change nothing for good, as the pack names them; anything else is a real failover.
+_MODE_WORDS = {"drill": "drill (fail over, then undo)", "readiness": "readiness check (no failover, no undo)"}
+_NO_APPROVAL = {"drill": "Drill mode: plans are failed over and undone; no approval is required.",
+                "readiness": "Readiness mode: each plan's readiness check only; no approval is required."}
+
+
 def _scope(report: DrillReport, opened: Mapping[str, Any]) -> str:
     plans = ", ".join(p.plan for p in report.plans) or DASH
     items = [("Test id (run id)", _e(report.run_id)), ("Drill", _e(report.drill)),
-             ("Mode", "drill (fail over, then undo)" if report.mode == "drill" else "<b>REAL failover</b> (no undo)"),
+             ("Mode", _MODE_WORDS.get(report.mode, "<b>REAL failover</b> (no undo)")),
              ("Plans in scope", f"{len(report.plans)}: {_e(plans)}"), ("VAO server", _e(report.vao_server or DASH)),
              ("vaodrill version", _e(__version__)), ("Drill spec file", _e(opened.get("spec_file") or DASH)),
              ("Flow run", _e(report.flow_run_url or DASH)), ("Started", _time(report.started_at)),
@@ -231,14 +237,15 @@ def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str
                      _e(plan_reasons(p) or DASH)))
     return ("<h2>Results per plan</h2><p class='muted'>RTO: from the Run sent to the completion observed, against "
             "the target. Cleanup: the undo verified by reading the plan back idle.</p>" +
-            _table(["Plan", "Status", "Run sent", "Completed", "RTO achieved / target", "VAO details",
+            _table(["Plan", "Status", "Check sent" if report.mode == "readiness" else "Run sent", "Completed",
+                    "RTO achieved / target", "VAO details",
                     "Halts, continues, warnings, notes", "Cleanup", "Reason"], rows))
 
 
 def _approvals(report: DrillReport, records: Sequence[Mapping[str, Any]]) -> str:
     found = [r for r in records if r.get("type") == "approval"]
     if not found:
-        text = ("Drill mode: plans are failed over and undone; no approval is required." if report.mode == "drill"
+        text = (_NO_APPROVAL[report.mode] if report.mode in _NO_APPROVAL
                 else "<span class='bad'>No approval recorded in this run's journal</span>: see the approval input of "
                      f"the flow run {_e(report.flow_run_url or '')}.")
         return f"<h2>Approvals</h2><p>{text}</p>"

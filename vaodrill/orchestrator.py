@@ -74,8 +74,13 @@ class Orchestrator(Protocol):
 
     async def undo(self, plan_id: str) -> None: ...
 
+    def readiness_request(self, plan_id: str) -> tuple[str, dict[str, Any]]:
+        """The path and body :meth:`readiness_check` sends; a :class:`~vaodrill.errors.VaoUsageError` (nothing
+        sent) where the API has no readiness check."""
+        ...
+
     async def readiness_check(self, plan_id: str) -> None:
-        """VRO's readiness check; a :class:`~vaodrill.errors.VaoUsageError` where the API has none."""
+        """VRO's readiness check (a write: the plan runs it); the same error as :meth:`readiness_request`."""
         ...
 
 

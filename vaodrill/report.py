@@ -66,7 +66,9 @@ SCHEMA_VERSION = 1
 PlanStatus = Literal["passed", "failed", "skipped", "halted", "timed_out", "interrupted"]
 UndoStatus = Literal["verified", "failed", "not_needed", "skipped"]
 Verdict = Literal["passed", "failed"]
-Mode = Literal["drill", "failover"]
+Mode = Literal["drill", "failover", "readiness"]
+#: What the stage columns hold, by mode: a readiness drill's are its checks (started, completed).
+STAGE_WORD: dict[str, str] = {"readiness": "Check"}
 #: auth: credentials refused mid-drill; unreachable: the server failed longer than give_up_after;
 #: signal: SIGINT/SIGTERM; cancelled: the flow run was cancelled.
 Stopped = Literal["auth", "unreachable", "signal", "cancelled"]
@@ -488,6 +490,8 @@ def render_markdown(report: DrillReport) -> str:
 
     if report.mode == "failover":
         out += ["> Mode **failover**: plans were failed over for real and intentionally left failed over.", ""]
+    if report.mode == "readiness":
+        out += ["> Mode **readiness**: each plan's readiness check was run; nothing was failed over or undone.", ""]
 
     if report.description:
         out += [_md(report.description), ""]
@@ -512,9 +516,10 @@ def render_markdown(report: DrillReport) -> str:
     out.append("")
 
     out += ["## Plans", ""]
+    stage = STAGE_WORD.get(report.mode, "Failover")
     if report.plans:
         out += [
-            "| Plan | Status | After | Restore point requested¹ | Failover started | Failover completed "
+            f"| Plan | Status | After | Restore point requested¹ | {stage} started | {stage} completed "
             "| RTO achieved / target | Undo |",
             "|---|---|---|---|---|---|---|---|",
         ]
@@ -691,7 +696,8 @@ def summary_table(report: DrillReport) -> Table:
         ),
         caption=Text("\n".join(caption)),
     )
-    for header in ("Plan", "Status", "Restore point requested*", "Failover started", "RTO (achieved / target)",
+    stage = STAGE_WORD.get(report.mode, "Failover")
+    for header in ("Plan", "Status", "Restore point requested*", f"{stage} started", "RTO (achieved / target)",
                    "Undo"):
         table.add_column(header)
     table.add_column("Reason", overflow="fold")

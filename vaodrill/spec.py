@@ -7,6 +7,7 @@ YAML shape::
     name: app-stack-quarterly          # [a-z0-9-]+
     description: Quarterly DR test      # optional
     mode: drill                        # drill (failover, then undo; default) | failover (real DR, no undo)
+                                       # | readiness (VRO's readiness check per plan: no failover, no undo)
     timezone: Europe/Berlin            # IANA zone in which restore-point rules are read (default UTC)
     restore_point: latest              # default rule for every plan (see vaodrill.restore_points)
     max_parallel: 3                    # plans failing over at once (default: no limit beyond the DAG)
@@ -290,7 +291,7 @@ class DrillSpec(StrictModel):
 
     name: str
     description: str = ""
-    mode: Literal["drill", "failover"] = "drill"
+    mode: Literal["drill", "failover", "readiness"] = "drill"
     timezone: str = "UTC"
     restore_point: RestorePointRule = LatestRule()
     max_parallel: int | None = Field(default=None, ge=1, le=MAX_PLANS)

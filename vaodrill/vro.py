@@ -195,8 +195,14 @@ class VroClient(HttpApi):
         await self._post(self._path(plan_id, "Continue"),
                          {"executionContinueOptions": ContinueOption(option).value})
 
+    def readiness_request(self, plan_id: str) -> tuple[str, dict[str, Any]]:
+        """``POST /Plans/{id}/ReadinessCheck`` with ``generateReport: false`` (VAO 3.0's documented body; no
+        report file is written on the server: the drill's own report is the record)."""
+        return self._path(plan_id, "ReadinessCheck"), {"generateReport": False}
+
     async def readiness_check(self, plan_id: str) -> None:
-        await self._post(self._path(plan_id, "ReadinessCheck"))
+        path, body = self.readiness_request(plan_id)
+        await self._post(path, body)
 
 
 #: The runtime-detail fields a single read takes from ``/RuntimeDetails/Plans/{id}`` over the plan's own.

@@ -144,6 +144,24 @@ class Stage:
         return "Complete, no errors, no warnings"
 
 
+@dataclass
+class Check:
+    """One readiness check (VRO): the plan shows CHECKING until ``ends_at``, then VERIFIED, or NOT VERIFIED when
+    the check found errors (VRO's user guide names these states; the details wording is vaodrill's guess)."""
+
+    started_at: float
+    ends_at: float
+    errors: int
+
+    def words(self, now: float) -> str:
+        return "CHECKING" if now < self.ends_at else "NOT VERIFIED" if self.errors else "VERIFIED"
+
+    def details(self, now: float) -> str:
+        if now < self.ends_at:
+            return "In progress: readiness check"
+        return f"Complete, {_count(self.errors, 'error')}" if self.errors else "Complete, no errors"
+
+
 def _count(n: int, noun: str) -> str:
     """``no errors``, ``1 error``, ``2 errors``."""
     return f"no {noun}s" if n == 0 else f"{n} {noun}" + ("" if n == 1 else "s")
@@ -185,6 +203,7 @@ class Plan:
     history: list[Stage] = field(default_factory=list)
     run_requests: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    check: Check | None = None  # the latest readiness check, shown while the plan stays idle
 
 
 _OP_BODIES: dict[Op, tuple[type[Any], bool]] = {
@@ -380,6 +399,9 @@ class Simulator:
     def _apply(self, plan: Plan, op: Op, body: Any) -> None:
         now = self.now()
         self._settle(now)
+        if plan.check is not None and now < plan.check.ends_at:
+            raise Conflict(f"Plan {plan.settings.name} is running a readiness check.",
+                           status=plan.settings.illegal_status)
         move = resolve(op, plan.status)
         if move is None:
             s = plan.settings
@@ -394,6 +416,7 @@ class Simulator:
                 detail = body.model_dump(by_alias=True)
             self._end_current(plan, now)
             plan.status = Status(move.target, Phase.IDLE)
+            plan.check = None  # a reset or a disable forgets the last check's result
         elif move.action == "start":
             assert move.target is not None
             if isinstance(body, RunBody):
@@ -448,6 +471,7 @@ class Simulator:
                rp_mode: str | None, chained: bool, options: dict[str, Any] | None = None,
                triggered_by: str = "request") -> Stage:
         """Begin a stage at instant ``at`` with a snapshot of the plan's settings (later PATCHes don't touch it)."""
+        plan.check = None
         used = (self._resolve_restore_point(plan, requested, rp_mode or "NearestBefore")
                 if kind is PlanState.FAILOVER else None)
         s = plan.settings
@@ -633,10 +657,26 @@ class Simulator:
             raise NotFound(f"Plan {plan_id} was not found.")
         return plan
 
+    @_locked
+    def readiness_check(self, plan_id: str) -> None:
+        """VRO's ``POST .../ReadinessCheck``: an idle, enabled plan shows CHECKING for ``readiness_duration``
+        simulated seconds (on the clock, in either progression), then its result; nothing else about it changes."""
+        plan = self._plan(plan_id)
+        now = self.now()
+        self._settle(now)
+        s = plan.settings
+        if plan.status != ENABLED or (plan.check is not None and now < plan.check.ends_at):
+            raise Conflict(f"Plan {s.name} cannot run a readiness check while it is {self._shown_state(plan)}.",
+                           status=s.illegal_status)
+        plan.check = Check(now, now + s.readiness_duration / self.time_scale, s.readiness_errors)
+        self._event(plan, now, "ReadinessCheck")
+
     def _shown_state(self, plan: Plan) -> str:
         """``planState`` as this plan shows it: its ``state_words`` for the phase it is in, else the profile's idle
-        word (Enabled, Verified, NotVerified) or the contract's spelling."""
+        word (Enabled, Verified, NotVerified) or the contract's spelling; an idle plan's readiness check's words."""
         status = plan.status
+        if plan.check is not None and status == ENABLED:
+            return plan.check.words(self.now())
         shown = plan.settings.idle_state if status == ENABLED else str(status.plan_state)
         phase = _shown_phase(status)
         return plan.settings.state_words.get(phase, shown) if phase is not None else shown
@@ -647,6 +687,8 @@ class Simulator:
             return words
         stage = plan.current
         phase = plan.status.phase
+        if plan.check is not None and plan.status == ENABLED:
+            return plan.check.details(now)
         if phase is Phase.IDLE or stage is None:
             return IDLE_DETAILS.get(self._shown_state(plan), "Ready")
         if phase is Phase.RUNNING:
@@ -706,6 +748,7 @@ class Simulator:
             plan.restore_points = self._restore_points(plan.settings.restore_points)
         if patch.state is not None:
             self._end_current(plan, now)
+            plan.check = None
             plan.status = ENABLED if patch.state == "Enabled" else DISABLED
         self._event(plan, now, "patched", **patch.model_dump(exclude_unset=True, mode="json"))
         return self._record(plan, now)

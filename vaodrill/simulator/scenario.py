@@ -193,6 +193,10 @@ class _Behaviour(BaseModel):
     in_use_shown: bool | None = Field(None, description="planInUse shown whatever the plan does (None: as it does)")
     details_words: StateWords = Field(
         default_factory=dict, description="planStateDetails shown per phase ({complete: 'Complete, with warnings'})")
+    readiness_duration: float = Field(
+        60.0, gt=0, description="simulated seconds a readiness check shows CHECKING (VRO API only)")
+    readiness_errors: int = Field(
+        0, ge=0, description="errors a readiness check finds: 0 ends VERIFIED, more ends NOT VERIFIED")
 
 
 class _ProfileChoice(BaseModel):
@@ -277,6 +281,8 @@ class PlanPatch(_ProfileChoice):
     fail_undo: bool | None = None
     warnings: Counts | None = None
     errors: Counts | None = None
+    readiness_duration: float | None = Field(None, gt=0)
+    readiness_errors: int | None = Field(None, ge=0)
     state_words: StateWords | None = None
     schedule_type_shown: str | int | None = None
     in_use_shown: bool | None = None

@@ -117,7 +117,7 @@ def router(version: str) -> APIRouter:
 
     @api.post("/Plans/{plan_id}/ReadinessCheck", summary="Run a readiness check", response_class=Response)
     async def readiness(plan_id: str, request: Request) -> Response:
-        sim_of(request).record(plan_id)  # the plan must exist; the check itself changes nothing here
+        sim_of(request).readiness_check(plan_id)
         return Response(status_code=200)
 
     return api

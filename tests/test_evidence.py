@@ -158,10 +158,10 @@ def test_a_real_failover_shows_its_approval_or_says_none_was_recorded(tmp_path: 
     assert "No approval recorded in this run's journal" in bare and "REAL failover" in bare
     with journal.open("a") as f:
         f.write('{"type": "approval", "approver": "Dana <ops>", "change_ticket": "CHG-42", '
-                '"at": "2026-11-01T01:55:00+00:00"}\n')
+                '"how": "approval form of the paused flow run", "at": "2026-11-01T01:55:00+00:00"}\n')
     page = render_evidence(failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal,
                            timeline_svg=None)
     doc = html5lib.HTMLParser(strict=True).parse(page)
     approvals = doc.findall(".//h:table", NS)[2]  # scenario, results, approvals
     assert [[_text(td) for td in tr.findall("h:td", NS)] for tr in approvals.findall(".//h:tbody/h:tr", NS)] == [
-        ["Dana <ops>", "CHG-42", "2026-11-01T01:55:00+00:00"]]
+        ["Dana <ops>", "CHG-42", "approval form of the paused flow run", "2026-11-01T01:55:00+00:00"]]

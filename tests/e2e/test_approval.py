@@ -190,11 +190,16 @@ async def test_second_failover_is_refused_and_a_rejection_sends_nothing(
         rejected = await wait_for_run(client, first, is_final, timeout=60, what="the rejected failover's end",
                                       extra=served.diagnose)
         assert rejected.state.type == StateType.FAILED and "rejected by bob" in (rejected.state.message or "")
-        # a refusal is one line, the state's message, in the run's logs too: no traceback
+        # a refusal is one line, the state's message, in the run's logs too: no traceback (the run's logs reach
+        # the API in batches after its state, so they are waited for)
         for run in (refused, rejected):
-            logs = [log.message for log in await client.read_logs(
-                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
-            assert run.state.message in logs and "\n" not in run.state.message, (run.state.message, logs)
+            async def logged(run: Any = run) -> list[str] | None:
+                logs = [log.message for log in await client.read_logs(
+                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+                return logs if run.state.message in logs else None
+
+            logs = await await_until(logged, timeout=30, what=f"the log line {run.state.message!r}")
+            assert "\n" not in run.state.message, run.state.message
             assert not any("Traceback" in m or "Encountered exception" in m for m in logs), logs
     assert non_token_posts(approval_sim) == []
     assert untouched(approval_sim), approval_sim.plans()

@@ -471,12 +471,20 @@ FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Re
 
 
 async def press(page: Page, label: str, selector: str = "button") -> None:
-    """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events)."""
-    center = await page.value(
-        f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
-        f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
-        " el.scrollIntoView({block: 'center'}); const r = el.getBoundingClientRect();"
-        " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events),
+    once it stands still where it was scrolled to (a dialog may still be scrolling it: a press computed before
+    the scroll ended landed beside the button)."""
+    locate = (f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+              f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
+              " el.scrollIntoView({block: 'center', behavior: 'instant'}); const r = el.getBoundingClientRect();"
+              " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    center, previous = await page.value(locate), None
+    for _ in range(50):  # a few frames at most; the bound only keeps a page that never settles from hanging
+        if center is None or center == previous:
+            break
+        await page.call("Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => r(1)))",
+                        awaitPromise=True)
+        center, previous = await page.value(locate), center
     assert center, f"nothing to press labelled {label!r}"
     for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
         await page.call("Input.dispatchMouseEvent", type=kind, x=center[0], y=center[1], button="left", clickCount=1)

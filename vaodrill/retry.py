@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from vaodrill.errors import VaoConnectionError, VaoRateLimited, VaoResponseError, VaoServerError, VaoTLSError
 
+#: The jitter's own generator: retries neither consume nor depend on the process's global random state.
+_JITTER = random.Random()
+
 
 def is_transient(error: BaseException) -> bool:
     """Whether a read that failed with ``error`` may succeed if repeated later (also for Prefect task retries).
@@ -52,4 +55,4 @@ class RetryPolicy:
         if isinstance(error, VaoResponseError) and error.retry_after is not None:
             return min(error.retry_after, self.max_retry_after)
         base = min(self.max_delay, self.backoff * 2.0 ** (attempt - 1))
-        return base * (1 + self.jitter * random.random())
+        return base * (1 + self.jitter * _JITTER.random())

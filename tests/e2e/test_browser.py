@@ -474,20 +474,21 @@ FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Re
 
 async def press(page: Page, label: str, selector: str = "button") -> None:
     """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events),
-    once it stands still where it was scrolled to (a dialog may still be scrolling it: a press computed before
-    the scroll ended landed beside the button)."""
+    once it is enabled, stands still where it was scrolled to and nothing covers its centre (a dialog may still be
+    scrolling it, or re-rendering after a field lost focus: a press computed before that ended landed beside it)."""
     locate = (f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
               f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
               " el.scrollIntoView({block: 'center', behavior: 'instant'}); const r = el.getBoundingClientRect();"
-              " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+              " const x = r.x + r.width / 2, y = r.y + r.height / 2; const hit = document.elementFromPoint(x, y);"
+              " return hit && el.contains(hit) && !el.disabled ? [x, y] : null; })()")
     center, previous = await page.value(locate), None
-    for _ in range(50):  # a few frames at most; the bound only keeps a page that never settles from hanging
-        if center is None or center == previous:
+    for _ in range(100):  # a few frames at most; the bound only keeps a page that never settles from hanging
+        if center is not None and center == previous:
             break
         await page.call("Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => r(1)))",
                         awaitPromise=True)
         center, previous = await page.value(locate), center
-    assert center, f"nothing to press labelled {label!r}"
+    assert center, f"nothing to press labelled {label!r}, or something covers it"
     for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
         await page.call("Input.dispatchMouseEvent", type=kind, x=center[0], y=center[1], button="left", clickCount=1)
 

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import yaml
 
-from vaodrill.client import VaoClient
-from vaodrill.dag import reverse_order
+from vaodrill.engine.dag import reverse_order
 from vaodrill.errors import VaoError
-from vaodrill.models import FailoverPlan, PlanState
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import FailoverPlan, PlanState
 
 
 class BaselineError(Exception):

@@ -12,8 +12,8 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from vaodrill import timeline as timeline_mod
-from vaodrill.report import (
+from vaodrill.report import timeline as timeline_mod
+from vaodrill.report.model import (
     SCHEMA_VERSION,
     DrillReport,
     PlanResult,
@@ -27,7 +27,7 @@ from vaodrill.report import (
     table_rows,
     write_reports,
 )
-from vaodrill.timeline import render_svg
+from vaodrill.report.timeline import render_svg
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 REPORT_FILES = ["evidence.html", "junit.xml", "report.json", "report.md", "timeline.svg"]

@@ -2,7 +2,7 @@
 
 One data model (:class:`DrillReport`) and its writers: JSON (the documented, versioned public schema),
 Markdown (for humans and Prefect artifacts), JUnit XML (for Jenkins/GitLab), a flat table (Prefect table
-artifact), a Rich table (terminal) and the timeline picture (:mod:`vaodrill.timeline`). Nothing here imports
+artifact), a Rich table (terminal) and the timeline picture (:mod:`vaodrill.report.timeline`). Nothing here imports
 Prefect, so reports can be read and rendered anywhere.
 
 The one thing a report must never hide is a plan left failed over after a drill: production may be
@@ -241,7 +241,7 @@ def report_from_json(data: str | bytes) -> DrillReport:
     if not isinstance(raw, dict):
         raise ValueError("drill report JSON must be an object")
     version = raw.pop("schema_version", None)
-    raw.pop("integrity", None)  # about the files, not the drill: vaodrill.verify reads it
+    raw.pop("integrity", None)  # about the files, not the drill: vaodrill.report.verify reads it
     if version != SCHEMA_VERSION:
         raise ValueError(f"unsupported drill report schema_version {version!r} (expected {SCHEMA_VERSION})")
     return DrillReport.model_validate(raw)
@@ -730,7 +730,7 @@ class ReportFiles:
     junit: Path
     #: None when the picture could not be drawn: a drawing bug must never cost the report itself.
     timeline: Path | None
-    #: The evidence pack (vaodrill.evidence); None when it could not be written, for the same reason.
+    #: The evidence pack (vaodrill.report.evidence); None when it could not be written, for the same reason.
     evidence: Path | None = None
 
 
@@ -795,7 +795,7 @@ def write_reports(report: DrillReport, directory: Path, *, journal: Journal | No
     the journal then gets a ``reports`` line with the hashes of report.json and the pack, chaining them in.
     report.json is written last: it is the record of truth, so its presence means the set is complete.
     """
-    from vaodrill.timeline import render_svg  # here: the timeline module reads this one's model
+    from vaodrill.report.timeline import render_svg  # here: the timeline module reads this one's model
 
     target = report_directory(report, directory)
     target.mkdir(parents=True, exist_ok=True)
@@ -835,7 +835,7 @@ def write_reports(report: DrillReport, directory: Path, *, journal: Journal | No
 def _write_evidence(report: DrillReport, target: Path, root: Path, hashes: dict[str, str],
                     head: Mapping[str, Any] | None, journal: Journal | None, svg: str | None) -> Path | None:
     """The evidence pack; a failure is logged and never costs the report files."""
-    from vaodrill.evidence import render_evidence  # here: the pack reads this module's model
+    from vaodrill.report.evidence import render_evidence  # here: the pack reads this module's model
 
     path = target / "evidence.html"
     try:

@@ -2,10 +2,10 @@
 speaks to a given URL.
 
 The engine, the spec, the reports and the flows know only :class:`Orchestrator`. Two backends implement it on
-the same plumbing (:class:`~vaodrill.client.HttpApi`: one login, one error tree, one retry policy, the same size
-caps, deadlines and redaction): :class:`~vaodrill.client.VaoClient` for VAO's API v2 and
-:class:`~vaodrill.vro.VroClient` for Veeam Recovery Orchestrator's API v7.2, v7.21 and v13. Plans come back as
-:class:`~vaodrill.models.FailoverPlan` readings whatever the API, and every decision is made on their normalized
+the same plumbing (:class:`~vaodrill.vao.client.HttpApi`: one login, one error tree, one retry policy, the same size
+caps, deadlines and redaction): :class:`~vaodrill.vao.client.VaoClient` for VAO's API v2 and
+:class:`~vaodrill.vao.vro.VroClient` for Veeam Recovery Orchestrator's API v7.2, v7.21 and v13. Plans come back as
+:class:`~vaodrill.vao.models.FailoverPlan` readings whatever the API, and every decision is made on their normalized
 record (:meth:`FailoverPlan.status`).
 """
 
@@ -18,11 +18,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from vaodrill.client import VaoClient
 from vaodrill.errors import VaoUsageError, one_line
-from vaodrill.models import ContinueOption, FailoverPlan
-from vaodrill.vocabulary import Vocabulary
-from vaodrill.vro import VRO_VERSIONS, VroClient
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import ContinueOption, FailoverPlan
+from vaodrill.vao.vocabulary import Vocabulary
+from vaodrill.vao.vro import VRO_VERSIONS, VroClient
 
 
 class Orchestrator(Protocol):

@@ -9,7 +9,7 @@ One client means one login, one token and one connection pool: share it across a
 Nothing a server sends can hang or exhaust this client: every exchange (login included) has a total deadline
 that a trickling body cannot stretch, bodies are read under a size cap, redirects are never followed, and every
 failure is a :class:`~vaodrill.errors.VaoError` with a one-line message. :class:`HttpApi` holds all of that;
-:class:`VaoClient` (here) and :class:`~vaodrill.vro.VroClient` add only what their API sends and reads.
+:class:`VaoClient` (here) and :class:`~vaodrill.vao.vro.VroClient` add only what their API sends and reads.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any, Self
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from vaodrill.auth import Answer, VaoAuth
 from vaodrill.errors import (
     RedirectStopped,
     VaoAuthError,
@@ -44,7 +43,9 @@ from vaodrill.errors import (
     one_line,
     parse_json,
 )
-from vaodrill.models import (
+from vaodrill.spec.restore_points import to_server_wall_time
+from vaodrill.vao.auth import Answer, VaoAuth
+from vaodrill.vao.models import (
     ContinueOption,
     FailoverPlan,
     PlanLaunchOptions,
@@ -54,9 +55,8 @@ from vaodrill.models import (
     RunRequest,
     ScheduleRequest,
 )
-from vaodrill.restore_points import to_server_wall_time
-from vaodrill.retry import RetryPolicy
-from vaodrill.vocabulary import DEFAULT, Vocabulary
+from vaodrill.vao.retry import RetryPolicy
+from vaodrill.vao.vocabulary import DEFAULT, Vocabulary
 
 log = logging.getLogger("vaodrill.client")
 

@@ -3,7 +3,7 @@
     async with VroClient("https://vro.example:9898/api/v13", "CORP\\\\drill", "secret") as vro:
         plans = await vro.list_plans()
 
-Same plumbing as the v2 client (:class:`~vaodrill.client.HttpApi`): login at ``POST /api/token`` (password,
+Same plumbing as the v2 client (:class:`~vaodrill.vao.client.HttpApi`): login at ``POST /api/token`` (password,
 refresh and ``client_credentials`` grants; an account that wants MFA is refused in one line), one error tree,
 one retry policy, size caps and deadlines. What differs is the API: plans under ``/api/v{N}/Plans`` in a
 ``{data, pagination: {total}}`` envelope read page by page, the failover at ``.../Failover`` with
@@ -22,10 +22,10 @@ from typing import Any
 
 from pydantic import Field, ValidationError
 
-from vaodrill.client import HttpApi, _plan_path
 from vaodrill.errors import VaoProtocolError, VaoTimeoutError, one_line
-from vaodrill.models import ContinueOption, FailoverPlan
-from vaodrill.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary
+from vaodrill.vao.client import HttpApi, _plan_path
+from vaodrill.vao.models import ContinueOption, FailoverPlan
+from vaodrill.vao.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary
 
 #: The API versions of VRO this backend speaks (``/api/v{N}``).
 VRO_VERSIONS = ("7.2", "7.21", "13")

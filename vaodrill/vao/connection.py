@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from vaodrill.client import DEFAULT_TIMEOUT
 from vaodrill.errors import VaoUsageError, one_line
-from vaodrill.orchestrator import Orchestrator, api_of, backend_for
-from vaodrill.vocabulary import Vocabulary
+from vaodrill.vao.client import DEFAULT_TIMEOUT
+from vaodrill.vao.orchestrator import Orchestrator, api_of, backend_for
+from vaodrill.vao.vocabulary import Vocabulary
 
 log = logging.getLogger("vaodrill.connection")
 

@@ -1,4 +1,4 @@
-"""When :class:`vaodrill.steps.PlanMonitor` reads the plan list next: a fixed interval, or an adaptive schedule.
+"""When :class:`vaodrill.engine.steps.PlanMonitor` reads the plan list next: a fixed interval, or an adaptive schedule.
 
 A fixed poll sees a completion on average half an interval late. The adaptive schedule (``polling: adaptive``)
 reads when a completion is likely, from what the server says and what it has already shown:
@@ -43,7 +43,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from vaodrill.models import FailoverPlan, PlanState
+from vaodrill.vao.models import FailoverPlan, PlanState
 
 Polling = Literal["fixed", "adaptive"]
 POLLING: tuple[Polling, ...] = ("fixed", "adaptive")

@@ -511,8 +511,8 @@ async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str 
     """At a drill's end, from the report files: ``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for each
     of its plans the spec's ``history`` policy flags, and the drill's trend table as an artifact. Best effort: a
     failure here is logged and never changes the drill's outcome."""
-    from vaodrill.app.history_view import trend_rows
     from vaodrill.report.history import load_history
+    from vaodrill.report.history_view import trend_rows
 
     if not report_dir:
         return

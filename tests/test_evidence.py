@@ -17,7 +17,8 @@ from pydantic import SecretStr
 
 from vaodrill.engine.drill import Drill
 from vaodrill.report.evidence import evidence_hashes, render_evidence
-from vaodrill.report.model import DrillReport, PlanResult, write_reports
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import DrillReport, PlanResult
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 from vaodrill.spec.model import load_spec

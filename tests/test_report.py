@@ -12,7 +12,8 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from vaodrill.report import timeline as timeline_mod
+from vaodrill.report import files as files_mod
+from vaodrill.report.files import write_reports
 from vaodrill.report.model import (
     SCHEMA_VERSION,
     DrillReport,
@@ -25,7 +26,6 @@ from vaodrill.report.model import (
     report_to_json,
     summary_table,
     table_rows,
-    write_reports,
 )
 from vaodrill.report.timeline import render_svg
 
@@ -444,7 +444,7 @@ def test_a_timeline_that_cannot_be_drawn_costs_no_report(
     def broken(report: DrillReport) -> str:
         raise ZeroDivisionError("drawing bug")
 
-    monkeypatch.setattr(timeline_mod, "render_svg", broken)
+    monkeypatch.setattr(files_mod, "render_svg", broken)  # the name write_reports draws with
     files = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.timeline is None and load_report(files.json).verdict == "passed"
     # The picture of the earlier write is gone rather than shown beside a report it no longer matches.

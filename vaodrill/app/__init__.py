@@ -1,1 +1,1 @@
-"""The command line and what it shows: commands, live view, doctor, cockpit and history views."""
+"""The command line and what it shows: the commands, the live view, doctor and the cockpit."""

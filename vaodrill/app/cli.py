@@ -823,8 +823,8 @@ def history(
       vaodrill history --plan 'SQL Tier' --since 2026-01-01 --html history.html
       vaodrill history --check --spec deployments/drills     # in cron or CI: exit 1 when a plan is overdue
     """
-    from vaodrill.app.history_view import history_html, history_json, history_table
     from vaodrill.report.history import load_history
+    from vaodrill.report.history_view import history_html, history_json, history_table
 
     policies, expected = _policies(spec or [])
     found = load_history(report_dir, drills=drill or [], plans=plan or [], since=_since(since),

@@ -41,12 +41,10 @@ import statistics
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
+from vaodrill.spec.model import POLLING, Polling
 from vaodrill.vao.models import FailoverPlan, PlanState
-
-Polling = Literal["fixed", "adaptive"]
-POLLING: tuple[Polling, ...] = ("fixed", "adaptive")
 
 BURST = 3
 """Tokens the bucket holds: at most this many reads beyond the interval's rate in any window."""
@@ -242,5 +240,5 @@ def make_cadence(polling: Polling, interval: float) -> Cadence:
     raise ValueError(f"polling must be one of {', '.join(POLLING)}, not {polling!r}")
 
 
-__all__ = ["BURST", "FLOOR", "MAX_GAP", "POLLING", "AdaptiveCadence", "Cadence", "FixedCadence", "Polling",
+__all__ = ["BURST", "FLOOR", "MAX_GAP", "AdaptiveCadence", "Cadence", "FixedCadence",
            "Sighting", "make_cadence"]

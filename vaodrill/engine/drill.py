@@ -43,6 +43,7 @@ from vaodrill.errors import (
     UnknownPlans,
 )
 from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
+from vaodrill.report.files import write_reports
 from vaodrill.report.model import (
     DrillReport,
     PlanEvent,
@@ -51,7 +52,6 @@ from vaodrill.report.model import (
     Stopped,
     UndoStatus,
     Verdict,
-    write_reports,
 )
 from vaodrill.spec.model import DrillSpec, HaltPolicy
 from vaodrill.spec.restore_points import restore_point_date, timezone_warning

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from vaodrill.engine.cadence import Polling, Sighting, make_cadence
+from vaodrill.engine.cadence import Sighting, make_cadence
 from vaodrill.errors import (
     CleanupNotVerified,
     DrillAborted,
@@ -38,7 +38,7 @@ from vaodrill.errors import (
 )
 from vaodrill.journal import Journal, JournalError, JournalState, open_journals
 from vaodrill.report.model import PlanEvent
-from vaodrill.spec.model import HaltPolicy
+from vaodrill.spec.model import HaltPolicy, Polling
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.orchestrator import Orchestrator
 from vaodrill.vao.retry import is_transient

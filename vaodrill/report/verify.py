@@ -16,7 +16,7 @@ from typing import Any
 
 from vaodrill.journal import JournalError, read_chain
 from vaodrill.report.evidence import evidence_hashes
-from vaodrill.report.model import file_sha256
+from vaodrill.report.files import file_sha256
 
 __all__ = ["Verification", "VerifyError", "verify_run"]
 

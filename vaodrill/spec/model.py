@@ -75,7 +75,6 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from yaml._yaml import CParser  # libyaml; PyYAML's wheels ship it
 
-from vaodrill.engine.cadence import Polling
 from vaodrill.spec.durations import DurationField, spec_duration
 from vaodrill.spec.restore_points import (
     BaseRule,
@@ -88,6 +87,10 @@ from vaodrill.spec.restore_points import (
 )
 from vaodrill.vao.models import ContinueOption
 
+Polling = Literal["fixed", "adaptive"]
+"""How a drill asks its plan states to be read (:mod:`vaodrill.engine.cadence` does the reading)."""
+POLLING: tuple[Polling, ...] = ("fixed", "adaptive")
+
 __all__ = [
     "CONTINUE_OPTIONS",
     "GIVE_UP_AFTER_RANGE",
@@ -98,12 +101,14 @@ __all__ = [
     "MAX_NODES",
     "MAX_PLANS",
     "MAX_PLAN_NAME",
+    "POLLING",
     "POLL_INTERVAL_RANGE",
     "ContinueOption",
     "DrillSpec",
     "HaltPolicy",
     "HistoryPolicy",
     "PlanStep",
+    "Polling",
     "SpecError",
     "load_spec",
     "parse_spec",

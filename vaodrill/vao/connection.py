@@ -139,7 +139,7 @@ class ConnectionSettings(BaseModel):
         options: dict[str, Any] = {
             "username": self.username, "password": self.password, "client_id": self.client_id,
             "client_secret": self.client_secret, "verify": self.verify_tls, "ca_bundle": self.ca_bundle,
-            "timeout": self.timeout, "server_timezone": self.server_timezone, "vocabulary": self.vocabulary,
+            "timeout": self.timeout, "vocabulary": self.vocabulary,
         }
         options.update(overrides)
         return backend_for(self.url, **options)

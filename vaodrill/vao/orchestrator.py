@@ -12,7 +12,6 @@ record (:meth:`FailoverPlan.status`).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
@@ -56,12 +55,12 @@ class Orchestrator(Protocol):
 
     async def get_plan(self, plan_id: str) -> FailoverPlan: ...
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
                            execute_chained_plans: bool = False) -> None:
         """Start a failover to the restore point nearest before ``restore_point``. Never resent once sent."""
         ...
 
-    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
                          execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
         """The path and exact body :meth:`run_failover` sends."""
         ...

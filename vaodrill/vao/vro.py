@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field, ValidationError
@@ -170,13 +169,13 @@ class VroClient(HttpApi):
 
     # -- operations -------------------------------------------------------------------------------------
 
-    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
                          execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
         """``POST /Plans/{id}/Failover``: ``restorePointDate`` (null: the latest) and ``executeChainedPlans``."""
-        return self._path(plan_id, "Failover"), {"restorePointDate": self.server_wall_time(restore_point),
+        return self._path(plan_id, "Failover"), {"restorePointDate": restore_point,
                                                  "executeChainedPlans": execute_chained_plans}
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
                            execute_chained_plans: bool = False) -> None:
         path, body = self.failover_request(plan_id, restore_point=restore_point,
                                            execute_chained_plans=execute_chained_plans)

@@ -427,7 +427,7 @@ def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pyt
         f.write = boom
         return f
 
-    monkeypatch.setattr(os, "fdopen", fdopen)  # the very module report.py writes through
+    monkeypatch.setattr(os, "fdopen", fdopen)  # the very module report/files.py writes through
     with pytest.raises(OSError, match="disk full"):
         write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.json.read_bytes() == before  # old report intact, not truncated

@@ -46,12 +46,13 @@ def _console(*, stderr: bool) -> Console:
 console = _console(stderr=False)
 err_console = _console(stderr=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent  # vaodrill/
+ROOT = PACKAGE.parent
 
 
 def demo_drill() -> Path:
     """The demo drill: packaged with vaodrill (an installed wheel), or the checkout's deployments/drills."""
-    packaged = Path(__file__).resolve().parent / "demo" / "demo.yaml"
+    packaged = PACKAGE / "demo" / "demo.yaml"
     return packaged if packaged.is_file() else ROOT / "deployments" / "drills" / "demo.yaml"
 
 DEMO_TIME_SCALE = 120.0

@@ -28,10 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from vaodrill.client import VaoClient
-from vaodrill.dag import reverse_order
+from vaodrill.engine.dag import reverse_order
 from vaodrill.errors import VaoError
-from vaodrill.models import FailoverPlan, PlanState
+from vaodrill.spec.restore_points import to_server_wall_time
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import FailoverPlan, PlanState
 
 
 class BaselineError(Exception):
@@ -87,7 +88,7 @@ class Ticker:
 
 async def bare(client: VaoClient, drill: Drill) -> None:
     ids = await resolve(client, drill)
-    when = datetime.now(UTC)
+    when = to_server_wall_time(datetime.now(UTC), "UTC")  # the simulator keeps UTC
     ticker = Ticker(drill.interval)
     started: set[str] = set()
     done: set[str] = set()
@@ -125,7 +126,7 @@ async def _poll_one(client: VaoClient, plan_id: str, interval: float, until: Cal
 async def sequential(client: VaoClient, drill: Drill) -> None:
     ids = await resolve(client, drill)
     for name in drill.order:
-        await client.run_failover(ids[name], restore_point=datetime.now(UTC))
+        await client.run_failover(ids[name], restore_point=to_server_wall_time(datetime.now(UTC), "UTC"))
         await _poll_one(client, ids[name], drill.interval, failed_over)
     for wave in reverse_order(drill.order, drill.after):
         for name in wave:

@@ -13,7 +13,7 @@ its own process tree, against one real uvicorn simulator (reset between runners)
 
 - ``vaodrill``: ``vaodrill run DRILL`` with ``VAO_URL``/``VAO_USERNAME``/``VAO_PASSWORD`` and no Prefect API
   configured (a new user's CLI: the engine runs the drill alone);
-- ``vaodrill-adaptive``: the same CLI on the same drill with ``polling: adaptive`` (``vaodrill.cadence``: reads
+- ``vaodrill-adaptive``: the same CLI on the same drill with ``polling: adaptive`` (``vaodrill.engine.cadence``: reads
   timed by the plans' progress within the same read budget);
 - ``vaodrill-prefect-sqlite`` and ``vaodrill-prefect-postgres``: the same CLI with ``PREFECT_API_URL`` set to a
   ``prefect server start`` that the benchmark starts once per database, with its defaults: SQLite in a fresh
@@ -64,7 +64,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from vaodrill.dag import reverse_order as reverse_waves
+from vaodrill.engine.dag import reverse_order as reverse_waves
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from vaodrill.journal import Journal
-from vaodrill.report import DrillReport, PlanResult, load_report, report_directory, report_to_json, write_reports
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import DrillReport, PlanResult, load_report, report_directory, report_to_json
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 DRILLS = 100

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill
-from vaodrill.report import DrillReport, PlanResult, report_directory, report_to_json
+from vaodrill.engine.drill import Drill
+from vaodrill.report.model import DrillReport, PlanResult, report_directory, report_to_json
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec import load_spec
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"

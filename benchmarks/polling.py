@@ -12,11 +12,11 @@ import time
 
 import httpx
 
-from vaodrill.client import VaoClient
-from vaodrill.models import PlanState
+from vaodrill.engine.steps import PlanMonitor
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.steps import PlanMonitor
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import PlanState
 
 INTERVAL = 0.05
 

@@ -14,7 +14,7 @@ import pytest
 from drill_bench import KEYS, Bench, ProcessRun, analyse, bench_one_size, generate
 from rich.console import Console
 
-from vaodrill.dag import reverse_order as reverse_waves
+from vaodrill.engine.dag import reverse_order as reverse_waves
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 
@@ -109,7 +109,7 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     import yaml
     from drill_bench import RUNNERS, runner_command
 
-    from vaodrill.spec import parse_spec
+    from vaodrill.spec.model import parse_spec
 
     bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
     assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect-sqlite", "vaodrill-prefect-postgres",

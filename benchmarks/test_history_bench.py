@@ -7,7 +7,7 @@ from pathlib import Path
 
 from history_bench import bench_history, bench_pack, generate
 
-from vaodrill.report import load_report
+from vaodrill.report.model import load_report
 
 
 def test_generated_reports_are_real_reports(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from prefect.schedules import Cron
 from flows.drill import dr_drill, recover_drill
 from flows.failover import real_failover
 from tasks.blocks import block_ref, register_block_types
-from vaodrill.spec import load_spec
+from vaodrill.spec.model import load_spec
 
 log = logging.getLogger("vaodrill.serve")
 

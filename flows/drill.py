@@ -1,6 +1,6 @@
 """Prefect flows: ``dr_drill`` runs a drill spec; ``failover_plan`` one plan; ``recover_drill`` an unclosed run.
 
-The flows only adapt the engine (``vaodrill.drill.Drill``) to Prefect: each plan and each undo runs as a task
+The flows only adapt the engine (``vaodrill.engine.drill.Drill``) to Prefect: each plan and each undo runs as a task
 run of ``tasks.vao`` inside the drill's flow run, and :class:`PrefectObserver` turns the engine's transitions and
 report into run logs, events and artifacts. Every decision about a plan is the engine's.
 """
@@ -39,14 +39,14 @@ from pydantic.json_schema import SkipJsonSchema
 
 from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, write_gate
-from vaodrill import progress, signals
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.engine import progress, signals
+from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError, one_line
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
-from vaodrill.report import DrillReport, render_markdown, table_rows
-from vaodrill.spec import DrillSpec, SpecError, load_spec
-from vaodrill.timeline import render_svg
+from vaodrill.report.model import DrillReport, render_markdown, table_rows
+from vaodrill.report.timeline import render_svg
+from vaodrill.spec.model import DrillSpec, SpecError, load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 
 def _shipped_drills() -> str:
@@ -511,8 +511,8 @@ async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str 
     """At a drill's end, from the report files: ``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for each
     of its plans the spec's ``history`` policy flags, and the drill's trend table as an artifact. Best effort: a
     failure here is logged and never changes the drill's outcome."""
-    from vaodrill.history import load_history
-    from vaodrill.history_view import trend_rows
+    from vaodrill.report.history import load_history
+    from vaodrill.report.history_view import trend_rows
 
     if not report_dir:
         return

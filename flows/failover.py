@@ -25,10 +25,10 @@ from prefect.states import Failed
 from pydantic import Field
 
 from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
-from vaodrill.drill import build_targets
+from vaodrill.engine.drill import build_targets
+from vaodrill.engine.steps import utcnow
 from vaodrill.errors import DrillError
-from vaodrill.spec import SpecError, load_spec
-from vaodrill.steps import utcnow
+from vaodrill.spec.model import SpecError, load_spec
 
 
 class FailoverApproval(RunInput):

@@ -11,7 +11,7 @@ from typing import Any
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from vaodrill.connection import ConnectionSettings
+from vaodrill.vao.connection import ConnectionSettings
 
 
 class VaoServer(Block):

@@ -1,7 +1,7 @@
 """Prefect tasks around a drill's plans: one task run per plan (``failover · <plan>``: its precondition, Run and
 wait) and one per undo (``undo · <plan>``), linked along the DAG, so a drill's run graph is its plan DAG.
 
-The engine (``vaodrill.drill``) decides; these only make each plan visible in the Prefect UI. Task runs cost
+The engine (``vaodrill.engine.drill``) decides; these only make each plan visible in the Prefect UI. Task runs cost
 the drill no API round trip (Prefect 3 records their states from events sent in the background), so nothing
 Prefect does waits between a dependency's completion and its dependent's Run POST. The precondition, the Run and
 the wait are plain calls inside the plan's task (its run log shows each: checking, starting, failing over, ...):
@@ -29,11 +29,11 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import link_state_to_task_run_result
 
-from vaodrill.drill import Phase, PlanRun
+from vaodrill.engine.drill import Phase, PlanRun
+from vaodrill.engine.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
 from vaodrill.errors import DrillError
-from vaodrill.models import FailoverPlan
-from vaodrill.report import format_duration
-from vaodrill.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
+from vaodrill.report.model import format_duration
+from vaodrill.vao.models import FailoverPlan
 
 T = TypeVar("T")
 log = logging.getLogger("vaodrill.tasks")

@@ -1,4 +1,4 @@
-"""The adaptive read schedule (vaodrill.cadence): its budget, its lag, and a whole drill on it over HTTP.
+"""The adaptive read schedule (vaodrill.engine.cadence): its budget, its lag, and a whole drill on it over HTTP.
 
 The property tests drive the cadence with simulated time and a model of the simulator's stages (steps of equal
 length, ``In progress: step S of T``); the drill test counts plan-list reads in the simulator's request log.
@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from tests.conftest import Sim
 from tests.test_engine import assert_all_clean, drill, runs_processed
-from vaodrill.cadence import BURST, FLOOR, AdaptiveCadence, Cadence, FixedCadence, Sighting, make_cadence
-from vaodrill.models import FailoverPlan
+from vaodrill.engine.cadence import BURST, FLOOR, AdaptiveCadence, Cadence, FixedCadence, Sighting, make_cadence
+from vaodrill.vao.models import FailoverPlan
 
 IDLE = Sighting("Enabled", running=False)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Sim
-from vaodrill.retry import RetryPolicy
+from vaodrill.vao.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")

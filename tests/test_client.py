@@ -12,7 +12,6 @@ import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from vaodrill import VaoClient
 from vaodrill.errors import (
     VaoAuthError,
     VaoBadRequest,
@@ -27,12 +26,13 @@ from vaodrill.errors import (
     VaoTLSError,
     VaoUsageError,
 )
-from vaodrill.models import FailoverPlan, PlanState
-from vaodrill.retry import RetryPolicy
 from vaodrill.simulator import create_app
 from vaodrill.simulator.profiles import ChildClient
 from vaodrill.simulator.scenario import load_scenario
 from vaodrill.simulator.server import BackgroundServer
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import FailoverPlan, PlanState
+from vaodrill.vao.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from vaodrill import VaoClient
 from vaodrill.errors import VaoAuthError, VaoForbidden, VaoServerError
-from vaodrill.retry import RetryPolicy
 from vaodrill.simulator import create_app
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.retry import RetryPolicy
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
 POLL = 2.0  # seconds of client time between two polls

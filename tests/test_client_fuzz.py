@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_client_limits import PLAN_ID, Reply, ScriptedServer
-from vaodrill import VaoClient
 from vaodrill.errors import VaoError
-from vaodrill.models import FailoverPlan
-from vaodrill.retry import RetryPolicy
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.retry import RetryPolicy
 
 DEADLINE = 0.25
 CAP = 64 * 1024

@@ -19,8 +19,6 @@ from typing import Any
 import httpx
 import pytest
 
-from vaodrill import VaoClient
-from vaodrill.client import MAX_RESPONSE_BYTES
 from vaodrill.errors import (
     DrillError,
     RedirectStopped,
@@ -41,9 +39,10 @@ from vaodrill.errors import (
     VaoUsageError,
     from_exception,
 )
-from vaodrill.retry import RetryPolicy, is_transient
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
+from vaodrill.vao.client import MAX_RESPONSE_BYTES, VaoClient
+from vaodrill.vao.retry import RetryPolicy, is_transient
 
 ONCE = RetryPolicy(attempts=1)
 FAST = RetryPolicy(attempts=3, backoff=0.01, max_delay=0.02)
@@ -257,7 +256,7 @@ class InFlight:
 async def test_a_wave_of_calls_queues_in_the_client_not_on_the_server_nor_against_its_deadline() -> None:
     """Thirty plans read at once, each answer taking 0.2 s: at most MAX_IN_FLIGHT reach the server together, and
     the last ones, which wait 0.4 s for a slot, still get their own 0.5 s deadline."""
-    from vaodrill.client import MAX_IN_FLIGHT
+    from vaodrill.vao.client import MAX_IN_FLIGHT
 
     server = InFlight(ScriptedServer(lambda m, p: Reply.json(PLAN, pause=0.2)))
     with BackgroundServer(server) as background:
@@ -433,7 +432,7 @@ async def test_a_hostile_location_is_still_a_named_redirect(location: str) -> No
 
 
 async def test_a_redirect_on_the_raw_http_client_maps_to_the_named_error() -> None:
-    """Code that sends through the client's httpx client (vaodrill.doctor) gets the same error from the map."""
+    """Code that sends through the client's httpx client (vaodrill.app.doctor) gets the same error from the map."""
     server = ScriptedServer(lambda m, p: Reply(status=308, headers=[("location", "https://other:9899/v2")], chunks=()))
     async with in_process(server) as vao:
         with pytest.raises(RedirectStopped) as caught:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from vaodrill.dag import run_dag
+from vaodrill.engine.dag import run_dag
 
 
 async def test_a_cancelled_dag_ends_only_after_a_node_that_is_winding_down() -> None:

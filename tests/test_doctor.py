@@ -18,11 +18,11 @@ from rich.console import Console
 
 from tests.conftest import Sim
 from tests.test_simulator_support import DEMO_IDS
-from vaodrill.connection import ConnectionSettings
-from vaodrill.doctor import Check, Diagnosis, diagnose, render, to_json
+from vaodrill.app.doctor import Check, Diagnosis, diagnose, render, to_json
 from vaodrill.simulator import create_app, load_scenario
 from vaodrill.simulator.profiles import variants, with_overrides
 from vaodrill.simulator.server import BackgroundServer
+from vaodrill.vao.connection import ConnectionSettings
 
 DRILL_PLANS = ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting"]
 SECRET = "Doc-t0r-Secret"

@@ -18,9 +18,9 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_engine import write_spec
-from vaodrill import progress
-from vaodrill.report import DrillReport, load_report
-from vaodrill.steps import DrillSession
+from vaodrill.engine import progress
+from vaodrill.engine.steps import DrillSession
+from vaodrill.report.model import DrillReport, load_report
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -162,7 +162,7 @@ async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
 
 
 async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from vaodrill.drill import Phase, Transition
+    from vaodrill.engine.drill import Phase, Transition
 
     sim.patch("Active Directory", never_finish=True)
     failing_over = asyncio.Event()
@@ -492,7 +492,7 @@ async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Pa
 
     from prefect.client.orchestration import get_client
 
-    from vaodrill import signals
+    from vaodrill.engine import signals
 
     sim.patch("Core Network", failover_duration=3600)
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Active Directory\n    after: [Core Network]\n")

@@ -17,13 +17,13 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import Sim
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill, IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.engine.drill import Drill, IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.engine.steps import PlanTarget
 from vaodrill.journal import Journal, open_journals
-from vaodrill.report import DrillReport
-from vaodrill.rules import is_clean
-from vaodrill.spec import load_spec
-from vaodrill.steps import PlanTarget
+from vaodrill.report.model import DrillReport
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
+from vaodrill.vao.rules import is_clean
 
 DEMO_PLANS = """
   - plan: Core Network
@@ -111,7 +111,7 @@ def runs_processed(sim: Sim) -> dict[str, int]:
 
 
 def assert_all_clean(sim: Sim) -> None:
-    from vaodrill.models import FailoverPlan
+    from vaodrill.vao.models import FailoverPlan
 
     for name, record in sim.plans().items():
         plan = FailoverPlan.model_validate(record)
@@ -121,7 +121,7 @@ def assert_all_clean(sim: Sim) -> None:
 def test_the_engine_modules_do_not_import_prefect() -> None:
     import subprocess
 
-    code = ("import sys, vaodrill.drill, vaodrill.steps, vaodrill.journal, vaodrill.cli; "
+    code = ("import sys, vaodrill.engine.drill, vaodrill.engine.steps, vaodrill.journal, vaodrill.app.cli; "
             "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
@@ -354,9 +354,9 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
     code = textwrap.dedent("""
         import asyncio, sys
         from pydantic import SecretStr
-        from vaodrill.connection import ConnectionSettings
-        from vaodrill.drill import Drill
-        from vaodrill.spec import load_spec
+        from vaodrill.vao.connection import ConnectionSettings
+        from vaodrill.engine.drill import Drill
+        from vaodrill.spec.model import load_spec
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)

@@ -15,13 +15,14 @@ import html5lib
 import pytest
 from pydantic import SecretStr
 
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill
-from vaodrill.evidence import evidence_hashes, render_evidence
-from vaodrill.report import DrillReport, PlanResult, write_reports
+from vaodrill.engine.drill import Drill
+from vaodrill.report.evidence import evidence_hashes, render_evidence
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import DrillReport, PlanResult
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec import load_spec
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

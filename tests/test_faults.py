@@ -17,11 +17,11 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_engine import Recorder, assert_all_clean, by_name, runs_processed, settings_for, write_spec
-from vaodrill.drill import Drill, Observer, Phase, Transition, recover
+from vaodrill.engine.drill import Drill, Observer, Phase, Transition, recover
 from vaodrill.journal import open_journals
-from vaodrill.report import DrillReport
-from vaodrill.retry import RetryPolicy
-from vaodrill.spec import load_spec
+from vaodrill.report.model import DrillReport
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.retry import RetryPolicy
 
 PLANS = "  - plan: Core Network\n  - plan: Active Directory\n    after: [Core Network]\n"
 

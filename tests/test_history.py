@@ -14,7 +14,7 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from vaodrill.report import DrillReport, PlanResult, report_directory, report_to_json
+from vaodrill.report.model import DrillReport, PlanResult, report_directory, report_to_json
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 NOW = datetime.now(UTC)

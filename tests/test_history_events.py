@@ -15,7 +15,8 @@ from tests.conftest import Sim
 from tests.test_automations import create_shipped, webhook  # noqa: F401 (a fixture)
 from tests.test_drill_flow import run_drill_flow
 from tests.test_engine import write_spec
-from vaodrill.report import DrillReport, PlanResult, write_reports
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import DrillReport, PlanResult
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 

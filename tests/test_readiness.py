@@ -12,12 +12,12 @@ import pytest
 from tests.conftest import Sim
 from tests.test_cli import DRILLS, vaodrill
 from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, settings_for, write_spec
-from vaodrill.drill import Drill, IllegalTransition, Ledger, Phase, PlanRun, Transition
+from vaodrill.engine.drill import Drill, IllegalTransition, Ledger, Phase, PlanRun, Transition
+from vaodrill.engine.steps import PlanTarget
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
-from vaodrill.report import render_junit, render_markdown
-from vaodrill.spec import SpecError, load_spec
-from vaodrill.steps import PlanTarget
+from vaodrill.report.model import render_junit, render_markdown
+from vaodrill.spec.model import SpecError, load_spec
 
 PLANS = 6
 
@@ -209,7 +209,7 @@ async def test_max_parallel_caps_checks_at_once(sim_factory: object, tmp_path: P
 async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_meanwhile(
         sim_factory: object) -> None:
     from vaodrill.errors import VaoResponseError
-    from vaodrill.vro import VroClient
+    from vaodrill.vao.vro import VroClient
 
     sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
     sim.patch("SQL Tier", readiness_duration=6000, readiness_errors=1)  # 10 s on the clock
@@ -239,7 +239,7 @@ async def test_a_readiness_drill_as_a_flow_run(sim_factory: object, tmp_path: Pa
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Under Prefect the same steps run as tasks: one ReadinessCheck per plan, the failing one named."""
     from flows.drill import DrillRequest, dr_drill
-    from vaodrill.report import load_report
+    from vaodrill.report.model import load_report
 
     sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
     sim.patch("Web Tier", readiness_errors=1)

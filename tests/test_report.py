@@ -12,8 +12,9 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from vaodrill import timeline as timeline_mod
-from vaodrill.report import (
+from vaodrill.report import files as files_mod
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import (
     SCHEMA_VERSION,
     DrillReport,
     PlanResult,
@@ -25,9 +26,8 @@ from vaodrill.report import (
     report_to_json,
     summary_table,
     table_rows,
-    write_reports,
 )
-from vaodrill.timeline import render_svg
+from vaodrill.report.timeline import render_svg
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 REPORT_FILES = ["evidence.html", "junit.xml", "report.json", "report.md", "timeline.svg"]
@@ -427,7 +427,7 @@ def test_write_is_atomic_when_rendering_crashes(tmp_path: Path, monkeypatch: pyt
         f.write = boom
         return f
 
-    monkeypatch.setattr(os, "fdopen", fdopen)  # the very module report.py writes through
+    monkeypatch.setattr(os, "fdopen", fdopen)  # the very module report/files.py writes through
     with pytest.raises(OSError, match="disk full"):
         write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.json.read_bytes() == before  # old report intact, not truncated
@@ -444,7 +444,7 @@ def test_a_timeline_that_cannot_be_drawn_costs_no_report(
     def broken(report: DrillReport) -> str:
         raise ZeroDivisionError("drawing bug")
 
-    monkeypatch.setattr(timeline_mod, "render_svg", broken)
+    monkeypatch.setattr(files_mod, "render_svg", broken)  # the name write_reports draws with
     files = write_reports(report.model_copy(update={"verdict": "passed"}), tmp_path)
     assert files.timeline is None and load_report(files.json).verdict == "passed"
     # The picture of the earlier write is gone rather than shown beside a report it no longer matches.

@@ -17,10 +17,10 @@ from rich.console import Console
 
 from tests.conftest import Sim
 from tests.test_engine import by_name, drill, write_spec
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill
-from vaodrill.report import DrillReport, load_report, report_directory, summary_table
-from vaodrill.spec import load_spec
+from vaodrill.engine.drill import Drill
+from vaodrill.report.model import DrillReport, load_report, report_directory, summary_table
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 
 class Files:

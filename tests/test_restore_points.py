@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from vaodrill.durations import DurationField, parse_duration, spec_duration
-from vaodrill.restore_points import (
+from vaodrill.spec.durations import DurationField, parse_duration, spec_duration
+from vaodrill.spec.restore_points import (
     AgoRule,
     AtRule,
     LastRule,

@@ -11,10 +11,10 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_simulator_support import DEMO_IDS, P_ID, PASSWORD, Api, app_for, one_plan_scenario
-from vaodrill.models import FailoverPlan
-from vaodrill.rules import is_clean, not_runnable_because
 from vaodrill.simulator import ScenarioError, builtin_scenarios, load_scenario
 from vaodrill.simulator.profiles import LoginProfile, PlanProfile, variants, with_overrides
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.rules import is_clean, not_runnable_because
 
 RUN = {"mode": "FailoverNow"}
 

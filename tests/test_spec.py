@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from vaodrill.restore_points import AgoRule, LastRule, LatestRule, StartOfRule
-from vaodrill.spec import CONTINUE_OPTIONS, DrillSpec, HaltPolicy, PlanStep, SpecError, load_spec, parse_spec
+from vaodrill.spec.model import CONTINUE_OPTIONS, DrillSpec, HaltPolicy, PlanStep, SpecError, load_spec, parse_spec
+from vaodrill.spec.restore_points import AgoRule, LastRule, LatestRule, StartOfRule
 
 DRILLS = Path(__file__).resolve().parents[1] / "deployments" / "drills"
 
@@ -485,7 +485,7 @@ def test_legacy_erp_drill() -> None:
 
 def test_spec_modules_do_not_import_prefect() -> None:
     code = (
-        "import sys, vaodrill.spec, vaodrill.restore_points, vaodrill.durations; "
+        "import sys, vaodrill.spec.model, vaodrill.spec.restore_points, vaodrill.spec.durations; "
         "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks import fuzz_specs
-from vaodrill.restore_points import resolve
-from vaodrill.spec import MAX_NODES, DrillSpec, SpecError, load_spec, parse_spec
+from vaodrill.spec.model import MAX_NODES, DrillSpec, SpecError, load_spec, parse_spec
+from vaodrill.spec.restore_points import resolve
 
 #: A generous ceiling, not the expected time: the largest spec parses in about 0.5 s on a quiet 2-core machine, and
 #: what it guards against (quadratic or exponential work on hostile input) would take minutes.

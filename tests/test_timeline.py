@@ -14,11 +14,11 @@ from pydantic import SecretStr
 
 from tests.conftest import Sim
 from tests.test_engine import DEMO_PLANS, write_spec
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill
-from vaodrill.report import DrillReport, PlanResult
-from vaodrill.spec import load_spec
-from vaodrill.timeline import PLOT_W, PLOT_X, critical_path, render_svg
+from vaodrill.engine.drill import Drill
+from vaodrill.report.model import DrillReport, PlanResult
+from vaodrill.report.timeline import PLOT_W, PLOT_X, critical_path, render_svg
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 NS = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

@@ -18,12 +18,12 @@ import pytest
 from pydantic import SecretStr
 
 from tests.test_engine import write_spec
-from vaodrill.connection import ConnectionSettings
-from vaodrill.drill import Drill
+from vaodrill.engine.drill import Drill
 from vaodrill.journal import GENESIS, Journal, JournalState, line_hash, read_chain
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec import load_spec
+from vaodrill.spec.model import load_spec
+from vaodrill.vao.connection import ConnectionSettings
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 

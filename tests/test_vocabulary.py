@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from vaodrill.connection import ConnectionSettings
+from vaodrill.engine.steps import DrillSession
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
-from vaodrill.models import FailoverPlan
-from vaodrill.rules import failover_complete, is_clean, is_failed_over_by_anyone, not_runnable_because
-from vaodrill.steps import DrillSession
-from vaodrill.vocabulary import VOCABULARY, Condition, Kind, Vocabulary, spelling_key
+from vaodrill.vao.connection import ConnectionSettings
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.rules import failover_complete, is_clean, is_failed_over_by_anyone, not_runnable_because
+from vaodrill.vao.vocabulary import VOCABULARY, Condition, Kind, Vocabulary, spelling_key
 
 IDLE, DISABLED, FAILOVER, UNDO = "idle", "disabled", "failover", "undo"
 RUNNING, HALTED, OTHER = "running", "halted", "other"

@@ -17,7 +17,7 @@ import httpx
 
 from tests.conftest import Sim
 from tests.test_engine import assert_all_clean, by_name, drill, settings_for
-from vaodrill.doctor import diagnose
+from vaodrill.app.doctor import diagnose
 from vaodrill.simulator import load_scenario
 
 
@@ -112,7 +112,7 @@ async def test_recover_halts_and_undoes_a_processing_failover_its_journal_starte
     import textwrap
 
     from tests.test_engine import write_spec
-    from vaodrill.drill import recover, survey
+    from vaodrill.engine.drill import recover, survey
     from vaodrill.journal import open_journals
 
     sim = sim_factory(real_words_scenario(), time_scale=600)
@@ -121,9 +121,9 @@ async def test_recover_halts_and_undoes_a_processing_failover_its_journal_starte
     code = textwrap.dedent("""
         import asyncio, sys
         from pydantic import SecretStr
-        from vaodrill.connection import ConnectionSettings
-        from vaodrill.drill import Drill
-        from vaodrill.spec import load_spec
+        from vaodrill.vao.connection import ConnectionSettings
+        from vaodrill.engine.drill import Drill
+        from vaodrill.spec.model import load_spec
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)

@@ -22,14 +22,14 @@ from pydantic import SecretStr
 
 from tests.conftest import Sim
 from tests.test_client_limits import Reply, ScriptedServer, endless
-from vaodrill.client import MAX_RESPONSE_BYTES, VaoClient
-from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoAuthError, VaoProtocolError, VaoTimeoutError, VaoUsageError
-from vaodrill.orchestrator import api_of, backend_for
-from vaodrill.retry import RetryPolicy
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.vocabulary import Condition
-from vaodrill.vro import MAX_PLANS, PAGE_SIZE, VroClient, VroPlan
+from vaodrill.vao.client import MAX_RESPONSE_BYTES, VaoClient
+from vaodrill.vao.connection import ConnectionSettings
+from vaodrill.vao.orchestrator import api_of, backend_for
+from vaodrill.vao.retry import RetryPolicy
+from vaodrill.vao.vocabulary import Condition
+from vaodrill.vao.vro import MAX_PLANS, PAGE_SIZE, VroClient, VroPlan
 
 ONCE = RetryPolicy(attempts=1)
 TOKEN = {"access_token": "vro-token-1", "token_type": "bearer", "expires_in": 900, "refresh_token": "r-1"}

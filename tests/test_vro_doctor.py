@@ -14,9 +14,9 @@ from pydantic import SecretStr
 
 from tests.conftest import Sim
 from tests.test_client_limits import Reply, ScriptedServer
-from vaodrill.connection import ConnectionSettings
-from vaodrill.doctor import Check, Diagnosis, diagnose
+from vaodrill.app.doctor import Check, Diagnosis, diagnose
 from vaodrill.simulator.server import BackgroundServer
+from vaodrill.vao.connection import ConnectionSettings
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 OFFERED = "VAO v2, VRO v7.2, VRO v7.21, VRO v13"

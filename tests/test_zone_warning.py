@@ -13,8 +13,8 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import Sim
-from vaodrill.connection import ConnectionSettings
-from vaodrill.doctor import diagnose
+from vaodrill.app.doctor import diagnose
+from vaodrill.vao.connection import ConnectionSettings
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 NEW_YORK = "name: ny\nmode: drill\ntimezone: America/New_York\npoll_interval: 0.05s\nplans:\n  - plan: Core Network\n"

@@ -1,8 +1,8 @@
-"""vaodrill: disaster-recovery drills for Veeam Availability Orchestrator, as code."""
+"""vaodrill: disaster-recovery drills for Veeam Availability Orchestrator, as code.
 
-from vaodrill.client import VaoClient
-from vaodrill.connection import ConnectionSettings
-from vaodrill.errors import VaoError
+Layers, each importing only those below it: ``app`` (the command line and its views), ``engine`` (runs a drill),
+``report`` (what a run proves), ``spec`` (what a drill asks), ``vao`` (talks to VAO/VRO); ``errors`` and
+``journal`` under them all. ``simulator`` stands in for a VAO server.
+"""
 
-__all__ = ["ConnectionSettings", "VaoClient", "VaoError"]
 __version__ = "0.1.0"

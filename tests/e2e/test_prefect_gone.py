@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_engine import write_spec
-from vaodrill.report import load_report
+from vaodrill.report.model import load_report
 
 from .conftest import PREFECT, VAODRILL, Process, clean_env, free_port, wait_until
 

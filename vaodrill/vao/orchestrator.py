@@ -2,27 +2,26 @@
 speaks to a given URL.
 
 The engine, the spec, the reports and the flows know only :class:`Orchestrator`. Two backends implement it on
-the same plumbing (:class:`~vaodrill.client.HttpApi`: one login, one error tree, one retry policy, the same size
-caps, deadlines and redaction): :class:`~vaodrill.client.VaoClient` for VAO's API v2 and
-:class:`~vaodrill.vro.VroClient` for Veeam Recovery Orchestrator's API v7.2, v7.21 and v13. Plans come back as
-:class:`~vaodrill.models.FailoverPlan` readings whatever the API, and every decision is made on their normalized
+the same plumbing (:class:`~vaodrill.vao.client.HttpApi`: one login, one error tree, one retry policy, the same size
+caps, deadlines and redaction): :class:`~vaodrill.vao.client.VaoClient` for VAO's API v2 and
+:class:`~vaodrill.vao.vro.VroClient` for Veeam Recovery Orchestrator's API v7.2, v7.21 and v13. Plans come back as
+:class:`~vaodrill.vao.models.FailoverPlan` readings whatever the API, and every decision is made on their normalized
 record (:meth:`FailoverPlan.status`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import httpx
 
-from vaodrill.client import VaoClient
 from vaodrill.errors import VaoUsageError, one_line
-from vaodrill.models import ContinueOption, FailoverPlan
-from vaodrill.vocabulary import Vocabulary
-from vaodrill.vro import VRO_VERSIONS, VroClient
+from vaodrill.vao.client import VaoClient
+from vaodrill.vao.models import ContinueOption, FailoverPlan
+from vaodrill.vao.vocabulary import Vocabulary
+from vaodrill.vao.vro import VRO_VERSIONS, VroClient
 
 
 class Orchestrator(Protocol):
@@ -56,12 +55,12 @@ class Orchestrator(Protocol):
 
     async def get_plan(self, plan_id: str) -> FailoverPlan: ...
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
                            execute_chained_plans: bool = False) -> None:
         """Start a failover to the restore point nearest before ``restore_point``. Never resent once sent."""
         ...
 
-    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
                          execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
         """The path and exact body :meth:`run_failover` sends."""
         ...

@@ -23,32 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from vaodrill.connection import ConnectionSettings
-from vaodrill.dag import reverse_order, run_dag
-from vaodrill.errors import (
-    DrillAborted,
-    PlanHalted,
-    PlanTimedOut,
-    PreconditionFailed,
-    RunNotStarted,
-    UnknownPlans,
-)
-from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
-from vaodrill.models import FailoverPlan
-from vaodrill.report import (
-    DrillReport,
-    PlanEvent,
-    PlanResult,
-    PlanStatus,
-    Stopped,
-    UndoStatus,
-    Verdict,
-    write_reports,
-)
-from vaodrill.restore_points import restore_point_date, timezone_warning
-from vaodrill.rules import finished_with_warnings, is_clean, not_runnable_because
-from vaodrill.spec import DrillSpec, HaltPolicy
-from vaodrill.steps import (
+from vaodrill.engine.dag import reverse_order, run_dag
+from vaodrill.engine.steps import (
     Cleanup,
     DrillSession,
     PlanTarget,
@@ -58,7 +34,31 @@ from vaodrill.steps import (
     started_stages,
     utcnow,
 )
-from vaodrill.vocabulary import Condition, Stage
+from vaodrill.errors import (
+    DrillAborted,
+    PlanHalted,
+    PlanTimedOut,
+    PreconditionFailed,
+    RunNotStarted,
+    UnknownPlans,
+)
+from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
+from vaodrill.report.files import write_reports
+from vaodrill.report.model import (
+    DrillReport,
+    PlanEvent,
+    PlanResult,
+    PlanStatus,
+    Stopped,
+    UndoStatus,
+    Verdict,
+)
+from vaodrill.spec.model import DrillSpec, HaltPolicy
+from vaodrill.spec.restore_points import restore_point_date, timezone_warning
+from vaodrill.vao.connection import ConnectionSettings
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.rules import finished_with_warnings, is_clean, not_runnable_because
+from vaodrill.vao.vocabulary import Condition, Stage
 
 log = logging.getLogger("vaodrill.drill")
 

@@ -29,8 +29,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import UnknownPlans, VaoAuthError, VaoConnectionError, VaoError
+from vaodrill.vao.connection import ConnectionSettings
 
 #: Failures that are the user's to fix (exit 2), as opposed to a drill that ran and failed (exit 1).
 USER_ERRORS = (UnknownPlans, VaoAuthError, VaoConnectionError)
@@ -46,12 +46,13 @@ def _console(*, stderr: bool) -> Console:
 console = _console(stderr=False)
 err_console = _console(stderr=True)
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent.parent  # vaodrill/
+ROOT = PACKAGE.parent
 
 
 def demo_drill() -> Path:
     """The demo drill: packaged with vaodrill (an installed wheel), or the checkout's deployments/drills."""
-    packaged = Path(__file__).resolve().parent / "demo" / "demo.yaml"
+    packaged = PACKAGE / "demo" / "demo.yaml"
     return packaged if packaged.is_file() else ROOT / "deployments" / "drills" / "demo.yaml"
 
 DEMO_TIME_SCALE = 120.0
@@ -283,7 +284,7 @@ async def _list_plans(settings: ConnectionSettings) -> list[Any]:
 
 
 def _load_spec(path: Path) -> Any:
-    from vaodrill.spec import load_spec
+    from vaodrill.spec.model import load_spec
 
     return load_spec(path)
 
@@ -321,7 +322,7 @@ def doctor(
       vaodrill doctor --vao-url https://vao.corp:9899 --username 'CORP\\drill'
       vaodrill doctor --drill deployments/drills/app-stack-monthly.yaml --json
     """
-    from vaodrill.doctor import diagnose, render, to_json
+    from vaodrill.app.doctor import diagnose, render, to_json
 
     spec = _load_spec(drill) if drill else None
     plans = [step.plan for step in spec.plans] if spec else None
@@ -351,7 +352,7 @@ def validate(
       vaodrill validate deployments/drills/demo.yaml
       vaodrill validate my-drill.yaml --now 2026-11-29T01:00:00+01:00 --vao-timezone Europe/Berlin --json
     """
-    from vaodrill.restore_points import restore_point_date
+    from vaodrill.spec.restore_points import restore_point_date
 
     spec = _load_spec(drill)
     server_tz = vao_timezone or os.environ.get("VAO_TIMEZONE") or "UTC"
@@ -429,7 +430,7 @@ def run(
 
 def _warn_zone(drill_zone: str, server_zone: str) -> str | None:
     """The server-zone warning on stderr before anything is sent; returned for ``--json``."""
-    from vaodrill.restore_points import timezone_warning
+    from vaodrill.spec.restore_points import timezone_warning
 
     if warning := timezone_warning(drill_zone, server_zone):
         err_console.print(f"[bold yellow]⚠ {escape(warning)}[/]", highlight=False)
@@ -456,7 +457,7 @@ def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> str:
 
 
 async def _dry_run(spec: Any, settings: ConnectionSettings) -> None:
-    from vaodrill.drill import dry_run
+    from vaodrill.engine.drill import dry_run
 
     calls = await dry_run(spec, settings)
     console.print(f"[bold]Dry run of {spec.name}[/] on {settings.url}: no POST was sent.")
@@ -477,7 +478,7 @@ class _Signals:
         self.first: int | None = None
 
     def __call__(self, signum: int) -> None:
-        from vaodrill import signals
+        from vaodrill.engine import signals
 
         name = signal.Signals(signum).name
         if self.first is None:
@@ -536,10 +537,10 @@ def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir:
     automations); without one, the engine runs the drill alone: the same steps, journal and report, without
     the 2 s of Prefect imports and a server nobody could look at.
     """
-    from vaodrill import signals
+    from vaodrill.app.live import LiveView
+    from vaodrill.engine import signals
     from vaodrill.journal import check_run_id
-    from vaodrill.live import LiveView
-    from vaodrill.report import report_directory, summary_table
+    from vaodrill.report.model import report_directory, summary_table
 
     if run_id is not None:
         check_run_id(run_id)
@@ -597,8 +598,8 @@ async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, repo
                       journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
     from uuid import uuid4
 
-    from vaodrill import progress, signals
-    from vaodrill.drill import Drill
+    from vaodrill.engine import progress, signals
+    from vaodrill.engine.drill import Drill
 
     engine = Drill(spec, settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
                    journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()),
@@ -712,7 +713,7 @@ def recover(
 
 
 async def _recover(runs: list[Any], settings: ConnectionSettings, yes: bool) -> int:
-    from vaodrill.drill import recover, survey
+    from vaodrill.engine.drill import recover, survey
 
     surveys = []
     for journal in runs:
@@ -763,7 +764,7 @@ def verify(
     Examples:
       vaodrill verify reports/demo-app-stack/20261207T090859Z-7150a6df
     """
-    from vaodrill.verify import VerifyError, verify_run
+    from vaodrill.report.verify import VerifyError, verify_run
 
     try:
         result = verify_run(run_dir, journal)
@@ -823,8 +824,8 @@ def history(
       vaodrill history --plan 'SQL Tier' --since 2026-01-01 --html history.html
       vaodrill history --check --spec deployments/drills     # in cron or CI: exit 1 when a plan is overdue
     """
-    from vaodrill.history import load_history
-    from vaodrill.history_view import history_html, history_json, history_table
+    from vaodrill.report.history import load_history
+    from vaodrill.report.history_view import history_html, history_json, history_table
 
     policies, expected = _policies(spec or [])
     found = load_history(report_dir, drills=drill or [], plans=plan or [], since=_since(since),
@@ -880,7 +881,7 @@ def cockpit(
     Examples:
       vaodrill cockpit
     """
-    from vaodrill.cockpit import CockpitError, run
+    from vaodrill.app.cockpit import CockpitError, run
 
     try:
         run(home, say=lambda line: err_console.print(f"[bold]cockpit:[/] {line}"))
@@ -933,7 +934,7 @@ def serve(
 
 def main() -> None:
     """Entry point: every user error becomes one line and exit code 2."""
-    from vaodrill.spec import SpecError
+    from vaodrill.spec.model import SpecError
 
     try:
         app()

@@ -10,9 +10,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from vaodrill import progress
-from vaodrill.drill import Phase, PlanRun, Transition
-from vaodrill.report import DrillReport, format_duration
+from vaodrill.engine import progress
+from vaodrill.engine.drill import Phase, PlanRun, Transition
+from vaodrill.report.model import DrillReport, format_duration
 
 PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.UNDOING: "magenta",
                Phase.CLEAN: "green", Phase.FAILED: "red", Phase.HALTED: "red", Phase.TIMED_OUT: "red",

@@ -6,7 +6,7 @@ before it), so a report can say which moment was asked for. A rule turns the dri
 YAML grammar (one rule; a plain string or a mapping with exactly one rule key)::
 
     latest                                   # now
-    {ago: 6h}                                # now - 6h of elapsed time (durations: see vaodrill.durations)
+    {ago: 6h}                                # now - 6h of elapsed time (durations: see vaodrill.spec.durations)
     {at: "2026-11-01T02:00:00+01:00"}        # an exact instant: ISO 8601 with a UTC offset (or Z)
     {at: "2026-11-01T02:00 Europe/Berlin"}   # a wall time in an IANA zone, after one space
     {at: "2026-11-01T02:00", tz: Europe/Berlin}  # the same, zone as its own key
@@ -41,7 +41,7 @@ Time zones and daylight saving (the behaviour every rule shares)
 Bounds (so hostile or mistyped input is one clear error, never an ``OverflowError``)
 ------------------------------------------------------------------------------------
 * ``at`` must lie in the years ``AT_YEARS`` (1970 to 2199); durations (``ago``, ``random_within``) are at most
-  10 years (``vaodrill.durations.MAX_DURATION``); a ``seed`` is a whole number from 0 to ``MAX_SEED`` (2**63-1).
+  10 years (``vaodrill.spec.durations.MAX_DURATION``); a ``seed`` is a whole number from 0 to ``MAX_SEED`` (2**63-1).
 * ``now`` and every instant handed to these functions must lie in the years 1900 to 2300, which keeps all the
   arithmetic above (10 years, zone offsets) far from ``datetime``'s limits.
 * Time zone names longer than 100 characters are unknown without further ado.
@@ -86,7 +86,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from vaodrill.durations import DurationField, spec_duration
+from vaodrill.spec.durations import DurationField, spec_duration
 
 __all__ = [
     "AT_YEARS",
@@ -301,7 +301,7 @@ def validation_problem(exc: ValidationError) -> tuple[str, str]:
     """``(location, problem)`` for the first error of ``exc``, as one line; ``(+N more)`` if there are more.
 
     Location is ``plans[2].restore_point`` style ("" for the top level). Union tags pydantic puts into
-    locations (``restore_point.ago.ago``) are dropped. Shared by ``parse_rule`` and ``vaodrill.spec``.
+    locations (``restore_point.ago.ago``) are dropped. Shared by ``parse_rule`` and ``vaodrill.spec.model``.
     """
     errors = exc.errors(include_url=False)
     # A list whose only item failed also reports "too short": an echo of the item's error, not a second one.

@@ -25,7 +25,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from vaodrill.errors import VaoAuthError, VaoProtocolError, VaoUsageError, from_status, server_message
-from vaodrill.models import TokenResponse
+from vaodrill.vao.models import TokenResponse
 
 #: Renew when this share of the token's lifetime is left, but never less than REFRESH_MIN_MARGIN seconds.
 REFRESH_SHARE = 0.1

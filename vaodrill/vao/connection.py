@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from vaodrill.client import DEFAULT_TIMEOUT
 from vaodrill.errors import VaoUsageError, one_line
-from vaodrill.orchestrator import Orchestrator, api_of, backend_for
-from vaodrill.vocabulary import Vocabulary
+from vaodrill.vao.client import DEFAULT_TIMEOUT
+from vaodrill.vao.orchestrator import Orchestrator, api_of, backend_for
+from vaodrill.vao.vocabulary import Vocabulary
 
 log = logging.getLogger("vaodrill.connection")
 
@@ -139,7 +139,7 @@ class ConnectionSettings(BaseModel):
         options: dict[str, Any] = {
             "username": self.username, "password": self.password, "client_id": self.client_id,
             "client_secret": self.client_secret, "verify": self.verify_tls, "ca_bundle": self.ca_bundle,
-            "timeout": self.timeout, "server_timezone": self.server_timezone, "vocabulary": self.vocabulary,
+            "timeout": self.timeout, "vocabulary": self.vocabulary,
         }
         options.update(overrides)
         return backend_for(self.url, **options)

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vaodrill.drill import Observer
+from vaodrill.engine.drill import Observer
 
 if TYPE_CHECKING:
-    from vaodrill.report import DrillReport
+    from vaodrill.report.model import DrillReport
 
 log = logging.getLogger("vaodrill.progress")
 

@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 
-from vaodrill.report import UNDO_WORDS, DrillReport, PlanResult, format_duration, plan_reasons
+from vaodrill.report.model import UNDO_WORDS, DrillReport, PlanResult, format_duration, plan_reasons
 
 __all__ = ["critical_path", "render_svg"]
 

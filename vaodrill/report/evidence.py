@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from vaodrill import __version__
-from vaodrill.history import ReportSkipped, report_rows
 from vaodrill.journal import MAX_JOURNAL_BYTES
-from vaodrill.report import (
+from vaodrill.report.history import ReportSkipped, report_rows
+from vaodrill.report.model import (
     DASH,
     FAILING_STATUSES,
     STATUS_LABELS,

@@ -2,7 +2,7 @@
 
 ``DrillSession`` owns one client, one shared :class:`PlanMonitor` and the run's journal. Every POST (Run, Undo,
 Halt) is announced in the journal before it is sent and its outcome recorded after, and every decision about a
-plan's state goes through :mod:`vaodrill.rules`. The Prefect tasks in ``tasks/`` call these methods one to one.
+plan's state goes through :mod:`vaodrill.vao.rules`. The Prefect tasks in ``tasks/`` call these methods one to one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from vaodrill.cadence import Polling, Sighting, make_cadence
+from vaodrill.engine.cadence import Sighting, make_cadence
 from vaodrill.errors import (
     CleanupNotVerified,
     DrillAborted,
@@ -37,13 +37,13 @@ from vaodrill.errors import (
     VaoServerError,
 )
 from vaodrill.journal import Journal, JournalError, JournalState, open_journals
-from vaodrill.models import FailoverPlan
-from vaodrill.orchestrator import Orchestrator
-from vaodrill.report import PlanEvent
-from vaodrill.retry import is_transient
-from vaodrill.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
-from vaodrill.spec import HaltPolicy
-from vaodrill.vocabulary import Condition, Stage, StateRecord, spelling_key
+from vaodrill.report.model import PlanEvent
+from vaodrill.spec.model import HaltPolicy, Polling
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.orchestrator import Orchestrator
+from vaodrill.vao.retry import is_transient
+from vaodrill.vao.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
+from vaodrill.vao.vocabulary import Condition, Stage, StateRecord, spelling_key
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -148,8 +148,8 @@ class PlanMonitor:
     that survived a fresh login, or a 403) stops every wait at once; other failures do so once they have lasted
     ``give_up_after`` seconds without a good read.
 
-    ``polling="adaptive"``: when to read is decided by :class:`vaodrill.cadence.AdaptiveCadence` from the watched
-    plans' progress, within the same read budget (see :mod:`vaodrill.cadence`); ``"fixed"``: every interval.
+    ``polling="adaptive"``: when to read is decided by :class:`vaodrill.engine.cadence.AdaptiveCadence` from the watched
+    plans' progress, within the same read budget (see :mod:`vaodrill.engine.cadence`); ``"fixed"``: every interval.
     """
 
     def __init__(self, client: Orchestrator, interval: float, give_up_after: float,

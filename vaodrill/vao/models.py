@@ -1,7 +1,7 @@
 """Typed models of the VAO v2 wire format (contract sections 4.1-4.4).
 
 Liberal in what we accept (unknown fields ignored, a field no decision uses kept raw whatever its type, state words
-read through :mod:`vaodrill.vocabulary`), strict in what we send (exact key spellings of Veeam's Run Failover page).
+read through :mod:`vaodrill.vao.vocabulary`), strict in what we send (exact key spellings of Veeam's Run Failover page).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
 
-from vaodrill.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary, condition_of, spelling_key
+from vaodrill.vao.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary, condition_of, spelling_key
 
 
 class PlanState(StrEnum):
     """A failover plan's ``planState`` in the contract's v2 spelling (what the simulator emits by default).
 
     Kept for the v2 word itself; decisions use :attr:`FailoverPlan.kind` and :meth:`FailoverPlan.status`, which
-    know every spelling of :data:`vaodrill.vocabulary.VOCABULARY`.
+    know every spelling of :data:`vaodrill.vao.vocabulary.VOCABULARY`.
     """
 
     DISABLED = "Disabled"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaodrill.evidence import evidence_hashes
 from vaodrill.journal import JournalError, read_chain
-from vaodrill.report import file_sha256
+from vaodrill.report.evidence import evidence_hashes
+from vaodrill.report.files import file_sha256
 
 __all__ = ["Verification", "VerifyError", "verify_run"]
 

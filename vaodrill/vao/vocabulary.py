@@ -1,5 +1,5 @@
 """What a server's plan-state words mean to vaodrill: one table of every known spelling, and the normalized record
-(:class:`StateRecord`) that every decision in :mod:`vaodrill.rules` is made on.
+(:class:`StateRecord`) that every decision in :mod:`vaodrill.vao.rules` is made on.
 
 VAO 1.0 to VRO 13 name the same few situations in many ways (``Enabled``, ``Verified (passed check)``,
 ``NEEDS VERIFIED``, ``PROCESSING``, ``UNDO FAILOVER``...). A spelling is matched after dropping case, spaces,

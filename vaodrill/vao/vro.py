@@ -3,7 +3,7 @@
     async with VroClient("https://vro.example:9898/api/v13", "CORP\\\\drill", "secret") as vro:
         plans = await vro.list_plans()
 
-Same plumbing as the v2 client (:class:`~vaodrill.client.HttpApi`): login at ``POST /api/token`` (password,
+Same plumbing as the v2 client (:class:`~vaodrill.vao.client.HttpApi`): login at ``POST /api/token`` (password,
 refresh and ``client_credentials`` grants; an account that wants MFA is refused in one line), one error tree,
 one retry policy, size caps and deadlines. What differs is the API: plans under ``/api/v{N}/Plans`` in a
 ``{data, pagination: {total}}`` envelope read page by page, the failover at ``.../Failover`` with
@@ -17,15 +17,14 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import datetime
 from typing import Any
 
 from pydantic import Field, ValidationError
 
-from vaodrill.client import HttpApi, _plan_path
 from vaodrill.errors import VaoProtocolError, VaoTimeoutError, one_line
-from vaodrill.models import ContinueOption, FailoverPlan
-from vaodrill.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary
+from vaodrill.vao.client import HttpApi, _plan_path
+from vaodrill.vao.models import ContinueOption, FailoverPlan
+from vaodrill.vao.vocabulary import DEFAULT, Kind, Stage, StateRecord, Vocabulary
 
 #: The API versions of VRO this backend speaks (``/api/v{N}``).
 VRO_VERSIONS = ("7.2", "7.21", "13")
@@ -170,13 +169,13 @@ class VroClient(HttpApi):
 
     # -- operations -------------------------------------------------------------------------------------
 
-    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
                          execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
         """``POST /Plans/{id}/Failover``: ``restorePointDate`` (null: the latest) and ``executeChainedPlans``."""
-        return self._path(plan_id, "Failover"), {"restorePointDate": self.server_wall_time(restore_point),
+        return self._path(plan_id, "Failover"), {"restorePointDate": restore_point,
                                                  "executeChainedPlans": execute_chained_plans}
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
                            execute_chained_plans: bool = False) -> None:
         path, body = self.failover_request(plan_id, restore_point=restore_point,
                                            execute_chained_plans=execute_chained_plans)

@@ -1,7 +1,7 @@
 """The rules every part of vaodrill asks of a plan's state (contract section 5): runnable, clean, complete and
 failed over by anyone.
 
-They decide on the normalized :class:`~vaodrill.vocabulary.StateRecord` only, whatever the server spelled
+They decide on the normalized :class:`~vaodrill.vao.vocabulary.StateRecord` only, whatever the server spelled
 (``Enabled``, ``Verified (passed check)``, ``NEEDS VERIFIED``, ``UndoFailover`` / ``Complete, no errors``...) and
 whichever API it came from. The precondition, the start, the waits, the cleanup, the dry run, ``recover`` and
 ``doctor`` all decide with these functions, and nothing else. A plan reading (:class:`FailoverPlan`) is accepted
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from vaodrill.models import FailoverPlan
-from vaodrill.vocabulary import Condition, StateRecord
+from vaodrill.vao.models import FailoverPlan
+from vaodrill.vao.vocabulary import Condition, StateRecord
 
 Shown = StateRecord | FailoverPlan
 

@@ -9,7 +9,7 @@ One client means one login, one token and one connection pool: share it across a
 Nothing a server sends can hang or exhaust this client: every exchange (login included) has a total deadline
 that a trickling body cannot stretch, bodies are read under a size cap, redirects are never followed, and every
 failure is a :class:`~vaodrill.errors.VaoError` with a one-line message. :class:`HttpApi` holds all of that;
-:class:`VaoClient` (here) and :class:`~vaodrill.vro.VroClient` add only what their API sends and reads.
+:class:`VaoClient` (here) and :class:`~vaodrill.vao.vro.VroClient` add only what their API sends and reads.
 """
 
 from __future__ import annotations
@@ -23,14 +23,12 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 
 import httpx
 from pydantic import SecretStr, ValidationError
 
-from vaodrill.auth import Answer, VaoAuth
 from vaodrill.errors import (
     RedirectStopped,
     VaoAuthError,
@@ -44,7 +42,8 @@ from vaodrill.errors import (
     one_line,
     parse_json,
 )
-from vaodrill.models import (
+from vaodrill.vao.auth import Answer, VaoAuth
+from vaodrill.vao.models import (
     ContinueOption,
     FailoverPlan,
     PlanLaunchOptions,
@@ -54,9 +53,8 @@ from vaodrill.models import (
     RunRequest,
     ScheduleRequest,
 )
-from vaodrill.restore_points import to_server_wall_time
-from vaodrill.retry import RetryPolicy
-from vaodrill.vocabulary import DEFAULT, Vocabulary
+from vaodrill.vao.retry import RetryPolicy
+from vaodrill.vao.vocabulary import DEFAULT, Vocabulary
 
 log = logging.getLogger("vaodrill.client")
 
@@ -161,7 +159,6 @@ class HttpApi:
         max_response_bytes: int = MAX_RESPONSE_BYTES,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        server_timezone: str = "UTC",
         clock: Callable[[], float] = time.monotonic,
         vocabulary: Vocabulary = DEFAULT,
     ) -> None:
@@ -169,7 +166,6 @@ class HttpApi:
             raise VaoUsageError(f"the VAO timeout must be a positive number of seconds (got {timeout!r})")
         self.base_url, token_url = self._locate(base_url.strip().rstrip("/"))
         self.username = username
-        self.server_timezone = server_timezone
         self.retry = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_response_bytes = max_response_bytes
@@ -300,17 +296,6 @@ class HttpApi:
     async def _post(self, path: str, body: Mapping[str, Any] | None = None) -> None:
         await self._call("POST", path, json=body)
 
-    # -- shared helpers -------------------------------------------------------------------------------
-
-    def server_wall_time(self, moment: str | datetime | None) -> str | None:
-        """The server's local wall time with no offset, as VAO reads dates; strings are sent as given."""
-        if moment is None or isinstance(moment, str):
-            return moment
-        if moment.tzinfo is None:
-            return moment.replace(microsecond=0).isoformat()
-        return to_server_wall_time(moment, self.server_timezone)
-
-
 
 class VaoClient(HttpApi):
     """Every operation of the VAO v2 failover-plan API (``/v2``), on the shared plumbing of :class:`HttpApi`."""
@@ -345,10 +330,10 @@ class VaoClient(HttpApi):
 
     # -- Run modes ------------------------------------------------------------------------------------
 
-    def failover_request(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
                          execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
         """The path and exact body :meth:`run_failover` sends (the dry run shows them)."""
-        rule = RestorePointRule(date=self.server_wall_time(restore_point)) if restore_point is not None else None
+        rule = RestorePointRule(date=restore_point) if restore_point is not None else None
         return _plan_path(plan_id, "Run"), RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
             restore_point_rule=rule, execute_chained_plans=execute_chained_plans)).to_json()
 
@@ -368,9 +353,9 @@ class VaoClient(HttpApi):
         """``POST .../Run``: asynchronous, returns as soon as the plan starts. Never resent once sent."""
         await self._post(_plan_path(plan_id, "Run"), request.to_json())
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | datetime | None = None,
+    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
                            execute_chained_plans: bool = False) -> None:
-        """Fail over to the restore point nearest before ``restore_point`` (server wall time, or aware)."""
+        """Fail over to the restore point nearest before ``restore_point`` (server wall time, no offset)."""
         path, body = self.failover_request(plan_id, restore_point=restore_point,
                                            execute_chained_plans=execute_chained_plans)
         await self._post(path, body)
@@ -424,12 +409,12 @@ class VaoClient(HttpApi):
                             reset_configuration=reset_configuration)
         await self._post(_plan_path(plan_id, "Reset"), body.to_json())
 
-    async def schedule(self, plan_id: str, *, start_time: str | datetime | None = None,
+    async def schedule(self, plan_id: str, *, start_time: str | None = None,
                        previous_plan_id: str | None = None) -> None:
         """Schedule a plan at a time (server wall time) or after another plan (which wins if both given)."""
         if start_time is None and previous_plan_id is None:
             raise VaoUsageError("schedule() needs start_time or previous_plan_id")
-        body = ScheduleRequest(start_time=self.server_wall_time(start_time) if start_time else None,
+        body = ScheduleRequest(start_time=start_time or None,
                                previous_plan_id=previous_plan_id)
         await self._post(_plan_path(plan_id, "Schedule"), body.to_json())
 

@@ -1,5 +1,5 @@
 """How ``vaodrill history`` shows drills over time: a terminal table, JSON for machines, a self-contained HTML page
-and the rows of a Prefect table artifact. Everything here reads a :class:`vaodrill.history.History`."""
+and the rows of a Prefect table artifact. Everything here reads a :class:`vaodrill.report.history.History`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
-from vaodrill.evidence import spark_svg
-from vaodrill.history import TREND, History, PlanHistory
-from vaodrill.report import DASH, format_duration
+from vaodrill.report.evidence import spark_svg
+from vaodrill.report.history import TREND, History, PlanHistory
+from vaodrill.report.model import DASH, format_duration
 
 __all__ = ["history_html", "history_json", "history_table", "sparkline", "trend_rows"]
 

@@ -26,14 +26,14 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
-from vaodrill.auth import Answer, wants_mfa
-from vaodrill.connection import ConnectionSettings
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
-from vaodrill.models import FailoverPlan, TokenResponse
-from vaodrill.orchestrator import Orchestrator
-from vaodrill.restore_points import timezone_warning
-from vaodrill.rules import not_runnable_because
-from vaodrill.vocabulary import Kind, classification
+from vaodrill.spec.restore_points import timezone_warning
+from vaodrill.vao.auth import Answer, wants_mfa
+from vaodrill.vao.connection import ConnectionSettings
+from vaodrill.vao.models import FailoverPlan, TokenResponse
+from vaodrill.vao.orchestrator import Orchestrator
+from vaodrill.vao.rules import not_runnable_because
+from vaodrill.vao.vocabulary import Kind, classification
 
 #: Clock difference beyond which restore-point rules (``latest``, ``ago``) ask VAO for the wrong moment.
 MAX_CLOCK_SKEW = 300.0

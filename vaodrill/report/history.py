@@ -6,7 +6,7 @@ kept in the user's cache, never on the shared report storage: each call compares
 and mtime with the index and reads again only the new or changed ones. Deleting the index only costs one full
 read. A file that is not a drill report of this schema (an older one, torn, foreign) is skipped with a warning.
 
-Policy (:class:`vaodrill.spec.HistoryPolicy`): a plan is **overdue** when its last passed drill is older than
+Policy (:class:`vaodrill.spec.model.HistoryPolicy`): a plan is **overdue** when its last passed drill is older than
 ``max_age`` (or it never passed), **regressed** when its last passed RTO exceeds the median of its five passed
 drills before it by more than ``rto_regression`` percent (with at least :data:`MIN_BASELINE` of them).
 """
@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vaodrill.report import SCHEMA_VERSION, format_duration
-from vaodrill.spec import HistoryPolicy
+from vaodrill.report.model import SCHEMA_VERSION, format_duration
+from vaodrill.spec.model import HistoryPolicy
 
 __all__ = ["MIN_BASELINE", "TREND", "History", "PlanHistory", "Skipped", "load_history"]
 

@@ -1,4 +1,4 @@
-"""When :class:`vaodrill.steps.PlanMonitor` reads the plan list next: a fixed interval, or an adaptive schedule.
+"""When :class:`vaodrill.engine.steps.PlanMonitor` reads the plan list next: a fixed interval, or an adaptive schedule.
 
 A fixed poll sees a completion on average half an interval late. The adaptive schedule (``polling: adaptive``)
 reads when a completion is likely, from what the server says and what it has already shown:
@@ -41,12 +41,10 @@ import statistics
 from collections import deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
-from vaodrill.models import FailoverPlan, PlanState
-
-Polling = Literal["fixed", "adaptive"]
-POLLING: tuple[Polling, ...] = ("fixed", "adaptive")
+from vaodrill.spec.model import POLLING, Polling
+from vaodrill.vao.models import FailoverPlan, PlanState
 
 BURST = 3
 """Tokens the bucket holds: at most this many reads beyond the interval's rate in any window."""
@@ -242,5 +240,5 @@ def make_cadence(polling: Polling, interval: float) -> Cadence:
     raise ValueError(f"polling must be one of {', '.join(POLLING)}, not {polling!r}")
 
 
-__all__ = ["BURST", "FLOOR", "MAX_GAP", "POLLING", "AdaptiveCadence", "Cadence", "FixedCadence", "Polling",
+__all__ = ["BURST", "FLOOR", "MAX_GAP", "AdaptiveCadence", "Cadence", "FixedCadence",
            "Sighting", "make_cadence"]

@@ -9,11 +9,11 @@ YAML shape::
     mode: drill                        # drill (failover, then undo; default) | failover (real DR, no undo)
                                        # | readiness (VRO's readiness check per plan: no failover, no undo)
     timezone: Europe/Berlin            # IANA zone in which restore-point rules are read (default UTC)
-    restore_point: latest              # default rule for every plan (see vaodrill.restore_points)
+    restore_point: latest              # default rule for every plan (see vaodrill.spec.restore_points)
     max_parallel: 3                    # plans failing over at once (default: no limit beyond the DAG)
     poll_interval: 10s                 # how often plan states are read (default 10s; 0.05s to 1h)
     polling: fixed                     # fixed (default): every poll_interval | adaptive: sooner when a stage
-                                       # is likely done, later otherwise, same reads per minute (vaodrill.cadence)
+                                       # is likely done, later otherwise, same reads per minute (engine.cadence)
     give_up_after: 5m                  # how long an unreachable or failing (5xx) server is borne (10s to 24h)
     on_halt: fail                      # fail (default) | {continue: <option>, max: 1..10 (default 1)}
     history: {max_age: 90d, rto_regression: 25%}   # how fresh the proof must be, what is a regression
@@ -47,7 +47,7 @@ huge allocation or a traceback into one ``SpecError`` within a fraction of a sec
   description at most ``MAX_DESCRIPTION`` (4,000); ``max_parallel`` from 1 to the number of plans;
 * values: durations at most 10 years, ``poll_interval`` from 0.05 s (for the simulator; use seconds against a
   real VAO) to 1 h, ``give_up_after`` from 10 s to 24 h, ``at`` dates in the years 1970 to 2199, seeds
-  0 to 2**63-1 (see ``vaodrill.durations`` and ``vaodrill.restore_points``).
+  0 to 2**63-1 (see ``vaodrill.spec.durations`` and ``vaodrill.spec.restore_points``).
 """
 
 from __future__ import annotations
@@ -75,10 +75,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from yaml._yaml import CParser  # libyaml; PyYAML's wheels ship it
 
-from vaodrill.cadence import Polling
-from vaodrill.durations import DurationField, spec_duration
-from vaodrill.models import ContinueOption
-from vaodrill.restore_points import (
+from vaodrill.spec.durations import DurationField, spec_duration
+from vaodrill.spec.restore_points import (
     BaseRule,
     LatestRule,
     RestorePointRule,
@@ -87,6 +85,11 @@ from vaodrill.restore_points import (
     show_value,
     validation_problem,
 )
+from vaodrill.vao.models import ContinueOption
+
+Polling = Literal["fixed", "adaptive"]
+"""How a drill asks its plan states to be read (:mod:`vaodrill.engine.cadence` does the reading)."""
+POLLING: tuple[Polling, ...] = ("fixed", "adaptive")
 
 __all__ = [
     "CONTINUE_OPTIONS",
@@ -98,12 +101,14 @@ __all__ = [
     "MAX_NODES",
     "MAX_PLANS",
     "MAX_PLAN_NAME",
+    "POLLING",
     "POLL_INTERVAL_RANGE",
     "ContinueOption",
     "DrillSpec",
     "HaltPolicy",
     "HistoryPolicy",
     "PlanStep",
+    "Polling",
     "SpecError",
     "load_spec",
     "parse_spec",

@@ -1,0 +1,1 @@
+"""The command line and what it shows: the commands, the live view, doctor and the cockpit."""

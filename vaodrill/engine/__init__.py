@@ -1,0 +1,1 @@
+"""Runs a drill: plan order, stages and their polling cadence, signals and live progress."""

@@ -16,7 +16,8 @@ from vaodrill.engine.drill import Drill, IllegalTransition, Ledger, Phase, PlanR
 from vaodrill.engine.steps import PlanTarget
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
-from vaodrill.report.model import render_junit, render_markdown
+from vaodrill.report.junit import render_junit
+from vaodrill.report.markdown import render_markdown
 from vaodrill.spec.model import SpecError, load_spec
 
 PLANS = 6

@@ -14,19 +14,18 @@ from rich.console import Console
 
 from vaodrill.report import files as files_mod
 from vaodrill.report.files import write_reports
+from vaodrill.report.junit import render_junit
+from vaodrill.report.markdown import render_markdown
 from vaodrill.report.model import (
     SCHEMA_VERSION,
     DrillReport,
     PlanResult,
-    format_duration,
     load_report,
-    render_junit,
-    render_markdown,
     report_from_json,
     report_to_json,
-    summary_table,
-    table_rows,
 )
+from vaodrill.report.terminal import summary_table
+from vaodrill.report.text import format_duration, table_rows
 from vaodrill.report.timeline import render_svg
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

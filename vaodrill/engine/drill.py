@@ -44,15 +44,7 @@ from vaodrill.errors import (
 )
 from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
 from vaodrill.report.files import write_reports
-from vaodrill.report.model import (
-    DrillReport,
-    PlanEvent,
-    PlanResult,
-    PlanStatus,
-    Stopped,
-    UndoStatus,
-    Verdict,
-)
+from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, Stopped, UndoStatus, Verdict
 from vaodrill.spec.model import DrillSpec, HaltPolicy
 from vaodrill.spec.restore_points import restore_point_date, timezone_warning
 from vaodrill.vao.connection import ConnectionSettings

@@ -21,19 +21,8 @@ from typing import Any
 from vaodrill import __version__
 from vaodrill.journal import MAX_JOURNAL_BYTES
 from vaodrill.report.history import ReportSkipped, report_rows
-from vaodrill.report.model import (
-    DASH,
-    FAILING_STATUSES,
-    STATUS_LABELS,
-    STOPPED_WORDS,
-    UNDO_WORDS,
-    DrillReport,
-    PlanResult,
-    format_duration,
-    plan_events,
-    plan_reasons,
-    report_directory,
-)
+from vaodrill.report.model import DASH, FAILING_STATUSES, DrillReport, PlanResult, report_directory
+from vaodrill.report.text import STATUS_LABELS, STOPPED_WORDS, UNDO_WORDS, format_duration, plan_events, plan_reasons
 
 __all__ = ["HISTORY_RUNS", "deficiencies", "evidence_hashes", "journal_records", "render_evidence", "spark_svg"]
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from vaodrill.journal import Journal
 from vaodrill.report.evidence import render_evidence
-from vaodrill.report.model import DrillReport, render_junit, render_markdown, report_directory, report_to_json
+from vaodrill.report.junit import render_junit
+from vaodrill.report.markdown import render_markdown
+from vaodrill.report.model import DrillReport, report_directory, report_to_json
 from vaodrill.report.timeline import render_svg
 
 __all__ = ["ReportFiles", "file_sha256", "write_reports"]

@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from vaodrill.report.model import SCHEMA_VERSION, format_duration
+from vaodrill.report.model import SCHEMA_VERSION
+from vaodrill.report.text import format_duration
 from vaodrill.spec.model import HistoryPolicy
 
 __all__ = ["MIN_BASELINE", "TREND", "History", "PlanHistory", "Skipped", "load_history"]

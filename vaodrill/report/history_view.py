@@ -9,7 +9,8 @@ from typing import Any
 
 from vaodrill.report.evidence import spark_svg
 from vaodrill.report.history import TREND, History, PlanHistory
-from vaodrill.report.model import DASH, format_duration
+from vaodrill.report.model import DASH
+from vaodrill.report.text import format_duration
 
 __all__ = ["history_html", "history_json", "history_table", "sparkline", "trend_rows"]
 

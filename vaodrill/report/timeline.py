@@ -16,7 +16,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 
-from vaodrill.report.model import UNDO_WORDS, DrillReport, PlanResult, format_duration, plan_reasons
+from vaodrill.report.model import DrillReport, PlanResult
+from vaodrill.report.text import UNDO_WORDS, format_duration, plan_reasons
 
 __all__ = ["critical_path", "render_svg"]
 

@@ -1,0 +1,203 @@
+"""A report in words: durations, statuses, reasons and events on one line each, and flat rows for a Prefect table.
+
+Every rendering (Markdown, JUnit, the terminal table, the evidence pack) says a plan's outcome with these words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+
+from vaodrill.report.model import DASH, DrillReport, PlanEvent, PlanResult
+
+__all__ = [
+    "RESTORE_POINT_NOTE",
+    "STATUS_LABELS",
+    "STOPPED_WORDS",
+    "UNDO_WORDS",
+    "WARNING_MARK",
+    "format_duration",
+    "plan_events",
+    "plan_reasons",
+    "table_rows",
+]
+
+
+def format_duration(seconds: float | None) -> str:
+    """``45s``, ``4m 12s``, ``1h 02m``; ``—`` when unknown. Seconds are dropped from an hour on."""
+    if seconds is None or not math.isfinite(seconds):
+        return DASH
+    sign = "-" if seconds < 0 else ""
+    total = int(abs(seconds) + 0.5)
+    if total < 60:
+        return f"{sign}{total}s"
+    if total < 3600:
+        minutes, secs = divmod(total, 60)
+        return f"{sign}{minutes}m {secs:02d}s" if secs else f"{sign}{minutes}m"
+    hours, minutes = divmod((total + 30) // 60, 60)
+    return f"{sign}{hours}h {minutes:02d}m" if minutes else f"{sign}{hours}h"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _line(text: str) -> str:
+    """One display line: control characters (ANSI escapes from server logs) dropped, whitespace collapsed."""
+    return " ".join(_CONTROL.sub(" ", text).split())
+
+
+def _fmt_time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else DASH
+
+
+#: Every status in words, with an icon so a status reads at a glance in Markdown, tables and terminals.
+STATUS_LABELS: dict[str, str] = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "halted": "🛑 halted",
+    "skipped": "⏭️ skipped",
+    "timed_out": "⏱️ timed out",
+    "interrupted": "⚠️ interrupted",
+}
+UNDO_WORDS: dict[str, str] = {
+    "verified": "verified",
+    "not_needed": "not needed",
+    "failed": "failed",
+    "skipped": "skipped",
+}
+#: Why a drill stopped early, for a reader who does not know the ``stopped`` codes.
+STOPPED_WORDS: dict[str, str] = {
+    "auth": "VAO refused the credentials mid-drill",
+    "unreachable": "VAO was unreachable for longer than give_up_after",
+    "signal": "stopped by a signal (Ctrl-C or SIGTERM)",
+    "cancelled": "the flow run was cancelled",
+}
+RESTORE_POINT_NOTE = (
+    "the date vaodrill asked VAO for, in VAO server time: VAO fails over to the nearest restore point at or "
+    f"before it ({DASH} when the plan never asked)"
+)
+
+
+def _status_word(status: str) -> str:
+    return status.replace("_", " ")
+
+
+def _fmt_rto(p: PlanResult) -> str:
+    if p.rto_seconds is None and p.rto_target_seconds is None:
+        return DASH
+    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+    if p.rto_met is not None:
+        text += " ✅" if p.rto_met else " ❌"
+    return text
+
+
+def _asked_for_restore_point(p: PlanResult) -> bool:
+    """False for a plan that got no Run (skipped, refused): it never asked VAO for any restore point."""
+    return p.failover_started_at is not None or (p.status != "skipped" and p.undo != "not_needed")
+
+
+def _fmt_restore_point(p: PlanResult) -> str:
+    if not _asked_for_restore_point(p):
+        return DASH
+    if p.restore_point and p.restore_point_rule:
+        return f"{p.restore_point} ({p.restore_point_rule})"
+    return p.restore_point or p.restore_point_rule or DASH
+
+
+def _fmt_undo(p: PlanResult, left: set[int]) -> str:
+    word = UNDO_WORDS.get(p.undo, p.undo)
+    return f"{word.upper()} — left failed over" if id(p) in left else word
+
+
+def _left_ids(report: DrillReport) -> set[int]:
+    """Identities, not names, of the plans left failed over: names are not guaranteed unique."""
+    return {id(p) for p in report.left_failed_over}
+
+
+_NESTED = re.compile(r"(?P<head>[^()]+?) \((?P<inner>.*)\)")
+
+
+def _without_plan(plan: str, text: str) -> str:
+    """The message minus repeats of the plan name, which every place showing it already names.
+
+    Drops ``<plan>: `` wherever a message part starts, then collapses ``halted (halted (x))`` to ``halted (x)``.
+    """
+    text = re.sub(r"(^|[(;]\s*)" + re.escape(plan) + r":\s*", r"\1", _line(text))
+    while (m := _NESTED.fullmatch(text)) and (m["inner"] == m["head"] or m["inner"].startswith(m["head"] + " ")):
+        text = m["inner"]
+    return text
+
+
+def _reason(p: PlanResult) -> str | None:
+    return _without_plan(p.plan, p.reason) if p.reason else None
+
+
+def plan_reasons(p: PlanResult) -> str:
+    """Why the plan and its undo ended as they did, one line, without repeating the plan's name."""
+    parts = [r] if (r := _reason(p)) else []
+    if p.undo_reason:
+        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_without_plan(p.plan, p.undo_reason)}")
+    return "; ".join(parts)
+
+
+#: The mark of a plan that passed with warnings, wherever its status is shown.
+WARNING_MARK = "⚠️"
+
+
+def _status_label(p: PlanResult) -> str:
+    label = STATUS_LABELS.get(p.status, p.status)
+    if p.warnings:
+        label += f" {WARNING_MARK} {len(p.warnings)} warning{'s' if len(p.warnings) != 1 else ''}"
+    return label
+
+
+def _fmt_event(e: PlanEvent) -> str:
+    if e.kind == "halt":
+        where = f" at step {e.step}" if e.step is not None else ""
+        return f"halted{where} at {_fmt_time(e.at)}" + (f" ({_line(e.details)})" if e.details else "")
+    return f"Continue {e.option or DASH} sent at {_fmt_time(e.at)}" + (f": {_line(e.outcome)}" if e.outcome else "")
+
+
+def plan_events(p: PlanResult) -> list[str]:
+    """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
+    restore-point notes and the undo's own details; every report shows these lines."""
+    lines = [_fmt_event(e) for e in p.events]
+    lines += [f"warning: {_line(w)}" for w in p.warnings]
+    lines += [f"note: {_line(n)}" for n in p.notes]
+    if p.undo_details:
+        lines.append(f"undo details: {_line(p.undo_details)}")
+    return lines
+
+
+def _after(p: PlanResult) -> str:
+    return ", ".join(_line(a) for a in p.after) or DASH
+
+
+def _counts_line(report: DrillReport) -> str:
+    parts = [f"{n} {_status_word(status)}" for status, n in report.counts.items() if n]
+    total = len(report.plans)
+    return f"{total} plan{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
+
+
+def table_rows(report: DrillReport) -> list[dict[str, str]]:
+    """One flat row of strings per plan, for a Prefect table artifact."""
+    left = _left_ids(report)
+    return [
+        {
+            "plan": _line(p.plan),
+            "status": _status_label(p),
+            "after": _after(p),
+            "restore_point_requested": _fmt_restore_point(p),
+            "failover_started_at": _fmt_time(p.failover_started_at),
+            "failover_completed_at": _fmt_time(p.failover_completed_at),
+            "rto": _fmt_rto(p),
+            "undo": _fmt_undo(p, left),
+            "vao_details": _line(p.failover_details) if p.failover_details else DASH,
+            "reason": _line(plan_reasons(p)),
+            "events": "; ".join(plan_events(p)) or DASH,
+        }
+        for p in report.plans
+    ]
+
+

@@ -30,7 +30,7 @@ import yaml
 
 from vaodrill.engine.dag import reverse_order
 from vaodrill.errors import VaoError
-from vaodrill.spec.restore_points import to_server_wall_time
+from vaodrill.spec.zones import to_server_wall_time
 from vaodrill.vao.client import VaoClient
 from vaodrill.vao.models import FailoverPlan, PlanState
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import yaml
 
-from vaodrill.spec.model import CONTINUE_OPTIONS, SpecError, parse_spec
+from vaodrill.spec.loader import SpecError, parse_spec
+from vaodrill.spec.model import CONTINUE_OPTIONS
 
 _WORDS = ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting", "ERP", "Mail"]
 _DURATIONS = ["45s", "90m", "6h", "2d", "1w", "1h30m", "PT6H", "P1DT2H", 600, 0.5, "0s", "-1h", "1x", "P1M",

@@ -28,7 +28,7 @@ from vaodrill.engine.drill import Drill
 from vaodrill.report.model import DrillReport, PlanResult, report_directory, report_to_json
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -109,7 +109,7 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     import yaml
     from drill_bench import RUNNERS, runner_command
 
-    from vaodrill.spec.model import parse_spec
+    from vaodrill.spec.loader import parse_spec
 
     bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
     assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect-sqlite", "vaodrill-prefect-postgres",

@@ -17,7 +17,7 @@ from tests.conftest import Sim
 from tests.test_engine import Recorder, by_name, runs_processed, settings_for, write_spec
 from vaodrill.engine.drill import Drill, Phase, Transition
 from vaodrill.engine.steps import DrillSession, PlanTarget
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 
 
 class AbandoningSteps:

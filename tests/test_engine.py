@@ -21,7 +21,7 @@ from vaodrill.engine.drill import Drill, IllegalTransition, Ledger, Observer, Ph
 from vaodrill.engine.steps import PlanTarget
 from vaodrill.journal import Journal, open_journals
 from vaodrill.report.model import DrillReport
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 from vaodrill.vao.rules import is_clean
 

@@ -21,7 +21,7 @@ from vaodrill.report.files import write_reports
 from vaodrill.report.model import DrillReport, PlanResult
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,7 +20,7 @@ from tests.test_engine import Recorder, assert_all_clean, by_name, runs_processe
 from vaodrill.engine.drill import Drill, Observer, Phase, Transition, recover
 from vaodrill.journal import open_journals
 from vaodrill.report.model import DrillReport
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.retry import RetryPolicy
 
 PLANS = "  - plan: Core Network\n  - plan: Active Directory\n    after: [Core Network]\n"

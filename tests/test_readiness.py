@@ -18,7 +18,7 @@ from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
 from vaodrill.report.junit import render_junit
 from vaodrill.report.markdown import render_markdown
-from vaodrill.spec.model import SpecError, load_spec
+from vaodrill.spec.loader import SpecError, load_spec
 
 PLANS = 6
 

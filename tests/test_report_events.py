@@ -20,7 +20,7 @@ from tests.test_engine import by_name, drill, write_spec
 from vaodrill.engine.drill import Drill
 from vaodrill.report.model import DrillReport, load_report, report_directory
 from vaodrill.report.terminal import summary_table
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 
 

@@ -13,23 +13,19 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from vaodrill.spec.durations import DurationField, parse_duration, spec_duration
-from vaodrill.spec.restore_points import (
+from vaodrill.spec.restore_points import Resolved, resolve, restore_point_date
+from vaodrill.spec.rules import (
     AgoRule,
     AtRule,
     LastRule,
     LatestRule,
     RandomWithinRule,
-    Resolved,
     RestorePointRule,
     StartOfRule,
-    check_timezone,
     describe,
-    is_ambiguous_wall_time,
     parse_rule,
-    resolve,
-    restore_point_date,
-    to_server_wall_time,
 )
+from vaodrill.spec.zones import check_timezone, is_ambiguous_wall_time, to_server_wall_time
 
 SEED_RANGE = "must be a whole number from 0 to 2**63-1"
 TEN_YEARS = "must be at most 3650d, about 10 years"

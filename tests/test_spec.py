@@ -12,8 +12,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from vaodrill.spec.model import CONTINUE_OPTIONS, DrillSpec, HaltPolicy, PlanStep, SpecError, load_spec, parse_spec
-from vaodrill.spec.restore_points import AgoRule, LastRule, LatestRule, StartOfRule
+from vaodrill.spec.loader import SpecError, load_spec, parse_spec
+from vaodrill.spec.model import CONTINUE_OPTIONS, DrillSpec, HaltPolicy, PlanStep
+from vaodrill.spec.rules import AgoRule, LastRule, LatestRule, StartOfRule
 
 DRILLS = Path(__file__).resolve().parents[1] / "deployments" / "drills"
 

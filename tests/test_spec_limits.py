@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks import fuzz_specs
-from vaodrill.spec.model import MAX_NODES, DrillSpec, SpecError, load_spec, parse_spec
+from vaodrill.spec.loader import MAX_NODES, SpecError, load_spec, parse_spec
+from vaodrill.spec.model import DrillSpec
 from vaodrill.spec.restore_points import resolve
 
 #: A generous ceiling, not the expected time: the largest spec parses in about 0.5 s on a quiet 2-core machine, and

@@ -17,7 +17,7 @@ from tests.test_engine import DEMO_PLANS, write_spec
 from vaodrill.engine.drill import Drill
 from vaodrill.report.model import DrillReport, PlanResult
 from vaodrill.report.timeline import PLOT_W, PLOT_X, critical_path, render_svg
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 
 NS = "{http://www.w3.org/2000/svg}"

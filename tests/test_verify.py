@@ -22,7 +22,7 @@ from vaodrill.engine.drill import Drill
 from vaodrill.journal import GENESIS, Journal, JournalState, line_hash, read_chain
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
 from vaodrill.vao.connection import ConnectionSettings
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")

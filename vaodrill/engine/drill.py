@@ -46,7 +46,8 @@ from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_jou
 from vaodrill.report.files import write_reports
 from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, Stopped, UndoStatus, Verdict
 from vaodrill.spec.model import DrillSpec, HaltPolicy
-from vaodrill.spec.restore_points import restore_point_date, timezone_warning
+from vaodrill.spec.restore_points import restore_point_date
+from vaodrill.spec.zones import timezone_warning
 from vaodrill.vao.connection import ConnectionSettings
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.rules import finished_with_warnings, is_clean, not_runnable_because

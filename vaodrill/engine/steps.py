@@ -32,7 +32,6 @@ from vaodrill.errors import (
     VaoConnectError,
     VaoError,
     VaoForbidden,
-    VaoRateLimited,
     VaoResponseError,
     VaoServerError,
 )
@@ -41,7 +40,7 @@ from vaodrill.report.model import PlanEvent
 from vaodrill.spec.model import HaltPolicy, Polling
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.orchestrator import Orchestrator
-from vaodrill.vao.retry import is_transient
+from vaodrill.vao.retry import is_transient, patience
 from vaodrill.vao.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
 from vaodrill.vao.vocabulary import Condition, Stage, StateRecord, spelling_key
 
@@ -400,79 +399,66 @@ class DrillSession:
         return plans
 
     async def patiently(self, what: str, call: Callable[[], Awaitable[T]], *, connect: bool = True) -> T:
-        """A read whose transient failures (the client's one classification) are retried until ``give_up_after``.
+        """A read the client retries (the one policy, :mod:`vaodrill.vao.retry`) until ``give_up_after``.
 
-        ``connect=False``: a server that cannot be reached at all fails at once (the drill's first read: a wrong
-        URL is a configuration error, not an outage).
+        ``connect=False``: a server that cannot be reached at all fails after the policy's own few attempts (the
+        drill's first read: a wrong URL is a configuration error, not an outage); other failures are borne.
         """
-        started = utcnow()
-        delay = 1.0
-        while True:
-            try:
+        started = time.monotonic()
+        try:
+            if not connect:
+                try:
+                    return await call()
+                except VaoError as exc:
+                    if isinstance(exc, VaoConnectError) or not is_transient(exc):
+                        raise
+            with patience(max(self.give_up_after - (time.monotonic() - started), 0.0)):
                 return await call()
-            except VaoError as exc:
-                if (abort := _abort_for(exc)) is not None:
-                    raise abort from None
-                if not is_transient(exc) or (not connect and isinstance(exc, VaoConnectError)):
-                    raise
-                lasted = (utcnow() - started).total_seconds()
-                if lasted + delay >= self.give_up_after:
-                    raise DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
-                                       kind="unreachable") from None
-                log.warning("%s: reading failed (%s); again in %.0fs", what, exc, delay)
-                await asyncio.sleep(getattr(exc, "retry_after", None) or delay)
-                delay = min(delay * 2, 30.0)
+        except VaoError as exc:
+            if (abort := _abort_for(exc)) is not None:
+                raise abort from None
+            if not is_transient(exc) or (not connect and isinstance(exc, VaoConnectError)):
+                raise
+            lasted = time.monotonic() - started
+            raise DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
+                               kind="unreachable") from None
 
     async def _post(self, target: PlanTarget, op: str, send: Callable[[], Awaitable[None]],
                     **intent: Any) -> None:
-        """One POST, announced in the journal first; 429/503 with Retry-After (provably nothing done) waits."""
-        waited = 0.0
-        while True:
-            try:
-                async with contextlib.AsyncExitStack() as slot:
-                    await self._write_slot(slot, target, op)
-                    if self.journal:
-                        self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
-                        await self.journal.sync()
-                    if op == "run":
-                        self.runs_sent.add(target.key)
-                    self._started(target.id, op)
-                    await send()
-            except VaoError as exc:
+        """One POST, announced in the journal first. The client sends it again only when VAO provably did not act
+        on it (never received; 429 or 503 with Retry-After), within ``give_up_after`` and ``MAX_RETRY_AFTER``."""
+        try:
+            async with contextlib.AsyncExitStack() as slot:
+                await self._write_slot(slot, target, op)
                 if self.journal:
-                    self.journal.append("outcome", plan=target.key, op=op, ok=False, error=str(exc))
-                retry_after = getattr(exc, "retry_after", None)
-                refused_for_now = isinstance(exc, VaoRateLimited) or (
-                    isinstance(exc, VaoServerError) and exc.status_code == 503)
-                if refused_for_now and retry_after is not None and waited + retry_after <= min(
-                        MAX_RETRY_AFTER, self.give_up_after):
-                    log.warning("%s: %s asked to wait %.0fs; %s not done, sending it again then",
-                                target.name, exc, retry_after, op)
-                    await asyncio.sleep(retry_after)
-                    waited += retry_after
-                    continue
-                raise
+                    self.journal.append("intent", plan=target.key, plan_id=target.id, op=op, **intent)
+                    await self.journal.sync()
+                if op == "run":
+                    self.runs_sent.add(target.key)
+                self._started(target.id, op)
+                with patience(min(MAX_RETRY_AFTER, self.give_up_after)):
+                    await send()
+        except VaoError as exc:
             if self.journal:
-                self.journal.append("outcome", plan=target.key, op=op, ok=True)
-            return
+                self.journal.append("outcome", plan=target.key, op=op, ok=False, error=str(exc))
+            raise
+        if self.journal:
+            self.journal.append("outcome", plan=target.key, op=op, ok=True)
 
     async def _write_slot(self, slot: contextlib.AsyncExitStack, target: PlanTarget, op: str) -> None:
         """Enter the write gate (a Prefect global concurrency limit). A gate that failed because of a failed
-        exchange (its server busy or down) is asked again with backoff until ``give_up_after``; one that refuses
-        outright (e.g. the limit does not exist) fails at once. Either way nothing has been sent yet."""
-        started = utcnow()
-        delay = 1.0
-        while True:
-            try:
-                await slot.enter_async_context(self._write_gate())
-                return
-            except Exception as exc:  # whatever the limit's client raises, the POST did not leave
-                lasted = (utcnow() - started).total_seconds()
-                if exc.__cause__ is None or lasted + delay >= self.give_up_after:
-                    raise VaoConnectError(f"{op}: no write slot ({exc})") from None
-                log.warning("%s: no write slot for the %s yet (%s); again in %.0fs", target.name, op, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        exchange (its server busy or down) is asked again under the retry policy until ``give_up_after``; one that
+        refuses outright (e.g. the limit does not exist) fails at once. Either way nothing has been sent yet."""
+
+        async def enter(_left: float) -> None:
+            await slot.enter_async_context(self._write_gate())
+
+        try:
+            with patience(self.give_up_after):
+                await self.client.retry.run(enter, retryable=lambda exc: exc.__cause__ is not None, log=log,
+                                            what=f"{target.name}: no write slot for the {op} yet")
+        except Exception as exc:  # whatever the limit's client raises, the POST did not leave
+            raise VaoConnectError(f"{op}: no write slot ({exc})") from None
 
     # -- steps --------------------------------------------------------------------------------------------
 

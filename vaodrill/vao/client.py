@@ -32,7 +32,6 @@ from pydantic import SecretStr, ValidationError
 from vaodrill.errors import (
     RedirectStopped,
     VaoAuthError,
-    VaoError,
     VaoNotFound,
     VaoProtocolError,
     VaoTLSError,
@@ -220,22 +219,13 @@ class HttpApi:
         """Send one operation under the retry policy, within its overall deadline; every failure is an error of
         the tree. Each retry is announced (what failed, when the next try is)."""
         operation = f"{method} {path}"
-        deadline = time.monotonic() + max(self.retry.deadline, self.timeout)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._attempt(method, path, operation, json=json, params=params,
-                                           timeout=min(self.timeout, deadline - time.monotonic()))
-            except VaoError as error:
-                if not self.retry.should_retry(error, write=method != "GET", attempt=attempt):
-                    raise
-                delay = self.retry.delay(error, attempt)
-                if time.monotonic() + delay >= deadline - 0.1:
-                    raise
-                log.warning("%s; retry %d of %d in %.1fs", one_line(str(error), 300), attempt + 1,
-                            self.retry.attempts, delay)
-                await asyncio.sleep(delay)
+
+        async def attempt(left: float) -> Answer:
+            return await self._attempt(method, path, operation, json=json, params=params,
+                                       timeout=min(self.timeout, left))
+
+        return await self.retry.run(attempt, retryable=functools.partial(self.retry.retryable, write=method != "GET"),
+                                    log=log, floor=self.timeout)
 
     async def _attempt(self, method: str, path: str, operation: str, *, json: Mapping[str, Any] | None,
                        params: Mapping[str, Any] | None, timeout: float) -> Answer:

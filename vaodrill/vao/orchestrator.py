@@ -20,6 +20,7 @@ import httpx
 from vaodrill.errors import VaoUsageError, one_line
 from vaodrill.vao.client import VaoClient
 from vaodrill.vao.models import ContinueOption, FailoverPlan
+from vaodrill.vao.retry import RetryPolicy
 from vaodrill.vao.vocabulary import Vocabulary
 from vaodrill.vao.vro import VRO_VERSIONS, VroClient
 
@@ -31,6 +32,8 @@ class Orchestrator(Protocol):
     base_url: str
     vocabulary: Vocabulary
     max_response_bytes: int
+    #: The one retry policy: the client's own calls, and what the engine waits on (its write slot).
+    retry: RetryPolicy
 
     @property
     def http(self) -> httpx.AsyncClient: ...

@@ -32,7 +32,7 @@ from vaodrill.simulator.scenario import load_scenario
 from vaodrill.simulator.server import BackgroundServer
 from vaodrill.vao.client import VaoClient
 from vaodrill.vao.models import FailoverPlan, PlanState
-from vaodrill.vao.retry import RetryPolicy
+from vaodrill.vao.retry import RetryPolicy, patience
 
 FAST = RetryPolicy(attempts=4, backoff=0.01, max_delay=0.05)
 
@@ -247,6 +247,50 @@ async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient) -
     entries = await log(sim, method="GET")
     assert [e["status"] for e in entries if e["path"] == "/v2/FailoverPlans"] == [503, 503, 200]
     assert [e["status"] for e in entries if e["path"] != "/v2/FailoverPlans"] == [429, 200]
+
+
+async def test_a_post_refused_for_now_is_resent_after_retry_after_and_runs_once(
+        vao: VaoClient, sim: httpx.AsyncClient) -> None:
+    """429, and 503 with Retry-After: VAO says it did nothing, so the one policy sends the write again."""
+    plan = await plan_named(vao, "Core Network")
+    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "retry_after": 0,
+                                         "count": 1})
+    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503,
+                                         "retry_after": 0, "count": 1})
+    await vao.run_failover(plan.id)
+    assert [e["status"] for e in await log(sim, method="POST", path="*/Run")] == [429, 503, 200]
+    assert (await until(vao, plan.id, PlanState.FAILOVER)).state == PlanState.FAILOVER
+
+
+@pytest.mark.parametrize(("error", "retried"), [
+    (VaoConnectError("never sent"), True), (VaoResponseLost("sent, no answer"), False),
+    (VaoTLSError("untrusted"), False), (VaoRateLimited("429", status_code=429), True),
+    (VaoServerError("503", status_code=503, retry_after=5), True),
+    (VaoServerError("503", status_code=503), False),
+    (VaoServerError("500", status_code=500, retry_after=5), False),
+    (VaoBadRequest("400", status_code=400), False),
+], ids=str)
+def test_what_a_write_may_be_resent_after(error: Exception, retried: bool) -> None:
+    assert RetryPolicy.retryable(error, write=True) is retried
+    assert RetryPolicy(attempts=2).should_retry(error, write=True, attempt=2) is False  # attempts used up
+
+
+async def test_patience_outlasts_the_attempts_and_announces_each_retry(
+        vao: VaoClient, sim: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    """Inside a drill (patience), the policy's deadline is the drill's: six 503s in a row are borne, each retry
+    one line; a command (no patience) gives up after its attempts."""
+    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 503, "count": 6})
+    with pytest.raises(VaoServerError):
+        await vao.list_plans()  # FAST: 4 attempts
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vaodrill.client"), patience(30):
+        plans = await vao.list_plans()
+    assert plans
+    statuses = [e["status"] for e in await log(sim, method="GET", path="/v2/FailoverPlans")]
+    assert statuses == [503] * 6 + [200]
+    retries = [r.getMessage() for r in caplog.records if "; retry " in r.getMessage()]
+    assert [m.split("; retry ")[1].split(" in ")[0] for m in retries] == ["2", "3"], retries
+    assert all("503" in m for m in retries), retries
 
 
 async def test_rate_limit_without_retries_left_is_named(app: FastAPI) -> None:

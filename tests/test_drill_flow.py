@@ -162,7 +162,7 @@ async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
 
 
 async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from vaodrill.engine.drill import Phase, Transition
+    from vaodrill.engine.runs import Phase, Transition
 
     sim.patch("Active Directory", never_finish=True)
     failing_over = asyncio.Event()

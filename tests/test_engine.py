@@ -17,7 +17,9 @@ import pytest
 from pydantic import SecretStr
 
 from tests.conftest import Sim
-from vaodrill.engine.drill import Drill, IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.engine.drill import Drill
+from vaodrill.engine.recovery import recover
+from vaodrill.engine.runs import IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition
 from vaodrill.engine.steps import PlanTarget
 from vaodrill.journal import Journal, open_journals
 from vaodrill.report.model import DrillReport

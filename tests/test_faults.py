@@ -17,7 +17,9 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_engine import Recorder, assert_all_clean, by_name, runs_processed, settings_for, write_spec
-from vaodrill.engine.drill import Drill, Observer, Phase, Transition, recover
+from vaodrill.engine.drill import Drill
+from vaodrill.engine.recovery import recover
+from vaodrill.engine.runs import Observer, Phase, Transition
 from vaodrill.journal import open_journals
 from vaodrill.report.model import DrillReport
 from vaodrill.spec.loader import load_spec

@@ -112,7 +112,7 @@ async def test_recover_halts_and_undoes_a_processing_failover_its_journal_starte
     import textwrap
 
     from tests.test_engine import write_spec
-    from vaodrill.engine.drill import recover, survey
+    from vaodrill.engine.recovery import recover, survey
     from vaodrill.journal import open_journals
 
     sim = sim_factory(real_words_scenario(), time_scale=600)

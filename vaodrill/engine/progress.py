@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vaodrill.engine.drill import Observer
+from vaodrill.engine.runs import Observer
 
 if TYPE_CHECKING:
     from vaodrill.report.model import DrillReport

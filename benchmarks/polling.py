@@ -12,7 +12,7 @@ import time
 
 import httpx
 
-from vaodrill.engine.steps import PlanMonitor
+from vaodrill.engine.monitor import PlanMonitor
 from vaodrill.simulator import create_app
 from vaodrill.simulator.server import BackgroundServer
 from vaodrill.vao.client import VaoClient

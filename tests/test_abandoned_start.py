@@ -17,7 +17,8 @@ from tests.conftest import Sim
 from tests.test_engine import Recorder, by_name, runs_processed, settings_for, write_spec
 from vaodrill.engine.drill import Drill
 from vaodrill.engine.runs import Phase, Transition
-from vaodrill.engine.steps import DrillSession, PlanTarget
+from vaodrill.engine.steps import DrillSession
+from vaodrill.engine.targets import PlanTarget
 from vaodrill.spec.loader import load_spec
 
 

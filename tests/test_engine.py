@@ -20,7 +20,7 @@ from tests.conftest import Sim
 from vaodrill.engine.drill import Drill
 from vaodrill.engine.recovery import recover
 from vaodrill.engine.runs import IllegalTransition, Ledger, Observer, Phase, PlanRun, Transition
-from vaodrill.engine.steps import PlanTarget
+from vaodrill.engine.targets import PlanTarget
 from vaodrill.journal import Journal, open_journals
 from vaodrill.report.model import DrillReport
 from vaodrill.spec.loader import load_spec

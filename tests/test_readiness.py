@@ -14,7 +14,7 @@ from tests.test_cli import DRILLS, vaodrill
 from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, settings_for, write_spec
 from vaodrill.engine.drill import Drill
 from vaodrill.engine.runs import IllegalTransition, Ledger, Phase, PlanRun, Transition
-from vaodrill.engine.steps import PlanTarget
+from vaodrill.engine.targets import PlanTarget
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
 from vaodrill.report.junit import render_junit

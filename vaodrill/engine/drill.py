@@ -24,14 +24,8 @@ from typing import Any, cast
 from vaodrill.engine.dag import run_dag
 from vaodrill.engine.recovery import dry_run, recover, survey
 from vaodrill.engine.runs import ENDINGS, Ledger, Observer, Phase, PlanRun, Steps, Transition, plan_result, verdict
-from vaodrill.engine.steps import (
-    DrillSession,
-    PlanTarget,
-    Started,
-    WriteGate,
-    utcnow,
-)
-from vaodrill.engine.targets import build_targets
+from vaodrill.engine.steps import DrillSession, WriteGate
+from vaodrill.engine.targets import PlanTarget, Started, build_targets, utcnow
 from vaodrill.errors import (
     DrillAborted,
     PlanHalted,

@@ -9,13 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from vaodrill.engine.runs import Ledger, Observer, Phase, PlanRun, Steps
-from vaodrill.engine.steps import (
-    DrillSession,
-    WriteGate,
-    started_stages,
-    utcnow,
-)
-from vaodrill.engine.targets import build_targets
+from vaodrill.engine.steps import DrillSession, WriteGate, started_stages
+from vaodrill.engine.targets import build_targets, utcnow
 from vaodrill.journal import Journal, JournalState
 from vaodrill.spec.model import DrillSpec
 from vaodrill.vao.connection import ConnectionSettings

@@ -13,13 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from vaodrill.engine.dag import reverse_order
-from vaodrill.engine.steps import (
-    Cleanup,
-    PlanTarget,
-    StageDone,
-    Started,
-    utcnow,
-)
+from vaodrill.engine.targets import Cleanup, PlanTarget, StageDone, Started, utcnow
 from vaodrill.journal import Journal, JournalState
 from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, UndoStatus, Verdict
 from vaodrill.spec.model import HaltPolicy

@@ -1,19 +1,65 @@
-"""Each step of a drill resolved against the server: which plan, which restore-point date, which limits."""
+"""Each step of a drill resolved against the server (which plan, which restore-point date, which limits), what
+a step returns, and the engine's clock."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
-from vaodrill.engine.steps import (
-    PlanTarget,
-)
-from vaodrill.errors import (
-    PreconditionFailed,
-    UnknownPlans,
-)
-from vaodrill.spec.model import DrillSpec
+from vaodrill.errors import PreconditionFailed, UnknownPlans
+from vaodrill.spec.model import DrillSpec, HaltPolicy
 from vaodrill.spec.restore_points import restore_point_date
 from vaodrill.vao.models import FailoverPlan
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PlanTarget:
+    """A drill step resolved against the server: which plan, which restore point, which limits."""
+
+    key: str
+    id: str
+    name: str
+    after: tuple[str, ...]
+    restore_point: str
+    rule: str
+    seed: int | None
+    rto_target_seconds: float | None
+    timeout_seconds: float
+    halt: HaltPolicy = field(default_factory=HaltPolicy)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Started:
+    """A failover that may be under way. ``confirmed`` is False while the server has not shown it yet."""
+
+    started_at: datetime
+    posted: bool
+    confirmed: bool = True
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StageDone:
+    completed_at: datetime
+    details: str
+    continues: int = 0
+
+
+@dataclass(frozen=True)
+class Cleanup:
+    """The plan is verified clean; ``undone`` says whether an undo (or halt) was needed for that."""
+
+    completed_at: datetime
+    undone: bool
+    details: str | None = None  # VAO's planStateDetails when the undo finished
+
+
+
 
 #: Without an explicit timeout a plan may take this multiple of its RTO target (or DEFAULT_TIMEOUT) to finish.
 TIMEOUT_FACTOR = 3.0

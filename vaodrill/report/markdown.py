@@ -61,10 +61,18 @@ def _md_details(p: PlanResult) -> str | None:
 def render_markdown(report: DrillReport) -> str:
     """An auditor-friendly report; a loud warning leads when a plan was left failed over."""
     ok = report.verdict == "passed"
-    left = report.left_failed_over
-    left_ids = {id(p) for p in left}
     out: list[str] = [f"# {'✅' if ok else '❌'} DR drill {_md(report.drill)}: {report.verdict.upper()}", ""]
+    out += _md_left_failed_over(report) + _md_summary(report) + _md_plans(report)
+    details = [line for p in report.plans if (line := _md_details(p))]
+    if details:
+        out += ["## Details", "", *details, ""]
+    return "\n".join(out)
 
+
+def _md_left_failed_over(report: DrillReport) -> list[str]:
+    """The loud warning that leads the report when a plan was left failed over; nothing otherwise."""
+    left = report.left_failed_over
+    out: list[str] = []
     if left:
         out += [
             f"> 🚨 **WARNING: {len(left)} PLAN{'S' if len(left) != 1 else ''} LEFT FAILED OVER** 🚨",
@@ -77,7 +85,12 @@ def render_markdown(report: DrillReport) -> str:
             detail = f" ({_md(_without_plan(p.plan, p.undo_reason))})" if p.undo_reason else ""
             out.append(f"> - **{_md(p.plan)}**: undo {UNDO_WORDS.get(p.undo, p.undo)}{detail}")
         out.append("")
+    return out
 
+
+def _md_summary(report: DrillReport) -> list[str]:
+    """The mode's note, the description and the run's facts."""
+    out: list[str] = []
     if report.mode == "failover":
         out += ["> Mode **failover**: plans were failed over for real and intentionally left failed over.", ""]
     if report.mode == "readiness":
@@ -104,7 +117,13 @@ def render_markdown(report: DrillReport) -> str:
         out.append(f"- **Reason:** {_md(report.reason)}")
     out += [f"- **{WARNING_MARK} Warning:** {_md(w)}" for w in report.warnings]
     out.append("")
+    return out
 
+
+def _md_plans(report: DrillReport) -> list[str]:
+    """The plans' table, with its footnote."""
+    left_ids = {id(p) for p in report.left_failed_over}
+    out: list[str] = []
     out += ["## Plans", ""]
     stage = STAGE_WORD.get(report.mode, "Failover")
     if report.plans:
@@ -130,10 +149,4 @@ def render_markdown(report: DrillReport) -> str:
     else:
         out.append("_No plans were run._")
     out.append("")
-
-    details = [line for p in report.plans if (line := _md_details(p))]
-    if details:
-        out += ["## Details", "", *details, ""]
-    return "\n".join(out)
-
-
+    return out

@@ -25,7 +25,6 @@ from . import api, control, vro
 from .engine import Simulator
 from .errors import SimError, no_route
 from .scenario import Scenario
-from .timeutil import iso_utc
 from .traffic import ConnectionDropped, Fault
 
 Api = Literal["v2", "vro"]
@@ -93,13 +92,8 @@ class SimulatorApp(FastAPI):
         sim: Simulator = self.state.sim
         method, path = scope["method"], scope["path"]
         body, receive = await _buffer(receive)
-        with sim.lock:
-            fault = sim.faults.pick(method, path)
-            entry = sim.log.add(
-                method=method, path=path, at=iso_utc(sim.now()), fault=fault.id if fault else None,
-                query=parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True),
-                body=_loggable_body(method, path, body),
-            )
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        fault, entry = sim.admit(method, path, query, _loggable_body(method, path, body))
         if fault is not None:
             if fault.spec.latency:
                 await asyncio.sleep(fault.spec.latency)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .api import sim_of
 from .bodies import parse_json
-from .errors import BadRequest, NotFound
+from .errors import BadRequest
 from .scenario import PlanPatch, ScenarioError, builtin_scenarios, parse_scenario, validation_message
 from .traffic import FaultSpec
 
@@ -102,33 +102,24 @@ async def patch(plan_id: str, request: Request) -> dict[str, Any]:
 
 @router.get("/faults", summary="Injected faults")
 async def faults(request: Request) -> list[dict[str, Any]]:
-    sim = sim_of(request)
-    with sim.lock:
-        return sim.faults.to_json()
+    return sim_of(request).fault_list()
 
 
 @router.post("/faults", summary="Inject a fault")
 async def add_fault(request: Request) -> dict[str, Any]:
     spec = _body(await request.body(), FaultSpec)
-    sim = sim_of(request)
-    with sim.lock:
-        return {"id": sim.faults.add(spec).id}
+    return {"id": sim_of(request).add_fault(spec)}
 
 
 @router.delete("/faults", summary="Remove all faults")
 async def clear_faults(request: Request) -> Response:
-    sim = sim_of(request)
-    with sim.lock:
-        sim.faults.clear()
+    sim_of(request).clear_faults()
     return Response(status_code=204)
 
 
 @router.delete("/faults/{fault_id}", summary="Remove one fault")
 async def remove_fault(fault_id: str, request: Request) -> Response:
-    sim = sim_of(request)
-    with sim.lock:
-        if not sim.faults.remove(fault_id):
-            raise NotFound(f"Fault {fault_id} was not found.")
+    sim_of(request).remove_fault(fault_id)
     return Response(status_code=204)
 
 
@@ -140,16 +131,12 @@ async def expire_tokens(request: Request) -> dict[str, Any]:
 
 @router.get("/requests", summary="The request log (?method=POST&path=<glob>)")
 async def requests(request: Request, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
-    sim = sim_of(request)
-    with sim.lock:
-        return sim.log.select(method=method, path=path)
+    return sim_of(request).requests(method=method, path=path)
 
 
 @router.delete("/requests", summary="Clear the request log")
 async def clear_requests(request: Request) -> Response:
-    sim = sim_of(request)
-    with sim.lock:
-        sim.log.clear()
+    sim_of(request).clear_requests()
     return Response(status_code=204)
 
 

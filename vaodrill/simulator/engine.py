@@ -44,11 +44,9 @@ import functools
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
@@ -56,39 +54,38 @@ from pydantic import ValidationError
 from .bodies import ContinueBody, HaltBody, ResetBody, RunBody, ScheduleBody, parse_body
 from .errors import BadRequest, Conflict, NotFound, Unauthorized, no_route
 from .odata import SINGLE_OPTIONS, parse_query
+from .plans import Check, Plan, Progression, Schedule, normalise_id
+from .progression import Progress
 from .scenario import (
-    PeriodicRestorePoints,
     PlanPatch,
-    PlanSettings,
-    RestorePoints,
     Scenario,
-    ShownPhase,
-    count_for,
     load_scenario,
     validation_message,
 )
 from .states import (
     DISABLED,
     ENABLED,
-    READY,
     RUN_MODES,
-    UNDO_STAGES,
     Op,
     Phase,
-    PlanState,
     Status,
     conflict_message,
     resolve,
 )
-from .timeutil import iso_utc, local_naive, parse_client_instant, parse_instant
+from .timeutil import iso_utc, parse_client_instant, parse_instant
 from .tokens import TokenStore
-from .traffic import FaultRegistry, RequestLog
-
-Progression = Literal["time", "tick"]
-StageStatus = Literal["running", "halted", "completed", "aborted"]
+from .traffic import Fault, FaultRegistry, FaultSpec, RequestLog
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+_OP_BODIES: dict[Op, tuple[type[Any], bool]] = {
+    Op.HALT: (HaltBody, False),
+    Op.CONTINUE: (ContinueBody, True),
+    Op.RESET: (ResetBody, False),
+    Op.SCHEDULE: (ScheduleBody, True),
+}
+"""Body model of each operation and whether a body is required; the others take no body (any is ignored)."""
 
 
 def _locked(method: Callable[P, R]) -> Callable[P, R]:
@@ -102,128 +99,8 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-@dataclass
-class Stage:
-    """One run of one stage (Failover, UndoFailover, ...), with the config it started with."""
 
-    kind: PlanState
-    mode: str
-    steps: int
-    duration: float  # simulated seconds
-    rate: float  # steps per clock second (time progression)
-    started_at: float
-    resumed_at: float
-    triggered_by: str
-    halt_at: int | None
-    halt_repeats: bool
-    never_finish: bool
-    warnings: int
-    errors: int
-    details_style: str
-    undo_stays: bool  # a finished UndoFailover stays UndoFailover (after_undo profile)
-    restore_point_requested: str | None = None
-    restore_point_mode: str | None = None
-    restore_point_used: float | None = None
-    execute_chained_plans: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    done: float = 0.0  # steps completed as of resumed_at (tick: as of now)
-    status: StageStatus = "running"
-    ended_at: float | None = None
-    halt_reason: str = ""
-    halts: list[dict[str, Any]] = field(default_factory=list)
-    continues: list[dict[str, Any]] = field(default_factory=list)
-
-    def complete_details(self) -> str:
-        """``planStateDetails`` of the finished stage: contract 4.2, or Veeam's wording (section 5)."""
-        if self.details_style == "veeam":
-            return f"Complete, {_count(self.errors, 'error')}, {_count(self.warnings, 'warning')}"
-        if self.errors:
-            return f"Complete, {self.errors} errors"
-        if self.warnings:
-            return f"Complete, {self.warnings} warnings"
-        return "Complete, no errors, no warnings"
-
-
-@dataclass
-class Check:
-    """One readiness check (VRO): the plan shows CHECKING until ``ends_at``, then VERIFIED, or NOT VERIFIED when
-    the check found errors (VRO's user guide names these states; the details wording is vaodrill's guess)."""
-
-    started_at: float
-    ends_at: float
-    errors: int
-
-    def words(self, now: float) -> str:
-        return "CHECKING" if now < self.ends_at else "NOT VERIFIED" if self.errors else "VERIFIED"
-
-    def details(self, now: float) -> str:
-        if now < self.ends_at:
-            return "In progress: readiness check"
-        return f"Complete, {_count(self.errors, 'error')}" if self.errors else "Complete, no errors"
-
-
-def _count(n: int, noun: str) -> str:
-    """``no errors``, ``1 error``, ``2 errors``."""
-    return f"no {noun}s" if n == 0 else f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def _shown_phase(status: Status) -> ShownPhase | None:
-    """The ``state_words`` key of a status; other stages (failback, permanent failover) have none."""
-    if status.phase is Phase.IDLE:
-        return "disabled" if status == DISABLED else "idle"
-    if status.phase is Phase.HALTED:
-        return "halted"
-    if status.stage is PlanState.FAILOVER:
-        return "running" if status.phase is Phase.RUNNING else "complete"
-    if status.stage is PlanState.UNDO_FAILOVER:
-        return "undoing" if status.phase is Phase.RUNNING else "undone"
-    return None
-
-
-IDLE_DETAILS = {"NotVerified": "Never checked or tested"}
-"""``planStateDetails`` of an idle plan by what it shows; ``Ready`` otherwise."""
-
-
-@dataclass
-class Schedule:
-    enabled: bool = False
-    type: Literal["OnTime", "AfterPlan"] | None = None
-    after: str = ""  # plan id (AfterPlan)
-    time: float | None = None  # instant (OnTime)
-
-
-@dataclass
-class Plan:
-    id: str
-    settings: PlanSettings
-    status: Status
-    restore_points: list[float]  # epoch seconds, newest first
-    schedule: Schedule = field(default_factory=Schedule)
-    current: Stage | None = None
-    history: list[Stage] = field(default_factory=list)
-    run_requests: int = 0
-    events: list[dict[str, Any]] = field(default_factory=list)
-    check: Check | None = None  # the latest readiness check, shown while the plan stays idle
-
-
-_OP_BODIES: dict[Op, tuple[type[Any], bool]] = {
-    Op.HALT: (HaltBody, False),
-    Op.CONTINUE: (ContinueBody, True),
-    Op.RESET: (ResetBody, False),
-    Op.SCHEDULE: (ScheduleBody, True),
-}
-"""Body model of each operation and whether a body is required; the others take no body (any is ignored)."""
-
-
-def normalise_id(raw: str) -> str:
-    """GUIDs compare case-insensitively (and with or without braces); anything else is kept as typed."""
-    try:
-        return str(uuid.UUID(raw.strip()))
-    except ValueError:
-        return raw.strip().lower()
-
-
-class Simulator:
+class Simulator(Progress):
     """One simulated VAO server. Exposed on ``app.state.sim``; routes call its public methods."""
 
     scenario: Scenario
@@ -300,9 +177,6 @@ class Simulator:
                 schedule.enabled, schedule.type = True, "OnTime"
                 schedule.time = parse_instant(spec.schedule_time, self.tz)
 
-    def now(self) -> float:
-        """The simulator clock in epoch seconds: the injected clock plus ``/_sim/clock/advance`` offsets."""
-        return self._clock() + self._offset
 
     @_locked
     def advance_clock(self, seconds: float) -> float:
@@ -351,11 +225,11 @@ class Simulator:
             if scope not in {p.settings.scope_id for p in plans} | {self.scenario.scope_id}:
                 raise NotFound(f"Scope {scope_id} was not found in site {site_id}.")
             plans = [p for p in plans if p.settings.scope_id == scope]
-        chosen = query.apply(plans, lambda p: self._render(p, now))
+        chosen = query.apply(plans, lambda p: self.view.render(p, now))
         if self.progression == "tick":
             for plan in [p for p in chosen if p.status.phase is Phase.RUNNING]:
                 self._tick(plan, now)
-        return [query.project(self._render(p, now)) for p in chosen]
+        return [query.project(self.view.render(p, now)) for p in chosen]
 
     @_locked
     def read_plan(self, plan_id: str, params: Sequence[tuple[str, str]] = ()) -> dict[str, Any] | list[Any]:
@@ -366,7 +240,7 @@ class Simulator:
         plan = self._plan(plan_id)
         if self.progression == "tick" and plan.status.phase is Phase.RUNNING:
             self._tick(plan, now)
-        shown = query.project(self._render(plan, now))
+        shown = query.project(self.view.render(plan, now))
         return [shown] if plan.settings.single_get == "array" else shown
 
     # -- operations ---------------------------------------------------------------------------------------
@@ -405,7 +279,7 @@ class Simulator:
         move = resolve(op, plan.status)
         if move is None:
             s = plan.settings
-            raise Conflict(conflict_message(s.name, self._shown_state(plan), op,
+            raise Conflict(conflict_message(s.name, self.view.shown_state(plan), op,
                                             idle=s.state_words.get("idle", s.idle_state),
                                             undone_is_idle=s.after_undo == "UndoFailover"),
                            status=s.illegal_status)
@@ -465,190 +339,6 @@ class Simulator:
         raise BadRequest('The request body needs startTime or previousPlanId, e.g. {"startTime": '
                          '"2026-11-27T02:00:00"}.')
 
-    # -- stages -------------------------------------------------------------------------------------------
-
-    def _start(self, plan: Plan, kind: PlanState, at: float, *, mode: str, requested: str | None,
-               rp_mode: str | None, chained: bool, options: dict[str, Any] | None = None,
-               triggered_by: str = "request") -> Stage:
-        """Begin a stage at instant ``at`` with a snapshot of the plan's settings (later PATCHes don't touch it)."""
-        plan.check = None
-        used = (self._resolve_restore_point(plan, requested, rp_mode or "NearestBefore")
-                if kind is PlanState.FAILOVER else None)
-        s = plan.settings
-        undo = kind in UNDO_STAGES
-        duration = {
-            PlanState.FAILOVER: s.failover_duration,
-            PlanState.PERMANENT_FAILOVER: s.failover_duration,
-            PlanState.FAILBACK: s.failback_duration,
-            PlanState.COMMIT_FAILBACK: s.failback_duration,
-        }.get(kind, s.undo_duration)
-        stage = Stage(
-            kind=kind, mode=mode, steps=s.steps, duration=duration, rate=self.time_scale * s.steps / duration,
-            started_at=at, resumed_at=at, triggered_by=triggered_by,
-            halt_at=(s.steps if s.fail_undo else None) if undo else s.halt_at_step,
-            halt_repeats=undo and s.fail_undo, never_finish=s.never_finish and not undo,
-            warnings=count_for(s.warnings, undo=undo), errors=count_for(s.errors, undo=undo),
-            details_style=s.details_style,
-            undo_stays=s.after_undo == "UndoFailover",
-            restore_point_requested=requested, restore_point_mode=rp_mode, restore_point_used=used,
-            execute_chained_plans=chained, options=options or {},
-        )
-        plan.current = stage
-        plan.history.append(stage)
-        plan.status = Status(kind, Phase.RUNNING)
-        return stage
-
-    def _resolve_restore_point(self, plan: Plan, requested: str | None, mode: str) -> float:
-        points = plan.restore_points
-        name = plan.settings.name
-        if not points:
-            raise BadRequest(f"No restore point exists for plan '{name}'.")
-        if requested is None:
-            return max(points)
-        instant = parse_client_instant(requested, self.tz, field="restorePointRule.date")
-        if mode == "NearestAfter":
-            after = [p for p in points if p >= instant]
-            if not after:
-                raise BadRequest(
-                    f"No restore point at or after {requested} (server time zone {self.scenario.timezone}) for "
-                    f"plan '{name}'; the newest is {local_naive(max(points), self.tz)}.")
-            return min(after)
-        before = [p for p in points if p <= instant]
-        if not before:
-            raise BadRequest(
-                f"No restore point at or before {requested} (server time zone {self.scenario.timezone}) for "
-                f"plan '{name}'; the oldest is {local_naive(min(points), self.tz)}.")
-        return max(before)
-
-    def _restore_points(self, spec: RestorePoints) -> list[float]:
-        if isinstance(spec, PeriodicRestorePoints):
-            every = spec.every_hours * 3600
-            count = max(1, int(spec.days * 24 / spec.every_hours + 1e-9))
-            return [self._anchor - i * every for i in range(count)]
-        return sorted((parse_instant(value, self.tz) for value in spec), reverse=True)
-
-    def _progress(self, stage: Stage, now: float) -> float:
-        """Steps completed so far (fractional in time progression)."""
-        if self.progression == "tick" or stage.status != "running":
-            return stage.done
-        return stage.done + (now - stage.resumed_at) * stage.rate
-
-    def _settle(self, now: float) -> None:
-        """Bring every plan up to ``now``: finish/halt stages at their exact instants, fire due schedules."""
-        if self.progression == "time":
-            for plan in list(self._plans.values()):
-                self._advance_time(plan, now)
-        self._fire_schedules(now)
-
-    def _advance_time(self, plan: Plan, now: float) -> None:
-        stage = plan.current
-        if stage is None or stage.status != "running":
-            return
-        base_done, base_at, rate = stage.done, stage.resumed_at, stage.rate
-        self._reach(plan, self._progress(stage, now), lambda steps: base_at + (steps - base_done) / rate, now)
-
-    def _tick(self, plan: Plan, now: float) -> None:
-        stage = plan.current
-        assert stage is not None
-        if not self._reach(plan, stage.done + 1, lambda _steps: now, now):
-            stage.done = min(stage.done + 1, stage.steps)
-
-    def _reach(self, plan: Plan, progress: float, instant_of: Callable[[float], float], now: float) -> bool:
-        """Apply what happens when the running stage gets to ``progress`` steps; True if it halted or ended."""
-        stage = plan.current
-        assert stage is not None
-        if stage.halt_at is not None and progress >= stage.halt_at:
-            step = stage.halt_at
-            self._halt(plan, instant_of(step), done=step - 1, reason="step failed")
-            if not stage.halt_repeats:
-                stage.halt_at = None
-            return True
-        if not stage.never_finish and progress >= stage.steps:
-            self._complete(plan, instant_of(stage.steps), now)
-            return True
-        return False
-
-    def _halt(self, plan: Plan, at: float, *, done: float, reason: str) -> None:
-        stage = plan.current
-        assert stage is not None
-        stage.done = done
-        stage.status = "halted"
-        stage.halt_reason = reason
-        stage.halts.append({"at": iso_utc(at), "step": math.floor(done) + 1, "reason": reason})
-        plan.status = Status(stage.kind, Phase.HALTED)
-
-    def _manual_halt(self, plan: Plan, now: float, *, fullstop: bool) -> None:
-        stage = plan.current
-        assert stage is not None
-        progress = self._progress(stage, now)
-        done = math.floor(progress) if fullstop else progress
-        if done >= stage.steps:  # only a never-finishing stage gets here: it is stuck in its last step
-            done = stage.steps - 1
-        self._halt(plan, now, done=done, reason="halted by request")
-
-    def _resume(self, plan: Plan, now: float, option: str) -> None:
-        stage = plan.current
-        assert stage is not None
-        stage.status = "running"
-        stage.resumed_at = now
-        stage.continues.append({"at": iso_utc(now), "option": option, "step": math.floor(stage.done) + 1})
-        plan.status = Status(stage.kind, Phase.RUNNING)
-
-    def _complete(self, plan: Plan, at: float, now: float) -> None:
-        stage = plan.current
-        assert stage is not None
-        stage.status = "completed"
-        stage.done = stage.steps
-        stage.ended_at = at
-        if stage.kind is PlanState.UNDO_FAILOVER and not stage.undo_stays and not stage.errors:
-            plan.status = ENABLED
-            plan.current = None
-        else:
-            plan.status = Status(stage.kind, Phase.COMPLETE)
-        if stage.kind is PlanState.FAILOVER and stage.execute_chained_plans:
-            self._start_chained(plan, stage, at, now)
-
-    def _end_current(self, plan: Plan, now: float) -> None:
-        """Leave the current stage (Reset, Undo of a halted stage, forced state): a live one is aborted."""
-        stage = plan.current
-        if stage is not None and stage.status in ("running", "halted"):
-            stage.done = self._progress(stage, now)
-            stage.status = "aborted"
-            stage.ended_at = now
-        plan.current = None
-
-    def _start_chained(self, parent: Plan, stage: Stage, at: float, now: float) -> None:
-        for child in list(self._plans.values()):
-            schedule = child.schedule
-            if not (schedule.enabled and schedule.type == "AfterPlan" and schedule.after == parent.id):
-                continue
-            self._launch(child, at, now, requested=stage.restore_point_requested,
-                         rp_mode=stage.restore_point_mode, triggered_by=f"chain:{parent.id}")
-
-    def _fire_schedules(self, now: float) -> None:
-        for plan in list(self._plans.values()):
-            schedule = plan.schedule
-            if schedule.enabled and schedule.type == "OnTime" and schedule.time is not None and schedule.time <= now:
-                schedule.enabled = False  # one-shot
-                self._launch(plan, schedule.time, now, requested=None, rp_mode=None, triggered_by="schedule")
-
-    def _launch(self, plan: Plan, at: float, now: float, *, requested: str | None, rp_mode: str | None,
-                triggered_by: str) -> None:
-        """A FailoverNow nobody asked for over HTTP (schedule or chain): skipped, with an event, if not possible."""
-        if plan.status not in READY:
-            self._event(plan, at, "Run skipped", triggered_by=triggered_by,
-                        reason=f"plan is in state {self._shown_state(plan)}")
-            return
-        try:
-            self._start(plan, PlanState.FAILOVER, at, mode="FailoverNow", requested=requested, rp_mode=rp_mode,
-                        chained=True, triggered_by=triggered_by)
-        except BadRequest as exc:
-            self._event(plan, at, "Run skipped", triggered_by=triggered_by, reason=exc.message)
-            return
-        self._event(plan, at, str(Op.RUN_FAILOVER), triggered_by=triggered_by)
-        if self.progression == "time":
-            self._advance_time(plan, now)
-
     # -- representation -----------------------------------------------------------------------------------
 
     def _plan(self, plan_id: str) -> Plan:
@@ -666,71 +356,11 @@ class Simulator:
         self._settle(now)
         s = plan.settings
         if plan.status != ENABLED or (plan.check is not None and now < plan.check.ends_at):
-            raise Conflict(f"Plan {s.name} cannot run a readiness check while it is {self._shown_state(plan)}.",
+            raise Conflict(f"Plan {s.name} cannot run a readiness check while it is {self.view.shown_state(plan)}.",
                            status=s.illegal_status)
         plan.check = Check(now, now + s.readiness_duration / self.time_scale, s.readiness_errors)
         self._event(plan, now, "ReadinessCheck")
 
-    def _shown_state(self, plan: Plan) -> str:
-        """``planState`` as this plan shows it: its ``state_words`` for the phase it is in, else the profile's idle
-        word (Enabled, Verified, NotVerified) or the contract's spelling; an idle plan's readiness check's words."""
-        status = plan.status
-        if plan.check is not None and status == ENABLED:
-            return plan.check.words(self.now())
-        shown = plan.settings.idle_state if status == ENABLED else str(status.plan_state)
-        phase = _shown_phase(status)
-        return plan.settings.state_words.get(phase, shown) if phase is not None else shown
-
-    def _details(self, plan: Plan, now: float) -> str:
-        phase_shown = _shown_phase(plan.status)
-        if phase_shown is not None and (words := plan.settings.details_words.get(phase_shown)):
-            return words
-        stage = plan.current
-        phase = plan.status.phase
-        if plan.check is not None and plan.status == ENABLED:
-            return plan.check.details(now)
-        if phase is Phase.IDLE or stage is None:
-            return IDLE_DETAILS.get(self._shown_state(plan), "Ready")
-        if phase is Phase.RUNNING:
-            step = min(stage.steps, math.floor(self._progress(stage, now)) + 1)
-            return f"In progress: step {step} of {stage.steps}"
-        if phase is Phase.HALTED:
-            return f"Halted at step {math.floor(stage.done) + 1} of {stage.steps}: {stage.halt_reason}"
-        return stage.complete_details()
-
-    @staticmethod
-    def _in_use(plan: Plan) -> bool:
-        shown = plan.settings.in_use_shown
-        return plan.status.in_use if shown is None else shown
-
-    def _render(self, plan: Plan, now: float) -> dict[str, Any]:
-        """The plan exactly as contract 4.1 shows it."""
-        s = plan.settings
-        schedule = plan.schedule
-        after = self._plans.get(schedule.after) if schedule.type == "AfterPlan" else None
-        return {
-            "name": s.name,
-            "id": plan.id,
-            "description": s.description,
-            "contactName": s.contact_name,
-            "contactEmail": s.contact_email,
-            "contactTel": s.contact_tel,
-            "planState": self._shown_state(plan),
-            "planStateDetails": self._details(plan, now),
-            "planInUse": self._in_use(plan),
-            "scheduleEnabled": schedule.enabled,
-            "scheduleType": schedule.type if s.schedule_type_shown is None else s.schedule_type_shown,
-            "scheduleAfter": after.id if after else "",
-            "scheduleAfterPlanName": after.settings.name if after else "",
-            "scheduleTime": local_naive(schedule.time, self.tz) if schedule.time is not None else None,
-            "siteScopeId": s.scope_id,
-            "targetRPO": s.target_rpo,
-            "targetRTO": s.target_rto,
-            "_links": {"self": {"href": f"/v2/FailoverPlans/{plan.id}"}},
-        }
-
-    def _event(self, plan: Plan, at: float, event: str, **detail: Any) -> None:
-        plan.events.append({"at": iso_utc(at), "event": event, **detail})
 
     # -- control plane ------------------------------------------------------------------------------------
 
@@ -751,65 +381,54 @@ class Simulator:
             plan.check = None
             plan.status = ENABLED if patch.state == "Enabled" else DISABLED
         self._event(plan, now, "patched", **patch.model_dump(exclude_unset=True, mode="json"))
-        return self._record(plan, now)
+        return self.view.record(plan, now)
 
     @_locked
     def record(self, plan_id: str) -> dict[str, Any]:
         """The internal record of one plan (``GET /_sim/plans/{id}``)."""
         now = self.now()
         self._settle(now)
-        return self._record(self._plan(plan_id), now)
+        return self.view.record(self._plan(plan_id), now)
 
     @_locked
     def records(self) -> list[dict[str, Any]]:
         now = self.now()
         self._settle(now)
-        return [self._record(plan, now) for plan in self._plans.values()]
+        return [self.view.record(plan, now) for plan in self._plans.values()]
 
-    def _record(self, plan: Plan, now: float) -> dict[str, Any]:
-        schedule = plan.schedule
-        return {
-            "id": plan.id,
-            "name": plan.settings.name,
-            "planState": self._shown_state(plan),
-            "planStateDetails": self._details(plan, now),
-            "planInUse": self._in_use(plan),
-            "status": str(plan.status),
-            "settings": plan.settings.model_dump(mode="json"),
-            "restore_points": [iso_utc(p) for p in plan.restore_points],
-            "schedule": {
-                "enabled": schedule.enabled,
-                "type": schedule.type,
-                "after": schedule.after or None,
-                "time": iso_utc(schedule.time) if schedule.time is not None else None,
-            },
-            "run_requests": plan.run_requests,
-            "stages": [self._stage_json(stage, now) for stage in plan.history],
-            "events": list(plan.events),
-        }
+    @_locked
+    def admit(self, method: str, path: str, query: list[tuple[str, str]], body: Any) -> tuple[Fault | None,
+                                                                                              dict[str, Any]]:
+        """A request arrives: the fault it meets (if any) and its entry in the log, whose status the caller sets."""
+        fault = self.faults.pick(method, path)
+        entry = self.log.add(method=method, path=path, at=iso_utc(self.now()), fault=fault.id if fault else None,
+                             query=query, body=body)
+        return fault, entry
 
-    def _stage_json(self, stage: Stage, now: float) -> dict[str, Any]:
-        used = stage.restore_point_used
-        return {
-            "kind": str(stage.kind),
-            "mode": stage.mode,
-            "status": stage.status,
-            "triggered_by": stage.triggered_by,
-            "started_at": iso_utc(stage.started_at),
-            "ended_at": iso_utc(stage.ended_at) if stage.ended_at is not None else None,
-            "wall_seconds": round((stage.ended_at if stage.ended_at is not None else now) - stage.started_at, 6),
-            "sim_duration": stage.duration,
-            "steps": stage.steps,
-            "steps_done": round(min(self._progress(stage, now), stage.steps), 6),
-            "restore_point_requested": stage.restore_point_requested,
-            "restore_point_mode": stage.restore_point_mode,
-            "restore_point_used": iso_utc(used) if used is not None else None,
-            "restore_point_used_local": local_naive(used, self.tz) if used is not None else None,
-            "execute_chained_plans": stage.execute_chained_plans,
-            "options": stage.options,
-            "halts": list(stage.halts),
-            "continues": list(stage.continues),
-        }
+    @_locked
+    def fault_list(self) -> list[dict[str, Any]]:
+        return self.faults.to_json()
+
+    @_locked
+    def add_fault(self, spec: FaultSpec) -> str:
+        return self.faults.add(spec).id
+
+    @_locked
+    def remove_fault(self, fault_id: str) -> None:
+        if not self.faults.remove(fault_id):
+            raise NotFound(f"Fault {fault_id} was not found.")
+
+    @_locked
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    @_locked
+    def requests(self, *, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
+        return self.log.select(method=method, path=path)
+
+    @_locked
+    def clear_requests(self) -> None:
+        self.log.clear()
 
     @_locked
     def summary(self) -> dict[str, Any]:
@@ -829,6 +448,6 @@ class Simulator:
             "clock_offset": self._offset,
             "login": self.scenario.login.model_dump(),
             "clients": [c.client_id for c in self.scenario.clients],
-            "plans": [{"name": p.settings.name, "id": p.id, "planState": self._shown_state(p)}
+            "plans": [{"name": p.settings.name, "id": p.id, "planState": self.view.shown_state(p)}
                       for p in self._plans.values()],
         }

@@ -16,8 +16,13 @@ PACKAGES = ("vaodrill", "flows", "tasks")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 
-#: What may still be over: a module path, or ``path:qualified.function``, relative to the repository root.
-EXCEPTIONS: frozenset[str] = frozenset()
+#: What may still be over while its owner splits it (app/, flows/, tasks/ only): a module path, or
+#: ``path:qualified.function``, relative to the repository root.
+EXCEPTIONS: frozenset[str] = frozenset({
+    "flows/drill.py",
+    "vaodrill/app/cli.py",
+    "vaodrill/app/cli.py:_run_drill",
+})
 
 
 def oversized() -> set[str]:

@@ -374,13 +374,15 @@ class Simulator(Progress):
             plan.settings = patch.apply_to(plan.settings)
         except ValidationError as exc:
             raise BadRequest(f"Invalid plan settings: {validation_message(exc)}.") from None
-        if "restore_points" in patch.model_fields_set:
+        if "restore_points" in patch.settings:
             plan.restore_points = self._restore_points(plan.settings.restore_points)
         if patch.state is not None:
             self._end_current(plan, now)
             plan.check = None
             plan.status = ENABLED if patch.state == "Enabled" else DISABLED
-        self._event(plan, now, "patched", **patch.model_dump(exclude_unset=True, mode="json"))
+        shown = plan.settings.model_dump(mode="json")
+        changed = {"state": patch.state} if "state" in patch.model_fields_set else {}
+        self._event(plan, now, "patched", **changed, **{key: shown[key] for key in patch.settings})
         return self.view.record(plan, now)
 
     @_locked

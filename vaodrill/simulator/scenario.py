@@ -258,48 +258,22 @@ class PlanSettings(_Behaviour, PlanProfile):
         return self
 
 
-class PlanPatch(_ProfileChoice):
-    """Body of ``PATCH /_sim/plans/{id}``: any subset of :class:`PlanSettings`, plus a forced ``state``."""
+class PlanPatch(BaseModel):
+    """Body of ``PATCH /_sim/plans/{id}``: any of :class:`PlanSettings`'s fields, checked by PlanSettings itself (one
+    shape, so the two never drift apart), plus ``state`` to force the plan Enabled or Disabled right away."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="allow")
 
     state: Literal["Enabled", "Disabled"] | None = None
-    name: str | None = Field(None, min_length=1)
-    description: str | None = None
-    contact_name: str | None = None
-    contact_email: str | None = None
-    contact_tel: str | None = None
-    target_rto: int | None = Field(None, ge=0)
-    target_rpo: int | None = Field(None, ge=0)
-    failover_duration: float | None = Field(None, gt=0)
-    failback_duration: float | None = Field(None, gt=0)
-    undo_duration: float | None = Field(None, gt=0)
-    steps: int | None = Field(None, ge=1, le=1000)
-    restore_points: RestorePoints | None = None
-    halt_at_step: int | None = Field(None, ge=1)
-    never_finish: bool | None = None
-    fail_undo: bool | None = None
-    warnings: Counts | None = None
-    errors: Counts | None = None
-    readiness_duration: float | None = Field(None, gt=0)
-    readiness_errors: int | None = Field(None, ge=0)
-    state_words: StateWords | None = None
-    schedule_type_shown: str | int | None = None
-    in_use_shown: bool | None = None
-    details_words: StateWords | None = None
 
-    @model_validator(mode="after")
-    def _no_null_settings(self) -> Self:
-        nullable = {"halt_at_step", "state", "schedule_type_shown", "in_use_shown"}
-        for name in self.model_fields_set - nullable:
-            if getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
-        return self
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The settings this patch changes, as sent."""
+        return dict(self.model_extra or {})
 
     def apply_to(self, settings: PlanSettings) -> PlanSettings:
         """A new, validated :class:`PlanSettings` with this patch applied (``ValidationError`` if invalid)."""
-        changes = self.model_dump(exclude_unset=True, exclude={"state"})
-        return PlanSettings.model_validate({**settings.model_dump(), **changes})
+        return PlanSettings.model_validate({**settings.model_dump(), **self.settings})
 
 
 class Scenario(BaseModel):

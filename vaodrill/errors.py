@@ -38,11 +38,12 @@ import httpx
 MESSAGE_CHARS = 300
 
 
-def one_line(text: str, limit: int = MESSAGE_CHARS) -> str:
-    """``text`` on one printable line of at most ``limit`` characters (server text can hold anything)."""
+def one_line(text: str, limit: int | None = MESSAGE_CHARS) -> str:
+    """``text`` on one printable line of at most ``limit`` characters (``None``: uncut); server text can hold
+    anything. The one text-shortening helper: every message, log line and report cell goes through it."""
     cleaned = "".join(c if c.isprintable() else " " for c in text)
     line = " ".join(cleaned.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+    return line if limit is None or len(line) <= limit else line[: limit - 1] + "…"
 
 
 class VaoError(Exception):

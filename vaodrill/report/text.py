@@ -9,6 +9,7 @@ import math
 import re
 from datetime import UTC, datetime
 
+from vaodrill.errors import one_line
 from vaodrill.report.model import DASH, DrillReport, PlanEvent, PlanResult
 
 __all__ = [
@@ -39,12 +40,10 @@ def format_duration(seconds: float | None) -> str:
     return f"{sign}{hours}h {minutes:02d}m" if minutes else f"{sign}{hours}h"
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def _line(text: str) -> str:
-    """One display line: control characters (ANSI escapes from server logs) dropped, whitespace collapsed."""
-    return " ".join(_CONTROL.sub(" ", text).split())
+    """One display line, never cut (a report keeps the whole reason): what cannot be printed (ANSI escapes from
+    server logs) dropped, whitespace collapsed."""
+    return one_line(text, None)
 
 
 def _fmt_time(value: datetime | None) -> str:

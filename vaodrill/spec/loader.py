@@ -31,6 +31,7 @@ import yaml
 from pydantic import ValidationError
 from yaml._yaml import CParser  # libyaml; PyYAML's wheels ship it
 
+from vaodrill.errors import one_line
 from vaodrill.spec.model import DrillSpec, SpecIssue, format_loc
 from vaodrill.spec.strict import show_value, validation_problem
 
@@ -97,7 +98,8 @@ class _Loader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
         if isinstance(event, yaml.AliasEvent):
             size = self._sizes.get(anchor) if anchor is not None else None
             if size is None and anchor in self.anchors:
-                raise _LimitError(None, None, f"alias *{_short(anchor)} refers to a value containing it", mark)
+                problem = f"alias *{one_line(str(anchor), 40)} refers to a value containing it"
+                raise _LimitError(None, None, problem, mark)
             self._count(size or 0, mark, f"aliases expand to more than {MAX_NODES} values")
             return super().compose_node(parent, index)  # an undefined alias is PyYAML's error
         if self._depth >= MAX_DEPTH:
@@ -117,11 +119,6 @@ class _Loader(yaml.composer.Composer, CParser, yaml.constructor.SafeConstructor,
         self._nodes += nodes
         if self._nodes > MAX_NODES:
             raise _LimitError(None, None, problem, mark)
-
-
-def _short(text: object) -> str:
-    shown = str(text)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:

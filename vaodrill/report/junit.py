@@ -8,17 +8,17 @@ from collections.abc import Iterable
 
 from vaodrill.report.model import DASH, FAILING_STATUSES, DrillReport, PlanResult
 from vaodrill.report.text import (
-    _fmt_event,
-    _fmt_restore_point,
-    _fmt_rto,
-    _fmt_time,
-    _fmt_undo,
-    _left_ids,
-    _reason,
-    _status_word,
-    _without_plan,
+    fmt_event,
+    fmt_reason,
+    fmt_restore_point,
+    fmt_rto,
+    fmt_time,
+    fmt_undo,
+    left_ids,
     plan_events,
     plan_reasons,
+    status_word,
+    without_plan,
 )
 
 __all__ = ["render_junit"]
@@ -34,12 +34,12 @@ def _junit_details(p: PlanResult, left: set[int]) -> str:
     lines = [
         f"plan: {p.plan}",
         f"id: {p.id or DASH}",
-        f"status: {_status_word(p.status)}",
-        f"restore point requested: {_fmt_restore_point(p)}",
-        f"failover started: {_fmt_time(p.failover_started_at)}",
-        f"failover completed: {_fmt_time(p.failover_completed_at)}",
-        f"RTO achieved / target: {_fmt_rto(p)}",
-        f"undo: {_fmt_undo(p, left)}",
+        f"status: {status_word(p.status)}",
+        f"restore point requested: {fmt_restore_point(p)}",
+        f"failover started: {fmt_time(p.failover_started_at)}",
+        f"failover completed: {fmt_time(p.failover_completed_at)}",
+        f"RTO achieved / target: {fmt_rto(p)}",
+        f"undo: {fmt_undo(p, left)}",
     ]
     if p.after:
         lines.append(f"after: {', '.join(p.after)}")
@@ -54,7 +54,7 @@ def _junit_details(p: PlanResult, left: set[int]) -> str:
 def _junit_case_properties(p: PlanResult) -> Iterable[tuple[str, str]]:
     """A testcase's properties: what a CI shows beside a passed test (Jenkins, GitLab read them)."""
     yield from (("warning", w) for w in p.warnings)
-    yield from ((e.kind, _fmt_event(e)) for e in p.events)
+    yield from ((e.kind, fmt_event(e)) for e in p.events)
     yield from (("note", n) for n in p.notes)
     if p.undo_details:
         yield "undo_details", p.undo_details
@@ -63,18 +63,18 @@ def _junit_case_properties(p: PlanResult) -> Iterable[tuple[str, str]]:
 def _junit_outcome(p: PlanResult, left: set[int]) -> tuple[str, dict[str, str]] | None:
     """The child element (tag, attributes) marking a non-passing testcase, or None if it passed."""
     if p.status in FAILING_STATUSES:
-        return "failure", {"type": p.status, "message": _x(_reason(p) or _status_word(p.status))}
+        return "failure", {"type": p.status, "message": _x(fmt_reason(p) or status_word(p.status))}
     if p.status == "skipped":
-        return "skipped", {"message": _x(_reason(p) or "skipped")}
+        return "skipped", {"message": _x(fmt_reason(p) or "skipped")}
     if p.undo == "failed" or id(p) in left:
-        message = _without_plan(p.plan, p.undo_reason) if p.undo_reason else f"undo {p.undo}: plan left failed over"
+        message = without_plan(p.plan, p.undo_reason) if p.undo_reason else f"undo {p.undo}: plan left failed over"
         return "failure", {"type": "cleanup", "message": _x(message)}
     return None
 
 
 def render_junit(report: DrillReport) -> str:
     """JUnit XML: one testsuite per drill, one testcase per plan; time is the achieved RTO."""
-    left = _left_ids(report)
+    left = left_ids(report)
     outcomes = [(p, _junit_outcome(p, left)) for p in report.plans]
     failures = sum(1 for _, o in outcomes if o and o[0] == "failure")
     skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped")
@@ -118,7 +118,7 @@ def render_junit(report: DrillReport) -> str:
             tag, attrs = outcome
             el = ET.SubElement(case, tag, attrs)
             if tag == "failure":
-                el.text = _x(plan_reasons(p) or _status_word(p.status))
+                el.text = _x(plan_reasons(p) or status_word(p.status))
         ET.SubElement(case, "system-out").text = _junit_details(p, left)
 
     ET.indent(root)

@@ -11,18 +11,18 @@ from vaodrill.report.text import (
     STOPPED_WORDS,
     UNDO_WORDS,
     WARNING_MARK,
-    _after,
-    _counts_line,
-    _fmt_restore_point,
-    _fmt_rto,
-    _fmt_time,
-    _fmt_undo,
-    _line,
-    _reason,
-    _status_label,
-    _without_plan,
+    counts_line,
+    display_line,
+    fmt_after,
+    fmt_reason,
+    fmt_restore_point,
+    fmt_rto,
+    fmt_time,
+    fmt_undo,
     format_duration,
     plan_events,
+    status_label,
+    without_plan,
 )
 
 __all__ = ["render_markdown"]
@@ -33,7 +33,7 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|&])")
 
 def _md(text: str) -> str:
     """Escape inline Markdown/HTML so plan names and server messages render as text, on one line."""
-    return _MD_SPECIAL.sub(r"\\\1", _line(text))
+    return _MD_SPECIAL.sub(r"\\\1", display_line(text))
 
 
 def _md_url(url: str | None) -> str:
@@ -44,18 +44,18 @@ def _md_url(url: str | None) -> str:
 def _md_details(p: PlanResult) -> str | None:
     """One line of everything the table has no room for, or None when there is nothing to add."""
     parts = []
-    if reason := _reason(p):
+    if reason := fmt_reason(p):
         parts.append(_md(reason))
     elif p.status != "passed":
         parts.append("no reason given")
     if p.failover_details and f"VAO: {p.failover_details}" not in p.warnings:  # else its warning line says it
         parts.append(f"VAO: {_md(p.failover_details)}")
     if p.undo_reason:
-        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_md(_without_plan(p.plan, p.undo_reason))}")
+        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_md(without_plan(p.plan, p.undo_reason))}")
     parts += [_md(line) for line in plan_events(p)]
     if not parts:
         return None
-    return f"- **{_md(p.plan)}** ({_status_label(p)}): {'; '.join(parts)}"
+    return f"- **{_md(p.plan)}** ({status_label(p)}): {'; '.join(parts)}"
 
 
 def render_markdown(report: DrillReport) -> str:
@@ -82,7 +82,7 @@ def _md_left_failed_over(report: DrillReport) -> list[str]:
             ">",
         ]
         for p in left:
-            detail = f" ({_md(_without_plan(p.plan, p.undo_reason))})" if p.undo_reason else ""
+            detail = f" ({_md(without_plan(p.plan, p.undo_reason))})" if p.undo_reason else ""
             out.append(f"> - **{_md(p.plan)}**: undo {UNDO_WORDS.get(p.undo, p.undo)}{detail}")
         out.append("")
     return out
@@ -103,14 +103,14 @@ def _md_summary(report: DrillReport) -> list[str]:
         f"- **Run id:** {_md(report.run_id)}",
         f"- **Mode:** {report.mode}",
         f"- **Verdict:** {report.verdict}",
-        f"- **Started:** {_fmt_time(report.started_at)}",
-        f"- **Finished:** {_fmt_time(report.finished_at)}",
+        f"- **Started:** {fmt_time(report.started_at)}",
+        f"- **Finished:** {fmt_time(report.finished_at)}",
         f"- **Duration:** {format_duration(report.duration_seconds)}",
         f"- **VAO server:** {_md_url(report.vao_server)}",
     ]
     if report.flow_run_url:
         out.append(f"- **Flow run:** {_md_url(report.flow_run_url)}")
-    out.append(f"- **Plans:** {_counts_line(report)}")
+    out.append(f"- **Plans:** {counts_line(report)}")
     if report.stopped:
         out.append(f"- **Stopped early:** {STOPPED_WORDS.get(report.stopped, report.stopped)}")
     if report.reason:
@@ -133,15 +133,15 @@ def _md_plans(report: DrillReport) -> list[str]:
             "|---|---|---|---|---|---|---|---|",
         ]
         for p in report.plans:
-            undo = _fmt_undo(p, left_ids)
+            undo = fmt_undo(p, left_ids)
             cells = [
                 _md(p.plan),
-                _status_label(p),
-                _md(_after(p)),
-                _md(_fmt_restore_point(p)),
-                _fmt_time(p.failover_started_at),
-                _fmt_time(p.failover_completed_at),
-                _fmt_rto(p),
+                status_label(p),
+                _md(fmt_after(p)),
+                _md(fmt_restore_point(p)),
+                fmt_time(p.failover_started_at),
+                fmt_time(p.failover_completed_at),
+                fmt_rto(p),
                 f"**{undo}**" if id(p) in left_ids else undo,
             ]
             out.append("| " + " | ".join(cells) + " |")

@@ -10,16 +10,16 @@ from vaodrill.report.text import (
     RESTORE_POINT_NOTE,
     STOPPED_WORDS,
     WARNING_MARK,
-    _counts_line,
-    _fmt_restore_point,
-    _fmt_rto,
-    _fmt_time,
-    _fmt_undo,
-    _left_ids,
-    _line,
-    _status_label,
+    counts_line,
+    display_line,
+    fmt_restore_point,
+    fmt_rto,
+    fmt_time,
+    fmt_undo,
+    left_ids,
     plan_events,
     plan_reasons,
+    status_label,
 )
 
 __all__ = ["summary_table"]
@@ -37,16 +37,16 @@ _UNDO_STYLE = {"verified": "green", "not_needed": "dim", "failed": "bold red", "
 
 def summary_table(report: DrillReport) -> Table:
     """A colored terminal table. Cells are :class:`Text`, so ``[`` in names is never read as markup."""
-    left = _left_ids(report)
+    left = left_ids(report)
     ok = report.verdict == "passed"
-    caption = [f"run {_line(report.run_id)} · {report.mode} · {_counts_line(report)}"]
+    caption = [f"run {display_line(report.run_id)} · {report.mode} · {counts_line(report)}"]
     if report.stopped:
         caption.append(f"stopped early: {STOPPED_WORDS.get(report.stopped, report.stopped)}")
-    caption += [f"{WARNING_MARK} warning: {_line(w)}" for w in report.warnings]
+    caption += [f"{WARNING_MARK} warning: {display_line(w)}" for w in report.warnings]
     caption.append(f"* {RESTORE_POINT_NOTE}")
     table = Table(
         title=Text.assemble(
-            f"{_line(report.drill)} ",
+            f"{display_line(report.drill)} ",
             ("PASSED" if ok else "FAILED", "bold green" if ok else "bold red"),
         ),
         caption=Text("\n".join(caption)),
@@ -60,14 +60,14 @@ def summary_table(report: DrillReport) -> Table:
         undo_style = "bold white on red" if id(p) in left else _UNDO_STYLE.get(p.undo, "")
         rto_style = "" if p.rto_met is None else ("green" if p.rto_met else "red")
         table.add_row(
-            Text(_line(p.plan)),
-            Text(_status_label(p), style="yellow" if p.warnings and p.status == "passed"
+            Text(display_line(p.plan)),
+            Text(status_label(p), style="yellow" if p.warnings and p.status == "passed"
                  else _STATUS_STYLE.get(p.status, "")),
-            Text(_line(_fmt_restore_point(p))),
-            Text(_fmt_time(p.failover_started_at)),
-            Text(_fmt_rto(p), style=rto_style),
-            Text(_fmt_undo(p, left), style=undo_style),
-            Text("\n".join(([r] if (r := _line(plan_reasons(p))) else []) + plan_events(p)), style="dim"),
+            Text(display_line(fmt_restore_point(p))),
+            Text(fmt_time(p.failover_started_at)),
+            Text(fmt_rto(p), style=rto_style),
+            Text(fmt_undo(p, left), style=undo_style),
+            Text("\n".join(([r] if (r := display_line(plan_reasons(p))) else []) + plan_events(p)), style="dim"),
         )
     return table
 

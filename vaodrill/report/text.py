@@ -18,10 +18,23 @@ __all__ = [
     "STOPPED_WORDS",
     "UNDO_WORDS",
     "WARNING_MARK",
+    "counts_line",
+    "display_line",
+    "fmt_after",
+    "fmt_event",
+    "fmt_reason",
+    "fmt_restore_point",
+    "fmt_rto",
+    "fmt_time",
+    "fmt_undo",
     "format_duration",
+    "left_ids",
     "plan_events",
     "plan_reasons",
+    "status_label",
+    "status_word",
     "table_rows",
+    "without_plan",
 ]
 
 
@@ -40,13 +53,13 @@ def format_duration(seconds: float | None) -> str:
     return f"{sign}{hours}h {minutes:02d}m" if minutes else f"{sign}{hours}h"
 
 
-def _line(text: str) -> str:
+def display_line(text: str) -> str:
     """One display line, never cut (a report keeps the whole reason): what cannot be printed (ANSI escapes from
     server logs) dropped, whitespace collapsed."""
     return one_line(text, None)
 
 
-def _fmt_time(value: datetime | None) -> str:
+def fmt_time(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else DASH
 
 
@@ -78,11 +91,11 @@ RESTORE_POINT_NOTE = (
 )
 
 
-def _status_word(status: str) -> str:
+def status_word(status: str) -> str:
     return status.replace("_", " ")
 
 
-def _fmt_rto(p: PlanResult) -> str:
+def fmt_rto(p: PlanResult) -> str:
     if p.rto_seconds is None and p.rto_target_seconds is None:
         return DASH
     text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
@@ -96,7 +109,7 @@ def _asked_for_restore_point(p: PlanResult) -> bool:
     return p.failover_started_at is not None or (p.status != "skipped" and p.undo != "not_needed")
 
 
-def _fmt_restore_point(p: PlanResult) -> str:
+def fmt_restore_point(p: PlanResult) -> str:
     if not _asked_for_restore_point(p):
         return DASH
     if p.restore_point and p.restore_point_rule:
@@ -104,12 +117,12 @@ def _fmt_restore_point(p: PlanResult) -> str:
     return p.restore_point or p.restore_point_rule or DASH
 
 
-def _fmt_undo(p: PlanResult, left: set[int]) -> str:
+def fmt_undo(p: PlanResult, left: set[int]) -> str:
     word = UNDO_WORDS.get(p.undo, p.undo)
     return f"{word.upper()} — left failed over" if id(p) in left else word
 
 
-def _left_ids(report: DrillReport) -> set[int]:
+def left_ids(report: DrillReport) -> set[int]:
     """Identities, not names, of the plans left failed over: names are not guaranteed unique."""
     return {id(p) for p in report.left_failed_over}
 
@@ -117,26 +130,26 @@ def _left_ids(report: DrillReport) -> set[int]:
 _NESTED = re.compile(r"(?P<head>[^()]+?) \((?P<inner>.*)\)")
 
 
-def _without_plan(plan: str, text: str) -> str:
+def without_plan(plan: str, text: str) -> str:
     """The message minus repeats of the plan name, which every place showing it already names.
 
     Drops ``<plan>: `` wherever a message part starts, then collapses ``halted (halted (x))`` to ``halted (x)``.
     """
-    text = re.sub(r"(^|[(;]\s*)" + re.escape(plan) + r":\s*", r"\1", _line(text))
+    text = re.sub(r"(^|[(;]\s*)" + re.escape(plan) + r":\s*", r"\1", display_line(text))
     while (m := _NESTED.fullmatch(text)) and (m["inner"] == m["head"] or m["inner"].startswith(m["head"] + " ")):
         text = m["inner"]
     return text
 
 
-def _reason(p: PlanResult) -> str | None:
-    return _without_plan(p.plan, p.reason) if p.reason else None
+def fmt_reason(p: PlanResult) -> str | None:
+    return without_plan(p.plan, p.reason) if p.reason else None
 
 
 def plan_reasons(p: PlanResult) -> str:
     """Why the plan and its undo ended as they did, one line, without repeating the plan's name."""
-    parts = [r] if (r := _reason(p)) else []
+    parts = [r] if (r := fmt_reason(p)) else []
     if p.undo_reason:
-        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {_without_plan(p.plan, p.undo_reason)}")
+        parts.append(f"undo {UNDO_WORDS.get(p.undo, p.undo)}: {without_plan(p.plan, p.undo_reason)}")
     return "; ".join(parts)
 
 
@@ -144,56 +157,57 @@ def plan_reasons(p: PlanResult) -> str:
 WARNING_MARK = "⚠️"
 
 
-def _status_label(p: PlanResult) -> str:
+def status_label(p: PlanResult) -> str:
     label = STATUS_LABELS.get(p.status, p.status)
     if p.warnings:
         label += f" {WARNING_MARK} {len(p.warnings)} warning{'s' if len(p.warnings) != 1 else ''}"
     return label
 
 
-def _fmt_event(e: PlanEvent) -> str:
+def fmt_event(e: PlanEvent) -> str:
     if e.kind == "halt":
         where = f" at step {e.step}" if e.step is not None else ""
-        return f"halted{where} at {_fmt_time(e.at)}" + (f" ({_line(e.details)})" if e.details else "")
-    return f"Continue {e.option or DASH} sent at {_fmt_time(e.at)}" + (f": {_line(e.outcome)}" if e.outcome else "")
+        return f"halted{where} at {fmt_time(e.at)}" + (f" ({display_line(e.details)})" if e.details else "")
+    outcome = f": {display_line(e.outcome)}" if e.outcome else ""
+    return f"Continue {e.option or DASH} sent at {fmt_time(e.at)}{outcome}"
 
 
 def plan_events(p: PlanResult) -> list[str]:
     """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
     restore-point notes and the undo's own details; every report shows these lines."""
-    lines = [_fmt_event(e) for e in p.events]
-    lines += [f"warning: {_line(w)}" for w in p.warnings]
-    lines += [f"note: {_line(n)}" for n in p.notes]
+    lines = [fmt_event(e) for e in p.events]
+    lines += [f"warning: {display_line(w)}" for w in p.warnings]
+    lines += [f"note: {display_line(n)}" for n in p.notes]
     if p.undo_details:
-        lines.append(f"undo details: {_line(p.undo_details)}")
+        lines.append(f"undo details: {display_line(p.undo_details)}")
     return lines
 
 
-def _after(p: PlanResult) -> str:
-    return ", ".join(_line(a) for a in p.after) or DASH
+def fmt_after(p: PlanResult) -> str:
+    return ", ".join(display_line(a) for a in p.after) or DASH
 
 
-def _counts_line(report: DrillReport) -> str:
-    parts = [f"{n} {_status_word(status)}" for status, n in report.counts.items() if n]
+def counts_line(report: DrillReport) -> str:
+    parts = [f"{n} {status_word(status)}" for status, n in report.counts.items() if n]
     total = len(report.plans)
     return f"{total} plan{'s' if total != 1 else ''}" + (f": {', '.join(parts)}" if parts else "")
 
 
 def table_rows(report: DrillReport) -> list[dict[str, str]]:
     """One flat row of strings per plan, for a Prefect table artifact."""
-    left = _left_ids(report)
+    left = left_ids(report)
     return [
         {
-            "plan": _line(p.plan),
-            "status": _status_label(p),
-            "after": _after(p),
-            "restore_point_requested": _fmt_restore_point(p),
-            "failover_started_at": _fmt_time(p.failover_started_at),
-            "failover_completed_at": _fmt_time(p.failover_completed_at),
-            "rto": _fmt_rto(p),
-            "undo": _fmt_undo(p, left),
-            "vao_details": _line(p.failover_details) if p.failover_details else DASH,
-            "reason": _line(plan_reasons(p)),
+            "plan": display_line(p.plan),
+            "status": status_label(p),
+            "after": fmt_after(p),
+            "restore_point_requested": fmt_restore_point(p),
+            "failover_started_at": fmt_time(p.failover_started_at),
+            "failover_completed_at": fmt_time(p.failover_completed_at),
+            "rto": fmt_rto(p),
+            "undo": fmt_undo(p, left),
+            "vao_details": display_line(p.failover_details) if p.failover_details else DASH,
+            "reason": display_line(plan_reasons(p)),
             "events": "; ".join(plan_events(p)) or DASH,
         }
         for p in report.plans

@@ -1,4 +1,4 @@
-"""When :class:`vaodrill.engine.monitor.PlanMonitor` reads the plan list next: a fixed interval, or an adaptive schedule.
+"""When :class:`~vaodrill.engine.monitor.PlanMonitor` reads the plan list next: a fixed interval or an adaptive one.
 
 A fixed poll sees a completion on average half an interval late. The adaptive schedule (``polling: adaptive``)
 reads when a completion is likely, from what the server says and what it has already shown:

@@ -251,7 +251,7 @@ async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient) -
 
 async def test_a_post_refused_for_now_is_resent_after_retry_after_and_runs_once(
         vao: VaoClient, sim: httpx.AsyncClient) -> None:
-    """429, and 503 with Retry-After: VAO says it did nothing, so the one policy sends the write again."""
+    """429 or 503 with Retry-After: VAO says it did nothing, so the one policy sends the write again."""
     plan = await plan_named(vao, "Core Network")
     await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "retry_after": 0,
                                          "count": 1})
@@ -264,7 +264,8 @@ async def test_a_post_refused_for_now_is_resent_after_retry_after_and_runs_once(
 
 @pytest.mark.parametrize(("error", "retried"), [
     (VaoConnectError("never sent"), True), (VaoResponseLost("sent, no answer"), False),
-    (VaoTLSError("untrusted"), False), (VaoRateLimited("429", status_code=429), True),
+    (VaoTLSError("untrusted"), False), (VaoRateLimited("429", status_code=429, retry_after=1), True),
+    (VaoRateLimited("429", status_code=429), False),
     (VaoServerError("503", status_code=503, retry_after=5), True),
     (VaoServerError("503", status_code=503), False),
     (VaoServerError("500", status_code=500, retry_after=5), False),

@@ -2,7 +2,7 @@
 
 What is retried (:meth:`RetryPolicy.retryable`): a read, on any transient error (:func:`is_transient`: connection
 problems, timeouts, 429, 5xx); a write (every POST) only when the server provably did not act on it: the request
-never reached it, or it was refused for now (429, or 503 with ``Retry-After``). A Run must never be sent twice.
+never reached it, or it was refused for now (429 or 503 with ``Retry-After``). A Run must never be sent twice.
 The waits are capped exponential backoff with jitter, or the server's ``Retry-After``; one operation (every attempt
 and wait) ends within the policy's ``deadline``. A drill allows its own operations longer (its ``give_up_after``)
 with :func:`patience`. Each retry is announced while it happens: one line, what failed and when the next try is.
@@ -50,9 +50,9 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _refused_for_now(error: BaseException) -> bool:
-    """429, or 503 with Retry-After: the server says it did nothing and when to ask again."""
-    return isinstance(error, VaoRateLimited) or (
-        isinstance(error, VaoServerError) and error.status_code == 503 and error.retry_after is not None)
+    """429 or 503 with Retry-After: the server says it did nothing, and when to ask again."""
+    return (isinstance(error, VaoRateLimited | VaoServerError) and error.status_code in (429, 503)
+            and error.retry_after is not None)
 
 
 @contextlib.contextmanager

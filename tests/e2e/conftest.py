@@ -64,12 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Reorder the e2e tests among themselves (their slots in the session stay where they are), and keep them
-    together on one pytest-xdist worker (they share one Prefect server and rely on this order)."""
+    """Reorder the e2e tests among themselves (their slots in the session stay where they are)."""
     slots = [i for i, item in enumerate(items) if _E2E_DIR in Path(str(item.fspath)).resolve().parents]
     ordered = sorted((items[i] for i in slots), key=lambda item: _MODULE_ORDER.get(Path(str(item.fspath)).stem, 9))
     for slot, item in zip(slots, ordered, strict=True):
-        item.add_marker(pytest.mark.xdist_group("e2e"))
         items[slot] = item
 
 

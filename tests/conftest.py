@@ -26,6 +26,19 @@ import pytest  # noqa: E402
 from tests.test_simulator_support import Api, FakeClock, app_for  # noqa: E402
 
 
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n``: the e2e tests as one unit of work on one worker (they share one Prefect server and rely on
+    their order), every other test module as its own unit (its module fixtures set up once), e2e first."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class E2eTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid.split("::", 1)[0]
+
+    config.option.loadscopereorder = False  # collection order: the e2e unit, the longest, goes first
+    return E2eTogether(config, log)
+
+
 @pytest.fixture(scope="session")
 def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty PREFECT_HOME for CLI runs with no Prefect API configured (no profile of this machine leaks in)."""

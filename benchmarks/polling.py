@@ -38,7 +38,7 @@ async def one_run(url: str, n: int, shared: bool) -> tuple[int, float]:
             monitor = PlanMonitor(client, INTERVAL, give_up_after=60)
 
             async def wait(plan_id: str) -> None:
-                async for plan, _ in monitor.watch(plan_id):
+                async for plan, _, _ in monitor.watch(plan_id):
                     if plan.state is PlanState.FAILOVER and plan.stage_complete:
                         return
 

@@ -267,10 +267,27 @@ async def test_halt_is_reported_and_undone(any_sim: Sim, tmp_path: Path) -> None
 async def test_halt_policy_continues_once(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("App Tier", halt_at_step=2)
     report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
-    assert report.verdict == "passed", report.reason
+    assert report.verdict == "passed", [(p.plan, p.status, p.reason) for p in report.plans]
     continues = [e["path"] for e in any_sim.requests(method="POST") if e["path"].endswith("Continue")
                  and e["status"] == 200]
     assert len(continues) == 1
+
+
+@pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
+async def test_a_reading_that_left_while_the_continue_was_held_is_no_second_halt(any_sim: Sim, tmp_path: Path) -> None:
+    """The server holds the Continue for a second: the list reads that leave meanwhile still show the halt. Taken
+    for a second halt, they failed the plan (``max: 1``): seen once on a loaded fresh-clone run."""
+    import datetime as dt
+
+    any_sim.patch("App Tier", halt_at_step=2)
+    any_sim.control.post("/_sim/faults", json={"method": "POST", "path": "*/Continue", "latency": 1.0}
+                         ).raise_for_status()
+    report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
+    assert report.verdict == "passed", [(p.plan, p.status, p.reason) for p in report.plans]
+    (held,) = [dt.datetime.fromisoformat(e["at"]) for e in any_sim.requests(method="POST")
+               if e["path"].endswith("/Continue") and e["status"] == 200]
+    reads = [dt.datetime.fromisoformat(e["at"]) for e in any_sim.requests(method="GET", path=any_sim.path())]
+    assert [at for at in reads if held < at < held + dt.timedelta(seconds=0.9)], "no list read during the hold"
 
 
 @pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)

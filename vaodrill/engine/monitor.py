@@ -58,6 +58,7 @@ class PlanMonitor:
         self._on_read_error = on_read_error or (lambda _message: None)
         self._plans: dict[str, FailoverPlan] = {}
         self._observed_at = utcnow()
+        self._sent = -math.inf  # when the request behind ``_plans`` left (``time.monotonic()``)
         self._readings: dict[str, tuple[FailoverPlan, float]] = {}  # plan id -> latest reading, when it left
         self._version = 0
         self._changed = asyncio.Condition()
@@ -88,8 +89,9 @@ class PlanMonitor:
             self.fatal = None
         self.failing_since = None
 
-    async def watch(self, plan_id: str) -> AsyncIterator[tuple[FailoverPlan, datetime]]:
-        """Each fresh reading of one plan (taken after the call), with the moment it was observed."""
+    async def watch(self, plan_id: str) -> AsyncIterator[tuple[FailoverPlan, datetime, float]]:
+        """Each fresh reading of one plan (taken after the call), with the moment it was observed and the moment
+        its request left (``time.monotonic()``)."""
         self._watchers += 1
         self._watched[plan_id.lower()] += 1
         self._new_watch.set()
@@ -105,12 +107,12 @@ class PlanMonitor:
                         await self._changed.wait()
                     seen = self._version
                     plan = self._plans.get(plan_id.lower())
-                    observed_at = self._observed_at
+                    observed_at, sent = self._observed_at, self._sent
                     fresh = self.last_error is None
                 if self.fatal is not None:
                     raise self.fatal
                 if plan is not None and fresh:
-                    yield plan, observed_at
+                    yield plan, observed_at, sent
                 elif fresh:
                     raise PlanFailed(f"plan {plan_id} is no longer listed by the server")
         finally:
@@ -138,7 +140,7 @@ class PlanMonitor:
                 self.remember(plans, sent)
                 async with self._changed:
                     self._plans = {p.id.lower(): p for p in plans}
-                    self._observed_at = utcnow()
+                    self._observed_at, self._sent = utcnow(), sent
             self.polls += 1
             async with self._changed:
                 self._version += 1
@@ -186,18 +188,22 @@ async def wait_for(monitor: PlanMonitor, target: PlanTarget, *, what: str,
     """The one wait routine: feed each reading to ``step`` until it returns True or the plan's timeout passes.
 
     ``step(plan, readings)`` returns True when done, False to keep waiting, an awaitable to run before the next
-    reading (e.g. a Continue), or raises to stop.
+    reading (e.g. a Continue), or raises to stop. After an awaitable, only readings whose request left after it
+    ended count: one that left while a Continue was on its way still shows the halt it answers.
     """
-    readings = 0
+    readings, acted = 0, -math.inf
     try:
         async with asyncio.timeout(target.timeout_seconds):
-            async for plan, observed_at in monitor.watch(target.id):
+            async for plan, observed_at, sent in monitor.watch(target.id):
+                if sent < acted:
+                    continue
                 readings += 1
                 outcome = step(plan, readings)
                 if outcome is True:
                     return plan, observed_at
                 if isinstance(outcome, Awaitable):
                     await outcome
+                    acted = time.monotonic()
     except TimeoutError:
         last = f"; last read error: {monitor.last_error}" if monitor.last_error else ""
         raise PlanTimedOut(f"{what} not finished after {target.timeout_seconds:.0f}s{last}") from None

@@ -74,8 +74,8 @@ class Check(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _unknown_keys(cls, data: Any) -> Any:
-        """The kind first (``unknown check kind``), then the keys it allows (StrictModel's did-you-mean)."""
+    def _kind_first(cls, data: Any) -> Any:
+        """The kind first (``unknown check kind``), then the keys it allows; StrictModel's did-you-mean runs after."""
         if not isinstance(data, Mapping):
             raise PydanticCustomError("check_type", f"expected a check mapping (http: <url>, ...), got "
                                       f"{show_value(data)}")
@@ -89,7 +89,7 @@ class Check(StrictModel):
         wrong = [str(k) for k in data if k in _ALL_OWN and k not in _OWN_KEYS[kinds[0]]]
         if wrong:
             raise PydanticCustomError("check_key", f"{wrong[0]!r} is not a key of a {kinds[0]} check")
-        return super()._unknown_keys(data)
+        return data
 
     @field_validator("http")
     @classmethod

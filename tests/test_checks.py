@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,9 @@ async def test_a_failing_critical_check_fails_its_plan_skips_dependents_and_the_
     case = next(c for c in junit.iter("testcase") if c.get("name") == "sql health")
     assert case.get("classname", "").endswith(".SQL Tier") and case.find("failure") is not None
     assert "check 'sql health' failed" in (directory / "report.md").read_text()
+    svg = ET.parse(directory / "timeline.svg").getroot()
+    markers = [m for m in svg.iter("{http://www.w3.org/2000/svg}path") if m.get("class") == "check failed"]
+    assert len(markers) == 1 and "sql health" in (markers[0].findtext("{http://www.w3.org/2000/svg}title") or "")
 
 
 async def test_a_failing_non_critical_check_is_a_warning(sim_factory: Any, tmp_path: Path) -> None:
@@ -122,7 +125,8 @@ async def test_rto_to_verified_comes_after_the_application_boots(sim_factory: An
     port = apps(sim)["SQL Tier"]["tcp_port"]
     with pytest.raises(ConnectionRefusedError):  # not failed over: the port refuses
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
-    plans = PLANS.replace("        critical: %(critical)s\n", f"      - tcp: 127.0.0.1:{port}\n        retry_every: 0.1s\n")
+    tcp_check = f"      - tcp: 127.0.0.1:{port}\n        retry_every: 0.1s\n"
+    plans = PLANS.replace("        critical: %(critical)s\n", tcp_check)
     report, _ = await run(sim, tmp_path, plans % {"deadline": "30s"})
     sql = by_name(report)["SQL Tier"]
     assert report.verdict == "passed", report.reason
@@ -137,7 +141,9 @@ async def test_rto_to_verified_comes_after_the_application_boots(sim_factory: An
     assert sql.rto_met is (sql.rto_verified_seconds <= (sql.rto_target_seconds or 0))
     info = apps(sim)["SQL Tier"]
     assert info["answers"].get("booting", 0) >= 1 and info["answers"]["up"] == 1 and info["tcp_accepted"] >= 1
-    assert "verified" in next((tmp_path / "reports").glob("*/*/report.md")).read_text()
+    directory = next((tmp_path / "reports").glob("*/*/"))
+    assert "verified" in (directory / "report.md").read_text()
+    assert (directory / "timeline.svg").read_text().count('class="check passed"') == 2
 
 
 async def test_a_command_check_gets_no_credential_in_its_environment(
@@ -200,7 +206,8 @@ async def test_a_hanging_check_ends_at_its_timeout_and_its_process_is_killed(sim
 @pytest.mark.parametrize(("check", "place", "problem"), [
     ("{ping: db.example.com}", "plans[0].checks[0]", "unknown check kind 'ping'"),
     ("{http: www.example.com/health}", "plans[0].checks[0].http", "expected an http:// or https:// URL"),
-    ("{tcp: 'db:1433', timeout: -5s}", "plans[0].checks[0].timeout", "invalid duration '-5s' (must be greater than zero)"),
+    ("{tcp: 'db:1433', timeout: -5s}", "plans[0].checks[0].timeout",
+     "invalid duration '-5s' (must be greater than zero)"),
     ("{command: /usr/bin/true --now}", "plans[0].checks[0].command", "expected a list"),
 ])
 def test_a_bad_check_is_one_line_exit_2_with_its_place(tmp_path: Path, check: str, place: str, problem: str) -> None:
@@ -228,11 +235,19 @@ def test_checks_round_trip_through_the_spec_dump() -> None:
     assert [c.kind for c in spec.checks_for("B")] == ["tcp"]
 
 
-def test_an_application_answers_only_while_its_plan_is_failed_over(sim_factory: Any) -> None:
+async def test_an_application_answers_only_while_its_plan_is_failed_over(sim_factory: Any) -> None:
     sim = sim_factory(scenario(**{"Core Network": {"body": "up and running"}}), progression="tick")
-    url = f"{sim.url}/_apps/Core%20Network/health"
-    assert httpx.get(url).status_code == 503
-    assert httpx.get(f"{sim.url}/_apps/Nope/health").status_code == 404
-    assert sim.control.patch("/_sim/apps/Core Network", json={"fail": True}).json()["app"]["fail"] is True
-    assert apps(sim)["Core Network"]["up"] is False
-    _ = datetime.now(UTC)
+    plan_id = sim.plan_id("Core Network")
+    url = f"{sim.url}/_apps/{plan_id}/health"
+    async with httpx.AsyncClient() as web:
+        assert (await web.get(url)).status_code == 503  # not failed over
+        assert (await web.get(f"{sim.url}/_apps/Nope/health")).status_code == 404
+        sim.patch("Core Network", steps=1)
+        async with settings_for(sim).client() as client:
+            await client.run_failover(plan_id)
+            await client.get_plan(plan_id)  # one tick: the one-step failover completes
+        answer = await web.get(url)
+        assert (answer.status_code, answer.text) == (200, "up and running")
+        assert sim.control.patch("/_sim/apps/Core Network", json={"fail": True}).json()["up"] is False
+        assert (await web.get(url)).status_code == 500
+    assert apps(sim)["Core Network"]["answers"] == {"down": 1, "up": 1, "failing": 1}

@@ -155,13 +155,13 @@ async def _until_deadline(check: Check, run: CheckRun, completed_at: datetime,
         result.attempts += 1
         if why is None:
             result.status, result.message = "passed", None
-            result.passed_at = datetime.now(completed_at.tzinfo)
+            result.passed_at = result.ended_at = datetime.now(completed_at.tzinfo)
             result.seconds_after_complete = round((result.passed_at - completed_at).total_seconds(), 3)
             return result
         result.message = why
         pause = min(check.retry_every.total_seconds(), deadline - time.monotonic())
         if pause <= 0 or time.monotonic() + pause + 0.001 >= deadline:
-            result.status = "failed"
+            result.status, result.ended_at = "failed", datetime.now(completed_at.tzinfo)
             result.message = f"{why} (deadline {check.deadline.total_seconds():g}s after the failover completed)"
             return result
         await asyncio.sleep(pause)
@@ -188,6 +188,7 @@ async def run_checks(checks: Sequence[Check], run: CheckRun, completed_at: datet
         await asyncio.gather(*tasks, return_exceptions=True)
     for result in results.values():
         if result.status == "not_run":
+            result.ended_at = datetime.now(completed_at.tzinfo)
             result.message = "stopped: a critical check of this plan failed"
     return list(results.values())
 

@@ -8,8 +8,8 @@ all say the same words.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
-from datetime import UTC
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -17,7 +17,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from vaodrill.report.model import PlanResult
 
-__all__ = ["CheckResult", "CheckStatus", "check_lines", "junit_check_cases"]
+__all__ = ["CHECK_COLOURS", "CheckResult", "CheckStatus", "check_legend", "check_lines", "check_markers",
+           "junit_check_cases"]
 
 CheckStatus = Literal["passed", "failed", "not_run"]
 
@@ -35,6 +36,7 @@ class CheckResult(BaseModel):
                                             "critical check of the plan already failed)")
     attempts: int = Field(0, ge=0)
     passed_at: AwareDatetime | None = Field(None, description="When its first passing attempt ended")
+    ended_at: AwareDatetime | None = Field(None, description="When its verdict came (passed, failed or stopped)")
     seconds_after_complete: float | None = Field(
         None, description="From VAO's failover complete (as vaodrill saw it) to passing")
     message: str | None = Field(None, description="Why its last attempt failed")
@@ -82,3 +84,26 @@ def _check_properties(c: CheckResult) -> Iterable[tuple[str, str]]:
     if c.status == "failed" and not c.critical:
         yield "warning", c.describe()
 
+
+
+#: A check's marker on the timeline: passed, failed critical (the plan failed), failed non-critical (a warning).
+CHECK_COLOURS = {"passed": "#1e8449", "failed": "#c0392b", "warning": "#d68910"}
+
+
+def check_markers(row: ET.Element, p: PlanResult, x_of: Callable[[datetime], float], mid: float) -> None:
+    """A diamond per check on the plan's timeline row, where its verdict came; its title says what it was."""
+    for c in p.checks:
+        if c.ended_at is None:
+            continue
+        colour = CHECK_COLOURS["passed" if c.status == "passed" else "failed" if c.critical else "warning"]
+        x = x_of(c.ended_at)
+        marker = ET.SubElement(row, "path", {
+            "d": f"M{x:.1f},{mid - 9:.1f} L{x + 5:.1f},{mid:.1f} L{x:.1f},{mid + 9:.1f} L{x - 5:.1f},{mid:.1f} z",
+            "fill": colour, "stroke": "#ffffff", "stroke-width": "1", "class": f"check {c.status}"})
+        ET.SubElement(marker, "title").text = c.describe()
+
+
+def check_legend() -> list[tuple[str, str, dict[str, object]]]:
+    """The timeline legend's keys for the check markers: (label, SVG tag, attributes)."""
+    return [(f"check {word}", "path", {"d": "M8,-7 L12,0 L8,7 L4,0 z", "fill": colour})
+            for word, colour in CHECK_COLOURS.items()]

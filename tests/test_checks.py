@@ -251,3 +251,36 @@ async def test_an_application_answers_only_while_its_plan_is_failed_over(sim_fac
         assert sim.control.patch("/_sim/apps/Core Network", json={"fail": True}).json()["up"] is False
         assert (await web.get(url)).status_code == 500
     assert apps(sim)["Core Network"]["answers"] == {"down": 1, "up": 1, "failing": 1}
+
+
+@pytest.mark.usefixtures("prefect_api")
+async def test_the_prefect_events_carry_the_checks_and_the_rto_to_verified(
+        sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.drill import DrillRequest, dr_drill
+
+    sim = sim_factory(scenario(**{"Core Network": {"boot": 300}}))
+    monkeypatch.setenv("VAO_URL", sim.url)
+    monkeypatch.setenv("VAO_USERNAME", "demo")
+    monkeypatch.setenv("VAO_PASSWORD", "demo")
+    spec = write_spec(tmp_path, """
+      - plan: Core Network
+        checks: [{http: "{vao}/_apps/Core%20Network/", name: web, retry_every: 0.1s}]
+    """)
+    state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
+                           return_state=True)
+    assert state.is_completed(), state.message
+    query = {"filter": {"event": {"name": ["vaodrill.failover.completed", "vaodrill.checks.started"]}, "related": {
+        "resources_in_roles": [[f"prefect.flow-run.{state.state_details.flow_run_id}", "flow-run"]]}}, "limit": 10}
+    async with get_client() as client:
+        for _ in range(100):  # events are persisted asynchronously: poll until both are there
+            events = (await client.request("POST", "/events/filter", json=query)).json()["events"]
+            if len(events) == 2:
+                break
+            await asyncio.sleep(0.1)
+    by_event = {e["event"]: e["payload"] for e in events}
+    completed = by_event["vaodrill.failover.completed"]
+    assert [(c["name"], c["status"], c["critical"]) for c in completed["checks"]] == [("web", "passed", True)]
+    assert completed["rto_verified_seconds"] > completed["rto_seconds"] > 0 and completed["verified_at"]
+    assert by_event["vaodrill.checks.started"]["phase"] == "verifying"

@@ -284,3 +284,32 @@ async def test_the_prefect_events_carry_the_checks_and_the_rto_to_verified(
     assert [(c["name"], c["status"], c["critical"]) for c in completed["checks"]] == [("web", "passed", True)]
     assert completed["rto_verified_seconds"] > completed["rto_seconds"] > 0 and completed["verified_at"]
     assert by_event["vaodrill.checks.started"]["phase"] == "verifying"
+
+
+async def test_a_stop_ends_the_checks_at_once_and_the_plan_is_undone(sim: Sim, tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    script = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(600)"
+    plans = f"""
+      - plan: Core Network
+        checks:
+          - command: [{sys.executable!r}, "-c", {script!r}]
+            timeout: 10m
+      - plan: SQL Tier
+        after: [Core Network]
+    """
+    engine = Drill(load_spec(write_spec(tmp_path, plans)), settings_for(sim), run_id="run-1",
+                   report_dir=tmp_path / "reports")
+    running = asyncio.ensure_future(engine.run())
+    while not pid_file.exists() or not pid_file.read_text():
+        assert not running.done()
+        await asyncio.sleep(0.01)
+    stopped = time.monotonic()
+    engine.stop("stopped by the test")
+    report = await running
+    assert time.monotonic() - stopped < 30  # not the check's 10 minutes
+    core = by_name(report)["Core Network"]
+    assert core.status == "interrupted" and core.undo == "verified"
+    assert stages(sim, "Core Network") == ["Failover", "UndoFailover"]
+    assert by_name(report)["SQL Tier"].status == "skipped"
+    proc = Path(f"/proc/{pid_file.read_text()}")
+    assert not proc.exists() or (proc / "stat").read_text().split()[2] == "Z"

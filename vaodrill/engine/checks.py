@@ -117,7 +117,9 @@ async def _command(check: Check, run: CheckRun) -> str | None:
         stderr=asyncio.subprocess.STDOUT, env=check_environment(run, check), start_new_session=True)
     try:
         assert process.stdout is not None
-        output = await process.stdout.read(4096)
+        output = b""
+        while chunk := await process.stdout.read(65536):  # all of it (a full pipe would block the program)
+            output = (output + chunk)[:4096]  # the start of it is enough to quote
         code = await process.wait()
     finally:
         if process.returncode is None:  # timed out or cancelled: the program and whatever it started

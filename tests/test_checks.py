@@ -313,3 +313,15 @@ async def test_a_stop_ends_the_checks_at_once_and_the_plan_is_undone(sim: Sim, t
     assert by_name(report)["SQL Tier"].status == "skipped"
     proc = Path(f"/proc/{pid_file.read_text()}")
     assert not proc.exists() or (proc / "stat").read_text().split()[2] == "Z"
+
+
+def test_the_demo_shows_its_checks_in_its_table(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_API"))}
+    result = subprocess.run([VAODRILL, "demo", "--report-dir", str(tmp_path)], env=env | {"COLUMNS": "220"},
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
+    assert "check 'sql health' passed" in rows["SQL Tier"] and "verified /" in rows["SQL Tier"]
+    assert "check 'home page' passed" in rows["Web Tier"]
+    assert "check 'reports' (non-critical) passed" in rows["Reporting"]
+    assert "check" not in rows["Core Network"]

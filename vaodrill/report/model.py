@@ -47,6 +47,7 @@ __all__ = [
     "report_directory",
     "report_from_json",
     "report_to_json",
+    "rto_text",
     "summary_table",
     "table_rows",
 ]
@@ -311,13 +312,18 @@ def _status_word(status: str) -> str:
     return status.replace("_", " ")
 
 
+def rto_text(p: PlanResult) -> str:
+    """``3m / 15m``, or with checks ``3m VAO, 3m20s verified / 15m``: achieved against the target."""
+    if p.rto_verified_seconds is not None:
+        return (f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
+                f"{format_duration(p.rto_target_seconds)}")
+    return f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+
+
 def _fmt_rto(p: PlanResult) -> str:
     if p.rto_seconds is None and p.rto_target_seconds is None:
         return DASH
-    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
-    if p.rto_verified_seconds is not None:
-        text = (f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
-                f"{format_duration(p.rto_target_seconds)}")
+    text = rto_text(p)
     if p.rto_met is not None:
         text += " ✅" if p.rto_met else " ❌"
     return text

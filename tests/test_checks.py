@@ -325,3 +325,19 @@ def test_the_demo_shows_its_checks_in_its_table(tmp_path: Path) -> None:
     assert "check 'home page' passed" in rows["Web Tier"]
     assert "check 'reports' (non-critical) passed" in rows["Reporting"]
     assert "check" not in rows["Core Network"]
+
+
+async def test_dns_checks_use_the_system_resolver() -> None:
+    from vaodrill.engine.checks import CheckRun, run_checks
+    from vaodrill.spec.checks import Check
+
+    checks = [Check.model_validate({"dns": "localhost", "addresses": ["127.0.0.1"], "name": "local"}),
+              Check.model_validate({"dns": "localhost", "addresses": ["192.0.2.1"], "name": "elsewhere",
+                                    "critical": False, "timeout": "1s", "deadline": "1s"}),
+              Check.model_validate({"dns": "no-such-name.invalid", "name": "nowhere", "critical": False,
+                                    "timeout": "2s", "deadline": "2s"})]
+    where = CheckRun("d", "r", "p", "id", "https://vao:9899")
+    results = {r.name: r for r in await run_checks(checks, where, datetime.now().astimezone())}
+    assert results["local"].status == "passed" and results["local"].attempts == 1
+    assert results["elsewhere"].status == "failed" and "not 192.0.2.1" in (results["elsewhere"].message or "")
+    assert results["nowhere"].status == "failed" and results["nowhere"].message

@@ -142,7 +142,7 @@ async def _attempt(check: Check, run: CheckRun) -> str | None:
             return await _PROBES[check.kind](check, run)
     except TimeoutError:
         return f"no answer within {check.timeout.total_seconds():g}s (timeout)"
-    except (OSError, httpx.HTTPError, ssl.SSLError, UnicodeError, ValueError) as exc:
+    except (OSError, httpx.HTTPError, httpx.InvalidURL, ssl.SSLError, UnicodeError, ValueError) as exc:
         return _short(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
 
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-
-if TYPE_CHECKING:
-    from vaodrill.report.model import PlanResult
 
 __all__ = ["CHECK_COLOURS", "CheckResult", "CheckStatus", "check_legend", "check_lines", "check_markers",
            "junit_check_cases"]
@@ -54,15 +51,15 @@ class CheckResult(BaseModel):
         return f"{what} failed after {tries}: {self.message or 'no reason'}"
 
 
-def check_lines(p: PlanResult) -> list[str]:
+def check_lines(checks: Iterable[CheckResult]) -> list[str]:
     """One line per check, for every rendering's list of what happened to a plan."""
-    return [c.describe() for c in p.checks]
+    return [c.describe() for c in checks]
 
 
-def junit_check_cases(suite: ET.Element, p: PlanResult, classname: str) -> None:
+def junit_check_cases(suite: ET.Element, checks: Iterable[CheckResult], classname: str) -> None:
     """One testcase per check inside the plan's suite: failed critical checks fail, others pass (with a
     property saying a non-critical one failed), checks that never finished are skipped."""
-    for c in p.checks:
+    for c in checks:
         seconds = c.seconds_after_complete if c.seconds_after_complete is not None else 0.0
         case = ET.SubElement(suite, "testcase", {"classname": classname, "name": c.name, "time": f"{seconds:.3f}"})
         props = ET.SubElement(case, "properties")
@@ -90,9 +87,10 @@ def _check_properties(c: CheckResult) -> Iterable[tuple[str, str]]:
 CHECK_COLOURS = {"passed": "#1e8449", "failed": "#c0392b", "warning": "#d68910"}
 
 
-def check_markers(row: ET.Element, p: PlanResult, x_of: Callable[[datetime], float], mid: float) -> None:
+def check_markers(row: ET.Element, checks: Iterable[CheckResult], x_of: Callable[[datetime], float],
+                  mid: float) -> None:
     """A diamond per check on the plan's timeline row, where its verdict came; its title says what it was."""
-    for c in p.checks:
+    for c in checks:
         if c.ended_at is None:
             continue
         colour = CHECK_COLOURS["passed" if c.status == "passed" else "failed" if c.critical else "warning"]

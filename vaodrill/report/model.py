@@ -400,7 +400,7 @@ def plan_events(p: PlanResult) -> list[str]:
     """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
     restore-point notes and the undo's own details; every report shows these lines."""
     lines = [_fmt_event(e) for e in p.events]
-    lines += [_line(c) for c in check_lines(p)]
+    lines += [_line(c) for c in check_lines(p.checks)]
     lines += [f"warning: {_line(w)}" for w in p.warnings]
     lines += [f"note: {_line(n)}" for n in p.notes]
     if p.undo_details:
@@ -653,7 +653,7 @@ def render_junit(report: DrillReport) -> str:
             if tag == "failure":
                 el.text = _x(plan_reasons(p) or _status_word(p.status))
         ET.SubElement(case, "system-out").text = _junit_details(p, left)
-        junit_check_cases(suite, p, _x(f"vaodrill.{report.drill}.{p.plan}"))
+        junit_check_cases(suite, p.checks, _x(f"vaodrill.{report.drill}.{p.plan}"))
 
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

@@ -247,7 +247,7 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
                        f"L{_num(x - 7)},{_num(mid + 6)} z", fill="#17202a", class_="rto-target beyond")
             label += " (beyond the axis)"
         _el(tick, "title", label)
-    check_markers(row, p, scale.x, mid)
+    check_markers(row, p.checks, scale.x, mid)
 
 
 def _edges(svg: ET.Element, report: DrillReport, scale: _Scale, on_path: list[int]) -> None:

@@ -111,12 +111,21 @@ class Apps:
         self._overrides: dict[str, AppSpec] = {}
         self._answers: dict[str, Counter[str]] = {}
         self._ports: dict[str, _Port] = {}
+        #: Set once an application has a TCP port: only then do the ports need following (no timer otherwise).
+        self._following = asyncio.Event()
 
     def _fresh(self) -> None:
-        """A reset loaded another scenario: overrides and counts start again (ports are kept per plan id)."""
+        """A reset loaded another scenario: overrides and counts start again, TCP applications get their port
+        (bound, refusing; kept per plan id across resets)."""
         if self.sim.scenario is not self._scenario:
             self._scenario = self.sim.scenario
             self._overrides, self._answers = {}, {}
+            for spec in self.sim.scenario.plans:
+                plan_id = self.sim.scenario.plan_id(spec)
+                if spec.app is not None and spec.app.tcp and plan_id not in self._ports:
+                    self._ports[plan_id] = _Port()
+            if self._ports:
+                self._following.set()
 
     def specs(self) -> dict[str, tuple[str, AppSpec]]:
         """Plan id -> (plan name, its application) for every plan that has one."""
@@ -178,13 +187,14 @@ class Apps:
                 "tcp_accepted": port.accepted if port else 0, "answers": dict(self._answers.get(plan_id, {}))}
 
     async def follow(self) -> None:
-        """Keep every TCP port in step with its plan (open while up), until cancelled."""
+        """Keep every TCP port in step with its plan (open while up), until cancelled; idle until there is one."""
+        self._fresh()
+        await self._following.wait()
         while True:
-            for plan_id, (_, app) in self.specs().items():
-                if app.tcp and plan_id not in self._ports:
-                    self._ports[plan_id] = _Port()
-                if plan_id in self._ports:
-                    await self._ports[plan_id].follow(app.tcp and self.is_up(plan_id, app))
+            apps = self.specs()
+            for plan_id, port in self._ports.items():
+                app = apps.get(plan_id, ("", None))[1]
+                await port.follow(app is not None and app.tcp and self.is_up(plan_id, app))
             await asyncio.sleep(FOLLOW_INTERVAL)
 
     async def close(self) -> None:
@@ -222,6 +232,7 @@ async def patch_app(plan: str, request: Request) -> dict[str, Any]:
 def install_apps(app: FastAPI, sim: _Sim) -> None:
     """Serve the applications of ``sim`` on ``app``; the TCP ports follow their plans while the server runs."""
     apps = app.state.apps = Apps(sim)
+    apps._fresh()  # ports exist (refusing) from the start: GET /_sim/apps shows them at once
     app.include_router(router)
     inner: Callable[[Any], contextlib.AbstractAsyncContextManager[Any]] = app.router.lifespan_context
 

@@ -172,6 +172,9 @@ class PlanMonitor:
         self.last_error: BaseException | None = None
         self.fatal: DrillAborted | None = None
         self.polls = 0
+        self._sent = -math.inf  # when the request of the readings in ``_plans`` left (``time.monotonic()``)
+        #: When the request of the reading :meth:`watch` yielded last left; read it before the next ``await``.
+        self.reading_sent = -math.inf
 
     def remember(self, plans: Iterable[FailoverPlan], sent: float) -> None:
         """Readings of plans by a request that left at ``sent`` (``time.monotonic()``), for :meth:`recent`."""
@@ -210,9 +213,11 @@ class PlanMonitor:
                     plan = self._plans.get(plan_id.lower())
                     observed_at = self._observed_at
                     fresh = self.last_error is None
+                    sent = self._sent
                 if self.fatal is not None:
                     raise self.fatal
                 if plan is not None and fresh:
+                    self.reading_sent = sent
                     yield plan, observed_at
                 elif fresh:
                     raise PlanFailed(f"plan {plan_id} is no longer listed by the server")
@@ -241,6 +246,7 @@ class PlanMonitor:
                 self.remember(plans, sent)
                 async with self._changed:
                     self._plans = {p.id.lower(): p for p in plans}
+                    self._sent = sent
                     self._observed_at = utcnow()
             self.polls += 1
             async with self._changed:
@@ -600,9 +606,17 @@ class DrillSession:
         continues = 0
         grace_until = time.monotonic() + START_GRACE_POLLS * self.monitor.interval
         events = self.events.setdefault(target.key, [])
+        answered = -math.inf  # when the last Continue was answered: a reading whose request left before is stale
+
+        async def send_continue(sent: PlanEvent) -> None:
+            nonlocal answered
+            await self._send_continue(target, sent)
+            answered = time.monotonic()
 
         def step(plan: FailoverPlan, readings: int) -> object:
             nonlocal continues
+            if self.monitor.reading_sent < answered:
+                return False  # read before the Continue was answered: not what it did
             shown = self.status(plan)
             if shown.condition is Condition.FAILING_OVER:
                 self._continued(events, "resumed")
@@ -626,7 +640,7 @@ class DrillSession:
                             continues, policy.max)
                 sent = PlanEvent(kind="continue", at=utcnow(), option=policy.continue_with)
                 events.append(sent)
-                return self._send_continue(target, sent)
+                return send_continue(sent)
             self._continued(events, f"then {shown.describe()}")
             if is_clean(shown) and (readings < START_GRACE_POLLS or time.monotonic() < grace_until):
                 return False  # the server may not show the Run yet

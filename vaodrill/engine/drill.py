@@ -23,6 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from vaodrill.engine.checks import CheckFailed, CheckRun, failed_critical, run_checks, verified_at
 from vaodrill.engine.dag import reverse_order, run_dag
 from vaodrill.engine.steps import (
     Cleanup,
@@ -43,6 +44,7 @@ from vaodrill.errors import (
     UnknownPlans,
 )
 from vaodrill.journal import JOURNAL_VERSION, Journal, JournalState, default_journal_dir
+from vaodrill.report.checks import CheckResult
 from vaodrill.report.files import write_reports
 from vaodrill.report.model import (
     DrillReport,
@@ -53,6 +55,7 @@ from vaodrill.report.model import (
     UndoStatus,
     Verdict,
 )
+from vaodrill.spec.checks import Check
 from vaodrill.spec.model import DrillSpec, HaltPolicy
 from vaodrill.spec.restore_points import restore_point_date, timezone_warning
 from vaodrill.vao.connection import ConnectionSettings
@@ -77,6 +80,7 @@ class Phase(StrEnum):
     CHECKING = "checking"
     STARTING = "starting"
     FAILING_OVER = "failing over"
+    VERIFYING = "verifying"  # VAO reported the failover complete; the plan's application checks run
     FAILED_OVER = "failed over"
     CHECKING_READINESS = "checking readiness"  # a readiness drill's check runs (nothing is failed over)
     READY = "ready"  # its check passed
@@ -101,7 +105,8 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
     Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.REFUSED, Phase.FAILED}),
     Phase.CHECKING_READINESS: frozenset({Phase.READY, Phase.FAILED, Phase.TIMED_OUT, Phase.INTERRUPTED}),
     Phase.READY: frozenset(),
-    Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER},
+    Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER} | {Phase.VERIFYING},
+    Phase.VERIFYING: frozenset({Phase.FAILED_OVER, Phase.FAILED, Phase.INTERRUPTED}),
     **{ending: frozenset({Phase.UNDOING}) for ending in ENDINGS},
     Phase.UNDOING: frozenset({Phase.CLEAN, Phase.LEFT_FAILED_OVER}),
     Phase.LEFT_FAILED_OVER: frozenset({Phase.UNDOING}),
@@ -141,6 +146,8 @@ class PlanRun:
     undo_at: datetime | None = None
     undo_details: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # PlanEvent, as JSON: halts and Continues
+    checks: list[dict[str, Any]] = field(default_factory=list)  # CheckResult, as JSON
+    verified_at: datetime | None = None  # when the last critical check passed
 
     @property
     def key(self) -> str:
@@ -165,7 +172,7 @@ class PlanRun:
         for key in ("phase", "outcome"):
             fields[key] = Phase(fields[key]) if fields.get(key) else None
         fields["phase"] = fields["phase"] or Phase.PENDING
-        for key in ("started_at", "completed_at", "ended_at", "undo_at"):
+        for key in ("started_at", "completed_at", "ended_at", "undo_at", "verified_at"):
             fields[key] = datetime.fromisoformat(fields[key]) if fields.get(key) else None
         return cls(target=PlanTarget(**raw_target), **fields)
 
@@ -301,7 +308,7 @@ class Ledger:
                 run.phase = Phase.LEFT_FAILED_OVER
             elif run.phase in (Phase.CHECKING, Phase.STARTING) and not run.run_sent:
                 run.phase = Phase.PENDING
-            elif not resume and run.run_sent and run.phase in (Phase.STARTING, Phase.FAILING_OVER):
+            elif not resume and run.run_sent and run.phase in (Phase.STARTING, Phase.FAILING_OVER, Phase.VERIFYING):
                 run.phase = Phase.INTERRUPTED
                 run.outcome = Phase.INTERRUPTED
                 run.reason = "interrupted: the drill process stopped (journal)"
@@ -568,8 +575,31 @@ class Drill:
         except Exception as exc:
             self.ledger.move(run, Phase.FAILED, reason=str(exc), events=self._events(key))
             raise
+        checks = () if readiness else self.spec.checks_for(key)
+        if checks and run.phase is not Phase.VERIFYING:
+            self.ledger.move(run, Phase.VERIFYING, completed_at=done.completed_at, ended_at=done.completed_at,
+                             details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+        if checks:
+            await self._verify(run, checks)
+            return
         self.ledger.move(run, Phase.READY if readiness else Phase.FAILED_OVER, completed_at=done.completed_at,
                          details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+
+    async def _verify(self, run: PlanRun, checks: tuple[Check, ...]) -> None:
+        """The plan's application checks; a critical one failing fails the plan (so dependents skip, and the
+        cleanup undoes it like any other plan that failed over)."""
+        target, completed_at = run.target, run.completed_at or utcnow()
+        where = CheckRun(self.spec.name, self.run_id, target.name, target.id, self.settings.url)
+        try:
+            results = await run_checks(checks, where, completed_at)
+        except asyncio.CancelledError:
+            self._interrupt(run)
+            raise
+        data = [r.model_dump(mode="json") for r in results]
+        if (failed := failed_critical(results)) is not None:
+            self.ledger.move(run, Phase.FAILED, reason=f"check {failed.name!r} failed: {failed.message}", checks=data)
+            raise CheckFailed(f"{target.name}: check {failed.name!r} failed: {failed.message}")
+        self.ledger.move(run, Phase.FAILED_OVER, checks=data, verified_at=verified_at(results))
 
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
@@ -617,7 +647,7 @@ class Drill:
                 self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
                                  run_sent=not readiness, started_at=started.started_at, confirmed=started.confirmed,
                                  reason=started.note)
-            if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS):
+            if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.VERIFYING):
                 self._interrupt(run)
 
     async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
@@ -696,18 +726,24 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     elif undo == "failed" and run.undo is None:
         undo_reason = "cleanup never ran"
     target_s = target.rto_target_seconds
+    rto_verified = None
+    if run.started_at is not None and run.verified_at is not None:
+        rto_verified = round((run.verified_at - run.started_at).total_seconds(), 3)
+    checks = [CheckResult.model_validate(c) for c in run.checks]
+    measured = rto_verified if rto_verified is not None else rto
     return PlanResult(
         plan=target.name, id=target.id, status=status, reason=run.reason, after=list(target.after),
         restore_point=target.restore_point, restore_point_rule=target.rule, restore_point_seed=target.seed,
         failover_started_at=run.started_at, failover_completed_at=run.completed_at,
         failover_ended_at=run.ended_at, failover_details=run.details,
         rto_seconds=rto, rto_target_seconds=target_s,
-        rto_met=None if rto is None or target_s is None else rto <= target_s,
+        rto_met=None if measured is None or target_s is None else measured <= target_s,
         undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at, undo_details=run.undo_details,
         events=[PlanEvent.model_validate(e) for e in run.events],
         warnings=[f"{what}VAO: {details}" for what, details in (("", run.details), ("undo: ", run.undo_details))
-                  if details and finished_with_warnings(details)],
-        notes=list(target.notes),
+                  if details and finished_with_warnings(details)]
+        + [c.describe() for c in checks if not c.critical and c.status == "failed"],
+        notes=list(target.notes), checks=checks, verified_at=run.verified_at, rto_verified_seconds=rto_verified,
     )
 
 
@@ -841,6 +877,9 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
             calls.append(PlannedCall(
                 target.name, True, f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
                 f"POST {client.base_url}{path} {json.dumps(body)}"))
+            calls += [PlannedCall(target.name, True, f"then, once VAO reports it complete: check {c.label!r} "
+                                  f"({c.kind} {c.target}; {'critical' if c.critical else 'non-critical'}, deadline "
+                                  f"{c.deadline.total_seconds():g}s)") for c in spec.checks_for(step)]
             if spec.mode == "drill":
                 calls.append(PlannedCall(target.name, True, "then, at cleanup",
                                          f"POST {client.base_url}{client.undo_path(target.id)}"))

@@ -25,6 +25,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from rich.table import Table
 from rich.text import Text
 
+from vaodrill.report.checks import CheckResult, check_lines, junit_check_cases
+
 __all__ = [
     "SCHEMA_VERSION",
     "STATUS_LABELS",
@@ -45,6 +47,7 @@ __all__ = [
     "report_directory",
     "report_from_json",
     "report_to_json",
+    "rto_text",
     "summary_table",
     "table_rows",
 ]
@@ -168,6 +171,10 @@ class PlanResult(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Passed, but not cleanly: e.g. VAO's warnings")
     notes: list[str] = Field(default_factory=list, description="How the restore-point rule was read (after now, "
                              "a repeated hour on the server...)")
+    checks: list[CheckResult] = Field(default_factory=list, description="Application checks after the failover")
+    verified_at: UtcDatetime | None = Field(None, description="When the last critical check passed")
+    rto_verified_seconds: float | None = Field(
+        None, description="From the Run POST to all critical checks passed; rto_met compares this one when set")
 
 
 class DrillReport(BaseModel):
@@ -305,10 +312,18 @@ def _status_word(status: str) -> str:
     return status.replace("_", " ")
 
 
+def rto_text(p: PlanResult) -> str:
+    """``3m / 15m``, or with checks ``3m VAO, 3m20s verified / 15m``: achieved against the target."""
+    if p.rto_verified_seconds is not None:
+        return (f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
+                f"{format_duration(p.rto_target_seconds)}")
+    return f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+
+
 def _fmt_rto(p: PlanResult) -> str:
     if p.rto_seconds is None and p.rto_target_seconds is None:
         return DASH
-    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+    text = rto_text(p)
     if p.rto_met is not None:
         text += " ✅" if p.rto_met else " ❌"
     return text
@@ -385,6 +400,7 @@ def plan_events(p: PlanResult) -> list[str]:
     """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
     restore-point notes and the undo's own details; every report shows these lines."""
     lines = [_fmt_event(e) for e in p.events]
+    lines += [_line(c) for c in check_lines(p.checks)]
     lines += [f"warning: {_line(w)}" for w in p.warnings]
     lines += [f"note: {_line(n)}" for n in p.notes]
     if p.undo_details:
@@ -591,10 +607,12 @@ def render_junit(report: DrillReport) -> str:
     """JUnit XML: one testsuite per drill, one testcase per plan; time is the achieved RTO."""
     left = _left_ids(report)
     outcomes = [(p, _junit_outcome(p, left)) for p in report.plans]
-    failures = sum(1 for _, o in outcomes if o and o[0] == "failure")
-    skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped")
+    checks = [c for p in report.plans for c in p.checks]
+    failures = sum(1 for _, o in outcomes if o and o[0] == "failure") + sum(
+        1 for c in checks if c.critical and c.status == "failed")
+    skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped") + sum(1 for c in checks if c.status == "not_run")
     totals = {
-        "tests": str(len(outcomes)),
+        "tests": str(len(outcomes) + len(checks)),
         "failures": str(failures),
         "errors": "0",
         "skipped": str(skipped),
@@ -635,6 +653,7 @@ def render_junit(report: DrillReport) -> str:
             if tag == "failure":
                 el.text = _x(plan_reasons(p) or _status_word(p.status))
         ET.SubElement(case, "system-out").text = _junit_details(p, left)
+        junit_check_cases(suite, p.checks, _x(f"vaodrill.{report.drill}.{p.plan}"))
 
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

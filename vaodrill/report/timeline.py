@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 
+from vaodrill.report.checks import check_legend, check_markers
 from vaodrill.report.model import UNDO_WORDS, DrillReport, PlanResult, format_duration, plan_reasons
 
 __all__ = ["critical_path", "render_svg"]
@@ -246,6 +247,7 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
                        f"L{_num(x - 7)},{_num(mid + 6)} z", fill="#17202a", class_="rto-target beyond")
             label += " (beyond the axis)"
         _el(tick, "title", label)
+    check_markers(row, p.checks, scale.x, mid)
 
 
 def _edges(svg: ET.Element, report: DrillReport, scale: _Scale, on_path: list[int]) -> None:
@@ -290,6 +292,7 @@ def _legend(svg: ET.Element, y: float) -> float:
                                        "stroke_dasharray": "3 2"}),
         ("critical path", "rect", {**bar, "fill": "#ffffff", "stroke": CRITICAL, "stroke_width": 3}),
         ("RTO target", "line", {"x1": 8, "y1": -6, "x2": 8, "y2": 6, "stroke": "#17202a", "stroke_width": 2}),
+        *check_legend(),
         ("RTO target beyond the axis", "path", {"d": "M4,-6 L11,0 L4,6 z", "fill": "#17202a"}),
         ("waits for (dependency)", "path", {"d": "M0,0 L14,0", "stroke": EDGE, "stroke_width": 1.2,
                                             "marker_end": "url(#arrow)"}),

@@ -40,7 +40,7 @@ from pydantic.json_schema import SkipJsonSchema
 from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, write_gate
 from vaodrill.engine import progress, signals
-from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
+from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, plan_result, recover
 from vaodrill.errors import DrillError, one_line
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
 from vaodrill.report.model import DrillReport, render_markdown, table_rows
@@ -226,6 +226,7 @@ def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[s
 
 #: The event each transition publishes (none for the others).
 EVENTS = {Phase.FAILING_OVER: "vaodrill.failover.started", Phase.FAILED_OVER: "vaodrill.failover.completed",
+          Phase.VERIFYING: "vaodrill.checks.started",
           Phase.CLEAN: "vaodrill.undo.completed", Phase.LEFT_FAILED_OVER: "vaodrill.undo.failed",
           **{p: "vaodrill.failover.failed" for p in (Phase.HALTED, Phase.TIMED_OUT, Phase.FAILED,
                                                        Phase.INTERRUPTED, Phase.REFUSED)}}
@@ -271,13 +272,17 @@ class PrefectObserver(Observer):
                 payload.update(restore_point=run.target.restore_point, confirmed=run.confirmed)
             labels: dict[str, str] = {}
             if t.new is Phase.FAILED_OVER:
-                rto = (run.completed_at - run.started_at).total_seconds() if run.completed_at and run.started_at \
-                    else None
-                target = run.target.rto_target_seconds
-                met = None if rto is None or target is None else rto <= target
-                payload.update(details=run.details, rto_seconds=rto, rto_target_seconds=target, rto_met=met)
+                result = plan_result(run, "drill")  # the report's RTO, to VAO's complete and to verified
+                met = result.rto_met
+                payload.update(details=run.details, rto_seconds=result.rto_seconds,
+                               rto_target_seconds=result.rto_target_seconds, rto_met=met,
+                               rto_verified_seconds=result.rto_verified_seconds,
+                               verified_at=result.verified_at.isoformat() if result.verified_at else None)
                 if met is not None:
                     labels["vaodrill.rto_met"] = "true" if met else "false"
+            if run.checks:
+                payload["checks"] = [{k: c.get(k) for k in ("name", "kind", "critical", "status", "attempts",
+                                                              "seconds_after_complete", "message")} for c in run.checks]
             if t.new in (Phase.CLEAN, Phase.LEFT_FAILED_OVER):
                 payload.update(status=run.undo, reason=run.undo_reason)
             _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels,

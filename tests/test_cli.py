@@ -72,6 +72,7 @@ def test_dry_run_sends_no_post(env: dict[str, str], sim: Sim):
     result = vaodrill("run", str(DRILLS / "demo.yaml"), "--dry-run", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "would send: POST" in result.stdout and '"mode": "FailoverNow"' in result.stdout
+    assert "check 'sql health' (http {vao}/_apps/SQL%20Tier/health; critical" in result.stdout
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 

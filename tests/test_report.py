@@ -39,7 +39,8 @@ PLAN_KEYS = {
     "plan", "id", "status", "reason", "after", "restore_point", "failover_started_at",
     "failover_completed_at", "rto_seconds", "rto_target_seconds", "rto_met", "undo",
     "restore_point_rule", "restore_point_seed", "undo_reason", "undo_completed_at", "failover_ended_at",
-    "failover_details", "undo_details", "events", "warnings", "notes",
+    "failover_details", "undo_details", "events", "warnings", "notes", "checks", "verified_at",
+    "rto_verified_seconds",
 }  # fmt: skip
 
 

@@ -23,7 +23,8 @@ def test_the_demo_passes_over_vro(tmp_path: Path) -> None:
         "COLUMNS": "200"}, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "/api/v13" in result.stderr and "Drill demo-app-stack: PASSED" in result.stdout
-    assert result.stdout.count("verified") == 6
+    assert result.stdout.count("verified") == 6 + 2  # six undos, two RTOs to verified (SQL Tier, Web Tier)
+    assert "check 'sql health' passed" in result.stdout and "check 'home page' passed" in result.stdout
     assert list(tmp_path.glob("demo-app-stack/*/report.json"))
 
 

@@ -14,7 +14,8 @@ from vaodrill.engine import progress
 from vaodrill.engine.drill import Phase, PlanRun, Transition
 from vaodrill.report.model import DrillReport, format_duration
 
-PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.UNDOING: "magenta",
+PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.VERIFYING: "blue",
+               Phase.UNDOING: "magenta",
                Phase.CLEAN: "green", Phase.FAILED: "red", Phase.HALTED: "red", Phase.TIMED_OUT: "red",
                Phase.INTERRUPTED: "red", Phase.REFUSED: "red", Phase.LEFT_FAILED_OVER: "bold red",
                Phase.SKIPPED: "dim"}

@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
+from vaodrill.engine.checks import CheckFailed, CheckRun, failed_critical, run_checks, verified_at
 from vaodrill.engine.dag import run_dag
 from vaodrill.engine.recovery import dry_run, recover, survey
 from vaodrill.engine.runs import ENDINGS, Ledger, Observer, Phase, PlanRun, Steps, Transition, plan_result, verdict
@@ -36,6 +37,7 @@ from vaodrill.errors import (
 from vaodrill.journal import JOURNAL_VERSION, Journal, default_journal_dir
 from vaodrill.report.files import write_reports
 from vaodrill.report.model import DrillReport, Stopped
+from vaodrill.spec.checks import Check
 from vaodrill.spec.model import DrillSpec
 from vaodrill.spec.zones import timezone_warning
 from vaodrill.vao.connection import ConnectionSettings
@@ -295,8 +297,31 @@ class Drill:
         except Exception as exc:
             self.ledger.move(run, Phase.FAILED, reason=str(exc), events=self._events(key))
             raise
+        checks = () if readiness else self.spec.checks_for(key)
+        if checks and run.phase is not Phase.VERIFYING:
+            self.ledger.move(run, Phase.VERIFYING, completed_at=done.completed_at, ended_at=done.completed_at,
+                             details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+        if checks:
+            await self._verify(run, checks)
+            return
         self.ledger.move(run, Phase.READY if readiness else Phase.FAILED_OVER, completed_at=done.completed_at,
                          details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+
+    async def _verify(self, run: PlanRun, checks: tuple[Check, ...]) -> None:
+        """The plan's application checks; a critical one failing fails the plan (so dependents skip, and the
+        cleanup undoes it like any other plan that failed over)."""
+        target, completed_at = run.target, run.completed_at or utcnow()
+        where = CheckRun(self.spec.name, self.run_id, target.name, target.id, self.settings.url)
+        try:
+            results = await run_checks(checks, where, completed_at)
+        except asyncio.CancelledError:
+            self._interrupt(run)
+            raise
+        data = [r.model_dump(mode="json") for r in results]
+        if (failed := failed_critical(results)) is not None:
+            self.ledger.move(run, Phase.FAILED, reason=f"check {failed.name!r} failed: {failed.message}", checks=data)
+            raise CheckFailed(f"{target.name}: check {failed.name!r} failed: {failed.message}")
+        self.ledger.move(run, Phase.FAILED_OVER, checks=data, verified_at=verified_at(results))
 
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
@@ -344,7 +369,7 @@ class Drill:
                 self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
                                  run_sent=not readiness, started_at=started.started_at, confirmed=started.confirmed,
                                  reason=started.note)
-            if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS):
+            if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.VERIFYING):
                 self._interrupt(run)
 
     async def _finish(self, steps: Steps, order: Sequence[str], started_at: datetime) -> DrillReport:
@@ -406,6 +431,6 @@ class Drill:
 #: Besides the engine, the names app/, flows/ and tasks/ import from here (their owner may import them from
 #: runs, targets and recovery).
 __all__ = [
-    "ENDINGS", "Drill", "Observer", "Phase", "PlanRun", "Transition", "build_targets", "dry_run", "recover",
-    "survey",
+    "ENDINGS", "Drill", "Observer", "Phase", "PlanRun", "Transition", "build_targets", "dry_run", "plan_result",
+    "recover", "survey",
 ]

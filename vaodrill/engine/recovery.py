@@ -133,6 +133,9 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
             calls.append(PlannedCall(
                 target.name, True, f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
                 f"POST {client.base_url}{path} {json.dumps(body)}"))
+            calls += [PlannedCall(target.name, True, f"then, once VAO reports it complete: check {c.label!r} "
+                                  f"({c.kind} {c.target}; {'critical' if c.critical else 'non-critical'}, deadline "
+                                  f"{c.deadline.total_seconds():g}s)") for c in spec.checks_for(step)]
             if spec.mode == "drill":
                 calls.append(PlannedCall(target.name, True, "then, at cleanup",
                                          f"POST {client.base_url}{client.undo_path(target.id)}"))

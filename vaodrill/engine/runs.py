@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from vaodrill.engine.dag import reverse_order
 from vaodrill.engine.targets import Cleanup, PlanTarget, StageDone, Started, utcnow
 from vaodrill.journal import Journal, JournalState
+from vaodrill.report.checks import CheckResult
 from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, UndoStatus, Verdict
 from vaodrill.spec.model import HaltPolicy
 from vaodrill.vao.models import FailoverPlan
@@ -30,6 +31,7 @@ class Phase(StrEnum):
     CHECKING = "checking"
     STARTING = "starting"
     FAILING_OVER = "failing over"
+    VERIFYING = "verifying"  # VAO reported the failover complete; the plan's application checks run
     FAILED_OVER = "failed over"
     CHECKING_READINESS = "checking readiness"  # a readiness drill's check runs (nothing is failed over)
     READY = "ready"  # its check passed
@@ -54,7 +56,8 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
     Phase.STARTING: frozenset({Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.REFUSED, Phase.FAILED}),
     Phase.CHECKING_READINESS: frozenset({Phase.READY, Phase.FAILED, Phase.TIMED_OUT, Phase.INTERRUPTED}),
     Phase.READY: frozenset(),
-    Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER},
+    Phase.FAILING_OVER: ENDINGS - {Phase.FAILING_OVER} | {Phase.VERIFYING},
+    Phase.VERIFYING: frozenset({Phase.FAILED_OVER, Phase.FAILED, Phase.INTERRUPTED}),
     **{ending: frozenset({Phase.UNDOING}) for ending in ENDINGS},
     Phase.UNDOING: frozenset({Phase.CLEAN, Phase.LEFT_FAILED_OVER}),
     Phase.LEFT_FAILED_OVER: frozenset({Phase.UNDOING}),
@@ -94,6 +97,8 @@ class PlanRun:
     undo_at: datetime | None = None
     undo_details: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # PlanEvent, as JSON: halts and Continues
+    checks: list[dict[str, Any]] = field(default_factory=list)  # CheckResult, as JSON
+    verified_at: datetime | None = None  # when the last critical check passed
 
     @property
     def key(self) -> str:
@@ -118,7 +123,7 @@ class PlanRun:
         for key in ("phase", "outcome"):
             fields[key] = Phase(fields[key]) if fields.get(key) else None
         fields["phase"] = fields["phase"] or Phase.PENDING
-        for key in ("started_at", "completed_at", "ended_at", "undo_at"):
+        for key in ("started_at", "completed_at", "ended_at", "undo_at", "verified_at"):
             fields[key] = datetime.fromisoformat(fields[key]) if fields.get(key) else None
         return cls(target=PlanTarget(**raw_target), **fields)
 
@@ -216,7 +221,7 @@ class Ledger:
                 run.phase = Phase.LEFT_FAILED_OVER
             elif run.phase in (Phase.CHECKING, Phase.STARTING) and not run.run_sent:
                 run.phase = Phase.PENDING
-            elif not resume and run.run_sent and run.phase in (Phase.STARTING, Phase.FAILING_OVER):
+            elif not resume and run.run_sent and run.phase in (Phase.STARTING, Phase.FAILING_OVER, Phase.VERIFYING):
                 run.phase = Phase.INTERRUPTED
                 run.outcome = Phase.INTERRUPTED
                 run.reason = "interrupted: the drill process stopped (journal)"
@@ -268,18 +273,24 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     elif undo == "failed" and run.undo is None:
         undo_reason = "cleanup never ran"
     target_s = target.rto_target_seconds
+    rto_verified = None
+    if run.started_at is not None and run.verified_at is not None:
+        rto_verified = round((run.verified_at - run.started_at).total_seconds(), 3)
+    checks = [CheckResult.model_validate(c) for c in run.checks]
+    measured = rto_verified if rto_verified is not None else rto
     return PlanResult(
         plan=target.name, id=target.id, status=status, reason=run.reason, after=list(target.after),
         restore_point=target.restore_point, restore_point_rule=target.rule, restore_point_seed=target.seed,
         failover_started_at=run.started_at, failover_completed_at=run.completed_at,
         failover_ended_at=run.ended_at, failover_details=run.details,
         rto_seconds=rto, rto_target_seconds=target_s,
-        rto_met=None if rto is None or target_s is None else rto <= target_s,
+        rto_met=None if measured is None or target_s is None else measured <= target_s,
         undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at, undo_details=run.undo_details,
         events=[PlanEvent.model_validate(e) for e in run.events],
         warnings=[f"{what}VAO: {details}" for what, details in (("", run.details), ("undo: ", run.undo_details))
-                  if details and finished_with_warnings(details)],
-        notes=list(target.notes),
+                  if details and finished_with_warnings(details)]
+        + [c.describe() for c in checks if not c.critical and c.status == "failed"],
+        notes=list(target.notes), checks=checks, verified_at=run.verified_at, rto_verified_seconds=rto_verified,
     )
 
 

@@ -22,7 +22,15 @@ from vaodrill import __version__
 from vaodrill.journal import MAX_JOURNAL_BYTES
 from vaodrill.report.history import ReportSkipped, report_rows
 from vaodrill.report.model import DASH, FAILING_STATUSES, DrillReport, PlanResult, report_directory
-from vaodrill.report.text import STATUS_LABELS, STOPPED_WORDS, UNDO_WORDS, format_duration, plan_events, plan_reasons
+from vaodrill.report.text import (
+    STATUS_LABELS,
+    STOPPED_WORDS,
+    UNDO_WORDS,
+    format_duration,
+    plan_events,
+    plan_reasons,
+    rto_text,
+)
 
 __all__ = ["HISTORY_RUNS", "deficiencies", "evidence_hashes", "journal_records", "render_evidence", "spark_svg"]
 
@@ -205,7 +213,7 @@ def _halts(p: PlanResult, record: Mapping[str, Any]) -> str:
 
 
 def _rto(p: PlanResult) -> str:
-    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+    text = rto_text(p)
     if p.rto_met is None:
         return text
     return text + (" <span class='ok'>met</span>" if p.rto_met else " <span class='bad'>MISSED</span>")
@@ -250,7 +258,8 @@ def deficiencies(report: DrillReport) -> list[tuple[str, str]]:
         if p.status != "passed":
             found.append((p.plan, f"{p.status.replace('_', ' ')}: {plan_reasons(p) or 'no reason given'}"))
         if p.rto_met is False:
-            found.append((p.plan, f"RTO target missed: {format_duration(p.rto_seconds)} against "
+            measured = p.rto_verified_seconds if p.rto_verified_seconds is not None else p.rto_seconds
+            found.append((p.plan, f"RTO target missed: {format_duration(measured)} against "
                                   f"{format_duration(p.rto_target_seconds)}"))
         if p.failover_details and _WARNING.search(p.failover_details):
             found.append((p.plan, f"VAO reported: {p.failover_details}"))

@@ -6,6 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
+from vaodrill.report.checks import junit_check_cases
 from vaodrill.report.model import DASH, FAILING_STATUSES, DrillReport, PlanResult
 from vaodrill.report.text import (
     fmt_event,
@@ -76,10 +77,12 @@ def render_junit(report: DrillReport) -> str:
     """JUnit XML: one testsuite per drill, one testcase per plan; time is the achieved RTO."""
     left = left_ids(report)
     outcomes = [(p, _junit_outcome(p, left)) for p in report.plans]
-    failures = sum(1 for _, o in outcomes if o and o[0] == "failure")
-    skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped")
+    checks = [c for p in report.plans for c in p.checks]
+    failures = sum(1 for _, o in outcomes if o and o[0] == "failure") + sum(
+        1 for c in checks if c.critical and c.status == "failed")
+    skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped") + sum(1 for c in checks if c.status == "not_run")
     totals = {
-        "tests": str(len(outcomes)),
+        "tests": str(len(outcomes) + len(checks)),
         "failures": str(failures),
         "errors": "0",
         "skipped": str(skipped),
@@ -120,6 +123,7 @@ def render_junit(report: DrillReport) -> str:
             if tag == "failure":
                 el.text = _x(plan_reasons(p) or status_word(p.status))
         ET.SubElement(case, "system-out").text = _junit_details(p, left)
+        junit_check_cases(suite, p.checks, _x(f"vaodrill.{report.drill}.{p.plan}"))
 
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

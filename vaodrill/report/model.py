@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+from vaodrill.report.checks import CheckResult
+
 __all__ = [
     "SCHEMA_VERSION",
     "DrillReport",
@@ -155,6 +157,10 @@ class PlanResult(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="Passed, but not cleanly: e.g. VAO's warnings")
     notes: list[str] = Field(default_factory=list, description="How the restore-point rule was read (after now, "
                              "a repeated hour on the server...)")
+    checks: list[CheckResult] = Field(default_factory=list, description="Application checks after the failover")
+    verified_at: UtcDatetime | None = Field(None, description="When the last critical check passed")
+    rto_verified_seconds: float | None = Field(
+        None, description="From the Run POST to all critical checks passed; rto_met compares this one when set")
 
 
 class DrillReport(BaseModel):

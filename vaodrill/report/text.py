@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 
 from vaodrill.errors import one_line
+from vaodrill.report.checks import check_lines
 from vaodrill.report.model import DASH, DrillReport, PlanEvent, PlanResult
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "left_ids",
     "plan_events",
     "plan_reasons",
+    "rto_text",
     "status_label",
     "status_word",
     "table_rows",
@@ -95,10 +97,18 @@ def status_word(status: str) -> str:
     return status.replace("_", " ")
 
 
+def rto_text(p: PlanResult) -> str:
+    """``3m / 15m``, or with checks ``3m VAO, 3m20s verified / 15m``: achieved against the target."""
+    if p.rto_verified_seconds is not None:
+        return (f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
+                f"{format_duration(p.rto_target_seconds)}")
+    return f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+
+
 def fmt_rto(p: PlanResult) -> str:
     if p.rto_seconds is None and p.rto_target_seconds is None:
         return DASH
-    text = f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
+    text = rto_text(p)
     if p.rto_met is not None:
         text += " ✅" if p.rto_met else " ❌"
     return text
@@ -176,6 +186,7 @@ def plan_events(p: PlanResult) -> list[str]:
     """What happened to the plan beyond its status, one line each: halts and Continues in order, warnings,
     restore-point notes and the undo's own details; every report shows these lines."""
     lines = [fmt_event(e) for e in p.events]
+    lines += [display_line(c) for c in check_lines(p.checks)]
     lines += [f"warning: {display_line(w)}" for w in p.warnings]
     lines += [f"note: {display_line(n)}" for n in p.notes]
     if p.undo_details:

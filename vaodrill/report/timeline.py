@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 
+from vaodrill.report.checks import check_legend, check_markers
 from vaodrill.report.model import DrillReport, PlanResult
 from vaodrill.report.text import UNDO_WORDS, format_duration, plan_reasons
 
@@ -234,19 +235,26 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
             undo_bar.set("stroke", STATUS_COLOURS["failed"])
             undo_bar.set("stroke-dasharray", "3 2")
 
-    if p.rto_target_seconds is not None:
-        target = (start - scale.origin).total_seconds() + p.rto_target_seconds
-        label = f"RTO target {format_duration(p.rto_target_seconds)}"
-        if scale.covers(target):
-            x = PLOT_X + target / scale.axis_end * PLOT_W
-            tick = _el(row, "line", x1=x, y1=mid - 11, x2=x, y2=mid + 11, stroke="#17202a", stroke_width=2,
-                       class_="rto-target")
-        else:  # beyond the axis: a pointer at its right edge
-            x = PLOT_X + PLOT_W
-            tick = _el(row, "path", d=f"M{_num(x - 7)},{_num(mid - 6)} L{_num(x)},{_num(mid)} "
-                       f"L{_num(x - 7)},{_num(mid + 6)} z", fill="#17202a", class_="rto-target beyond")
-            label += " (beyond the axis)"
-        _el(tick, "title", label)
+    _rto_target(row, p, start, mid, scale)
+    check_markers(row, p.checks, scale.x, mid)
+
+
+def _rto_target(row: ET.Element, p: PlanResult, start: datetime, mid: float, scale: _Scale) -> None:
+    """The plan's RTO target as a tick on its row, or a pointer at the axis's right edge when it lies beyond."""
+    if p.rto_target_seconds is None:
+        return
+    target = (start - scale.origin).total_seconds() + p.rto_target_seconds
+    label = f"RTO target {format_duration(p.rto_target_seconds)}"
+    if scale.covers(target):
+        x = PLOT_X + target / scale.axis_end * PLOT_W
+        tick = _el(row, "line", x1=x, y1=mid - 11, x2=x, y2=mid + 11, stroke="#17202a", stroke_width=2,
+                   class_="rto-target")
+    else:  # beyond the axis: a pointer at its right edge
+        x = PLOT_X + PLOT_W
+        tick = _el(row, "path", d=f"M{_num(x - 7)},{_num(mid - 6)} L{_num(x)},{_num(mid)} "
+                   f"L{_num(x - 7)},{_num(mid + 6)} z", fill="#17202a", class_="rto-target beyond")
+        label += " (beyond the axis)"
+    _el(tick, "title", label)
 
 
 def _edges(svg: ET.Element, report: DrillReport, scale: _Scale, on_path: list[int]) -> None:
@@ -291,6 +299,7 @@ def _legend(svg: ET.Element, y: float) -> float:
                                        "stroke_dasharray": "3 2"}),
         ("critical path", "rect", {**bar, "fill": "#ffffff", "stroke": CRITICAL, "stroke_width": 3}),
         ("RTO target", "line", {"x1": 8, "y1": -6, "x2": 8, "y2": 6, "stroke": "#17202a", "stroke_width": 2}),
+        *check_legend(),
         ("RTO target beyond the axis", "path", {"d": "M4,-6 L11,0 L4,6 z", "fill": "#17202a"}),
         ("waits for (dependency)", "path", {"d": "M0,0 L14,0", "stroke": EDGE, "stroke_width": 1.2,
                                             "marker_end": "url(#arrow)"}),

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from . import api, control, vro
+from .apps import install_apps
 from .engine import Simulator
 from .errors import SimError, no_route
 from .scenario import Scenario
@@ -197,4 +198,5 @@ def create_app(
         for version in vro.VERSIONS:
             app.include_router(vro.router(version))
     app.include_router(control.router)
+    install_apps(app, sim)
     return app

@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from .apps import AppSpec
 from .profiles import (
     PLAN_PROFILE_FIELDS,
     AfterUndo,
@@ -232,6 +233,7 @@ class PlanSpec(_Behaviour, _ProfileChoice):
     scope_id: Guid | None = Field(None, description="default: the scenario's scope_id")
     schedule_after: str | None = Field(None, description="name or id of the plan this one runs after (AfterPlan)")
     schedule_time: Instant | None = Field(None, description="OnTime schedule, server-local unless an offset")
+    app: AppSpec | None = Field(None, description="its application at the DR site (simulator.apps)")
 
 
 class PlanSettings(_Behaviour, PlanProfile):

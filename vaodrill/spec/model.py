@@ -25,6 +25,9 @@ YAML shape::
         rto_target: 45m                # overrides the plan's targetRTO
         timeout: 2h                    # give up waiting (default decided by the engine)
         on_halt: {continue: RetryFailedStep, max: 1}
+        checks: [{http: https://sql-report.dr.example.com/health}]   # after the failover (vaodrill.spec.checks);
+                                                                    # a plan's own list replaces the drill's
+    checks: []                         # the checks of every plan without its own (default none)
 
 ``on_halt`` continue options: ProceedToNextVm, ProceedToNextGroup, ProceedToNextStep, RetryFailedStep,
 RetryFailedVm, RetryFailedGroup (matched ignoring case, spaces, ``_`` and ``-``). ``max`` is how many times the
@@ -53,6 +56,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from vaodrill.spec.checks import MAX_CHECKS, Check, unique_check_names
 from vaodrill.spec.durations import DurationField, spec_duration
 from vaodrill.spec.rules import BaseRule, LatestRule, RestorePointRule
 from vaodrill.spec.strict import StrictModel, did_you_mean, show_value
@@ -199,6 +203,13 @@ class PlanStep(StrictModel):
     rto_target: DurationField | None = None
     timeout: DurationField | None = None
     on_halt: HaltPolicy | None = None
+    checks: tuple[Check, ...] | None = None
+    """Run after VAO reports the failover complete, before dependents start (None: the drill's checks)."""
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, value: tuple[Check, ...] | None) -> tuple[Check, ...] | None:
+        return None if value is None else _checked_list(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -272,7 +283,14 @@ class DrillSpec(StrictModel):
     on_halt: HaltPolicy = HaltPolicy()
     history: HistoryPolicy = HistoryPolicy()
     """How fresh this drill's proof must be and what counts as a regression (``vaodrill history --check``)."""
+    checks: tuple[Check, ...] = ()
+    """The checks of every plan that has no ``checks`` of its own."""
     plans: tuple[PlanStep, ...] = Field(min_length=1)
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, value: tuple[Check, ...]) -> tuple[Check, ...]:
+        return _checked_list(value)
 
     @field_validator("name", mode="before")
     @classmethod
@@ -419,6 +437,19 @@ class DrillSpec(StrictModel):
         """The step's halt policy, else the drill's default."""
         own = self._step(step).on_halt
         return own if own is not None else self.on_halt
+
+    def checks_for(self, step: PlanStep | str) -> tuple[Check, ...]:
+        """The step's checks, else the drill's."""
+        own = self._step(step).checks
+        return own if own is not None else self.checks
+
+
+def _checked_list(checks: tuple[Check, ...]) -> tuple[Check, ...]:
+    if len(checks) > MAX_CHECKS:
+        raise PydanticCustomError("too_many_checks", f"{len(checks)} checks (at most {MAX_CHECKS})")
+    if (twice := unique_check_names(checks)) is not None:
+        raise PydanticCustomError("check_name_twice", f"two checks are named {twice!r} (give one a name)")
+    return checks
 
 
 def _find_cycle(plans: tuple[PlanStep, ...]) -> list[str]:

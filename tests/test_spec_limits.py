@@ -15,12 +15,12 @@ import sys
 import time
 from pathlib import Path
 
+import fuzz_specs
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks import fuzz_specs
 from vaodrill.spec.model import MAX_NODES, DrillSpec, SpecError, load_spec, parse_spec
 from vaodrill.spec.restore_points import resolve
 

@@ -220,7 +220,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{server_home / 'prefect.db'}",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="true",
-            # as the README says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
+            # as docs/prefect.md says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
             PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
         process = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",

@@ -21,7 +21,7 @@ from vaodrill.vao.models import PlanState
 INTERVAL = 0.05
 
 
-def scenario(n: int) -> dict:
+def scenario(n: int) -> dict[str, object]:
     return {"name": "bench", "plans": [{"name": f"Plan {i:03d}", "state": "Enabled", "failover_duration": 60,
                                         "steps": 4} for i in range(n)]}
 
@@ -38,7 +38,7 @@ async def one_run(url: str, n: int, shared: bool) -> tuple[int, float]:
             monitor = PlanMonitor(client, INTERVAL, give_up_after=60)
 
             async def wait(plan_id: str) -> None:
-                async for plan, _ in monitor.watch(plan_id):
+                async for plan, _, _ in monitor.watch(plan_id):
                     if plan.state is PlanState.FAILOVER and plan.stage_complete:
                         return
 

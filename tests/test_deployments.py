@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_served_deployments() -> None:
+    from prefect.client.schemas.schedules import CronSchedule
+
     from flows.deployments import deployments
 
     assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
@@ -21,12 +23,14 @@ def test_served_deployments() -> None:
         "vao_block": {"$ref": {"block_document_slug": "vao-server/vao-prod"}}}
     by_name = {d.name: d for d in deployments()}
     assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
-    (schedule,) = by_name["app-stack-monthly"].schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.schedule.day_or) == (
-        "0 2 1-7 * 6", "Europe/Berlin", False)
+    (schedule,) = by_name["app-stack-monthly"].schedules or []
+    cron = schedule.schedule
+    assert isinstance(cron, CronSchedule)
+    assert (cron.cron, cron.timezone, cron.day_or) == ("0 2 1-7 * 6", "Europe/Berlin", False)
     for name in ("app-stack-monthly", "manual-drill"):
         assert by_name[name].concurrency_limit == 1
-        assert by_name[name].concurrency_options.collision_strategy == "CANCEL_NEW"
+        options = by_name[name].concurrency_options
+        assert options is not None and options.collision_strategy == "CANCEL_NEW"
     assert by_name["real-failover"].concurrency_limit is None  # see flows/failover.py: guarded by the flow
 
 
@@ -46,6 +50,7 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
 def test_example_automations_are_valid_prefect_automations() -> None:
     """deployments/automations.yaml parses as Prefect automations once a notification block id is filled in."""
     from prefect.automations import AutomationCore
+    from prefect.events.schemas.automations import EventTrigger
 
     path = ROOT / "deployments" / "automations.yaml"
     automations = yaml.safe_load(path.read_text())["automations"]
@@ -55,7 +60,9 @@ def test_example_automations_are_valid_prefect_automations() -> None:
                                                                for x in a["actions"]]}) for a in automations]
     crashed = next(a for a in parsed if a.name == "vaodrill - drill run crashed")
     assert [action.type for action in crashed.actions] == ["send-notification", "run-deployment"]
-    events = {event for a in parsed for event in a.trigger.expect}
+    triggers = [a.trigger for a in parsed]
+    events = {event for trigger in triggers if isinstance(trigger, EventTrigger) for event in trigger.expect}
+    assert len(triggers) == len([t for t in triggers if isinstance(t, EventTrigger)])  # every one an event trigger
     assert {"vaodrill.drill.completed", "vaodrill.undo.failed", "vaodrill.failover.completed",
             "prefect.flow-run.Crashed", "prefect.flow-run.heartbeat"} <= events
 
@@ -82,7 +89,8 @@ def form_values(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
                 out[key] = fill(prop, {})
         return out
 
-    return fill(schema, values)
+    filled: dict[str, Any] = fill(schema, values)
+    return filled
 
 
 def sent_schema(deployment: Any) -> dict[str, Any]:

@@ -85,7 +85,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Process:
@@ -219,15 +220,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{server_home / 'prefect.db'}",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="true",
-            # as the README says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
+            # as docs/prefect.md says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
             PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
         process = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",
                                              str(port), "--ui"],
                           env=env, cwd=root, log_path=root / f"server-{attempt}.log")
         candidate = PrefectServer(f"http://127.0.0.1:{port}", process, client_home)
+
+        def up(c: PrefectServer = candidate) -> bool:
+            return c.healthy() or not c.process.alive()
+
         try:
-            wait_until(lambda c=candidate: c.healthy() or not c.process.alive(), timeout=180,
+            wait_until(up, timeout=180,
                        what="GET /api/health of prefect server start", diagnose=process.tail)
         except BaseException:
             process.stop()
@@ -268,7 +273,8 @@ class Simulator:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}
         response = self.http.get("/_sim/requests", params=params)
         response.raise_for_status()
-        return response.json()
+        requests: list[dict[str, Any]] = response.json()
+        return requests
 
     def reset(self) -> None:
         """Fresh state: the scenario as loaded, an empty request log."""
@@ -442,8 +448,8 @@ async def read_events(client: Any, flow_run_id: UUID, names: list[str]) -> list[
 
     now = dt.datetime.now(dt.UTC)
     page = await client.read_events(
-        filter=EventFilter(occurred=EventOccurredFilter(since=now - dt.timedelta(hours=1),
-                                                        until=now + dt.timedelta(minutes=5)),
+        filter=EventFilter(occurred=EventOccurredFilter.model_validate(  # Prefect's DateTime, from plain datetimes
+                               {"since": now - dt.timedelta(hours=1), "until": now + dt.timedelta(minutes=5)}),
                            event=EventNameFilter(name=names),
                            related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])),
         limit=50)

@@ -8,12 +8,13 @@ simulator's request log: exactly one Run and one Undo per plan.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from .conftest import FinishedRun, Simulator, await_until, read_events, run_summary
+from .conftest import FinishedRun, PrefectServer, Served, Simulator, await_until, read_events, run_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +22,8 @@ DEMO_PLANS = ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web T
 DRILL = "demo-app-stack"
 
 
-async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server, served) -> None:
+async def test_drill_deployment_completes(
+        drill_run: FinishedRun, prefect_server: PrefectServer, served: Served) -> None:
     async with prefect_server.client() as client:
         run = drill_run.flow_run
         assert run.state.is_completed(), await run_summary(client, drill_run.flow_run_id)
@@ -31,7 +33,7 @@ async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server
         print(f"\ndrill flow run {run.name!r} completed {drill_run.seconds:.1f}s after the trigger")
 
 
-async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
+async def test_drill_artifacts(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
     async with prefect_server.client() as client:
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id])))
@@ -50,11 +52,11 @@ async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
     assert {row["status"] for row in rows} == {"✅ passed"}, rows
 
 
-async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
+async def test_drill_events(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
     names = ["vaodrill.failover.started", "vaodrill.failover.completed", "vaodrill.failover.failed",
              "vaodrill.undo.completed", "vaodrill.undo.failed", "vaodrill.drill.completed"]
     async with prefect_server.client() as client:
-        async def all_recorded() -> list | None:
+        async def all_recorded() -> list[Any] | None:
             # events are persisted asynchronously by the server's event persister
             events = await read_events(client, drill_run.flow_run_id, names)
             done = [e for e in events if e.event == "vaodrill.drill.completed"]
@@ -63,7 +65,7 @@ async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
 
         events = await await_until(all_recorded, timeout=30, what="the drill's events on the server")
 
-    def of(name: str) -> list:
+    def of(name: str) -> list[Any]:
         return [e for e in events if e.event == name]
 
     (completed,) = of("vaodrill.drill.completed")
@@ -105,7 +107,8 @@ def test_drill_report_files(drill_run: FinishedRun) -> None:
     assert report["run_id"] == str(drill_run.flow_run_id)
 
 
-async def test_a_missing_drill_file_fails_the_run_at_once(served, prefect_server, tmp_path) -> None:
+async def test_a_missing_drill_file_fails_the_run_at_once(served: Served, prefect_server: PrefectServer,
+                                                          tmp_path: Path) -> None:
     """A drill file that does not exist on the machine that runs the drill: the run fails at its start, with the
     path in its state message, and nothing is sent to VAO."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId

@@ -11,7 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,7 +41,7 @@ from tasks.blocks import VaoServer
 from tasks.vao import TaskSteps, write_gate
 from vaodrill.engine import progress, signals
 from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
-from vaodrill.errors import DrillError, one_line
+from vaodrill.errors import DrillError, UnknownPlans, VaoAuthError, VaoConnectionError, VaoUsageError, one_line
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
 from vaodrill.report.model import DrillReport, render_markdown, table_rows
 from vaodrill.report.timeline import render_svg
@@ -55,6 +55,9 @@ def _shipped_drills() -> str:
 
 
 log = logging.getLogger("vaodrill.flows")
+
+#: A drill the server refuses before any plan starts (login, connection, unknown plans): one line, not a traceback.
+REFUSALS = (UnknownPlans, VaoAuthError, VaoConnectionError, VaoUsageError)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -103,23 +106,48 @@ class DrillRequest(BaseModel):
     #: Who approved a real failover started from the command line (not in the run form: the UI's approval is the
     #: real-failover flow's own pause); written into the drill's journal and evidence pack.
     approval: SkipJsonSchema[dict[str, str] | None] = None
+    #: The drill spec the CLI already read (in-process runs only: never sent to the API, never in the form).
+    spec: SkipJsonSchema[DrillSpec | None] = Field(None, exclude=True)
 
     def journal(self) -> Path:
         """The directory of the drill's journal: the one given, else the machine's default for the report dir."""
         return Path(self.journal_dir) if self.journal_dir else default_journal_dir(self.report_dir)
 
+    def load_spec(self) -> DrillSpec:
+        """The drill spec: the one the CLI read, else the drill file's (read here, once per run)."""
+        if self.spec is not None:
+            return self.spec
+        if not self.drill_file:
+            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
+        return load_spec(self.drill_file)
+
     @field_validator("vao_block", mode="before")
     @classmethod
     def _load_block(cls, value: Any) -> Any:
-        """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery)."""
+        """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery); the
+        settings a CLI drill stored, without their secrets (the API keeps them masked: the reader's own block or
+        VAO_* variables give them, field by field)."""
         if isinstance(value, dict) and "$ref" in value:  # loaded as Prefect loads a run's parameters
             return Block.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if not (k in SECRETS and isinstance(v, str) and _masked(v))}
         return value
+
+
+#: The secret fields of a VAO connection.
+SECRETS = ("password", "client_secret")
+
+
+def _masked(text: str) -> bool:
+    """A secret as Prefect stores a parameter's: stars only."""
+    return bool(text) and not text.strip("*")
 
 
 def _drill_run_name() -> str:
     """``<drill name> · YYYY-MM-DD HH:MM:SSZ``: runs of different drills, and two runs a minute apart, differ."""
     request = flow_run.parameters.get("request") or {}
+    if isinstance(request, DrillRequest) and request.spec is not None:  # a CLI drill: its spec is read
+        return f"{request.spec.name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
     drill_file = request.get("drill_file") if isinstance(request, dict) else getattr(request, "drill_file", None)
     try:
         name = load_spec(str(drill_file)).name
@@ -171,28 +199,13 @@ def _listed(names: list[str]) -> str:
     return ", ".join(names[:CAUSES_SHOWN]) + (f" and {more} more" if more > 0 else "")
 
 
-#: Settings handed in by the CLI of this process (never through the environment, where children would see them).
-_local_settings: ConnectionSettings | None = None
-
-
-@contextlib.contextmanager
-def local_settings(settings: ConnectionSettings) -> Iterator[None]:
-    """Run flows of this process against ``settings`` (the CLI's connection options)."""
-    global _local_settings
-    _local_settings = settings
+def connection_settings(block: ConnectionSettings | None) -> ConnectionSettings:
+    """The VAO connection of a run: its request's block (a saved one, or the settings a CLI drill handed in) over
+    the ``VAO_*`` variables of the machine that runs it, field by field (:meth:`ConnectionSettings.resolve`)."""
     try:
-        yield
-    finally:
-        _local_settings = None
-
-
-async def connection_settings(block: VaoServer | None) -> ConnectionSettings:
-    """The VAO connection: the request's VaoServer block, else the CLI's settings, else the VAO_* variables."""
-    if block is not None:
-        return block.settings()
-    if _local_settings is not None:
-        return _local_settings
-    settings = ConnectionSettings.from_env()
+        settings = ConnectionSettings.resolve(block=block, env=os.environ)
+    except VaoUsageError as exc:
+        raise DrillError(str(exc)) from None
     if settings is None:
         raise DrillError("no VAO server configured: name a 'VAO Server' block or set VAO_URL, VAO_USERNAME, "
                          "VAO_PASSWORD")
@@ -356,6 +369,9 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     verifies each, and closes the journal when all are clean.
     """
     logger = flow_run_logger(flow_run, flow)
+    if signals.owned():  # a CLI drill: the CLI's own stop undoes what it failed over, with its secrets
+        logger.warning("Drill cancelled: the command line that runs it undoes what it failed over")
+        return
     request = DrillRequest.model_validate(flow_run.parameters.get("request") or {})
     run_id = request.run_id or str(flow_run.id)
     journal = Journal(request.journal(), run_id)
@@ -366,7 +382,7 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     if not state_of.is_open:
         logger.info("Drill run %s closed its journal: nothing left to undo", run_id)
         return
-    settings = await connection_settings(request.vao_block)
+    settings = connection_settings(request.vao_block)
     await _recover(state_of, settings, logger, flow_run.id)
 
 
@@ -414,17 +430,16 @@ async def dr_drill(request: DrillRequest) -> Any:
     """
     signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
     try:
-        if not request.drill_file:
-            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
-        spec = load_spec(request.drill_file)
-        settings = await connection_settings(request.vao_block)
-    except (DrillError, SpecError) as exc:
+        spec = request.load_spec()
+        settings = connection_settings(request.vao_block)
+        report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
+                                 report_dir=request.report_dir, journal_dir=request.journal(),
+                                 spec_file=str(Path(request.drill_file).resolve()) if request.drill_file else None,
+                                 approval=request.approval)
+    except (DrillError, SpecError, *REFUSALS) as exc:
         message = one_line(str(exc))
         get_run_logger().error("%s", message)
         return Failed(message=message, data=exc)
-    report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
-                             report_dir=request.report_dir, journal_dir=request.journal(),
-                             spec_file=str(Path(request.drill_file).resolve()), approval=request.approval)
     await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
 
@@ -460,7 +475,7 @@ async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill",
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
                                      "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})
-    settings = await connection_settings(vao_block)
+    settings = connection_settings(vao_block)
     report = await run_drill(spec, settings, run_id=run_id or str(flow_run.id), now=None, report_dir=report_dir)
     return await finish(report)
 
@@ -487,7 +502,7 @@ async def recover_drill(flow_run_id: str) -> None:
     if not journal.is_open:
         logger.info("Run %s closed its journal: nothing to recover", run_id)
         return
-    await _recover(journal, await connection_settings(request.vao_block), logger, UUID(str(flow_run.id)))
+    await _recover(journal, connection_settings(request.vao_block), logger, UUID(str(flow_run.id)))
 
 
 #: A recovery run that crashed is recovered by another; after this many in a row a person must look.

@@ -93,7 +93,7 @@ async def _real_failover(request: FailoverRequest) -> Any:
     if spec.mode != "failover":
         raise DrillError(f"{request.drill_file} is a {spec.mode} spec; a real failover needs mode: failover")
     await _refuse_if_another_active()
-    settings = await connection_settings(request.vao_block)
+    settings = connection_settings(request.vao_block)
     reference = request.now or utcnow()  # the dates approved are the dates sent
     async with settings.client() as client:  # reads only: show exactly what will happen
         targets = build_targets(spec, await client.list_plans(), now=reference,

@@ -37,8 +37,6 @@ from prefect.states import Completed, Failed
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tasks.blocks import VaoServer
-from tasks.vao import TaskSteps, write_gate
 from vaodrill.engine import progress, signals
 from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, recover
 from vaodrill.errors import DrillError, UnknownPlans, VaoAuthError, VaoConnectionError, VaoUsageError, one_line
@@ -47,6 +45,8 @@ from vaodrill.report.model import DrillReport, render_markdown, table_rows
 from vaodrill.report.timeline import render_svg
 from vaodrill.spec.model import DrillSpec, SpecError, load_spec
 from vaodrill.vao.connection import ConnectionSettings
+from vaodrill_prefect.tasks.blocks import VaoServer
+from vaodrill_prefect.tasks.vao import TaskSteps, write_gate
 
 
 def _shipped_drills() -> str:

@@ -24,11 +24,11 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
-from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
 from vaodrill.engine.drill import build_targets
 from vaodrill.engine.steps import utcnow
 from vaodrill.errors import DrillError
 from vaodrill.spec.model import SpecError, load_spec
+from vaodrill_prefect.flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
 
 
 class FailoverApproval(RunInput):

@@ -1,7 +1,7 @@
 """The ``VaoServer`` Prefect block: where a VAO server is and how to log in, with the secrets stored encrypted.
 
 ``vaodrill serve`` and the topology's deploy step register it (:func:`register_block_types`), so the run form's
-block picker works without a separate ``prefect block register -m tasks.blocks``.
+block picker works without a separate ``prefect block register -m vaodrill_prefect.tasks.blocks``.
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tasks.blocks import VaoServer
 from vaodrill.errors import VaoAuthError, VaoUsageError
 from vaodrill.simulator import create_app
 from vaodrill.simulator.profiles import ChildClient
 from vaodrill.simulator.scenario import load_scenario
 from vaodrill.simulator.server import BackgroundServer
 from vaodrill.vao.connection import ConnectionSettings, is_loopback
+from vaodrill_prefect.tasks.blocks import VaoServer
 
 CHILD = ChildClient(client_id="drill-tool", client_secret=SecretStr("child-s3cret"))
 

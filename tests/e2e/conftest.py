@@ -377,7 +377,7 @@ async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator,
     value of a run's ``vao_block`` parameter}."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer, block_ref
+    from vaodrill_prefect.tasks.blocks import VaoServer, block_ref
 
     names = {"approval": "e2e-approval", "timeout": "e2e-timeout"}
     async with prefect_server.client() as client:
@@ -543,7 +543,7 @@ async def form_block(prefect_server: PrefectServer, drill_sim: Simulator) -> str
     """A ``VaoServer`` block saved on the server, for the run form's block picker to offer."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     name = "e2e-form-vao"
     async with prefect_server.client() as client:

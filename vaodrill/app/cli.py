@@ -452,17 +452,17 @@ def serve(
       prefect server start --background && vaodrill serve
       vaodrill serve --block vao-prod --limit 2
     """
-    from flows.deployments import serve_all
     from vaodrill.app.connect import served_block
+    from vaodrill_prefect.flows.deployments import serve_all
 
     if block := served_block(vao):
         serve_all(limit=limit, block=block, poll_seconds=poll)
         return
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
     from vaodrill.simulator import create_app
     from vaodrill.simulator.server import BackgroundServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
         err_console.print(f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "

@@ -132,7 +132,7 @@ def served_block(options: ConnectionOptions) -> str | None:
         return None
     if options.block and _load_block(options.block).model_dump() == settings.model_dump():
         return options.block
-    from tasks.blocks import VaoServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     VaoServer.of(settings).save(SERVE_BLOCK, overwrite=True)
     return SERVE_BLOCK
@@ -143,7 +143,7 @@ SERVE_BLOCK = "vaodrill-serve"
 
 
 def _load_block(name: str) -> ConnectionSettings:
-    from tasks.blocks import VaoServer  # Prefect is needed only when a block is named
+    from vaodrill_prefect.tasks.blocks import VaoServer  # Prefect is needed only when a block is named
 
     try:
         return cast(VaoServer, VaoServer.load(name))

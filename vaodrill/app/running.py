@@ -212,8 +212,8 @@ async def _flow_run(drill: Path, spec: Any, settings: ConnectionSettings, report
     """The ``dr-drill`` flow run; its request carries all it needs: the spec read here, and the settings as a
     ``VaoServer`` block held in memory (the API stores the request with the secrets masked). The flow's engine
     logs in once; a wrong URL or password ends the run at once with that one line (exit 2)."""
-    from flows.drill import DrillRequest, dr_drill
-    from tasks.blocks import VaoServer
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval,
                            journal_dir=str(journal_dir) if journal_dir is not None else None, spec=spec,

@@ -163,11 +163,13 @@ class ConnectionSettings(BaseModel):
         """The one way settings are built, field by field: a flag over the block over the environment.
 
         ``flags``: fields given on the command line; ``block``: a saved ``VaoServer`` block (or the settings a
-        CLI hands a flow run); ``env``: ``VAO_*`` variables. An empty field (None, "", an empty secret or
-        mapping) is not given and lets the next layer's show through. None when no layer gives a URL.
+        CLI hands a flow run; the fields it holds: a saved block holds all), ``env``: ``VAO_*`` variables. An empty
+        field (None, "", an empty secret or mapping) is not given and lets the layer below show through. None when
+        no layer gives a URL.
         """
         merged: dict[str, Any] = {}
-        for layer in (env_fields(env or {}), block.model_dump() if block is not None else {}, flags or {}):
+        held = block.model_dump(exclude_unset=True) if block is not None else {}
+        for layer in (env_fields(env or {}), held, flags or {}):
             merged.update({key: value for key, value in layer.items() if key in cls.model_fields and _given(value)})
         if "url" not in merged:
             if any(merged.get(k) for k in ("username", "password", "ca_bundle", "client_id", "client_secret")):

@@ -28,7 +28,8 @@ from vaodrill.engine.drill import build_targets
 from vaodrill.engine.steps import utcnow
 from vaodrill.errors import DrillError
 from vaodrill.spec.model import SpecError, load_spec
-from vaodrill_prefect.flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
+from vaodrill_prefect.flows.drill import DrillRequest, _drill_run_name, connection_settings, finish, run_drill
+from vaodrill_prefect.flows.publish import _emit
 
 
 class FailoverApproval(RunInput):

@@ -1,8 +1,8 @@
 """Prefect flows: ``dr_drill`` runs a drill spec; ``failover_plan`` one plan; ``recover_drill`` an unclosed run.
 
 The flows only adapt the engine (``vaodrill.engine.drill.Drill``) to Prefect: each plan and each undo runs as a task
-run of ``tasks.vao`` inside the drill's flow run, and ``flows.publish.PrefectObserver`` turns the engine's transitions and
-report into run logs, events and artifacts. Every decision about a plan is the engine's.
+run of ``tasks.vao`` inside the drill's flow run, and ``flows.publish.PrefectObserver`` turns the engine's
+transitions and report into run logs, events and artifacts. Every decision about a plan is the engine's.
 """
 
 from __future__ import annotations

@@ -155,8 +155,9 @@ def connection_settings(block: ConnectionSettings | None) -> ConnectionSettings:
     except VaoUsageError as exc:
         raise DrillError(str(exc)) from None
     if settings is None:
-        raise DrillError("no VAO server configured: name a 'VAO Server' block or set VAO_URL, VAO_USERNAME, "
-                         "VAO_PASSWORD")
+        raise DrillError("no VAO server configured: choose a 'VAO Server' block as the request's vao_block "
+                         "(`vaodrill serve` saves its server as 'vaodrill-serve') or set VAO_URL, VAO_USERNAME, "
+                         "VAO_PASSWORD where the drill runs")
     return settings
 
 

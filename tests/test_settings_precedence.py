@@ -3,6 +3,7 @@ command (run, plans, doctor, recover, serve) and the flows; and one login per dr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +96,16 @@ def test_one_login_per_drill_through_prefect(sim: Sim, tmp_path: Path) -> None:
     result = run("run", "deployments/drills/demo.yaml", "--report-dir", str(tmp_path), env=env)
     assert result.returncode == 0, result.stderr
     assert len(sim.requests("POST", "/v2/Token")) - before == 1
+    # the run's request carried the settings; the API stored them with the secret masked
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    [report] = tmp_path.rglob("report.json")
+    with get_client(sync_client=True) as client:
+        run_ = client.read_flow_run(UUID(json.loads(report.read_text())["run_id"]))
+    stored = run_.parameters["request"]["vao_block"]
+    assert stored["url"] == sim.url and stored["username"] == "demo" and not stored["password"].strip("*")
 
 
 @pytest.mark.usefixtures("prefect_api")

@@ -331,6 +331,11 @@ def timeout_sim() -> Iterator[Simulator]:
 # -- vaodrill serve ------------------------------------------------------------------------------------------------
 
 
+#: The block ``vaodrill serve`` saved from the VAO_* it was started with: a run whose request replaces the
+#: deployment's names it (its processes have no VAO_* to fall back on).
+SERVED_BLOCK = {"$ref": {"block_document_slug": "vao-server/vaodrill-serve"}}
+
+
 @dataclass
 class Served:
     process: Process
@@ -470,7 +475,7 @@ async def drill_run(served: Served, drill_sim: Simulator,
     drill_sim.reset()
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the drill's terminal state",
                                  extra=served.diagnose)
@@ -531,7 +536,7 @@ async def failed_run(drill_run: FinishedRun, served: Served,
     report_dir = tmp_path_factory.mktemp("e2e-failed-reports")
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir)}})
+        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state",
                                  extra=served.diagnose)

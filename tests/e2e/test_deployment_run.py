@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from .conftest import FinishedRun, Simulator, await_until, read_events, run_summary
+from .conftest import SERVED_BLOCK, FinishedRun, Simulator, await_until, read_events, run_summary
 
 pytestmark = pytest.mark.e2e
 
@@ -162,7 +162,7 @@ async def test_the_processes_serve_starts_have_no_vao_variables(served, drill_si
     core = drill_sim.plans()["Core Network"]["id"]
     drill_sim.http.patch(f"/_sim/plans/{core}", json={"failover_duration": 3600}).raise_for_status()
     flow_run_id = served.server.run_deployment("dr-drill/manual-drill", {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(tmp_path)}})
+        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(tmp_path), "vao_block": SERVED_BLOCK}})
     async with prefect_server.client() as client:
         try:
             wait_until(lambda: drill_sim.plan_posts("Run"), timeout=120, what="the drill's first Run",

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_served_deployments() -> None:
     from prefect.client.schemas.schedules import CronSchedule
 
-    from flows.deployments import deployments
+    from vaodrill_prefect.flows.deployments import deployments
 
     assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
         "drill_file": "deployments/drills/demo.yaml"}
@@ -109,7 +109,7 @@ def form_errors(deployment: Any, values: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("simulated", [True, False])
 def test_every_run_form_validates_untouched(simulated: bool) -> None:
     """Custom run and Quick Run of every served drill deployment, nothing touched: no error, so Run starts a run."""
-    from flows.deployments import deployments
+    from vaodrill_prefect.flows.deployments import deployments
 
     for block in (None, "vao-prod"):
         for deployment in deployments(block, simulated=simulated):
@@ -128,7 +128,7 @@ def test_every_run_form_validates_untouched(simulated: bool) -> None:
 
 
 def test_run_form_accepts_a_typed_drill_file_a_block_and_a_time() -> None:
-    from flows.deployments import deployments
+    from vaodrill_prefect.flows.deployments import deployments
 
     manual = {d.name: d for d in deployments()}["manual-drill"]
     typed = {"request": {"drill_file": "deployments/drills/demo.yaml", "report_dir": "reports",
@@ -151,8 +151,8 @@ def test_run_form_refuses_a_bad_value_under_its_field(field: str, value: Any, me
     flow's own validation (pydantic) refuses the same values."""
     from pydantic import ValidationError
 
-    from flows.deployments import deployments
-    from flows.failover import FailoverRequest
+    from vaodrill_prefect.flows.deployments import deployments
+    from vaodrill_prefect.flows.failover import FailoverRequest
 
     failover = {d.name: d for d in deployments()}["real-failover"]
     values = form_values(sent_schema(failover), {"request": {field: value}})
@@ -176,7 +176,7 @@ def test_single_plan_flow_validates_its_empty_optionals() -> None:
     from prefect.utilities.callables import parameter_schema
     from prefect.utilities.schema_tools.validation import validate
 
-    from flows.drill import failover_plan
+    from vaodrill_prefect.flows.drill import failover_plan
 
     schema = parameter_schema(failover_plan.fn).model_dump_for_openapi()
     assert validate(form_values(schema, {"plan": "Web Tier"}), schema) == []
@@ -186,7 +186,7 @@ def test_unstarted_runs_are_named_like_the_runs_that_start() -> None:
     """``<drill name> · <time>Z`` from the drill file's spec; the file's stem when it cannot be read."""
     from datetime import UTC, datetime, timedelta, timezone
 
-    from flows.deployments import unstarted_run_name
+    from vaodrill_prefect.flows.deployments import unstarted_run_name
 
     at = datetime(2027, 1, 2, 2, 0, tzinfo=timezone(timedelta(hours=1)))
     assert unstarted_run_name({"request": {"drill_file": str(ROOT / "deployments/drills/demo.yaml")}}, at) == \

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Path,
                          flow: Flow[..., Any] | None = None, **request: Any) -> tuple[State[Any], DrillReport]:
     """Run dr_drill in this process; return its final state and the report it wrote."""
-    from flows.drill import DrillRequest, dr_drill
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
@@ -142,7 +142,7 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
 
 async def test_unknown_plan_fails_before_any_failover(
         sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.drill import DrillRequest, dr_drill
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
@@ -210,7 +210,7 @@ async def test_cancellation_mid_drill_still_cleans_up(
 
 async def test_single_plan_flow_runs_one_plan_end_to_end(
         sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.drill import failover_plan
+    from vaodrill_prefect.flows.drill import failover_plan
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
@@ -348,7 +348,7 @@ async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     spec = write_spec(tmp_path)
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
            "VAO_PASSWORD": "demo"}
-    code = ("import asyncio, sys; from flows.drill import DrillRequest, dr_drill; "
+    code = ("import asyncio, sys; from vaodrill_prefect.flows.drill import DrillRequest, dr_drill; "
             "asyncio.run(dr_drill(request=DrillRequest(drill_file=sys.argv[1], report_dir=sys.argv[2])))")
     child = subprocess.Popen([sys.executable, "-c", code, str(spec), str(tmp_path / "reports")], env=env,
                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
@@ -381,7 +381,7 @@ def assert_recovered(sim: Sim) -> None:
 async def test_cancellation_hook_undoes_what_a_killed_run_started(
         sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
-    from flows.drill import dr_drill, undo_after_cancellation
+    from vaodrill_prefect.flows.drill import dr_drill, undo_after_cancellation
 
     killed = await killed_drill(sim, tmp_path, monkeypatch)
     assert killed.state is not None
@@ -396,7 +396,7 @@ async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
-    from flows.drill import recover_drill
+    from vaodrill_prefect.flows.drill import recover_drill
 
     killed = await killed_drill(sim, tmp_path, monkeypatch)
     async with get_client() as client:
@@ -423,7 +423,7 @@ async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.Monk
         sim = Sim(server.url, None)
         monkeypatch.setenv("VAO_URL", sim.url)
         spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
-        from flows.drill import DrillRequest, dr_drill
+        from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
         monkeypatch.setenv("VAO_USERNAME", "demo")
         monkeypatch.setenv("VAO_PASSWORD", secret)
@@ -487,8 +487,8 @@ async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path) -> 
     deployment); the recovery reads them back into a request with the block loaded, and refuses an unknown one."""
     from pydantic import SecretStr, ValidationError
 
-    from flows.drill import DrillRequest
-    from tasks.blocks import VaoServer, block_ref
+    from vaodrill_prefect.flows.drill import DrillRequest
+    from vaodrill_prefect.tasks.blocks import VaoServer, block_ref
 
     block = VaoServer(url="https://vao.example:9899", username="CORP\\svc", password=SecretStr("pw"))
     block_id = await block.asave("test-stored-ref", overwrite=True)

@@ -240,8 +240,8 @@ async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_mean
 async def test_a_readiness_drill_as_a_flow_run(sim_factory: Callable[..., Sim], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Under Prefect the same steps run as tasks: one ReadinessCheck per plan, the failing one named."""
-    from flows.drill import DrillRequest, dr_drill
     from vaodrill.report.model import load_report
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("Web Tier", readiness_errors=1)

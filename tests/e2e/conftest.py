@@ -337,6 +337,11 @@ def timeout_sim() -> Iterator[Simulator]:
 # -- vaodrill serve ------------------------------------------------------------------------------------------------
 
 
+#: The block ``vaodrill serve`` saved from the VAO_* it was started with: a run whose request replaces the
+#: deployment's names it (its processes have no VAO_* to fall back on).
+SERVED_BLOCK = {"$ref": {"block_document_slug": "vao-server/vaodrill-serve"}}
+
+
 @dataclass
 class Served:
     process: Process
@@ -383,7 +388,7 @@ async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator,
     value of a run's ``vao_block`` parameter}."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer, block_ref
+    from vaodrill_prefect.tasks.blocks import VaoServer, block_ref
 
     names = {"approval": "e2e-approval", "timeout": "e2e-timeout"}
     async with prefect_server.client() as client:
@@ -476,7 +481,7 @@ async def drill_run(served: Served, drill_sim: Simulator,
     drill_sim.reset()
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the drill's terminal state",
                                  extra=served.diagnose)
@@ -537,7 +542,7 @@ async def failed_run(drill_run: FinishedRun, served: Served,
     report_dir = tmp_path_factory.mktemp("e2e-failed-reports")
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir)}})
+        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state",
                                  extra=served.diagnose)
@@ -549,7 +554,7 @@ async def form_block(prefect_server: PrefectServer, drill_sim: Simulator) -> str
     """A ``VaoServer`` block saved on the server, for the run form's block picker to offer."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     name = "e2e-form-vao"
     async with prefect_server.client() as client:

@@ -61,7 +61,8 @@ def generate(root: Path, reports: int, plans: int, seed: int = 21) -> None:
         drift = 1 + 0.002 * week
         body = [_plan(f"Plan {d}-{j}", f"{d:08x}-0000-4000-8000-{j:012x}", start, rng, drift) for j in range(plans)]
         verdict = "passed" if all(p["status"] == "passed" for p in body) else "failed"
-        data = {"schema_version": 1, "drill": f"drill-{d:03d}", "run_id": f"{i:08x}-bench", "mode": "drill",
+        data: dict[str, Any] = {
+                "schema_version": 1, "drill": f"drill-{d:03d}", "run_id": f"{i:08x}-bench", "mode": "drill",
                 "verdict": verdict, "started_at": start.isoformat(), "finished_at": (start + timedelta(hours=1))
                 .isoformat(), "description": None, "vao_server": "https://vao.example:9899", "flow_run_url": None,
                 "reason": None if verdict == "passed" else "some plans did not pass", "stopped": None, "plans": body}
@@ -151,7 +152,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
-        figures = {"history": bench_history(args.reports, args.plans, Path(tmp)),
+        figures: dict[str, Any] = {"history": bench_history(args.reports, args.plans, Path(tmp)),
                    "pack": bench_pack(args.pack_plans, Path(tmp)), "load_average": os.getloadavg()}
     h, p = figures["history"], figures["pack"]
     print(f"{h['reports']:,} reports x {h['plans_per_report']} plans ({h['report_bytes'] / 1e6:.0f} MB of JSON), "

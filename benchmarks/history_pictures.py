@@ -1,4 +1,4 @@
-"""The README's pictures of drills over time and of the evidence pack, rendered by headless Chromium.
+"""The pictures of drills over time and of the evidence pack, rendered by headless Chromium (shown in docs/reports.md).
 
 * ``docs/history.png``: ``vaodrill history --html`` over 14 monthly runs of a six-plan drill (generated here, with
   an RTO regression, an overdue plan and a failure streak), judged by ``history: {max_age: 90d,

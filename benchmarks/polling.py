@@ -21,7 +21,7 @@ from vaodrill.vao.models import PlanState
 INTERVAL = 0.05
 
 
-def scenario(n: int) -> dict:
+def scenario(n: int) -> dict[str, object]:
     return {"name": "bench", "plans": [{"name": f"Plan {i:03d}", "state": "Enabled", "failover_duration": 60,
                                         "steps": 4} for i in range(n)]}
 

@@ -7,7 +7,7 @@ of one task and a 1 s sleep, and prints when each child's body started. No vaodr
 this 2-core machine, N=4: bodies at 2.5, 3.5, 3.9 and 7.7 s after the parent was called (another run: 1.5, 3.8,
 7.9, 8.3 s), where all four should start together. This is what made a drill run as a flow wait seconds per plan
 that had siblings while each plan was a child flow run (until the plans became task runs: ``drill_bench.py``'s
-``vaodrill-prefect-*`` rows, before and after, in the README).
+``vaodrill-prefect-*`` rows, before and after, in docs/benchmarks.md).
 
 Why, from the API exchanges of such a run: concurrent writes (``POST /task_runs/``, ``POST /flow_runs/``) collide
 on SQLite; the server answers ``SQLITE_BUSY``/``SQLITE_BUSY_SNAPSHOT`` with a 503 and no ``Retry-After``, and

@@ -1,4 +1,4 @@
-"""The history benchmark's generator and measurements on a small scale (the figures are in the README)."""
+"""The history benchmark's generator and measurements on a small scale (the figures are in docs/benchmarks.md)."""
 
 from __future__ import annotations
 

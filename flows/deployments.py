@@ -28,11 +28,12 @@ from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter
 from prefect.exceptions import TerminationSignal
 from prefect.schedules import Cron
+from prefect.types.entrypoint import EntrypointType
 
-from flows.drill import dr_drill, recover_drill
-from flows.failover import real_failover
-from tasks.blocks import block_ref, register_block_types
-from vaodrill.spec.model import load_spec
+from vaodrill.spec.loader import load_spec
+from vaodrill_prefect.flows.drill import dr_drill, recover_drill
+from vaodrill_prefect.flows.failover import real_failover
+from vaodrill_prefect.tasks.blocks import block_ref, register_block_types
 
 log = logging.getLogger("vaodrill.serve")
 
@@ -46,6 +47,8 @@ POLL_SECONDS = 1
 
 def deployments(block: str | None = None, *, simulated: bool = False) -> list[RunnerDeployment]:
     """The served deployments; ``block`` names the 'VAO Server' block their runs use (default: VAO_* variables).
+    Their entrypoints are module paths (``vaodrill_prefect.flows.drill:dr_drill``): they resolve from a checkout
+    and from an installed vaodrill alike, whatever the working directory.
 
     The manual drill defaults to the demo drill only against the simulator: against a real VAO its run form asks
     for a drill file, so a Quick Run never fails over production plans with the demo's spec.
@@ -57,14 +60,14 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
 
     return cast(list[RunnerDeployment], [
         dr_drill.to_deployment(
-            name="app-stack-monthly",
+            entrypoint_type=EntrypointType.MODULE_PATH, name="app-stack-monthly",
             description="Monthly DR test of the ordering application: first Saturday, 02:00 Berlin time.",
             schedules=[Cron("0 2 1-7 * 6", day_or=False, timezone="Europe/Berlin")],
             parameters=request("deployments/drills/app-stack-monthly.yaml"),
             concurrency_limit=ONE_AT_A_TIME, tags=["dr", "scheduled"],
         ),
         dr_drill.to_deployment(
-            name="manual-drill",
+            entrypoint_type=EntrypointType.MODULE_PATH, name="manual-drill",
             description="A drill on demand (e.g. before a change window): pick the drill file in the form.",
             parameters=request("deployments/drills/demo.yaml" if simulated else None),
             concurrency_limit=ONE_AT_A_TIME, tags=["dr", "manual"],
@@ -72,13 +75,13 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
         # No deployment concurrency limit here: Prefect gives the slot back while a run is paused for approval
         # and then crashes the paused run; the flow itself refuses to run beside another real failover.
         real_failover.to_deployment(
-            name="real-failover",
+            entrypoint_type=EntrypointType.MODULE_PATH, name="real-failover",
             description="REAL failover (no undo) after typed approval in the UI; times out with nothing done.",
             parameters=request("deployments/drills/real-failover.yaml"),
             tags=["dr", "real"],
         ),
         recover_drill.to_deployment(
-            name="recover-crashed",
+            entrypoint_type=EntrypointType.MODULE_PATH, name="recover-crashed",
             description="Undo and verify what a crashed drill run left failed over (the crashed-run automation).",
             tags=["dr", "recovery"],
         ),

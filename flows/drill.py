@@ -1,17 +1,16 @@
 """Prefect flows: ``dr_drill`` runs a drill spec; ``failover_plan`` one plan; ``recover_drill`` an unclosed run.
 
 The flows only adapt the engine (``vaodrill.engine.drill.Drill``) to Prefect: each plan and each undo runs as a task
-run of ``tasks.vao`` inside the drill's flow run, and :class:`PrefectObserver` turns the engine's transitions and
-report into run logs, events and artifacts. Every decision about a plan is the engine's.
+run of ``tasks.vao`` inside the drill's flow run, and ``flows.publish.PrefectObserver`` turns the engine's
+transitions and report into run logs, events and artifacts. Every decision about a plan is the engine's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,34 +18,28 @@ from uuid import UUID
 
 import pendulum
 from prefect import Flow, State, flow, get_run_logger
-from prefect.artifacts import (
-    acreate_markdown_artifact,
-    acreate_progress_artifact,
-    acreate_table_artifact,
-    aupdate_progress_artifact,
-)
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.client.schemas.objects import FlowRun
-from prefect.context import TaskRunContext
-from prefect.events import emit_event
 from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from tasks.blocks import VaoServer
-from tasks.vao import TaskSteps, write_gate
 from vaodrill.engine import progress, signals
-from vaodrill.engine.drill import ENDINGS, Drill, Observer, Phase, PlanRun, Transition, plan_result, recover
-from vaodrill.errors import DrillError, one_line
+from vaodrill.engine.drill import Drill
+from vaodrill.engine.recovery import recover
+from vaodrill.errors import DrillError, UnknownPlans, VaoAuthError, VaoConnectionError, VaoUsageError, one_line
 from vaodrill.journal import _RUN_ID, Journal, JournalError, JournalState, default_journal_dir
-from vaodrill.report.model import DrillReport, render_markdown, table_rows
-from vaodrill.report.timeline import render_svg
-from vaodrill.spec.model import DrillSpec, SpecError, load_spec
+from vaodrill.report.model import DrillReport
+from vaodrill.spec.loader import SpecError, load_spec
+from vaodrill.spec.model import DrillSpec
 from vaodrill.vao.connection import ConnectionSettings
+from vaodrill_prefect.flows.publish import PrefectObserver, _emit, artifact_key, outcome_message, publish_history
+from vaodrill_prefect.tasks.blocks import VaoServer
+from vaodrill_prefect.tasks.vao import TaskSteps, write_gate
 
 
 def _shipped_drills() -> str:
@@ -55,6 +48,9 @@ def _shipped_drills() -> str:
 
 
 log = logging.getLogger("vaodrill.flows")
+
+#: A drill the server refuses before any plan starts (login, connection, unknown plans): one line, not a traceback.
+REFUSALS = (UnknownPlans, VaoAuthError, VaoConnectionError, VaoUsageError)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -103,23 +99,48 @@ class DrillRequest(BaseModel):
     #: Who approved a real failover started from the command line (not in the run form: the UI's approval is the
     #: real-failover flow's own pause); written into the drill's journal and evidence pack.
     approval: SkipJsonSchema[dict[str, str] | None] = None
+    #: The drill spec the CLI already read (in-process runs only: never sent to the API, never in the form).
+    spec: SkipJsonSchema[DrillSpec | None] = Field(None, exclude=True)
 
     def journal(self) -> Path:
         """The directory of the drill's journal: the one given, else the machine's default for the report dir."""
         return Path(self.journal_dir) if self.journal_dir else default_journal_dir(self.report_dir)
 
+    def load_spec(self) -> DrillSpec:
+        """The drill spec: the one the CLI read, else the drill file's (read here, once per run)."""
+        if self.spec is not None:
+            return self.spec
+        if not self.drill_file:
+            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
+        return load_spec(self.drill_file)
+
     @field_validator("vao_block", mode="before")
     @classmethod
     def _load_block(cls, value: Any) -> Any:
-        """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery)."""
+        """The ``$ref`` of a chosen block, as a run's stored parameters hold it (read again by the recovery); the
+        settings a CLI drill stored, without their secrets (the API keeps them masked: the reader's own block or
+        VAO_* variables give them, field by field)."""
         if isinstance(value, dict) and "$ref" in value:  # loaded as Prefect loads a run's parameters
             return Block.load_from_ref(value["$ref"], _sync=True)  # type: ignore[call-arg]
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if not (k in SECRETS and isinstance(v, str) and _masked(v))}
         return value
+
+
+#: The secret fields of a VAO connection.
+SECRETS = ("password", "client_secret")
+
+
+def _masked(text: str) -> bool:
+    """A secret as Prefect stores a parameter's: stars only."""
+    return bool(text) and not text.strip("*")
 
 
 def _drill_run_name() -> str:
     """``<drill name> · YYYY-MM-DD HH:MM:SSZ``: runs of different drills, and two runs a minute apart, differ."""
     request = flow_run.parameters.get("request") or {}
+    if isinstance(request, DrillRequest) and request.spec is not None:  # a CLI drill: its spec is read
+        return f"{request.spec.name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
     drill_file = request.get("drill_file") if isinstance(request, dict) else getattr(request, "drill_file", None)
     try:
         name = load_spec(str(drill_file)).name
@@ -128,211 +149,18 @@ def _drill_run_name() -> str:
     return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
 
 
-#: How many plans' causes a drill's state message spells out; the rest are counted (the report has them all).
-CAUSES_SHOWN = 3
-
-
-def outcome_message(report: DrillReport) -> str:
-    """The outcome, its cause and the counts, in whole words (the UI shows the state message as it is):
-    ``FAILED: Legacy ERP failed (precondition: plan 'Legacy ERP' is Disabled ...); skipped: Reporting; 5 of 7 plans
-    passed`` or ``PASSED: 7 of 7 plans failed over and undone, RTO target met by 7 of 7``."""
-    total = len(report.plans)
-    passed = sum(p.status == "passed" for p in report.plans)
-    counted = f"{passed} of {total} plans passed"
-    if report.verdict == "passed":
-        done = "failed over and undone" if report.mode == "drill" else "failed over (a real failover: not undone)"
-        rto = [p for p in report.plans if p.rto_met is not None]
-        missed = [p.plan for p in rto if not p.rto_met]
-        return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "
-                f"of {len(rto)}" if rto else "") + (f" (missed: {_listed(missed)})" if missed else ""))
-    words = {"timed_out": "timed out"}
-    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_oneline(p.reason)})" if p.reason else "")
-              for p in report.plans if p.status not in ("passed", "skipped")]
-    parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
-                                     if len(causes) > CAUSES_SHOWN else [])
-    if skipped := [p.plan for p in report.plans if p.status == "skipped"]:
-        parts.append(f"skipped: {_listed(skipped)}")
-    left = [f"{p.plan} ({_oneline(p.undo_reason)})" if p.undo_reason else p.plan for p in report.left_failed_over]
-    if left:
-        parts.insert(0, f"LEFT FAILED OVER: {_listed(left)}, recover with `vaodrill recover {report.run_id}`")
-    elif not causes and report.reason:  # no plan to blame: the drill's own reason
-        parts.insert(0, _oneline(report.reason))
-    stopped = f"stopped ({report.stopped}): " if report.stopped else ""
-    return f"FAILED: {stopped}{'; '.join([*parts, counted])}"
-
-
-def _oneline(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _listed(names: list[str]) -> str:
-    """The first few of ``names`` and how many more, in whole words."""
-    more = len(names) - CAUSES_SHOWN
-    return ", ".join(names[:CAUSES_SHOWN]) + (f" and {more} more" if more > 0 else "")
-
-
-#: Settings handed in by the CLI of this process (never through the environment, where children would see them).
-_local_settings: ConnectionSettings | None = None
-
-
-@contextlib.contextmanager
-def local_settings(settings: ConnectionSettings) -> Iterator[None]:
-    """Run flows of this process against ``settings`` (the CLI's connection options)."""
-    global _local_settings
-    _local_settings = settings
+def connection_settings(block: ConnectionSettings | None) -> ConnectionSettings:
+    """The VAO connection of a run: its request's block (a saved one, or the settings a CLI drill handed in) over
+    the ``VAO_*`` variables of the machine that runs it, field by field (:meth:`ConnectionSettings.resolve`)."""
     try:
-        yield
-    finally:
-        _local_settings = None
-
-
-async def connection_settings(block: VaoServer | None) -> ConnectionSettings:
-    """The VAO connection: the request's VaoServer block, else the CLI's settings, else the VAO_* variables."""
-    if block is not None:
-        return block.settings()
-    if _local_settings is not None:
-        return _local_settings
-    settings = ConnectionSettings.from_env()
+        settings = ConnectionSettings.resolve(block=block, env=os.environ)
+    except VaoUsageError as exc:
+        raise DrillError(str(exc)) from None
     if settings is None:
-        raise DrillError("no VAO server configured: name a 'VAO Server' block or set VAO_URL, VAO_USERNAME, "
-                         "VAO_PASSWORD")
+        raise DrillError("no VAO server configured: choose a 'VAO Server' block as the request's vao_block "
+                         "(`vaodrill serve` saves its server as 'vaodrill-serve') or set VAO_URL, VAO_USERNAME, "
+                         "VAO_PASSWORD where the drill runs")
     return settings
-
-
-def artifact_key(text: str) -> str:
-    """A Prefect artifact key (lower-case letters, digits and dashes) from a drill's name."""
-    return "".join(c if c.isalnum() or c == "-" else "-" for c in text.lower())
-
-
-def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[str, str] | None = None,
-          payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
-          drill_run: str | None = None) -> None:
-    """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials); related to
-    the drill's flow run too (Prefect adds the plan's task run, in which it is emitted)."""
-    server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
-              "prefect.resource.name": settings.url}
-    drill_resource = {"prefect.resource.id": f"vaodrill.drill.{drill}", "prefect.resource.role": "drill",
-                      "prefect.resource.name": drill}
-    if plan is None:
-        resource, related = {k: v for k, v in drill_resource.items() if k != "prefect.resource.role"}, [server]
-    else:
-        resource = {"prefect.resource.id": f"vao.plan.{plan[0]}", "prefect.resource.name": plan[1],
-                    "vaodrill.drill": drill}
-        related = [drill_resource, server]
-    if drill_run:
-        related.append({"prefect.resource.id": f"prefect.flow-run.{drill_run}", "prefect.resource.role": "flow-run"})
-    emit_event(event, resource={**resource, **(labels or {})}, related=related, payload=payload or {})
-
-
-#: The event each transition publishes (none for the others).
-EVENTS = {Phase.FAILING_OVER: "vaodrill.failover.started", Phase.FAILED_OVER: "vaodrill.failover.completed",
-          Phase.VERIFYING: "vaodrill.checks.started",
-          Phase.CLEAN: "vaodrill.undo.completed", Phase.LEFT_FAILED_OVER: "vaodrill.undo.failed",
-          **{p: "vaodrill.failover.failed" for p in (Phase.HALTED, Phase.TIMED_OUT, Phase.FAILED,
-                                                       Phase.INTERRUPTED, Phase.REFUSED)}}
-
-
-class PrefectObserver(Observer):
-    """The engine's transitions as run-log lines and events; its report as artifacts and a closing event.
-
-    Nothing here is awaited on the drill's critical path: the progress artifact is updated in the background.
-    """
-
-    def __init__(self, settings: ConnectionSettings, logger: Any, plans: int) -> None:
-        self.settings = settings
-        self.logger = logger
-        self.plans = plans
-        self.drill_run = flow_run.id  # the run this observer reports for (its task runs' events relate to it)
-        self.finished = 0
-        self.artifact: Any = None
-        self._update: asyncio.Task[None] | None = None
-
-    async def open(self, drill: str) -> None:
-        self.artifact = await acreate_progress_artifact(0.0, description=f"Plans of drill {drill} that ended")
-
-    def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
-        self.logger.info("Drill %s (%s mode, run %s): %d plans on %s", drill, mode, run_id, len(runs), server)
-        for run in runs:
-            target = run.target
-            self.logger.info("  %s -> restore point %s (%s)%s", target.name, target.restore_point, target.rule,
-                             "".join(f"; {note}" for note in target.notes))
-
-    def on_transition(self, t: Transition) -> None:
-        run = t.run
-        detail = run.reason or run.details or (f"restore point {run.target.restore_point}"
-                                               if t.new is Phase.STARTING else None)
-        level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
-            "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
-        # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
-        logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
-        getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
-        if event := EVENTS.get(t.new):
-            payload: dict[str, Any] = {"run_id": t.run_id, "phase": t.new.value, "reason": run.reason}
-            if t.new is Phase.FAILING_OVER:
-                payload.update(restore_point=run.target.restore_point, confirmed=run.confirmed)
-            labels: dict[str, str] = {}
-            if t.new is Phase.FAILED_OVER:
-                result = plan_result(run, "drill")  # the report's RTO, to VAO's complete and to verified
-                met = result.rto_met
-                payload.update(details=run.details, rto_seconds=result.rto_seconds,
-                               rto_target_seconds=result.rto_target_seconds, rto_met=met,
-                               rto_verified_seconds=result.rto_verified_seconds,
-                               verified_at=result.verified_at.isoformat() if result.verified_at else None)
-                if met is not None:
-                    labels["vaodrill.rto_met"] = "true" if met else "false"
-            if run.checks:
-                payload["checks"] = [{k: c.get(k) for k in ("name", "kind", "critical", "status", "attempts",
-                                                              "seconds_after_complete", "message")} for c in run.checks]
-            if t.new in (Phase.CLEAN, Phase.LEFT_FAILED_OVER):
-                payload.update(status=run.undo, reason=run.undo_reason)
-            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels,
-                  drill_run=self.drill_run)
-        if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
-            self.finished += 1
-            if self._update is None or self._update.done():
-                self._update = asyncio.ensure_future(self._progress())
-
-    async def _progress(self) -> None:
-        """The progress artifact, one PATCH at a time (500 plans ending together are one or two PATCHes, not 500
-        requests queued before the drill's own)."""
-        sent = -1
-        while sent != self.finished:
-            sent = self.finished
-            with contextlib.suppress(Exception):  # a progress bar is never worth an error
-                await aupdate_progress_artifact(self.artifact, 100.0 * min(sent, self.plans) / max(self.plans, 1))
-
-    def on_notice(self, drill: str, message: str | None) -> None:
-        if message:
-            self.logger.warning("%s", message)
-
-    async def on_report(self, report: DrillReport) -> None:
-        key = artifact_key(f"drill-{report.drill}")
-        await acreate_markdown_artifact(render_markdown(report) + _timeline_markdown(report), key=f"{key}-report",
-                                        description=f"DR drill {report.drill}: {report.verdict}")
-        await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
-                                     description=f"Plans of drill {report.drill}")
-        left = [p.plan for p in report.left_failed_over]
-        _emit("vaodrill.drill.completed", report.drill, self.settings, drill_run=self.drill_run,
-              labels={"vaodrill.verdict": report.verdict, "vaodrill.left_failed_over": "true" if left else "false"},
-              payload={"run_id": report.run_id, "verdict": report.verdict, "reason": report.reason,
-                       "message": outcome_message(report), "stopped": report.stopped, "left_failed_over": left,
-                       "rto_missed": [p.plan for p in report.plans if p.rto_met is False]})
-        if report.left_failed_over:
-            self.logger.critical("PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
-                                 ", ".join(p.plan for p in report.left_failed_over), report.run_id)
-        if self._update is not None:
-            await self._update
-
-
-def _timeline_markdown(report: DrillReport) -> str:
-    """The timeline picture inline (a data URI): the report directory is not reachable from the Prefect UI."""
-    try:
-        svg = render_svg(report)
-    except Exception:  # a picture is never worth losing the report artifact
-        log.exception("timeline not drawn")
-        return ""
-    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
 async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
@@ -361,6 +189,9 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     verifies each, and closes the journal when all are clean.
     """
     logger = flow_run_logger(flow_run, flow)
+    if signals.owned():  # a CLI drill: the CLI's own stop undoes what it failed over, with its secrets
+        logger.warning("Drill cancelled: the command line that runs it undoes what it failed over")
+        return
     request = DrillRequest.model_validate(flow_run.parameters.get("request") or {})
     run_id = request.run_id or str(flow_run.id)
     journal = Journal(request.journal(), run_id)
@@ -371,7 +202,7 @@ async def undo_after_cancellation(flow: Flow[..., Any], flow_run: FlowRun, state
     if not state_of.is_open:
         logger.info("Drill run %s closed its journal: nothing left to undo", run_id)
         return
-    settings = await connection_settings(request.vao_block)
+    settings = connection_settings(request.vao_block)
     await _recover(state_of, settings, logger, flow_run.id)
 
 
@@ -419,17 +250,16 @@ async def dr_drill(request: DrillRequest) -> Any:
     """
     signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
     try:
-        if not request.drill_file:
-            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
-        spec = load_spec(request.drill_file)
-        settings = await connection_settings(request.vao_block)
-    except (DrillError, SpecError) as exc:
+        spec = request.load_spec()
+        settings = connection_settings(request.vao_block)
+        report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
+                                 report_dir=request.report_dir, journal_dir=request.journal(),
+                                 spec_file=str(Path(request.drill_file).resolve()) if request.drill_file else None,
+                                 approval=request.approval)
+    except (DrillError, SpecError, *REFUSALS) as exc:
         message = one_line(str(exc))
         get_run_logger().error("%s", message)
         return Failed(message=message, data=exc)
-    report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
-                             report_dir=request.report_dir, journal_dir=request.journal(),
-                             spec_file=str(Path(request.drill_file).resolve()), approval=request.approval)
     await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
 
@@ -465,7 +295,7 @@ async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill",
     """A manual single-plan run: the same engine as a drill of one plan."""
     spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
                                      "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})
-    settings = await connection_settings(vao_block)
+    settings = connection_settings(vao_block)
     report = await run_drill(spec, settings, run_id=run_id or str(flow_run.id), now=None, report_dir=report_dir)
     return await finish(report)
 
@@ -492,7 +322,7 @@ async def recover_drill(flow_run_id: str) -> None:
     if not journal.is_open:
         logger.info("Run %s closed its journal: nothing to recover", run_id)
         return
-    await _recover(journal, await connection_settings(request.vao_block), logger, UUID(str(flow_run.id)))
+    await _recover(journal, connection_settings(request.vao_block), logger, UUID(str(flow_run.id)))
 
 
 #: A recovery run that crashed is recovered by another; after this many in a row a person must look.
@@ -510,36 +340,3 @@ async def _drill_run_behind(client: Any, run_id: UUID) -> FlowRun:
     raise DrillError(f"{MAX_RECOVERY_CHAIN} recovery runs in a row did not finish: recover by hand "
                      f"(`vaodrill recover RUN_ID`) and check VAO now")
 
-
-async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str | None,
-                          settings: ConnectionSettings) -> None:
-    """At a drill's end, from the report files: ``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for each
-    of its plans the spec's ``history`` policy flags, and the drill's trend table as an artifact. Best effort: a
-    failure here is logged and never changes the drill's outcome."""
-    from vaodrill.report.history import load_history
-    from vaodrill.report.history_view import trend_rows
-
-    if not report_dir:
-        return
-    ids = {p.plan: p.id or p.plan for p in report.plans}
-    policy = spec.history
-    try:
-        history = await asyncio.to_thread(load_history, Path(report_dir), drills=[report.drill],
-                                          policies={report.drill: policy}, expected={report.drill: list(ids)})
-        for p in (p for p in history.plans if p.plan in ids):
-            figures = {"run_id": report.run_id, "runs": p.runs, "passes": p.passes,
-                       "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
-                       "last_good_rto_seconds": p.last_good_rto, "rto_target_seconds": p.rto_target,
-                       "failure_streak": p.failure_streak}
-            flags = [("vaodrill.plan.overdue", p.overdue, {"days_since_good": p.days_since_good(history.now),
-                                                           "max_age_days": policy.max_age.total_seconds() / 86400}),
-                     ("vaodrill.rto.regressed", p.regressed, {"baseline_rto_seconds": p.baseline_rto,
-                                                              "rto_regression_percent": policy.rto_regression})]
-            for event, reason, more in flags:
-                if reason:
-                    _emit(event, report.drill, settings, plan=(ids[p.plan], p.plan), drill_run=flow_run.id,
-                          payload={**figures, **more, "reason": reason})
-        await acreate_table_artifact(trend_rows(history), key=f"{artifact_key(f'drill-{report.drill}')}-trend",
-                                     description=f"Drill {report.drill} over time: runs, passes, RTO trend, flags")
-    except Exception:
-        log.exception("the drill's history could not be published")

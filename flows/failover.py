@@ -24,11 +24,11 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 from pydantic import Field
 
-from flows.drill import DrillRequest, _drill_run_name, _emit, connection_settings, finish, run_drill
-from vaodrill.engine.drill import build_targets
-from vaodrill.engine.steps import utcnow
+from vaodrill.engine.targets import build_targets, utcnow
 from vaodrill.errors import DrillError
-from vaodrill.spec.model import SpecError, load_spec
+from vaodrill.spec.loader import SpecError, load_spec
+from vaodrill_prefect.flows.drill import DrillRequest, _drill_run_name, connection_settings, finish, run_drill
+from vaodrill_prefect.flows.publish import _emit
 
 
 class FailoverApproval(RunInput):
@@ -93,7 +93,7 @@ async def _real_failover(request: FailoverRequest) -> Any:
     if spec.mode != "failover":
         raise DrillError(f"{request.drill_file} is a {spec.mode} spec; a real failover needs mode: failover")
     await _refuse_if_another_active()
-    settings = await connection_settings(request.vao_block)
+    settings = connection_settings(request.vao_block)
     reference = request.now or utcnow()  # the dates approved are the dates sent
     async with settings.client() as client:  # reads only: show exactly what will happen
         targets = build_targets(spec, await client.list_plans(), now=reference,

@@ -1,7 +1,7 @@
 """The ``VaoServer`` Prefect block: where a VAO server is and how to log in, with the secrets stored encrypted.
 
 ``vaodrill serve`` and the topology's deploy step register it (:func:`register_block_types`), so the run form's
-block picker works without a separate ``prefect block register -m tasks.blocks``.
+block picker works without a separate ``prefect block register -m vaodrill_prefect.tasks.blocks``.
 """
 
 from __future__ import annotations
@@ -9,39 +9,29 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import Field, SecretStr
+from pydantic import ConfigDict
 
 from vaodrill.vao.connection import ConnectionSettings
 
 
-class VaoServer(Block):
-    """A Veeam Availability Orchestrator REST API v2 endpoint and its credentials."""
+class VaoServer(Block, ConnectionSettings):
+    """A Veeam Availability Orchestrator (REST API v2) or Recovery Orchestrator endpoint and its credentials: the
+    connection settings themselves, as a Prefect block (the secrets stored encrypted, never shown)."""
 
+    model_config = ConfigDict(frozen=False)  # Prefect sets a loaded block's fields
     _block_type_name = "VAO Server"
     _block_type_slug = "vao-server"
     _description = "Connection to a Veeam Availability Orchestrator server (REST API v2) for vaodrill."
     _documentation_url = "https://github.com/vaodrill/vaodrill#point-it-at-a-real-vao"  # type: ignore[assignment]
 
-    url: str = Field(..., title="URL", description="Base URL, e.g. https://vao.example.com:9899")
-    username: str = Field("", description="Account used for drills, e.g. CORP\\svc-drill (or use a child client)")
-    password: SecretStr = Field(SecretStr(""), description="Password of that account (stored encrypted, never shown)")
-    client_id: str | None = Field(None, title="Child client ID",
-                                  description="Log in as a VAO child client (client_credentials) instead")
-    client_secret: SecretStr | None = Field(None, title="Child client secret",
-                                            description="Secret of the child client (stored encrypted, never shown)")
-    server_timezone: str = Field("UTC", title="Server time zone",
-                                 description="IANA zone of the VAO server's clock, used for restore-point dates")
-    verify_tls: bool = Field(True, title="Verify TLS", description="Keep on; use a CA bundle for self-signed certs")
-    ca_bundle: str | None = Field(None, title="CA bundle", description="Path of a PEM file to trust")
-    allow_insecure_http: bool = Field(False, title="Allow plain HTTP",
-                                      description="Send credentials over http:// to a host that is not loopback")
+    @classmethod
+    def of(cls, settings: ConnectionSettings) -> VaoServer:
+        """These settings as a block (unsaved): how the CLI hands its connection to a flow run it starts."""
+        return cls(**settings.model_dump())
 
     def settings(self) -> ConnectionSettings:
-        """The connection settings of this block (validated: a bad URL or half a child client is refused)."""
-        return ConnectionSettings(url=self.url, username=self.username, password=self.password,
-                                  client_id=self.client_id, client_secret=self.client_secret,
-                                  server_timezone=self.server_timezone, verify_tls=self.verify_tls,
-                                  ca_bundle=self.ca_bundle, allow_insecure_http=self.allow_insecure_http)
+        """The plain settings of this block."""
+        return ConnectionSettings(**self.model_dump())
 
 
 def block_ref(name: str) -> dict[str, Any]:

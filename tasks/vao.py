@@ -29,10 +29,11 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.states import Cancelled, Completed, Failed
 from prefect.utilities.engine import link_state_to_task_run_result
 
-from vaodrill.engine.drill import Phase, PlanRun
-from vaodrill.engine.steps import Cleanup, DrillSession, PlanTarget, StageDone, Started, WriteGate
+from vaodrill.engine.runs import Phase, PlanRun
+from vaodrill.engine.steps import DrillSession, WriteGate
+from vaodrill.engine.targets import Cleanup, PlanTarget, StageDone, Started
 from vaodrill.errors import DrillError
-from vaodrill.report.model import format_duration
+from vaodrill.report.text import format_duration
 from vaodrill.vao.models import FailoverPlan
 
 T = TypeVar("T")

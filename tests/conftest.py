@@ -29,9 +29,9 @@ from tests.test_simulator_support import Api, FakeClock, app_for  # noqa: E402
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``-n``: the e2e tests as one unit of work on one worker (they share one Prefect server and rely on
     their order), every other test module as its own unit (its module fixtures set up once), e2e first."""
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]  # xdist ships no types
 
-    class E2eTogether(LoadScopeScheduling):
+    class E2eTogether(LoadScopeScheduling):  # type: ignore[misc]  # untyped base
         def _split_scope(self, nodeid: str) -> str:
             return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid.split("::", 1)[0]
 

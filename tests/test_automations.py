@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from tests.conftest import Sim
-from tests.test_drill_flow import run_drill_flow, write_spec
+from tests.test_drill_flow import run_drill_flow
+from tests.test_engine import write_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -53,7 +54,8 @@ async def create_shipped(name: str, block_id: str) -> None:
 
 
 async def test_rto_target_missed_fires_for_the_slow_plan_only(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook: tuple[str, list[dict[str, object]]]):
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        webhook: tuple[str, list[dict[str, object]]]) -> None:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     url, received = webhook

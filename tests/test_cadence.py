@@ -138,7 +138,7 @@ def test_sighting_reads_step_s_of_t(details: str, state: str, expected: tuple[bo
 
 def test_an_unknown_polling_is_refused() -> None:
     with pytest.raises(ValueError, match="polling must be one of fixed, adaptive"):
-        make_cadence("fast", 1.0)
+        make_cadence("fast", 1.0)  # type: ignore[arg-type]  # the point: a value the type does not allow
 
 
 # -- a whole drill over HTTP -------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ DRILLS = ROOT / "deployments" / "drills"
 
 
 @pytest.fixture
-def env(prefect_api, sim: Sim) -> dict[str, str]:
+def env(prefect_api: None, sim: Sim) -> dict[str, str]:
     """The CLI's environment: the session's Prefect test API and the simulator as the VAO server."""
     from prefect.settings import PREFECT_API_URL
 
@@ -49,7 +49,7 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str)
         assert fragment in errors[0], (fragment, errors[0])
 
 
-def test_run_demo_drill_passes(env: dict[str, str], sim: Sim, tmp_path: Path):
+def test_run_demo_drill_passes(env: dict[str, str], sim: Sim, tmp_path: Path) -> None:
     result = vaodrill("run", str(DRILLS / "demo.yaml"), "--report-dir", str(tmp_path), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASSED" in result.stdout and "Traceback" not in result.stderr
@@ -61,14 +61,14 @@ def test_run_demo_drill_passes(env: dict[str, str], sim: Sim, tmp_path: Path):
     assert all(count == 1 for count in sim.posts("Run").values()) and len(sim.posts("Run")) == 6
 
 
-def test_run_with_a_disabled_plan_exits_1(env: dict[str, str], sim: Sim, tmp_path: Path):
+def test_run_with_a_disabled_plan_exits_1(env: dict[str, str], sim: Sim, tmp_path: Path) -> None:
     result = vaodrill("run", str(DRILLS / "with-legacy-erp.yaml"), "--report-dir", str(tmp_path), env=env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAILED" in result.stdout and "Legacy ERP" in result.stdout
     assert sim.plan_id("Legacy ERP").lower() not in sim.posts("Run")
 
 
-def test_dry_run_sends_no_post(env: dict[str, str], sim: Sim):
+def test_dry_run_sends_no_post(env: dict[str, str], sim: Sim) -> None:
     result = vaodrill("run", str(DRILLS / "demo.yaml"), "--dry-run", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "would send: POST" in result.stdout and '"mode": "FailoverNow"' in result.stdout
@@ -76,23 +76,23 @@ def test_dry_run_sends_no_post(env: dict[str, str], sim: Sim):
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 
-def test_invalid_spec_exits_2(env: dict[str, str], tmp_path: Path):
+def test_invalid_spec_exits_2(env: dict[str, str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nplans:\n  - plan: A\n    after: [B]\n")
     assert_user_error(vaodrill("run", str(bad), env=env), "bad.yaml", "'B'")
     assert_user_error(vaodrill("validate", str(bad), env=env), "bad.yaml")
 
 
-def test_missing_file_exits_2(env: dict[str, str]):
+def test_missing_file_exits_2(env: dict[str, str]) -> None:
     assert_user_error(vaodrill("run", "nope.yaml", env=env), "nope.yaml")
 
 
-def test_unreachable_server_exits_2(env: dict[str, str]):
+def test_unreachable_server_exits_2(env: dict[str, str]) -> None:
     result = vaodrill("plans", "--vao-url", "http://127.0.0.1:9", env=env)
     assert_user_error(result, "cannot connect")
 
 
-def test_a_server_that_never_answers_ends_with_one_retry_line_and_exit_2(env: dict[str, str]):
+def test_a_server_that_never_answers_ends_with_one_retry_line_and_exit_2(env: dict[str, str]) -> None:
     """It accepts connections (the kernel's backlog) and never answers: the first exchange ends at its 30 s timeout,
     the retry is announced, and the operation's overall deadline ends the command."""
     with socket.socket() as stalling:
@@ -108,20 +108,20 @@ def test_a_server_that_never_answers_ends_with_one_retry_line_and_exit_2(env: di
     assert RetryPolicy().deadline <= elapsed < 60, elapsed  # the deadline, plus a generous interpreter start
 
 
-def test_wrong_password_exits_2_without_echoing_it(env: dict[str, str]):
+def test_wrong_password_exits_2_without_echoing_it(env: dict[str, str]) -> None:
     result = vaodrill("plans", "--password", "hunter2", env=env)
     assert_user_error(result, "refused")
     assert "hunter2" not in result.stdout + result.stderr
 
 
-def test_unknown_plan_exits_2(env: dict[str, str], sim: Sim, tmp_path: Path):
+def test_unknown_plan_exits_2(env: dict[str, str], sim: Sim, tmp_path: Path) -> None:
     spec = tmp_path / "unknown.yaml"
     spec.write_text("name: unknown\nplans:\n  - plan: Mainframe\n")
     assert_user_error(vaodrill("run", str(spec), "--report-dir", str(tmp_path), env=env), "Mainframe")
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 
-def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_path: Path):
+def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_path: Path) -> None:
     spec = tmp_path / "real.yaml"
     spec.write_text("name: real\nmode: failover\nplans:\n  - plan: Core Network\n")
     assert_user_error(vaodrill("run", str(spec), env=env, stdin=""), "--yes")
@@ -129,7 +129,7 @@ def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_pat
 
 
 def test_a_real_failover_approved_with_yes_is_in_its_journal_and_evidence_pack(env: dict[str, str], sim: Sim,
-                                                                                   tmp_path: Path):
+                                                                                   tmp_path: Path) -> None:
     spec = tmp_path / "real.yaml"
     spec.write_text("name: real\nmode: failover\nplans:\n  - plan: Core Network\n")
     reports = tmp_path / "reports"
@@ -148,7 +148,7 @@ def test_a_real_failover_approved_with_yes_is_in_its_journal_and_evidence_pack(e
     assert sim.posts("Run") == {sim.plan_id("Core Network").lower(): 1} and sim.posts("Undo") == {}
 
 
-def test_plans_and_validate_json(env: dict[str, str]):
+def test_plans_and_validate_json(env: dict[str, str]) -> None:
     plans = vaodrill("plans", "--json", env=env)
     assert plans.returncode == 0, plans.stderr
     names = {p["name"]: p for p in json.loads(plans.stdout)}
@@ -163,7 +163,7 @@ def test_plans_and_validate_json(env: dict[str, str]):
     assert sql["restore_point"] == "2026-03-28T20:30:00"  # 6 h before 03:30 CEST, across the DST gap
 
 
-def test_help_has_examples(env: dict[str, str]):
+def test_help_has_examples(env: dict[str, str]) -> None:
     for command in ("simulator", "plans", "validate", "run", "demo", "serve"):
         result = vaodrill(command, "--help", env=env)
         assert result.returncode == 0 and "Examples" in result.stdout, command

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-PROBE = ("import sys; from vaodrill.app.cli import prefect_api_configured as f; "
+PROBE = ("import sys; from vaodrill.app.running import prefect_api_configured as f; "
          "print(f(), 'prefect' in sys.modules)")
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from tasks.blocks import VaoServer
 from vaodrill.errors import VaoAuthError, VaoUsageError
 from vaodrill.simulator import create_app
 from vaodrill.simulator.profiles import ChildClient
 from vaodrill.simulator.scenario import load_scenario
 from vaodrill.simulator.server import BackgroundServer
 from vaodrill.vao.connection import ConnectionSettings, is_loopback
+from vaodrill_prefect.tasks.blocks import VaoServer
 
 CHILD = ChildClient(client_id="drill-tool", client_secret=SecretStr("child-s3cret"))
 
@@ -147,8 +147,8 @@ async def test_block_with_a_child_client(server_url: str) -> None:
     assert "child-s3cret" not in repr(block) and not hasattr(block, "get_client")
     async with block.settings().client() as vao:
         assert await vao.list_plans()
-    insecure = VaoServer(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"))
-    with pytest.raises(ValidationError, match="plain http://"):
-        insecure.settings()
-    insecure.allow_insecure_http = True
-    assert insecure.settings().allow_insecure_http
+    with pytest.raises(ValidationError, match="plain http://"):  # the block is the settings: checked as made
+        VaoServer(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"))
+    insecure = VaoServer(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"),
+                         allow_insecure_http=True)
+    assert insecure.settings().allow_insecure_http and insecure.timeout == insecure.settings().timeout

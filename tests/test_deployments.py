@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_served_deployments() -> None:
-    from flows.deployments import deployments
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from vaodrill_prefect.flows.deployments import deployments
 
     assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
         "drill_file": "deployments/drills/demo.yaml"}
@@ -21,12 +23,14 @@ def test_served_deployments() -> None:
         "vao_block": {"$ref": {"block_document_slug": "vao-server/vao-prod"}}}
     by_name = {d.name: d for d in deployments()}
     assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
-    (schedule,) = by_name["app-stack-monthly"].schedules
-    assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.schedule.day_or) == (
-        "0 2 1-7 * 6", "Europe/Berlin", False)
+    (schedule,) = by_name["app-stack-monthly"].schedules or []
+    cron = schedule.schedule
+    assert isinstance(cron, CronSchedule)
+    assert (cron.cron, cron.timezone, cron.day_or) == ("0 2 1-7 * 6", "Europe/Berlin", False)
     for name in ("app-stack-monthly", "manual-drill"):
         assert by_name[name].concurrency_limit == 1
-        assert by_name[name].concurrency_options.collision_strategy == "CANCEL_NEW"
+        options = by_name[name].concurrency_options
+        assert options is not None and options.collision_strategy == "CANCEL_NEW"
     assert by_name["real-failover"].concurrency_limit is None  # see flows/failover.py: guarded by the flow
 
 
@@ -46,6 +50,7 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
 def test_example_automations_are_valid_prefect_automations() -> None:
     """deployments/automations.yaml parses as Prefect automations once a notification block id is filled in."""
     from prefect.automations import AutomationCore
+    from prefect.events.schemas.automations import EventTrigger
 
     path = ROOT / "deployments" / "automations.yaml"
     automations = yaml.safe_load(path.read_text())["automations"]
@@ -55,7 +60,9 @@ def test_example_automations_are_valid_prefect_automations() -> None:
                                                                for x in a["actions"]]}) for a in automations]
     crashed = next(a for a in parsed if a.name == "vaodrill - drill run crashed")
     assert [action.type for action in crashed.actions] == ["send-notification", "run-deployment"]
-    events = {event for a in parsed for event in a.trigger.expect}
+    triggers = [a.trigger for a in parsed]
+    events = {event for trigger in triggers if isinstance(trigger, EventTrigger) for event in trigger.expect}
+    assert len(triggers) == len([t for t in triggers if isinstance(t, EventTrigger)])  # every one an event trigger
     assert {"vaodrill.drill.completed", "vaodrill.undo.failed", "vaodrill.failover.completed",
             "prefect.flow-run.Crashed", "prefect.flow-run.heartbeat"} <= events
 
@@ -82,7 +89,8 @@ def form_values(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any
                 out[key] = fill(prop, {})
         return out
 
-    return fill(schema, values)
+    filled: dict[str, Any] = fill(schema, values)
+    return filled
 
 
 def sent_schema(deployment: Any) -> dict[str, Any]:
@@ -101,7 +109,7 @@ def form_errors(deployment: Any, values: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize("simulated", [True, False])
 def test_every_run_form_validates_untouched(simulated: bool) -> None:
     """Custom run and Quick Run of every served drill deployment, nothing touched: no error, so Run starts a run."""
-    from flows.deployments import deployments
+    from vaodrill_prefect.flows.deployments import deployments
 
     for block in (None, "vao-prod"):
         for deployment in deployments(block, simulated=simulated):
@@ -120,7 +128,7 @@ def test_every_run_form_validates_untouched(simulated: bool) -> None:
 
 
 def test_run_form_accepts_a_typed_drill_file_a_block_and_a_time() -> None:
-    from flows.deployments import deployments
+    from vaodrill_prefect.flows.deployments import deployments
 
     manual = {d.name: d for d in deployments()}["manual-drill"]
     typed = {"request": {"drill_file": "deployments/drills/demo.yaml", "report_dir": "reports",
@@ -143,8 +151,8 @@ def test_run_form_refuses_a_bad_value_under_its_field(field: str, value: Any, me
     flow's own validation (pydantic) refuses the same values."""
     from pydantic import ValidationError
 
-    from flows.deployments import deployments
-    from flows.failover import FailoverRequest
+    from vaodrill_prefect.flows.deployments import deployments
+    from vaodrill_prefect.flows.failover import FailoverRequest
 
     failover = {d.name: d for d in deployments()}["real-failover"]
     values = form_values(sent_schema(failover), {"request": {field: value}})
@@ -168,7 +176,7 @@ def test_single_plan_flow_validates_its_empty_optionals() -> None:
     from prefect.utilities.callables import parameter_schema
     from prefect.utilities.schema_tools.validation import validate
 
-    from flows.drill import failover_plan
+    from vaodrill_prefect.flows.drill import failover_plan
 
     schema = parameter_schema(failover_plan.fn).model_dump_for_openapi()
     assert validate(form_values(schema, {"plan": "Web Tier"}), schema) == []
@@ -178,7 +186,7 @@ def test_unstarted_runs_are_named_like_the_runs_that_start() -> None:
     """``<drill name> · <time>Z`` from the drill file's spec; the file's stem when it cannot be read."""
     from datetime import UTC, datetime, timedelta, timezone
 
-    from flows.deployments import unstarted_run_name
+    from vaodrill_prefect.flows.deployments import unstarted_run_name
 
     at = datetime(2027, 1, 2, 2, 0, tzinfo=timezone(timedelta(hours=1)))
     assert unstarted_run_name({"request": {"drill_file": str(ROOT / "deployments/drills/demo.yaml")}}, at) == \

@@ -11,38 +11,51 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
 
 import pytest
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.objects import FlowRun, State, TaskRun
 
 from tests.conftest import Sim
 from tests.test_engine import write_spec
 from vaodrill.engine import progress
 from vaodrill.engine.steps import DrillSession
-from vaodrill.report.model import DrillReport, load_report
+from vaodrill.report.model import DrillReport, PlanResult, load_report
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
 
 async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Path,
-                         flow=None, **request: object) -> tuple[object, DrillReport]:
+                         flow: Flow[..., Any] | None = None, **request: Any) -> tuple[State[Any], DrillReport]:
     """Run dr_drill in this process; return its final state and the report it wrote."""
-    from flows.drill import DrillRequest, dr_drill
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
     monkeypatch.setenv("VAO_PASSWORD", "demo")
     reports = tmp_path / "reports"
-    state = await (flow or dr_drill)(request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request),
-                                     return_state=True)
+    run = (flow or dr_drill)(request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request),
+                             return_state=True)
+    state = await cast(Awaitable[State[Any]], run)  # an async flow: its call is awaited for its final state
     files = sorted(reports.glob("*/*/report.json"))  # one per attempt; names sort by start time
     assert files, "no report written"
     return state, load_report(files[-1])
 
 
-def by_name(report: DrillReport) -> dict:
+def flow_run_of(state: State[Any]) -> UUID:
+    """The flow run a flow's final state belongs to (always set on one)."""
+    assert state.state_details.flow_run_id is not None
+    return state.state_details.flow_run_id
+
+
+def by_name(report: DrillReport) -> dict[str, PlanResult]:
     return {p.plan: p for p in report.plans}
 
 
@@ -50,7 +63,7 @@ def parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
-async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, write_spec(tmp_path))
     assert state.is_completed(), state.message
     assert state.message == "PASSED: 6 of 6 plans failed over and undone, RTO target met by 6 of 6"
@@ -95,7 +108,7 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
 
 
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = write_spec(tmp_path, """
   - plan: Core Network
   - plan: Active Directory
@@ -116,8 +129,8 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     assert report.verdict == "failed"
     plans = by_name(report)
     assert plans["Legacy ERP"].status == "failed"
-    assert "Disabled" in plans["Legacy ERP"].reason and "precondition" in plans["Legacy ERP"].reason
-    assert plans["Web Tier"].status == "skipped" and "Legacy ERP" in plans["Web Tier"].reason
+    assert "Disabled" in (plans["Legacy ERP"].reason or "") and "precondition" in (plans["Legacy ERP"].reason or "")
+    assert plans["Web Tier"].status == "skipped" and "Legacy ERP" in (plans["Web Tier"].reason or "")
     assert all(plans[n].status == "passed" for n in ("Core Network", "Active Directory", "SQL Tier", "App Tier",
                                                      "Reporting"))
     erp = sim.plan_id("Legacy ERP").lower()
@@ -127,8 +140,9 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     assert sim.posts("Run").keys() == sim.posts("Undo").keys()
 
 
-async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from flows.drill import DrillRequest, dr_drill
+async def test_unknown_plan_fails_before_any_failover(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
@@ -142,12 +156,12 @@ async def test_unknown_plan_fails_before_any_failover(sim: Sim, tmp_path: Path, 
 
 
 async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed drill is a normal outcome (a Failed state with its cause, not an exception to retry); running it
     again under the same run id resumes from the journal: no plan gets a second Run."""
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
     state, first = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed() and state.message.startswith("FAILED: Legacy ERP failed (precondition")
+    assert state.is_failed() and (state.message or "").startswith("FAILED: Legacy ERP failed (precondition")
     run_id = first.run_id
     state, again = await run_drill_flow(sim, tmp_path, monkeypatch, spec, run_id=run_id)
     assert state.is_failed() and by_name(again)["Core Network"].status == "passed"
@@ -156,12 +170,13 @@ async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
-        run = await client.read_flow_run(state.state_details.flow_run_id)
+        run = await client.read_flow_run(flow_run_of(state))
     assert {"drill:test-drill", "verdict:failed"} <= set(run.tags)
     assert run.name.startswith("test-drill · ")
 
 
-async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_cancellation_mid_drill_still_cleans_up(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vaodrill.engine.runs import Phase, Transition
 
     sim.patch("Active Directory", never_finish=True)
@@ -193,8 +208,9 @@ async def test_cancellation_mid_drill_still_cleans_up(sim: Sim, tmp_path: Path, 
     assert by_name(report)["Active Directory"].status == "interrupted"
 
 
-async def test_single_plan_flow_runs_one_plan_end_to_end(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from flows.drill import failover_plan
+async def test_single_plan_flow_runs_one_plan_end_to_end(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaodrill_prefect.flows.drill import failover_plan
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
@@ -218,7 +234,7 @@ def generated_dag(plans: int, seed: int) -> tuple[list[str], dict[str, list[str]
     return [name for layer in layers for name in layer], after
 
 
-async def drill_graph(flow_run_id: object, nodes: int) -> dict[str, dict]:
+async def drill_graph(flow_run_id: UUID, nodes: int) -> dict[str, dict[str, Any]]:
     """The drill run's graph as the UI draws it (``graph-v2``), by label, once the server has recorded ``nodes``
     task runs in a final state (it records them from the events the drill sends in the background)."""
     import time
@@ -238,14 +254,14 @@ async def drill_graph(flow_run_id: object, nodes: int) -> dict[str, dict]:
             await asyncio.sleep(0.2)
 
 
-async def task_runs_of(client: object, flow_run_id: object) -> list:
-    from prefect.client.schemas.filters import FlowRunFilter
+async def task_runs_of(client: PrefectClient, flow_run_id: UUID) -> list[TaskRun]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    return await client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [flow_run_id]}))  # type: ignore
+    return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
 
 
 async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_plan(
-        sim_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        sim_factory: Callable[..., Sim], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Prefect UI's run graph (the graph-v2 API it draws) of a 50-plan drill with a refused plan: one node per
     plan, ``failover · <plan>``, linked along the DAG, also for the plans skipped after the refused one; an undo
     node after each plan failed over; each plan's task run states why it ended as it did."""
@@ -276,7 +292,7 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
 
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
     assert state.is_failed() and {p.plan for p in report.plans if p.status == "passed"} == passed
-    nodes = await drill_graph(state.state_details.flow_run_id, nodes=len(order) + len(passed))
+    nodes = await drill_graph(flow_run_of(state), nodes=len(order) + len(passed))
     plans = {label.removeprefix("failover · "): node for label, node in nodes.items()
              if label.startswith("failover · ")}
     undos = {label.removeprefix("undo · "): node for label, node in nodes.items() if label.startswith("undo · ")}
@@ -292,30 +308,31 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
                       for name in order}, states
 
     async with get_client() as client:
-        runs = await task_runs_of(client, state.state_details.flow_run_id)
+        runs = await task_runs_of(client, flow_run_of(state))
         by_plan = {run.name.removeprefix("failover · "): run for run in runs if run.name.startswith("failover · ")}
-        assert by_plan[refused].state.name == "Refused"
-        assert "precondition" in by_plan[refused].state.message and "Disabled" in by_plan[refused].state.message
+        ended = {name: run.state for name, run in by_plan.items() if run.state is not None}
+        message = {name: state.message or "" for name, state in ended.items()}
+        assert ended[refused].name == "Refused"
+        assert "precondition" in message[refused] and "Disabled" in message[refused]
         for name in skipped:  # skipped because of a named dependency that did not pass
-            run = by_plan[name]
             blocking = [dep for dep in after[name] if dep == refused or dep in skipped]
-            assert run.state.name == "Skipped" and any(f"'{dep}'" in run.state.message for dep in blocking), \
-                (name, run.state.message)
+            assert ended[name].name == "Skipped" and any(f"'{dep}'" in message[name] for dep in blocking), \
+                (name, message[name])
         for name in passed:
-            assert by_plan[name].state.message.startswith("failed over in "), by_plan[name].state.message
+            assert message[name].startswith("failed over in "), message[name]
         await APILogHandler.aflush()
         logs = await client.read_logs(log_filter=LogFilter(task_run_id=LogFilterTaskRunId(any_=[by_plan[order[0]].id])))
     lines = " | ".join(log.message for log in logs)
     for step in ("checking", "starting", "failing over", "failed over"):  # each step in the plan's task run's log
         assert f"{order[0]}: {step}" in lines, lines
-    assert state.message.startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
+    assert (state.message or "").startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
         state.message
     named = sorted(skipped, key=order.index)[:3]
-    assert state.message.endswith(f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; "
+    assert (state.message or "").endswith(f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; "
                                   f"{len(passed)} of 50 plans passed"), state.message
 
 
-async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> object:
+async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FlowRun:
     """A real drill process SIGKILLed while Active Directory fails over (Core Network failed over before it):
     its Prefect run record; this process gets the VAO_* settings the serving process would have."""
     import os
@@ -331,7 +348,7 @@ async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     spec = write_spec(tmp_path)
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
            "VAO_PASSWORD": "demo"}
-    code = ("import asyncio, sys; from flows.drill import DrillRequest, dr_drill; "
+    code = ("import asyncio, sys; from vaodrill_prefect.flows.drill import DrillRequest, dr_drill; "
             "asyncio.run(dr_drill(request=DrillRequest(drill_file=sys.argv[1], report_dir=sys.argv[2])))")
     child = subprocess.Popen([sys.executable, "-c", code, str(spec), str(tmp_path / "reports")], env=env,
                              cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
@@ -362,23 +379,24 @@ def assert_recovered(sim: Sim) -> None:
 
 
 async def test_cancellation_hook_undoes_what_a_killed_run_started(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
-    from flows.drill import dr_drill, undo_after_cancellation
+    from vaodrill_prefect.flows.drill import dr_drill, undo_after_cancellation
 
     killed = await killed_drill(sim, tmp_path, monkeypatch)
+    assert killed.state is not None
     await undo_after_cancellation(dr_drill, killed, killed.state)
     assert_recovered(sim)
 
 
 async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The crashed-run automation also starts a recovery for a recovery run that crashed: that recovery recovers
     the drill run the crashed one was about (read from Prefect's records), and nothing twice."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
-    from flows.drill import recover_drill
+    from vaodrill_prefect.flows.drill import recover_drill
 
     killed = await killed_drill(sim, tmp_path, monkeypatch)
     async with get_client() as client:
@@ -391,7 +409,7 @@ async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
     assert again.is_completed() and len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Undo")) == 2
 
 
-async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Not in reports, artifacts, run logs, events or the request log, even when the drill fails."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
@@ -405,7 +423,7 @@ async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.Monk
         sim = Sim(server.url, None)
         monkeypatch.setenv("VAO_URL", sim.url)
         spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
-        from flows.drill import DrillRequest, dr_drill
+        from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
         monkeypatch.setenv("VAO_USERNAME", "demo")
         monkeypatch.setenv("VAO_PASSWORD", secret)
@@ -414,7 +432,7 @@ async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.Monk
         assert state.is_failed()
         request_log = json_text(sim.requests())
         sim.control.close()
-    flow_run_id = state.state_details.flow_run_id
+    flow_run_id = flow_run_of(state)
     await APILogHandler.aflush()
     async with get_client() as client:
         logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
@@ -443,7 +461,7 @@ def json_text(value: object) -> str:
     return json.dumps(value, default=str)
 
 
-async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With VAODRILL_WRITE_LIMIT set, POSTs need a slot of that global concurrency limit; a missing limit stops
     the drill before any Run (strict) instead of running unthrottled."""
     from prefect.client.orchestration import get_client
@@ -464,13 +482,13 @@ async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, mo
 
 
 
-async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path):
+async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path) -> None:
     """A run's parameters hold a chosen block as a ``$ref`` (by id from the form's picker, by slug from a
     deployment); the recovery reads them back into a request with the block loaded, and refuses an unknown one."""
     from pydantic import SecretStr, ValidationError
 
-    from flows.drill import DrillRequest
-    from tasks.blocks import VaoServer, block_ref
+    from vaodrill_prefect.flows.drill import DrillRequest
+    from vaodrill_prefect.tasks.blocks import VaoServer, block_ref
 
     block = VaoServer(url="https://vao.example:9899", username="CORP\\svc", password=SecretStr("pw"))
     block_id = await block.asave("test-stored-ref", overwrite=True)
@@ -485,7 +503,7 @@ async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path):
 
 
 async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch):
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A stop mid-drill (what the CLI's signal handler does): the plan failing over is interrupted and undone, the
     next one never starts, the run ends Failed, and no plan's task run is left running."""
     import time
@@ -514,10 +532,10 @@ async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Pa
     assert plans["Core Network"].status == "interrupted" and plans["Core Network"].undo == "verified"
     assert plans["Active Directory"].status == "skipped"
     assert sim.posts("Run") == {core: 1} and sim.posts("Undo") == {core: 1}
-    nodes = await drill_graph(state.state_details.flow_run_id, nodes=3)  # both plans and Core Network's undo
+    nodes = await drill_graph(flow_run_of(state), nodes=3)  # both plans and Core Network's undo
     async with get_client() as client:
-        runs = await task_runs_of(client, state.state_details.flow_run_id)
-    states = {run.name: run.state.name for run in runs}
+        runs = await task_runs_of(client, flow_run_of(state))
+    states = {run.name: run.state.name if run.state else None for run in runs}
     assert states == {"failover · Core Network": "Interrupted", "failover · Active Directory": "Skipped",
                       "undo · Core Network": "Completed"}, states
     assert set(nodes) == set(states)

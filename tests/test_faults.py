@@ -170,8 +170,10 @@ async def test_a_dropped_connection_before_an_undo_is_resent(sim: Sim, tmp_path:
 
 
 async def test_token_and_refresh_token_expiry_mid_drill(sim: Sim, tmp_path: Path) -> None:
-    when = When("Core Network", Phase.FAILING_OVER,
-                lambda: sim.control.post("/_sim/tokens/expire", json={"refresh": True}).raise_for_status())
+    def expire() -> None:
+        sim.control.post("/_sim/tokens/expire", json={"refresh": True}).raise_for_status()
+
+    when = When("Core Network", Phase.FAILING_OVER, expire)
     report, _, _ = await run(sim, tmp_path, when)
     assert report.verdict == "passed", report.reason
     assert 2 <= token_requests(sim) <= 3

@@ -45,7 +45,7 @@ def reports(tmp_path: Path) -> Path:
     root = tmp_path / "reports"
     for i, days in enumerate([250, 200, 60, 40, 20, 10]):
         last = i == 5
-        failing = plan("Failing", "passed", 280.0) if i < 2 else plan("Failing", "failed", None)
+        failing: PlanResult | None = plan("Failing", "passed", 280.0) if i < 2 else plan("Failing", "failed", None)
         if i in (2, 3):  # Failing was not in these two runs' scope
             failing = None
         plans = [plan("Steady", "passed", 300.0 + i), plan("Regressed", "passed", 450.0 if last else 300.0)]

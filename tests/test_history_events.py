@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_automations import create_shipped, webhook  # noqa: F401 (a fixture)
-from tests.test_drill_flow import run_drill_flow
+from tests.test_drill_flow import flow_run_of, run_drill_flow
 from tests.test_engine import write_spec
 from vaodrill.report.files import write_reports
 from vaodrill.report.model import DrillReport, PlanResult
@@ -66,7 +66,7 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
     assert state.is_failed() and {p.plan: p.status for p in report.plans} == {"Core Network": "passed",
                                                                             "Legacy ERP": "failed"}
-    flow_run_id = state.state_details.flow_run_id
+    flow_run_id = flow_run_of(state)
     events = {e["event"]: e for e in await drill_events(flow_run_id)}
     assert set(events) == {"vaodrill.plan.overdue", "vaodrill.rto.regressed"}
     overdue, regressed = events["vaodrill.plan.overdue"], events["vaodrill.rto.regressed"]

@@ -5,6 +5,8 @@ Order, top to bottom: ``app`` (the command line) → ``flows`` → ``tasks`` →
 result is the report model), so the engine imports ``report`` and ``report`` never imports the engine. ``simulator``
 stands in for a VAO server: only ``app`` starts it, and it may read ``vao.models`` only.
 
+``flows`` and ``tasks`` are imported as ``vaodrill_prefect.flows`` and ``vaodrill_prefect.tasks`` (the names an
+installed wheel has): read here under their folders' names, never imported by those alone (a second module copy).
 Every ``import`` and ``from ... import`` of each module of ``vaodrill/``, ``flows/`` and ``tasks/`` counts for the
 order, wherever it is written (function bodies and ``TYPE_CHECKING`` blocks too). For cycles, the imports that count
 are those outside function bodies (module level, ``if``/``try``/``TYPE_CHECKING`` blocks included): the ones a module
@@ -44,6 +46,11 @@ class Import:
     target: str  # the vaodrill/flows/tasks module imported
     line: int
     top: bool  # outside any function body
+    written: str = ""  # the name as the import writes it
+
+
+#: The package the adapters are imported by: ``vaodrill_prefect.flows`` is the folder ``flows/``.
+ADAPTERS = "vaodrill_prefect."
 
 
 @cache
@@ -85,10 +92,12 @@ def imports(module: str, path: Path, known: dict[str, Path]) -> Iterator[Import]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             # ``from vaodrill.engine import progress`` imports the module vaodrill.engine.progress
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
-        for name in dict.fromkeys(names):
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}".removeprefix(ADAPTERS) in known else base
+                     for a in node.names]
+        for written in dict.fromkeys(names):
+            name = written.removeprefix(ADAPTERS)
             if name.split(".")[0] in PACKAGES:
-                yield Import(module, name, node.lineno, top)
+                yield Import(module, name, node.lineno, top, written)
 
 
 @cache
@@ -104,6 +113,12 @@ def test_every_package_is_read() -> None:
     assert {layer(m) for m in found} == set(MAY_IMPORT)
     # the reading sees function-local imports: the CLI imports most of its commands' code inside them
     assert any(not i.top and i.module == "vaodrill.app.cli" for i in graph())
+
+
+def test_the_adapters_are_imported_by_one_name() -> None:
+    """``vaodrill_prefect.flows.drill``, never ``flows.drill``: one module, one ``dr_drill``, one ``VaoServer``."""
+    assert {i.written.split(".")[0] for i in graph() if layer(i.target) in ("flows", "tasks")} <= {"vaodrill_prefect"}
+    assert (ROOT / "vaodrill_prefect" / "flows" / "drill.py").resolve() == (ROOT / "flows" / "drill.py").resolve()
 
 
 def test_imports_go_down_only() -> None:

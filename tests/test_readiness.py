@@ -4,6 +4,7 @@ log; VAO v2, which has none for failover plans, refuses in one line before anyth
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -32,8 +33,8 @@ def writes(sim: Sim) -> list[str]:
 
 @pytest.mark.parametrize("scenario", ["demo", "veeam-docs"])
 async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
-        sim_factory: object, scenario: str, tmp_path: Path) -> None:
-    sim = sim_factory(scenario, time_scale=600, api="vro")  # type: ignore[operator]
+        sim_factory: Callable[..., Sim], scenario: str, tmp_path: Path) -> None:
+    sim = sim_factory(scenario, time_scale=600, api="vro")
     report, recorder, engine = await drill(sim, tmp_path, mode="readiness")
     assert report.verdict == "passed", report.reason
     assert recorder.phases("SQL Tier") == ["checking", "starting", "checking readiness", "ready"]
@@ -65,8 +66,8 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
 
 
 async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents_still_run(
-        sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("SQL Tier", readiness_errors=2, readiness_duration=120)
     report, _, _ = await drill(sim, tmp_path, mode="readiness")
     plans = by_name(report)
@@ -79,8 +80,8 @@ async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents
     assert writes(sim) == ["ReadinessCheck"] * PLANS
 
 
-async def test_a_disabled_plan_is_refused_without_a_check(sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+async def test_a_disabled_plan_is_refused_without_a_check(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("Reporting", state="Disabled")
     report, _, _ = await drill(sim, tmp_path, mode="readiness")
     assert by_name(report)["Reporting"].status == "failed"
@@ -90,8 +91,8 @@ async def test_a_disabled_plan_is_refused_without_a_check(sim_factory: object, t
 
 
 async def test_vao_v2_has_no_readiness_check_and_says_so_before_sending_anything(
-        sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600)  # type: ignore[operator]
+        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600)
     with pytest.raises(VaoUsageError, match=r"^a readiness check is not available on this server \(VAO v2"):
         await drill(sim, tmp_path, mode="readiness")
     assert writes(sim) == [] and not list((tmp_path / "reports").glob("**/report.json"))
@@ -115,8 +116,8 @@ def test_the_shipped_weekly_readiness_drill_validates() -> None:
     assert "readiness mode" in result.stdout
 
 
-def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600)  # type: ignore[operator]
+def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600)
     spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
     result = vaodrill("run", str(spec), "--report-dir", str(tmp_path / "r"), env=cli_env(sim.url))
     assert result.returncode == 2, result.stdout + result.stderr
@@ -137,10 +138,10 @@ def test_a_passed_check_has_nothing_to_undo(tmp_path: Path) -> None:
         ledger.move(run, Phase.UNDOING)
 
 
-async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: object, tmp_path: Path) -> None:
+async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
     """Stopped while SQL Tier's check runs, the same run id resumed: SQL Tier's result is waited for, not asked
     again; the plans not yet checked are checked once."""
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("SQL Tier", readiness_duration=900)  # 1.5 s on the clock
 
     class StopDuringCheck(Recorder):
@@ -162,10 +163,10 @@ async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: object, tmp_
 
 
 async def test_a_verified_plan_whose_check_never_shows_is_not_taken_as_passed(
-        sim_factory: object, tmp_path: Path) -> None:
+        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
     """VERIFIED from last week's check is no result for this one: with the check's answer lost and the plan showing
     no check, the plan fails after the start grace, never passes on the old words."""
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim = sim_factory("demo", time_scale=600, api="vro")
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     await drill(sim, tmp_path / "first", "- plan: Core Network", mode="readiness")  # Core Network now VERIFIED
@@ -177,8 +178,8 @@ async def test_a_verified_plan_whose_check_never_shows_is_not_taken_as_passed(
     assert plan.reason is not None and "never showed: still VERIFIED" in plan.reason
 
 
-def test_a_dry_run_shows_one_check_per_plan_and_no_undo(sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+def test_a_dry_run_shows_one_check_per_plan_and_no_undo(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")
     spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
     result = vaodrill("run", str(spec), "--dry-run", env=cli_env(f"{sim.url}/api/v13"))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -186,8 +187,8 @@ def test_a_dry_run_shows_one_check_per_plan_and_no_undo(sim_factory: object, tmp
     assert "Undo" not in result.stdout and "Failover" not in result.stdout and writes(sim) == []
 
 
-def test_run_over_vro_passes_and_exits_0(sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+def test_run_over_vro_passes_and_exits_0(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")
     shipped = (DRILLS / "readiness-weekly.yaml").read_text()
     assert "poll_interval: 10s" in shipped
     spec = tmp_path / "weekly.yaml"  # the shipped drill, polling fast enough for a test
@@ -200,20 +201,21 @@ def test_run_over_vro_passes_and_exits_0(sim_factory: object, tmp_path: Path) ->
     assert '"mode": "readiness"' in report.read_text()
 
 
-async def test_max_parallel_caps_checks_at_once(sim_factory: object, tmp_path: Path) -> None:
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+async def test_max_parallel_caps_checks_at_once(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim = sim_factory("demo", time_scale=600, api="vro")
     report, _, _ = await drill(sim, tmp_path, mode="readiness", max_parallel=1)
     assert report.verdict == "passed", report.reason
     spans = sorted((p.failover_started_at, p.failover_completed_at) for p in report.plans)
-    assert all(ended is not None and ended <= following for (_, ended), (following, _) in pairwise(spans))
+    assert all(ended is not None and following is not None and ended <= following
+               for (_, ended), (following, _) in pairwise(spans))
 
 
 async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_meanwhile(
-        sim_factory: object) -> None:
+        sim_factory: Callable[..., Sim]) -> None:
     from vaodrill.errors import VaoResponseError
     from vaodrill.vao.vro import VroClient
 
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("SQL Tier", readiness_duration=6000, readiness_errors=1)  # 10 s on the clock
     target = sim.plan_id("SQL Tier")
     async with VroClient(f"{sim.url}/api/v13", "demo", "demo") as vro:
@@ -237,13 +239,13 @@ async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_mean
 
 
 @pytest.mark.usefixtures("prefect_api")
-async def test_a_readiness_drill_as_a_flow_run(sim_factory: object, tmp_path: Path,
+async def test_a_readiness_drill_as_a_flow_run(sim_factory: Callable[..., Sim], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Under Prefect the same steps run as tasks: one ReadinessCheck per plan, the failing one named."""
-    from flows.drill import DrillRequest, dr_drill
     from vaodrill.report.model import load_report
+    from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
-    sim = sim_factory("demo", time_scale=600, api="vro")  # type: ignore[operator]
+    sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("Web Tier", readiness_errors=1)
     monkeypatch.setenv("VAO_URL", sim.api_url)
     monkeypatch.setenv("VAO_USERNAME", "demo")

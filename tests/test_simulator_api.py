@@ -310,7 +310,8 @@ def run_body(date: Any = None, *, key: str = "planlaunchOptions", mode: str | No
 async def used_point(api: Api, body: dict[str, Any], plan_id: str = P_ID) -> dict[str, Any]:
     response = await api.op(plan_id, "Run", body)
     assert response.status_code == 200, response.text
-    return (await api.record(plan_id))["stages"][-1]
+    stage: dict[str, Any] = (await api.record(plan_id))["stages"][-1]
+    return stage
 
 
 @pytest.mark.parametrize(("timezone", "date", "mode", "expected"), [

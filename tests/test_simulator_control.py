@@ -184,7 +184,8 @@ async def test_patch_unknown_plan_is_404(api: Api) -> None:
 async def add_fault(api: Api, **spec: Any) -> str:
     response = await api.http.post("/_sim/faults", json=spec)
     assert response.status_code == 200, response.text
-    return response.json()["id"]
+    fault_id: str = response.json()["id"]
+    return fault_id
 
 
 async def test_burst_fault_fires_count_times_then_is_spent(api: Api) -> None:

@@ -51,7 +51,7 @@ class Api:
         response = await self.http.post("/v2/Token", data={
             "grant_type": "password", "username": self.username, "password": self.password})
         assert response.status_code == 200, response.text
-        body = response.json()
+        body: dict[str, Any] = response.json()
         self.token = body["access_token"]
         return body
 
@@ -73,7 +73,8 @@ class Api:
         """``GET /v2/FailoverPlans/{id}`` (ticks in tick progression)."""
         response = await self.get(f"/v2/FailoverPlans/{plan_id}")
         assert response.status_code == 200, response.text
-        return response.json()
+        plan: dict[str, Any] = response.json()
+        return plan
 
     async def op(self, plan_id: str, op: str, body: Any = None) -> httpx.Response:
         return await self.post(f"/v2/FailoverPlans/{plan_id}/{op}", json=body)
@@ -82,7 +83,8 @@ class Api:
         """``GET /_sim/plans/{id}``: never ticks."""
         response = await self.http.get(f"/_sim/plans/{plan_id}")
         assert response.status_code == 200, response.text
-        return response.json()
+        record: dict[str, Any] = response.json()
+        return record
 
     async def aclose(self) -> None:
         await self.http.aclose()

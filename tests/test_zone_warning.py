@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -57,7 +58,7 @@ def test_run_warns_before_it_starts_and_in_its_table(env: dict[str, str], sim: S
     assert "UTC assumed" in json.loads(report.read_text())["warnings"][0]
 
 
-def _settings(url: str, **changes: object) -> ConnectionSettings:
+def _settings(url: str, **changes: Any) -> ConnectionSettings:
     return ConnectionSettings(url=url, username="demo", password=SecretStr("demo"), simulated=True, **changes)
 
 

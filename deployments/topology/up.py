@@ -315,7 +315,7 @@ def write_drill(path: Path, name: str, plans: Sequence[str], *, chains: int = 4,
 
 def limit_name(host: str) -> str:
     """The write limit of a VAO server host, as the drills' write gate names it."""
-    from tasks.vao import write_limit_name
+    from vaodrill_prefect.tasks.vao import write_limit_name
 
     return write_limit_name(LIMIT_TEMPLATE, host)
 
@@ -459,8 +459,8 @@ class Topology:
         """Work pool, the block types, one block and one write limit per VAO server of this topology (idempotent)."""
         from pydantic import SecretStr
 
-        from tasks.blocks import VaoServer as VaoServerBlock
-        from tasks.blocks import register_block_types
+        from vaodrill_prefect.tasks.blocks import VaoServer as VaoServerBlock
+        from vaodrill_prefect.tasks.blocks import register_block_types
 
         await self.create_pool_and_limits([s.host for s in self.servers])
         async with self.client() as client:
@@ -487,7 +487,7 @@ class Topology:
 
     def deploy(self, drills: Sequence[DrillDeployment]) -> None:
         """``prefect deploy`` of recover-crashed (as in deployments/prefect.yaml) and one deployment per drill."""
-        from tasks.blocks import block_ref
+        from vaodrill_prefect.tasks.blocks import block_ref
 
         project = yaml.safe_load((REPO / "deployments" / "prefect.yaml").read_text())
         recovery = next(d for d in project["deployments"] if d["name"] == "recover-crashed")

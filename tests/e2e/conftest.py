@@ -85,7 +85,8 @@ def clean_env(**extra: str) -> dict[str, str]:
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class Process:
@@ -219,15 +220,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             PREFECT_SERVER_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{server_home / 'prefect.db'}",
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_UI_ENABLED="true",
-            # as the README says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
+            # as docs/prefect.md says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
             PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
         process = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",
                                              str(port), "--ui"],
                           env=env, cwd=root, log_path=root / f"server-{attempt}.log")
         candidate = PrefectServer(f"http://127.0.0.1:{port}", process, client_home)
+
+        def up(c: PrefectServer = candidate) -> bool:
+            return c.healthy() or not c.process.alive()
+
         try:
-            wait_until(lambda c=candidate: c.healthy() or not c.process.alive(), timeout=180,
+            wait_until(up, timeout=180,
                        what="GET /api/health of prefect server start", diagnose=process.tail)
         except BaseException:
             process.stop()
@@ -268,7 +273,8 @@ class Simulator:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}
         response = self.http.get("/_sim/requests", params=params)
         response.raise_for_status()
-        return response.json()
+        requests: list[dict[str, Any]] = response.json()
+        return requests
 
     def reset(self) -> None:
         """Fresh state: the scenario as loaded, an empty request log."""
@@ -331,6 +337,11 @@ def timeout_sim() -> Iterator[Simulator]:
 # -- vaodrill serve ------------------------------------------------------------------------------------------------
 
 
+#: The block ``vaodrill serve`` saved from the VAO_* it was started with: a run whose request replaces the
+#: deployment's names it (its processes have no VAO_* to fall back on).
+SERVED_BLOCK = {"$ref": {"block_document_slug": "vao-server/vaodrill-serve"}}
+
+
 @dataclass
 class Served:
     process: Process
@@ -377,7 +388,7 @@ async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator,
     value of a run's ``vao_block`` parameter}."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer, block_ref
+    from vaodrill_prefect.tasks.blocks import VaoServer, block_ref
 
     names = {"approval": "e2e-approval", "timeout": "e2e-timeout"}
     async with prefect_server.client() as client:
@@ -442,8 +453,8 @@ async def read_events(client: Any, flow_run_id: UUID, names: list[str]) -> list[
 
     now = dt.datetime.now(dt.UTC)
     page = await client.read_events(
-        filter=EventFilter(occurred=EventOccurredFilter(since=now - dt.timedelta(hours=1),
-                                                        until=now + dt.timedelta(minutes=5)),
+        filter=EventFilter(occurred=EventOccurredFilter.model_validate(  # Prefect's DateTime, from plain datetimes
+                               {"since": now - dt.timedelta(hours=1), "until": now + dt.timedelta(minutes=5)}),
                            event=EventNameFilter(name=names),
                            related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])),
         limit=50)
@@ -470,7 +481,7 @@ async def drill_run(served: Served, drill_sim: Simulator,
     drill_sim.reset()
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the drill's terminal state",
                                  extra=served.diagnose)
@@ -531,7 +542,7 @@ async def failed_run(drill_run: FinishedRun, served: Served,
     report_dir = tmp_path_factory.mktemp("e2e-failed-reports")
     started = time.monotonic()
     flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir)}})
+        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
     async with served.server.client() as client:
         run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state",
                                  extra=served.diagnose)
@@ -543,7 +554,7 @@ async def form_block(prefect_server: PrefectServer, drill_sim: Simulator) -> str
     """A ``VaoServer`` block saved on the server, for the run form's block picker to offer."""
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     name = "e2e-form-vao"
     async with prefect_server.client() as client:

@@ -58,11 +58,11 @@ TIMEOUT_SECONDS = 60  # approval_timeout_minutes=1, the smallest the request mod
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
 
-def plan_writes(sim: Simulator) -> list[dict]:
+def plan_writes(sim: Simulator) -> list[dict[str, Any]]:
     return [r for r in sim.requests(method="POST") if r["path"].lower().startswith("/v2/failoverplans")]
 
 
-def non_token_posts(sim: Simulator) -> list[dict]:
+def non_token_posts(sim: Simulator) -> list[dict[str, Any]]:
     """POSTs other than logging in (POST /v2/Token, needed to read the plans shown on the approval form)."""
     return [r for r in sim.requests(method="POST") if not r["path"].lower().endswith("/token")]
 
@@ -74,7 +74,7 @@ def untouched(sim: Simulator) -> bool:
                and plans[name]["run_requests"] == 0 for name in SPEC_PLANS)
 
 
-async def wait_for_no_active_failover(client) -> None:
+async def wait_for_no_active_failover(client: Any) -> None:
     """The deployment allows one run at a time (CANCEL_NEW): wait until no other real-failover run is active."""
     deployment = await client.read_deployment_by_name(FAILOVER_DEPLOYMENT)
 
@@ -124,7 +124,7 @@ async def test_approved_failover_runs_each_plan_once(served: Served, approval_si
         assert approval_sim.plan_posts("Undo") == {}
         assert len(plan_writes(approval_sim)) == len(SPEC_PLANS), plan_writes(approval_sim)
 
-        async def approval_event() -> list:
+        async def approval_event() -> list[Any]:
             return await read_events(client, flow_run_id, ["vaodrill.failover.approved"])
 
         (approved,) = await await_until(approval_event, timeout=30, what="the vaodrill.failover.approved event")

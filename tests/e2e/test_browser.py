@@ -478,7 +478,7 @@ async def test_run_form_offers_a_block_picker(served: Served, form_block: str, p
 
 # -- the run form in Prefect's default UI (V2), served by `vaodrill serve` alone (issue 17) --------------------------
 
-#: Screenshots the README shows (its Prefect section). A test run writes them beside the others (reports/ is
+#: Screenshots docs/prefect.md shows. A test run writes them beside the others (reports/ is
 #: ignored by git) and leaves the committed docs/img/ alone; VAODRILL_README_SHOTS=1 writes them there instead.
 README_SHOTS = REPO_ROOT / "docs" / "img" if os.environ.get("VAODRILL_README_SHOTS") == "1" else SCREENSHOTS / "readme"
 V2 = "/v2"
@@ -574,7 +574,7 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
     report_dir = tmp_path / "reports"
     async with Chromium(tmp_path) as page:
         await page.goto(f"{prefect_server.url}/")
-        # the README's way to start the server on another port: the UI calls that port
+        # docs/prefect.md's way to start the server on another port: the UI calls that port
         ui = httpx.get(f"{prefect_server.url}/ui-settings", timeout=10).json()
         assert ui["api_url"] == prefect_server.api_url and ui["default_ui"] == "v2", ui
         landed = await page.wait_for(f"location.pathname.startsWith('{V2}/') && location.pathname", timeout=60,
@@ -645,8 +645,9 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
             finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
                                           extra=served.diagnose)
         assert finished.state.is_completed(), finished.state
-        assert finished.parameters["request"] == {"drill_file": "deployments/drills/demo.yaml",
-                                                  "report_dir": str(report_dir)}, finished.parameters
+        # the VAO server field keeps the deployment's default: the block serve saved from its VAO_*
+        assert {k: v for k, v in finished.parameters["request"].items() if k != "vao_block"} == {
+            "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}, finished.parameters
         assert RUN_NAME.match(finished.name) and finished.name.startswith(f"{DRILL} · "), finished.name
         first = first_run_post(drill_sim, pressed)
         assert first is not None, "the drill never sent a Run"

@@ -1,19 +1,30 @@
 """The demo drill through a served deployment: real server, ``vaodrill serve``, ``prefect deployment run``.
 
-The run executes in a child process of the runner and reaches the simulator through the ``VAO_*`` environment
-given to ``vaodrill serve``. Checked through Prefect's API: final state, artifacts, events; through the
-simulator's request log: exactly one Run and one Undo per plan.
+The run executes in a child process of the runner and reaches the simulator through the block ``vaodrill serve``
+saved from the ``VAO_*`` environment it was given (the child's environment has no ``VAO_*``). Checked through
+Prefect's API: final state, artifacts, events; through the simulator's request log: exactly one Run and one Undo
+per plan.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from .conftest import FinishedRun, Simulator, await_until, read_events, run_summary
+from .conftest import (
+    SERVED_BLOCK,
+    FinishedRun,
+    PrefectServer,
+    Served,
+    Simulator,
+    await_until,
+    read_events,
+    run_summary,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +32,8 @@ DEMO_PLANS = ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web T
 DRILL = "demo-app-stack"
 
 
-async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server, served) -> None:
+async def test_drill_deployment_completes(
+        drill_run: FinishedRun, prefect_server: PrefectServer, served: Served) -> None:
     async with prefect_server.client() as client:
         run = drill_run.flow_run
         assert run.state.is_completed(), await run_summary(client, drill_run.flow_run_id)
@@ -31,7 +43,7 @@ async def test_drill_deployment_completes(drill_run: FinishedRun, prefect_server
         print(f"\ndrill flow run {run.name!r} completed {drill_run.seconds:.1f}s after the trigger")
 
 
-async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
+async def test_drill_artifacts(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
     async with prefect_server.client() as client:
         artifacts = await client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id])))
@@ -50,11 +62,11 @@ async def test_drill_artifacts(drill_run: FinishedRun, prefect_server) -> None:
     assert {row["status"] for row in rows} == {"✅ passed"}, rows
 
 
-async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
+async def test_drill_events(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
     names = ["vaodrill.failover.started", "vaodrill.failover.completed", "vaodrill.failover.failed",
              "vaodrill.undo.completed", "vaodrill.undo.failed", "vaodrill.drill.completed"]
     async with prefect_server.client() as client:
-        async def all_recorded() -> list | None:
+        async def all_recorded() -> list[Any] | None:
             # events are persisted asynchronously by the server's event persister
             events = await read_events(client, drill_run.flow_run_id, names)
             done = [e for e in events if e.event == "vaodrill.drill.completed"]
@@ -63,7 +75,7 @@ async def test_drill_events(drill_run: FinishedRun, prefect_server) -> None:
 
         events = await await_until(all_recorded, timeout=30, what="the drill's events on the server")
 
-    def of(name: str) -> list:
+    def of(name: str) -> list[Any]:
         return [e for e in events if e.event == name]
 
     (completed,) = of("vaodrill.drill.completed")
@@ -105,7 +117,8 @@ def test_drill_report_files(drill_run: FinishedRun) -> None:
     assert report["run_id"] == str(drill_run.flow_run_id)
 
 
-async def test_a_missing_drill_file_fails_the_run_at_once(served, prefect_server, tmp_path) -> None:
+async def test_a_missing_drill_file_fails_the_run_at_once(served: Served, prefect_server: PrefectServer,
+                                                          tmp_path: Path) -> None:
     """A drill file that does not exist on the machine that runs the drill: the run fails at its start, with the
     path in its state message, and nothing is sent to VAO."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -131,3 +144,58 @@ async def test_a_missing_drill_file_fails_the_run_at_once(served, prefect_server
     print(f"\nmissing drill file: Running -> Failed in {seconds:.2f} s; logs: {[log.message[:80] for log in logs]}")
     assert seconds < 10, seconds  # a generous ceiling; the figure is printed
     assert not [log.message for log in logs if "Traceback" in log.message], "a refused request is one line"
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (children, grandchildren...), read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
+
+
+async def test_the_processes_serve_starts_have_no_vao_variables(served: Served, drill_sim: Simulator,
+                                                                 prefect_server: PrefectServer, tmp_path: Path) -> None:
+    """``vaodrill serve`` was started with the simulator's ``VAO_*`` (password included) in its environment; the
+    flow-run process it starts, read from /proc while it fails a plan over, has no ``VAO_*`` at all."""
+    from .conftest import is_final, wait_for_run, wait_until
+
+    drill_sim.reset()
+    core = drill_sim.plans()["Core Network"]["id"]
+    drill_sim.http.patch(f"/_sim/plans/{core}", json={"failover_duration": 3600}).raise_for_status()
+    flow_run_id = served.server.run_deployment("dr-drill/manual-drill", {"request": {
+        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(tmp_path), "vao_block": SERVED_BLOCK}})
+    async with prefect_server.client() as client:
+        try:
+            wait_until(lambda: drill_sim.plan_posts("Run"), timeout=120, what="the drill's first Run",
+                       diagnose=served.diagnose)
+            environs = {}
+            for pid in descendants(served.process.pid):
+                try:
+                    environs[pid] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+            assert environs, "no child process of vaodrill serve"
+            leaked = {pid: [v.split(b"=")[0] for v in env if v.startswith(b"VAO_")] for pid, env in environs.items()}
+            assert not any(leaked.values()), leaked
+            assert any(b"PREFECT__FLOW_RUN_ID=" + str(flow_run_id).encode() in env for env in environs.values())
+        finally:
+            await client.set_flow_run_state(flow_run_id, _cancelling(), force=True)
+            await wait_for_run(client, flow_run_id, is_final, timeout=180, what="the cancelled run's end",
+                               extra=served.diagnose)
+            drill_sim.reset()
+
+
+def _cancelling() -> Any:
+    from prefect.states import Cancelling
+
+    return Cancelling(message="test over")

@@ -1,50 +1,38 @@
-"""The ``vaodrill`` command line: simulator, plans, validate, run, demo, serve.
+"""The ``vaodrill`` command line: simulator, plans, doctor, validate, run, recover, verify, history, demo, cockpit,
+serve.
 
 Exit codes: 0 the drill passed, 1 it failed, 2 bad input or configuration (one line, never a traceback).
-Connection settings, highest precedence first: command-line options, a Prefect block (``--block``), the
-``VAO_*`` environment variables; with none of them, commands use an embedded simulator and say so.
+Connection settings: see :mod:`vaodrill.app.connect` (a flag over a block over the environment, field by field).
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
-import logging
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import typer
-from pydantic import SecretStr, ValidationError
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from vaodrill.errors import UnknownPlans, VaoAuthError, VaoConnectionError, VaoError
+from vaodrill.app.connect import (
+    DEMO_TIME_SCALE,
+    NO_OPTIONS,
+    ConnectionOptions,
+    VaoTimezone,
+    connection,
+    connection_options,
+    resolve_settings,
+)
+from vaodrill.app.console import UserError, console, err_console, one_line
+from vaodrill.app.inputs import history_policies, load_spec_file, parse_now, since_date
+from vaodrill.app.running import confirm_real_failover, dry_run_drill, recover_runs, run_drill, warn_zone, who
+from vaodrill.errors import VaoError
 from vaodrill.vao.connection import ConnectionSettings
-
-#: Failures that are the user's to fix (exit 2), as opposed to a drill that ran and failed (exit 1).
-USER_ERRORS = (UnknownPlans, VaoAuthError, VaoConnectionError)
-
-def _console(*, stderr: bool) -> Console:
-    """Never hard-wrapped lines; in a pipe or a CI log, tables as wide as their content (not 80 columns)."""
-    made = Console(stderr=stderr, highlight=False, soft_wrap=True)
-    if not made.is_terminal and "COLUMNS" not in os.environ:
-        made.width = 1000
-    return made
-
-
-console = _console(stderr=False)
-err_console = _console(stderr=True)
 
 PACKAGE = Path(__file__).resolve().parent.parent  # vaodrill/
 ROOT = PACKAGE.parent
@@ -55,7 +43,6 @@ def demo_drill() -> Path:
     packaged = PACKAGE / "demo" / "demo.yaml"
     return packaged if packaged.is_file() else ROOT / "deployments" / "drills" / "demo.yaml"
 
-DEMO_TIME_SCALE = 120.0
 
 app = typer.Typer(
     name="vaodrill", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -64,138 +51,6 @@ app = typer.Typer(
          "Exit codes: 0 passed, 1 drill failed, 2 bad input or configuration.",
 )
 
-
-class UserError(Exception):
-    """Bad input or configuration: printed as one line, exit code 2."""
-
-
-# -- connection options ---------------------------------------------------------------------------------
-
-
-@dataclass
-class ConnectionOptions:
-    vao_url: str | None = None
-    username: str | None = None
-    password: str | None = None
-    vao_timezone: str | None = None
-    ca_bundle: str | None = None
-    block: str | None = None
-    client_id: str | None = None
-    password_stdin: bool = False
-    allow_insecure_http: bool = False
-
-
-VaoUrl = Annotated[str | None, typer.Option("--vao-url", help="VAO base URL, e.g. https://vao:9899 [env VAO_URL]",
-                                            show_default=False)]
-Username = Annotated[str | None, typer.Option("--username", help="VAO user [env VAO_USERNAME]", show_default=False)]
-Password = Annotated[str | None, typer.Option(
-    "--password", show_default=False,
-    help="VAO password. Avoid: any user of this machine can read it in the process list; prefer the prompt, "
-         "--password-stdin, VAO_PASSWORD_FILE or VAO_PASSWORD")]
-PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password (or, with --client-id, "
-                                             "the client secret) from the first line of stdin")]
-ClientId = Annotated[str | None, typer.Option("--client-id", help="Log in as this child client (client_credentials); "
-                                              "the secret comes from --password-stdin, the prompt or "
-                                              "VAO_CLIENT_SECRET [env VAO_CLIENT_ID]", show_default=False)]
-AllowInsecureHttp = Annotated[bool, typer.Option("--allow-insecure-http", help="Send credentials over plain http:// "
-                                                 "to a host that is not this machine [env VAO_ALLOW_INSECURE_HTTP]")]
-VaoTimezone = Annotated[str | None, typer.Option("--vao-timezone", help="IANA zone of the VAO server clock "
-                                                 "[env VAO_TIMEZONE, default UTC]", show_default=False)]
-CaBundle = Annotated[str | None, typer.Option("--ca-bundle", help="PEM file to trust for VAO's certificate "
-                                              "[env VAO_CA_BUNDLE]", show_default=False)]
-BlockName = Annotated[str | None, typer.Option("--block", help="Name of a saved 'VAO Server' Prefect block",
-                                               show_default=False)]
-
-
-def resolve_settings(options: ConnectionOptions) -> ConnectionSettings | None:
-    """Merge CLI options over a block over the environment, field by field; None means "no server given".
-
-    A secret missing from all of them is read from stdin (``--password-stdin``) or asked for at the terminal.
-    """
-    layers: list[dict[str, Any]] = []
-    env = ConnectionSettings.from_env()
-    if env is not None:
-        layers.append(env.model_dump())
-    if options.block:
-        layers.append(_load_block(options.block).model_dump())
-    cli: dict[str, Any] = {
-        "url": options.vao_url, "username": options.username, "client_id": options.client_id,
-        "password": SecretStr(options.password) if options.password is not None else None,
-        "server_timezone": options.vao_timezone, "ca_bundle": options.ca_bundle,
-        "allow_insecure_http": True if options.allow_insecure_http else None}
-    layers.append({k: v for k, v in cli.items() if v is not None})
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged.update(layer)
-    if "url" not in merged:
-        if any(merged.get(k) for k in ("username", "password", "ca_bundle", "client_id")):
-            raise UserError("VAO credentials given but no URL: add --vao-url or set VAO_URL")
-        return None
-    secret_key = "client_secret" if merged.get("client_id") else "password"
-    if not _secret_given(merged.get(secret_key)) and (
-            secret := _read_secret(options, "client secret" if secret_key == "client_secret" else "password")):
-        merged[secret_key] = SecretStr(secret)
-    merged.setdefault("username", "")
-    merged.setdefault("password", SecretStr(""))
-    try:
-        return ConnectionSettings(**merged)
-    except ValidationError as exc:
-        raise UserError(f"bad connection settings: {_first_error(exc)}") from None
-
-
-def _secret_given(value: Any) -> bool:
-    return isinstance(value, SecretStr) and bool(value.get_secret_value())
-
-
-def _read_secret(options: ConnectionOptions, what: str) -> str | None:
-    """The first line of stdin with --password-stdin; else a hidden prompt when a person is at the terminal."""
-    if options.password_stdin:
-        line = sys.stdin.readline(4096).rstrip("\r\n")
-        if not line:
-            raise UserError(f"--password-stdin: no {what} on stdin")
-        return line
-    if sys.stdin.isatty() and sys.stderr.isatty():
-        return str(typer.prompt(f"VAO {what}", hide_input=True, err=True))
-    return None
-
-
-def _load_block(name: str) -> ConnectionSettings:
-    from tasks.blocks import VaoServer  # Prefect is needed only when a block is named
-
-    try:
-        block = cast(VaoServer, VaoServer.load(name))
-    except ValueError as exc:
-        raise UserError(f"no 'VAO Server' block named {name!r} ({_one_line(str(exc))})") from None
-    return block.settings()
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(p) for p in error["loc"])
-    return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
-
-
-@contextmanager
-def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCALE,
-               force_simulator: bool = False, api: str = "v2") -> Iterator[ConnectionSettings]:
-    """The configured VAO server, or an embedded simulator (demo scenario) announced by a banner; ``api``: the
-    simulator's API a drill speaks (``v2``, or ``vro`` at ``/api/v13``)."""
-    settings = None if force_simulator else resolve_settings(options)
-    if settings is not None:
-        yield settings
-        return
-    from vaodrill.simulator import create_app
-    from vaodrill.simulator.server import BackgroundServer
-
-    with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
-        url = f"{server.url}/api/v13" if api == "vro" else server.url
-        err_console.print(f"[bold yellow]⚑ No VAO server configured: using the embedded simulator[/] "
-                          f"(demo scenario, time x{time_scale:g}) at {url}")
-        yield ConnectionSettings(url=url, username="demo", password=SecretStr("demo"), simulated=True)
 
 
 # -- commands -------------------------------------------------------------------------------------------
@@ -246,11 +101,10 @@ def simulator(
 
 
 @app.command()
+@connection_options
 def plans(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
-    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
-    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
-    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
+    vao: ConnectionOptions = NO_OPTIONS,
 ) -> None:
     """List the server's failover plans: name, id, state, in use, target RTO/RPO.
 
@@ -258,9 +112,7 @@ def plans(
       vaodrill plans
       vaodrill plans --vao-url https://vao.corp:9899 --username 'CORP\\drill' --json
     """
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
-                                password_stdin, allow_insecure_http)
-    with connection(options) as settings:
+    with connection(vao) as settings:
         found = asyncio.run(_list_plans(settings))
     if as_json:
         console.print_json(json.dumps([{
@@ -283,34 +135,13 @@ async def _list_plans(settings: ConnectionSettings) -> list[Any]:
         return await client.list_plans()
 
 
-def _load_spec(path: Path) -> Any:
-    from vaodrill.spec.model import load_spec
-
-    return load_spec(path)
-
-
-def _parse_now(value: str | None) -> datetime:
-    if value is None:
-        return datetime.now(UTC)
-    import pendulum
-
-    try:
-        parsed = pendulum.parse(value)
-    except Exception:
-        raise UserError(f"--now: not an ISO 8601 instant: {value!r}") from None
-    if not isinstance(parsed, datetime):
-        raise UserError(f"--now: not an instant: {value!r}")
-    return parsed
-
-
 @app.command()
+@connection_options
 def doctor(
     drill: Annotated[Path | None, typer.Option("--drill", help="Also require the plans of this drill spec to be "
                                                "runnable", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines")] = False,
-    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
-    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
-    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
+    vao: ConnectionOptions = NO_OPTIONS,
 ) -> None:
     """Check a VAO server before the first drill, with reads only (it never POSTs to a plan).
 
@@ -324,11 +155,9 @@ def doctor(
     """
     from vaodrill.app.doctor import diagnose, render, to_json
 
-    spec = _load_spec(drill) if drill else None
+    spec = load_spec_file(drill) if drill else None
     plans = [step.plan for step in spec.plans] if spec else None
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
-                                password_stdin, allow_insecure_http)
-    with connection(options) as settings:
+    with connection(vao) as settings:
         diagnosis = asyncio.run(diagnose(settings, plans=plans, drill_timezone=spec.timezone if spec else None))
     if as_json:
         console.print_json(json.dumps(to_json(diagnosis)))
@@ -354,10 +183,10 @@ def validate(
     """
     from vaodrill.spec.restore_points import restore_point_date
 
-    spec = _load_spec(drill)
+    spec = load_spec_file(drill)
     server_tz = vao_timezone or os.environ.get("VAO_TIMEZONE") or "UTC"
-    moment = _parse_now(now)
-    warning = _warn_zone(spec.timezone, server_tz)
+    moment = parse_now(now)
+    warning = warn_zone(spec.timezone, server_tz)
     rows = []
     for step in spec.topological_order():
         date, resolved = restore_point_date(spec.rule_for(step), now=moment, drill_tz=spec.timezone,
@@ -389,6 +218,7 @@ ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where reports are
 
 
 @app.command()
+@connection_options
 def run(
     drill: Annotated[Path, typer.Argument(help="Drill spec (YAML)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="No POST at all: resolve, check, print the calls")]
@@ -397,9 +227,7 @@ def run(
     run_id: RunId = None,
     journal_dir: JournalDir = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before a real failover")] = False,
-    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
-    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
-    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
+    vao: ConnectionOptions = NO_OPTIONS,
 ) -> None:
     """Run a drill with live progress: a flow run if a Prefect API is configured (PREFECT_API_URL), else the engine.
 
@@ -411,271 +239,32 @@ def run(
       vaodrill run my-drill.yaml --dry-run --vao-url https://vao:9899 --ca-bundle vao-ca.pem
       VAO_URL=https://vao:9899 VAO_USERNAME=drill VAO_PASSWORD=... vaodrill run real-dr.yaml --yes
     """
-    spec = _load_spec(drill)
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
-                                password_stdin, allow_insecure_http)
-    with connection(options) as settings:
-        _warn_zone(spec.timezone, settings.server_timezone)
+    spec = load_spec_file(drill)
+    with connection(vao) as settings:
+        warn_zone(spec.timezone, settings.server_timezone)
         if dry_run:
-            asyncio.run(_dry_run(spec, settings))
+            asyncio.run(dry_run_drill(spec, settings))
             return
         approval = None
         if spec.mode == "failover" and not settings.simulated:
-            approval = {"approver": _who(), "change_ticket": "",
-                        "how": "--yes on the command line" if yes else _confirm_real_failover(spec, settings)}
-        code = _run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir,
+            approval = {"approver": who(), "change_ticket": "",
+                        "how": "--yes on the command line" if yes else confirm_real_failover(spec, settings)}
+        code = run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir,
                           approval=approval)
     raise typer.Exit(code)
 
 
-def _warn_zone(drill_zone: str, server_zone: str) -> str | None:
-    """The server-zone warning on stderr before anything is sent; returned for ``--json``."""
-    from vaodrill.spec.restore_points import timezone_warning
-
-    if warning := timezone_warning(drill_zone, server_zone):
-        err_console.print(f"[bold yellow]⚠ {escape(warning)}[/]", highlight=False)
-    return warning
-
-
-def _who() -> str:
-    """The account that approved at this terminal (a container may have no name for it)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return f"uid {os.getuid()}"
-
-
-def _confirm_real_failover(spec: Any, settings: ConnectionSettings) -> str:
-    """The drill's name typed at the terminal, or a one-line refusal; how it was approved, for the journal."""
-    if not sys.stdin.isatty():
-        raise UserError(f"drill {spec.name} is a REAL failover on {settings.url}: confirm with --yes")
-    answer = typer.prompt(f"REAL failover of {len(spec.plans)} plans on {settings.url} (no undo). "
-                          f"Type the drill name ({spec.name}) to proceed")
-    if answer.strip() != spec.name:
-        raise UserError("not confirmed: nothing was failed over")
-    return "the drill's name typed at the terminal"
-
-
-async def _dry_run(spec: Any, settings: ConnectionSettings) -> None:
-    from vaodrill.engine.drill import dry_run
-
-    calls = await dry_run(spec, settings)
-    console.print(f"[bold]Dry run of {spec.name}[/] on {settings.url}: no POST was sent.")
-    for call in calls:
-        mark = "[green]✓[/]" if call.ok else "[red]✗[/]"
-        console.print(f"{mark} {call.plan}: {call.note}")
-        if call.request:
-            console.print(f"    would send: {call.request}")
-    if not all(c.ok for c in calls):
-        raise typer.Exit(1)
-
-
-class _Signals:
-    """First SIGINT/SIGTERM: stop the drill cleanly (undo, report). Second: exit now, naming what to recover."""
-
-    def __init__(self, main: asyncio.Task[Any]) -> None:
-        self.main = main
-        self.first: int | None = None
-
-    def __call__(self, signum: int) -> None:
-        from vaodrill.engine import signals
-
-        name = signal.Signals(signum).name
-        if self.first is None:
-            self.first = signum
-            err_console.print(f"[bold yellow]⚑ {name}: stopping the drill; undoing what it failed over "
-                              f"(send it again to exit at once)[/]")
-            if signals.running:
-                for drill in list(signals.running):
-                    drill.stop(f"stopped by {name}", kind="signal")
-            else:
-                self.main.cancel()
-            return
-        plans = [(d.run_id, name) for d in signals.running for name in d.may_be_failed_over()]
-        if plans:
-            err_console.print(f"[bold red]✗ exiting now; plans possibly still failed over: "
-                              f"{', '.join(p for _, p in plans)}[/]")
-            for run_id in sorted({r for r, _ in plans}):
-                err_console.print(f"  recover them with: vaodrill recover {run_id}")
-        else:
-            err_console.print("[bold red]✗ exiting now[/]")
-        sys.stderr.flush()
-        os._exit(128 + (self.first or signum))
-
-
-def prefect_api_configured() -> bool:
-    """Whether Prefect has an API to report to (``PREFECT_API_URL`` in the environment, the active profile or a
-    settings file here). Prefect's own answer costs about 2 s of imports: it is asked only when a file could
-    configure one."""
-    if os.environ.get("PREFECT_API_URL"):
-        return True
-    home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    hints = {Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"): "PREFECT_API_URL",
-             Path(".env"): "PREFECT_API_URL", Path("prefect.toml"): "", Path("pyproject.toml"): "[tool.prefect"}
-    if not any(_file_contains(path, marker) for path, marker in hints.items()):
-        return False
-    from prefect.settings import PREFECT_API_URL
-
-    return bool(PREFECT_API_URL.value())
-
-
-def _file_contains(path: Path, marker: str) -> bool:
-    try:
-        if not path.is_file():
-            return False
-        with path.open(encoding="utf-8", errors="replace") as f:
-            return marker in f.read(1_000_000)
-    except OSError:
-        return False
-
-
-def _run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
-               journal_dir: Path | None = None, approval: dict[str, str] | None = None) -> int:
-    """Run the drill in this process with a live view; returns the exit code.
-
-    With a Prefect API configured, the drill is a ``dr-drill`` flow run reported there (the UI, events,
-    automations); without one, the engine runs the drill alone: the same steps, journal and report, without
-    the 2 s of Prefect imports and a server nobody could look at.
-    """
-    from vaodrill.app.live import LiveView
-    from vaodrill.engine import signals
-    from vaodrill.journal import check_run_id
-    from vaodrill.report.model import report_directory, summary_table
-
-    if run_id is not None:
-        check_run_id(run_id)
-    through_prefect = prefect_api_configured()
-    if through_prefect:
-        _quiet_prefect()
-    else:
-        _engine_log_to_console()
-    handler: _Signals | None = None
-
-    async def main() -> Any:
-        nonlocal handler
-        handler = _Signals(asyncio.current_task())  # type: ignore[arg-type]
-        signals.handle(handler)
-        try:
-            if through_prefect:
-                return await _flow_run(drill, settings, report_dir, run_id, journal_dir, approval)
-            return await _engine_run(drill, spec, settings, report_dir, run_id, journal_dir, approval)
-        finally:
-            signals.release()
-
-    with LiveView(console) as view:
-        try:
-            state = asyncio.run(main())
-        except asyncio.CancelledError:
-            state = None
-    report = view.report
-    stopped_by = handler.first if handler else None
-    if report is None:
-        if stopped_by is not None:
-            err_console.print("[bold red]interrupted before any failover[/]")
-            return 128 + stopped_by
-        error = _state_error(state) if state is not None and state.is_failed() else None
-        if isinstance(error, (*USER_ERRORS, VaoError, ValueError)):
-            raise error  # bad input or configuration: one line, exit 2
-        raise UserError(f"the drill did not run: {state.message if state else 'cancelled'}")
-    console.print()
-    console.print(summary_table(report))
-    files = report_directory(report, report_dir)
-    verdict = "[bold green]PASSED[/]" if report.verdict == "passed" else "[bold red]FAILED[/]"
-    console.print(f"Drill {report.drill}: {verdict}" + (f" — {report.reason}" if report.reason else ""))
-    if report.left_failed_over:
-        err_console.print(f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
-                          f" — recover with: vaodrill recover {report.run_id}[/]")
-    if files.exists():
-        console.print(f"Reports: {files}")
-    if report.stopped == "signal" and stopped_by is not None:
-        return 128 + stopped_by
-    if report.stopped == "auth":
-        return 2
-    return 0 if report.verdict == "passed" else 1
-
-
-async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                      journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
-    from uuid import uuid4
-
-    from vaodrill.engine import progress, signals
-    from vaodrill.engine.drill import Drill
-
-    engine = Drill(spec, settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
-                   journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()),
-                   approval=approval)
-    signals.running.add(engine)
-    try:
-        return await engine.run()
-    finally:
-        signals.running.discard(engine)
-
-
-async def _flow_run(drill: Path, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                    journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
-    """The ``dr-drill`` flow run, after one read of the server: a wrong URL or password exits 2 before any
-    Prefect run exists."""
-    await _list_plans(settings)
-    from flows.drill import DrillRequest, dr_drill, local_settings
-
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval,
-                           journal_dir=str(journal_dir) if journal_dir is not None else None)
-    with local_settings(settings):
-        return await dr_drill(request=request, return_state=True)
-
-
-def _state_error(state: Any) -> BaseException | None:
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception as exc:
-        return exc
-    return result if isinstance(result, BaseException) else None
-
-
-def _quiet_prefect() -> None:
-    """The console belongs to the live view: Prefect's run logs (tracebacks included) go to the Prefect UI only.
-
-    Only CRITICAL records (e.g. plans left failed over) still reach the terminal; no telemetry is sent.
-    """
-    for key in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
-                "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL"):
-        os.environ[key] = "CRITICAL"
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
-
-
-class _OneLine(logging.Formatter):
-    """A log record as one line: the exception's type and message, never its traceback."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = record.getMessage()
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            line += f": {type(error).__name__}: {error}"
-        return _one_line(line)
-
-
-def _engine_log_to_console() -> None:
-    """As with Prefect's run logs, the console belongs to the live view: only CRITICAL records (plans left failed
-    over) reach it, as single lines."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLine())
-    engine_log = logging.getLogger("vaodrill")
-    engine_log.handlers = [handler]
-    engine_log.setLevel(logging.CRITICAL)
-    engine_log.propagate = False
 
 
 @app.command()
+@connection_options
 def recover(
     run_id: Annotated[str | None, typer.Argument(help="The drill run to recover; default: every unclosed run",
                                                  show_default=False)] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before undoing")] = False,
     report_dir: ReportDir = Path("reports"),
     journal_dir: JournalDir = None,
-    vao_url: VaoUrl = None, username: Username = None, password: Password = None,
-    vao_timezone: VaoTimezone = None, ca_bundle: CaBundle = None, block: BlockName = None,
-    client_id: ClientId = None, password_stdin: PasswordStdin = False, allow_insecure_http: AllowInsecureHttp = False,
+    vao: ConnectionOptions = NO_OPTIONS,
 ) -> None:
     """Undo what crashed or killed drill runs may have left failed over, from their journals.
 
@@ -701,53 +290,17 @@ def recover(
             console.print(f"[green]✓[/] no unclosed drill run in {directory}: nothing to recover")
     if not runs:
         return
-    options = ConnectionOptions(vao_url, username, password, vao_timezone, ca_bundle, block, client_id,
-                                password_stdin, allow_insecure_http)
-    settings = resolve_settings(options)
+    settings = resolve_settings(vao)
     if settings is None:
         servers = sorted({str(r.opened.get("server")) for r in runs})
         raise UserError(f"recover needs the VAO server of these runs ({', '.join(servers)}): give --vao-url or "
                         f"VAO_URL and credentials")
-    code = asyncio.run(_recover(runs, settings, yes))
+    code = asyncio.run(recover_runs(runs, settings, yes))
     raise typer.Exit(code)
 
 
-async def _recover(runs: list[Any], settings: ConnectionSettings, yes: bool) -> int:
-    from vaodrill.engine.drill import recover, survey
 
-    surveys = []
-    for journal in runs:
-        if str(journal.opened.get("server", "")).rstrip("/") != settings.url.rstrip("/"):
-            err_console.print(f"[yellow]skipping run {journal.run_id}: it ran against {journal.opened.get('server')}"
-                              f", not {settings.url}[/]")
-            continue
-        survey_ = await survey(journal, settings)
-        surveys.append(survey_)
-        console.print(f"[bold]Run {journal.run_id}[/] (drill {journal.drill}, {journal.mode} mode, journal "
-                      f"{journal.path}):")
-        if not survey_.plans:
-            console.print("  no plan was failed over by this run")
-        for p in survey_.plans:
-            console.print(f"  {p.name}: {p.state} -> {p.action}")
-    if not surveys:
-        return 1
-    if not yes:
-        if not sys.stdin.isatty():
-            raise UserError("recover changes plans on VAO: confirm with --yes")
-        if not typer.confirm("Proceed?"):
-            raise UserError("not confirmed: nothing was changed")
-    clean = True
-    for survey_ in surveys:
-        recovery = await recover(survey_.journal, settings, surveyed=survey_)
-        for p in recovery.plans:
-            ok = p.outcome == "clean"
-            clean = clean and ok
-            console.print(f"{'[green]✓' if ok else '[red]✗'}[/] {p.name}: {p.outcome or p.action}")
-        if survey_.journal.mode != "drill" and survey_.plans:
-            clean = False
-            err_console.print(f"[yellow]run {survey_.journal.run_id} was a REAL failover: its plans are left as "
-                              f"they are[/]")
-    return 0 if clean else 1
+
 
 
 @app.command()
@@ -781,23 +334,6 @@ def verify(
     console.print(Text("VERIFIED: every hash matches", style="bold green"))
 
 
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise UserError(f"--since: not a date: {value!r} (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _policies(paths: list[Path]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """Each drill spec's history policy and plans, from files or folders of *.yaml."""
-    files = [f for p in paths for f in (sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p])]
-    specs = [_load_spec(f) for f in files]
-    return {s.name: s.history for s in specs}, {s.name: [step.plan for step in s.plans] for s in specs}
-
-
 @app.command()
 def history(
     report_dir: ReportDir = Path("reports"),
@@ -827,8 +363,8 @@ def history(
     from vaodrill.report.history import load_history
     from vaodrill.report.history_view import history_html, history_json, history_table
 
-    policies, expected = _policies(spec or [])
-    found = load_history(report_dir, drills=drill or [], plans=plan or [], since=_since(since),
+    policies, expected = history_policies(spec or [])
+    found = load_history(report_dir, drills=drill or [], plans=plan or [], since=since_date(since),
                          policies=policies, expected=expected)
     for skipped in found.skipped:
         err_console.print(Text(f"warning: skipped {skipped.path}: {skipped.reason}", style="yellow"))
@@ -866,7 +402,7 @@ def demo(
     """
     drill = demo_drill()
     with connection(ConnectionOptions(), time_scale=time_scale, force_simulator=True, api=api.value) as settings:
-        code = _run_drill(drill, _load_spec(drill), settings, report_dir)
+        code = run_drill(drill, load_spec_file(drill), settings, report_dir)
     raise typer.Exit(code)
 
 
@@ -894,9 +430,10 @@ SIMULATOR_BLOCK = "embedded-simulator"
 
 
 @app.command()
+@connection_options
 def serve(
+    vao: ConnectionOptions = NO_OPTIONS,
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
-    block: BlockName = None,
     time_scale: Annotated[float, typer.Option(help="Simulator speed, when no VAO server is configured")] = 60.0,
     poll: Annotated[float, typer.Option(help="Seconds between two looks for runs to start (a Run pressed in the "
                                              "UI starts within this)", min=0.5, max=60)] = 1.0,
@@ -904,8 +441,10 @@ def serve(
     """Serve the deployments of deployments/ (scheduled, manual, approval-gated, recovery) from this machine.
 
     Needs a Prefect API (PREFECT_API_URL, e.g. from `prefect server start`); registers the 'VAO Server' block
-    type there. The runs reach VAO through the 'VAO Server' block named by --block, else the VAO_* variables;
-    with neither, an embedded simulator is started (demo scenario) so that every deployment's Quick Run works out
+    type there. The runs reach VAO through a 'VAO Server' block: the one named by --block, or, when options or
+    VAO_* variables give or change the settings (flag over block over environment, field by field), the block
+    'vaodrill-serve' saved from them; the VAO_* variables never reach the processes of the runs. With no server
+    anywhere, an embedded simulator is started (demo scenario) so that every deployment's Quick Run works out
     of the box; against a real VAO the manual drill asks for a drill file instead of defaulting to the demo.
 
     Examples:
@@ -913,33 +452,35 @@ def serve(
       prefect server start --background && vaodrill serve
       vaodrill serve --block vao-prod --limit 2
     """
-    from flows.deployments import serve_all
+    from vaodrill.app.connect import served_block
+    from vaodrill_prefect.flows.deployments import serve_all
 
-    if block or os.environ.get("VAO_URL"):
+    if block := served_block(vao):
         serve_all(limit=limit, block=block, poll_seconds=poll)
         return
     from pydantic import SecretStr
 
-    from tasks.blocks import VaoServer
     from vaodrill.simulator import create_app
     from vaodrill.simulator.server import BackgroundServer
+    from vaodrill_prefect.tasks.blocks import VaoServer
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
         err_console.print(f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "
                           f"(demo scenario, time x{time_scale:g}) at {server.url}")
         # the served runs reach it through a block, as they would a real server: nothing in their environment
-        VaoServer(url=server.url, username="demo", password=SecretStr("demo")).save(SIMULATOR_BLOCK, overwrite=True)
+        VaoServer(url=server.url, username="demo", password=SecretStr("demo"),
+                  simulated=True).save(SIMULATOR_BLOCK, overwrite=True)
         serve_all(limit=limit, block=SIMULATOR_BLOCK, simulated=True, poll_seconds=poll)
 
 
 def main() -> None:
     """Entry point: every user error becomes one line and exit code 2."""
-    from vaodrill.spec.model import SpecError
+    from vaodrill.spec.loader import SpecError
 
     try:
         app()
     except (UserError, SpecError, VaoError, ValueError, OSError) as exc:
-        err_console.print(f"[bold red]error:[/] {_one_line(str(exc)) or type(exc).__name__}")
+        err_console.print(f"[bold red]error:[/] {one_line(str(exc)) or type(exc).__name__}")
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vaodrill.errors import VaoError, from_exception, one_line, parse_json, server_message
-from vaodrill.spec.restore_points import timezone_warning
+from vaodrill.spec.zones import timezone_warning
 from vaodrill.vao.auth import Answer, wants_mfa
 from vaodrill.vao.connection import ConnectionSettings
 from vaodrill.vao.models import FailoverPlan, TokenResponse

@@ -11,8 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from vaodrill.engine import progress
-from vaodrill.engine.drill import Phase, PlanRun, Transition
-from vaodrill.report.model import DrillReport, format_duration
+from vaodrill.engine.runs import Phase, PlanRun, Transition
+from vaodrill.report.model import DrillReport
+from vaodrill.report.text import format_duration
 
 PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.VERIFYING: "blue",
                Phase.UNDOING: "magenta",

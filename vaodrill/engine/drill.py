@@ -23,8 +23,7 @@ from typing import Any, cast
 
 from vaodrill.engine.checks import CheckFailed, CheckRun, failed_critical, run_checks, verified_at
 from vaodrill.engine.dag import run_dag
-from vaodrill.engine.recovery import dry_run, recover, survey
-from vaodrill.engine.runs import ENDINGS, Ledger, Observer, Phase, PlanRun, Steps, Transition, plan_result, verdict
+from vaodrill.engine.runs import Ledger, Observer, Phase, PlanRun, Steps, plan_result, verdict
 from vaodrill.engine.steps import DrillSession, WriteGate
 from vaodrill.engine.targets import PlanTarget, Started, build_targets, utcnow
 from vaodrill.errors import (
@@ -427,10 +426,4 @@ class Drill:
         await asyncio.gather(*(tell(o) for o in self.ledger.observers))
 
 
-
-#: Besides the engine, the names app/, flows/ and tasks/ import from here (their owner may import them from
-#: runs, targets and recovery).
-__all__ = [
-    "ENDINGS", "Drill", "Observer", "Phase", "PlanRun", "Transition", "build_targets", "dry_run", "plan_result",
-    "recover", "survey",
-]
+__all__ = ["Drill"]

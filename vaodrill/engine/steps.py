@@ -474,5 +474,4 @@ class DrillSession:
             shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
 
 
-__all__ = ["START_GRACE_POLLS", "Cleanup", "DrillSession", "PlanMonitor", "PlanTarget", "StageDone", "Started",
-           "WriteGate", "started_stages", "utcnow", "wait_for"]
+__all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "started_stages"]

@@ -11,7 +11,6 @@ running from the DR site. :attr:`DrillReport.left_failed_over` finds them and ev
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from collections.abc import Mapping
@@ -253,14 +252,3 @@ def report_directory(report: DrillReport, directory: Path) -> Path:
     """``directory/<drill>/<YYYYmmddTHHMMSSZ>-<run_id[:8]>``, sortable by start time."""
     stamp = report.started_at.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Path(directory) / _path_part(report.drill) / f"{stamp}-{_path_part(report.run_id[:8])}"
-
-
-#: Renderings that moved to their own modules, still imported from here by app/, flows/ and tasks/ until their
-#: owner imports them from the rendering's module; delete with the last such import.
-_MOVED = {"format_duration": "text", "table_rows": "text", "render_markdown": "markdown", "summary_table": "terminal"}
-
-
-def __getattr__(name: str) -> Any:
-    if module := _MOVED.get(name):
-        return getattr(importlib.import_module(f"vaodrill.report.{module}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

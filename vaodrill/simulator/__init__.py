@@ -1,4 +1,4 @@
-"""A stateful simulator of the Veeam Availability Orchestrator REST API v2 (contract: shared/vao-v2-api.md).
+"""A stateful simulator of the Veeam Availability Orchestrator REST API v2 (contract: docs/vao-api.md).
 
 Nobody on the project has a VAO server, so the client, the drills and the demo all run against this::
 

@@ -39,7 +39,6 @@ Reading a drill file (hostile input until proven otherwise) is :mod:`vaodrill.sp
 from __future__ import annotations
 
 import heapq
-import importlib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -482,14 +481,3 @@ def _find_cycle(plans: tuple[PlanStep, ...]) -> list[str]:
     start = min(range(len(run_order)), key=lambda i: order[run_order[i]])
     run_order = run_order[start:] + run_order[:start]
     return [*run_order, run_order[0]]
-
-
-#: What app/ and flows/ still import from here until their owner imports it from :mod:`vaodrill.spec.loader`;
-#: delete with the last such import.
-_MOVED = frozenset({"SpecError", "load_spec", "parse_spec"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        return getattr(importlib.import_module("vaodrill.spec.loader"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

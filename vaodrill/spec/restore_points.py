@@ -87,12 +87,10 @@ from vaodrill.spec.zones import (
     local_wall,
     localize,
     pendulum_utc,
-    timezone_warning,
     to_server_wall_time,
 )
 
-#: ``timezone_warning`` stays importable from here for app/ until its owner imports it from vaodrill.spec.zones.
-__all__ = ["Resolved", "resolve", "restore_point_date", "timezone_warning"]
+__all__ = ["Resolved", "resolve", "restore_point_date"]
 
 _UTC = dt.UTC
 

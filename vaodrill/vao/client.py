@@ -1,4 +1,4 @@
-"""Async client of the VAO REST API v2 (contract: shared/vao-v2-api.md), on the plumbing every backend shares.
+"""Async client of the VAO REST API v2 (contract: docs/vao-api.md), on the plumbing every backend shares.
 
     async with VaoClient("https://vao.example:9899", "CORP\\\\drill", "secret") as vao:
         plan = await vao.get_plan(plan_id)

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from vaodrill.errors import VaoUsageError, one_line
 from vaodrill.vao.client import DEFAULT_TIMEOUT
@@ -50,20 +51,26 @@ class ConnectionSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, hide_input_in_errors=True)  # inputs may hold secrets
 
-    url: str = Field(description="https://vao.example.com:9899")
-    username: str = ""
-    password: SecretStr = SecretStr("")
-    client_id: str | None = Field(None, description="child client id (client_credentials grant)")
-    client_secret: SecretStr | None = Field(None, description="child client secret")
-    server_timezone: str = Field("UTC", description="IANA zone of the VAO server's clock (restore-point dates)")
-    verify_tls: bool = True
-    ca_bundle: str | None = Field(None, description="PEM file trusted for the server's certificate")
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=3600, description="deadline of one exchange, in seconds")
-    allow_insecure_http: bool = Field(False, description="allow http:// to a host that is not loopback")
-    simulated: bool = Field(False, description="True for the embedded simulator (no approval prompts)")
-    states: dict[str, str] = Field(default_factory=dict, max_length=100,
-                                   description="state spelling -> idle, disabled, failover, undo, running, halted "
-                                   "or other (env VAO_STATES, a JSON object)")
+    url: str = Field(title="URL", description="Base URL, e.g. https://vao.example.com:9899 (VRO: .../api/v13)")
+    username: str = Field("", description="Account used for drills, e.g. CORP\\svc-drill (or use a child client)")
+    password: SecretStr = Field(SecretStr(""), description="Password of that account (never shown)")
+    client_id: str | None = Field(None, title="Child client ID",
+                                  description="Log in as a VAO child client (client_credentials) instead")
+    client_secret: SecretStr | None = Field(None, title="Child client secret",
+                                            description="Secret of the child client (never shown)")
+    server_timezone: str = Field("UTC", title="Server time zone",
+                                 description="IANA zone of the VAO server's clock, used for restore-point dates")
+    verify_tls: bool = Field(True, title="Verify TLS", description="Keep on; use a CA bundle for self-signed certs")
+    ca_bundle: str | None = Field(None, title="CA bundle", description="Path of a PEM file to trust")
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=3600, title="Timeout (seconds)",
+                           description="Deadline of one exchange with the server")
+    allow_insecure_http: bool = Field(False, title="Allow plain HTTP",
+                                      description="Send credentials over http:// to a host that is not loopback")
+    #: True for the embedded simulator (no approval prompts): never offered in a form.
+    simulated: SkipJsonSchema[bool] = False
+    states: dict[str, str] = Field(default_factory=dict, max_length=100, title="Extra state spellings",
+                                   description="State spelling -> idle, disabled, failover, undo, running, halted "
+                                   "or other, for a spelling vaodrill does not know")
 
     @field_validator("states")
     @classmethod
@@ -146,34 +153,70 @@ class ConnectionSettings(BaseModel):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ConnectionSettings | None:
-        """Settings from ``VAO_*`` variables, or None when ``VAO_URL`` is not set.
-
-        The password comes from ``VAO_PASSWORD`` or from the file named by ``VAO_PASSWORD_FILE`` (one trailing
-        newline dropped), a child client from ``VAO_CLIENT_ID`` and ``VAO_CLIENT_SECRET``, added state spellings
-        from ``VAO_STATES`` (a JSON object).
-        """
+        """Settings from the ``VAO_*`` variables alone (see :func:`env_fields`), or None when ``VAO_URL`` is not set."""
         env = os.environ if env is None else env
-        if not env.get("VAO_URL"):
+        return cls.resolve(env=env) if env.get("VAO_URL") else None
+
+    @classmethod
+    def resolve(cls, *, flags: Mapping[str, Any] | None = None, block: ConnectionSettings | None = None,
+                env: Mapping[str, str] | None = None) -> ConnectionSettings | None:
+        """The one way settings are built, field by field: a flag over the block over the environment.
+
+        ``flags``: fields given on the command line; ``block``: a saved ``VaoServer`` block (or the settings a
+        CLI hands a flow run; the fields it holds: a saved block holds all), ``env``: ``VAO_*`` variables. An empty
+        field (None, "", an empty secret or mapping) is not given and lets the layer below show through. None when
+        no layer gives a URL.
+        """
+        merged: dict[str, Any] = {}
+        held = block.model_dump(exclude_unset=True) if block is not None else {}
+        for layer in (env_fields(env or {}), held, flags or {}):
+            merged.update({key: value for key, value in layer.items() if key in cls.model_fields and _given(value)})
+        if "url" not in merged:
+            if any(merged.get(k) for k in ("username", "password", "ca_bundle", "client_id", "client_secret")):
+                raise VaoUsageError("VAO credentials given but no URL: add --vao-url, set VAO_URL or name a block")
             return None
         try:
-            return cls(
-                url=env["VAO_URL"],
-                username=env.get("VAO_USERNAME", ""),
-                password=SecretStr(_password(env)),
-                client_id=env.get("VAO_CLIENT_ID") or None,
-                client_secret=SecretStr(env["VAO_CLIENT_SECRET"]) if env.get("VAO_CLIENT_SECRET") else None,
-                server_timezone=env.get("VAO_TIMEZONE") or "UTC",
-                ca_bundle=env.get("VAO_CA_BUNDLE") or None,
-                verify_tls=_flag(env, "VAO_VERIFY_TLS", default=True),
-                allow_insecure_http=_flag(env, "VAO_ALLOW_INSECURE_HTTP", default=False),
-                simulated=env.get("VAODRILL_SIMULATED", "") == "1",
-                states=_states(env),
-            )
+            return cls(**merged)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
-            raise VaoUsageError(f"VAO settings from the environment: {where + ': ' if where else ''}"
-                                f"{one_line(error['msg'], 200)}") from None
+            raise VaoUsageError(f"VAO settings: {where + ': ' if where else ''}{one_line(error['msg'], 200)}") from None
+
+
+def _given(value: Any) -> bool:
+    if isinstance(value, SecretStr):
+        return bool(value.get_secret_value())
+    return value is not None and value != "" and value != {}
+
+
+def env_fields(env: Mapping[str, str]) -> dict[str, Any]:
+    """The fields the ``VAO_*`` variables give (unset ones are left out).
+
+    The password comes from ``VAO_PASSWORD`` or from the file named by ``VAO_PASSWORD_FILE`` (one trailing
+    newline dropped), a child client from ``VAO_CLIENT_ID`` and ``VAO_CLIENT_SECRET``, added state spellings
+    from ``VAO_STATES`` (a JSON object).
+    """
+    fields: dict[str, Any] = {
+        "url": env.get("VAO_URL"), "username": env.get("VAO_USERNAME"), "password": SecretStr(_password(env)),
+        "client_id": env.get("VAO_CLIENT_ID"), "client_secret": SecretStr(env.get("VAO_CLIENT_SECRET", "")),
+        "server_timezone": env.get("VAO_TIMEZONE"), "ca_bundle": env.get("VAO_CA_BUNDLE"),
+        "timeout": _timeout(env), "states": _states(env),
+        "simulated": True if env.get("VAODRILL_SIMULATED", "") == "1" else None,
+    }
+    for name, key in (("VAO_VERIFY_TLS", "verify_tls"), ("VAO_ALLOW_INSECURE_HTTP", "allow_insecure_http")):
+        if name in env:
+            fields[key] = _flag(env, name, default=False)
+    return {key: value for key, value in fields.items() if _given(value)}
+
+
+def _timeout(env: Mapping[str, str]) -> float | None:
+    text = env.get("VAO_TIMEOUT", "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise VaoUsageError(f"VAO_TIMEOUT must be a number of seconds (got {one_line(repr(text), 40)})") from None
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:

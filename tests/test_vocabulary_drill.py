@@ -123,7 +123,7 @@ async def test_recover_halts_and_undoes_a_processing_failover_its_journal_starte
         from pydantic import SecretStr
         from vaodrill.vao.connection import ConnectionSettings
         from vaodrill.engine.drill import Drill
-        from vaodrill.spec.model import load_spec
+        from vaodrill.spec.loader import load_spec
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)

@@ -127,4 +127,6 @@ async def test_continue_falls_back_when_the_path_learnt_on_one_plan_is_404_on_an
              for e in sim.requests(method="POST", path="/v2/FailoverPlans/*") if "Continue" in e["path"]]
     assert posts == [("Core Network", "Continue", 404), ("Core Network", "Run/Continue", 200),
                      ("Active Directory", "Run/Continue", 404), ("Active Directory", "Continue", 200)]
-    assert [e.outcome for e in by_name(report)["Active Directory"].events if e.kind == "continue"] == ["resumed"]
+    # what the first reading after the Continue showed: still failing over, or (on a slow machine) already done
+    assert [e.outcome for e in by_name(report)["Active Directory"].events if e.kind == "continue"] in (
+        ["resumed"], ["completed"])

@@ -182,14 +182,16 @@ async def test_a_command_check_gets_no_credential_in_its_environment(
 
 async def test_a_hanging_check_ends_at_its_timeout_and_its_process_is_killed(sim: Sim, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
-    script = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(600)"
+    # a shell that writes its pid at once and becomes the sleep (a Python child took longer than the timeout to
+    # start on a loaded machine, and never wrote its pid)
+    script = f"echo $$ > {str(pid_file)!r}; exec sleep 600"
     plans = f"""
       - plan: Core Network
         checks:
-          - command: [{sys.executable!r}, "-c", {script!r}]
+          - command: [/bin/sh, "-c", {script!r}]
             name: hangs
-            timeout: 0.5s
-            deadline: 0.6s
+            timeout: 2s
+            deadline: 2.5s
       - plan: SQL Tier
         after: [Core Network]
     """

@@ -254,13 +254,15 @@ class InFlight:
 
 
 async def test_a_wave_of_calls_queues_in_the_client_not_on_the_server_nor_against_its_deadline() -> None:
-    """Thirty plans read at once, each answer taking 0.2 s: at most MAX_IN_FLIGHT reach the server together, and
-    the last ones, which wait 0.4 s for a slot, still get their own 0.5 s deadline."""
+    """Three waves of plans read at once, each answer taking 1 s: at most MAX_IN_FLIGHT reach the server together,
+    and the last ones, which wait 2 s for a slot, still get their own 2.5 s deadline (3 s from the call: a deadline
+    counted from the call would fail them). 1.5 s of headroom per exchange: 0.5 s with 0.2 s answers was used up
+    once beside two CPU hogs."""
     from vaodrill.vao.client import MAX_IN_FLIGHT
 
-    server = InFlight(ScriptedServer(lambda m, p: Reply.json(PLAN, pause=0.2)))
+    server = InFlight(ScriptedServer(lambda m, p: Reply.json(PLAN, pause=1.0)))
     with BackgroundServer(server) as background:
-        async with VaoClient(background.url, "u", "p", retry=ONCE, timeout=0.5) as vao:
+        async with VaoClient(background.url, "u", "p", retry=ONCE, timeout=2.5) as vao:
             plans = await asyncio.gather(*(vao.get_plan(PLAN_ID) for _ in range(3 * MAX_IN_FLIGHT)))
     assert [p.name for p in plans] == ["SQL Tier"] * 3 * MAX_IN_FLIGHT
     assert server.peak == MAX_IN_FLIGHT

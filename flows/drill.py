@@ -106,13 +106,13 @@ class DrillRequest(BaseModel):
         """The directory of the drill's journal: the one given, else the machine's default for the report dir."""
         return Path(self.journal_dir) if self.journal_dir else default_journal_dir(self.report_dir)
 
-    def load_spec(self) -> DrillSpec:
-        """The drill spec: the one the CLI read, else the drill file's (read here, once per run)."""
-        if self.spec is not None:
-            return self.spec
-        if not self.drill_file:
-            raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
-        return load_spec(self.drill_file)
+    def load_spec_once(self) -> DrillSpec:
+        """The drill spec: the one the CLI (or the run's name) read, else the drill file's, kept for the run."""
+        if self.spec is None:
+            if not self.drill_file:
+                raise DrillError("no drill file chosen: give the path of a drill spec in the run form (drill_file)")
+            self.spec = load_spec(self.drill_file)
+        return self.spec
 
     @field_validator("vao_block", mode="before")
     @classmethod
@@ -137,13 +137,17 @@ def _masked(text: str) -> bool:
 
 
 def _drill_run_name() -> str:
-    """``<drill name> · YYYY-MM-DD HH:MM:SSZ``: runs of different drills, and two runs a minute apart, differ."""
+    """``<drill name> · YYYY-MM-DD HH:MM:SSZ``: runs of different drills, and two runs a minute apart, differ.
+
+    Prefect calls this with the validated request the flow body then receives, so the spec read here is kept in
+    the request and the body does not read the drill file again (a CLI drill's request already holds its spec).
+    """
     request = flow_run.parameters.get("request") or {}
-    if isinstance(request, DrillRequest) and request.spec is not None:  # a CLI drill: its spec is read
-        return f"{request.spec.name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
     drill_file = request.get("drill_file") if isinstance(request, dict) else getattr(request, "drill_file", None)
     try:
-        name = load_spec(str(drill_file)).name
+        if not isinstance(request, DrillRequest):
+            raise TypeError("not a validated request")
+        name = request.load_spec_once().name
     except Exception:  # the run itself reports a bad spec; its name needs none
         name = Path(str(drill_file or "drill")).stem
     return f"{name} · {pendulum.now('UTC').format('YYYY-MM-DD HH:mm:ss')}Z"
@@ -250,7 +254,7 @@ async def dr_drill(request: DrillRequest) -> Any:
     """
     signals.reclaim()  # a CLI drill's SIGINT/SIGTERM stop it cleanly (undo, report); Prefect's bridge is for workers
     try:
-        spec = request.load_spec()
+        spec = request.load_spec_once()
         settings = connection_settings(request.vao_block)
         report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
                                  report_dir=request.report_dir, journal_dir=request.journal(),

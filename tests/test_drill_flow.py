@@ -19,7 +19,7 @@ from uuid import UUID
 
 import pytest
 from prefect import Flow
-from prefect.client.orchestration import PrefectClient
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, State, TaskRun
 
 from tests.conftest import Sim
@@ -27,6 +27,7 @@ from tests.test_engine import write_spec
 from vaodrill.engine import progress
 from vaodrill.engine.steps import DrillSession
 from vaodrill.report.model import DrillReport, PlanResult, load_report
+from vaodrill.spec.loader import load_spec
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -105,6 +106,28 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
     elapsed = (report.finished_at - report.started_at).total_seconds()
     all_lists = len(sim.requests(method="GET", path="/v2/FailoverPlans"))
     assert all_lists <= elapsed / 0.05 + 10, (all_lists, elapsed)
+
+
+async def test_a_served_drill_reads_its_file_once_and_is_named_after_it(
+        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployment's run gets only the file's path: the run's name and its body share one reading of it."""
+    from vaodrill_prefect.flows import drill as drill_flow
+
+    reads: list[str] = []
+
+    def counted(path: str | Path) -> Any:
+        reads.append(str(path))
+        return load_spec(path)
+
+    monkeypatch.setattr(drill_flow, "load_spec", counted)
+    spec = write_spec(tmp_path, plans="- plan: Core Network\n", name="read-once")
+    state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
+    assert state.is_completed(), state.message
+    assert reads == [str(spec)]
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_of(state))
+    assert run.name.startswith("read-once · "), run.name
+    assert report.drill == "read-once"
 
 
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(

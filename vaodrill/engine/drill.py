@@ -23,6 +23,7 @@ from typing import Any, cast
 from vaodrill.engine.checks import CheckFailed, CheckRun, failed_critical, run_checks, verified_at
 from vaodrill.engine.dag import run_dag
 from vaodrill.engine.observers import publish, show_unstarted, tell_start
+from vaodrill.engine.readiness import ReadinessSession
 from vaodrill.engine.runs import Ledger, Observer, Phase, PlanRun, Steps, plan_result, verdict
 from vaodrill.engine.steps import DrillSession, WriteGate
 from vaodrill.engine.targets import PlanTarget, Started, build_targets, utcnow
@@ -107,10 +108,11 @@ class Drill:
     async def run(self) -> DrillReport:
         started_at = utcnow()
         client = self.settings.client()
-        async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
+        session_type = ReadinessSession if self.spec.mode == "readiness" else DrillSession
+        async with session_type(client, poll_interval=self.spec.poll_interval.total_seconds(),
                                 give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice,
-                                polling=self.spec.polling, readiness=self.spec.mode == "readiness") as session:
+                                polling=self.spec.polling) as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.list_plans()

@@ -44,9 +44,10 @@ import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     ValidationInfo,
     field_validator,
@@ -110,6 +111,10 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
+#: An ``int`` field that refuses ``true``/``false`` (see :func:`_whole_number`).
+WholeNumber = BeforeValidator(_whole_number)
+
+
 class HaltPolicy(StrictModel):
     """What to do when a plan halts: ``fail`` (default), or answer with Continue up to ``max`` times.
 
@@ -118,7 +123,7 @@ class HaltPolicy(StrictModel):
     """
 
     continue_with: ContinueOption | None = Field(default=None, alias="continue")
-    max: int = Field(default=1, ge=1, le=10)
+    max: Annotated[int, WholeNumber] = Field(default=1, ge=1, le=10)
 
     @model_validator(mode="before")
     @classmethod
@@ -143,11 +148,6 @@ class HaltPolicy(StrictModel):
                 f"unknown continue option {show_value(value)} (expected one of {', '.join(CONTINUE_OPTIONS)})",
             )
         return option
-
-    @field_validator("max", mode="before")
-    @classmethod
-    def _max_is_int(cls, value: Any) -> Any:
-        return _whole_number(value)
 
     @property
     def is_fail(self) -> bool:
@@ -273,7 +273,7 @@ class DrillSpec(StrictModel):
     mode: Literal["drill", "failover", "readiness"] = "drill"
     timezone: str = "UTC"
     restore_point: RestorePointRule = LatestRule()
-    max_parallel: int | None = Field(default=None, ge=1, le=MAX_PLANS)
+    max_parallel: Annotated[int | None, WholeNumber] = Field(default=None, ge=1, le=MAX_PLANS)
     poll_interval: DurationField = Field(default="10s", validate_default=True)  # a str: JSON-schema friendly
     polling: Polling = "fixed"
     """When plan states are read: every ``poll_interval``, or adaptively within the same budget."""
@@ -318,11 +318,6 @@ class DrillSpec(StrictModel):
             raise PydanticCustomError(
                 "description_length", f"{len(value)} characters (at most {MAX_DESCRIPTION})")
         return "" if value is None else value
-
-    @field_validator("max_parallel", mode="before")
-    @classmethod
-    def _max_parallel_is_int(cls, value: Any) -> Any:
-        return _whole_number(value)
 
     @field_validator("poll_interval", "give_up_after")
     @classmethod

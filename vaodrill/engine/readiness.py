@@ -12,17 +12,9 @@ from datetime import datetime
 from functools import cached_property
 
 from vaodrill.engine.monitor import abort_for, wait_for
-from vaodrill.engine.steps import START_GRACE_POLLS, DrillSession
+from vaodrill.engine.steps import START_GRACE_POLLS, DrillSession, never_sent, refused
 from vaodrill.engine.targets import PlanTarget, StageDone, Started, utcnow
-from vaodrill.errors import (
-    PlanFailed,
-    PreconditionFailed,
-    RunNotStarted,
-    VaoConnectError,
-    VaoError,
-    VaoResponseError,
-    VaoServerError,
-)
+from vaodrill.errors import PlanFailed, PreconditionFailed, RunNotStarted, VaoError
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.rules import finished_with_errors
 from vaodrill.vao.vocabulary import Condition, StateRecord, spelling_key
@@ -71,9 +63,9 @@ class ReadinessSession(DrillSession):
         except VaoError as exc:
             if (abort := abort_for(exc)) is not None:
                 raise abort from None
-            if isinstance(exc, VaoConnectError) and not exc.may_have_reached_server:
+            if never_sent(exc):
                 raise RunNotStarted(f"ReadinessCheck not sent: {exc}") from None
-            if isinstance(exc, VaoResponseError) and not isinstance(exc, VaoServerError):
+            if refused(exc):
                 raise PreconditionFailed(f"ReadinessCheck refused: {exc}") from None
             log.warning("%s: ReadinessCheck's answer lost (%s): watching the plan", target.name, exc)
             return Started(started_at, posted=True, confirmed=False, note=f"ReadinessCheck answer: {exc}")

@@ -76,6 +76,16 @@ def started_stages(journal: JournalState) -> dict[str, Stage]:
 
 
 
+def never_sent(error: VaoError) -> bool:
+    """A POST that provably never reached VAO: nothing ran, nothing to read back."""
+    return isinstance(error, VaoConnectError) and not error.may_have_reached_server
+
+
+def refused(error: VaoError) -> bool:
+    """VAO answered a POST with a 4xx: it refused it, nothing ran."""
+    return isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError)
+
+
 def _undo_done(shown: StateRecord) -> bool:
     """The undo's wait: clean is done; still undoing (or not shown yet) waits; anything else fails the cleanup."""
     if is_clean(shown):
@@ -269,8 +279,7 @@ class DrillSession:
                 target.id, restore_point=target.restore_point, execute_chained_plans=False),
                              restore_point=target.restore_point)
         except VaoError as exc:
-            if (abort := abort_for(exc)) is not None or (
-                    isinstance(exc, VaoConnectError) and not exc.may_have_reached_server):
+            if (abort := abort_for(exc)) is not None or never_sent(exc):
                 raise abort or RunNotStarted(f"Run not sent: {exc}") from None
             return await self._after_unclear_run(target, started_at, exc)
         return Started(started_at, posted=True)
@@ -283,7 +292,7 @@ class DrillSession:
         """
         holder = self.holder_of(target)
         held = f"; drill run {holder} has it failed over" if holder else ""
-        if isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError):
+        if refused(error):
             raise PreconditionFailed(f"Run refused: {error}{held}") from None
         shown = self.status(await self.read(target))
         if _shows_failover(shown) and holder:
@@ -381,8 +390,7 @@ class DrillSession:
                 if (abort := abort_for(exc)) is not None:
                     raise abort from None
                 shown = self.status(await self.read(target))  # the server's state decides whether the Undo took
-                if attempt == UNDO_ATTEMPTS or (isinstance(exc, VaoResponseError)
-                                                and not isinstance(exc, VaoServerError)):
+                if attempt == UNDO_ATTEMPTS or refused(exc):
                     if is_clean(shown) or shown.condition in (Condition.UNDOING, Condition.UNDONE):
                         return
                     raise CleanupNotVerified(f"Undo failed: {exc}") from None
@@ -408,4 +416,4 @@ class DrillSession:
             shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
 
 
-__all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "started_stages"]
+__all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "never_sent", "refused", "started_stages"]

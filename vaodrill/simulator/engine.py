@@ -51,6 +51,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from vaodrill.vao.models import PlanState
+
 from .bodies import ContinueBody, HaltBody, ResetBody, RunBody, ScheduleBody, parse_body
 from .errors import BadRequest, Conflict, NotFound, Unauthorized, no_route
 from .odata import SINGLE_OPTIONS, parse_query
@@ -68,7 +70,6 @@ from .states import (
     RUN_MODES,
     Op,
     Phase,
-    PlanState,
     Status,
     conflict_message,
     resolve,

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from vaodrill.vao.models import PlanState
+
 from .errors import BadRequest
 from .plans import Plan, PlanView, Progression, Stage
 from .scenario import (
@@ -23,7 +25,6 @@ from .states import (
     UNDO_STAGES,
     Op,
     Phase,
-    PlanState,
     Status,
 )
 from .timeutil import iso_utc, local_naive, parse_client_instant, parse_instant

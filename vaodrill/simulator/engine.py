@@ -51,8 +51,6 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from vaodrill.vao.models import PlanState
-
 from .bodies import ContinueBody, HaltBody, ResetBody, RunBody, ScheduleBody, parse_body
 from .errors import BadRequest, Conflict, NotFound, Unauthorized, no_route
 from .odata import SINGLE_OPTIONS, parse_query
@@ -310,24 +308,6 @@ class Simulator(Progress):
         else:  # DisableSchedule
             plan.schedule.enabled = False
         self._event(plan, now, str(op), **detail)
-
-    def _start_requested(self, plan: Plan, target: PlanState, now: float, body: Any) -> dict[str, Any]:
-        """A Run (its launch options and restore-point rule as sent) or an Undo starts ``target``."""
-        if not isinstance(body, RunBody):  # Undo
-            if plan.status.phase is Phase.HALTED:
-                self._end_current(plan, now)
-            self._start(plan, target, now, mode="Undo", requested=None, rp_mode=None, chained=False)
-            return {}
-        options = body.plan_launch_options
-        rule = options.restore_point_rule if options else None
-        if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
-            parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
-        extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
-            "restore_point_rule", "execute_chained_plans"}) if options else {}
-        self._start(plan, target, now, mode=body.mode, requested=rule.date if rule else None,
-                    rp_mode=rule.mode if rule else None, chained=bool(options and options.execute_chained_plans),
-                    options=extra)
-        return {"mode": body.mode}
 
     def _schedule(self, plan: Plan, body: ScheduleBody) -> dict[str, Any]:
         if body.previous_plan_id is not None:  # previousPlanId wins over startTime (contract 4.3)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from vaodrill.vao.models import PlanState
 
+from .bodies import RunBody
 from .errors import BadRequest
 from .plans import Plan, PlanView, Progression, Stage
 from .scenario import (
@@ -199,6 +200,24 @@ class Progress:
             stage.status = "aborted"
             stage.ended_at = now
         plan.current = None
+
+    def _start_requested(self, plan: Plan, target: PlanState, now: float, body: Any) -> dict[str, Any]:
+        """A Run (its launch options and restore-point rule as sent) or an Undo starts ``target``."""
+        if not isinstance(body, RunBody):  # Undo
+            if plan.status.phase is Phase.HALTED:
+                self._end_current(plan, now)
+            self._start(plan, target, now, mode="Undo", requested=None, rp_mode=None, chained=False)
+            return {}
+        options = body.plan_launch_options
+        rule = options.restore_point_rule if options else None
+        if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
+            parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
+        extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
+            "restore_point_rule", "execute_chained_plans"}) if options else {}
+        self._start(plan, target, now, mode=body.mode, requested=rule.date if rule else None,
+                    rp_mode=rule.mode if rule else None, chained=bool(options and options.execute_chained_plans),
+                    options=extra)
+        return {"mode": body.mode}
 
     def _start_chained(self, parent: Plan, stage: Stage, at: float, now: float) -> None:
         for child in list(self._plans.values()):

@@ -49,7 +49,8 @@ class ReadinessSession(DrillSession):
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
         """Send a ReadinessCheck at most once (a write: announced in the journal first). Its answer lost, the check
-        is not sent again: the plan's state then shows whether it runs (:meth:`wait_failover`)."""
+        is not sent again: the plan's state then shows whether it runs (:meth:`wait_failover`). ``run_sent_before``
+        is a Run's: whether this check was sent is the journal's ``readiness`` intent (:attr:`checks_sent`)."""
         plan = await self.current(target)
         self._before_check[target.key] = self.status(plan)
         started_at = utcnow()

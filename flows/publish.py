@@ -27,7 +27,8 @@ from vaodrill.report.markdown import render_markdown
 from vaodrill.report.model import DrillReport
 from vaodrill.report.text import table_rows
 from vaodrill.report.timeline import render_svg
-from vaodrill.spec.model import DrillSpec, HistoryPolicy
+from vaodrill.spec.model import DrillSpec
+from vaodrill.spec.policies import HistoryPolicy
 from vaodrill.vao.connection import ConnectionSettings
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from vaodrill.engine.targets import Cleanup, PlanTarget, StageDone, Started, utc
 from vaodrill.journal import Journal, JournalState
 from vaodrill.report.checks import CheckResult
 from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, UndoStatus, Verdict
-from vaodrill.spec.model import HaltPolicy
+from vaodrill.spec.policies import HaltPolicy
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.rules import finished_with_warnings
 

@@ -7,8 +7,9 @@ import asyncio
 import base64
 import contextlib
 import logging
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect import get_run_logger
 from prefect.artifacts import (
@@ -27,7 +28,11 @@ from vaodrill.report.model import DrillReport
 from vaodrill.report.text import table_rows
 from vaodrill.report.timeline import render_svg
 from vaodrill.spec.model import DrillSpec
+from vaodrill.spec.policies import HistoryPolicy
 from vaodrill.vao.connection import ConnectionSettings
+
+if TYPE_CHECKING:
+    from vaodrill.report.history import PlanHistory
 
 log = logging.getLogger("vaodrill.flows")
 
@@ -227,19 +232,25 @@ async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str 
         history = await asyncio.to_thread(load_history, Path(report_dir), drills=[report.drill],
                                           policies={report.drill: policy}, expected={report.drill: list(ids)})
         for p in (p for p in history.plans if p.plan in ids):
-            figures = {"run_id": report.run_id, "runs": p.runs, "passes": p.passes,
-                       "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
-                       "last_good_rto_seconds": p.last_good_rto, "rto_target_seconds": p.rto_target,
-                       "failure_streak": p.failure_streak}
-            flags = [("vaodrill.plan.overdue", p.overdue, {"days_since_good": p.days_since_good(history.now),
-                                                           "max_age_days": policy.max_age.total_seconds() / 86400}),
-                     ("vaodrill.rto.regressed", p.regressed, {"baseline_rto_seconds": p.baseline_rto,
-                                                              "rto_regression_percent": policy.rto_regression})]
-            for event, reason, more in flags:
-                if reason:
-                    _emit(event, report.drill, settings, plan=(ids[p.plan], p.plan), drill_run=flow_run.id,
-                          payload={**figures, **more, "reason": reason})
+            _emit_flags(report, p, ids[p.plan], history.now, policy, settings)
         await acreate_table_artifact(trend_rows(history), key=f"{artifact_key(f'drill-{report.drill}')}-trend",
                                      description=f"Drill {report.drill} over time: runs, passes, RTO trend, flags")
     except Exception:
         log.exception("the drill's history could not be published")
+
+
+def _emit_flags(report: DrillReport, p: PlanHistory, plan_id: str, now: datetime, policy: HistoryPolicy,
+                settings: ConnectionSettings) -> None:
+    """``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for one plan, each when its policy flags it."""
+    figures = {"run_id": report.run_id, "runs": p.runs, "passes": p.passes,
+               "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
+               "last_good_rto_seconds": p.last_good_rto, "rto_target_seconds": p.rto_target,
+               "failure_streak": p.failure_streak}
+    flags = [("vaodrill.plan.overdue", p.overdue, {"days_since_good": p.days_since_good(now),
+                                                   "max_age_days": policy.max_age.total_seconds() / 86400}),
+             ("vaodrill.rto.regressed", p.regressed, {"baseline_rto_seconds": p.baseline_rto,
+                                                      "rto_regression_percent": policy.rto_regression})]
+    for event, reason, more in flags:
+        if reason:
+            _emit(event, report.drill, settings, plan=(plan_id, p.plan), drill_run=flow_run.id,
+                  payload={**figures, **more, "reason": reason})

@@ -14,7 +14,7 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from vaodrill.report.model import DrillReport, PlanResult, report_directory, report_to_json
+from vaodrill.report.model import DrillReport, PlanResult, PlanStatus, report_directory, report_to_json
 
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 NOW = datetime.now(UTC)
@@ -22,8 +22,8 @@ POLICY = "history: {max_age: 90d, rto_regression: 25%}\n"
 PLANS = ["Failing", "Never", "Regressed", "Steady"]
 
 
-def plan(name: str, status: str, rto: float | None) -> PlanResult:
-    return PlanResult(plan=name, status=status, undo="verified" if status == "passed" else "not_needed",  # type: ignore[arg-type]
+def plan(name: str, status: PlanStatus, rto: float | None) -> PlanResult:
+    return PlanResult(plan=name, status=status, undo="verified" if status == "passed" else "not_needed",
                       rto_seconds=rto, rto_target_seconds=600.0, rto_met=None if rto is None else rto <= 600)
 
 

@@ -16,14 +16,14 @@ from tests.test_automations import create_shipped, webhook  # noqa: F401 (a fixt
 from tests.test_drill_flow import flow_run_of, run_drill_flow
 from tests.test_engine import write_spec
 from vaodrill.report.files import write_reports
-from vaodrill.report.model import DrillReport, PlanResult
+from vaodrill.report.model import DrillReport, PlanResult, PlanStatus
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-def earlier(reports: Path, days_ago: float, plan: str, status: str, rto: float | None) -> None:
+def earlier(reports: Path, days_ago: float, plan: str, status: PlanStatus, rto: float | None) -> None:
     start = datetime.now(UTC) - timedelta(days=days_ago)
-    result = PlanResult(plan=plan, status=status, undo="verified", rto_seconds=rto,  # type: ignore[arg-type]
+    result = PlanResult(plan=plan, status=status, undo="verified", rto_seconds=rto,
                         rto_target_seconds=3600.0)
     write_reports(DrillReport(drill="test-drill", run_id=f"old-{plan[:4]}-{days_ago}", mode="drill",
                               verdict="passed" if status == "passed" else "failed", started_at=start,
@@ -46,8 +46,11 @@ async def drill_events(flow_run_id: Any) -> list[dict[str, Any]]:
 
 
 async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        webhook: tuple[str, list[dict[str, object]]]) -> None:  # noqa: F811
+    sim: Sim,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    webhook: tuple[str, list[dict[str, object]]],  # noqa: F811 (the fixture imported above)
+) -> None:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey

@@ -13,7 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 from vaodrill.spec.loader import SpecError, load_spec, parse_spec
-from vaodrill.spec.model import CONTINUE_OPTIONS, DrillSpec, HaltPolicy, PlanStep
+from vaodrill.spec.model import DrillSpec, PlanStep
+from vaodrill.spec.policies import CONTINUE_OPTIONS, HaltPolicy
 from vaodrill.spec.rules import AgoRule, LastRule, LatestRule, StartOfRule
 
 DRILLS = Path(__file__).resolve().parents[1] / "deployments" / "drills"

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from vaodrill.app.connect import (
     DEMO_TIME_SCALE,
@@ -29,10 +26,9 @@ from vaodrill.app.connect import (
     resolve_settings,
 )
 from vaodrill.app.console import UserError, console, err_console, one_line
-from vaodrill.app.inputs import history_policies, load_spec_file, parse_now, since_date
+from vaodrill.app.inputs import load_spec_file
 from vaodrill.app.running import confirm_real_failover, dry_run_drill, recover_runs, run_drill, warn_zone, who
 from vaodrill.errors import VaoError
-from vaodrill.vao.connection import ConnectionSettings
 
 PACKAGE = Path(__file__).resolve().parent.parent  # vaodrill/
 ROOT = PACKAGE.parent
@@ -112,27 +108,11 @@ def plans(
       vaodrill plans
       vaodrill plans --vao-url https://vao.corp:9899 --username 'CORP\\drill' --json
     """
+    from vaodrill.app.show import list_plans, show_plans
+
     with connection(vao) as settings:
-        found = asyncio.run(_list_plans(settings))
-    if as_json:
-        console.print_json(json.dumps([{
-            "name": p.name, "id": p.id, "state": p.state_raw or p.state.value, "details": p.state_details,
-            "in_use": p.in_use, "target_rto_minutes": p.target_rto, "target_rpo_minutes": p.target_rpo,
-        } for p in found]))
-        return
-    table = Table(title=f"Failover plans on {settings.url}")
-    for column in ("Plan", "Id", "State", "In use", "Target RTO", "Target RPO"):
-        table.add_column(column)
-    for p in found:
-        table.add_row(p.name, p.id, p.describe_state(), "yes" if p.in_use else "no",
-                      f"{p.target_rto} min" if p.target_rto is not None else "—",
-                      f"{p.target_rpo} min" if p.target_rpo is not None else "—")
-    console.print(table)
-
-
-async def _list_plans(settings: ConnectionSettings) -> list[Any]:
-    async with settings.client() as client:
-        return await client.list_plans()
+        found = asyncio.run(list_plans(settings))
+    show_plans(found, settings.url, as_json=as_json)
 
 
 @app.command()
@@ -181,32 +161,9 @@ def validate(
       vaodrill validate deployments/drills/demo.yaml
       vaodrill validate my-drill.yaml --now 2026-11-29T01:00:00+01:00 --vao-timezone Europe/Berlin --json
     """
-    from vaodrill.spec.restore_points import restore_point_date
+    from vaodrill.app.show import show_validation
 
-    spec = load_spec_file(drill)
-    server_tz = vao_timezone or os.environ.get("VAO_TIMEZONE") or "UTC"
-    moment = parse_now(now)
-    warning = warn_zone(spec.timezone, server_tz)
-    rows = []
-    for step in spec.topological_order():
-        date, resolved = restore_point_date(spec.rule_for(step), now=moment, drill_tz=spec.timezone,
-                                            server_tz=server_tz)
-        rows.append({"plan": step.plan, "after": list(step.after), "rule": resolved.rule,
-                     "restore_point": date, "seed": resolved.seed, "notes": list(resolved.notes)})
-    if as_json:
-        console.print_json(json.dumps({"drill": spec.name, "mode": spec.mode, "now": moment.isoformat(),
-                                       "server_timezone": server_tz, "warnings": [warning] if warning else [],
-                                       "plans": rows}))
-        return
-    console.print(f"[green]✓[/] {drill}: drill [bold]{spec.name}[/] ({spec.mode} mode), {len(rows)} plans, "
-                  f"restore points as of {moment.isoformat()} in server time ({server_tz})")
-    table = Table()
-    for column in ("#", "Plan", "After", "Rule", "restorePointRule.date", "Notes"):
-        table.add_column(column)
-    for i, row in enumerate(rows, 1):
-        table.add_row(str(i), row["plan"], ", ".join(row["after"]) or "—", row["rule"], row["restore_point"],
-                      Text("\n".join(row["notes"]) or "—"))
-    console.print(table)
+    show_validation(drill, now, as_json=as_json, vao_timezone=vao_timezone)
 
 
 RunId = Annotated[str | None, typer.Option("--run-id", help="Resume this drill run from its journal (never sends a "
@@ -317,21 +274,9 @@ def verify(
     Examples:
       vaodrill verify reports/demo-app-stack/20261207T090859Z-7150a6df
     """
-    from vaodrill.report.verify import VerifyError, verify_run
+    from vaodrill.app.show import show_verification
 
-    try:
-        result = verify_run(run_dir, journal)
-    except VerifyError as exc:
-        raise UserError(str(exc)) from None
-    for ok, text in result.checks:
-        console.print(Text.assemble(("✓ " if ok else "✗ ", "green" if ok else "bold red"), text))
-    for note in result.notes:
-        console.print(Text.assemble(("note: ", "yellow"), note))
-    problem = result.first_problem
-    if problem:
-        err_console.print(Text.assemble(("NOT VERIFIED: ", "bold red"), problem))
-        raise typer.Exit(1)
-    console.print(Text("VERIFIED: every hash matches", style="bold green"))
+    show_verification(run_dir, journal)
 
 
 @app.command()
@@ -360,30 +305,10 @@ def history(
       vaodrill history --plan 'SQL Tier' --since 2026-01-01 --html history.html
       vaodrill history --check --spec deployments/drills     # in cron or CI: exit 1 when a plan is overdue
     """
-    from vaodrill.report.history import load_history
-    from vaodrill.report.history_view import history_html, history_json, history_table
+    from vaodrill.app.show import show_history
 
-    policies, expected = history_policies(spec or [])
-    found = load_history(report_dir, drills=drill or [], plans=plan or [], since=since_date(since),
-                         policies=policies, expected=expected)
-    for skipped in found.skipped:
-        err_console.print(Text(f"warning: skipped {skipped.path}: {skipped.reason}", style="yellow"))
-    if html is not None:
-        html.write_text(history_html(found, str(report_dir)), encoding="utf-8")
-    if as_json:
-        print(json.dumps(history_json(found, str(report_dir)), ensure_ascii=False))  # compact: 5 x faster
-    elif found.plans:
-        sys.stdout.write(history_table(found, colour=console.is_terminal and not console.no_color))
-    else:
-        err_console.print(f"no drill reports under {report_dir}")
-    if check:
-        flagged = found.flagged()
-        for p in flagged:
-            err_console.print(Text(f"{p.drill} / {p.plan}: " + "; ".join(
-                f"{word} ({why})" for word, why in (("overdue", p.overdue), ("regressed", p.regressed)) if why),
-                style="bold red"))
-        if flagged:
-            raise typer.Exit(1)
+    show_history(report_dir, drills=drill or [], plans=plan or [], since=since, specs=spec or [], check=check,
+                 as_json=as_json, html=html)
 
 
 @app.command()

@@ -16,13 +16,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 from vaodrill.engine.checks import CheckFailed, CheckRun, failed_critical, run_checks, verified_at
 from vaodrill.engine.dag import run_dag
+from vaodrill.engine.observers import publish, show_unstarted, tell_start
+from vaodrill.engine.readiness import ReadinessSession
 from vaodrill.engine.runs import Ledger, Observer, Phase, PlanRun, Steps, plan_result, verdict
 from vaodrill.engine.steps import DrillSession, WriteGate
 from vaodrill.engine.targets import PlanTarget, Started, build_targets, utcnow
@@ -43,8 +44,6 @@ from vaodrill.vao.connection import ConnectionSettings
 
 log = logging.getLogger("vaodrill.drill")
 
-#: How long the report's observers (Prefect artifacts, events) may take once the files are written.
-PUBLISH_TIMEOUT = 15.0
 
 
 
@@ -109,10 +108,11 @@ class Drill:
     async def run(self) -> DrillReport:
         started_at = utcnow()
         client = self.settings.client()
-        async with DrillSession(client, poll_interval=self.spec.poll_interval.total_seconds(),
+        session_type = ReadinessSession if self.spec.mode == "readiness" else DrillSession
+        async with session_type(client, poll_interval=self.spec.poll_interval.total_seconds(),
                                 give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
                                 write_gate=self._write_gate, on_read_error=self.ledger.notice,
-                                polling=self.spec.polling, readiness=self.spec.mode == "readiness") as session:
+                                polling=self.spec.polling) as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.list_plans()
@@ -122,12 +122,8 @@ class Drill:
                 for target in targets.values():
                     client.readiness_request(target.id)
             self._open(targets)
-            for observer in self.ledger.observers:
-                try:
-                    observer.on_start(self.spec.name, self.run_id, self.spec.mode, self.settings.url,
-                                      [replace(r) for r in self.records.values()])
-                except Exception:
-                    log.exception("observer failed on the start")
+            tell_start(self.ledger.observers, self.spec.name, self.run_id, self.spec.mode, self.settings.url,
+                       self.records.values())
             order = [step.plan for step in self.spec.topological_order()]
             after = {key: list(targets[key].after) for key in order}
             self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._grouped_plan(steps, key),
@@ -186,27 +182,6 @@ class Drill:
                 failure, DrillAborted | asyncio.CancelledError) or self.stopped is not None):
             raise failure  # a failed readiness check stops no other plan's: a weekly report names them all
 
-    async def _show_unstarted(self, steps: Steps) -> None:
-        """Plans that never ran still get their group, in DAG order, so a UI shows the whole drill (best effort:
-        bounded, and never in the way of the report)."""
-        keys = [k for k in self.records if k not in self._grouped]
-        if not keys:
-            return
-
-        async def show(key: str) -> None:
-            run = self.records[key]
-
-            async def nothing() -> PlanRun:
-                return run
-
-            await steps.plan(run.target, nothing)
-
-        after = {k: [d for d in self.records[k].target.after if d in keys] for k in keys}
-        try:
-            await asyncio.wait_for(run_dag(keys, after, show), PUBLISH_TIMEOUT)
-        except Exception as exc:
-            log.warning("plans that never started are not all shown: %s", exc)
-
     async def _plan(self, steps: Steps, key: str) -> None:
         """One plan's failover; raises (so its dependents are skipped) unless it failed over as it should."""
         run = self.records[key]
@@ -243,7 +218,7 @@ class Drill:
 
     async def _start(self, steps: Steps, run: PlanRun) -> None:
         """The Run (or readiness check), sent at most once; a Run in flight is never abandoned."""
-        key, readiness = run.key, self.spec.mode == "readiness"
+        key = run.key
         started: Started | None = None
         sent_before = (run.started_at or utcnow()) if run.run_sent else None
         start = self._starts[key] = asyncio.ensure_future(steps.start(run.target, run_sent_before=sent_before))
@@ -268,9 +243,7 @@ class Drill:
             self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=str(exc))
             self._abort_on(exc)
             raise
-        self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
-                         run_sent=not readiness, started_at=started.started_at,
-                         confirmed=started.confirmed, reason=started.note)
+        self._started(run, started)
         if cancelled:
             self._interrupt(run)
             raise asyncio.CancelledError()
@@ -322,6 +295,12 @@ class Drill:
             raise CheckFailed(f"{target.name}: check {failed.name!r} failed: {failed.message}")
         self.ledger.move(run, Phase.FAILED_OVER, checks=data, verified_at=verified_at(results))
 
+    def _started(self, run: PlanRun, started: Started) -> None:
+        """The Run (or readiness check) has its answer: the plan is failing over (or being checked)."""
+        readiness = self.spec.mode == "readiness"
+        self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER, run_sent=not readiness,
+                         started_at=started.started_at, confirmed=started.confirmed, reason=started.note)
+
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
         seen = self.session.events.get(key, []) if self.session is not None else []
@@ -357,7 +336,6 @@ class Drill:
         from the answer, so a Run that went out is always cleaned up and never reported as skipped.
         """
         await asyncio.gather(*self._starts.values(), return_exceptions=True)
-        readiness = self.spec.mode == "readiness"
         for key, start in self._starts.items():
             run = self.records[key]
             if run.phase is Phase.STARTING:
@@ -365,9 +343,7 @@ class Drill:
                 if started is None:
                     self.ledger.move(run, Phase.FAILED, run_sent=self._sent(key), reason=f"stopped: {self.stopped}")
                     continue
-                self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
-                                 run_sent=not readiness, started_at=started.started_at, confirmed=started.confirmed,
-                                 reason=started.note)
+                self._started(run, started)
             if run.phase in (Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.VERIFYING):
                 self._interrupt(run)
 
@@ -385,8 +361,8 @@ class Drill:
         report = self.report(started_at)
         self._write(report)
         await self.journal.sync()
-        await self._show_unstarted(steps)
-        await self._publish(report)
+        await show_unstarted(steps, self.records, self._grouped)
+        await publish(report, self.ledger.observers)
         return report
 
     # -- the report ---------------------------------------------------------------------------------------
@@ -413,17 +389,6 @@ class Drill:
             self.journal.append("close", verdict=report.verdict)
         else:
             log.critical("Journal %s left open: run `vaodrill recover %s`", self.journal.path, self.run_id)
-
-    async def _publish(self, report: DrillReport) -> None:
-        """The observers (Prefect artifacts, events), each bounded in time; a failing one is only logged."""
-
-        async def tell(observer: Observer) -> None:
-            try:
-                await asyncio.wait_for(observer.on_report(report), PUBLISH_TIMEOUT)
-            except Exception:
-                log.exception("observer failed on the report")
-
-        await asyncio.gather(*(tell(o) for o in self.ledger.observers))
 
 
 __all__ = ["Drill"]

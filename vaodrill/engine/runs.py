@@ -17,7 +17,7 @@ from vaodrill.engine.targets import Cleanup, PlanTarget, StageDone, Started, utc
 from vaodrill.journal import Journal, JournalState
 from vaodrill.report.checks import CheckResult
 from vaodrill.report.model import DrillReport, PlanEvent, PlanResult, PlanStatus, UndoStatus, Verdict
-from vaodrill.spec.model import HaltPolicy
+from vaodrill.spec.policies import HaltPolicy
 from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.rules import finished_with_warnings
 
@@ -259,19 +259,7 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     if run.started_at is not None and run.completed_at is not None and mode != "readiness":
         rto = round((run.completed_at - run.started_at).total_seconds(), 3)
     status: PlanStatus = STATUS_OF.get(run.outcome, "skipped") if run.outcome else "skipped"
-    if run.undo is not None:
-        undo: UndoStatus = run.undo
-    elif run.run_sent and mode == "failover":
-        undo = "skipped"
-    elif run.run_sent:
-        undo = "failed"
-    else:
-        undo = "not_needed"
-    undo_reason = run.undo_reason
-    if undo == "skipped":
-        undo_reason = "failover mode: left failed over on purpose"
-    elif undo == "failed" and run.undo is None:
-        undo_reason = "cleanup never ran"
+    undo, undo_reason = _undo_outcome(run, mode)
     target_s = target.rto_target_seconds
     rto_verified = None
     if run.started_at is not None and run.verified_at is not None:
@@ -292,6 +280,23 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
         + [c.describe() for c in checks if not c.critical and c.status == "failed"],
         notes=list(target.notes), checks=checks, verified_at=run.verified_at, rto_verified_seconds=rto_verified,
     )
+
+
+#: Why a plan failed over in failover mode has no undo.
+FAILOVER_MODE_UNDO = "failover mode: left failed over on purpose"
+
+
+def _undo_outcome(run: PlanRun, mode: str) -> tuple[UndoStatus, str | None]:
+    """The cleanup's status and why: its own, or what a Run sent and never cleaned up means in this mode."""
+    if run.undo == "skipped":
+        return "skipped", FAILOVER_MODE_UNDO
+    if run.undo is not None:
+        return run.undo, run.undo_reason
+    if run.run_sent and mode == "failover":
+        return "skipped", FAILOVER_MODE_UNDO
+    if run.run_sent:
+        return "failed", "cleanup never ran"
+    return "not_needed", run.undo_reason
 
 
 def verdict(results: list[PlanResult], mode: str) -> tuple[Verdict, str | None]:

@@ -37,7 +37,7 @@ from vaodrill.vao.models import FailoverPlan
 from vaodrill.vao.orchestrator import Orchestrator
 from vaodrill.vao.retry import is_transient, patience
 from vaodrill.vao.rules import failover_complete, finished_with_errors, is_clean, not_runnable_because
-from vaodrill.vao.vocabulary import Condition, Stage, StateRecord, spelling_key
+from vaodrill.vao.vocabulary import Condition, Stage, StateRecord
 
 log = logging.getLogger("vaodrill.drill")
 
@@ -62,10 +62,6 @@ def _shows_failover(status: StateRecord) -> bool:
     return status.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED) or status.in_use
 
 
-#: A readiness check's words (VRO's user guide): running, and its two results (``Verified (passed check)`` too).
-_CHECKING = frozenset({"checking", "checkhalting"})
-_CHECK_VERDICTS = frozenset({"verified", "notverified"})
-
 #: The stage each POST starts (a Halt starts none: the stage it halts stays the one started before).
 _STARTS: dict[str, Stage] = {"run": "failover", "undo": "undo"}
 
@@ -80,17 +76,35 @@ def started_stages(journal: JournalState) -> dict[str, Stage]:
 
 
 
+def never_sent(error: VaoError) -> bool:
+    """A POST that provably never reached VAO: nothing ran, nothing to read back."""
+    return isinstance(error, VaoConnectError) and not error.may_have_reached_server
+
+
+def refused(error: VaoError) -> bool:
+    """VAO answered a POST with a 4xx: it refused it, nothing ran."""
+    return isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError)
+
+
+def _undo_done(shown: StateRecord) -> bool:
+    """The undo's wait: clean is done; still undoing (or not shown yet) waits; anything else fails the cleanup."""
+    if is_clean(shown):
+        return True
+    if shown.condition is Condition.HALTED or (shown.condition is Condition.UNDONE
+                                               and finished_with_errors(shown.details)):
+        raise CleanupNotVerified(f"undo stopped in {shown.describe()}")
+    if shown.condition in (Condition.UNDOING, Condition.UNDONE, Condition.FAILING_OVER, Condition.FAILED_OVER):
+        return False  # the undo runs, or the server does not show it yet
+    raise CleanupNotVerified(f"unexpected state {shown.describe()} during undo")
+
+
 class DrillSession:
     """One drill run's connection to VAO: one client, one token, one pool, one monitor, one journal."""
 
     def __init__(self, client: Orchestrator, *, poll_interval: float, give_up_after: float,
                  journal: Journal | None = None, write_gate: WriteGate | None = None,
-                 on_read_error: Callable[[str | None], None] | None = None, polling: Polling = "fixed",
-                 readiness: bool = False) -> None:
+                 on_read_error: Callable[[str | None], None] | None = None, polling: Polling = "fixed") -> None:
         self.client = client
-        #: A readiness drill: ``start`` sends a ReadinessCheck and ``wait_failover`` waits for its result.
-        self.readiness = readiness
-        self._before_check: dict[str, StateRecord] = {}
         self.give_up_after = give_up_after
         self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error, polling=polling)
         self.journal = journal
@@ -102,13 +116,12 @@ class DrillSession:
         #: Plan id -> the stage vaodrill last started on it (this session's POSTs, or its journal's): what a
         #: state word that names no stage (``Processing``) is running.
         self.started: dict[str, Stage] = {}
-        #: Plan keys whose ReadinessCheck a journal of this run announced (a resumed run never sends it again).
-        self.checks_sent: set[str] = set()
+        #: What this run's journal says it sent already (a resumed run): the readiness drill reads it too.
+        self.earlier: JournalState | None = None
         if journal is not None and journal.exists():
             with contextlib.suppress(JournalError):
-                earlier = journal.read()
-                self.started = started_stages(earlier)
-                self.checks_sent = {str(i.get("plan")) for i in earlier.intents if i.get("op") == "readiness"}
+                self.earlier = journal.read()
+                self.started = started_stages(self.earlier)
 
     def _started(self, plan_id: str, op: str) -> None:
         if op in _STARTS:
@@ -239,8 +252,7 @@ class DrillSession:
     async def check(self, target: PlanTarget) -> FailoverPlan:
         """The precondition: the plan's current state (see :meth:`current`) is runnable (contract section 5)."""
         plan = await self.current(target)
-        if not (self.readiness and target.key in self.checks_sent):  # a resumed check: its result is waited for
-            self._refuse_unless_runnable(target, plan)
+        self._refuse_unless_runnable(target, plan)
         return plan
 
     def _refuse_unless_runnable(self, target: PlanTarget, plan: FailoverPlan) -> None:
@@ -253,9 +265,7 @@ class DrillSession:
 
     async def start(self, target: PlanTarget, *, run_sent_before: datetime | None = None) -> Started:
         """Send Run at most once. ``run_sent_before``: the journal says this run already sent it (a resume).
-        A readiness drill sends its ReadinessCheck instead (:meth:`start_check`)."""
-        if self.readiness:
-            return await self.start_check(target)
+        A readiness drill sends its ReadinessCheck instead (:class:`~vaodrill.engine.readiness.ReadinessSession`)."""
         if run_sent_before is not None:
             plan = await self.read(target)
             log.warning("%s: Run already sent by this run at %s: not sending it again", target.name,
@@ -269,8 +279,7 @@ class DrillSession:
                 target.id, restore_point=target.restore_point, execute_chained_plans=False),
                              restore_point=target.restore_point)
         except VaoError as exc:
-            if (abort := abort_for(exc)) is not None or (
-                    isinstance(exc, VaoConnectError) and not exc.may_have_reached_server):
+            if (abort := abort_for(exc)) is not None or never_sent(exc):
                 raise abort or RunNotStarted(f"Run not sent: {exc}") from None
             return await self._after_unclear_run(target, started_at, exc)
         return Started(started_at, posted=True)
@@ -283,7 +292,7 @@ class DrillSession:
         """
         holder = self.holder_of(target)
         held = f"; drill run {holder} has it failed over" if holder else ""
-        if isinstance(error, VaoResponseError) and not isinstance(error, VaoServerError):
+        if refused(error):
             raise PreconditionFailed(f"Run refused: {error}{held}") from None
         shown = self.status(await self.read(target))
         if _shows_failover(shown) and holder:
@@ -296,67 +305,8 @@ class DrillSession:
         log.warning("%s: Run's answer lost (%s) and the plan shows no failover yet: watching it", target.name, error)
         return Started(started_at, posted=True, confirmed=False, note=f"Run answer lost: {error}")
 
-    async def start_check(self, target: PlanTarget) -> Started:
-        """Send a ReadinessCheck at most once (a write: announced in the journal first). Its answer lost, the check
-        is not sent again: the plan's state then shows whether it runs (:meth:`wait_check`)."""
-        plan = await self.current(target)
-        self._before_check[target.key] = self.status(plan)
-        started_at = utcnow()
-        if target.key in self.checks_sent:
-            log.warning("%s: ReadinessCheck already sent by this run: not sending it again", target.name)
-            return Started(started_at, posted=False, confirmed=False, note="resumed: ReadinessCheck sent earlier")
-        self._refuse_unless_runnable(target, plan)
-        self.checks_sent.add(target.key)
-        try:
-            await self._post(target, "readiness", lambda: self.client.readiness_check(target.id))
-        except VaoError as exc:
-            if (abort := abort_for(exc)) is not None:
-                raise abort from None
-            if isinstance(exc, VaoConnectError) and not exc.may_have_reached_server:
-                raise RunNotStarted(f"ReadinessCheck not sent: {exc}") from None
-            if isinstance(exc, VaoResponseError) and not isinstance(exc, VaoServerError):
-                raise PreconditionFailed(f"ReadinessCheck refused: {exc}") from None
-            log.warning("%s: ReadinessCheck's answer lost (%s): watching the plan", target.name, exc)
-            return Started(started_at, posted=True, confirmed=False, note=f"ReadinessCheck answer: {exc}")
-        return Started(started_at, posted=True)
-
-    async def wait_check(self, target: PlanTarget) -> StageDone:
-        """Until the readiness check ends: VERIFIED passes, NOT VERIFIED (or a result with errors) fails with the
-        server's words. A verdict counts only once the check was seen running or the plan's words changed since
-        the precondition's reading: an old VERIFIED is never taken for this check's result."""
-        before = self._before_check.get(target.key)
-        grace_until = time.monotonic() + START_GRACE_POLLS * self.monitor.interval
-        seen_running = False
-
-        def step(plan: FailoverPlan, readings: int) -> object:
-            nonlocal seen_running
-            shown = self.status(plan)
-            verdict = spelling_key(shown.words)
-            if shown.running or shown.in_use or verdict in _CHECKING:
-                seen_running = True
-                return False
-            new = seen_running or before is None or (shown.words, shown.details) != (before.words, before.details)
-            if verdict in _CHECK_VERDICTS and new:
-                if verdict != "verified" or finished_with_errors(shown.details):
-                    raise PlanFailed(f"readiness check failed: {shown.describe()}")
-                return True
-            if shown.condition is not Condition.IDLE:
-                raise PlanFailed(f"unexpected state {shown.describe()} during the readiness check")
-            if seen_running:
-                raise PlanFailed(f"the readiness check ended without a result: {shown.describe()}")
-            if readings < START_GRACE_POLLS or time.monotonic() < grace_until:
-                return False  # the server may not show the check yet
-            raise PlanFailed(f"the readiness check never showed: still {shown.describe()} after {readings} readings "
-                             "(a check shorter than poll_interval cannot be told from the one before)")
-
-        plan, observed_at = await wait_for(self.monitor, target, what="readiness check", step=step)
-        return StageDone(observed_at, plan.state_details)
-
     async def wait_failover(self, target: PlanTarget) -> StageDone:
-        """Until the failover completes, halts (the halt policy applies) or the plan's timeout passes. A readiness
-        drill waits for its check instead (:meth:`wait_check`)."""
-        if self.readiness:
-            return await self.wait_check(target)
+        """Until the failover completes, halts (the halt policy applies) or the plan's timeout passes."""
         continues = 0
         grace_until = time.monotonic() + START_GRACE_POLLS * self.monitor.interval
         events = self.events.setdefault(target.key, [])
@@ -415,44 +365,36 @@ class DrillSession:
             await self._post(target, "halt", lambda: self.client.halt(target.id, fullstop=True))
             await wait_for(self.monitor, target, what="halt", step=lambda p, _: self._halt_done(self.status(p)))
             shown = self.status(await self.read(target))
-        for attempt in range(1, UNDO_ATTEMPTS + 1):
-            if is_clean(shown) or shown.condition is Condition.UNDOING:
-                break
-            if shown.condition not in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED):
-                raise CleanupNotVerified(f"cannot undo from {shown.describe()}")
-            try:
-                await self._post(target, "undo", lambda: self.client.undo(target.id))
-                break
-            except VaoError as exc:
-                if (abort := abort_for(exc)) is not None:
-                    raise abort from None
-                shown = self.status(await self.read(target))  # the server's state decides whether the Undo took
-                if attempt == UNDO_ATTEMPTS or (isinstance(exc, VaoResponseError)
-                                                and not isinstance(exc, VaoServerError)):
-                    if is_clean(shown) or shown.condition in (Condition.UNDOING, Condition.UNDONE):
-                        break
-                    raise CleanupNotVerified(f"Undo failed: {exc}") from None
-                log.warning("%s: Undo answered %s; plan is %s", target.name, exc, shown.describe())
-
-        def step(p: FailoverPlan, _: int) -> object:
-            shown = self.status(p)
-            if is_clean(shown):
-                return True
-            if shown.condition is Condition.HALTED or (shown.condition is Condition.UNDONE
-                                                       and finished_with_errors(shown.details)):
-                raise CleanupNotVerified(f"undo stopped in {shown.describe()}")
-            if shown.condition in (Condition.UNDOING, Condition.UNDONE, Condition.FAILING_OVER,
-                                   Condition.FAILED_OVER):
-                return False  # the undo runs, or the server does not show it yet
-            raise CleanupNotVerified(f"unexpected state {shown.describe()} during undo")
-
+        await self._undo(target, shown)
         try:
-            plan, observed_at = await wait_for(self.monitor, target, what="undo", step=step)
+            plan, observed_at = await wait_for(self.monitor, target, what="undo",
+                                               step=lambda p, _: _undo_done(self.status(p)))
         except PlanTimedOut as exc:
             raise CleanupNotVerified(str(exc)) from None
         # The undo's own wording ("Complete, 1 warning") only while the plan still shows the undo, not an idle word.
         own = plan.state_details if self.status(plan).condition is Condition.UNDONE else None
         return Cleanup(observed_at, undone=True, details=own or None)
+
+    async def _undo(self, target: PlanTarget, shown: StateRecord) -> None:
+        """Send the Undo unless the plan is clean or undoing already; an unclear answer is settled by the plan's
+        state, resent at most ``UNDO_ATTEMPTS`` times."""
+        for attempt in range(1, UNDO_ATTEMPTS + 1):
+            if is_clean(shown) or shown.condition is Condition.UNDOING:
+                return
+            if shown.condition not in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED):
+                raise CleanupNotVerified(f"cannot undo from {shown.describe()}")
+            try:
+                await self._post(target, "undo", lambda: self.client.undo(target.id))
+                return
+            except VaoError as exc:
+                if (abort := abort_for(exc)) is not None:
+                    raise abort from None
+                shown = self.status(await self.read(target))  # the server's state decides whether the Undo took
+                if attempt == UNDO_ATTEMPTS or refused(exc):
+                    if is_clean(shown) or shown.condition in (Condition.UNDOING, Condition.UNDONE):
+                        return
+                    raise CleanupNotVerified(f"Undo failed: {exc}") from None
+                log.warning("%s: Undo answered %s; plan is %s", target.name, exc, shown.describe())
 
     async def _send_continue(self, target: PlanTarget, sent: PlanEvent) -> None:
         try:
@@ -474,4 +416,4 @@ class DrillSession:
             shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
 
 
-__all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "started_stages"]
+__all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "never_sent", "refused", "started_stages"]

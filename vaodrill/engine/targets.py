@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vaodrill.errors import PreconditionFailed, UnknownPlans
-from vaodrill.spec.model import DrillSpec, HaltPolicy
+from vaodrill.spec.model import DrillSpec
+from vaodrill.spec.policies import HaltPolicy
 from vaodrill.spec.restore_points import restore_point_date
 from vaodrill.vao.models import FailoverPlan
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from vaodrill.report.model import SCHEMA_VERSION
 from vaodrill.report.text import format_duration
-from vaodrill.spec.model import HistoryPolicy
+from vaodrill.spec.policies import HistoryPolicy
 
 __all__ = ["MIN_BASELINE", "TREND", "History", "PlanHistory", "Skipped", "load_history"]
 

@@ -208,6 +208,16 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
     if start is None:
         return
     end = _end(p)
+    _failover_bar(row, report, p, start, end, mid, scale, colour=colour, critical=critical)
+    if end is not None and p.undo != "not_needed":
+        _undo_bar(row, report, p, end, mid, scale, left=left)
+    _rto_target(row, p, start, mid, scale)
+    check_markers(row, p.checks, scale.x, mid)
+
+
+def _failover_bar(row: ET.Element, report: DrillReport, p: PlanResult, start: datetime, end: datetime | None,
+                  mid: float, scale: _Scale, *, colour: str, critical: bool) -> None:
+    """From the Run to the failover's end; an end not recorded is drawn faded up to what came after it."""
     x0 = scale.x(start)
     if end is not None:
         bar = _el(row, "rect", x=x0, y=mid - 7, width=max(scale.x(end) - x0, 2.0), height=14, rx=2, fill=colour,
@@ -221,22 +231,22 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
         bar.set("stroke", CRITICAL)
         bar.set("stroke-width", "3")
 
-    if end is not None and p.undo != "not_needed":
-        if p.undo_completed_at is not None:
-            fill, cls, until = UNDO_COLOUR, "undo", p.undo_completed_at
-        elif left:
-            fill, cls, until = UNVERIFIED_COLOUR, "undo unverified", report.finished_at
-        else:
-            fill, cls, until = NOT_UNDONE_COLOUR, "undo not-undone", report.finished_at
-        x1 = scale.x(end)
-        undo_bar = _el(row, "rect", x=x1, y=mid - 4, width=max(scale.x(until) - x1, 1.0), height=8, fill=fill,
-                       class_=cls)
-        if cls == "undo unverified":
-            undo_bar.set("stroke", STATUS_COLOURS["failed"])
-            undo_bar.set("stroke-dasharray", "3 2")
 
-    _rto_target(row, p, start, mid, scale)
-    check_markers(row, p.checks, scale.x, mid)
+def _undo_bar(row: ET.Element, report: DrillReport, p: PlanResult, end: datetime, mid: float, scale: _Scale, *,
+              left: bool) -> None:
+    """From the failover's end to the undo's: done, unverified (dashed red) or never undone."""
+    if p.undo_completed_at is not None:
+        fill, cls, until = UNDO_COLOUR, "undo", p.undo_completed_at
+    elif left:
+        fill, cls, until = UNVERIFIED_COLOUR, "undo unverified", report.finished_at
+    else:
+        fill, cls, until = NOT_UNDONE_COLOUR, "undo not-undone", report.finished_at
+    x1 = scale.x(end)
+    undo_bar = _el(row, "rect", x=x1, y=mid - 4, width=max(scale.x(until) - x1, 1.0), height=8, fill=fill,
+                   class_=cls)
+    if cls == "undo unverified":
+        undo_bar.set("stroke", STATUS_COLOURS["failed"])
+        undo_bar.set("stroke-dasharray", "3 2")
 
 
 def _rto_target(row: ET.Element, p: PlanResult, start: datetime, mid: float, scale: _Scale) -> None:

@@ -293,21 +293,7 @@ class Simulator(Progress):
             plan.check = None  # a reset or a disable forgets the last check's result
         elif move.action == "start":
             assert move.target is not None
-            if isinstance(body, RunBody):
-                options = body.plan_launch_options
-                rule = options.restore_point_rule if options else None
-                if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
-                    parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
-                extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
-                    "restore_point_rule", "execute_chained_plans"}) if options else {}
-                self._start(plan, move.target, now, mode=body.mode,
-                            requested=rule.date if rule else None, rp_mode=rule.mode if rule else None,
-                            chained=bool(options and options.execute_chained_plans), options=extra)
-                detail = {"mode": body.mode}
-            else:  # Undo
-                if plan.status.phase is Phase.HALTED:
-                    self._end_current(plan, now)
-                self._start(plan, move.target, now, mode="Undo", requested=None, rp_mode=None, chained=False)
+            detail = self._start_requested(plan, move.target, now, body)
         elif move.action == "halt":
             assert isinstance(body, HaltBody)
             self._manual_halt(plan, now, fullstop=body.fullstop)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from vaodrill.vao.models import PlanState
+
 from .scenario import (
     PlanSettings,
     ShownPhase,
@@ -19,7 +21,6 @@ from .states import (
     DISABLED,
     ENABLED,
     Phase,
-    PlanState,
     Status,
 )
 from .timeutil import iso_utc, local_naive

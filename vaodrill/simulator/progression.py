@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from vaodrill.vao.models import PlanState
+
+from .bodies import RunBody
 from .errors import BadRequest
 from .plans import Plan, PlanView, Progression, Stage
 from .scenario import (
@@ -23,7 +26,6 @@ from .states import (
     UNDO_STAGES,
     Op,
     Phase,
-    PlanState,
     Status,
 )
 from .timeutil import iso_utc, local_naive, parse_client_instant, parse_instant
@@ -198,6 +200,24 @@ class Progress:
             stage.status = "aborted"
             stage.ended_at = now
         plan.current = None
+
+    def _start_requested(self, plan: Plan, target: PlanState, now: float, body: Any) -> dict[str, Any]:
+        """A Run (its launch options and restore-point rule as sent) or an Undo starts ``target``."""
+        if not isinstance(body, RunBody):  # Undo
+            if plan.status.phase is Phase.HALTED:
+                self._end_current(plan, now)
+            self._start(plan, target, now, mode="Undo", requested=None, rp_mode=None, chained=False)
+            return {}
+        options = body.plan_launch_options
+        rule = options.restore_point_rule if options else None
+        if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
+            parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
+        extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
+            "restore_point_rule", "execute_chained_plans"}) if options else {}
+        self._start(plan, target, now, mode=body.mode, requested=rule.date if rule else None,
+                    rp_mode=rule.mode if rule else None, chained=bool(options and options.execute_chained_plans),
+                    options=extra)
+        return {"mode": body.mode}
 
     def _start_chained(self, parent: Plan, stage: Stage, at: float, now: float) -> None:
         for child in list(self._plans.values()):

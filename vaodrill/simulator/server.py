@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import uvicorn
+from fastapi import FastAPI
 from rich.console import Console
 from rich.panel import Panel
 
@@ -174,10 +175,19 @@ def serve(
     apis: tuple[Api, ...] = ("v2", "vro") if api == "both" else (api,)
     app = create_app(scenario, time_scale=time_scale, username=username, password=password,
                      progression=progression, apis=apis)
-    scheme = "https" if certfile else "http"
+    _announce(app, host=host, port=port, tls=certfile is not None, username=username, password=password,
+              progression=progression, time_scale=time_scale, apis=apis)
+    _quiet_logging()
+    uvicorn.Server(_config(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile)).run()
+
+
+def _announce(app: FastAPI, *, host: str, port: int, tls: bool, username: str, password: str, progression: str,
+              time_scale: float, apis: tuple[Api, ...]) -> None:
+    """Where it listens, the scenario, the credentials, then two curl commands to try at once."""
+    scheme = "https" if tls else "http"
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
     base = f"{scheme}://{shown_host}:{port}"
-    insecure = " -k" if certfile else ""
+    insecure = " -k" if tls else ""
     sim = app.state.sim
     console = Console()
     console.print(Panel.fit(
@@ -201,5 +211,3 @@ def serve(
         f"curl{insecure} -s {base}{plans} -H 'Authorization: Bearer <access_token>'",
     ):
         console.print(command, soft_wrap=True, highlight=False, markup=False)
-    _quiet_logging()
-    uvicorn.Server(_config(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile)).run()

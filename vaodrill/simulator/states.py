@@ -5,6 +5,9 @@ A plan's position is a :class:`Status`: the stage it is in (or ``Enabled``/``Dis
 shows its stage. Keeping the halted stage's kind inside the status is what lets one table say that ``Undo`` of a
 halted failback is an undo *failback*.
 
+:class:`PlanState` is the client's (:mod:`vaodrill.vao.models`); the simulator never emits its ``Verified``,
+``NotVerified`` or ``Unknown`` (a profile's ``state_words`` may show other words for the same states).
+
 :data:`RULES` is the single source of truth: the engine asks :func:`resolve` for the move an operation makes,
 and the same entry's ``requires`` text builds the refusal message when the status is not in the table.
 
@@ -19,20 +22,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-
-class PlanState(StrEnum):
-    """``planState`` values exactly as the simulator emits them (contract 4.2)."""
-
-    DISABLED = "Disabled"
-    ENABLED = "Enabled"
-    FAILOVER = "Failover"
-    HALTED = "Halted"
-    UNDO_FAILOVER = "UndoFailover"
-    PERMANENT_FAILOVER = "PermanentFailover"
-    FAILBACK = "Failback"
-    UNDO_FAILBACK = "UndoFailback"
-    COMMIT_FAILBACK = "CommitFailback"
-
+from vaodrill.vao.models import PlanState  # the contract's v2 words, the client's: one enum for both sides
 
 STAGES: tuple[PlanState, ...] = (
     PlanState.FAILOVER,

@@ -41,24 +41,23 @@ from __future__ import annotations
 import heapq
 import re
 import unicodedata
-from collections.abc import Mapping
 from datetime import timedelta
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from vaodrill.spec.checks import MAX_CHECKS, Check, unique_check_names
 from vaodrill.spec.durations import DurationField, spec_duration
+from vaodrill.spec.policies import CONTINUE_OPTIONS, HaltPolicy, HistoryPolicy
 from vaodrill.spec.rules import BaseRule, LatestRule, RestorePointRule
-from vaodrill.spec.strict import StrictModel, did_you_mean, show_value
+from vaodrill.spec.strict import StrictModel, WholeNumber, did_you_mean, show_value
 from vaodrill.spec.zones import check_timezone
 from vaodrill.vao.models import ContinueOption
 
@@ -66,7 +65,7 @@ Polling = Literal["fixed", "adaptive"]
 """How a drill asks its plan states to be read (:mod:`vaodrill.engine.cadence` does the reading)."""
 POLLING: tuple[Polling, ...] = ("fixed", "adaptive")
 
-__all__ = [
+__all__ = [  # CONTINUE_OPTIONS, HaltPolicy and HistoryPolicy live in spec/policies.py: named here too
     "CONTINUE_OPTIONS",
     "GIVE_UP_AFTER_RANGE",
     "MAX_DESCRIPTION",
@@ -85,8 +84,6 @@ __all__ = [
     "format_loc",
 ]
 
-CONTINUE_OPTIONS: tuple[str, ...] = tuple(option.value for option in ContinueOption)
-
 MAX_PLANS = 1000
 MAX_PLAN_NAME = 200
 MAX_DRILL_NAME = 100
@@ -94,103 +91,6 @@ MAX_DESCRIPTION = 4000
 POLL_INTERVAL_RANGE = (timedelta(milliseconds=50), timedelta(hours=1))
 GIVE_UP_AFTER_RANGE = (timedelta(seconds=10), timedelta(hours=24))
 _DURATION_RANGES = {"poll_interval": POLL_INTERVAL_RANGE, "give_up_after": GIVE_UP_AFTER_RANGE}
-
-
-def _squash(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch not in " _-")
-
-
-_OPTION_BY_SQUASHED = {_squash(option): option for option in CONTINUE_OPTIONS}
-
-
-def _whole_number(value: Any) -> Any:
-    """pydantic's lax int takes ``true`` as 1; in a drill file that is always a mistake."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("int_type", f"expected a whole number, got {show_value(value)}")
-    return value
-
-
-class HaltPolicy(StrictModel):
-    """What to do when a plan halts: ``fail`` (default), or answer with Continue up to ``max`` times.
-
-    ``continue_with`` is None for ``fail``. Build one with ``HaltPolicy()`` (fail) or
-    ``HaltPolicy(continue_with="RetryFailedStep", max=2)``.
-    """
-
-    continue_with: ContinueOption | None = Field(default=None, alias="continue")
-    max: int = Field(default=1, ge=1, le=10)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_yaml(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            if data.strip().lower() == "fail":
-                return {}
-            raise PydanticCustomError(
-                "halt_policy", f"expected 'fail' or {{continue: <option>, max: N}}, got {show_value(data)}"
-            )
-        if isinstance(data, Mapping) and "max" in data and not {"continue", "continue_with"} & set(data):
-            raise PydanticCustomError("halt_policy", "'max' needs 'continue: <option>'")
-        return data
-
-    @field_validator("continue_with", mode="before")
-    @classmethod
-    def _option(cls, value: Any) -> Any:
-        option = _OPTION_BY_SQUASHED.get(_squash(value)) if isinstance(value, str) else None
-        if option is None:
-            raise PydanticCustomError(
-                "halt_option",
-                f"unknown continue option {show_value(value)} (expected one of {', '.join(CONTINUE_OPTIONS)})",
-            )
-        return option
-
-    @field_validator("max", mode="before")
-    @classmethod
-    def _max_is_int(cls, value: Any) -> Any:
-        return _whole_number(value)
-
-    @property
-    def is_fail(self) -> bool:
-        return self.continue_with is None
-
-    @model_serializer
-    def _dump(self) -> str | dict[str, Any]:
-        return "fail" if self.continue_with is None else {"continue": self.continue_with.value, "max": self.max}
-
-    def __str__(self) -> str:
-        return "fail" if self.continue_with is None else f"continue {self.continue_with.value} (max {self.max})"
-
-
-class HistoryPolicy(StrictModel):
-    """How fresh a drill's proof must be and what counts as an RTO regression (``vaodrill history --check``).
-
-    ``max_age``: a plan whose last passed drill is older is overdue (default 365d: DORA wants a yearly test).
-    ``rto_regression``: a plan whose last passed RTO exceeds the median of its five passed drills before it by
-    more than this many percent (``25%`` or ``25``) has regressed; unset: not checked.
-    """
-
-    max_age: DurationField = Field(default="365d", validate_default=True)
-    rto_regression: float | None = Field(default=None, gt=0, le=1000)
-
-    @field_validator("max_age")
-    @classmethod
-    def _max_age_range(cls, value: timedelta) -> timedelta:
-        if value < timedelta(days=1):
-            raise PydanticCustomError("duration_range", f"must be at least 1d, got {spec_duration(value)}")
-        return value
-
-    @field_validator("rto_regression", mode="before")
-    @classmethod
-    def _percent(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip().removesuffix("%").strip()
-            try:
-                return float(text)
-            except ValueError:
-                raise PydanticCustomError("percent", f"a percentage like 25%, got {show_value(value)}") from None
-        if isinstance(value, bool):
-            raise PydanticCustomError("percent", f"a percentage like 25%, got {show_value(value)}")
-        return value
 
 
 class PlanStep(StrictModel):
@@ -273,7 +173,7 @@ class DrillSpec(StrictModel):
     mode: Literal["drill", "failover", "readiness"] = "drill"
     timezone: str = "UTC"
     restore_point: RestorePointRule = LatestRule()
-    max_parallel: int | None = Field(default=None, ge=1, le=MAX_PLANS)
+    max_parallel: Annotated[int | None, WholeNumber] = Field(default=None, ge=1, le=MAX_PLANS)
     poll_interval: DurationField = Field(default="10s", validate_default=True)  # a str: JSON-schema friendly
     polling: Polling = "fixed"
     """When plan states are read: every ``poll_interval``, or adaptively within the same budget."""
@@ -318,11 +218,6 @@ class DrillSpec(StrictModel):
             raise PydanticCustomError(
                 "description_length", f"{len(value)} characters (at most {MAX_DESCRIPTION})")
         return "" if value is None else value
-
-    @field_validator("max_parallel", mode="before")
-    @classmethod
-    def _max_parallel_is_int(cls, value: Any) -> Any:
-        return _whole_number(value)
 
     @field_validator("poll_interval", "give_up_after")
     @classmethod

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 __all__ = ["StrictModel", "did_you_mean", "show_value", "validation_problem"]
@@ -32,6 +32,17 @@ def show_value(value: object) -> str:
         return "a very large number"
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 60 else text[:56] + "..."
+
+
+def whole_number(value: Any) -> Any:
+    """pydantic's lax int takes ``true`` as 1; in a drill file that is always a mistake."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("int_type", f"expected a whole number, got {show_value(value)}")
+    return value
+
+
+#: An ``int`` field that refuses ``true``/``false`` (see :func:`whole_number`).
+WholeNumber = BeforeValidator(whole_number)
 
 
 def did_you_mean(word: str, choices: Sequence[str], *, cutoff: float = 0.6) -> str:

@@ -74,43 +74,37 @@ _VBR = ("Veeam's failover-plan state in VBR's PowerShell reference (VBRFailoverP
         "REST reference (In progress, Undo in progress); the Service Provider Console's spells inUndoProgress")
 _INFERRED = "not documented: a wording a server may use while an undo runs"
 
+_GUIDES = f"{_VAO1}; {_VAO3}; {_VRO}"  # a state every user guide lists
+
+
+def _rows(kind: Kind, source: str, confirmed: bool, *spellings: str) -> tuple[Spelling, ...]:
+    """The spellings that mean one kind and come from one source."""
+    return tuple(Spelling(words, kind, source, confirmed) for words in spellings)
+
+
 VOCABULARY: tuple[Spelling, ...] = (
-    Spelling("Enabled", Kind.IDLE, _MODES, True),
-    Spelling("Verified", Kind.IDLE, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("NotVerified", Kind.IDLE, f"{_VAO1}; {_VAO3}; {_VRO} (NOT VERIFIED)", True),
-    Spelling("NEEDS VERIFIED", Kind.IDLE, f"{_VRO}: the default state after creation or a reset", True),
-    Spelling("Verified (passed check)", Kind.IDLE, _LAB, False),
-    Spelling("Verified (passed test and check)", Kind.IDLE, _LAB, False),
-    Spelling("Ready", Kind.IDLE, _SINGLE_UI, False),
-    Spelling("Disabled", Kind.DISABLED, f"{_MODES}; {_V1_EXAMPLE}", True),
-    Spelling("Failover", Kind.FAILOVER, f"{_VAO1}; {_VAO3}; {_VRO}; {_V1_EXAMPLE}", True),
-    Spelling("FailoverComplete", Kind.FAILOVER, _SINGLE_UI, False),
-    Spelling("PROCESSING", Kind.RUNNING, f"{_VAO1} (active state: 'Plan is currently executing'); {_VAO1_HALT}", True),
-    Spelling("Running", Kind.RUNNING, _SINGLE_UI, False),
-    Spelling("In progress", Kind.RUNNING, _VBR, False),
-    Spelling("HALTING", Kind.RUNNING, f"{_VRO} (active state: 'Plan is halting')", True),
-    Spelling("Halted", Kind.HALTED, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("UNDO FAILOVER", Kind.UNDO, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("Undoing", Kind.UNDO, _INFERRED, False),
-    Spelling("Undo in progress", Kind.UNDO, _VBR, False),
-    Spelling("inUndoProgress", Kind.UNDO, _VBR, False),
-    Spelling("PERMANENT FAILOVER", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("PREPARE FOR FAILBACK", Kind.OTHER, _VRO, True),
-    Spelling("FAILBACK", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("UNDO FAILBACK", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("COMMIT FAILBACK", Kind.OTHER, f"{_VAO1}; {_VAO3}; {_VRO}", True),
-    Spelling("FailbackComplete", Kind.OTHER, _SINGLE_UI, False),
-    Spelling("DryRun", Kind.OTHER, _SINGLE_UI, False),
-    Spelling("TESTING HALTED", Kind.OTHER, f"{_VAO1}; {_VRO}", True),
-    Spelling("TEST PENDING", Kind.OTHER, _VRO, True),
-    Spelling("TESTING", Kind.OTHER, _VRO, True),
-    Spelling("CHECKING", Kind.OTHER, _VRO, True),
-    Spelling("CHECK HALTING", Kind.OTHER, _VRO, True),
-    Spelling("EDITING", Kind.OTHER, f"{_VAO1}; {_VRO}", True),
-    Spelling("CREATING", Kind.OTHER, _VRO, True),
-    Spelling("SAVING", Kind.OTHER, _VRO, True),
-    Spelling("RESETTING", Kind.OTHER, _VRO, True),
-    Spelling("DELETING", Kind.OTHER, _VRO, True),
+    *_rows(Kind.IDLE, _MODES, True, "Enabled"),
+    *_rows(Kind.IDLE, _GUIDES, True, "Verified"),
+    *_rows(Kind.IDLE, f"{_GUIDES} (NOT VERIFIED)", True, "NotVerified"),
+    *_rows(Kind.IDLE, f"{_VRO}: the default state after creation or a reset", True, "NEEDS VERIFIED"),
+    *_rows(Kind.IDLE, _LAB, False, "Verified (passed check)", "Verified (passed test and check)"),
+    *_rows(Kind.IDLE, _SINGLE_UI, False, "Ready"),
+    *_rows(Kind.DISABLED, f"{_MODES}; {_V1_EXAMPLE}", True, "Disabled"),
+    *_rows(Kind.FAILOVER, f"{_GUIDES}; {_V1_EXAMPLE}", True, "Failover"),
+    *_rows(Kind.FAILOVER, _SINGLE_UI, False, "FailoverComplete"),
+    *_rows(Kind.RUNNING, f"{_VAO1} (active state: 'Plan is currently executing'); {_VAO1_HALT}", True, "PROCESSING"),
+    *_rows(Kind.RUNNING, _SINGLE_UI, False, "Running"),
+    *_rows(Kind.RUNNING, _VBR, False, "In progress"),
+    *_rows(Kind.RUNNING, f"{_VRO} (active state: 'Plan is halting')", True, "HALTING"),
+    *_rows(Kind.HALTED, _GUIDES, True, "Halted"),
+    *_rows(Kind.UNDO, _GUIDES, True, "UNDO FAILOVER"),
+    *_rows(Kind.UNDO, _INFERRED, False, "Undoing"),
+    *_rows(Kind.UNDO, _VBR, False, "Undo in progress", "inUndoProgress"),
+    *_rows(Kind.OTHER, _GUIDES, True, "PERMANENT FAILOVER", "FAILBACK", "UNDO FAILBACK", "COMMIT FAILBACK"),
+    *_rows(Kind.OTHER, f"{_VAO1}; {_VRO}", True, "TESTING HALTED", "EDITING"),
+    *_rows(Kind.OTHER, _VRO, True, "PREPARE FOR FAILBACK", "TEST PENDING", "TESTING", "CHECKING", "CHECK HALTING",
+           "CREATING", "SAVING", "RESETTING", "DELETING"),
+    *_rows(Kind.OTHER, _SINGLE_UI, False, "FailbackComplete", "DryRun"),
 )
 """Every spelling of a plan's state vaodrill knows, from VAO 1.0 to VRO 13, with what it means and where it is from.
 

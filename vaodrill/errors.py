@@ -15,7 +15,7 @@
     └── DrillError                  a drill-level failure (precondition, halt, timeout, cleanup, aborted)
 
 A plan operation the server refuses (e.g. Run on a Disabled plan) may come back as 409, 400 or 500 depending on
-the server (contract section 5): treat any ``VaoResponseError`` with a ``server_message`` on a plan operation as
+the server (docs/vao-api.md, section 5): treat any ``VaoResponseError`` with a ``server_message`` on a plan operation as
 a refusal with that text. Nothing may rely on ``VaoConflict`` (409) alone.
 
 ``VaoConnectionError.may_have_reached_server`` says whether a write may have been acted on; it is False for

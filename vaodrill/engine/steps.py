@@ -250,7 +250,7 @@ class DrillSession:
     # -- steps --------------------------------------------------------------------------------------------
 
     async def check(self, target: PlanTarget) -> FailoverPlan:
-        """The precondition: the plan's current state (see :meth:`current`) is runnable (contract section 5)."""
+        """The precondition: the plan's current state (see :meth:`current`) is runnable (docs/vao-api.md, section 5)."""
         plan = await self.current(target)
         self._refuse_unless_runnable(target, plan)
         return plan

@@ -15,9 +15,9 @@ Progression:
 
 Decisions the contract leaves open, made here:
 
-* A finished UndoFailover returns the plan to Enabled (contract 4.2), or, under the ``after_undo:
+* A finished UndoFailover returns the plan to Enabled (docs/vao-api.md, section 4.2), or, under the ``after_undo:
   UndoFailover`` profile or when it finished with errors (a client must see them), stays ``UndoFailover`` /
-  ``Complete, ...``, from which Run is legal (section 5);
+  ``Complete, ...``, from which Run is legal (docs/vao-api.md, section 5);
   every other finished stage stays in its state with ``Complete, ...`` until the next legal operation (a
   finished UndoFailback or CommitFailback is left only by Reset, which leaves the plan Disabled).
 * Profiles (:mod:`.profiles`) change only what the plan shows and how it is reached, never the state machine:

@@ -2,7 +2,7 @@
 
 The engine raises these instead of returning status codes so the state machine stays free of HTTP plumbing,
 while one exception handler in :mod:`vaodrill.simulator.app` turns each into exactly the response the contract
-(section 3) promises.
+(docs/vao-api.md, section 3) promises.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def no_route(path: str) -> NotFound:
 class Conflict(SimError):
     """The operation is not legal in the plan's current state (table 4.3).
 
-    409 in the contract; a plan's ``illegal_status`` profile field makes it 400 or 500 (contract section 5).
+    409 in the contract; a plan's ``illegal_status`` profile field makes it 400 or 500 (docs/vao-api.md, section 5).
     """
 
     status = 409

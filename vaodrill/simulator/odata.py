@@ -1,4 +1,4 @@
-"""The OData query subset of contract section 1 (``$filter``, ``$orderby``, ``$top``, ``$skip``) and section 5
+"""The OData query subset of docs/vao-api.md, section 1 (``$filter``, ``$orderby``, ``$top``, ``$skip``) and section 5
 (``$select``, ``$format``).
 
 ``$select`` is a comma-separated list of property names (or ``*``); ``$format`` may only ask for JSON

@@ -61,7 +61,7 @@ class Stage:
     continues: list[dict[str, Any]] = field(default_factory=list)
 
     def complete_details(self) -> str:
-        """``planStateDetails`` of the finished stage: contract 4.2, or Veeam's wording (section 5)."""
+        """``planStateDetails`` of the finished stage: docs/vao-api.md, sections 4.2 and 5 (Veeam's wording)."""
         if self.details_style == "veeam":
             return f"Complete, {_count(self.errors, 'error')}, {_count(self.warnings, 'warning')}"
         if self.errors:

@@ -22,7 +22,7 @@ DetailsStyle = Literal["contract", "veeam"]
 
 
 class PlanProfile(BaseModel):
-    """The per-plan variants of contract section 5; the defaults are the contract."""
+    """The per-plan variants of docs/vao-api.md, section 5; the defaults are the contract."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +40,7 @@ PLAN_PROFILE_FIELDS: tuple[str, ...] = tuple(PlanProfile.model_fields)
 
 
 class LoginProfile(BaseModel):
-    """Server-wide login variants of contract section 5; the defaults are the contract."""
+    """Server-wide login variants of docs/vao-api.md, section 5; the defaults are the contract."""
 
     model_config = ConfigDict(extra="forbid")
 

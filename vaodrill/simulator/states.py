@@ -1,4 +1,4 @@
-"""Plan states and the one table of legal operations (contract 4.2 and 4.3).
+"""Plan states and the one table of legal operations (docs/vao-api.md, section 4.2 and 4.3).
 
 A plan's position is a :class:`Status`: the stage it is in (or ``Enabled``/``Disabled`` when idle) plus a
 :class:`Phase`. The public ``planState`` is derived from it: a halted stage shows as ``Halted``, anything else
@@ -12,7 +12,7 @@ halted failback is an undo *failback*.
 and the same entry's ``requires`` text builds the refusal message when the status is not in the table.
 
 A plan whose profile says ``after_undo: UndoFailover`` stays in :data:`UNDONE` (a completed ``UndoFailover``)
-after an undo; contract section 5 counts that as idle, so Run and Disable are legal from it as from ``Enabled``.
+after an undo; docs/vao-api.md, section 5 counts that as idle, so Run and Disable are legal from it as from ``Enabled``.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class Status:
 
     @property
     def in_use(self) -> bool:
-        """``planInUse``: true while a stage runs and while Halted (contract 4.2)."""
+        """``planInUse``: true while a stage runs and while Halted (docs/vao-api.md, section 4.2)."""
         return self.phase in (Phase.RUNNING, Phase.HALTED)
 
     def __str__(self) -> str:
@@ -83,7 +83,7 @@ HALTED = {k: _s(k, Phase.HALTED) for k in STAGES}
 UNDONE = COMPLETE[PlanState.UNDO_FAILOVER]
 """A completed UndoFailover: reached only under ``after_undo: UndoFailover``, else the plan becomes Enabled."""
 READY = frozenset({ENABLED, UNDONE})
-"""Statuses from which a FailoverNow may start (contract section 5: idle, or a completed undo)."""
+"""Statuses from which a FailoverNow may start (docs/vao-api.md, section 5: idle, or a completed undo)."""
 
 REACHABLE: tuple[Status, ...] = (DISABLED, ENABLED, *RUNNING.values(), *COMPLETE.values(), *HALTED.values())
 """Every status a plan can be in (:data:`UNDONE` only under the ``after_undo: UndoFailover`` profile)."""
@@ -114,7 +114,7 @@ RUN_MODES: dict[str, Op] = {
     "Failback": Op.RUN_FAILBACK,
     "CommitFailBack": Op.RUN_COMMIT_FAILBACK,
 }
-"""Run ``mode`` values (contract 4.4, ``CommitFailBack`` with a capital B) and the operation each one is."""
+"""Run ``mode`` values (docs/vao-api.md, section 4.4: ``CommitFailBack``, capital B) and the operation of each."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ RULES: dict[Op, Rule] = {
 
 def conflict_message(plan_name: str, shown_state: str, op: Op, *, idle: str = "Enabled",
                      undone_is_idle: bool = False) -> str:
-    """The refusal text of contract section 3: ``Plan '<name>' is in state <state>; <op> requires ...``."""
+    """The refusal text of docs/vao-api.md, section 3: ``Plan '<name>' is in state <state>; <op> requires ...``."""
     requires = RULES[op].requires
     if "{idle}" in requires:
         requires = requires.format(idle=idle + (" or a completed UndoFailover" if undone_is_idle else ""))

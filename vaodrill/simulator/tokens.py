@@ -1,4 +1,4 @@
-"""OAuth-style token issuing and checking for ``POST /v2/Token`` (contract sections 2 and 5).
+"""OAuth-style token issuing and checking for ``POST /v2/Token`` (docs/vao-api.md, sections 2 and 5).
 
 Grants:
 

@@ -1,4 +1,4 @@
-"""Typed models of the VAO v2 wire format (contract sections 4.1-4.4).
+"""Typed models of the VAO v2 wire format (docs/vao-api.md, sections 4.1-4.4).
 
 Liberal in what we accept (unknown fields ignored, a field no decision uses kept raw whatever its type, state words
 read through :mod:`vaodrill.vao.vocabulary`), strict in what we send (exact key spellings of Veeam's Run Failover page).

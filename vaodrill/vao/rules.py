@@ -1,4 +1,4 @@
-"""The rules every part of vaodrill asks of a plan's state (contract section 5): runnable, clean, complete and
+"""The rules every part of vaodrill asks of a plan's state (docs/vao-api.md, section 5): runnable, clean, complete and
 failed over by anyone.
 
 They decide on the normalized :class:`~vaodrill.vao.vocabulary.StateRecord` only, whatever the server spelled

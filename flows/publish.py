@@ -23,6 +23,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from vaodrill.engine.runs import ENDINGS, Observer, Phase, PlanRun, Transition, plan_result
+from vaodrill.errors import one_line
 from vaodrill.report.markdown import render_markdown
 from vaodrill.report.model import DrillReport
 from vaodrill.report.text import table_rows
@@ -55,23 +56,19 @@ def outcome_message(report: DrillReport) -> str:
         return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "
                 f"of {len(rto)}" if rto else "") + (f" (missed: {_listed(missed)})" if missed else ""))
     words = {"timed_out": "timed out"}
-    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({_oneline(p.reason)})" if p.reason else "")
+    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({one_line(p.reason, None)})" if p.reason else "")
               for p in report.plans if p.status not in ("passed", "skipped")]
     parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
                                      if len(causes) > CAUSES_SHOWN else [])
     if skipped := [p.plan for p in report.plans if p.status == "skipped"]:
         parts.append(f"skipped: {_listed(skipped)}")
-    left = [f"{p.plan} ({_oneline(p.undo_reason)})" if p.undo_reason else p.plan for p in report.left_failed_over]
+    left = [f"{p.plan} ({one_line(p.undo_reason, None)})" if p.undo_reason else p.plan for p in report.left_failed_over]
     if left:
         parts.insert(0, f"LEFT FAILED OVER: {_listed(left)}, recover with `vaodrill recover {report.run_id}`")
     elif not causes and report.reason:  # no plan to blame: the drill's own reason
-        parts.insert(0, _oneline(report.reason))
+        parts.insert(0, one_line(report.reason, None))
     stopped = f"stopped ({report.stopped}): " if report.stopped else ""
     return f"FAILED: {stopped}{'; '.join([*parts, counted])}"
-
-
-def _oneline(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _listed(names: list[str]) -> str:

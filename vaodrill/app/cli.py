@@ -25,10 +25,10 @@ from vaodrill.app.connect import (
     connection_options,
     resolve_settings,
 )
-from vaodrill.app.console import UserError, console, err_console, one_line
+from vaodrill.app.console import UserError, console, err_console
 from vaodrill.app.inputs import load_spec_file
 from vaodrill.app.running import confirm_real_failover, dry_run_drill, recover_runs, run_drill, warn_zone, who
-from vaodrill.errors import VaoError
+from vaodrill.errors import VaoError, one_line
 
 PACKAGE = Path(__file__).resolve().parent.parent  # vaodrill/
 ROOT = PACKAGE.parent

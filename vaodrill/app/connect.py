@@ -19,8 +19,8 @@ from typing import Annotated, Any, cast
 import typer
 from pydantic import SecretStr
 
-from vaodrill.app.console import UserError, err_console, one_line
-from vaodrill.errors import VaoUsageError
+from vaodrill.app.console import UserError, err_console
+from vaodrill.errors import VaoUsageError, one_line
 from vaodrill.vao.connection import ConnectionSettings
 
 DEMO_TIME_SCALE = 120.0

@@ -26,7 +26,3 @@ def _console(*, stderr: bool) -> Console:
 
 console = _console(stderr=False)
 err_console = _console(stderr=True)
-
-
-def one_line(text: str) -> str:
-    return " ".join(text.split())[:300]

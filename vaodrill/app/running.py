@@ -15,8 +15,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from vaodrill.app.console import USER_ERRORS, UserError, console, err_console, one_line
-from vaodrill.errors import VaoError
+from vaodrill.app.console import USER_ERRORS, UserError, console, err_console
+from vaodrill.errors import VaoError, one_line
 from vaodrill.vao.connection import ConnectionSettings
 
 

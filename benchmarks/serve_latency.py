@@ -279,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.mkdir(parents=True, exist_ok=True)
         work = Path(tmp) / "work"  # serve's working directory: the form's default report dir lands here
         work.mkdir()
-        env = prefect.env() | {"VAO_URL": simulator.url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD,
-                               "VAO_TIMEZONE": "UTC", "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
+        # Python as a user has it: compiled modules cached (serve's own imports write them before the first run)
+        env = {k: v for k, v in prefect.env().items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env |= {"VAO_URL": simulator.url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD, "VAO_TIMEZONE": "UTC",
+                "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
         with started([str(vaodrill), "serve", "--poll", str(args.poll)], env=env, cwd=work,
                      log=logs / "serve.log") as serve:
             runs = asyncio.run(measure(prefect.url, sim, serve, logs / "serve.log", args.runs,

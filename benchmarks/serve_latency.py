@@ -300,4 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # everything it started is stopped by now
+        print("interrupted: no figures", file=sys.stderr)
+        sys.exit(130)

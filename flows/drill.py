@@ -179,7 +179,7 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
                   flow_run_url=flow_run.ui_url, spec_file=spec_file, approval=approval)
     signals.running.add(drill)
     try:
-        await observer.open(spec.name)
+        observer.open(spec.name)
         return await drill.run()
     finally:
         signals.running.discard(drill)

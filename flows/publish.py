@@ -113,7 +113,8 @@ EVENTS = {Phase.FAILING_OVER: "vaodrill.failover.started", Phase.FAILED_OVER: "v
 class PrefectObserver(Observer):
     """The engine's transitions as run-log lines and events; its report as artifacts and a closing event.
 
-    Nothing here is awaited on the drill's critical path: the progress artifact is updated in the background.
+    Nothing here is awaited on the drill's critical path: the progress artifact is created and updated in the
+    background.
     """
 
     def __init__(self, settings: ConnectionSettings, logger: Any, plans: int) -> None:
@@ -125,8 +126,16 @@ class PrefectObserver(Observer):
         self.artifact: Any = None
         self._update: asyncio.Task[None] | None = None
 
-    async def open(self, drill: str) -> None:
-        self.artifact = await acreate_progress_artifact(0.0, description=f"Plans of drill {drill} that ended")
+    def open(self, drill: str) -> None:
+        """Create the progress artifact in the background: the drill's first Run never waits for the Prefect API
+        (one round trip, longer while the API is slow or answers 503 and the client backs off)."""
+        self._update = asyncio.ensure_future(self._create(f"Plans of drill {drill} that ended"))
+
+    async def _create(self, description: str) -> None:
+        with contextlib.suppress(Exception):  # a progress bar is never worth an error
+            self.artifact = await acreate_progress_artifact(0.0, description=description)
+        if self.finished:  # plans that ended meanwhile
+            await self._progress()
 
     def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
         self.logger.info("Drill %s (%s mode, run %s): %d plans on %s", drill, mode, run_id, len(runs), server)
@@ -165,14 +174,16 @@ class PrefectObserver(Observer):
                 payload.update(status=run.undo, reason=run.undo_reason)
             _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels,
                   drill_run=self.drill_run)
-        if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self.artifact is not None:
+        if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self._update is not None:  # opened
             self.finished += 1
-            if self._update is None or self._update.done():
+            if self._update.done():
                 self._update = asyncio.ensure_future(self._progress())
 
     async def _progress(self) -> None:
         """The progress artifact, one PATCH at a time (500 plans ending together are one or two PATCHes, not 500
         requests queued before the drill's own)."""
+        if self.artifact is None:  # not created (the API refused it)
+            return
         sent = -1
         while sent != self.finished:
             sent = self.finished

@@ -106,6 +106,13 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
     elapsed = (report.finished_at - report.started_at).total_seconds()
     all_lists = len(sim.requests(method="GET", path="/v2/FailoverPlans"))
     assert all_lists <= elapsed / 0.05 + 10, (all_lists, elapsed)
+    # the progress artifact, created beside the drill (its first Run does not wait for it), ends at 100 %
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_of(state)]), type=ArtifactFilterType(any_=["progress"])))
+    assert [a.data for a in artifacts] == [100.0]
 
 
 async def test_a_served_drill_reads_its_file_once_and_is_named_after_it(

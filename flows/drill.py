@@ -39,7 +39,7 @@ from vaodrill.spec.model import DrillSpec
 from vaodrill.vao.connection import ConnectionSettings
 from vaodrill_prefect.flows.publish import PrefectObserver, _emit, artifact_key, outcome_message, publish_history
 from vaodrill_prefect.tasks.blocks import VaoServer
-from vaodrill_prefect.tasks.vao import TaskSteps, write_gate
+from vaodrill_prefect.tasks.vao import TaskSteps, quiet_finish, write_gate
 
 
 def _shipped_drills() -> str:
@@ -180,7 +180,8 @@ async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: st
     signals.running.add(drill)
     try:
         observer.open(spec.name)
-        return await drill.run()
+        with quiet_finish(flow_run.id):
+            return await drill.run()
     finally:
         signals.running.discard(drill)
 

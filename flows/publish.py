@@ -110,6 +110,13 @@ EVENTS = {Phase.FAILING_OVER: "vaodrill.failover.started", Phase.FAILED_OVER: "v
                                                        Phase.INTERRUPTED, Phase.REFUSED)}}
 
 
+#: Transitions with no run-log line: the start of an undo (its task run shows it running; its end is logged).
+UNLOGGED = frozenset({Phase.UNDOING})
+
+#: Plans per run-log record of the drill's restore points.
+PLANS_PER_RECORD = 200
+
+
 class PrefectObserver(Observer):
     """The engine's transitions as run-log lines and events; its report as artifacts and a closing event.
 
@@ -138,21 +145,23 @@ class PrefectObserver(Observer):
             await self._progress()
 
     def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
-        self.logger.info("Drill %s (%s mode, run %s): %d plans on %s", drill, mode, run_id, len(runs), server)
-        for run in runs:
-            target = run.target
-            self.logger.info("  %s -> restore point %s (%s)%s", target.name, target.restore_point, target.rule,
-                             "".join(f"; {note}" for note in target.notes))
+        # the plans' restore points as a few records, not one per plan: each record costs the drill's loop CPU
+        lines = [f"  {r.target.name} -> restore point {r.target.restore_point} ({r.target.rule})"
+                 + "".join(f"; {note}" for note in r.target.notes) for r in runs]
+        head = f"Drill {drill} ({mode} mode, run {run_id}): {len(runs)} plans on {server}"
+        for first in range(0, max(len(lines), 1), PLANS_PER_RECORD):
+            self.logger.info("%s", "\n".join([head, *lines[first:first + PLANS_PER_RECORD]]))
 
     def on_transition(self, t: Transition) -> None:
         run = t.run
-        detail = run.reason or run.details or (f"restore point {run.target.restore_point}"
-                                               if t.new is Phase.STARTING else None)
-        level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
-            "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
-        # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
-        logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
-        getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
+        if t.new not in UNLOGGED:
+            detail = run.reason or run.details or (f"restore point {run.target.restore_point}"
+                                                   if t.new is Phase.STARTING else None)
+            level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
+                "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
+            # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
+            logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
+            getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
         if event := EVENTS.get(t.new):
             payload: dict[str, Any] = {"run_id": t.run_id, "phase": t.new.value, "reason": run.reason}
             if t.new is Phase.FAILING_OVER:

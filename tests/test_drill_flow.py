@@ -10,6 +10,7 @@ to a plan that fails its precondition, status reads that do not grow with the nu
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -28,6 +29,7 @@ from vaodrill.engine import progress
 from vaodrill.engine.steps import DrillSession
 from vaodrill.report.model import DrillReport, PlanResult, load_report
 from vaodrill.spec.loader import load_spec
+from vaodrill_prefect.tasks.vao import QuietFinish
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -355,11 +357,29 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
     lines = " | ".join(log.message for log in logs)
     for step in ("checking", "starting", "failing over", "failed over"):  # each step in the plan's task run's log
         assert f"{order[0]}: {step}" in lines, lines
+    assert "Finished in state" not in lines, lines  # its state says so; the drill's filter is gone with it
+    assert not [f for f in logging.getLogger("prefect.task_runs").filters if isinstance(f, QuietFinish)]
     assert (state.message or "").startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
         state.message
     named = sorted(skipped, key=order.index)[:3]
     assert (state.message or "").endswith(f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; "
                                   f"{len(passed)} of 50 plans passed"), state.message
+
+
+def test_quiet_finish_drops_only_the_drill_s_own_completed_task_records() -> None:
+    quiet = QuietFinish("run-1")
+
+    def passes(level: int, message: str, run: str = "run-1", task: str = "failover") -> bool:
+        record = logging.LogRecord("prefect.task_runs", level, __file__, 1, message, None, None)
+        record.__dict__.update(flow_run_id=run, task_name=task)
+        return quiet.filter(record)
+
+    assert not passes(logging.INFO, "Finished in state Completed()")
+    assert not passes(logging.INFO, "Finished in state Completed()", task="undo")
+    assert passes(logging.INFO, "Finished in state Completed()", run="run-2")  # another flow run's task
+    assert passes(logging.INFO, "Finished in state Completed()", task="extract")  # another task of the drill's run
+    assert passes(logging.ERROR, "Finished in state Failed('refused')")  # a failure is read on the page
+    assert passes(logging.INFO, "Plan 1: checking")
 
 
 async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FlowRun:

@@ -98,8 +98,7 @@ async def bare(client: VaoClient, drill: Drill) -> None:
         return {plan.id: plan for plan in await client.list_plans()}
 
     async def start_ready() -> None:
-        ready = [name for name in drill.order
-                 if name not in started and all(dep in done for dep in drill.after[name])]
+        ready = [name for name in drill.order if name not in started and all(dep in done for dep in drill.after[name])]
         started.update(ready)
         await asyncio.gather(*(client.run_failover(ids[name], restore_point=when) for name in ready))
 

@@ -117,8 +117,10 @@ class Bench:
             "name": f"bench-{self.plans}",
             "timezone": "UTC",
             "defaults": {"steps": 5},
-            "plans": [{"name": name, "failover_duration": self.failover[name], "undo_duration": self.undo[name]}
-                      for name in self.order],
+            "plans": [
+                {"name": name, "failover_duration": self.failover[name], "undo_duration": self.undo[name]}
+                for name in self.order
+            ],
         }
 
     def drill(self, polling: str = "fixed") -> dict[str, Any]:
@@ -131,8 +133,9 @@ class Bench:
             "poll_interval": self.interval,
             "polling": polling,
             "on_halt": "fail",
-            "plans": [{"plan": name, **({"after": self.after[name]} if self.after[name] else {})}
-                      for name in self.order],
+            "plans": [
+                {"plan": name, **({"after": self.after[name]} if self.after[name] else {})} for name in self.order
+            ],
         }
 
 
@@ -152,9 +155,16 @@ def generate(plans: int, seed: int, *, critical_path_seconds: float, interval: f
             after[name] = sorted(rng.sample(previous, rng.randint(1, min(2, len(previous))))) if previous else []
         order += layer
         previous = layer
-    bench = Bench(plans=plans, seed=seed, depth=depth, order=order, after=after,
-                  failover={name: rng.randint(60, 600) for name in order},
-                  undo={name: rng.randint(30, 180) for name in order}, interval=interval)
+    bench = Bench(
+        plans=plans,
+        seed=seed,
+        depth=depth,
+        order=order,
+        after=after,
+        failover={name: rng.randint(60, 600) for name in order},
+        undo={name: rng.randint(30, 180) for name in order},
+        interval=interval,
+    )
     return replace(bench, time_scale=bench.critical_path_sim / critical_path_seconds)
 
 
@@ -200,8 +210,14 @@ def _tree_usage(root: int) -> tuple[int, float]:
     return rss_total, cpu_total
 
 
-def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sample_every: float = 0.2,
-                server: int | None = None, db: int | None = None) -> ProcessRun:
+def run_process(
+    command: Sequence[str],
+    env: dict[str, str],
+    timeout: float,
+    sample_every: float = 0.2,
+    server: int | None = None,
+    db: int | None = None,
+) -> ProcessRun:
     """Run ``command`` in its own session, sampling its tree's RSS (and the ``server`` pid's tree apart); killed
     (whole group) after ``timeout``. CPU seconds: the runner's from the kernel's account of reaped children, the
     ``server``'s and ``db``'s as the growth of their trees' counters over the run."""
@@ -230,10 +246,17 @@ def run_process(command: Sequence[str], env: dict[str, str], timeout: float, sam
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         output.seek(0)
-        return ProcessRun(started, ended, returncode, peak / 2**20, output.read(),
-                          server_peak / 2**20 if server is not None else None, cpu_s=cpu,
-                          server_cpu_s=_tree_usage(server)[1] - server_cpu if server is not None else None,
-                          db_cpu_s=_tree_usage(db)[1] - db_cpu if db is not None else None)
+        return ProcessRun(
+            started,
+            ended,
+            returncode,
+            peak / 2**20,
+            output.read(),
+            server_peak / 2**20 if server is not None else None,
+            cpu_s=cpu,
+            server_cpu_s=_tree_usage(server)[1] - server_cpu if server is not None else None,
+            db_cpu_s=_tree_usage(db)[1] - db_cpu if db is not None else None,
+        )
 
 
 # -- metrics from the simulator's request log ---------------------------------------------------------------
@@ -300,15 +323,29 @@ def stage_ends(records: list[dict[str, Any]], kind: str) -> dict[str, float]:
     return ends
 
 
-def analyse(bench: Bench, runner: str, ids: dict[str, str], entries: list[dict[str, Any]],
-            records: list[dict[str, Any]], proc: ProcessRun) -> dict[str, Any]:
+def analyse(
+    bench: Bench,
+    runner: str,
+    ids: dict[str, str],
+    entries: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    proc: ProcessRun,
+) -> dict[str, Any]:
     """One row: span / critical path, polling, reads, lags, start-up and memory of one runner's run."""
     log = Log.parse(entries)
     failover_end, undo_end = stage_ends(records, "Failover"), stage_ends(records, "UndoFailover")
-    row: dict[str, Any] = {"plans": bench.plans, "runner": runner, "seed": bench.seed, "depth": bench.depth,
-                           "time_scale": round(bench.time_scale, 3), "poll_interval_s": bench.interval,
-                           "critical_path_s": round(bench.critical_path_s, 3), "exit_code": proc.returncode,
-                           "rss_mb": round(proc.peak_rss_mb, 1), "tokens": log.tokens}
+    row: dict[str, Any] = {
+        "plans": bench.plans,
+        "runner": runner,
+        "seed": bench.seed,
+        "depth": bench.depth,
+        "time_scale": round(bench.time_scale, 3),
+        "poll_interval_s": bench.interval,
+        "critical_path_s": round(bench.critical_path_s, 3),
+        "exit_code": proc.returncode,
+        "rss_mb": round(proc.peak_rss_mb, 1),
+        "tokens": log.tokens,
+    }
     if proc.cpu_s is not None:
         row["cpu_s"] = round(proc.cpu_s, 1)
     for key in ("server_rss_mb", "server_cpu_s", "db_cpu_s"):
@@ -329,17 +366,29 @@ def analyse(bench: Bench, runner: str, ids: dict[str, str], entries: list[dict[s
     end = proc.ended_at if problems else max((s for s in seen_undone if s is not None), default=proc.ended_at)
     if first_run is not None:
         span = end - first_run
-        row |= {"span_s": round(span, 3), "ratio": round(span / bench.critical_path_s, 4),
-                "startup_s": round(first_run - proc.started_at, 3), "tail_s": round(proc.ended_at - end, 3)}
+        row |= {
+            "span_s": round(span, 3),
+            "ratio": round(span / bench.critical_path_s, 4),
+            "startup_s": round(first_run - proc.started_at, 3),
+            "tail_s": round(proc.ended_at - end, 3),
+        }
         polls = [t for t in log.lists if first_run <= t <= end]
         periods = [b - a for a, b in itertools.pairwise(polls)]
-        row |= {"list_reads": len(polls), "list_reads_per_interval": round(len(polls) / (span / bench.interval), 3),
-                "poll_p50_s": _round(_pct(periods, 50)), "poll_p90_s": _round(_pct(periods, 90))}
+        row |= {
+            "list_reads": len(polls),
+            "list_reads_per_interval": round(len(polls) / (span / bench.interval), 3),
+            "poll_p50_s": _round(_pct(periods, 50)),
+            "poll_p90_s": _round(_pct(periods, 90)),
+        }
     row["gets_per_plan"] = round(sum(len(times) for times in log.gets.values()) / bench.plans, 2)
     lags = list(_failover_lags(bench, ids, log, failover_end))
     undo_lags = list(_undo_lags(bench, ids, log, undo_end))
-    row |= {"lag_p50_s": _round(_pct(lags, 50)), "lag_p95_s": _round(_pct(lags, 95)),
-            "undo_lag_p50_s": _round(_pct(undo_lags, 50)), "undo_lag_p95_s": _round(_pct(undo_lags, 95))}
+    row |= {
+        "lag_p50_s": _round(_pct(lags, 50)),
+        "lag_p95_s": _round(_pct(lags, 95)),
+        "undo_lag_p50_s": _round(_pct(undo_lags, 50)),
+        "undo_lag_p95_s": _round(_pct(undo_lags, 95)),
+    }
     if problems:
         last_line = proc.output.strip().splitlines()[-1:]  # the runner's error line (or a traceback's last)
         row["error"] = "; ".join(problems + [line[:300] for line in last_line])
@@ -405,7 +454,11 @@ class PrefectServer:
         prefect = Path(sys.executable).parent / "prefect"
         self.process = subprocess.Popen(
             [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
@@ -430,8 +483,13 @@ class PrefectServer:
 
     def env(self) -> dict[str, str]:
         database = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.postgres.url} if self.postgres else {}
-        return {**_without_prefect(os.environ), "PREFECT_HOME": str(self.home), "PREFECT_API_URL": self.url,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **database}
+        return {
+            **_without_prefect(os.environ),
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            **database,
+        }
 
     def pids(self) -> tuple[int | None, int | None]:
         """The server's pid and PostgreSQL's postmaster pid (None without PostgreSQL)."""
@@ -475,9 +533,16 @@ def runner_env(runner: str, url: str, work: Path, prefect: PrefectServer | None)
     return _without_prefect(os.environ) | {"PREFECT_HOME": str(work / "no-prefect")} | vao
 
 
-def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[str], work: Path,
-                   sequential_limit: float, console: Console, prefect: Mapping[str, PrefectServer] | None = None
-                   ) -> list[dict[str, Any]]:
+def bench_one_size(
+    sim: httpx.Client,
+    url: str,
+    bench: Bench,
+    runners: Sequence[str],
+    work: Path,
+    sequential_limit: float,
+    console: Console,
+    prefect: Mapping[str, PrefectServer] | None = None,
+) -> list[dict[str, Any]]:
     """One row per runner on ``bench``; ``prefect``: the started server per database (``sqlite``, ``postgres``)."""
     drill_files = {}
     for polling in ("fixed", "adaptive"):
@@ -489,21 +554,36 @@ def bench_one_size(sim: httpx.Client, url: str, bench: Bench, runners: Sequence[
     rows: list[dict[str, Any]] = []
     for runner in runners:
         if runner == "sequential" and (estimate := bench.sequential_estimate_s()) > sequential_limit:
-            console.print(f"[yellow]{bench.plans} plans: sequential skipped (estimated {estimate:.0f} s > "
-                          f"{sequential_limit:.0f} s)[/yellow]")
-            rows.append({"plans": bench.plans, "runner": runner, "ratio": None, "vs_bare": None,
-                         "skipped": f"estimated {estimate:.0f} s"})
+            console.print(
+                f"[yellow]{bench.plans} plans: sequential skipped (estimated {estimate:.0f} s > "
+                f"{sequential_limit:.0f} s)[/yellow]"
+            )
+            rows.append(
+                {
+                    "plans": bench.plans,
+                    "runner": runner,
+                    "ratio": None,
+                    "vs_bare": None,
+                    "skipped": f"estimated {estimate:.0f} s",
+                }
+            )
             continue
         sim.post("/_sim/reset", json={}).raise_for_status()
         console.print(f"[dim]{bench.plans} plans: {runner} (critical path {bench.critical_path_s:.1f} s) ...[/dim]")
         timeout = max(120.0, 6 * bench.critical_path_s) + (
-            bench.sequential_estimate_s() if runner == "sequential" else 0.0)
+            bench.sequential_estimate_s() if runner == "sequential" else 0.0
+        )
         load = os.getloadavg()[0]  # other work on the machine shows here
         drill_file = drill_files["adaptive" if runner == "vaodrill-adaptive" else "fixed"]
         server = (prefect or {}).get(PREFECT_RUNNERS.get(runner, ""))
         server_pid, db_pid = server.pids() if server else (None, None)
-        proc = run_process(runner_command(runner, drill_file, work / "reports"),
-                           runner_env(runner, url, work, server), timeout, server=server_pid, db=db_pid)
+        proc = run_process(
+            runner_command(runner, drill_file, work / "reports"),
+            runner_env(runner, url, work, server),
+            timeout,
+            server=server_pid,
+            db=db_pid,
+        )
         entries = sim.get("/_sim/requests").raise_for_status().json()
         records = sim.get("/_sim/plans").raise_for_status().json()
         rows.append(analyse(bench, runner, ids, entries, records, proc) | {"load_before": round(load, 2)})
@@ -520,32 +600,58 @@ def _fmt(value: Any, spec: str = ".2f", suffix: str = "") -> str:
 
 
 def table(rows: list[dict[str, Any]], cores: int, interval: float) -> Table:
-    out = Table(title=f"drill benchmark: {cores} cores, poll interval {interval:g} s, span / critical path",
-                caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
-                        "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
-                        "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
-                        "RSS: peak of the runner's process tree (+ the Prefect server's); CPU: seconds of the runner's "
-                        "tree (+ the Prefect server's, + PostgreSQL's) during the run; load: 1-minute load average "
-                        "before the run")
-    for name in ("plans", "runner", "crit. path", "span/CP", "/bare", "lists/int.", "poll p50/p90", "tokens",
-                 "GETs/plan", "lag p50/p95", "undo lag p50", "start->Run", "exit tail", "RSS MB", "CPU s", "load",
-                 "note"):
+    out = Table(
+        title=f"drill benchmark: {cores} cores, poll interval {interval:g} s, span / critical path",
+        caption="span: first Run POST -> read showing the last undo done; lag: read showing a plan's "
+        "dependencies done -> its Run POST; undo lag: read showing a wave done -> next wave's Undo "
+        "POST; start->Run: process start -> first Run POST; exit tail: that read -> process exit; "
+        "RSS: peak of the runner's process tree (+ the Prefect server's); CPU: seconds of the runner's "
+        "tree (+ the Prefect server's, + PostgreSQL's) during the run; load: 1-minute load average "
+        "before the run",
+    )
+    for name in (
+        "plans",
+        "runner",
+        "crit. path",
+        "span/CP",
+        "/bare",
+        "lists/int.",
+        "poll p50/p90",
+        "tokens",
+        "GETs/plan",
+        "lag p50/p95",
+        "undo lag p50",
+        "start->Run",
+        "exit tail",
+        "RSS MB",
+        "CPU s",
+        "load",
+        "note",
+    ):
         out.add_column(name, justify="left" if name in ("runner", "note") else "right")
     for row in rows:
         if row.get("skipped"):
             out.add_row(str(row["plans"]), row["runner"], *["-"] * 14, f"skipped ({row['skipped']})")
             continue
         out.add_row(
-            str(row["plans"]), row["runner"], _fmt(row.get("critical_path_s"), ".1f", " s"),
-            _fmt(row.get("ratio"), ".3f"), _fmt(row.get("vs_bare"), ".3f"),
+            str(row["plans"]),
+            row["runner"],
+            _fmt(row.get("critical_path_s"), ".1f", " s"),
+            _fmt(row.get("ratio"), ".3f"),
+            _fmt(row.get("vs_bare"), ".3f"),
             _fmt(row.get("list_reads_per_interval"), ".2f"),
             f"{_fmt(row.get('poll_p50_s'), '.3f')}/{_fmt(row.get('poll_p90_s'), '.3f')}",
-            str(row.get("tokens", "-")), _fmt(row.get("gets_per_plan"), ".2f"),
+            str(row.get("tokens", "-")),
+            _fmt(row.get("gets_per_plan"), ".2f"),
             f"{_fmt(row.get('lag_p50_s'), '.3g')}/{_fmt(row.get('lag_p95_s'), '.3g')}",
-            _fmt(row.get("undo_lag_p50_s"), ".3g"), _fmt(row.get("startup_s"), ".1f", " s"),
-            _fmt(row.get("tail_s"), ".1f", " s"), _rss(row), _cpu(row),
+            _fmt(row.get("undo_lag_p50_s"), ".3g"),
+            _fmt(row.get("startup_s"), ".1f", " s"),
+            _fmt(row.get("tail_s"), ".1f", " s"),
+            _rss(row),
+            _cpu(row),
             _fmt(row.get("load_before"), ".1f"),
-            row.get("error", "")[:60])
+            row.get("error", "")[:60],
+        )
     return out
 
 
@@ -555,8 +661,11 @@ def _rss(row: dict[str, Any]) -> str:
 
 
 def _cpu(row: dict[str, Any]) -> str:
-    extra = "".join(f" + {row[key]:.0f} {what}" for key, what in (("server_cpu_s", "server"), ("db_cpu_s", "db"))
-                    if row.get(key) is not None)
+    extra = "".join(
+        f" + {row[key]:.0f} {what}"
+        for key, what in (("server_cpu_s", "server"), ("db_cpu_s", "db"))
+        if row.get(key) is not None
+    )
     return _fmt(row.get("cpu_s"), ".1f") + extra
 
 
@@ -568,15 +677,26 @@ def plot(rows: list[dict[str, Any]], path: Path, cores: int) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for runner in RUNNERS:
-        points = sorted((row["plans"], row["ratio"]) for row in rows
-                        if row["runner"] == runner and row.get("ratio") is not None and "error" not in row)
-        failed = sorted((row["plans"], row["ratio"]) for row in rows
-                        if row["runner"] == runner and row.get("ratio") is not None and "error" in row)
+        points = sorted(
+            (row["plans"], row["ratio"])
+            for row in rows
+            if row["runner"] == runner and row.get("ratio") is not None and "error" not in row
+        )
+        failed = sorted(
+            (row["plans"], row["ratio"])
+            for row in rows
+            if row["runner"] == runner and row.get("ratio") is not None and "error" in row
+        )
         if points:
             line = ax.plot(*zip(*points, strict=True), marker="o", label=runner)[0]
         if failed:  # timed out: its span is at least this
-            ax.scatter(*zip(*failed, strict=True), marker="^", facecolors="none",
-                       edgecolors=line.get_color() if points else None, label=f"{runner}: timed out (at least)")
+            ax.scatter(
+                *zip(*failed, strict=True),
+                marker="^",
+                facecolors="none",
+                edgecolors=line.get_color() if points else None,
+                label=f"{runner}: timed out (at least)",
+            )
     ax.set_xscale("log")
     ax.set_yscale("log")
     sizes = sorted({row["plans"] for row in rows})
@@ -604,10 +724,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--critical-path-seconds", type=float, default=None, help="wall seconds (default 30)")
     parser.add_argument("--poll-interval", type=float, default=None, help="seconds, for every runner (default 0.75)")
-    parser.add_argument("--sequential-limit", type=float, default=300.0,
-                        help="skip the sequential runner when its estimated run is longer (seconds)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 8 plans, 4 s critical path, 0.25 s interval (unless given)")
+    parser.add_argument(
+        "--sequential-limit",
+        type=float,
+        default=300.0,
+        help="skip the sequential runner when its estimated run is longer (seconds)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 8 plans, 4 s critical path, 0.25 s interval (unless given)"
+    )
     parser.add_argument("--json", type=Path, help="write one object per plans x runner")
     parser.add_argument("--plot", type=Path, help="PNG of span / critical path against plan count")
     args = parser.parse_args(argv)
@@ -625,16 +750,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(width=shutil.get_terminal_size((180, 24)).columns)  # a wide table, also when piped
     cores = os.cpu_count() or 1
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="drill-bench-") as tmp, contextlib.ExitStack() as stack, \
-            BackgroundServer(create_app("demo", username=USERNAME, password=PASSWORD)) as server, \
-            httpx.Client(base_url=server.url, timeout=60) as sim:
-        prefect = {database: stack.enter_context(PrefectServer(Path(tmp) / f"prefect-{database}", database))
-                   for runner, database in PREFECT_RUNNERS.items() if runner in args.runners}
+    with (
+        tempfile.TemporaryDirectory(prefix="drill-bench-") as tmp,
+        contextlib.ExitStack() as stack,
+        BackgroundServer(create_app("demo", username=USERNAME, password=PASSWORD)) as server,
+        httpx.Client(base_url=server.url, timeout=60) as sim,
+    ):
+        prefect = {
+            database: stack.enter_context(PrefectServer(Path(tmp) / f"prefect-{database}", database))
+            for runner, database in PREFECT_RUNNERS.items()
+            if runner in args.runners
+        }
         for plans in args.plans:
-            bench = generate(plans, args.seed, critical_path_seconds=args.critical_path_seconds,
-                             interval=args.poll_interval)
-            rows += bench_one_size(sim, server.url, bench, args.runners, Path(tmp), args.sequential_limit, console,
-                                   prefect)
+            bench = generate(
+                plans, args.seed, critical_path_seconds=args.critical_path_seconds, interval=args.poll_interval
+            )
+            rows += bench_one_size(
+                sim, server.url, bench, args.runners, Path(tmp), args.sequential_limit, console, prefect
+            )
     console.print(table(rows, cores, args.poll_interval))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")

@@ -27,8 +27,13 @@ def main(count: int) -> None:
     slowest: tuple[float, str, str] = (0.0, "", "")
     failures: list[str] = []
 
-    @settings(max_examples=count, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(cases)
     def one(case: Case) -> None:
         nonlocal slowest

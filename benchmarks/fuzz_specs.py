@@ -26,11 +26,58 @@ from vaodrill.spec.loader import SpecError, parse_spec
 from vaodrill.spec.model import CONTINUE_OPTIONS
 
 _WORDS = ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting", "ERP", "Mail"]
-_DURATIONS = ["45s", "90m", "6h", "2d", "1w", "1h30m", "PT6H", "P1DT2H", 600, 0.5, "0s", "-1h", "1x", "P1M",
-              "999999999999999999999w", "100000000w", "3650d", "3651d", "1e400", "0.0000001s", "9" * 150]
+_DURATIONS = [
+    "45s",
+    "90m",
+    "6h",
+    "2d",
+    "1w",
+    "1h30m",
+    "PT6H",
+    "P1DT2H",
+    600,
+    0.5,
+    "0s",
+    "-1h",
+    "1x",
+    "P1M",
+    "999999999999999999999w",
+    "100000000w",
+    "3650d",
+    "3651d",
+    "1e400",
+    "0.0000001s",
+    "9" * 150,
+]
 _ALPHABET = "ab Z09:-_[]{},&*!|>'\"#%@`?\n\t\\/.+=~\u00e9\u2028\x00\x85\ufeff\ud7ff"
-_YAML_BITS = [": ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!!int ", "!!str ", "!!binary ", "!!set ", "<<: ",
-              "? ", "|\n", ">\n", "'", '"', "#", "\n", "  ", "---\n", "...\n", "%YAML 1.1\n", "!!python/object "]
+_YAML_BITS = [
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "&a ",
+    "*a",
+    "!!int ",
+    "!!str ",
+    "!!binary ",
+    "!!set ",
+    "<<: ",
+    "? ",
+    "|\n",
+    ">\n",
+    "'",
+    '"',
+    "#",
+    "\n",
+    "  ",
+    "---\n",
+    "...\n",
+    "%YAML 1.1\n",
+    "!!python/object ",
+]
 
 
 def random_scalar(rng: random.Random) -> Any:
@@ -49,8 +96,17 @@ def random_scalar(rng: random.Random) -> Any:
     if choice == 5:
         return rng.choice(["latest", "fail", "drill", "failover", "UTC", "Europe/Berlin", "Mars/Base", "sunday 02:00"])
     if choice == 6:
-        return rng.choice(["2026-11-01T02:00:00+01:00", "2026-11-01T02:00 Europe/Berlin", "0001-01-01T00:00+14:00",
-                           "9999-12-31T23:59:59-14:00", "2200-01-01", "1969-12-31T23:59:59Z", "not a date"])
+        return rng.choice(
+            [
+                "2026-11-01T02:00:00+01:00",
+                "2026-11-01T02:00 Europe/Berlin",
+                "0001-01-01T00:00+14:00",
+                "9999-12-31T23:59:59-14:00",
+                "2200-01-01",
+                "1969-12-31T23:59:59Z",
+                "not a date",
+            ]
+        )
     if choice == 7:
         return rng.choice(_WORDS)
     if choice == 8:
@@ -67,21 +123,25 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
         return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
     if kind == 9:
         keys = ["plan", "after", "ago", "at", "tz", "seed", "random_within", "continue", "max", "last", "start_of"]
-        return {rng.choice(keys) if rng.random() < 0.7 else random_scalar(rng): random_value(rng, depth + 1)
-                for _ in range(rng.randrange(4))}
+        return {
+            rng.choice(keys) if rng.random() < 0.7 else random_scalar(rng): random_value(rng, depth + 1)
+            for _ in range(rng.randrange(4))
+        }
     return random_scalar(rng)
 
 
 def random_rule(rng: random.Random) -> Any:
-    return rng.choice([
-        "latest",
-        {"ago": rng.choice(["6h", "1d", "30m"])},
-        {"at": "2026-11-01T02:00:00+01:00"},
-        {"at": "2026-11-01T02:00", "tz": "Europe/Berlin"},
-        {"last": rng.choice(["sunday 02:00", "daily 23:30"])},
-        {"start_of": rng.choice(["day", "week", "month"])},
-        {"random_within": "7d", "seed": rng.randrange(2**40)},
-    ])
+    return rng.choice(
+        [
+            "latest",
+            {"ago": rng.choice(["6h", "1d", "30m"])},
+            {"at": "2026-11-01T02:00:00+01:00"},
+            {"at": "2026-11-01T02:00", "tz": "Europe/Berlin"},
+            {"last": rng.choice(["sunday 02:00", "daily 23:30"])},
+            {"start_of": rng.choice(["day", "week", "month"])},
+            {"random_within": "7d", "seed": rng.randrange(2**40)},
+        ]
+    )
 
 
 def valid_spec(rng: random.Random) -> dict[str, Any]:
@@ -104,10 +164,14 @@ def valid_spec(rng: random.Random) -> dict[str, Any]:
         plans.append(name if len(step) == 1 and rng.random() < 0.5 else step)
     spec: dict[str, Any] = {"name": "fuzz-drill", "plans": plans}
     optional = {
-        "description": "generated", "mode": rng.choice(["drill", "failover"]),
-        "timezone": rng.choice(["UTC", "Europe/Berlin", "America/New_York"]), "restore_point": random_rule(rng),
-        "max_parallel": rng.randrange(1, len(plans) + 1), "poll_interval": rng.choice(["1s", "10s", 0.05]),
-        "give_up_after": rng.choice(["10s", "5m", "24h"]), "on_halt": "fail",
+        "description": "generated",
+        "mode": rng.choice(["drill", "failover"]),
+        "timezone": rng.choice(["UTC", "Europe/Berlin", "America/New_York"]),
+        "restore_point": random_rule(rng),
+        "max_parallel": rng.randrange(1, len(plans) + 1),
+        "poll_interval": rng.choice(["1s", "10s", 0.05]),
+        "give_up_after": rng.choice(["10s", "5m", "24h"]),
+        "on_halt": "fail",
     }
     spec.update({key: value for key, value in optional.items() if rng.random() < 0.4})
     return spec
@@ -160,9 +224,9 @@ def mutate_text(rng: random.Random, text: str) -> str:
         if action == 0:
             text = text[:pos] + rng.choice(_YAML_BITS) + text[pos:]
         elif action == 1:
-            text = text[:pos] + text[pos + rng.randrange(1, 8):]
+            text = text[:pos] + text[pos + rng.randrange(1, 8) :]
         elif action == 2:
-            text = text[:pos] + rng.choice(_ALPHABET) + text[pos + 1:]
+            text = text[:pos] + rng.choice(_ALPHABET) + text[pos + 1 :]
         else:
             lines = text.splitlines(keepends=True)
             if len(lines) > 1:
@@ -182,8 +246,11 @@ def hostile(rng: random.Random) -> str:
         width, levels = rng.randrange(3, 12), rng.randrange(3, 12)
         lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
         lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
-        tail = f"plans:\n  - plan: A\n    restore_point: {{ago: *l{levels - 1}}}\n" if rng.random() < 0.5 else (
-            f"plans: [A]\ndescription: *l{levels - 1}\n")
+        tail = (
+            f"plans:\n  - plan: A\n    restore_point: {{ago: *l{levels - 1}}}\n"
+            if rng.random() < 0.5
+            else (f"plans: [A]\ndescription: *l{levels - 1}\n")
+        )
         return "\n".join(lines) + "\nname: x\n" + tail
     if choice == 1:  # deep nesting
         depth = rng.choice([63, 64, 65, 1000, 5000, 10_000])
@@ -191,8 +258,15 @@ def hostile(rng: random.Random) -> str:
         return f"name: x\nplans: [A]\ndescription: {inner}\n"
     if choice == 2:  # huge numbers where numbers go
         number = rng.choice(["9" * rng.randrange(20, 6000), "1e32", "1.0e+32", "0x" + "f" * 300, "1:" * 100 + "1"])
-        field = rng.choice(["max_parallel: {}", "poll_interval: {}", "restore_point: {{random_within: 7d, seed: {}}}",
-                            "on_halt: {{continue: RetryFailedStep, max: {}}}", "restore_point: {{ago: {}}}"])
+        field = rng.choice(
+            [
+                "max_parallel: {}",
+                "poll_interval: {}",
+                "restore_point: {{random_within: 7d, seed: {}}}",
+                "on_halt: {{continue: RetryFailedStep, max: {}}}",
+                "restore_point: {{ago: {}}}",
+            ]
+        )
         return f"name: x\n{field.format(number)}\nplans: [A, B]\n"
     if choice == 3:  # overflowing durations
         duration = rng.choice(["999999999999999999999w", "100000000w", "P99999999999999999999D", "1e308"])
@@ -204,13 +278,20 @@ def hostile(rng: random.Random) -> str:
         return f"name: x\n{field}: {duration}\nplans: [A]\n"
     if choice == 4:  # long names, many plans, long after lists
         size = rng.choice([200, 201, 10_000, 1_000_000])
-        return rng.choice([f"name: x\nplans: [{'a' * size}]\n", f"name: {'a' * size}\nplans: [A]\n",
-                           f"name: x\ndescription: {'d' * size}\nplans: [A]\n"])
+        return rng.choice(
+            [
+                f"name: x\nplans: [{'a' * size}]\n",
+                f"name: {'a' * size}\nplans: [A]\n",
+                f"name: x\ndescription: {'d' * size}\nplans: [A]\n",
+            ]
+        )
     if choice == 5:
         count = rng.choice([999, 1000, 1001, 5000])
         return "name: x\nplans:\n" + "".join(f"  - p{i}\n" for i in range(count))
-    return f"name: x\nrestore_point: {{at: {rng.choice(['0000-01-01', '0001-01-01 00:00:00', '9999-12-31'])}}}\n" \
-           "plans: [A]\n"
+    return (
+        f"name: x\nrestore_point: {{at: {rng.choice(['0000-01-01', '0001-01-01 00:00:00', '9999-12-31'])}}}\n"
+        "plans: [A]\n"
+    )
 
 
 def random_document(rng: random.Random) -> str:
@@ -269,8 +350,10 @@ def main() -> int:
         if elapsed > slowest[0]:
             slowest = (elapsed, kind, f"{len(text)} chars, {result}: {text[:60]!r}")
     total = time.perf_counter() - started
-    print(f"{args.count} specs in {total:.1f} s (seed {args.seed}); cases: "
-          + ", ".join(f"{kind} {n}" for kind, n in by_case.most_common()))
+    print(
+        f"{args.count} specs in {total:.1f} s (seed {args.seed}); cases: "
+        + ", ".join(f"{kind} {n}" for kind, n in by_case.most_common())
+    )
     for result, n in sorted(counts.items(), key=lambda item: (not item[0].startswith("loaded"), -item[1])):
         print(f"{n:7d}  {result}")
     print(f"slowest: {slowest[0] * 1000:.0f} ms, {slowest[1]}, {slowest[2]}")

@@ -42,14 +42,26 @@ def _plan(name: str, pid: str, start: datetime, rng: random.Random, drift: float
     passed = rng.random() > 0.05
     rto = round(rng.uniform(120, 480) * drift, 3) if passed else None
     done = start + timedelta(seconds=rto or 900)
-    return {"plan": name, "id": pid, "status": "passed" if passed else "failed",
-            "reason": None if passed else "halted at step 3 of 7", "after": [],
-            "restore_point": (start - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%S"),
-            "restore_point_rule": "ago 6h", "restore_point_seed": None, "failover_started_at": start.isoformat(),
-            "failover_completed_at": done.isoformat() if passed else None, "failover_ended_at": done.isoformat(),
-            "failover_details": "Complete, no errors, no warnings", "rto_seconds": rto, "rto_target_seconds": 600.0,
-            "rto_met": None if rto is None else rto <= 600, "undo": "verified", "undo_reason": None,
-            "undo_completed_at": (done + timedelta(minutes=4)).isoformat()}
+    return {
+        "plan": name,
+        "id": pid,
+        "status": "passed" if passed else "failed",
+        "reason": None if passed else "halted at step 3 of 7",
+        "after": [],
+        "restore_point": (start - timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%S"),
+        "restore_point_rule": "ago 6h",
+        "restore_point_seed": None,
+        "failover_started_at": start.isoformat(),
+        "failover_completed_at": done.isoformat() if passed else None,
+        "failover_ended_at": done.isoformat(),
+        "failover_details": "Complete, no errors, no warnings",
+        "rto_seconds": rto,
+        "rto_target_seconds": 600.0,
+        "rto_met": None if rto is None else rto <= 600,
+        "undo": "verified",
+        "undo_reason": None,
+        "undo_completed_at": (done + timedelta(minutes=4)).isoformat(),
+    }
 
 
 def generate(root: Path, reports: int, plans: int, seed: int = 21) -> None:
@@ -62,10 +74,20 @@ def generate(root: Path, reports: int, plans: int, seed: int = 21) -> None:
         body = [_plan(f"Plan {d}-{j}", f"{d:08x}-0000-4000-8000-{j:012x}", start, rng, drift) for j in range(plans)]
         verdict = "passed" if all(p["status"] == "passed" for p in body) else "failed"
         data: dict[str, Any] = {
-                "schema_version": 1, "drill": f"drill-{d:03d}", "run_id": f"{i:08x}-bench", "mode": "drill",
-                "verdict": verdict, "started_at": start.isoformat(), "finished_at": (start + timedelta(hours=1))
-                .isoformat(), "description": None, "vao_server": "https://vao.example:9899", "flow_run_url": None,
-                "reason": None if verdict == "passed" else "some plans did not pass", "stopped": None, "plans": body}
+            "schema_version": 1,
+            "drill": f"drill-{d:03d}",
+            "run_id": f"{i:08x}-bench",
+            "mode": "drill",
+            "verdict": verdict,
+            "started_at": start.isoformat(),
+            "finished_at": (start + timedelta(hours=1)).isoformat(),
+            "description": None,
+            "vao_server": "https://vao.example:9899",
+            "flow_run_url": None,
+            "reason": None if verdict == "passed" else "some plans did not pass",
+            "stopped": None,
+            "plans": body,
+        }
         folder = root / data["drill"] / f"{start.strftime('%Y%m%dT%H%M%SZ')}-{i:08x}"
         folder.mkdir(parents=True)
         (folder / "report.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
@@ -90,8 +112,12 @@ def bench_history(reports: int, plans: int, work: Path) -> dict[str, Any]:
     t = time.perf_counter()
     generate(root, reports, plans)
     size = sum(p.stat().st_size for p in root.glob("*/*/report.json"))
-    result: dict[str, Any] = {"reports": reports, "plans_per_report": plans, "generate_s": time.perf_counter() - t,
-                              "report_bytes": size}
+    result: dict[str, Any] = {
+        "reports": reports,
+        "plans_per_report": plans,
+        "generate_s": time.perf_counter() - t,
+        "report_bytes": size,
+    }
     base = ("history", "--report-dir", str(root))
     result["cold"] = timed(*base, "--json", cache=cache)
     result["warm"] = timed(*base, "--json", cache=cache)
@@ -110,12 +136,28 @@ def pack_report(plans: int, start: datetime, run_id: str, rng: random.Random) ->
     for j in range(plans):
         began = start + timedelta(seconds=rng.uniform(0, 1800))
         rto = rng.uniform(60, 700)
-        results.append(PlanResult.model_validate(
-            {**_plan(f"Plan {j:03d}", f"00000000-0000-4000-8000-{j:012x}", began, rng, 1.0), "rto_seconds": rto,
-             "rto_met": rto <= 600, "status": "passed", "reason": None, "failover_completed_at":
-             began + timedelta(seconds=rto), "after": [f"Plan {j - 1:03d}"] if j % 10 else []}))
-    return DrillReport(drill="big", run_id=run_id, mode="drill", verdict="passed", started_at=start,
-                       finished_at=start + timedelta(hours=3), plans=results)
+        results.append(
+            PlanResult.model_validate(
+                {
+                    **_plan(f"Plan {j:03d}", f"00000000-0000-4000-8000-{j:012x}", began, rng, 1.0),
+                    "rto_seconds": rto,
+                    "rto_met": rto <= 600,
+                    "status": "passed",
+                    "reason": None,
+                    "failover_completed_at": began + timedelta(seconds=rto),
+                    "after": [f"Plan {j - 1:03d}"] if j % 10 else [],
+                }
+            )
+        )
+    return DrillReport(
+        drill="big",
+        run_id=run_id,
+        mode="drill",
+        verdict="passed",
+        started_at=start,
+        finished_at=start + timedelta(hours=3),
+        plans=results,
+    )
 
 
 def bench_pack(plans: int, work: Path) -> dict[str, Any]:
@@ -139,9 +181,13 @@ def bench_pack(plans: int, work: Path) -> dict[str, Any]:
     files = write_reports(report, root, journal=journal)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert files.evidence is not None
-    return {"plans": plans, "write_reports_s": seconds, "write_reports_cpu_s": cpu,
-            "evidence_bytes": files.evidence.stat().st_size,
-            "journal_lines": len(journal.path.read_bytes().splitlines())}
+    return {
+        "plans": plans,
+        "write_reports_s": seconds,
+        "write_reports_cpu_s": cpu,
+        "evidence_bytes": files.evidence.stat().st_size,
+        "journal_lines": len(journal.path.read_bytes().splitlines()),
+    }
 
 
 def main() -> None:
@@ -152,16 +198,23 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="history-bench-") as tmp:
-        figures: dict[str, Any] = {"history": bench_history(args.reports, args.plans, Path(tmp)),
-                   "pack": bench_pack(args.pack_plans, Path(tmp)), "load_average": os.getloadavg()}
+        figures: dict[str, Any] = {
+            "history": bench_history(args.reports, args.plans, Path(tmp)),
+            "pack": bench_pack(args.pack_plans, Path(tmp)),
+            "load_average": os.getloadavg(),
+        }
     h, p = figures["history"], figures["pack"]
-    print(f"{h['reports']:,} reports x {h['plans_per_report']} plans ({h['report_bytes'] / 1e6:.0f} MB of JSON), "
-          f"index {h['index_bytes'] / 1e6:.0f} MB; load average {figures['load_average'][0]:.1f}")
+    print(
+        f"{h['reports']:,} reports x {h['plans_per_report']} plans ({h['report_bytes'] / 1e6:.0f} MB of JSON), "
+        f"index {h['index_bytes'] / 1e6:.0f} MB; load average {figures['load_average'][0]:.1f}"
+    )
     for key in ("cold", "warm", "warm_table", "check", "after_one_new_report"):
         seconds, cpu, rss, code = h[key]
         print(f"  history {key:<22} {seconds:6.2f} s (CPU {cpu:5.2f} s)  {rss:6.0f} MB  exit {code}")
-    print(f"evidence pack of {p['plans']} plans: {p['evidence_bytes'] / 1e6:.2f} MB, write_reports "
-          f"{p['write_reports_s']:.2f} s (CPU {p['write_reports_cpu_s']:.2f} s; journal {p['journal_lines']:,} lines)")
+    print(
+        f"evidence pack of {p['plans']} plans: {p['evidence_bytes'] / 1e6:.2f} MB, write_reports "
+        f"{p['write_reports_s']:.2f} s (CPU {p['write_reports_cpu_s']:.2f} s; journal {p['journal_lines']:,} lines)"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -35,8 +35,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
 #: plan -> (target minutes, usual RTO minutes)
-PLANS = {"Core Network": (15, 9), "Active Directory": (30, 14), "SQL Tier": (60, 38), "App Tier": (45, 21),
-         "Web Tier": (30, 11), "Reporting": (90, 40)}
+PLANS = {
+    "Core Network": (15, 9),
+    "Active Directory": (30, 14),
+    "SQL Tier": (60, 38),
+    "App Tier": (45, 21),
+    "Web Tier": (30, 11),
+    "Reporting": (90, 40),
+}
 SPEC = """name: app-stack-monthly
 history: {max_age: 90d, rto_regression: 25%}
 plans: [Core Network, Active Directory, SQL Tier, App Tier, Web Tier, Reporting]
@@ -47,10 +53,15 @@ def _result(name: str, month: int, rng: random.Random) -> PlanResult:
     target, usual = PLANS[name]
     failed = (name == "Reporting" and month >= 10) or (name == "App Tier" and month == 6)
     minutes = usual * rng.uniform(0.9, 1.1) * (1.45 if name == "SQL Tier" and month == 13 else 1.0)
-    return PlanResult(plan=name, status="failed" if failed else "passed", undo="verified",
-                      reason="halted at step 4 of 9 (VM RPT-02: no network)" if failed else None,
-                      rto_seconds=None if failed else round(minutes * 60, 1), rto_target_seconds=target * 60.0,
-                      rto_met=None if failed else minutes <= target)
+    return PlanResult(
+        plan=name,
+        status="failed" if failed else "passed",
+        undo="verified",
+        reason="halted at step 4 of 9 (VM RPT-02: no network)" if failed else None,
+        rto_seconds=None if failed else round(minutes * 60, 1),
+        rto_target_seconds=target * 60.0,
+        rto_met=None if failed else minutes <= target,
+    )
 
 
 def history_sample(root: Path) -> None:
@@ -59,18 +70,36 @@ def history_sample(root: Path) -> None:
     for month in range(14):
         start = now - timedelta(days=30 * (13 - month) + 6)
         plans = [_result(name, month, rng) for name in PLANS]
-        report = DrillReport(drill="app-stack-monthly", run_id=f"m{month:02d}-sample", mode="drill",
-                             verdict="passed" if all(p.status == "passed" for p in plans) else "failed",
-                             started_at=start, finished_at=start + timedelta(hours=2), plans=plans)
+        report = DrillReport(
+            drill="app-stack-monthly",
+            run_id=f"m{month:02d}-sample",
+            mode="drill",
+            verdict="passed" if all(p.status == "passed" for p in plans) else "failed",
+            started_at=start,
+            finished_at=start + timedelta(hours=2),
+            plans=plans,
+        )
         folder = report_directory(report, root)
         folder.mkdir(parents=True)
         (folder / "report.json").write_text(report_to_json(report))
 
 
 def screenshot(page: Path, png: Path, width: int, height: int) -> None:
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--window-size={width},{height}", f"--screenshot={png}", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def demo_pack(root: Path) -> Path:
@@ -92,9 +121,21 @@ def main() -> None:
         history_sample(work / "reports")
         (work / "app-stack-monthly.yaml").write_text(SPEC)
         page = work / "history.html"
-        subprocess.run([VAODRILL, "history", "--report-dir", str(work / "reports"), "--spec",
-                        str(work / "app-stack-monthly.yaml"), "--html", str(page)], check=True,
-                       env={**os.environ, "VAODRILL_CACHE_DIR": str(work / "cache")}, capture_output=True)
+        subprocess.run(
+            [
+                VAODRILL,
+                "history",
+                "--report-dir",
+                str(work / "reports"),
+                "--spec",
+                str(work / "app-stack-monthly.yaml"),
+                "--html",
+                str(page),
+            ],
+            check=True,
+            env={**os.environ, "VAODRILL_CACHE_DIR": str(work / "cache")},
+            capture_output=True,
+        )
         screenshot(page, args.out / "history.png", 1860, 560)
         screenshot(demo_pack(work / "demo"), args.out / "evidence-pack.png", 1200, 3000)
     print(f"written: {args.out / 'history.png'}, {args.out / 'evidence-pack.png'}")

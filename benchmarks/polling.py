@@ -22,8 +22,10 @@ INTERVAL = 0.05
 
 
 def scenario(n: int) -> dict[str, object]:
-    return {"name": "bench", "plans": [{"name": f"Plan {i:03d}", "state": "Enabled", "failover_duration": 60,
-                                        "steps": 4} for i in range(n)]}
+    return {
+        "name": "bench",
+        "plans": [{"name": f"Plan {i:03d}", "state": "Enabled", "failover_duration": 60, "steps": 4} for i in range(n)],
+    }
 
 
 async def one_run(url: str, n: int, shared: bool) -> tuple[int, float]:
@@ -45,6 +47,7 @@ async def one_run(url: str, n: int, shared: bool) -> tuple[int, float]:
             await asyncio.gather(*(wait(p.id) for p in plans))
             await monitor.aclose()
         else:
+
             async def wait(plan_id: str) -> None:
                 while True:
                     plan = await client.get_plan(plan_id)

@@ -63,6 +63,7 @@ def _instant(value: str) -> float:
 
 def _lags(records: dict[str, dict[str, Any]], plans: list[str]) -> list[float]:
     """For each edge (plan i-CHAINS -> plan i): start of the dependent's failover - end of its dependency's."""
+
     def failover(name: str) -> dict[str, Any] | None:
         stages = [s for s in records[name]["stages"] if s["kind"] == "Failover"]
         return stages[-1] if stages else None
@@ -87,8 +88,9 @@ async def _level(topo: Any, level: int, plans: int) -> dict[str, Any]:
     async with topo.client() as client:
         deployments = [await client.read_deployment_by_name(f"dr-drill/bench-{i:02d}") for i in range(level)]
         started = time.monotonic()
-        created = await asyncio.gather(*(client.create_flow_run_from_deployment(d.id) for d in deployments),
-                                       return_exceptions=True)
+        created = await asyncio.gather(
+            *(client.create_flow_run_from_deployment(d.id) for d in deployments), return_exceptions=True
+        )
         runs = [r for r in created if not isinstance(r, BaseException)]
         errors += [_short(e) for e in created if isinstance(e, BaseException)]
         states: list[Any] = [None] * len(runs)
@@ -107,12 +109,18 @@ async def _level(topo: Any, level: int, plans: int) -> dict[str, Any]:
         records = {p["name"]: p for p in httpx.get(f"{server.url}/_sim/plans", timeout=10).json()}
         lags += _lags(records, _plans(i, plans))
     passed = sum(1 for s in states if s is not None and s.is_completed())
-    return {"drills": level, "plans": level * plans, "seconds": round(seconds, 1),
-            "plans_per_minute": round(passed * plans / seconds * 60, 1),
-            "lag_p50": round(statistics.median(lags), 2) if lags else None,
-            "lag_p95": round(_percentile(lags, 0.95), 2) if lags else None,
-            "lag_max": round(max(lags), 2) if lags else None,
-            "failed": level - passed, "api_errors": len(errors), "first_error": errors[0] if errors else None}
+    return {
+        "drills": level,
+        "plans": level * plans,
+        "seconds": round(seconds, 1),
+        "plans_per_minute": round(passed * plans / seconds * 60, 1),
+        "lag_p50": round(statistics.median(lags), 2) if lags else None,
+        "lag_p95": round(_percentile(lags, 0.95), 2) if lags else None,
+        "lag_max": round(max(lags), 2) if lags else None,
+        "failed": level - passed,
+        "api_errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
 
 
 def _short(exc: BaseException) -> str:
@@ -123,15 +131,24 @@ async def bench(database: str, plans: int, levels: list[int], root: Path) -> lis
     per_server = math.ceil(max(levels) / SERVERS)
     specs_dir = root / "specs"
     specs_dir.mkdir(parents=True)
-    scenarios = [up.write_scenario(specs_dir / f"site-{s}.yaml", f"site-{s}",
-                                   [n for k in range(per_server) for n in _plans(s + k * SERVERS, plans)])
-                 for s in range(SERVERS)]
-    specs = {i: up.write_drill(specs_dir / f"bench-{i:02d}.yaml", f"bench-{i:02d}", _plans(i, plans), chains=CHAINS)
-             for i in range(max(levels))}
-    drills = [up.DrillDeployment(f"bench-{i:02d}", str(path), f"vao-127-0-0-{i % SERVERS + 2}")
-              for i, path in specs.items()]
-    topo = up.Topology(root / "topology", up.Settings(database=database, ui=False,
-                                                      worker_limit=math.ceil(max(levels) / 2)))
+    scenarios = [
+        up.write_scenario(
+            specs_dir / f"site-{s}.yaml",
+            f"site-{s}",
+            [n for k in range(per_server) for n in _plans(s + k * SERVERS, plans)],
+        )
+        for s in range(SERVERS)
+    ]
+    specs = {
+        i: up.write_drill(specs_dir / f"bench-{i:02d}.yaml", f"bench-{i:02d}", _plans(i, plans), chains=CHAINS)
+        for i in range(max(levels))
+    }
+    drills = [
+        up.DrillDeployment(f"bench-{i:02d}", str(path), f"vao-127-0-0-{i % SERVERS + 2}") for i, path in specs.items()
+    ]
+    topo = up.Topology(
+        root / "topology", up.Settings(database=database, ui=False, worker_limit=math.ceil(max(levels) / 2))
+    )
     await topo.up(scenarios, drills)
     try:
         rows = []
@@ -148,13 +165,19 @@ async def bench(database: str, plans: int, levels: list[int], root: Path) -> lis
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("| database | drills | plans | wall s | plans/min | lag p50 s | lag p95 s | lag max s | failed | "
-            "API errors | 'database is locked' |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [f"| {r['database']} | {r['drills']} | {r['plans']} | {r['seconds']} | {r['plans_per_minute']} | "
-             f"{r['lag_p50']} | {r['lag_p95']} | {r['lag_max']} | {r['failed']} | {r['api_errors']} | "
-             f"{r['locked_lines']} |" for r in rows]
-    errors = [f"{r['database']}, {r['drills']} drills: first API error: {r['first_error']}" for r in rows
-              if r["first_error"]]
+    head = (
+        "| database | drills | plans | wall s | plans/min | lag p50 s | lag p95 s | lag max s | failed | "
+        "API errors | 'database is locked' |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [
+        f"| {r['database']} | {r['drills']} | {r['plans']} | {r['seconds']} | {r['plans_per_minute']} | "
+        f"{r['lag_p50']} | {r['lag_p95']} | {r['lag_max']} | {r['failed']} | {r['api_errors']} | "
+        f"{r['locked_lines']} |"
+        for r in rows
+    ]
+    errors = [
+        f"{r['database']}, {r['drills']} drills: first API error: {r['first_error']}" for r in rows if r["first_error"]
+    ]
     return "\n".join([head, *lines, *errors])
 
 

@@ -100,8 +100,15 @@ def started(argv: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path) -
     """``argv`` in its own session, output to ``log``; on exit SIGTERM to its group, SIGKILL after 20 s, then
     SIGKILL to every process of its tree that left the group (a flow-run process in a session of its own)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             yield proc
         finally:
@@ -148,8 +155,16 @@ def _gap(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else end - start
 
 
-async def one_run(index: int, client: Any, sim: httpx.Client, deployment: Any, parameters: dict[str, Any],
-                  serve_pid: int, idle: set[tuple[int, str]], timeout: float) -> Run:
+async def one_run(
+    index: int,
+    client: Any,
+    sim: httpx.Client,
+    deployment: Any,
+    parameters: dict[str, Any],
+    serve_pid: int,
+    idle: set[tuple[int, str]],
+    timeout: float,
+) -> Run:
     """Create a run as the UI does, wait for its end and for ``serve`` to be idle, then read its figures."""
     sim.post("/_sim/reset", json={}).raise_for_status()
     sim.delete("/_sim/requests").raise_for_status()
@@ -160,8 +175,10 @@ async def one_run(index: int, client: Any, sim: httpx.Client, deployment: Any, p
     deadline = time.monotonic() + timeout
     while not (flow_run.state and flow_run.state.is_final()):
         if time.monotonic() > deadline:
-            raise RuntimeError(f"run {index}: flow run {flow_run.id} not finished after {timeout:g} s "
-                               f"({flow_run.state.name if flow_run.state else 'no state'})")
+            raise RuntimeError(
+                f"run {index}: flow run {flow_run.id} not finished after {timeout:g} s "
+                f"({flow_run.state.name if flow_run.state else 'no state'})"
+            )
         await asyncio.sleep(0.5)
         flow_run = await client.read_flow_run(flow_run.id)
     while descendants(serve_pid) - idle and time.monotonic() < deadline:  # the flow-run process exits
@@ -171,12 +188,24 @@ async def one_run(index: int, client: Any, sim: httpx.Client, deployment: Any, p
     running = _epoch(flow_run.start_time)
     log = sim.get("/_sim/requests").json()
     first_request = _epoch(log[0]["at"]) if log else None
-    runs = [e for e in log if e["method"] == "POST" and e["path"].startswith("/v2/FailoverPlans/")
-            and e["path"].endswith("/Run")]
+    runs = [
+        e
+        for e in log
+        if e["method"] == "POST" and e["path"].startswith("/v2/FailoverPlans/") and e["path"].endswith("/Run")
+    ]
     first_run = _epoch(runs[0]["at"]) if runs else None
-    return Run(index=index, flow_run_id=str(flow_run.id), state=flow_run.state.name, total=_gap(before, first_run),
-               create=created - before, pickup=_gap(before, pending), start=_gap(pending, running),
-               login=_gap(running, first_request), first_run=_gap(first_request, first_run), load=load)
+    return Run(
+        index=index,
+        flow_run_id=str(flow_run.id),
+        state=flow_run.state.name,
+        total=_gap(before, first_run),
+        create=created - before,
+        pickup=_gap(before, pending),
+        start=_gap(pending, running),
+        login=_gap(running, first_request),
+        first_run=_gap(first_request, first_run),
+        load=load,
+    )
 
 
 def form_values(deployment: Any, drill_file: Path) -> dict[str, Any]:
@@ -190,8 +219,16 @@ def form_values(deployment: Any, drill_file: Path) -> dict[str, Any]:
 # -- the benchmark ------------------------------------------------------------------------------------------------
 
 
-async def measure(api_url: str, sim: httpx.Client, serve: subprocess.Popen[bytes], serve_log: Path, runs: int,
-                  drill_file: Path, timeout: float, console: Console) -> list[Run]:
+async def measure(
+    api_url: str,
+    sim: httpx.Client,
+    serve: subprocess.Popen[bytes],
+    serve_log: Path,
+    runs: int,
+    drill_file: Path,
+    timeout: float,
+    console: Console,
+) -> list[Run]:
     from prefect.client.orchestration import PrefectClient
 
     async with PrefectClient(api_url) as client:
@@ -250,8 +287,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="pressing Run in the Prefect UI -> first Run POST, with serve")
     parser.add_argument("--runs", type=int, default=5, help="flow runs, one after the other (default 5)")
     parser.add_argument("--poll", type=float, default=1.0, help="vaodrill serve --poll (default: serve's, 1 s)")
-    parser.add_argument("--time-scale", type=float, default=300.0,
-                        help="simulator speed (default 300: the demo drill takes about 5 s)")
+    parser.add_argument(
+        "--time-scale", type=float, default=300.0, help="simulator speed (default 300: the demo drill takes about 5 s)"
+    )
     parser.add_argument("--drill-file", type=Path, default=DEMO_DRILL, help="the drill file typed in the form")
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds one run may take to end")
     parser.add_argument("--json", type=Path, help="write the runs, their p50/max and the load average here")
@@ -270,32 +308,64 @@ def main(argv: Sequence[str] | None = None) -> int:
     vaodrill = Path(sys.executable).parent / "vaodrill"
     signal.signal(signal.SIGTERM, _terminated)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="serve-latency-") as tmp, \
-            BackgroundServer(create_app("demo", time_scale=args.time_scale, username=USERNAME,
-                                        password=PASSWORD)) as simulator, \
-            httpx.Client(base_url=simulator.url, timeout=30) as sim, \
-            PrefectServer(Path(tmp) / "prefect") as prefect:
+    with (
+        tempfile.TemporaryDirectory(prefix="serve-latency-") as tmp,
+        BackgroundServer(
+            create_app("demo", time_scale=args.time_scale, username=USERNAME, password=PASSWORD)
+        ) as simulator,
+        httpx.Client(base_url=simulator.url, timeout=30) as sim,
+        PrefectServer(Path(tmp) / "prefect") as prefect,
+    ):
         logs = args.log_dir or Path(tmp)
         logs.mkdir(parents=True, exist_ok=True)
         work = Path(tmp) / "work"  # serve's working directory: the form's default report dir lands here
         work.mkdir()
         # Python as a user has it: compiled modules cached (serve's own imports write them before the first run)
         env = {k: v for k, v in prefect.env().items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env |= {"VAO_URL": simulator.url, "VAO_USERNAME": USERNAME, "VAO_PASSWORD": PASSWORD, "VAO_TIMEZONE": "UTC",
-                "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "NO_COLOR": "1"}
-        with started([str(vaodrill), "serve", "--poll", str(args.poll)], env=env, cwd=work,
-                     log=logs / "serve.log") as serve:
-            runs = asyncio.run(measure(prefect.url, sim, serve, logs / "serve.log", args.runs,
-                                       args.drill_file.resolve(), args.timeout, console))
+        env |= {
+            "VAO_URL": simulator.url,
+            "VAO_USERNAME": USERNAME,
+            "VAO_PASSWORD": PASSWORD,
+            "VAO_TIMEZONE": "UTC",
+            "PYTHONUNBUFFERED": "1",
+            "COLUMNS": "200",
+            "NO_COLOR": "1",
+        }
+        with started(
+            [str(vaodrill), "serve", "--poll", str(args.poll)], env=env, cwd=work, log=logs / "serve.log"
+        ) as serve:
+            runs = asyncio.run(
+                measure(
+                    prefect.url,
+                    sim,
+                    serve,
+                    logs / "serve.log",
+                    args.runs,
+                    args.drill_file.resolve(),
+                    args.timeout,
+                    console,
+                )
+            )
     load_after = os.getloadavg()
     load = f"1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} after, {os.cpu_count()} cores"
     stats = summary(runs)
     console.print(table(runs, stats, args.poll, load))
     if args.json:
-        args.json.write_text(json.dumps({"poll_s": args.poll, "time_scale": args.time_scale,
-                                         "load_average": {"before": load_before, "after": load_after},
-                                         "cores": os.cpu_count(), "runs": [asdict(run) for run in runs],
-                                         "summary": stats}, indent=2) + "\n", encoding="utf-8")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "poll_s": args.poll,
+                    "time_scale": args.time_scale,
+                    "load_average": {"before": load_before, "after": load_after},
+                    "cores": os.cpu_count(),
+                    "runs": [asdict(run) for run in runs],
+                    "summary": stats,
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
     return 0 if all(run.total is not None for run in runs) else 1
 
 

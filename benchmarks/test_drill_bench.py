@@ -45,10 +45,17 @@ def test_generation_is_seeded() -> None:
 
 def test_critical_path_is_longest_failover_chain_plus_each_undo_waves_longest_undo() -> None:
     # a -> b -> d, a -> c; undo waves: [c, d], [b], [a]
-    bench = Bench(plans=4, seed=0, depth=3, order=["a", "b", "c", "d"],
-                  after={"a": [], "b": ["a"], "c": ["a"], "d": ["b"]},
-                  failover={"a": 100, "b": 100, "c": 500, "d": 100}, undo={"a": 10, "b": 20, "c": 40, "d": 30},
-                  interval=1, time_scale=10)
+    bench = Bench(
+        plans=4,
+        seed=0,
+        depth=3,
+        order=["a", "b", "c", "d"],
+        after={"a": [], "b": ["a"], "c": ["a"], "d": ["b"]},
+        failover={"a": 100, "b": 100, "c": 500, "d": 100},
+        undo={"a": 10, "b": 20, "c": 40, "d": 30},
+        interval=1,
+        time_scale=10,
+    )
     assert reverse_waves(bench.order, bench.after) == [["c", "d"], ["b"], ["a"]]
     assert bench.critical_path_sim == 600 + 40 + 20 + 10  # a -> c is the longest chain
     assert bench.critical_path_s == pytest.approx(67)
@@ -57,8 +64,9 @@ def test_critical_path_is_longest_failover_chain_plus_each_undo_waves_longest_un
 def test_a_runner_that_failed_is_recorded_without_figures() -> None:
     bench = generate(6, 1, critical_path_seconds=5, interval=0.5)
     ids = {name: f"id-{name}" for name in bench.order}
-    proc = ProcessRun(started_at=0, ended_at=9, returncode=2, peak_rss_mb=10,
-                      output="starting\nerror: cannot connect to the server\n")
+    proc = ProcessRun(
+        started_at=0, ended_at=9, returncode=2, peak_rss_mb=10, output="starting\nerror: cannot connect to the server\n"
+    )
     row = analyse(bench, "vaodrill", ids, entries=[], records=[], proc=proc)
     assert row["error"] == "exit 2; 6 plans not undone; error: cannot connect to the server"
     assert "ratio" not in row and row["exit_code"] == 2
@@ -73,8 +81,9 @@ def simulator() -> Iterator[tuple[httpx.Client, str]]:
 def test_baselines_on_the_simulator(simulator: tuple[httpx.Client, str], tmp_path: Path) -> None:
     sim, url = simulator
     bench = generate(12, 5, critical_path_seconds=3, interval=0.2)
-    rows = bench_one_size(sim, url, bench, ["bare", "sequential"], tmp_path, sequential_limit=60,
-                          console=Console(quiet=True))
+    rows = bench_one_size(
+        sim, url, bench, ["bare", "sequential"], tmp_path, sequential_limit=60, console=Console(quiet=True)
+    )
     bare, sequential = rows
     assert "error" not in bare and "error" not in sequential
     # Nothing beats the critical path; waiting for reads costs bare at most an interval per stage.
@@ -87,14 +96,13 @@ def test_baselines_on_the_simulator(simulator: tuple[httpx.Client, str], tmp_pat
     assert bench.interval * 0.95 < bare["poll_p50_s"] < bench.interval * 1.2
     assert 0 <= bare["lag_p50_s"] <= bare["lag_p95_s"] < bench.interval
     assert bare["rss_mb"] > 10 and bare["startup_s"] > 0 and bare["cpu_s"] > 0
-    assert list(bare)[:len(KEYS)] == list(KEYS)
+    assert list(bare)[: len(KEYS)] == list(KEYS)
 
 
 def test_sequential_is_skipped_when_too_long(simulator: tuple[httpx.Client, str], tmp_path: Path) -> None:
     sim, url = simulator
     bench = generate(50, 5, critical_path_seconds=30, interval=0.5)
-    (row,) = bench_one_size(sim, url, bench, ["sequential"], tmp_path, sequential_limit=60,
-                            console=Console(quiet=True))
+    (row,) = bench_one_size(sim, url, bench, ["sequential"], tmp_path, sequential_limit=60, console=Console(quiet=True))
     assert row["ratio"] is None and row["skipped"].startswith("estimated")
     assert {key: row[key] for key in KEYS} == {"plans": 50, "runner": "sequential", **dict.fromkeys(KEYS[2:])}
     assert sim.get("/_sim/requests").json() == []  # it did not run at all
@@ -112,8 +120,14 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     from vaodrill.spec.loader import parse_spec
 
     bench = generate(8, 2, critical_path_seconds=4, interval=0.25)
-    assert RUNNERS == ("vaodrill", "vaodrill-adaptive", "vaodrill-prefect-sqlite", "vaodrill-prefect-postgres",
-                       "bare", "sequential")
+    assert RUNNERS == (
+        "vaodrill",
+        "vaodrill-adaptive",
+        "vaodrill-prefect-sqlite",
+        "vaodrill-prefect-postgres",
+        "bare",
+        "sequential",
+    )
     fixed, adaptive = (parse_spec(yaml.safe_dump(bench.drill(polling))) for polling in ("fixed", "adaptive"))
     assert (fixed.polling, adaptive.polling) == ("fixed", "adaptive")
     assert adaptive.model_copy(update={"polling": "fixed"}) == fixed  # nothing else differs
@@ -121,9 +135,10 @@ def test_the_adaptive_row_runs_the_cli_on_the_same_drill_with_adaptive_polling(t
     drill_file.write_text(yaml.safe_dump(bench.drill("adaptive")), encoding="utf-8")
     command = runner_command("vaodrill-adaptive", drill_file, tmp_path / "reports")
     assert command[-3:] == [str(drill_file), "--report-dir", str(tmp_path / "reports")]
-    validate = [*command[:command.index("run")], "validate", str(drill_file)]
-    done = subprocess.run(validate, capture_output=True, text=True, timeout=60, check=False,
-                          env={**os.environ, "COLUMNS": "200"})
+    validate = [*command[: command.index("run")], "validate", str(drill_file)]
+    done = subprocess.run(
+        validate, capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "COLUMNS": "200"}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "8 plans" in done.stdout
 

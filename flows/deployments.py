@@ -55,37 +55,50 @@ def deployments(block: str | None = None, *, simulated: bool = False) -> list[Ru
     """
 
     def request(drill_file: str | None) -> dict[str, Any]:
-        return {"request": {**({"drill_file": drill_file} if drill_file else {}),
-                            **({"vao_block": block_ref(block)} if block else {})}}
+        return {
+            "request": {
+                **({"drill_file": drill_file} if drill_file else {}),
+                **({"vao_block": block_ref(block)} if block else {}),
+            }
+        }
 
-    return cast(list[RunnerDeployment], [
-        dr_drill.to_deployment(
-            entrypoint_type=EntrypointType.MODULE_PATH, name="app-stack-monthly",
-            description="Monthly DR test of the ordering application: first Saturday, 02:00 Berlin time.",
-            schedules=[Cron("0 2 1-7 * 6", day_or=False, timezone="Europe/Berlin")],
-            parameters=request("deployments/drills/app-stack-monthly.yaml"),
-            concurrency_limit=ONE_AT_A_TIME, tags=["dr", "scheduled"],
-        ),
-        dr_drill.to_deployment(
-            entrypoint_type=EntrypointType.MODULE_PATH, name="manual-drill",
-            description="A drill on demand (e.g. before a change window): pick the drill file in the form.",
-            parameters=request("deployments/drills/demo.yaml" if simulated else None),
-            concurrency_limit=ONE_AT_A_TIME, tags=["dr", "manual"],
-        ),
-        # No deployment concurrency limit here: Prefect gives the slot back while a run is paused for approval
-        # and then crashes the paused run; the flow itself refuses to run beside another real failover.
-        real_failover.to_deployment(
-            entrypoint_type=EntrypointType.MODULE_PATH, name="real-failover",
-            description="REAL failover (no undo) after typed approval in the UI; times out with nothing done.",
-            parameters=request("deployments/drills/real-failover.yaml"),
-            tags=["dr", "real"],
-        ),
-        recover_drill.to_deployment(
-            entrypoint_type=EntrypointType.MODULE_PATH, name="recover-crashed",
-            description="Undo and verify what a crashed drill run left failed over (the crashed-run automation).",
-            tags=["dr", "recovery"],
-        ),
-    ])
+    return cast(
+        list[RunnerDeployment],
+        [
+            dr_drill.to_deployment(
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                name="app-stack-monthly",
+                description="Monthly DR test of the ordering application: first Saturday, 02:00 Berlin time.",
+                schedules=[Cron("0 2 1-7 * 6", day_or=False, timezone="Europe/Berlin")],
+                parameters=request("deployments/drills/app-stack-monthly.yaml"),
+                concurrency_limit=ONE_AT_A_TIME,
+                tags=["dr", "scheduled"],
+            ),
+            dr_drill.to_deployment(
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                name="manual-drill",
+                description="A drill on demand (e.g. before a change window): pick the drill file in the form.",
+                parameters=request("deployments/drills/demo.yaml" if simulated else None),
+                concurrency_limit=ONE_AT_A_TIME,
+                tags=["dr", "manual"],
+            ),
+            # No deployment concurrency limit here: Prefect gives the slot back while a run is paused for approval
+            # and then crashes the paused run; the flow itself refuses to run beside another real failover.
+            real_failover.to_deployment(
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                name="real-failover",
+                description="REAL failover (no undo) after typed approval in the UI; times out with nothing done.",
+                parameters=request("deployments/drills/real-failover.yaml"),
+                tags=["dr", "real"],
+            ),
+            recover_drill.to_deployment(
+                entrypoint_type=EntrypointType.MODULE_PATH,
+                name="recover-crashed",
+                description="Undo and verify what a crashed drill run left failed over (the crashed-run automation).",
+                tags=["dr", "recovery"],
+            ),
+        ],
+    )
 
 
 def unstarted_run_name(parameters: dict[str, Any], at: datetime) -> str:
@@ -118,17 +131,21 @@ async def _name_on_events(client: Any, flows: set[str]) -> None:
         async for event in subscriber:
             if any(r.role == "flow" and r.name in flows for r in event.related):
                 with contextlib.suppress(Exception):  # a name is a convenience; serving goes on without it
-                    await _name(client, await client.read_flow_run(
-                        event.resource.prefect_object_id("prefect.flow-run")))
+                    await _name(
+                        client, await client.read_flow_run(event.resource.prefect_object_id("prefect.flow-run"))
+                    )
 
 
 async def _name_scheduled(client: Any, flows: set[str]) -> None:
-    scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
-                              deployment_id=FlowRunFilterDeploymentId(is_null_=False))
+    scheduled = FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])),
+        deployment_id=FlowRunFilterDeploymentId(is_null_=False),
+    )
     while True:
         with contextlib.suppress(Exception):
-            for run in await client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=sorted(flows))),
-                                                   flow_run_filter=scheduled, limit=200):
+            for run in await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=sorted(flows))), flow_run_filter=scheduled, limit=200
+            ):
                 await _name(client, run)
         await asyncio.sleep(10)
 
@@ -151,8 +168,9 @@ async def _serve(served: list[RunnerDeployment], limit: int, poll_seconds: float
             await namer
 
 
-def serve_all(limit: int = 4, block: str | None = None, *, simulated: bool = False,
-              poll_seconds: float = POLL_SECONDS) -> None:
+def serve_all(
+    limit: int = 4, block: str | None = None, *, simulated: bool = False, poll_seconds: float = POLL_SECONDS
+) -> None:
     """Create the deployments and run their flow runs from this process until interrupted."""
     served = deployments(block, simulated=simulated)  # outside the event loop: to_deployment is sync there
     try:

@@ -68,34 +68,50 @@ class DrillRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     drill_file: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = Field(
-                                                   None, json_schema_extra=_no_default,
-                                                   title="Drill file",
-                                                   description="Path of the drill spec (YAML) on the machine that "
-                                                               "runs the drill, relative to its working directory; "
-                                                               f"shipped: {_shipped_drills()}")
-    vao_block: VaoServer | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default, title="VAO server",
-                                                        description="A saved 'VAO Server' block; leave empty to use "
-                                                                    "the VAO_* settings of the machine that runs "
-                                                                    "the drill")
-    report_dir: str = Field("reports", min_length=1, title="Report directory",
-                            description="Reports go here, and the drill's journal under journal/ (unless "
-                                        "a journal directory is given)")
+        None,
+        json_schema_extra=_no_default,
+        title="Drill file",
+        description="Path of the drill spec (YAML) on the machine that "
+        "runs the drill, relative to its working directory; "
+        f"shipped: {_shipped_drills()}",
+    )
+    vao_block: VaoServer | SkipJsonSchema[None] = Field(
+        None,
+        json_schema_extra=_no_default,
+        title="VAO server",
+        description="A saved 'VAO Server' block; leave empty to use "
+        "the VAO_* settings of the machine that runs "
+        "the drill",
+    )
+    report_dir: str = Field(
+        "reports",
+        min_length=1,
+        title="Report directory",
+        description="Reports go here, and the drill's journal under journal/ (unless a journal directory is given)",
+    )
     journal_dir: Annotated[str, StringConstraints(min_length=1)] | SkipJsonSchema[None] = Field(
-                                                    None, json_schema_extra=_no_default,
-                                                    title="Journal directory",
-                                                    description="Where the drill's journal goes (shared storage "
-                                                                "when drills run on several hosts); default: "
-                                                                "VAODRILL_JOURNAL_DIR of the machine that runs the "
-                                                                "drill, else <report directory>/journal")
+        None,
+        json_schema_extra=_no_default,
+        title="Journal directory",
+        description="Where the drill's journal goes (shared storage "
+        "when drills run on several hosts); default: "
+        "VAODRILL_JOURNAL_DIR of the machine that runs the "
+        "drill, else <report directory>/journal",
+    )
     run_id: Annotated[str, StringConstraints(pattern=_RUN_ID.pattern)] | SkipJsonSchema[None] = Field(
-                                               None, json_schema_extra=_no_default, title="Resume run",
-                                               description="Leave empty for a new drill. The id of an earlier run "
-                                                           "(letters, digits, '.', '_' or '-') resumes it from its "
-                                                           "journal; no plan ever gets a second Run")
-    now: datetime | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default,
-                                                 title="Restore-point reference time",
-                                                 description="Read restore-point rules as of this instant "
-                                                             "(default: now)")
+        None,
+        json_schema_extra=_no_default,
+        title="Resume run",
+        description="Leave empty for a new drill. The id of an earlier run "
+        "(letters, digits, '.', '_' or '-') resumes it from its "
+        "journal; no plan ever gets a second Run",
+    )
+    now: datetime | SkipJsonSchema[None] = Field(
+        None,
+        json_schema_extra=_no_default,
+        title="Restore-point reference time",
+        description="Read restore-point rules as of this instant (default: now)",
+    )
     #: Who approved a real failover started from the command line (not in the run form: the UI's approval is the
     #: real-failover flow's own pause); written into the drill's journal and evidence pack.
     approval: SkipJsonSchema[dict[str, str] | None] = None
@@ -161,22 +177,42 @@ def connection_settings(block: ConnectionSettings | None) -> ConnectionSettings:
     except VaoUsageError as exc:
         raise DrillError(str(exc)) from None
     if settings is None:
-        raise DrillError("no VAO server configured: choose a 'VAO Server' block as the request's vao_block "
-                         "(`vaodrill serve` saves its server as 'vaodrill-serve') or set VAO_URL, VAO_USERNAME, "
-                         "VAO_PASSWORD where the drill runs")
+        raise DrillError(
+            "no VAO server configured: choose a 'VAO Server' block as the request's vao_block "
+            "(`vaodrill serve` saves its server as 'vaodrill-serve') or set VAO_URL, VAO_USERNAME, "
+            "VAO_PASSWORD where the drill runs"
+        )
     return settings
 
 
-async def run_drill(spec: DrillSpec, settings: ConnectionSettings, *, run_id: str, now: datetime | None,
-                    report_dir: str | None, journal_dir: str | Path | None = None, spec_file: str | None = None,
-                    approval: dict[str, str] | None = None) -> DrillReport:
+async def run_drill(
+    spec: DrillSpec,
+    settings: ConnectionSettings,
+    *,
+    run_id: str,
+    now: datetime | None,
+    report_dir: str | None,
+    journal_dir: str | Path | None = None,
+    spec_file: str | None = None,
+    approval: dict[str, str] | None = None,
+) -> DrillReport:
     """The engine, with its steps as tasks and its transitions published to Prefect and to this process."""
     observer = PrefectObserver(settings, get_run_logger(), len(spec.plans))
     reference = pendulum.from_timestamp(now.timestamp(), tz="UTC") if now else None
-    drill = Drill(spec, settings, run_id=run_id, report_dir=report_dir, journal_dir=journal_dir, now=reference,
-                  observers=[observer, progress.bus], write_gate=write_gate(settings.url),
-                  steps=TaskSteps,
-                  flow_run_url=flow_run.ui_url, spec_file=spec_file, approval=approval)
+    drill = Drill(
+        spec,
+        settings,
+        run_id=run_id,
+        report_dir=report_dir,
+        journal_dir=journal_dir,
+        now=reference,
+        observers=[observer, progress.bus],
+        write_gate=write_gate(settings.url),
+        steps=TaskSteps,
+        flow_run_url=flow_run.ui_url,
+        spec_file=spec_file,
+        approval=approval,
+    )
     signals.running.add(drill)
     try:
         observer.open(spec.name)
@@ -220,33 +256,45 @@ async def _recover(journal: JournalState, settings: ConnectionSettings, logger: 
         logger.info("Run %s: no plan was failed over", journal.run_id)
         return
     if journal.mode != "drill":
-        logger.critical("Real failover %s stopped after starting: %s (left failed over, no undo)",
-                        journal.run_id, ", ".join(names))
+        logger.critical(
+            "Real failover %s stopped after starting: %s (left failed over, no undo)", journal.run_id, ", ".join(names)
+        )
         return
     logger.critical("Recovering drill run %s: plans possibly failed over: %s", journal.run_id, ", ".join(names))
     _emit("vaodrill.drill.cancelled", journal.drill, settings, payload={"run_id": journal.run_id, "plans": names})
     observer = PrefectObserver(settings, logger, len(names))
-    recovery = await recover(journal, settings, observers=[observer, progress.bus],
-                             write_gate=write_gate(settings.url))
+    recovery = await recover(journal, settings, observers=[observer, progress.bus], write_gate=write_gate(settings.url))
     for p in recovery.plans:
         (logger.info if p.outcome == "clean" else logger.critical)("%s: %s", p.name, p.outcome)
     rows = "\n".join(f"| {p.name} | {p.state} | {p.action} | {p.outcome} |" for p in recovery.plans)
     key = artifact_key(f"recovery-{journal.drill}")
     async with get_client() as client:
-        await client.create_artifact(ArtifactCreate(
-            type="markdown", key=key, flow_run_id=run,
-            data=f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
-                 f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}"
-                 f"\n\n| plan | state found | action | outcome |\n|---|---|---|---|\n{rows}\n",
-            description=f"Recovery of {journal.drill}: {'clean' if recovery.clean else 'NOT clean'}"))
+        await client.create_artifact(
+            ArtifactCreate(
+                type="markdown",
+                key=key,
+                flow_run_id=run,
+                data=f"## Recovery of drill run `{journal.run_id}` ({journal.drill})\n\n"
+                f"{'Every plan is clean again.' if recovery.clean else '**PLANS LEFT FAILED OVER: check VAO now.**'}"
+                f"\n\n| plan | state found | action | outcome |\n|---|---|---|---|\n{rows}\n",
+                description=f"Recovery of {journal.drill}: {'clean' if recovery.clean else 'NOT clean'}",
+            )
+        )
     if not recovery.clean:
-        raise DrillError(f"recovery of run {journal.run_id} left plans failed over: "
-                         f"{', '.join(p.name for p in recovery.plans if p.outcome != 'clean')}")
+        raise DrillError(
+            f"recovery of run {journal.run_id} left plans failed over: "
+            f"{', '.join(p.name for p in recovery.plans if p.outcome != 'clean')}"
+        )
 
 
-@flow(name="dr-drill", flow_run_name=_drill_run_name, log_prints=False, retries=0,
-      on_cancellation=[undo_after_cancellation],
-      description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.")
+@flow(
+    name="dr-drill",
+    flow_run_name=_drill_run_name,
+    log_prints=False,
+    retries=0,
+    on_cancellation=[undo_after_cancellation],
+    description="Fail over a DAG of VAO plans, measure RTO against target, clean up and report.",
+)
 async def dr_drill(request: DrillRequest) -> Any:
     """Run the drill spec in ``request.drill_file``; the run ends Failed, with the cause, unless it passed.
 
@@ -257,17 +305,22 @@ async def dr_drill(request: DrillRequest) -> Any:
     try:
         spec = request.load_spec_once()
         settings = connection_settings(request.vao_block)
-        report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=request.now,
-                                 report_dir=request.report_dir, journal_dir=request.journal(),
-                                 spec_file=str(Path(request.drill_file).resolve()) if request.drill_file else None,
-                                 approval=request.approval)
+        report = await run_drill(
+            spec,
+            settings,
+            run_id=request.run_id or str(flow_run.id),
+            now=request.now,
+            report_dir=request.report_dir,
+            journal_dir=request.journal(),
+            spec_file=str(Path(request.drill_file).resolve()) if request.drill_file else None,
+            approval=request.approval,
+        )
     except (DrillError, SpecError, *REFUSALS) as exc:
         message = one_line(str(exc))
         get_run_logger().error("%s", message)
         return Failed(message=message, data=exc)
     await publish_history(report, spec, request.report_dir, settings)
     return await finish(report)
-
 
 
 #: Seconds the run's tags may take at its end (Prefect's client retries a lost API for about a minute).
@@ -292,21 +345,41 @@ async def finish(report: DrillReport) -> Any:
     return Failed(message=message, data=report.model_dump(mode="json"))
 
 
-@flow(name="failover-plan", flow_run_name="{mode} · {plan}", log_prints=False,
-      description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.")
-async def failover_plan(plan: str, mode: Literal["drill", "failover"] = "drill", restore_point: str = "latest",
-                        vao_block: VaoServer | None = None, report_dir: str = "reports",
-                        run_id: str | None = None) -> Any:
+@flow(
+    name="failover-plan",
+    flow_run_name="{mode} · {plan}",
+    log_prints=False,
+    description="One VAO plan end to end: precondition, Run, wait, measured RTO, and Undo in drill mode.",
+)
+async def failover_plan(
+    plan: str,
+    mode: Literal["drill", "failover"] = "drill",
+    restore_point: str = "latest",
+    vao_block: VaoServer | None = None,
+    report_dir: str = "reports",
+    run_id: str | None = None,
+) -> Any:
     """A manual single-plan run: the same engine as a drill of one plan."""
-    spec = DrillSpec.model_validate({"name": "single-plan", "mode": mode, "restore_point": restore_point,
-                                     "description": f"Single-plan {mode} of {plan}", "plans": [{"plan": plan}]})
+    spec = DrillSpec.model_validate(
+        {
+            "name": "single-plan",
+            "mode": mode,
+            "restore_point": restore_point,
+            "description": f"Single-plan {mode} of {plan}",
+            "plans": [{"plan": plan}],
+        }
+    )
     settings = connection_settings(vao_block)
     report = await run_drill(spec, settings, run_id=run_id or str(flow_run.id), now=None, report_dir=report_dir)
     return await finish(report)
 
 
-@flow(name="recover-drill", flow_run_name="recover · {flow_run_id}", log_prints=False,
-      description="Undo and verify what an unclosed drill run (crashed, killed, cancelled) may have failed over.")
+@flow(
+    name="recover-drill",
+    flow_run_name="recover · {flow_run_id}",
+    log_prints=False,
+    description="Undo and verify what an unclosed drill run (crashed, killed, cancelled) may have failed over.",
+)
 async def recover_drill(flow_run_id: str) -> None:
     """Started by the crashed-run automation with the crashed run's id; reads its parameters (run id, report
     directory, VAO block) from Prefect, then recovers from its journal (shared storage when on several hosts).
@@ -315,8 +388,9 @@ async def recover_drill(flow_run_id: str) -> None:
     async with get_client() as client:
         crashed = await _drill_run_behind(client, UUID(flow_run_id))
         if str(crashed.id) != flow_run_id:
-            logger.warning("Run %s was a recovery that did not finish; recovering its drill run %s again",
-                           flow_run_id, crashed.id)
+            logger.warning(
+                "Run %s was a recovery that did not finish; recovering its drill run %s again", flow_run_id, crashed.id
+            )
     request = DrillRequest.model_validate((crashed.parameters or {}).get("request") or {})
     run_id = request.run_id or str(crashed.id)
     try:
@@ -342,6 +416,7 @@ async def _drill_run_behind(client: Any, run_id: UUID) -> FlowRun:
         if flow_name != recover_drill.name:
             return run
         run_id = UUID(str((run.parameters or {})["flow_run_id"]))
-    raise DrillError(f"{MAX_RECOVERY_CHAIN} recovery runs in a row did not finish: recover by hand "
-                     f"(`vaodrill recover RUN_ID`) and check VAO now")
-
+    raise DrillError(
+        f"{MAX_RECOVERY_CHAIN} recovery runs in a row did not finish: recover by hand "
+        f"(`vaodrill recover RUN_ID`) and check VAO now"
+    )

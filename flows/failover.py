@@ -40,11 +40,16 @@ class FailoverApproval(RunInput):
 
 
 class FailoverRequest(DrillRequest):
-    drill_file: str = Field("deployments/drills/real-failover.yaml", min_length=1,
-                            title="Failover spec (mode: failover)")
-    approval_timeout_minutes: float = Field(60, gt=0, le=24 * 60, title="Approval timeout (minutes)",
-                                            description="Without approval by then, the run fails and nothing is "
-                                                        "failed over")
+    drill_file: str = Field(
+        "deployments/drills/real-failover.yaml", min_length=1, title="Failover spec (mode: failover)"
+    )
+    approval_timeout_minutes: float = Field(
+        60,
+        gt=0,
+        le=24 * 60,
+        title="Approval timeout (minutes)",
+        description="Without approval by then, the run fails and nothing is failed over",
+    )
 
 
 def _failover_run_name() -> str:
@@ -61,8 +66,10 @@ async def _other_active_failovers() -> list[str]:
     async with get_client() as client:
         runs = await client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["real-failover"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                any_=[StateType.RUNNING, StateType.PAUSED]))))
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING, StateType.PAUSED]))
+            ),
+        )
     return [run.name for run in runs if str(run.id) != str(flow_run.id)]
 
 
@@ -71,8 +78,12 @@ async def _refuse_if_another_active() -> None:
         raise DrillError(f"another real failover is in progress ({', '.join(others)}): not starting a second one")
 
 
-@flow(name="real-failover", flow_run_name=_failover_run_name, log_prints=False,
-      description="Real DR failover of a DAG of VAO plans, after typed human approval; no undo.")
+@flow(
+    name="real-failover",
+    flow_run_name=_failover_run_name,
+    log_prints=False,
+    description="Real DR failover of a DAG of VAO plans, after typed human approval; no undo.",
+)
 async def real_failover(request: FailoverRequest) -> Any:
     """Show what would fail over, pause for approval, then run the spec in failover mode.
 
@@ -96,25 +107,45 @@ async def _real_failover(request: FailoverRequest) -> Any:
     settings = connection_settings(request.vao_block)
     reference = request.now or utcnow()  # the dates approved are the dates sent
     async with settings.client() as client:  # reads only: show exactly what will happen
-        targets = build_targets(spec, await client.list_plans(), now=reference,
-                                server_timezone=settings.server_timezone)
-    lines = "\n".join(f"| {t.name} | `{t.restore_point}` ({t.rule}) | {', '.join(t.after) or '—'} |"
-                      for t in targets.values())
-    description = (f"## REAL failover of `{spec.name}` on {settings.url}\n\nThese plans will fail over and stay "
-                   f"failed over (no undo):\n\n| plan | restore point (server time) | after |\n|---|---|---|\n"
-                   f"{lines}\n\nTick **approved** and give your name and the change ticket to proceed.")
+        targets = build_targets(
+            spec, await client.list_plans(), now=reference, server_timezone=settings.server_timezone
+        )
+    lines = "\n".join(
+        f"| {t.name} | `{t.restore_point}` ({t.rule}) | {', '.join(t.after) or '—'} |" for t in targets.values()
+    )
+    description = (
+        f"## REAL failover of `{spec.name}` on {settings.url}\n\nThese plans will fail over and stay "
+        f"failed over (no undo):\n\n| plan | restore point (server time) | after |\n|---|---|---|\n"
+        f"{lines}\n\nTick **approved** and give your name and the change ticket to proceed."
+    )
     logger.warning("Waiting up to %g min for approval of a REAL failover", request.approval_timeout_minutes)
     approval = await apause_flow_run(
         wait_for_input=FailoverApproval.with_initial_data(description=description, approved=False),
-        timeout=round(request.approval_timeout_minutes * 60), poll_interval=2, key=f"approve-{spec.name}")
+        timeout=round(request.approval_timeout_minutes * 60),
+        poll_interval=2,
+        key=f"approve-{spec.name}",
+    )
     if not approval.approved:
         raise DrillError(f"failover of {spec.name} rejected by {approval.approver} ({approval.change_ticket})")
     await _refuse_if_another_active()
     logger.warning("Approved by %s under %s", approval.approver, approval.change_ticket)
-    _emit("vaodrill.failover.approved", spec.name, settings,
-          payload={"approver": approval.approver, "change_ticket": approval.change_ticket})
-    report = await run_drill(spec, settings, run_id=request.run_id or str(flow_run.id), now=reference,
-                             report_dir=request.report_dir, journal_dir=request.journal(),
-                             approval={"approver": approval.approver, "change_ticket": approval.change_ticket,
-                                       "how": "approval form of the paused flow run"})
+    _emit(
+        "vaodrill.failover.approved",
+        spec.name,
+        settings,
+        payload={"approver": approval.approver, "change_ticket": approval.change_ticket},
+    )
+    report = await run_drill(
+        spec,
+        settings,
+        run_id=request.run_id or str(flow_run.id),
+        now=reference,
+        report_dir=request.report_dir,
+        journal_dir=request.journal(),
+        approval={
+            "approver": approval.approver,
+            "change_ticket": approval.change_ticket,
+            "how": "approval form of the paused flow run",
+        },
+    )
     return await finish(report)

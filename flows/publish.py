@@ -53,13 +53,20 @@ def outcome_message(report: DrillReport) -> str:
         done = "failed over and undone" if report.mode == "drill" else "failed over (a real failover: not undone)"
         rto = [p for p in report.plans if p.rto_met is not None]
         missed = [p.plan for p in rto if not p.rto_met]
-        return (f"PASSED: {passed} of {total} plans {done}" + (f", RTO target met by {len(rto) - len(missed)} "
-                f"of {len(rto)}" if rto else "") + (f" (missed: {_listed(missed)})" if missed else ""))
+        return (
+            f"PASSED: {passed} of {total} plans {done}"
+            + (f", RTO target met by {len(rto) - len(missed)} of {len(rto)}" if rto else "")
+            + (f" (missed: {_listed(missed)})" if missed else "")
+        )
     words = {"timed_out": "timed out"}
-    causes = [f"{p.plan} {words.get(p.status, p.status)}" + (f" ({one_line(p.reason, None)})" if p.reason else "")
-              for p in report.plans if p.status not in ("passed", "skipped")]
-    parts = causes[:CAUSES_SHOWN] + ([f"{len(causes) - CAUSES_SHOWN} more plans did not pass"]
-                                     if len(causes) > CAUSES_SHOWN else [])
+    causes = [
+        f"{p.plan} {words.get(p.status, p.status)}" + (f" ({one_line(p.reason, None)})" if p.reason else "")
+        for p in report.plans
+        if p.status not in ("passed", "skipped")
+    ]
+    parts = causes[:CAUSES_SHOWN] + (
+        [f"{len(causes) - CAUSES_SHOWN} more plans did not pass"] if len(causes) > CAUSES_SHOWN else []
+    )
     if skipped := [p.plan for p in report.plans if p.status == "skipped"]:
         parts.append(f"skipped: {_listed(skipped)}")
     left = [f"{p.plan} ({one_line(p.undo_reason, None)})" if p.undo_reason else p.plan for p in report.left_failed_over]
@@ -82,20 +89,36 @@ def artifact_key(text: str) -> str:
     return "".join(c if c.isalnum() or c == "-" else "-" for c in text.lower())
 
 
-def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[str, str] | None = None,
-          payload: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
-          drill_run: str | None = None) -> None:
+def _emit(
+    event: str,
+    drill: str,
+    settings: ConnectionSettings,
+    *,
+    plan: tuple[str, str] | None = None,
+    payload: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    drill_run: str | None = None,
+) -> None:
     """A Prefect event naming the drill, the plan (id, name) and the VAO server (never credentials); related to
     the drill's flow run too (Prefect adds the plan's task run, in which it is emitted)."""
-    server = {"prefect.resource.id": f"vao.server.{settings.url}", "prefect.resource.role": "vao-server",
-              "prefect.resource.name": settings.url}
-    drill_resource = {"prefect.resource.id": f"vaodrill.drill.{drill}", "prefect.resource.role": "drill",
-                      "prefect.resource.name": drill}
+    server = {
+        "prefect.resource.id": f"vao.server.{settings.url}",
+        "prefect.resource.role": "vao-server",
+        "prefect.resource.name": settings.url,
+    }
+    drill_resource = {
+        "prefect.resource.id": f"vaodrill.drill.{drill}",
+        "prefect.resource.role": "drill",
+        "prefect.resource.name": drill,
+    }
     if plan is None:
         resource, related = {k: v for k, v in drill_resource.items() if k != "prefect.resource.role"}, [server]
     else:
-        resource = {"prefect.resource.id": f"vao.plan.{plan[0]}", "prefect.resource.name": plan[1],
-                    "vaodrill.drill": drill}
+        resource = {
+            "prefect.resource.id": f"vao.plan.{plan[0]}",
+            "prefect.resource.name": plan[1],
+            "vaodrill.drill": drill,
+        }
         related = [drill_resource, server]
     if drill_run:
         related.append({"prefect.resource.id": f"prefect.flow-run.{drill_run}", "prefect.resource.role": "flow-run"})
@@ -103,11 +126,17 @@ def _emit(event: str, drill: str, settings: ConnectionSettings, *, plan: tuple[s
 
 
 #: The event each transition publishes (none for the others).
-EVENTS = {Phase.FAILING_OVER: "vaodrill.failover.started", Phase.FAILED_OVER: "vaodrill.failover.completed",
-          Phase.VERIFYING: "vaodrill.checks.started",
-          Phase.CLEAN: "vaodrill.undo.completed", Phase.LEFT_FAILED_OVER: "vaodrill.undo.failed",
-          **{p: "vaodrill.failover.failed" for p in (Phase.HALTED, Phase.TIMED_OUT, Phase.FAILED,
-                                                       Phase.INTERRUPTED, Phase.REFUSED)}}
+EVENTS = {
+    Phase.FAILING_OVER: "vaodrill.failover.started",
+    Phase.FAILED_OVER: "vaodrill.failover.completed",
+    Phase.VERIFYING: "vaodrill.checks.started",
+    Phase.CLEAN: "vaodrill.undo.completed",
+    Phase.LEFT_FAILED_OVER: "vaodrill.undo.failed",
+    **{
+        p: "vaodrill.failover.failed"
+        for p in (Phase.HALTED, Phase.TIMED_OUT, Phase.FAILED, Phase.INTERRUPTED, Phase.REFUSED)
+    },
+}
 
 
 #: Transitions with no run-log line: the start of an undo (its task run shows it running; its end is logged).
@@ -146,19 +175,28 @@ class PrefectObserver(Observer):
 
     def on_start(self, drill: str, run_id: str, mode: str, server: str, runs: list[PlanRun]) -> None:
         # the plans' restore points as a few records, not one per plan: each record costs the drill's loop CPU
-        lines = [f"  {r.target.name} -> restore point {r.target.restore_point} ({r.target.rule})"
-                 + "".join(f"; {note}" for note in r.target.notes) for r in runs]
+        lines = [
+            f"  {r.target.name} -> restore point {r.target.restore_point} ({r.target.rule})"
+            + "".join(f"; {note}" for note in r.target.notes)
+            for r in runs
+        ]
         head = f"Drill {drill} ({mode} mode, run {run_id}): {len(runs)} plans on {server}"
         for first in range(0, max(len(lines), 1), PLANS_PER_RECORD):
-            self.logger.info("%s", "\n".join([head, *lines[first:first + PLANS_PER_RECORD]]))
+            self.logger.info("%s", "\n".join([head, *lines[first : first + PLANS_PER_RECORD]]))
 
     def on_transition(self, t: Transition) -> None:
         run = t.run
         if t.new not in UNLOGGED:
-            detail = run.reason or run.details or (f"restore point {run.target.restore_point}"
-                                                   if t.new is Phase.STARTING else None)
-            level = "critical" if t.new is Phase.LEFT_FAILED_OVER else (
-                "warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
+            detail = (
+                run.reason
+                or run.details
+                or (f"restore point {run.target.restore_point}" if t.new is Phase.STARTING else None)
+            )
+            level = (
+                "critical"
+                if t.new is Phase.LEFT_FAILED_OVER
+                else ("warning" if t.new in ENDINGS - {Phase.FAILED_OVER} or t.new is Phase.REFUSED else "info")
+            )
             # inside a plan's task run, its run logger: the plan's page lists its steps (the drill's lists them all)
             logger = get_run_logger() if TaskRunContext.get() is not None else self.logger
             getattr(logger, level)("%s: %s%s", run.name, t.new.value, f" ({detail})" if detail else "")
@@ -170,19 +208,35 @@ class PrefectObserver(Observer):
             if t.new is Phase.FAILED_OVER:
                 result = plan_result(run, "drill")  # the report's RTO, to VAO's complete and to verified
                 met = result.rto_met
-                payload.update(details=run.details, rto_seconds=result.rto_seconds,
-                               rto_target_seconds=result.rto_target_seconds, rto_met=met,
-                               rto_verified_seconds=result.rto_verified_seconds,
-                               verified_at=result.verified_at.isoformat() if result.verified_at else None)
+                payload.update(
+                    details=run.details,
+                    rto_seconds=result.rto_seconds,
+                    rto_target_seconds=result.rto_target_seconds,
+                    rto_met=met,
+                    rto_verified_seconds=result.rto_verified_seconds,
+                    verified_at=result.verified_at.isoformat() if result.verified_at else None,
+                )
                 if met is not None:
                     labels["vaodrill.rto_met"] = "true" if met else "false"
             if run.checks:
-                payload["checks"] = [{k: c.get(k) for k in ("name", "kind", "critical", "status", "attempts",
-                                                              "seconds_after_complete", "message")} for c in run.checks]
+                payload["checks"] = [
+                    {
+                        k: c.get(k)
+                        for k in ("name", "kind", "critical", "status", "attempts", "seconds_after_complete", "message")
+                    }
+                    for c in run.checks
+                ]
             if t.new in (Phase.CLEAN, Phase.LEFT_FAILED_OVER):
                 payload.update(status=run.undo, reason=run.undo_reason)
-            _emit(event, t.drill, self.settings, plan=(run.target.id, run.name), payload=payload, labels=labels,
-                  drill_run=self.drill_run)
+            _emit(
+                event,
+                t.drill,
+                self.settings,
+                plan=(run.target.id, run.name),
+                payload=payload,
+                labels=labels,
+                drill_run=self.drill_run,
+            )
         if t.new in ENDINGS | {Phase.SKIPPED, Phase.REFUSED} and self._update is not None:  # opened
             self.finished += 1
             if self._update.done():
@@ -205,19 +259,37 @@ class PrefectObserver(Observer):
 
     async def on_report(self, report: DrillReport) -> None:
         key = artifact_key(f"drill-{report.drill}")
-        await acreate_markdown_artifact(render_markdown(report) + _timeline_markdown(report), key=f"{key}-report",
-                                        description=f"DR drill {report.drill}: {report.verdict}")
-        await acreate_table_artifact(table_rows(report), key=f"{key}-plans",
-                                     description=f"Plans of drill {report.drill}")
+        await acreate_markdown_artifact(
+            render_markdown(report) + _timeline_markdown(report),
+            key=f"{key}-report",
+            description=f"DR drill {report.drill}: {report.verdict}",
+        )
+        await acreate_table_artifact(
+            table_rows(report), key=f"{key}-plans", description=f"Plans of drill {report.drill}"
+        )
         left = [p.plan for p in report.left_failed_over]
-        _emit("vaodrill.drill.completed", report.drill, self.settings, drill_run=self.drill_run,
-              labels={"vaodrill.verdict": report.verdict, "vaodrill.left_failed_over": "true" if left else "false"},
-              payload={"run_id": report.run_id, "verdict": report.verdict, "reason": report.reason,
-                       "message": outcome_message(report), "stopped": report.stopped, "left_failed_over": left,
-                       "rto_missed": [p.plan for p in report.plans if p.rto_met is False]})
+        _emit(
+            "vaodrill.drill.completed",
+            report.drill,
+            self.settings,
+            drill_run=self.drill_run,
+            labels={"vaodrill.verdict": report.verdict, "vaodrill.left_failed_over": "true" if left else "false"},
+            payload={
+                "run_id": report.run_id,
+                "verdict": report.verdict,
+                "reason": report.reason,
+                "message": outcome_message(report),
+                "stopped": report.stopped,
+                "left_failed_over": left,
+                "rto_missed": [p.plan for p in report.plans if p.rto_met is False],
+            },
+        )
         if report.left_failed_over:
-            self.logger.critical("PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
-                                 ", ".join(p.plan for p in report.left_failed_over), report.run_id)
+            self.logger.critical(
+                "PLANS LEFT FAILED OVER: %s. Run `vaodrill recover %s` or check VAO now.",
+                ", ".join(p.plan for p in report.left_failed_over),
+                report.run_id,
+            )
         if self._update is not None:
             await self._update
 
@@ -233,8 +305,9 @@ def _timeline_markdown(report: DrillReport) -> str:
     return f"\n\n## Timeline\n\n![drill timeline](data:image/svg+xml;base64,{data})\n"
 
 
-async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str | None,
-                          settings: ConnectionSettings) -> None:
+async def publish_history(
+    report: DrillReport, spec: DrillSpec, report_dir: str | None, settings: ConnectionSettings
+) -> None:
     """At a drill's end, from the report files: ``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for each
     of its plans the spec's ``history`` policy flags, and the drill's trend table as an artifact. Best effort: a
     failure here is logged and never changes the drill's outcome."""
@@ -246,28 +319,61 @@ async def publish_history(report: DrillReport, spec: DrillSpec, report_dir: str 
     ids = {p.plan: p.id or p.plan for p in report.plans}
     policy = spec.history
     try:
-        history = await asyncio.to_thread(load_history, Path(report_dir), drills=[report.drill],
-                                          policies={report.drill: policy}, expected={report.drill: list(ids)})
+        history = await asyncio.to_thread(
+            load_history,
+            Path(report_dir),
+            drills=[report.drill],
+            policies={report.drill: policy},
+            expected={report.drill: list(ids)},
+        )
         for p in (p for p in history.plans if p.plan in ids):
             _emit_flags(report, p, ids[p.plan], history.now, policy, settings)
-        await acreate_table_artifact(trend_rows(history), key=f"{artifact_key(f'drill-{report.drill}')}-trend",
-                                     description=f"Drill {report.drill} over time: runs, passes, RTO trend, flags")
+        await acreate_table_artifact(
+            trend_rows(history),
+            key=f"{artifact_key(f'drill-{report.drill}')}-trend",
+            description=f"Drill {report.drill} over time: runs, passes, RTO trend, flags",
+        )
     except Exception:
         log.exception("the drill's history could not be published")
 
 
-def _emit_flags(report: DrillReport, p: PlanHistory, plan_id: str, now: datetime, policy: HistoryPolicy,
-                settings: ConnectionSettings) -> None:
+def _emit_flags(
+    report: DrillReport,
+    p: PlanHistory,
+    plan_id: str,
+    now: datetime,
+    policy: HistoryPolicy,
+    settings: ConnectionSettings,
+) -> None:
     """``vaodrill.plan.overdue`` and ``vaodrill.rto.regressed`` for one plan, each when its policy flags it."""
-    figures = {"run_id": report.run_id, "runs": p.runs, "passes": p.passes,
-               "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
-               "last_good_rto_seconds": p.last_good_rto, "rto_target_seconds": p.rto_target,
-               "failure_streak": p.failure_streak}
-    flags = [("vaodrill.plan.overdue", p.overdue, {"days_since_good": p.days_since_good(now),
-                                                   "max_age_days": policy.max_age.total_seconds() / 86400}),
-             ("vaodrill.rto.regressed", p.regressed, {"baseline_rto_seconds": p.baseline_rto,
-                                                      "rto_regression_percent": policy.rto_regression})]
+    figures = {
+        "run_id": report.run_id,
+        "runs": p.runs,
+        "passes": p.passes,
+        "last_good_at": p.last_good_at.isoformat() if p.last_good_at else None,
+        "last_good_rto_seconds": p.last_good_rto,
+        "rto_target_seconds": p.rto_target,
+        "failure_streak": p.failure_streak,
+    }
+    flags = [
+        (
+            "vaodrill.plan.overdue",
+            p.overdue,
+            {"days_since_good": p.days_since_good(now), "max_age_days": policy.max_age.total_seconds() / 86400},
+        ),
+        (
+            "vaodrill.rto.regressed",
+            p.regressed,
+            {"baseline_rto_seconds": p.baseline_rto, "rto_regression_percent": policy.rto_regression},
+        ),
+    ]
     for event, reason, more in flags:
         if reason:
-            _emit(event, report.drill, settings, plan=(plan_id, p.plan), drill_run=flow_run.id,
-                  payload={**figures, **more, "reason": reason})
+            _emit(
+                event,
+                report.drill,
+                settings,
+                plan=(plan_id, p.plan),
+                drill_run=flow_run.id,
+                payload={**figures, **more, "reason": reason},
+            )

@@ -105,9 +105,12 @@ class QuietFinish(logging.Filter):
         self.flow_run_id = str(flow_run_id)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno < logging.WARNING and getattr(record, "flow_run_id", None) == self.flow_run_id
-                    and getattr(record, "task_name", None) in DRILL_TASKS
-                    and str(record.msg).startswith("Finished in state"))
+        return not (
+            record.levelno < logging.WARNING
+            and getattr(record, "flow_run_id", None) == self.flow_run_id
+            and getattr(record, "task_name", None) in DRILL_TASKS
+            and str(record.msg).startswith("Finished in state")
+        )
 
 
 #: The names of the task runs of a drill's plans and undos.
@@ -146,8 +149,12 @@ class TaskSteps:
             return await attempt.run(work())
 
         try:
-            call = drill_plan(target.name, recorded, return_state=True,
-                              wait_for=[self._nodes[k] for k in target.after if k in self._nodes])
+            call = drill_plan(
+                target.name,
+                recorded,
+                return_state=True,
+                wait_for=[self._nodes[k] for k in target.after if k in self._nodes],
+            )
             state = await cast(Awaitable[State[Any]], call)  # an async task's state (Prefect types it unawaited)
         except Exception as exc:  # Prefect shows the drill, it never decides it
             return await attempt.recover(exc, recorded, f"plan {target.name}")

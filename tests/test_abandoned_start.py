@@ -41,8 +41,9 @@ class AbandoningSteps:
 
 async def test_a_stop_while_a_run_is_in_flight_cleans_it_up_whoever_waits(sim: Sim, tmp_path: Path) -> None:
     sim.patch("Core Network", failover_duration=3600)
-    spec = load_spec(write_spec(tmp_path, "  - plan: Core Network\n  - plan: Active Directory\n"
-                                          "    after: [Core Network]\n"))
+    spec = load_spec(
+        write_spec(tmp_path, "  - plan: Core Network\n  - plan: Active Directory\n    after: [Core Network]\n")
+    )
     made: list[AbandoningSteps] = []
 
     def steps(session: DrillSession) -> AbandoningSteps:
@@ -56,8 +57,9 @@ async def test_a_stop_while_a_run_is_in_flight_cleans_it_up_whoever_waits(sim: S
                 engine.stop("stopped by the test", kind="signal")  # the Run is about to leave
 
     recorder = StopWhenStarting()
-    engine = Drill(spec, settings_for(sim), run_id="abandoned", report_dir=tmp_path / "reports",
-                   observers=[recorder], steps=steps)
+    engine = Drill(
+        spec, settings_for(sim), run_id="abandoned", report_dir=tmp_path / "reports", observers=[recorder], steps=steps
+    )
     report = await asyncio.wait_for(engine.run(), timeout=120)  # a generous ceiling: it takes about a second
 
     core = sim.plan_id("Core Network").lower()

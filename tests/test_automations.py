@@ -46,21 +46,23 @@ async def create_shipped(name: str, block_id: str) -> None:
     from prefect.automations import AutomationCore
     from prefect.client.orchestration import get_client
 
-    shipped = {a["name"]: a for a in yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())
-               ["automations"]}[name]
+    shipped = {
+        a["name"]: a for a in yaml.safe_load((ROOT / "deployments" / "automations.yaml").read_text())["automations"]
+    }[name]
     actions = [{**a, "block_document_id": block_id} for a in shipped["actions"] if a["type"] == "send-notification"]
     async with get_client() as client:
         await client.create_automation(AutomationCore.model_validate({**shipped, "actions": actions}))
 
 
 async def test_rto_target_missed_fires_for_the_slow_plan_only(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        webhook: tuple[str, list[dict[str, object]]]) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, webhook: tuple[str, list[dict[str, object]]]
+) -> None:
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
     url, received = webhook
-    block = CustomWebhookNotificationBlock(name="test-hook", url=url,
-                                           json_data={"subject": "{{subject}}", "body": "{{body}}"})
+    block = CustomWebhookNotificationBlock(
+        name="test-hook", url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
+    )
     block_id = await block.save("rto-hook", overwrite=True)
     await create_shipped("vaodrill - RTO target missed", str(block_id))
     sim.patch("Active Directory", failover_duration=1200)  # 2 s at 600x, against a 1 s target below

@@ -52,25 +52,31 @@ def lag(cadence: Cadence, start: float, step_length: float, steps: int, read_tim
 
 sightings = st.one_of(
     st.just(IDLE),
-    st.builds(lambda s, extra: Sighting("Failover", True, step=s, steps=s + extra),
-              st.integers(1, 20), st.integers(0, 20)),
+    st.builds(
+        lambda s, extra: Sighting("Failover", True, step=s, steps=s + extra), st.integers(1, 20), st.integers(0, 20)
+    ),
     st.builds(lambda s: Sighting("UndoFailover", True, step=s, steps=5), st.integers(1, 5)),
     st.just(Sighting("Failover", False, complete=True)),
     st.just(Sighting("Halted", False)),
     st.just(Sighting("Failover", True)),  # running, steps not said
 )
-reads = st.lists(st.tuples(
-    st.one_of(st.none(), st.dictionaries(st.sampled_from("abc"), sightings, max_size=3)),  # None: the read failed
-    st.floats(0, 2),  # how long the read took, in intervals
-    st.floats(0, 3),  # how late the poller woke, in intervals
-    st.sets(st.sampled_from("abcd")),  # the plans waited for
-), min_size=1, max_size=60)
+reads = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.dictionaries(st.sampled_from("abc"), sightings, max_size=3)),  # None: the read failed
+        st.floats(0, 2),  # how long the read took, in intervals
+        st.floats(0, 3),  # how late the poller woke, in intervals
+        st.sets(st.sampled_from("abcd")),  # the plans waited for
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(interval=st.floats(0.05, 30), reads=reads)
-def test_the_budget_holds_for_any_readings(interval: float, reads: list[tuple[
-        dict[str, Sighting] | None, float, float, set[str]]]) -> None:
+def test_the_budget_holds_for_any_readings(
+    interval: float, reads: list[tuple[dict[str, Sighting] | None, float, float, set[str]]]
+) -> None:
     cadence = AdaptiveCadence(interval)
     now, sent = 0.0, []
     for plans, took, late, watched in reads:
@@ -88,7 +94,8 @@ def test_the_budget_holds_for_any_readings(interval: float, reads: list[tuple[
 
 @given(interval=st.floats(0.05, 30), plans=st.sets(st.sampled_from("abcd")))
 def test_no_read_is_later_than_two_intervals_and_a_failed_one_is_retried_after_one(
-        interval: float, plans: set[str]) -> None:
+    interval: float, plans: set[str]
+) -> None:
     cadence = AdaptiveCadence(interval)
     cadence.read(0.0, 0.1 * interval, {p: Sighting("Failover", True, step=1, steps=1000) for p in plans})
     assert cadence.next_read(0.1 * interval, plans) <= 2 * interval
@@ -97,6 +104,7 @@ def test_no_read_is_later_than_two_intervals_and_a_failed_one_is_retried_after_o
 
 
 # -- the lag -----------------------------------------------------------------------------------------------------
+
 
 @settings(max_examples=20, deadline=None)
 @given(interval=st.floats(0.1, 10), seed=st.integers(0, 2**32))
@@ -121,17 +129,27 @@ def test_stages_of_equal_steps_are_seen_sooner_than_by_a_fixed_poll(interval: fl
 # -- reading the server --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("details", "state", "expected"), [
-    ("In progress: step 3 of 5", "Failover", (True, 3, 5)),
-    ("in progress: Step 12 of 40 (Power on VMs)", "UndoFailover", (True, 12, 40)),
-    ("In progress", "Failover", (True, None, None)),
-    ("In progress: step 6 of 5", "Failover", (True, None, None)),
-    ("Halted at step 2 of 5: step failed", "Halted", (False, None, None)),
-    ("Complete, no errors, no warnings", "Failover", (False, None, None)),
-])
+@pytest.mark.parametrize(
+    ("details", "state", "expected"),
+    [
+        ("In progress: step 3 of 5", "Failover", (True, 3, 5)),
+        ("in progress: Step 12 of 40 (Power on VMs)", "UndoFailover", (True, 12, 40)),
+        ("In progress", "Failover", (True, None, None)),
+        ("In progress: step 6 of 5", "Failover", (True, None, None)),
+        ("Halted at step 2 of 5: step failed", "Halted", (False, None, None)),
+        ("Complete, no errors, no warnings", "Failover", (False, None, None)),
+    ],
+)
 def test_sighting_reads_step_s_of_t(details: str, state: str, expected: tuple[bool, int | None, int | None]) -> None:
-    plan = FailoverPlan.model_validate({"id": "1", "name": "P", "planState": state, "planStateDetails": details,
-                                        "planInUse": not details.startswith("Complete")})
+    plan = FailoverPlan.model_validate(
+        {
+            "id": "1",
+            "name": "P",
+            "planState": state,
+            "planStateDetails": details,
+            "planInUse": not details.startswith("Complete"),
+        }
+    )
     sighting = Sighting.of(plan)
     assert (sighting.running, sighting.step, sighting.steps) == expected
 
@@ -143,9 +161,15 @@ def test_an_unknown_polling_is_refused() -> None:
 
 # -- a whole drill over HTTP -------------------------------------------------------------------------------------------
 
-SCENARIO = {"name": "cadence", "timezone": "UTC", "defaults": {"steps": 8}, "plans": [
-    {"name": name, "failover_duration": failover, "undo_duration": undo}
-    for name, failover, undo in (("Core", 150, 80), ("Database", 220, 100), ("App", 120, 60), ("Files", 260, 90))]}
+SCENARIO = {
+    "name": "cadence",
+    "timezone": "UTC",
+    "defaults": {"steps": 8},
+    "plans": [
+        {"name": name, "failover_duration": failover, "undo_duration": undo}
+        for name, failover, undo in (("Core", 150, 80), ("Database", 220, 100), ("App", 120, 60), ("Files", 260, 90))
+    ],
+}
 PLANS = """
   - plan: Core
   - plan: Database
@@ -158,12 +182,15 @@ INTERVAL = 0.2
 
 
 def list_reads(sim: Sim) -> list[float]:
-    return sorted(datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
-                  for e in sim.requests(method="GET", path="/v2/FailoverPlans"))
+    return sorted(
+        datetime.fromisoformat(e["at"].replace("Z", "+00:00")).timestamp()
+        for e in sim.requests(method="GET", path="/v2/FailoverPlans")
+    )
 
 
 async def test_an_adaptive_drill_passes_within_the_fixed_read_budget(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = sim_factory(SCENARIO, time_scale=100)  # failovers of 1.2-2.6 s in 8 steps, undos of 0.6-1 s
     report, _, engine = await drill(sim, tmp_path, PLANS, poll_interval=f"{INTERVAL}s", polling="adaptive")
     assert report.verdict == "passed", report.reason

@@ -67,8 +67,13 @@ def settings_for(sim: Sim, password: str = "demo") -> ConnectionSettings:
 
 async def run(sim: Sim, tmp_path: Path, plans: str, password: str = "demo") -> tuple[DrillReport, Recorder]:
     recorder = Recorder()
-    engine = Drill(load_spec(write_spec(tmp_path, plans)), settings_for(sim, password), run_id="run-1",
-                   report_dir=tmp_path / "reports", observers=[recorder])
+    engine = Drill(
+        load_spec(write_spec(tmp_path, plans)),
+        settings_for(sim, password),
+        run_id="run-1",
+        report_dir=tmp_path / "reports",
+        observers=[recorder],
+    )
     return await engine.run(), recorder
 
 
@@ -81,7 +86,8 @@ def stages(sim: Sim, plan: str) -> list[str]:
 
 
 async def test_a_failing_critical_check_fails_its_plan_skips_dependents_and_the_plan_is_undone(
-        sim_factory: Any, tmp_path: Path) -> None:
+    sim_factory: Any, tmp_path: Path
+) -> None:
     sim = sim_factory(scenario(**{"SQL Tier": {"fail": True}}))
     report, recorder = await run(sim, tmp_path, PLANS % {"deadline": "1s", "critical": "true"})
     plans = by_name(report)
@@ -95,8 +101,15 @@ async def test_a_failing_critical_check_fails_its_plan_skips_dependents_and_the_
     assert sql.undo == "verified" and stages(sim, "SQL Tier") == ["Failover", "UndoFailover"]
     assert stages(sim, "App Tier") == []
     assert apps(sim)["SQL Tier"]["answers"].get("failing", 0) == sql.checks[0].attempts
-    assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "verifying", "failed", "undoing",
-                                           "clean"]
+    assert recorder.phases("SQL Tier") == [
+        "checking",
+        "starting",
+        "failing over",
+        "verifying",
+        "failed",
+        "undoing",
+        "clean",
+    ]
     directory = next((tmp_path / "reports").glob("*/*/"))
     junit = ET.parse(directory / "junit.xml").getroot()
     case = next(c for c in junit.iter("testcase") if c.get("name") == "sql health")
@@ -148,14 +161,17 @@ async def test_rto_to_verified_comes_after_the_application_boots(sim_factory: An
 
 
 async def test_a_command_check_gets_no_credential_in_its_environment(
-        sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VAO_PASSWORD", PASSWORD)
     monkeypatch.setenv("VAO_CLIENT_SECRET", CLIENT_SECRET)
     sim = sim_factory(scenario(), password=PASSWORD)
     pid_file, release = tmp_path / "pid", tmp_path / "release"
-    script = (f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
-              f"t = time.monotonic()\nwhile not os.path.exists({str(release)!r}) and time.monotonic() - t < 30: "
-              "time.sleep(0.01)")
+    script = (
+        f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); "
+        f"t = time.monotonic()\nwhile not os.path.exists({str(release)!r}) and time.monotonic() - t < 30: "
+        "time.sleep(0.01)"
+    )
     plans = f"""
       - plan: Core Network
         checks:
@@ -172,8 +188,15 @@ async def test_a_command_check_gets_no_credential_in_its_environment(
     report, _ = await drill
     variables = dict(item.split("=", 1) for item in environ.decode().split("\0") if item)
     assert PASSWORD not in environ.decode() and CLIENT_SECRET not in environ.decode()
-    assert set(variables) == {"PATH", "LANG", "VAODRILL_DRILL", "VAODRILL_RUN_ID", "VAODRILL_PLAN",
-                              "VAODRILL_PLAN_ID", "VAODRILL_CHECK"}
+    assert set(variables) == {
+        "PATH",
+        "LANG",
+        "VAODRILL_DRILL",
+        "VAODRILL_RUN_ID",
+        "VAODRILL_PLAN",
+        "VAODRILL_PLAN_ID",
+        "VAODRILL_CHECK",
+    }
     assert variables["VAODRILL_PLAN"] == "Core Network" and variables["VAODRILL_RUN_ID"] == "run-1"
     assert variables["VAODRILL_PLAN_ID"] == sim.plan_id("Core Network")
     assert report.verdict == "passed", report.reason
@@ -202,22 +225,35 @@ async def test_a_hanging_check_ends_at_its_timeout_and_its_process_is_killed(sim
     assert core.status == "failed" and "timeout" in (core.reason or ""), core.reason
     assert core.checks[0].attempts == 1 and core.undo == "verified"
     assert by_name(report)["SQL Tier"].status == "skipped"
-    assert not Path(f"/proc/{pid_file.read_text()}").exists() or "Z" in Path(
-        f"/proc/{pid_file.read_text()}/stat").read_text().split()[2]
+    assert (
+        not Path(f"/proc/{pid_file.read_text()}").exists()
+        or "Z" in Path(f"/proc/{pid_file.read_text()}/stat").read_text().split()[2]
+    )
 
 
-@pytest.mark.parametrize(("check", "place", "problem"), [
-    ("{ping: db.example.com}", "plans[0].checks[0]", "unknown check kind 'ping'"),
-    ("{http: www.example.com/health}", "plans[0].checks[0].http", "expected an http:// or https:// URL"),
-    ("{tcp: 'db:1433', timeout: -5s}", "plans[0].checks[0].timeout",
-     "invalid duration '-5s' (must be greater than zero)"),
-    ("{command: /usr/bin/true --now}", "plans[0].checks[0].command", "expected a list"),
-])
+@pytest.mark.parametrize(
+    ("check", "place", "problem"),
+    [
+        ("{ping: db.example.com}", "plans[0].checks[0]", "unknown check kind 'ping'"),
+        ("{http: www.example.com/health}", "plans[0].checks[0].http", "expected an http:// or https:// URL"),
+        (
+            "{tcp: 'db:1433', timeout: -5s}",
+            "plans[0].checks[0].timeout",
+            "invalid duration '-5s' (must be greater than zero)",
+        ),
+        ("{command: /usr/bin/true --now}", "plans[0].checks[0].command", "expected a list"),
+    ],
+)
 def test_a_bad_check_is_one_line_exit_2_with_its_place(tmp_path: Path, check: str, place: str, problem: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(f"name: bad\nplans:\n  - plan: Core Network\n    checks:\n      - {check}\n")
-    result = subprocess.run([VAODRILL, "validate", str(path)], capture_output=True, text=True, timeout=60,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("VAO_")})
+    result = subprocess.run(
+        [VAODRILL, "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("VAO_")},
+    )
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
@@ -227,11 +263,23 @@ def test_a_bad_check_is_one_line_exit_2_with_its_place(tmp_path: Path, check: st
 def test_checks_round_trip_through_the_spec_dump() -> None:
     from vaodrill.spec.loader import parse_spec
 
-    text = yaml.safe_dump({"name": "x", "checks": [{"tcp": "db:1433", "critical": False, "deadline": "2m"}],
-                           "plans": [{"plan": "A", "checks": [
-                               {"http": "https://a/h", "status": 204, "body_regex": "ok|up", "timeout": "3s"},
-                               {"dns": "a.example.com", "addresses": ["10.0.0.5"]},
-                               {"command": ["/bin/true"], "name": "t"}]}, "B"]})
+    text = yaml.safe_dump(
+        {
+            "name": "x",
+            "checks": [{"tcp": "db:1433", "critical": False, "deadline": "2m"}],
+            "plans": [
+                {
+                    "plan": "A",
+                    "checks": [
+                        {"http": "https://a/h", "status": 204, "body_regex": "ok|up", "timeout": "3s"},
+                        {"dns": "a.example.com", "addresses": ["10.0.0.5"]},
+                        {"command": ["/bin/true"], "name": "t"},
+                    ],
+                },
+                "B",
+            ],
+        }
+    )
     spec = parse_spec(text)
     assert parse_spec(yaml.safe_dump(spec.model_dump(mode="json"))) == spec
     assert [c.kind for c in spec.checks_for("A")] == ["http", "dns", "command"]
@@ -258,7 +306,8 @@ async def test_an_application_answers_only_while_its_plan_is_failed_over(sim_fac
 
 @pytest.mark.usefixtures("prefect_api")
 async def test_the_prefect_events_carry_the_checks_and_the_rto_to_verified(
-        sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from prefect.client.orchestration import get_client
 
     from flows.drill import DrillRequest, dr_drill
@@ -267,15 +316,24 @@ async def test_the_prefect_events_carry_the_checks_and_the_rto_to_verified(
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
     monkeypatch.setenv("VAO_PASSWORD", "demo")
-    spec = write_spec(tmp_path, """
+    spec = write_spec(
+        tmp_path,
+        """
       - plan: Core Network
         checks: [{http: "{vao}/_apps/Core%20Network/", name: web, retry_every: 0.1s}]
-    """)
-    state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
-                           return_state=True)
+    """,
+    )
+    state = await dr_drill(
+        request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")), return_state=True
+    )
     assert state.is_completed(), state.message
-    query = {"filter": {"event": {"name": ["vaodrill.failover.completed", "vaodrill.checks.started"]}, "related": {
-        "resources_in_roles": [[f"prefect.flow-run.{state.state_details.flow_run_id}", "flow-run"]]}}, "limit": 10}
+    query = {
+        "filter": {
+            "event": {"name": ["vaodrill.failover.completed", "vaodrill.checks.started"]},
+            "related": {"resources_in_roles": [[f"prefect.flow-run.{state.state_details.flow_run_id}", "flow-run"]]},
+        },
+        "limit": 10,
+    }
     async with get_client() as client:
         for _ in range(100):  # events are persisted asynchronously: poll until both are there
             events = (await client.request("POST", "/events/filter", json=query)).json()["events"]
@@ -300,8 +358,9 @@ async def test_a_stop_ends_the_checks_at_once_and_the_plan_is_undone(sim: Sim, t
       - plan: SQL Tier
         after: [Core Network]
     """
-    engine = Drill(load_spec(write_spec(tmp_path, plans)), settings_for(sim), run_id="run-1",
-                   report_dir=tmp_path / "reports")
+    engine = Drill(
+        load_spec(write_spec(tmp_path, plans)), settings_for(sim), run_id="run-1", report_dir=tmp_path / "reports"
+    )
     running = asyncio.ensure_future(engine.run())
     while not pid_file.exists() or not pid_file.read_text():
         assert not running.done()
@@ -320,8 +379,14 @@ async def test_a_stop_ends_the_checks_at_once_and_the_plan_is_undone(sim: Sim, t
 
 def test_the_demo_shows_its_checks_in_its_table(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_API"))}
-    result = subprocess.run([VAODRILL, "demo", "--report-dir", str(tmp_path)], env=env | {"COLUMNS": "220"},
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [VAODRILL, "demo", "--report-dir", str(tmp_path)],
+        env=env | {"COLUMNS": "220"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, (result.stdout, result.stderr)
     rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 3}
     assert "check 'sql health' passed" in rows["SQL Tier"] and "verified /" in rows["SQL Tier"]
@@ -334,11 +399,22 @@ async def test_dns_checks_use_the_system_resolver() -> None:
     from vaodrill.engine.checks import CheckRun, run_checks
     from vaodrill.spec.checks import Check
 
-    checks = [Check.model_validate({"dns": "localhost", "addresses": ["127.0.0.1"], "name": "local"}),
-              Check.model_validate({"dns": "localhost", "addresses": ["192.0.2.1"], "name": "elsewhere",
-                                    "critical": False, "timeout": "1s", "deadline": "1s"}),
-              Check.model_validate({"dns": "no-such-name.invalid", "name": "nowhere", "critical": False,
-                                    "timeout": "2s", "deadline": "2s"})]
+    checks = [
+        Check.model_validate({"dns": "localhost", "addresses": ["127.0.0.1"], "name": "local"}),
+        Check.model_validate(
+            {
+                "dns": "localhost",
+                "addresses": ["192.0.2.1"],
+                "name": "elsewhere",
+                "critical": False,
+                "timeout": "1s",
+                "deadline": "1s",
+            }
+        ),
+        Check.model_validate(
+            {"dns": "no-such-name.invalid", "name": "nowhere", "critical": False, "timeout": "2s", "deadline": "2s"}
+        ),
+    ]
     where = CheckRun("d", "r", "p", "id", "https://vao:9899")
     results = {r.name: r for r in await run_checks(checks, where, datetime.now().astimezone())}
     assert results["local"].status == "passed" and results["local"].attempts == 1

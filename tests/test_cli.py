@@ -29,14 +29,22 @@ def env(prefect_api: None, sim: Sim) -> dict[str, str]:
     from prefect.settings import PREFECT_API_URL
 
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VAO_")}
-    return {**clean, "PREFECT_API_URL": PREFECT_API_URL.value(), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
-            "VAO_PASSWORD": "demo", "COLUMNS": "160"}
+    return {
+        **clean,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "VAO_URL": sim.url,
+        "VAO_USERNAME": "demo",
+        "VAO_PASSWORD": "demo",
+        "COLUMNS": "160",
+    }
 
 
-def vaodrill(*args: str, env: dict[str, str], cwd: Path = ROOT, stdin: str | None = None,
-             timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([VAODRILL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          input=stdin)
+def vaodrill(
+    *args: str, env: dict[str, str], cwd: Path = ROOT, stdin: str | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [VAODRILL, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=stdin
+    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -56,8 +64,13 @@ def test_run_demo_drill_passes(env: dict[str, str], sim: Sim, tmp_path: Path) ->
     reports = list(tmp_path.glob("demo-app-stack/*/report.json"))
     assert len(reports) == 1
     assert json.loads(reports[0].read_text())["verdict"] == "passed"
-    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg",
-                                                          "evidence.html"}
+    assert {p.name for p in reports[0].parent.iterdir()} == {
+        "report.json",
+        "report.md",
+        "junit.xml",
+        "timeline.svg",
+        "evidence.html",
+    }
     assert all(count == 1 for count in sim.posts("Run").values()) and len(sim.posts("Run")) == 6
 
 
@@ -128,14 +141,14 @@ def test_real_failover_needs_confirmation(env: dict[str, str], sim: Sim, tmp_pat
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
 
 
-def test_a_real_failover_approved_with_yes_is_in_its_journal_and_evidence_pack(env: dict[str, str], sim: Sim,
-                                                                                   tmp_path: Path) -> None:
+def test_a_real_failover_approved_with_yes_is_in_its_journal_and_evidence_pack(
+    env: dict[str, str], sim: Sim, tmp_path: Path
+) -> None:
     spec = tmp_path / "real.yaml"
     spec.write_text("name: real\nmode: failover\nplans:\n  - plan: Core Network\n")
     reports = tmp_path / "reports"
     journals = tmp_path / "journals"  # the flow run's parameter, not an environment variable
-    result = vaodrill("run", str(spec), "--yes", "--report-dir", str(reports), "--journal-dir", str(journals),
-                      env=env)
+    result = vaodrill("run", str(spec), "--yes", "--report-dir", str(reports), "--journal-dir", str(journals), env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (reports / "journal").exists()
     (journal,) = journals.glob("*.jsonl")
@@ -153,8 +166,16 @@ def test_plans_and_validate_json(env: dict[str, str]) -> None:
     assert plans.returncode == 0, plans.stderr
     names = {p["name"]: p for p in json.loads(plans.stdout)}
     assert names["Legacy ERP"]["state"] == "Disabled" and names["SQL Tier"]["target_rto_minutes"] > 0
-    check = vaodrill("validate", str(DRILLS / "demo.yaml"), "--now", "2026-03-29T03:30:00+02:00",
-                     "--vao-timezone", "Europe/Berlin", "--json", env=env)
+    check = vaodrill(
+        "validate",
+        str(DRILLS / "demo.yaml"),
+        "--now",
+        "2026-03-29T03:30:00+02:00",
+        "--vao-timezone",
+        "Europe/Berlin",
+        "--json",
+        env=env,
+    )
     assert check.returncode == 0, check.stderr
     data = json.loads(check.stdout)
     order = [p["plan"] for p in data["plans"]]

@@ -13,14 +13,20 @@ from pathlib import Path
 
 import pytest
 
-PROBE = ("import sys; from vaodrill.app.running import prefect_api_configured as f; "
-         "print(f(), 'prefect' in sys.modules)")
+PROBE = "import sys; from vaodrill.app.running import prefect_api_configured as f; print(f(), 'prefect' in sys.modules)"
 
 
 def probe(cwd: Path, **env: str) -> tuple[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    result = subprocess.run([sys.executable, "-c", PROBE], cwd=cwd, env={**clean, **env}, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     configured, imported = result.stdout.split()
     return configured, imported
 
@@ -41,14 +47,16 @@ def test_an_api_url_in_the_environment_is_a_flow_run(home: Path) -> None:
 
 
 def test_the_active_profile_s_api_url_is_a_flow_run(home: Path) -> None:
-    (home / "profiles.toml").write_text('active = "ops"\n\n[profiles.ops]\n'
-                                        'PREFECT_API_URL = "http://prefect.corp:4200/api"\n')
+    (home / "profiles.toml").write_text(
+        'active = "ops"\n\n[profiles.ops]\nPREFECT_API_URL = "http://prefect.corp:4200/api"\n'
+    )
     assert probe(home.parent / "work", PREFECT_HOME=str(home)) == ("True", "True")
 
 
 def test_a_profile_without_an_api_url_is_not(home: Path) -> None:
-    (home / "profiles.toml").write_text('active = "ops"\n\n[profiles.ops]\nPREFECT_API_URL = ""\n'
-                                        '[profiles.other]\nPREFECT_LOGGING_LEVEL = "DEBUG"\n')
+    (home / "profiles.toml").write_text(
+        'active = "ops"\n\n[profiles.ops]\nPREFECT_API_URL = ""\n[profiles.other]\nPREFECT_LOGGING_LEVEL = "DEBUG"\n'
+    )
     assert probe(home.parent / "work", PREFECT_HOME=str(home))[0] == "False"
 
 

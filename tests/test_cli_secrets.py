@@ -37,12 +37,18 @@ def command_lines() -> list[bytes]:
 
 
 def test_a_password_from_stdin_is_in_no_command_line_and_the_cli_has_no_child(
-        sim_factory: Callable[..., Sim], tmp_path: Path, cli_prefect_home: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path, cli_prefect_home: Path
+) -> None:
     sim = sim_factory("demo", password=SECRET, time_scale=600)
     env = {**base_env(cli_prefect_home), "VAO_URL": sim.url, "VAO_USERNAME": "demo"}
-    child = subprocess.Popen([VAODRILL, "run", str(DRILLS / "demo.yaml"), "--password-stdin", "--report-dir",
-                              str(tmp_path / "reports")], env=env, cwd=tmp_path, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        [VAODRILL, "run", str(DRILLS / "demo.yaml"), "--password-stdin", "--report-dir", str(tmp_path / "reports")],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert child.stdin is not None
     child.stdin.write(f"{SECRET}\n".encode())
     child.stdin.close()
@@ -61,8 +67,7 @@ def test_a_password_from_stdin_is_in_no_command_line_and_the_cli_has_no_child(
 
 
 def test_plain_http_to_another_host_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
-    env = {**base_env(tmp_path), "VAO_URL": "http://vao.corp.example:9899", "VAO_USERNAME": "u",
-           "VAO_PASSWORD": SECRET}
+    env = {**base_env(tmp_path), "VAO_URL": "http://vao.corp.example:9899", "VAO_USERNAME": "u", "VAO_PASSWORD": SECRET}
     started = time.monotonic()
     result = vaodrill("plans", env=env, timeout=60)
     assert_user_error(result, "--allow-insecure-http")
@@ -70,10 +75,10 @@ def test_plain_http_to_another_host_is_refused_before_anything_is_sent(tmp_path:
     assert time.monotonic() - started < 30
 
 
-def test_a_refused_login_prints_one_line_and_no_progress_table(sim: Sim, tmp_path: Path,
-                                                               cli_prefect_home: Path) -> None:
-    env = {**base_env(cli_prefect_home), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
-           "VAO_PASSWORD": "wrong-password"}
+def test_a_refused_login_prints_one_line_and_no_progress_table(
+    sim: Sim, tmp_path: Path, cli_prefect_home: Path
+) -> None:
+    env = {**base_env(cli_prefect_home), "VAO_URL": sim.url, "VAO_USERNAME": "demo", "VAO_PASSWORD": "wrong-password"}
     result = vaodrill("run", str(DRILLS / "demo.yaml"), "--report-dir", str(tmp_path / "r"), env=env)
     assert_user_error(result, "refused")
     assert "Drill progress" not in result.stdout + result.stderr

@@ -26,9 +26,15 @@ SECRET = "Pa55-for-signal-tests"
 
 def start_drill(sim: Sim, tmp_path: Path, env: dict[str, str]) -> subprocess.Popen[str]:
     spec = write_spec(tmp_path)
-    return subprocess.Popen([VAODRILL, "run", str(spec), "--report-dir", str(tmp_path / "reports")], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [VAODRILL, "run", str(spec), "--report-dir", str(tmp_path / "reports")],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_runs(sim: Sim, child: subprocess.Popen[str], count: int, timeout: float = 120) -> None:
@@ -59,14 +65,20 @@ def prefect_home(cli_prefect_home: Path) -> Path:
     return cli_prefect_home
 
 
-def env_for(sim: Sim, prefect_home: Path, password: str = "demo", prefect_api_url: str | None = None
-            ) -> dict[str, str]:
+def env_for(sim: Sim, prefect_home: Path, password: str = "demo", prefect_api_url: str | None = None) -> dict[str, str]:
     """Without ``prefect_api_url``, no Prefect API is configured (a new user): the engine runs the drill alone."""
     sim.patch("Active Directory", never_finish=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_"))}
     api = {"PREFECT_API_URL": prefect_api_url} if prefect_api_url else {}
-    return {**clean, **api, "PREFECT_HOME": str(prefect_home), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
-            "VAO_PASSWORD": password, "COLUMNS": "160"}
+    return {
+        **clean,
+        **api,
+        "PREFECT_HOME": str(prefect_home),
+        "VAO_URL": sim.url,
+        "VAO_USERNAME": "demo",
+        "VAO_PASSWORD": password,
+        "COLUMNS": "160",
+    }
 
 
 @pytest.fixture
@@ -85,22 +97,40 @@ def test_sigkill_then_recover_finds_every_plan_clean(sim: Sim, tmp_path: Path, c
     states = {name: record["planState"] for name, record in sim.plans().items()}
     assert states["Core Network"] == "Failover" and states["Active Directory"] == "Failover"
 
-    recover = subprocess.run([VAODRILL, "recover", "--yes", "--report-dir", str(tmp_path / "reports")],
-                             env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    recover = subprocess.run(
+        [VAODRILL, "recover", "--yes", "--report-dir", str(tmp_path / "reports")],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert recover.returncode == 0, recover.stdout + recover.stderr
     assert "Core Network" in recover.stdout and "halt and undo" in recover.stdout
     assert_all_clean(sim)
     assert len(sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")) == 2
-    again = subprocess.run([VAODRILL, "recover", "--yes", "--report-dir", str(tmp_path / "reports")],
-                           env=cli_env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [VAODRILL, "recover", "--yes", "--report-dir", str(tmp_path / "reports")],
+        env=cli_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 0 and "nothing to recover" in again.stdout
 
 
-@pytest.mark.parametrize(("signum", "through"), [(signal.SIGTERM, "engine"), (signal.SIGINT, "engine"),
-                                                (signal.SIGTERM, "prefect")])
+@pytest.mark.parametrize(
+    ("signum", "through"), [(signal.SIGTERM, "engine"), (signal.SIGINT, "engine"), (signal.SIGTERM, "prefect")]
+)
 def test_a_signal_to_the_process_group_cleans_up_and_reports(
-        sim_factory: Callable[..., Sim], tmp_path: Path, prefect_home: Path, signum: signal.Signals, through: str,
-        request: pytest.FixtureRequest) -> None:
+    sim_factory: Callable[..., Sim],
+    tmp_path: Path,
+    prefect_home: Path,
+    signum: signal.Signals,
+    through: str,
+    request: pytest.FixtureRequest,
+) -> None:
     api_url = None
     if through == "prefect":
         from prefect.settings import PREFECT_API_URL
@@ -122,7 +152,12 @@ def test_a_signal_to_the_process_group_cleans_up_and_reports(
     assert "FAILED" in out and signal.Signals(signum).name in out
     reports = list((tmp_path / "reports").glob("*/*/report.json"))
     assert len(reports) == 1
-    assert {p.name for p in reports[0].parent.iterdir()} == {"report.json", "report.md", "junit.xml", "timeline.svg",
-                                                          "evidence.html"}
+    assert {p.name for p in reports[0].parent.iterdir()} == {
+        "report.json",
+        "report.md",
+        "junit.xml",
+        "timeline.svg",
+        "evidence.html",
+    }
     assert_all_clean(sim)
     assert sim.posts("Run").keys() == sim.posts("Undo").keys()

@@ -96,8 +96,10 @@ async def test_failover_undo_cycle(vao: VaoClient, sim: httpx.AsyncClient) -> No
     done = await until(vao, plan.id, PlanState.FAILOVER)
     assert done.stage_complete and done.state_details.startswith("Complete")
     run = (await log(sim, method="POST", path="*/Run"))[0]
-    assert run["body"] == {"mode": "FailoverNow", "planlaunchOptions": {
-        "restorePointRule": {"date": "2099-01-01T00:00:00"}, "executeChainedPlans": False}}
+    assert run["body"] == {
+        "mode": "FailoverNow",
+        "planlaunchOptions": {"restorePointRule": {"date": "2099-01-01T00:00:00"}, "executeChainedPlans": False},
+    }
     await vao.undo(plan.id)
     back = await until(vao, plan.id, PlanState.ENABLED)
     assert not back.in_use
@@ -240,8 +242,7 @@ async def test_unreachable_host_is_a_connect_error() -> None:
 
 async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 503, "count": 2})
-    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans/*", "retry_after": 0,
-                                         "count": 1})
+    await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans/*", "retry_after": 0, "count": 1})
     plans = await vao.list_plans()
     await vao.get_plan(plans[0].id)
     entries = await log(sim, method="GET")
@@ -250,34 +251,45 @@ async def test_reads_retry_5xx_and_429(vao: VaoClient, sim: httpx.AsyncClient) -
 
 
 async def test_a_post_refused_for_now_is_resent_after_retry_after_and_runs_once(
-        vao: VaoClient, sim: httpx.AsyncClient) -> None:
+    vao: VaoClient, sim: httpx.AsyncClient
+) -> None:
     """429 or 503 with Retry-After: VAO says it did nothing, so the one policy sends the write again."""
     plan = await plan_named(vao, "Core Network")
-    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "retry_after": 0,
-                                         "count": 1})
-    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503,
-                                         "retry_after": 0, "count": 1})
+    await sim.post(
+        "/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "retry_after": 0, "count": 1}
+    )
+    await sim.post(
+        "/_sim/faults",
+        json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503, "retry_after": 0, "count": 1},
+    )
     await vao.run_failover(plan.id)
     assert [e["status"] for e in await log(sim, method="POST", path="*/Run")] == [429, 503, 200]
     assert (await until(vao, plan.id, PlanState.FAILOVER)).state == PlanState.FAILOVER
 
 
-@pytest.mark.parametrize(("error", "retried"), [
-    (VaoConnectError("never sent"), True), (VaoResponseLost("sent, no answer"), False),
-    (VaoTLSError("untrusted"), False), (VaoRateLimited("429", status_code=429, retry_after=1), True),
-    (VaoRateLimited("429", status_code=429), False),
-    (VaoServerError("503", status_code=503, retry_after=5), True),
-    (VaoServerError("503", status_code=503), False),
-    (VaoServerError("500", status_code=500, retry_after=5), False),
-    (VaoBadRequest("400", status_code=400), False),
-], ids=str)
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (VaoConnectError("never sent"), True),
+        (VaoResponseLost("sent, no answer"), False),
+        (VaoTLSError("untrusted"), False),
+        (VaoRateLimited("429", status_code=429, retry_after=1), True),
+        (VaoRateLimited("429", status_code=429), False),
+        (VaoServerError("503", status_code=503, retry_after=5), True),
+        (VaoServerError("503", status_code=503), False),
+        (VaoServerError("500", status_code=500, retry_after=5), False),
+        (VaoBadRequest("400", status_code=400), False),
+    ],
+    ids=str,
+)
 def test_what_a_write_may_be_resent_after(error: Exception, retried: bool) -> None:
     assert RetryPolicy.retryable(error, write=True) is retried
     assert RetryPolicy(attempts=2).should_retry(error, write=True, attempt=2) is False  # attempts used up
 
 
 async def test_patience_outlasts_the_attempts_and_announces_each_retry(
-        vao: VaoClient, sim: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    vao: VaoClient, sim: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
     """Inside a drill (patience), the policy's deadline is the drill's: six 503s in a row are borne, each retry
     one line; a command (no patience) gives up after its attempts."""
     await sim.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 503, "count": 6})
@@ -295,11 +307,15 @@ async def test_patience_outlasts_the_attempts_and_announces_each_retry(
 
 
 async def test_rate_limit_without_retries_left_is_named(app: FastAPI) -> None:
-    async with VaoClient("http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app),
-                         retry=RetryPolicy(attempts=1)) as client, httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://sim") as control:
-        await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "retry_after": 7,
-                                                 "count": 1})
+    async with (
+        VaoClient(
+            "http://sim", "demo", "demo", transport=httpx.ASGITransport(app=app), retry=RetryPolicy(attempts=1)
+        ) as client,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as control,
+    ):
+        await control.post(
+            "/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "retry_after": 7, "count": 1}
+        )
         with pytest.raises(VaoRateLimited) as caught:
             await client.list_plans()
     assert caught.value.retry_after == 7
@@ -307,8 +323,9 @@ async def test_rate_limit_without_retries_left_is_named(app: FastAPI) -> None:
 
 async def test_a_post_that_got_a_5xx_is_never_resent(vao: VaoClient, sim: httpx.AsyncClient) -> None:
     plan = await plan_named(vao, "Core Network")
-    await sim.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503,
-                                         "count": 1})
+    await sim.post(
+        "/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "status": 503, "count": 1}
+    )
     with pytest.raises(VaoServerError):
         await vao.run_failover(plan.id)
     assert len(await log(sim, method="POST", path="*/Run")) == 1
@@ -328,8 +345,9 @@ class FailFirstConnect(httpx.AsyncBaseTransport):
 
 
 async def test_a_post_that_never_left_is_resent_once(app: FastAPI, sim: httpx.AsyncClient) -> None:
-    async with VaoClient("http://sim", "demo", "demo", retry=FAST,
-                         transport=FailFirstConnect(httpx.ASGITransport(app=app))) as client:
+    async with VaoClient(
+        "http://sim", "demo", "demo", retry=FAST, transport=FailFirstConnect(httpx.ASGITransport(app=app))
+    ) as client:
         plan = await plan_named(client, "Core Network")
         await client.run_failover(plan.id)
     assert len(await log(sim, method="POST", path="*/Run")) == 1  # only the attempt that reached the server
@@ -345,11 +363,14 @@ def served() -> Iterator[BackgroundServer]:
 
 
 async def test_over_uvicorn_a_lost_response_is_never_resent(served: BackgroundServer) -> None:
-    async with httpx.AsyncClient(base_url=served.url) as control, VaoClient(served.url, "demo", "demo",
-                                                                            retry=FAST) as client:
+    async with (
+        httpx.AsyncClient(base_url=served.url) as control,
+        VaoClient(served.url, "demo", "demo", retry=FAST) as client,
+    ):
         plan = await plan_named(client, "SQL Tier")
-        await control.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run",
-                                                 "drop": "after", "count": 1})
+        await control.post(
+            "/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "drop": "after", "count": 1}
+        )
         with pytest.raises(VaoResponseLost):
             await client.run_failover(plan.id)
         runs = (await control.get("/_sim/requests", params={"method": "POST", "path": "*/Run"})).json()
@@ -429,8 +450,10 @@ async def test_continue_falls_back_to_run_continue_once_and_remembers(vao: VaoCl
     await sim.delete("/_sim/requests")
     await vao.continue_plan(first, "RetryFailedStep")
     await vao.continue_plan(second, "ProceedToNextStep")
-    posts = [(e["path"].removeprefix("/v2/FailoverPlans/"), e["status"])
-             for e in await log(sim, method="POST", path="/v2/FailoverPlans/*")]
+    posts = [
+        (e["path"].removeprefix("/v2/FailoverPlans/"), e["status"])
+        for e in await log(sim, method="POST", path="/v2/FailoverPlans/*")
+    ]
     assert posts == [(f"{first}/Continue", 404), (f"{first}/Run/Continue", 200), (f"{second}/Run/Continue", 200)]
     await until(vao, first, PlanState.FAILOVER)
 
@@ -451,8 +474,9 @@ async def test_continue_of_an_unknown_plan_tries_each_path_once(vao: VaoClient, 
     assert [e["path"].split("/", 4)[4] for e in posts] == ["Continue", "Run/Continue"]
 
 
-async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao: VaoClient,
-                                                                           sim: httpx.AsyncClient) -> None:
+async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(
+    vao: VaoClient, sim: httpx.AsyncClient
+) -> None:
     plan = await plan_named(vao, "Core Network")  # Enabled, not Halted: Continue is illegal, not unknown
     with pytest.raises(VaoConflict):
         await vao.continue_plan(plan.id, "RetryFailedStep")
@@ -460,8 +484,9 @@ async def test_continue_refused_in_the_wrong_state_is_not_retried_elsewhere(vao:
 
 
 @pytest.mark.parametrize("status", [400, 500])
-async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim: httpx.AsyncClient,
-                                                            status: int) -> None:
+async def test_a_refusal_is_its_message_whatever_the_status(
+    vao: VaoClient, sim: httpx.AsyncClient, status: int
+) -> None:
     legacy = await plan_named(vao, "Legacy ERP")  # Disabled: Run is illegal
     (await sim.patch(f"/_sim/plans/{legacy.id}", json={"illegal_status": status})).raise_for_status()
     with pytest.raises(VaoResponseError) as caught:
@@ -474,15 +499,18 @@ async def test_a_refusal_is_its_message_whatever_the_status(vao: VaoClient, sim:
 
 async def test_child_client_login(sim: httpx.AsyncClient) -> None:
     scenario = load_scenario("demo").model_copy(
-        update={"clients": [ChildClient(client_id="drill-tool", client_secret=SecretStr("s3cret-child"))]})
+        update={"clients": [ChildClient(client_id="drill-tool", client_secret=SecretStr("s3cret-child"))]}
+    )
     app = create_app(scenario, progression="tick")
     transport = httpx.ASGITransport(app=app)
-    async with VaoClient("http://sim", client_id="drill-tool", client_secret="s3cret-child",
-                         transport=transport) as child:
+    async with VaoClient(
+        "http://sim", client_id="drill-tool", client_secret="s3cret-child", transport=transport
+    ) as child:
         assert {p.name for p in await child.list_plans()} >= {"Core Network"}
         assert "s3cret-child" not in repr(child)
-    async with VaoClient("http://sim", client_id="drill-tool", client_secret="wrong-secret",
-                         transport=transport) as wrong:
+    async with VaoClient(
+        "http://sim", client_id="drill-tool", client_secret="wrong-secret", transport=transport
+    ) as wrong:
         with pytest.raises(VaoAuthError, match="login as client 'drill-tool' refused") as caught:
             await wrong.list_plans()
     assert "wrong-secret" not in str(caught.value)
@@ -502,9 +530,29 @@ def test_the_error_tree_keeps_every_class_name() -> None:
     """Others catch these by name: the tree may grow, never lose one."""
     from vaodrill import errors
 
-    names = ["VaoError", "VaoConnectionError", "VaoConnectError", "VaoTLSError", "VaoTimeoutError",
-             "VaoResponseLost", "VaoResponseError", "VaoBadRequest", "VaoAuthError", "VaoForbidden", "VaoNotFound",
-             "VaoConflict", "VaoRateLimited", "VaoServerError", "VaoProtocolError", "DrillError",
-             "PreconditionFailed", "UnknownPlans", "PlanHalted", "PlanTimedOut", "PlanFailed", "CleanupNotVerified"]
+    names = [
+        "VaoError",
+        "VaoConnectionError",
+        "VaoConnectError",
+        "VaoTLSError",
+        "VaoTimeoutError",
+        "VaoResponseLost",
+        "VaoResponseError",
+        "VaoBadRequest",
+        "VaoAuthError",
+        "VaoForbidden",
+        "VaoNotFound",
+        "VaoConflict",
+        "VaoRateLimited",
+        "VaoServerError",
+        "VaoProtocolError",
+        "DrillError",
+        "PreconditionFailed",
+        "UnknownPlans",
+        "PlanHalted",
+        "PlanTimedOut",
+        "PlanFailed",
+        "CleanupNotVerified",
+    ]
     for name in names:
         assert issubclass(getattr(errors, name), errors.VaoError), name

@@ -68,7 +68,8 @@ async def poll_for(vao: VaoClient, clock: Clock, seconds: float) -> list[str]:
 
 
 async def test_401_on_every_read_for_a_minute_of_polling_is_not_a_login_per_poll(
-        app: FastAPI, control: httpx.AsyncClient) -> None:
+    app: FastAPI, control: httpx.AsyncClient
+) -> None:
     clock = Clock()
     async with client_of(app, clock) as vao:
         await vao.list_plans()
@@ -82,8 +83,10 @@ async def test_401_on_every_read_for_a_minute_of_polling_is_not_a_login_per_poll
     # t=0: the old token gets 401, one fresh token, 401 again: fail. t=60: one fresh token, 401: fail at once.
     assert len(tokens) == 2 and len(reads) == 3
     assert all(e["status"] == 200 for e in tokens)
-    assert failures[0].startswith("GET /v2/FailoverPlans: HTTP 401: Simulated fault fault-1: HTTP 401. "
-                                  "(with a fresh login as 'demo'); no new login before ")
+    assert failures[0].startswith(
+        "GET /v2/FailoverPlans: HTTP 401: Simulated fault fault-1: HTTP 401. "
+        "(with a fresh login as 'demo'); no new login before "
+    )
     assert all("no new login before" in f and "\n" not in f for f in failures)
 
 
@@ -101,12 +104,14 @@ async def test_after_a_refused_password_at_most_one_login_a_minute(app: FastAPI,
 
 
 async def test_concurrent_polls_on_a_refused_token_share_one_fresh_login(
-        app: FastAPI, control: httpx.AsyncClient) -> None:
+    app: FastAPI, control: httpx.AsyncClient
+) -> None:
     clock = Clock()
     async with client_of(app, clock) as vao:
         await vao.list_plans()
-        (await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 401})
-         ).raise_for_status()
+        (
+            await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 401})
+        ).raise_for_status()
         await control.delete("/_sim/requests")
         results = await asyncio.gather(*(vao.list_plans() for _ in range(20)), return_exceptions=True)
     assert all(isinstance(r, VaoAuthError) for r in results)
@@ -116,8 +121,9 @@ async def test_concurrent_polls_on_a_refused_token_share_one_fresh_login(
 async def test_login_works_again_after_the_backoff(app: FastAPI, control: httpx.AsyncClient) -> None:
     clock = Clock()
     async with client_of(app, clock) as vao:
-        fault = (await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans",
-                                                          "status": 401})).json()
+        fault = (
+            await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 401})
+        ).json()
         with pytest.raises(VaoAuthError):
             await vao.list_plans()
         (await control.delete(f"/_sim/faults/{fault['id']}")).raise_for_status()
@@ -130,8 +136,9 @@ async def test_login_works_again_after_the_backoff(app: FastAPI, control: httpx.
 
 async def test_403_is_never_retried_nor_a_reason_to_log_in(app: FastAPI, control: httpx.AsyncClient) -> None:
     async with client_of(app, Clock()) as vao:
-        (await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 403})
-         ).raise_for_status()
+        (
+            await control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "status": 403})
+        ).raise_for_status()
         with pytest.raises(VaoForbidden, match="HTTP 403"):
             await vao.list_plans()
         with pytest.raises(VaoForbidden):
@@ -143,8 +150,9 @@ async def test_403_is_never_retried_nor_a_reason_to_log_in(app: FastAPI, control
 async def test_a_failing_token_endpoint_is_no_refusal(app: FastAPI, control: httpx.AsyncClient) -> None:
     """A 503 from the token endpoint did not judge the password: retried like any read, no backoff."""
     async with client_of(app, Clock()) as vao:
-        (await control.post("/_sim/faults", json={"method": "POST", "path": "/v2/Token", "status": 503,
-                                                  "count": 2})).raise_for_status()
+        (
+            await control.post("/_sim/faults", json={"method": "POST", "path": "/v2/Token", "status": 503, "count": 2})
+        ).raise_for_status()
         assert await vao.list_plans()
     assert [e["status"] for e in await requests(control, "/v2/Token")] == [503, 503, 200]
 
@@ -161,10 +169,11 @@ def echoing_server(request: httpx.Request) -> httpx.Response:
 async def test_secrets_never_in_repr_messages_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     messages = []
     with caplog.at_level(logging.DEBUG):
-        for credentials in ({"username": "u", "password": SECRETS[0]},
-                            {"client_id": "tool", "client_secret": SECRETS[1]}):
-            async with VaoClient("http://vao", transport=httpx.MockTransport(echoing_server),
-                                 **credentials) as vao:  # type: ignore[arg-type]
+        for credentials in (
+            {"username": "u", "password": SECRETS[0]},
+            {"client_id": "tool", "client_secret": SECRETS[1]},
+        ):
+            async with VaoClient("http://vao", transport=httpx.MockTransport(echoing_server), **credentials) as vao:  # type: ignore[arg-type]
                 for _ in range(2):  # the refusal, then the backoff's message
                     with pytest.raises(VaoAuthError) as caught:
                         await vao.list_plans()
@@ -182,8 +191,9 @@ async def test_server_error_messages_do_not_carry_the_token() -> None:
             return httpx.Response(200, json={"access_token": "tok-abcdef123", "expires_in": 900})
         return httpx.Response(500, json={"Message": f"crashed on {request.headers['Authorization']}"})
 
-    async with VaoClient("http://vao", "u", "p", transport=httpx.MockTransport(handler),
-                         retry=RetryPolicy(attempts=1)) as vao:
+    async with VaoClient(
+        "http://vao", "u", "p", transport=httpx.MockTransport(handler), retry=RetryPolicy(attempts=1)
+    ) as vao:
         with pytest.raises(VaoServerError) as caught:
             await vao.list_plans()
     assert "crashed on Bearer ********" in str(caught.value) and "tok-abcdef123" not in str(caught.value)

@@ -46,8 +46,10 @@ class Case:
         def one(reply: Reply) -> str:
             size = sum(len(c) for c in reply.chunks)
             headers = ", ".join(f"{k}: {v[:20]}" for k, v in reply.headers)
-            return (f"{reply.status} [{headers}] {size} bytes in {len(tuple(reply.chunks))} chunks"
-                    f"{f' every {reply.pause:g} s' if reply.pause else ''}")
+            return (
+                f"{reply.status} [{headers}] {size} bytes in {len(tuple(reply.chunks))} chunks"
+                f"{f' every {reply.pause:g} s' if reply.pause else ''}"
+            )
 
         token = "good token" if self.token is None else f"token {one(self.token)}"
         return f"{self.operation}: {one(self.answer)}; {token}"
@@ -73,13 +75,21 @@ _json = st.recursive(
 _state = st.sampled_from(["Enabled", "Disabled", "Failover", "UNDO FAILOVER", "Halted", "Verified"]) | _text
 _plan = st.fixed_dictionaries(
     {"id": st.uuids().map(str) | _text | st.integers(), "name": _text | st.none()},
-    optional={"planState": _state | st.integers(), "planStateDetails": _text | st.none() | st.integers(),
-              "planInUse": st.booleans() | st.none() | _text, "targetRTO": st.integers() | st.floats() | st.none(),
-              "scheduleEnabled": st.booleans() | _json, "description": _text | _json},
+    optional={
+        "planState": _state | st.integers(),
+        "planStateDetails": _text | st.none() | st.integers(),
+        "planInUse": st.booleans() | st.none() | _text,
+        "targetRTO": st.integers() | st.floats() | st.none(),
+        "scheduleEnabled": st.booleans() | _json,
+        "description": _text | _json,
+    },
 )
 _good_plan = st.builds(lambda name, state: {"id": PLAN_ID, "name": name, "planState": state}, _text, _state)
-_message = st.builds(lambda key, text: _dump({key: text}),
-                     st.sampled_from(["Message", "message", "error_description", "error"]), st.text(max_size=400))
+_message = st.builds(
+    lambda key, text: _dump({key: text}),
+    st.sampled_from(["Message", "message", "error_description", "error"]),
+    st.text(max_size=400),
+)
 bodies = st.one_of(
     st.lists(_good_plan, max_size=5).map(_dump),
     st.lists(_plan, max_size=5).map(_dump),
@@ -102,8 +112,9 @@ _header = st.one_of(
     st.tuples(st.just("content-length"), st.integers(0, 2**40).map(str)),
     st.tuples(st.sampled_from(["location", "www-authenticate", "x-anything"]), _printable),
 )
-statuses = st.sampled_from([200, 200, 200, 204, 301, 302, 307, 400, 401, 403, 404, 409, 429, 500, 502, 503]) | \
-    st.integers(200, 599)
+statuses = st.sampled_from(
+    [200, 200, 200, 204, 301, 302, 307, 400, 401, 403, 404, 409, 429, 500, 502, 503]
+) | st.integers(200, 599)
 
 
 @st.composite
@@ -115,7 +126,7 @@ def replies(draw: st.DrawFn) -> Reply:
     else:
         pause = draw(st.sampled_from([0.0, 0.0, 0.0, 0.001, 0.05]))
     step = max(1, -(-len(body) // pieces))
-    chunks = tuple(body[i:i + step] for i in range(0, len(body), step))
+    chunks = tuple(body[i : i + step] for i in range(0, len(body), step))
     return Reply(draw(statuses), draw(st.lists(_header, max_size=4)), chunks, pause)
 
 
@@ -127,8 +138,15 @@ async def run_case(case: Case) -> Outcome:
     token = case.token
     server = ScriptedServer(lambda method, path: case.answer, token=None if token is None else (lambda: token))
     started = time.monotonic()
-    async with VaoClient("http://vao", "u", "p", transport=httpx.ASGITransport(app=server), timeout=DEADLINE,
-                         max_response_bytes=CAP, retry=RetryPolicy(attempts=1)) as vao:
+    async with VaoClient(
+        "http://vao",
+        "u",
+        "p",
+        transport=httpx.ASGITransport(app=server),
+        timeout=DEADLINE,
+        max_response_bytes=CAP,
+        retry=RetryPolicy(attempts=1),
+    ) as vao:
         call: Callable[[], Awaitable[object]] = {
             "list_plans": lambda: vao.list_plans(),
             "get_plan": lambda: vao.get_plan(PLAN_ID),
@@ -168,8 +186,13 @@ def test_any_server_answer_is_a_result_or_a_one_line_vao_error() -> None:
     """150 generated servers; also checks the generator is not stuck in one corner of the space."""
     kinds: set[str] = set()
 
-    @settings(max_examples=150, deadline=None, derandomize=True, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=150,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(cases)
     def check(case: Case) -> None:
         kinds.add(asyncio.run(run_case(case)).kind)

@@ -80,8 +80,9 @@ class ScriptedServer:
     def count(self, method: str, suffix: str) -> int:
         return sum(1 for m, p in self.seen if m == method and p.endswith(suffix))
 
-    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
         if scope["type"] == "lifespan":
             while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
@@ -105,7 +106,7 @@ class ScriptedServer:
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
             for chunk in reply.chunks:
                 await asyncio.sleep(reply.pause)  # also lets the watcher see a disconnect: writes to a closed
-                if gone.is_set():                 # socket do not fail, they only log a warning each
+                if gone.is_set():  # socket do not fail, they only log a warning each
                     return
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -140,18 +141,27 @@ def served() -> Iterator[Callable[[ScriptedServer], str]]:
 
 
 async def test_ten_thousand_simulator_plans_fit_with_room_to_spare() -> None:
-    scenario = {"name": "big", "plans": [
-        {"name": f"Plan number {i:05d} of a rather long name", "state": "Enabled", "failover_duration": 60,
-         "description": "A plan description of moderate length, as administrators tend to write them."}
-        for i in range(10_000)]}
+    scenario = {
+        "name": "big",
+        "plans": [
+            {
+                "name": f"Plan number {i:05d} of a rather long name",
+                "state": "Enabled",
+                "failover_duration": 60,
+                "description": "A plan description of moderate length, as administrators tend to write them.",
+            }
+            for i in range(10_000)
+        ],
+    }
     app = create_app(scenario)
     transport = httpx.ASGITransport(app=app)
     async with VaoClient("http://sim", "demo", "demo", transport=transport) as vao:
         plans = await vao.list_plans()
     assert len(plans) == 10_000 and plans[-1].name.startswith("Plan number 09999")
     async with httpx.AsyncClient(transport=transport, base_url="http://sim") as raw:
-        token = (await raw.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                                   "password": "demo"})).json()["access_token"]
+        token = (
+            await raw.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": "demo"})
+        ).json()["access_token"]
         size = len((await raw.get("/v2/FailoverPlans", headers={"Authorization": f"Bearer {token}"})).content)
     assert size * 4 < MAX_RESPONSE_BYTES  # about 5.9 MB against 32 MiB
 
@@ -200,7 +210,8 @@ async def test_a_trickling_body_cannot_stretch_the_deadline(served: Callable[[Sc
 
 
 async def test_a_trickling_answer_to_a_post_may_have_reached_the_server_and_is_not_resent(
-        served: Callable[[ScriptedServer], str]) -> None:
+    served: Callable[[ScriptedServer], str],
+) -> None:
     server = ScriptedServer(lambda m, p: Reply(chunks=endless(b" "), pause=0.1))
     async with VaoClient(served(server), "u", "p", retry=FAST, timeout=1.0) as vao:
         with pytest.raises(VaoTimeoutError) as caught:
@@ -212,24 +223,29 @@ async def test_a_trickling_answer_to_a_post_may_have_reached_the_server_and_is_n
 async def test_a_login_that_trickles_means_the_post_never_left(served: Callable[[ScriptedServer], str]) -> None:
     """The deadline hit during the login: the Run was never sent, so resending it is safe (and done once)."""
     logins = itertools.count()
-    server = ScriptedServer(lambda m, p: Reply(status=200, chunks=()),
-                            token=lambda: Reply(chunks=endless(b" "), pause=0.1) if next(logins) == 0
-                            else Reply.json(TOKEN))
+    server = ScriptedServer(
+        lambda m, p: Reply(status=200, chunks=()),
+        token=lambda: Reply(chunks=endless(b" "), pause=0.1) if next(logins) == 0 else Reply.json(TOKEN),
+    )
     async with VaoClient(served(server), "u", "p", retry=FAST, timeout=1.0) as vao:
         await vao.undo(PLAN_ID)
     assert server.count("POST", "/Token") == 2 and server.count("POST", "/Undo") == 1
 
 
-async def test_reads_retry_within_one_deadline_each(served: Callable[[ScriptedServer], str],
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+async def test_reads_retry_within_one_deadline_each(
+    served: Callable[[ScriptedServer], str], caplog: pytest.LogCaptureFixture
+) -> None:
     server = ScriptedServer(lambda m, p: Reply(chunks=endless(b" "), pause=0.1))
     async with VaoClient(served(server), "u", "p", retry=FAST, timeout=0.4) as vao:
         started = time.monotonic()
         with caplog.at_level(logging.INFO, logger="vaodrill.client"), pytest.raises(VaoTimeoutError):
             await vao.list_plans()
     elapsed = time.monotonic() - started
-    retries = [r.getMessage() for r in caplog.records if "no complete answer within" in r.getMessage()
-               and "; retry" in r.getMessage()]
+    retries = [
+        r.getMessage()
+        for r in caplog.records
+        if "no complete answer within" in r.getMessage() and "; retry" in r.getMessage()
+    ]
     assert len(retries) == 2  # three attempts, each ended by its own deadline
     assert elapsed < 10 * 3 * 0.4  # a generous ceiling: a deadline stretched by the trickle would never end
 
@@ -241,8 +257,9 @@ class InFlight:
         self.app = app
         self.now = self.peak = 0
 
-    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
         if scope["type"] != "http" or scope["path"].endswith("/Token"):
             return await self.app(scope, receive, send)
         self.now += 1
@@ -285,8 +302,10 @@ async def test_a_redirect_is_not_followed_and_names_its_target() -> None:
 
 
 async def test_a_redirected_login_is_not_followed() -> None:
-    server = ScriptedServer(lambda m, p: Reply.json([]),
-                            token=lambda: Reply(status=307, headers=[("location", "/elsewhere/Token")], chunks=()))
+    server = ScriptedServer(
+        lambda m, p: Reply.json([]),
+        token=lambda: Reply(status=307, headers=[("location", "/elsewhere/Token")], chunks=()),
+    )
     async with in_process(server) as vao:
         with pytest.raises(VaoRedirected, match=r"POST http://vao/v2/Token: HTTP 307: redirect to '/elsewhere/Token'"):
             await vao.list_plans()
@@ -342,8 +361,9 @@ HTTPX_ERRORS: list[tuple[Exception, type[VaoError], bool | None]] = [
 
 
 @pytest.mark.parametrize(("exc", "expected", "reached"), HTTPX_ERRORS, ids=lambda v: type(v).__name__)
-async def test_every_httpx_exception_is_an_error_of_the_tree(exc: Exception, expected: type[VaoError],
-                                                             reached: bool | None) -> None:
+async def test_every_httpx_exception_is_an_error_of_the_tree(
+    exc: Exception, expected: type[VaoError], reached: bool | None
+) -> None:
     transport = Raising(exc)
     async with VaoClient("http://vao", "u", "p", transport=transport, retry=FAST) as vao:
         with pytest.raises(VaoError) as caught:
@@ -374,14 +394,17 @@ async def test_a_bad_url_is_a_usage_error() -> None:
 # -- hostile bodies -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("status", "body", "expected"), [
-    (200, b"[" * 200_000, VaoProtocolError),
-    (200, json.dumps([PLAN, {"id": PLAN_ID, "name": 5}]).encode(), VaoProtocolError),
-    (200, json.dumps({"plans": [PLAN]}).encode(), VaoProtocolError),
-    (200, b"\xff\xfe\x00garbage", VaoProtocolError),
-    (500, b"[" * 200_000, VaoServerError),
-    (500, json.dumps({"Message": "line one\nline two\x1b[31m red " + "x" * 5000}).encode(), VaoServerError),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (200, b"[" * 200_000, VaoProtocolError),
+        (200, json.dumps([PLAN, {"id": PLAN_ID, "name": 5}]).encode(), VaoProtocolError),
+        (200, json.dumps({"plans": [PLAN]}).encode(), VaoProtocolError),
+        (200, b"\xff\xfe\x00garbage", VaoProtocolError),
+        (500, b"[" * 200_000, VaoServerError),
+        (500, json.dumps({"Message": "line one\nline two\x1b[31m red " + "x" * 5000}).encode(), VaoServerError),
+    ],
+)
 async def test_hostile_bodies_give_one_line_errors(status: int, body: bytes, expected: type[VaoError]) -> None:
     server = ScriptedServer(lambda m, p: Reply(status=status, chunks=(body,)))
     async with in_process(server) as vao:
@@ -392,10 +415,17 @@ async def test_hostile_bodies_give_one_line_errors(status: int, body: bytes, exp
     assert message.isprintable() and len(message) < 400
 
 
-@pytest.mark.parametrize("token", [
-    {"access_token": "two words"}, {"access_token": "x" * 20000}, {"access_token": "t", "expires_in": "NaN"},
-    {"access_token": "t", "expires_in": -5}, {"token": "t"}, [TOKEN],
-])
+@pytest.mark.parametrize(
+    "token",
+    [
+        {"access_token": "two words"},
+        {"access_token": "x" * 20000},
+        {"access_token": "t", "expires_in": "NaN"},
+        {"access_token": "t", "expires_in": -5},
+        {"token": "t"},
+        [TOKEN],
+    ],
+)
 async def test_a_broken_token_answer_is_a_protocol_error(token: object) -> None:
     server = ScriptedServer(lambda m, p: Reply.json([PLAN]), token=lambda: Reply.json(token))
     async with in_process(server) as vao:
@@ -410,18 +440,31 @@ def _status(cls: type[VaoError], status: int) -> VaoError:
     return cls(f"HTTP {status}", status_code=status)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize(("error", "transient"), [
-    (VaoConnectError("x"), True), (VaoTimeoutError("x"), True), (VaoResponseLost("x"), True),
-    (VaoTLSError("x"), False), (_status(VaoRateLimited, 429), True), (_status(VaoServerError, 503), True),
-    (_status(VaoServerError, 500), True), (_status(VaoBadRequest, 400), False), (_status(VaoAuthError, 401), False),
-    (_status(VaoForbidden, 403), False), (_status(VaoNotFound, 404), False), (VaoProtocolError("x"), False),
-    (VaoUsageError("x"), False), (DrillError("x"), False), (RuntimeError("x"), False),
-    (asyncio.CancelledError(), False),
-], ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v))
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (VaoConnectError("x"), True),
+        (VaoTimeoutError("x"), True),
+        (VaoResponseLost("x"), True),
+        (VaoTLSError("x"), False),
+        (_status(VaoRateLimited, 429), True),
+        (_status(VaoServerError, 503), True),
+        (_status(VaoServerError, 500), True),
+        (_status(VaoBadRequest, 400), False),
+        (_status(VaoAuthError, 401), False),
+        (_status(VaoForbidden, 403), False),
+        (_status(VaoNotFound, 404), False),
+        (VaoProtocolError("x"), False),
+        (VaoUsageError("x"), False),
+        (DrillError("x"), False),
+        (RuntimeError("x"), False),
+        (asyncio.CancelledError(), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
 def test_is_transient(error: BaseException, transient: bool) -> None:
     assert is_transient(error) is transient
     assert RetryPolicy().should_retry(error, write=False, attempt=1) is transient
-
 
 
 @pytest.mark.parametrize("location", ["ftp://elsewhere/x", "http://[::1", "https://:0/x", "\x7f", ""])

@@ -31,10 +31,20 @@ def server_url() -> Iterator[str]:
         yield server.url
 
 
-@pytest.mark.parametrize(("host", "loopback"), [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("[::1]", True), ("localhost", True), ("LOCALHOST.", True),
-    ("10.0.0.1", False), ("vao.corp.example", False), ("localhost.evil.example", False), ("::ffff:10.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("LOCALHOST.", True),
+        ("10.0.0.1", False),
+        ("vao.corp.example", False),
+        ("localhost.evil.example", False),
+        ("::ffff:10.0.0.1", False),
+    ],
+)
 def test_is_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
@@ -46,8 +56,9 @@ def test_plain_http_beyond_loopback_is_refused(url: str) -> None:
 
 
 def test_plain_http_by_opt_in_warns_every_time_a_client_is_built(caplog: pytest.LogCaptureFixture) -> None:
-    settings = ConnectionSettings(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"),
-                                  allow_insecure_http=True)
+    settings = ConnectionSettings(
+        url="http://vao.corp.example:9899", username="u", password=SecretStr("p"), allow_insecure_http=True
+    )
     with caplog.at_level(logging.WARNING, logger="vaodrill.connection"):
         settings.client()
         settings.client()
@@ -63,15 +74,18 @@ async def test_the_embedded_simulator_on_loopback_needs_no_opt_in(server_url: st
         assert await vao.list_plans()
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"client_id": "tool"}, "client_id and client_secret go together"),
-    ({"client_secret": SecretStr("s")}, "client_id and client_secret go together"),
-    ({"url": "https://admin:pw@vao:9899"}, "must not hold credentials"),
-    ({"url": "ftp://vao:9899"}, "must start with https://"),
-    ({"url": "https://vao:99999"}, "not a usable VAO URL"),
-    ({"url": "https://:9899"}, "has no host"),
-    ({"timeout": 0}, "greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"client_id": "tool"}, "client_id and client_secret go together"),
+        ({"client_secret": SecretStr("s")}, "client_id and client_secret go together"),
+        ({"url": "https://admin:pw@vao:9899"}, "must not hold credentials"),
+        ({"url": "ftp://vao:9899"}, "must start with https://"),
+        ({"url": "https://vao:99999"}, "not a usable VAO URL"),
+        ({"url": "https://:9899"}, "has no host"),
+        ({"timeout": 0}, "greater than 0"),
+    ],
+)
 def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> None:
     fields: dict[str, object] = {"url": "https://vao:9899", "username": "u", "password": SecretStr("p")}
     with pytest.raises(ValidationError, match=message) as caught:
@@ -80,8 +94,9 @@ def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> N
 
 
 async def test_child_client_from_the_environment(server_url: str) -> None:
-    settings = ConnectionSettings.from_env({"VAO_URL": server_url, "VAO_CLIENT_ID": "drill-tool",
-                                            "VAO_CLIENT_SECRET": "child-s3cret"})
+    settings = ConnectionSettings.from_env(
+        {"VAO_URL": server_url, "VAO_CLIENT_ID": "drill-tool", "VAO_CLIENT_SECRET": "child-s3cret"}
+    )
     assert settings is not None and settings.client_id == "drill-tool"
     async with settings.client() as vao:
         assert await vao.list_plans()
@@ -92,14 +107,16 @@ async def test_child_client_from_the_environment(server_url: str) -> None:
 async def test_password_file(tmp_path: Path, server_url: str) -> None:
     secret = tmp_path / "vao-password"
     secret.write_text("demo\n")
-    settings = ConnectionSettings.from_env({"VAO_URL": server_url, "VAO_USERNAME": "demo",
-                                            "VAO_PASSWORD_FILE": str(secret)})
+    settings = ConnectionSettings.from_env(
+        {"VAO_URL": server_url, "VAO_USERNAME": "demo", "VAO_PASSWORD_FILE": str(secret)}
+    )
     assert settings is not None and settings.password.get_secret_value() == "demo"
     async with settings.client() as vao:
         assert await vao.list_plans()
     secret.write_text("wrong-one\r\n")
-    settings = ConnectionSettings.from_env({"VAO_URL": server_url, "VAO_USERNAME": "demo",
-                                            "VAO_PASSWORD_FILE": str(secret)})
+    settings = ConnectionSettings.from_env(
+        {"VAO_URL": server_url, "VAO_USERNAME": "demo", "VAO_PASSWORD_FILE": str(secret)}
+    )
     assert settings is not None
     async with settings.client() as vao:
         with pytest.raises(VaoAuthError) as caught:
@@ -126,8 +143,7 @@ def test_password_file_problems_are_one_line(tmp_path: Path) -> None:
             ConnectionSettings.from_env({"VAO_URL": "https://vao:9899", "VAO_PASSWORD_FILE": path})
         assert "\n" not in str(caught.value)
     with pytest.raises(VaoUsageError, match="not both"):
-        ConnectionSettings.from_env({"VAO_URL": "https://vao:9899", "VAO_PASSWORD": "p",
-                                     "VAO_PASSWORD_FILE": str(big)})
+        ConnectionSettings.from_env({"VAO_URL": "https://vao:9899", "VAO_PASSWORD": "p", "VAO_PASSWORD_FILE": str(big)})
 
 
 def test_environment_flags_and_errors() -> None:
@@ -149,6 +165,7 @@ async def test_block_with_a_child_client(server_url: str) -> None:
         assert await vao.list_plans()
     with pytest.raises(ValidationError, match="plain http://"):  # the block is the settings: checked as made
         VaoServer(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"))
-    insecure = VaoServer(url="http://vao.corp.example:9899", username="u", password=SecretStr("p"),
-                         allow_insecure_http=True)
+    insecure = VaoServer(
+        url="http://vao.corp.example:9899", username="u", password=SecretStr("p"), allow_insecure_http=True
+    )
     assert insecure.settings().allow_insecure_http and insecure.timeout == insecure.settings().timeout

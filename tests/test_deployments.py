@@ -17,10 +17,12 @@ def test_served_deployments() -> None:
     from vaodrill_prefect.flows.deployments import deployments
 
     assert {d.name: d for d in deployments(simulated=True)}["manual-drill"].parameters["request"] == {
-        "drill_file": "deployments/drills/demo.yaml"}
+        "drill_file": "deployments/drills/demo.yaml"
+    }
     real = {d.name: d for d in deployments("vao-prod")}
     assert real["manual-drill"].parameters["request"] == {  # the form asks for the drill
-        "vao_block": {"$ref": {"block_document_slug": "vao-server/vao-prod"}}}
+        "vao_block": {"$ref": {"block_document_slug": "vao-server/vao-prod"}}
+    }
     by_name = {d.name: d for d in deployments()}
     assert set(by_name) == {"app-stack-monthly", "manual-drill", "real-failover", "recover-crashed"}
     (schedule,) = by_name["app-stack-monthly"].schedules or []
@@ -45,8 +47,14 @@ def test_prefect_yaml_matches_the_served_deployments() -> None:
             assert (ROOT / drill).is_file()
     assert "drill_file" not in by_name["manual-drill"]["parameters"]["request"]  # never the demo on prod
     assert by_name["app-stack-monthly"]["schedules"][0] == {
-        "cron": "0 2 1-7 * 6", "day_or": False, "timezone": "Europe/Berlin", "slug": "first-saturday-berlin"}
+        "cron": "0 2 1-7 * 6",
+        "day_or": False,
+        "timezone": "Europe/Berlin",
+        "slug": "first-saturday-berlin",
+    }
     assert "concurrency_limit" not in by_name["real-failover"]
+
+
 def test_example_automations_are_valid_prefect_automations() -> None:
     """deployments/automations.yaml parses as Prefect automations once a notification block id is filled in."""
     from prefect.automations import AutomationCore
@@ -56,15 +64,24 @@ def test_example_automations_are_valid_prefect_automations() -> None:
     automations = yaml.safe_load(path.read_text())["automations"]
     some_id = "00000000-0000-0000-0000-000000000000"
     ids = {"block_document_id": some_id, "deployment_id": some_id}
-    parsed = [AutomationCore.model_validate({**a, "actions": [{**x, **{k: some_id for k in ids if k in x}}
-                                                               for x in a["actions"]]}) for a in automations]
+    parsed = [
+        AutomationCore.model_validate(
+            {**a, "actions": [{**x, **{k: some_id for k in ids if k in x}} for x in a["actions"]]}
+        )
+        for a in automations
+    ]
     crashed = next(a for a in parsed if a.name == "vaodrill - drill run crashed")
     assert [action.type for action in crashed.actions] == ["send-notification", "run-deployment"]
     triggers = [a.trigger for a in parsed]
     events = {event for trigger in triggers if isinstance(trigger, EventTrigger) for event in trigger.expect}
     assert len(triggers) == len([t for t in triggers if isinstance(t, EventTrigger)])  # every one an event trigger
-    assert {"vaodrill.drill.completed", "vaodrill.undo.failed", "vaodrill.failover.completed",
-            "prefect.flow-run.Crashed", "prefect.flow-run.heartbeat"} <= events
+    assert {
+        "vaodrill.drill.completed",
+        "vaodrill.undo.failed",
+        "vaodrill.failover.completed",
+        "prefect.flow-run.Crashed",
+        "prefect.flow-run.heartbeat",
+    } <= events
 
 
 # -- the run form (issue 17): what Prefect's UI sends and its server validates --------------------------------------
@@ -117,7 +134,8 @@ def test_every_run_form_validates_untouched(simulated: bool) -> None:
             values = form_values(schema, deployment.parameters)
             if deployment.name == "recover-crashed":  # started by the automation with the crashed run's id
                 assert form_errors(deployment, values)["errors"] == [
-                    {"property": "flow_run_id", "errors": ["'flow_run_id' is a required property"]}]
+                    {"property": "flow_run_id", "errors": ["'flow_run_id' is a required property"]}
+                ]
                 continue
             assert form_errors(deployment, values) == {"errors": [], "valid": True}, (deployment.name, values)
             request = values.get("request", {})
@@ -131,21 +149,30 @@ def test_run_form_accepts_a_typed_drill_file_a_block_and_a_time() -> None:
     from vaodrill_prefect.flows.deployments import deployments
 
     manual = {d.name: d for d in deployments()}["manual-drill"]
-    typed = {"request": {"drill_file": "deployments/drills/demo.yaml", "report_dir": "reports",
-                         "vao_block": {"$ref": "0b6c0c0e-2f3c-4a3e-8e46-3f1b1f3c1a2b"},  # the picker's value
-                         "run_id": "drill-2026-12-05", "now": "2026-12-05T02:00:00Z"}}
+    typed = {
+        "request": {
+            "drill_file": "deployments/drills/demo.yaml",
+            "report_dir": "reports",
+            "vao_block": {"$ref": "0b6c0c0e-2f3c-4a3e-8e46-3f1b1f3c1a2b"},  # the picker's value
+            "run_id": "drill-2026-12-05",
+            "now": "2026-12-05T02:00:00Z",
+        }
+    }
     assert form_errors(manual, form_values(sent_schema(manual), typed))["valid"]
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("report_dir", "", "'' should be non-empty"),
-    ("drill_file", "", "'' should be non-empty"),
-    ("run_id", "https://prefect/runs/flow-run/1", "does not match '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'"),
-    ("run_id", "../../etc/passwd", "does not match"),
-    ("now", "last friday", "'last friday' is not a 'date-time'"),
-    ("approval_timeout_minutes", 0, "0 is less than or equal to the minimum of 0"),
-    ("approval_timeout_minutes", 2000, "2000 is greater than the maximum of 1440"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("report_dir", "", "'' should be non-empty"),
+        ("drill_file", "", "'' should be non-empty"),
+        ("run_id", "https://prefect/runs/flow-run/1", "does not match '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'"),
+        ("run_id", "../../etc/passwd", "does not match"),
+        ("now", "last friday", "'last friday' is not a 'date-time'"),
+        ("approval_timeout_minutes", 0, "0 is less than or equal to the minimum of 0"),
+        ("approval_timeout_minutes", 2000, "2000 is greater than the maximum of 1440"),
+    ],
+)
 def test_run_form_refuses_a_bad_value_under_its_field(field: str, value: Any, message: str) -> None:
     """What the drill would refuse later is refused by the form, under the field, before any run exists; the
     flow's own validation (pydantic) refuses the same values."""
@@ -156,8 +183,10 @@ def test_run_form_refuses_a_bad_value_under_its_field(field: str, value: Any, me
 
     failover = {d.name: d for d in deployments()}["real-failover"]
     values = form_values(sent_schema(failover), {"request": {field: value}})
-    assert form_errors(failover, values) == {"valid": False, "errors": [
-        {"property": "request", "errors": [{"property": field, "errors": [_containing(message)]}]}]}
+    assert form_errors(failover, values) == {
+        "valid": False,
+        "errors": [{"property": "request", "errors": [{"property": field, "errors": [_containing(message)]}]}],
+    }
     with pytest.raises(ValidationError):
         FailoverRequest.model_validate({field: value})
 
@@ -189,8 +218,12 @@ def test_unstarted_runs_are_named_like_the_runs_that_start() -> None:
     from vaodrill_prefect.flows.deployments import unstarted_run_name
 
     at = datetime(2027, 1, 2, 2, 0, tzinfo=timezone(timedelta(hours=1)))
-    assert unstarted_run_name({"request": {"drill_file": str(ROOT / "deployments/drills/demo.yaml")}}, at) == \
-        "demo-app-stack · 2027-01-02 01:00:00Z"
-    assert unstarted_run_name({"request": {"drill_file": "nowhere/ordering.yaml"}}, at.astimezone(UTC)) == \
-        "ordering · 2027-01-02 01:00:00Z"
+    assert (
+        unstarted_run_name({"request": {"drill_file": str(ROOT / "deployments/drills/demo.yaml")}}, at)
+        == "demo-app-stack · 2027-01-02 01:00:00Z"
+    )
+    assert (
+        unstarted_run_name({"request": {"drill_file": "nowhere/ordering.yaml"}}, at.astimezone(UTC))
+        == "ordering · 2027-01-02 01:00:00Z"
+    )
     assert unstarted_run_name({"request": {}}, at).startswith("no drill file · ")

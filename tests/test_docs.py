@@ -36,6 +36,11 @@ def test_every_relative_link_resolves(page: Path) -> None:
 
 
 def test_nothing_points_outside_the_repository() -> None:
-    found = subprocess.run(["git", "grep", "-n", "-e", "shared/vao", "-e", "vao-v2-api", "--", ".",
-                            ":!tests/test_docs.py"], cwd=ROOT, capture_output=True, text=True, check=False)
+    found = subprocess.run(
+        ["git", "grep", "-n", "-e", "shared/vao", "-e", "vao-v2-api", "--", ".", ":!tests/test_docs.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert found.returncode == 1, found.stdout  # git grep: 1 means no match

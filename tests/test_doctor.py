@@ -68,15 +68,25 @@ async def test_demo_and_veeam_docs_exit_0_and_name_each_plans_state(any_sim: Sim
     found = checks(diagnosis)
     assert diagnosis.exit_code == 0, [c for c in diagnosis.checks if c.ok is False]
     states = {name: found[f"plan {name!r}"].detail.split(" (")[0] for name in DEMO_IDS}
-    expected = ({name: "Enabled" for name in DRILL_PLANS} if any_sim.scenario == "demo" else
-                {"Core Network": "Verified", "Active Directory": "NotVerified", "SQL Tier": "Verified",
-                 "App Tier": "Enabled", "Web Tier": "NotVerified", "Reporting": "Verified"})
+    expected = (
+        {name: "Enabled" for name in DRILL_PLANS}
+        if any_sim.scenario == "demo"
+        else {
+            "Core Network": "Verified",
+            "Active Directory": "NotVerified",
+            "SQL Tier": "Verified",
+            "App Tier": "Enabled",
+            "Web Tier": "NotVerified",
+            "Reporting": "Verified",
+        }
+    )
     assert states == {**expected, "Legacy ERP": "Disabled"}
     assert all(found[f"plan {name!r}"].ok is True for name in DRILL_PLANS)
     erp = found["plan 'Legacy ERP'"]
     assert erp.ok is None and "would not run it" in erp.detail  # disabled on purpose: shown, not a failure
     assert found["single-plan GET"].detail == (
-        "answers an object" if any_sim.scenario == "demo" else "answers a one-element array (accepted)")
+        "answers an object" if any_sim.scenario == "demo" else "answers a one-element array (accepted)"
+    )
     assert found["login"].ok and "password grant as 'demo'" in found["login"].detail
     assert found["token refresh"].ok and found["OData"].ok and found["server clock"].ok
     assert found["TLS"].ok is None and "plain HTTP" in found["TLS"].detail
@@ -111,15 +121,24 @@ async def test_a_completed_undo_left_as_undo_failover_is_runnable(sim_factory: C
     diagnosis = await diagnose(settings(sim.url))
     sql_check = checks(diagnosis)["plan 'SQL Tier'"]
     assert (sql_check.ok, sql_check.detail) == (
-        True, "UndoFailover (Complete, no errors, no warnings): vaodrill would run it")
+        True,
+        "UndoFailover (Complete, no errors, no warnings): vaodrill would run it",
+    )
     assert diagnosis.exit_code == 0
     assert {e["path"] for e in sim.requests(method="POST")} == {"/v2/Token"}
 
 
 async def test_child_client_login(sim_factory: Callable[..., Sim]) -> None:
     sim = sim_factory("veeam-docs")
-    diagnosis = await diagnose(settings(sim.url, username="", password=SecretStr(""), client_id="drill-tool",
-                                        client_secret=SecretStr("drill-tool-secret")))
+    diagnosis = await diagnose(
+        settings(
+            sim.url,
+            username="",
+            password=SecretStr(""),
+            client_id="drill-tool",
+            client_secret=SecretStr("drill-tool-secret"),
+        )
+    )
     login = checks(diagnosis)["login"]
     assert (login.ok, login.hint) == (True, "")
     assert login.detail.startswith("client_credentials grant as child client 'drill-tool'")
@@ -217,8 +236,9 @@ async def test_an_unreachable_server_exits_2() -> None:
 
 
 async def test_a_server_that_does_not_answer_in_time_exits_2(sim: Sim) -> None:
-    sim.control.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "latency": 1,
-                                           "count": 1}).raise_for_status()
+    sim.control.post(
+        "/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "latency": 1, "count": 1}
+    ).raise_for_status()
     diagnosis = await diagnose(settings(sim.url, timeout=0.3))
     connection = checks(diagnosis)["connection"]
     assert connection.ok is False and connection.detail.startswith("GET /v2/FailoverPlans: no ")
@@ -240,8 +260,9 @@ async def test_an_untrusted_certificate_exits_2_and_a_ca_bundle_fixes_it(tmp_pat
         assert tls[-1].ok is False and "not trusted" in tls[-1].detail and "--ca-bundle" in tls[-1].hint
         trusted = await diagnose(settings(server.url, ca_bundle=str(bundle)))
         assert trusted.exit_code == 0
-        assert checks(trusted)["TLS"] == Check("TLS", True, f"HTTPS, certificate verified against the CA bundle "
-                                                            f"{bundle}")
+        assert checks(trusted)["TLS"] == Check(
+            "TLS", True, f"HTTPS, certificate verified against the CA bundle {bundle}"
+        )
     assert {e["path"] for e in app.state.sim.log.select(method="POST")} == {"/v2/Token"}
 
 
@@ -267,6 +288,7 @@ async def test_render_and_json(sim: Sim) -> None:
     assert text.rstrip().endswith("something above would stop a drill")
     data = json.loads(json.dumps(to_json(diagnosis)))
     assert data["exit_code"] == 1
-    assert {"name": "plan 'SQL Tier'", "ok": False} .items() <= next(
-        c for c in data["checks"] if c["name"] == "plan 'SQL Tier'").items()
+    assert {"name": "plan 'SQL Tier'", "ok": False}.items() <= next(
+        c for c in data["checks"] if c["name"] == "plan 'SQL Tier'"
+    ).items()
     assert len(data["checks"]) == len(diagnosis.checks)

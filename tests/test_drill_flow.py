@@ -34,9 +34,14 @@ from vaodrill_prefect.tasks.vao import QuietFinish
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
 
-
-async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: Path,
-                         flow: Flow[..., Any] | None = None, **request: Any) -> tuple[State[Any], DrillReport]:
+async def run_drill_flow(
+    sim: Sim,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    spec: Path,
+    flow: Flow[..., Any] | None = None,
+    **request: Any,
+) -> tuple[State[Any], DrillReport]:
     """Run dr_drill in this process; return its final state and the report it wrote."""
     from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
@@ -44,8 +49,9 @@ async def run_drill_flow(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("VAO_USERNAME", "demo")
     monkeypatch.setenv("VAO_PASSWORD", "demo")
     reports = tmp_path / "reports"
-    run = (flow or dr_drill)(request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request),
-                             return_state=True)
+    run = (flow or dr_drill)(
+        request=DrillRequest(drill_file=str(spec), report_dir=str(reports), **request), return_state=True
+    )
     state = await cast(Awaitable[State[Any]], run)  # an async flow: its call is awaited for its final state
     files = sorted(reports.glob("*/*/report.json"))  # one per attempt; names sort by start time
     assert files, "no report written"
@@ -112,13 +118,18 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
 
     async with get_client() as client:
-        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
-            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_of(state)]), type=ArtifactFilterType(any_=["progress"])))
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_of(state)]),
+                type=ArtifactFilterType(any_=["progress"]),
+            )
+        )
     assert [a.data for a in artifacts] == [100.0]
 
 
 async def test_a_served_drill_reads_its_file_once_and_is_named_after_it(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A deployment's run gets only the file's path: the run's name and its body share one reading of it."""
     from vaodrill_prefect.flows import drill as drill_flow
 
@@ -140,8 +151,11 @@ async def test_a_served_drill_reads_its_file_once_and_is_named_after_it(
 
 
 async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    spec = write_spec(tmp_path, """
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write_spec(
+        tmp_path,
+        """
   - plan: Core Network
   - plan: Active Directory
     after: [Core Network]
@@ -155,7 +169,8 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     after: [SQL Tier]
   - plan: Web Tier
     after: [Legacy ERP]
-""")
+""",
+    )
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
     assert state.is_failed()
     assert report.verdict == "failed"
@@ -163,8 +178,9 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
     assert plans["Legacy ERP"].status == "failed"
     assert "Disabled" in (plans["Legacy ERP"].reason or "") and "precondition" in (plans["Legacy ERP"].reason or "")
     assert plans["Web Tier"].status == "skipped" and "Legacy ERP" in (plans["Web Tier"].reason or "")
-    assert all(plans[n].status == "passed" for n in ("Core Network", "Active Directory", "SQL Tier", "App Tier",
-                                                     "Reporting"))
+    assert all(
+        plans[n].status == "passed" for n in ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Reporting")
+    )
     erp = sim.plan_id("Legacy ERP").lower()
     assert not any(erp in e["path"].lower() for e in sim.requests(method="POST"))
     assert plans["Web Tier"].id not in {k for k in sim.posts("Run")}
@@ -173,22 +189,25 @@ async def test_disabled_plan_gets_no_post_and_its_dependents_are_skipped(
 
 
 async def test_unknown_plan_fails_before_any_failover(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
 
     monkeypatch.setenv("VAO_URL", sim.url)
     monkeypatch.setenv("VAO_USERNAME", "demo")
     monkeypatch.setenv("VAO_PASSWORD", "demo")
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Mainframe\n    after: [Core Network]\n")
-    state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
-                           return_state=True)
+    state = await dr_drill(
+        request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")), return_state=True
+    )
     assert state.is_failed() and "Mainframe" in (state.message or "")
     assert sim.requests(method="POST", path="/v2/FailoverPlans/*") == []
     assert not (tmp_path / "r" / "journal").exists()  # nothing was done, so nothing to recover
 
 
 async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A failed drill is a normal outcome (a Failed state with its cause, not an exception to retry); running it
     again under the same run id resumes from the journal: no plan gets a second Run."""
     spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n")
@@ -208,15 +227,19 @@ async def test_a_rerun_with_the_same_run_id_never_sends_a_second_run(
 
 
 async def test_cancellation_mid_drill_still_cleans_up(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vaodrill.engine.runs import Phase, Transition
 
     sim.patch("Active Directory", never_finish=True)
     failing_over = asyncio.Event()
 
     def listener(update: object) -> None:
-        if isinstance(update, Transition) and update.run.name == "Active Directory" \
-                and update.new is Phase.FAILING_OVER:
+        if (
+            isinstance(update, Transition)
+            and update.run.name == "Active Directory"
+            and update.new is Phase.FAILING_OVER
+        ):
             failing_over.set()
 
     unsubscribe = progress.subscribe(listener)
@@ -241,7 +264,8 @@ async def test_cancellation_mid_drill_still_cleans_up(
 
 
 async def test_single_plan_flow_runs_one_plan_end_to_end(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from vaodrill_prefect.flows.drill import failover_plan
 
     monkeypatch.setenv("VAO_URL", sim.url)
@@ -293,7 +317,8 @@ async def task_runs_of(client: PrefectClient, flow_run_id: UUID) -> list[TaskRun
 
 
 async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_plan(
-        sim_factory: Callable[..., Sim], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The Prefect UI's run graph (the graph-v2 API it draws) of a 50-plan drill with a refused plan: one node per
     plan, ``failover · <plan>``, linked along the DAG, also for the plans skipped after the refused one; an undo
     node after each plan failed over; each plan's task run states why it ended as it did."""
@@ -312,12 +337,27 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
 
     # the refused plan has dependencies (which pass) and dependents, and theirs, which are skipped
     refused = max((name for name in order if after[name]), key=lambda name: len(downstream(name)))
-    scenario = {"name": "graph-50", "timezone": "UTC", "defaults": {"steps": 2},
-                "plans": [{"name": name, "failover_duration": 30 + 7 * (i % 10), "undo_duration": 10,
-                           **({"state": "Disabled"} if name == refused else {})} for i, name in enumerate(order)]}
+    scenario = {
+        "name": "graph-50",
+        "timezone": "UTC",
+        "defaults": {"steps": 2},
+        "plans": [
+            {
+                "name": name,
+                "failover_duration": 30 + 7 * (i % 10),
+                "undo_duration": 10,
+                **({"state": "Disabled"} if name == refused else {}),
+            }
+            for i, name in enumerate(order)
+        ],
+    }
     sim = sim_factory(scenario, time_scale=600)
-    spec = write_spec(tmp_path, "\n".join(f"  - plan: {name}" + (f"\n    after: [{', '.join(after[name])}]"
-                                                                   if after[name] else "") for name in order))
+    spec = write_spec(
+        tmp_path,
+        "\n".join(
+            f"  - plan: {name}" + (f"\n    after: [{', '.join(after[name])}]" if after[name] else "") for name in order
+        ),
+    )
     skipped = downstream(refused)
     passed = set(order) - skipped - {refused}
     assert len(skipped) >= 3 and any(refused not in after[name] for name in skipped)  # transitive skips too
@@ -325,8 +365,9 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
     assert state.is_failed() and {p.plan for p in report.plans if p.status == "passed"} == passed
     nodes = await drill_graph(flow_run_of(state), nodes=len(order) + len(passed))
-    plans = {label.removeprefix("failover · "): node for label, node in nodes.items()
-             if label.startswith("failover · ")}
+    plans = {
+        label.removeprefix("failover · "): node for label, node in nodes.items() if label.startswith("failover · ")
+    }
     undos = {label.removeprefix("undo · "): node for label, node in nodes.items() if label.startswith("undo · ")}
     assert sorted(plans) == sorted(order) and set(undos) == passed, sorted(nodes)
     assert len(nodes) == len(plans) + len(undos), sorted(nodes)  # no other node: the steps are inside the plan's
@@ -336,8 +377,9 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
     for name in passed:
         assert {edge["id"] for edge in undos[name]["parents"]} == {plans[name]["id"]}, name
     states = {name: node["state_type"] for name, node in plans.items()}
-    assert states == {name: "COMPLETED" if name in passed else "FAILED" if name == refused else "CANCELLED"
-                      for name in order}, states
+    assert states == {
+        name: "COMPLETED" if name in passed else "FAILED" if name == refused else "CANCELLED" for name in order
+    }, states
 
     async with get_client() as client:
         runs = await task_runs_of(client, flow_run_of(state))
@@ -348,8 +390,10 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
         assert "precondition" in message[refused] and "Disabled" in message[refused]
         for name in skipped:  # skipped because of a named dependency that did not pass
             blocking = [dep for dep in after[name] if dep == refused or dep in skipped]
-            assert ended[name].name == "Skipped" and any(f"'{dep}'" in message[name] for dep in blocking), \
-                (name, message[name])
+            assert ended[name].name == "Skipped" and any(f"'{dep}'" in message[name] for dep in blocking), (
+                name,
+                message[name],
+            )
         for name in passed:
             assert message[name].startswith("failed over in "), message[name]
         await APILogHandler.aflush()
@@ -359,11 +403,13 @@ async def test_run_graph_of_a_50_plan_drill_is_its_dag_with_a_reason_on_every_pl
         assert f"{order[0]}: {step}" in lines, lines
     assert "Finished in state" not in lines, lines  # its state says so; the drill's filter is gone with it
     assert not [f for f in logging.getLogger("prefect.task_runs").filters if isinstance(f, QuietFinish)]
-    assert (state.message or "").startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), \
+    assert (state.message or "").startswith(f"FAILED: {refused} failed (precondition: plan '{refused}' is Disabled"), (
         state.message
+    )
     named = sorted(skipped, key=order.index)[:3]
-    assert (state.message or "").endswith(f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; "
-                                  f"{len(passed)} of 50 plans passed"), state.message
+    assert (state.message or "").endswith(
+        f"; skipped: {', '.join(named)} and {len(skipped) - 3} more; {len(passed)} of 50 plans passed"
+    ), state.message
 
 
 def test_quiet_finish_drops_only_the_drill_s_own_completed_task_records() -> None:
@@ -396,13 +442,24 @@ async def killed_drill(sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
     sim.patch("Active Directory", never_finish=True)
     spec = write_spec(tmp_path)
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
-           "VAO_PASSWORD": "demo"}
-    code = ("import asyncio, sys; from vaodrill_prefect.flows.drill import DrillRequest, dr_drill; "
-            "asyncio.run(dr_drill(request=DrillRequest(drill_file=sys.argv[1], report_dir=sys.argv[2])))")
-    child = subprocess.Popen([sys.executable, "-c", code, str(spec), str(tmp_path / "reports")], env=env,
-                             cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": PREFECT_API_URL.value(),
+        "VAO_URL": sim.url,
+        "VAO_USERNAME": "demo",
+        "VAO_PASSWORD": "demo",
+    }
+    code = (
+        "import asyncio, sys; from vaodrill_prefect.flows.drill import DrillRequest, dr_drill; "
+        "asyncio.run(dr_drill(request=DrillRequest(drill_file=sys.argv[1], report_dir=sys.argv[2])))"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(spec), str(tmp_path / "reports")],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     ad = sim.plan_id("Active Directory").lower()
     deadline = time.monotonic() + 90
     try:
@@ -429,7 +486,8 @@ def assert_recovered(sim: Sim) -> None:
 
 
 async def test_cancellation_hook_undoes_what_a_killed_run_started(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run stopped by a signal (as Prefect does on cancel) never reaches its own cleanup: the hook undoes it."""
     from vaodrill_prefect.flows.drill import dr_drill, undo_after_cancellation
 
@@ -440,7 +498,8 @@ async def test_cancellation_hook_undoes_what_a_killed_run_started(
 
 
 async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
-        sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The crashed-run automation also starts a recovery for a recovery run that crashed: that recovery recovers
     the drill run the crashed one was about (read from Prefect's records), and nothing twice."""
     from prefect.client.orchestration import get_client
@@ -450,8 +509,9 @@ async def test_a_crashed_recovery_run_is_followed_to_its_drill_run(
 
     killed = await killed_drill(sim, tmp_path, monkeypatch)
     async with get_client() as client:
-        lost = await client.create_flow_run(recover_drill, parameters={"flow_run_id": str(killed.id)},
-                                            state=Crashed(message="worker lost"))
+        lost = await client.create_flow_run(
+            recover_drill, parameters={"flow_run_id": str(killed.id)}, state=Crashed(message="worker lost")
+        )
     state = await recover_drill(flow_run_id=str(lost.id), return_state=True)
     assert state.is_completed(), state.message
     assert_recovered(sim)
@@ -477,8 +537,9 @@ async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.Monk
 
         monkeypatch.setenv("VAO_USERNAME", "demo")
         monkeypatch.setenv("VAO_PASSWORD", secret)
-        state = await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")),
-                               return_state=True)
+        state = await dr_drill(
+            request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "r")), return_state=True
+        )
         assert state.is_failed()
         request_log = json_text(sim.requests())
         sim.control.close()
@@ -487,20 +548,30 @@ async def test_the_password_never_leaks(tmp_path: Path, monkeypatch: pytest.Monk
     async with get_client() as client:
         logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-        query = {"filter": {"event": {"prefix": ["vaodrill."]}, "related": {
-            "resources_in_roles": [[f"prefect.flow-run.{flow_run_id}", "flow-run"]]}}, "limit": 50}
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        query = {
+            "filter": {
+                "event": {"prefix": ["vaodrill."]},
+                "related": {"resources_in_roles": [[f"prefect.flow-run.{flow_run_id}", "flow-run"]]},
+            },
+            "limit": 50,
+        }
         for _ in range(100):  # events are persisted asynchronously: poll until the drill's last one is there
             events = await client.request("POST", "/events/filter", json=query)
             if "vaodrill.drill.completed" in events.text:
                 break
             await asyncio.sleep(0.1)
     assert len(logs) > 5 and len(artifacts) >= 2 and "vaodrill.failover.started" in events.text
-    haystack = "\n".join([
-        *(p.read_text() for p in (tmp_path / "r").rglob("*") if p.is_file()),
-        *(log.message for log in logs), *(json_text(a.data) + str(a.description) for a in artifacts),
-        events.text, request_log,
-    ])
+    haystack = "\n".join(
+        [
+            *(p.read_text() for p in (tmp_path / "r").rglob("*") if p.is_file()),
+            *(log.message for log in logs),
+            *(json_text(a.data) + str(a.description) for a in artifacts),
+            events.text,
+            request_log,
+        ]
+    )
     assert "Core Network" in haystack  # the haystack is real
     assert secret not in haystack
 
@@ -530,8 +601,6 @@ async def test_write_limit_gates_every_run_and_undo(sim: Sim, tmp_path: Path, mo
     assert len(sim.posts("Run")) == 1 and len(sim.posts("Undo")) == 1
 
 
-
-
 async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path) -> None:
     """A run's parameters hold a chosen block as a ``$ref`` (by id from the form's picker, by slug from a
     deployment); the recovery reads them back into a request with the block loaded, and refuses an unknown one."""
@@ -552,8 +621,9 @@ async def test_a_runs_stored_block_reference_is_loaded_again(tmp_path: Path) -> 
         DrillRequest.model_validate({"vao_server": block_ref("test-stored-ref")})  # a misspelt field
 
 
-async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_stopped_drill_ends_every_plan_s_task_run(
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A stop mid-drill (what the CLI's signal handler does): the plan failing over is interrupted and undone, the
     next one never starts, the run ends Failed, and no plan's task run is left running."""
     import time
@@ -586,6 +656,9 @@ async def test_a_stopped_drill_ends_every_plan_s_task_run(sim: Sim, tmp_path: Pa
     async with get_client() as client:
         runs = await task_runs_of(client, flow_run_of(state))
     states = {run.name: run.state.name if run.state else None for run in runs}
-    assert states == {"failover · Core Network": "Interrupted", "failover · Active Directory": "Skipped",
-                      "undo · Core Network": "Completed"}, states
+    assert states == {
+        "failover · Core Network": "Interrupted",
+        "failover · Active Directory": "Skipped",
+        "undo · Core Network": "Completed",
+    }, states
     assert set(nodes) == set(states)

@@ -62,16 +62,20 @@ BOTH_APIS = ["demo", "veeam-docs", "demo@vro", "veeam-docs@vro"]
 
 def failover_bodies(sim: Sim) -> dict[str, Any]:
     """The body of each plan's Run (v2) or Failover (VRO) POST, by plan id."""
-    return {e["path"].split("/")[4 if sim.api == "vro" else 3].lower(): e["body"]
-            for e in sim.requests(method="POST", path=sim.path("Run"))}
+    return {
+        e["path"].split("/")[4 if sim.api == "vro" else 3].lower(): e["body"]
+        for e in sim.requests(method="POST", path=sim.path("Run"))
+    }
 
 
 def expected_body(sim: Sim, restore_point: str | None) -> dict[str, Any]:
     """The exact failover request of the API: the seed's Run body on v2, VRO's Failover body."""
     if sim.api == "vro":
         return {"restorePointDate": restore_point, "executeChainedPlans": False}
-    return {"mode": "FailoverNow", "planlaunchOptions": {"restorePointRule": {"date": restore_point},
-                                                         "executeChainedPlans": False}}
+    return {
+        "mode": "FailoverNow",
+        "planlaunchOptions": {"restorePointRule": {"date": restore_point}, "executeChainedPlans": False},
+    }
 
 
 class Recorder(Observer):
@@ -89,11 +93,17 @@ class Recorder(Observer):
         return [t.new.value for t in self.transitions if t.run.name == plan]
 
 
-async def drill(sim: Sim, tmp_path: Path, plans: str = DEMO_PLANS, *, run_id: str = "run-1",
-                **top: object) -> tuple[DrillReport, Recorder, Drill]:
+async def drill(
+    sim: Sim, tmp_path: Path, plans: str = DEMO_PLANS, *, run_id: str = "run-1", **top: object
+) -> tuple[DrillReport, Recorder, Drill]:
     recorder = Recorder()
-    engine = Drill(load_spec(write_spec(tmp_path, plans, **top)), settings_for(sim), run_id=run_id,
-                   report_dir=tmp_path / "reports", observers=[recorder])
+    engine = Drill(
+        load_spec(write_spec(tmp_path, plans, **top)),
+        settings_for(sim),
+        run_id=run_id,
+        report_dir=tmp_path / "reports",
+        observers=[recorder],
+    )
     report = await engine.run()
     return report, recorder, engine
 
@@ -123,14 +133,25 @@ def assert_all_clean(sim: Sim) -> None:
 def test_the_engine_modules_do_not_import_prefect() -> None:
     import subprocess
 
-    code = ("import sys, vaodrill.engine.drill, vaodrill.engine.steps, vaodrill.journal, vaodrill.app.cli; "
-            "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)")
+    code = (
+        "import sys, vaodrill.engine.drill, vaodrill.engine.steps, vaodrill.journal, vaodrill.app.cli; "
+        "sys.exit(1 if any(m == 'prefect' or m.startswith('prefect.') for m in sys.modules) else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
-    target = PlanTarget(key="p", id="1", name="P", after=(), restore_point="2026-01-01T00:00:00", rule="latest",
-                        seed=None, rto_target_seconds=None, timeout_seconds=60)
+    target = PlanTarget(
+        key="p",
+        id="1",
+        name="P",
+        after=(),
+        restore_point="2026-01-01T00:00:00",
+        rule="latest",
+        seed=None,
+        rto_target_seconds=None,
+        timeout_seconds=60,
+    )
     ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
     ledger.journal.append("open", drill="d", mode="drill", plans=[{"key": "p", "id": "1", "name": "P"}])
     run = PlanRun(target)
@@ -152,14 +173,14 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
     ids = {any_sim.plan_id(p.plan).lower() for p in report.plans}
     assert runs_processed(any_sim) == dict.fromkeys(ids, 1)
     assert any_sim.posts("Undo") == dict.fromkeys(ids, 1)
-    assert failover_bodies(any_sim) == {any_sim.plan_id(p.plan).lower(): expected_body(any_sim, p.restore_point)
-                                        for p in report.plans}
+    assert failover_bodies(any_sim) == {
+        any_sim.plan_id(p.plan).lower(): expected_body(any_sim, p.restore_point) for p in report.plans
+    }
     for entry in any_sim.requests(method="POST", path=any_sim.path("Undo")):  # each Undo after its failover ended
         record = next(r for r in any_sim.plans().values() if r["id"].lower() in entry["path"].lower())
         failover = next(st for st in record["stages"] if st["kind"] == "Failover")
         assert failover["ended_at"] is not None and failover["ended_at"] <= entry["at"], record["name"]
-    assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing",
-                                           "clean"]
+    assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing", "clean"]
     # no wait longer than the stage itself plus two polls: the completion is seen by the first or second plan-list
     # read after the simulator finished the stage (counted in its request log, so machine load cannot fake it)
     from datetime import datetime
@@ -183,7 +204,8 @@ async def test_a_drill_passes_with_one_run_and_one_undo_per_plan(any_sim: Sim, t
 
 
 async def test_syncs_that_overlap_share_fsyncs_and_each_covers_its_own_line(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A sync returns only after an fsync that started once its line was written (a wave of intents, each synced
     as the engine does); and syncs that wait together share one fsync (they ran one per line before).
 
@@ -268,8 +290,9 @@ async def test_halt_policy_continues_once(any_sim: Sim, tmp_path: Path) -> None:
     any_sim.patch("App Tier", halt_at_step=2)
     report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
     assert report.verdict == "passed", [(p.plan, p.status, p.reason) for p in report.plans]
-    continues = [e["path"] for e in any_sim.requests(method="POST") if e["path"].endswith("Continue")
-                 and e["status"] == 200]
+    continues = [
+        e["path"] for e in any_sim.requests(method="POST") if e["path"].endswith("Continue") and e["status"] == 200
+    ]
     assert len(continues) == 1
 
 
@@ -280,12 +303,16 @@ async def test_a_reading_that_left_while_the_continue_was_held_is_no_second_halt
     import datetime as dt
 
     any_sim.patch("App Tier", halt_at_step=2)
-    any_sim.control.post("/_sim/faults", json={"method": "POST", "path": "*/Continue", "latency": 1.0}
-                         ).raise_for_status()
+    any_sim.control.post(
+        "/_sim/faults", json={"method": "POST", "path": "*/Continue", "latency": 1.0}
+    ).raise_for_status()
     report, _, _ = await drill(any_sim, tmp_path, on_halt="{continue: ProceedToNextStep, max: 1}")
     assert report.verdict == "passed", [(p.plan, p.status, p.reason) for p in report.plans]
-    (held,) = [dt.datetime.fromisoformat(e["at"]) for e in any_sim.requests(method="POST")
-               if e["path"].endswith("/Continue") and e["status"] == 200]
+    (held,) = [
+        dt.datetime.fromisoformat(e["at"])
+        for e in any_sim.requests(method="POST")
+        if e["path"].endswith("/Continue") and e["status"] == 200
+    ]
     reads = [dt.datetime.fromisoformat(e["at"]) for e in any_sim.requests(method="GET", path=any_sim.path())]
     assert [at for at in reads if held < at < held + dt.timedelta(seconds=0.9)], "no list read during the hold"
 
@@ -317,8 +344,13 @@ async def test_stop_mid_drill_interrupts_cleans_up_and_reports(any_sim: Sim, tmp
     """What a first SIGINT/SIGTERM does: stop starting plans, stop waiting, undo, write the report."""
     any_sim.patch("Active Directory", never_finish=True)
     recorder = Recorder()
-    engine = Drill(load_spec(write_spec(tmp_path)), settings_for(any_sim), run_id="stopped",
-                   report_dir=tmp_path / "reports", observers=[recorder])
+    engine = Drill(
+        load_spec(write_spec(tmp_path)),
+        settings_for(any_sim),
+        run_id="stopped",
+        report_dir=tmp_path / "reports",
+        observers=[recorder],
+    )
     failing_over = asyncio.Event()
 
     class Watch(Observer):
@@ -379,8 +411,11 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)
-    child = subprocess.Popen([sys.executable, "-c", code, str(spec), any_sim.api_url, str(tmp_path / "reports")],
-                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(spec), any_sim.api_url, str(tmp_path / "reports")],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ},
+    )
     try:
         for _ in range(600):
             if len(any_sim.posts("Run")) == 2:
@@ -398,8 +433,7 @@ async def test_recover_undoes_what_a_killed_engine_left_failed_over(any_sim: Sim
     recorder = Recorder()
     recovery = await recover(journal, settings_for(any_sim), observers=[recorder])
     assert recovery.clean, [(p.name, p.outcome) for p in recovery.plans]
-    assert {p.name: p.action for p in recovery.plans} == {"Core Network": "undo",
-                                                          "Active Directory": "halt and undo"}
+    assert {p.name: p.action for p in recovery.plans} == {"Core Network": "undo", "Active Directory": "halt and undo"}
     assert_all_clean(any_sim)
     assert len(any_sim.requests(method="POST", path=any_sim.path("Halt"))) == 1
     assert open_journals(tmp_path / "reports" / "journal") == []
@@ -442,8 +476,13 @@ class LostGrouping:
 async def test_a_lost_grouping_never_runs_a_plan_blind(sim: Sim, tmp_path: Path, before: bool) -> None:
     """Lost before the plan's work: the plan is not started and its dependents are skipped. Lost after it: the
     plan's own outcome stands and its dependents go on."""
-    engine = Drill(load_spec(write_spec(tmp_path)), settings_for(sim), run_id="run-1", report_dir=tmp_path / "r",
-                   steps=lambda session: LostGrouping(session, "SQL Tier", before=before))
+    engine = Drill(
+        load_spec(write_spec(tmp_path)),
+        settings_for(sim),
+        run_id="run-1",
+        report_dir=tmp_path / "r",
+        steps=lambda session: LostGrouping(session, "SQL Tier", before=before),
+    )
     plans = by_name(await engine.run())
     if before:
         assert plans["SQL Tier"].status == "skipped" and "Prefect API gone" in (plans["SQL Tier"].reason or "")
@@ -466,16 +505,22 @@ async def test_failover_mode_sends_no_undo_and_closes_its_journal(sim: Sim, tmp_
 async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: Path) -> None:
     from datetime import datetime
 
-    independent = "".join(f"  - plan: {name}\n" for name in ("Core Network", "Active Directory", "SQL Tier",
-                                                              "App Tier", "Web Tier", "Reporting"))
+    independent = "".join(
+        f"  - plan: {name}\n"
+        for name in ("Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting")
+    )
     report, _, _ = await drill(sim, tmp_path, independent, max_parallel=2)
     assert report.verdict == "passed", report.reason
 
     def parse(ts: str) -> datetime:
         return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
-    spans = [(parse(st["started_at"]), parse(st["ended_at"])) for r in sim.plans().values()
-             for st in r["stages"] if st["kind"] == "Failover"]
+    spans = [
+        (parse(st["started_at"]), parse(st["ended_at"]))
+        for r in sim.plans().values()
+        for st in r["stages"]
+        if st["kind"] == "Failover"
+    ]
     assert len(spans) == 6
     most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
     assert most == 2  # never more than two at once, and the cap was actually reached
@@ -483,7 +528,8 @@ async def test_max_parallel_caps_plans_failing_over_at_once(sim: Sim, tmp_path: 
 
 @pytest.mark.parametrize("any_sim", BOTH_APIS, indirect=True)
 async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_first(
-        any_sim: Sim, tmp_path: Path) -> None:
+    any_sim: Sim, tmp_path: Path
+) -> None:
     """Both pass the precondition together (their POSTs held back until both are ready); the server refuses the
     second Run (409, or 400/500 on veeam-docs). That drill fails naming the first, never counts the first's
     failover as its own, and so never undoes it."""
@@ -505,8 +551,10 @@ async def test_two_drills_naming_the_same_plan_the_second_is_refused_naming_the_
             yield
 
     spec = load_spec(write_spec(tmp_path, "  - plan: Core Network\n"))
-    drills = {run_id: Drill(spec, settings_for(any_sim), run_id=run_id, report_dir=tmp_path / "reports",
-                            write_gate=gate) for run_id in ("first", "second")}
+    drills = {
+        run_id: Drill(spec, settings_for(any_sim), run_id=run_id, report_dir=tmp_path / "reports", write_gate=gate)
+        for run_id in ("first", "second")
+    }
     reports = dict(zip(drills, await asyncio.gather(*(d.run() for d in drills.values())), strict=True))
     passed = [run_id for run_id, report in reports.items() if report.verdict == "passed"]
     assert len(passed) == 1, {k: r.reason for k, r in reports.items()}
@@ -539,8 +587,13 @@ async def test_a_write_slot_refused_for_a_moment_is_asked_again(sim: Sim, tmp_pa
                 raise RuntimeError("unable to acquire concurrency slots") from cause
         yield
 
-    engine = Drill(load_spec(write_spec(tmp_path, "  - plan: Core Network\n")), settings_for(sim), run_id="slots",
-                   report_dir=tmp_path / "reports", write_gate=gate)
+    engine = Drill(
+        load_spec(write_spec(tmp_path, "  - plan: Core Network\n")),
+        settings_for(sim),
+        run_id="slots",
+        report_dir=tmp_path / "reports",
+        write_gate=gate,
+    )
     report = await engine.run()
     assert report.verdict == "passed", report.reason
     assert failures == 0 and runs_processed(sim) == {sim.plan_id("Core Network").lower(): 1}

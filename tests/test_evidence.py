@@ -26,8 +26,17 @@ from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
-SECTIONS = ["Test and scope", "Scenario", "Timeline", "Results per plan", "Approvals", "Deficiencies", "History",
-            "Calls to VAO", "Integrity"]
+SECTIONS = [
+    "Test and scope",
+    "Scenario",
+    "Timeline",
+    "Results per plan",
+    "Approvals",
+    "Deficiencies",
+    "History",
+    "Calls to VAO",
+    "Integrity",
+]
 NS = {"h": "http://www.w3.org/1999/xhtml"}
 
 
@@ -37,8 +46,9 @@ def demo_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("demo")
     with BackgroundServer(create_app("demo", time_scale=600)) as server:
         settings = ConnectionSettings(url=server.url, username="demo", password=SecretStr("demo"), simulated=True)
-        drill = Drill(load_spec(ROOT / "deployments" / "drills" / "demo.yaml"), settings, run_id="demo-run",
-                      report_dir=tmp)
+        drill = Drill(
+            load_spec(ROOT / "deployments" / "drills" / "demo.yaml"), settings, run_id="demo-run", report_dir=tmp
+        )
         report = asyncio.run(drill.run())
     assert report.verdict == "passed", report.reason
     return next(tmp.glob("demo-app-stack/*/evidence.html"))
@@ -61,8 +71,14 @@ def test_the_demo_pack_is_valid_self_contained_html(demo_pack: Path) -> None:
     assert "demo-run" in text and "PASSED" in text and "vaodrill version" in text
     tables = doc.findall(".//h:table", NS)  # scenario, results, ...
     plan_rows = [[_text(td) for td in tr.findall("h:td", NS)] for tr in tables[1].findall(".//h:tbody/h:tr", NS)]
-    assert [r[0] for r in plan_rows] == ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier",
-                                         "Reporting"]
+    assert [r[0] for r in plan_rows] == [
+        "Core Network",
+        "Active Directory",
+        "SQL Tier",
+        "App Tier",
+        "Web Tier",
+        "Reporting",
+    ]
     assert all("passed" in r[1] and "met" in r[4] and r[7].startswith("verified") for r in plan_rows)
     assert "None: every plan passed" in text
     calls = [[_text(td) for td in tr.findall("h:td", NS)] for tr in tables[-2].findall(".//h:tbody/h:tr", NS)]
@@ -79,8 +95,20 @@ def test_the_demo_pack_is_valid_self_contained_html(demo_pack: Path) -> None:
 
 def _chromium(*args: str) -> None:
     assert CHROMIUM.exists(), "install Chromium: .ci/install-chromium"
-    subprocess.run([str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--no-pdf-header-footer", *args], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--no-pdf-header-footer",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def test_the_demo_pack_renders_to_png_and_pdf(demo_pack: Path, tmp_path: Path) -> None:
@@ -101,8 +129,14 @@ T0 = datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
 
 def plan(name: str, status: str = "passed", rto: float | None = 300.0, **extra: object) -> PlanResult:
     started = T0 + timedelta(minutes=1)
-    fields: dict[str, object] = {"plan": name, "status": status, "undo": "verified", "rto_seconds": rto,
-                                 "rto_target_seconds": 600.0, "failover_started_at": started}
+    fields: dict[str, object] = {
+        "plan": name,
+        "status": status,
+        "undo": "verified",
+        "rto_seconds": rto,
+        "rto_target_seconds": 600.0,
+        "failover_started_at": started,
+    }
     if rto is not None:
         fields.update(failover_completed_at=started + timedelta(seconds=rto), rto_met=rto <= 600)
     return PlanResult.model_validate({**fields, **extra})
@@ -111,17 +145,28 @@ def plan(name: str, status: str = "passed", rto: float | None = 300.0, **extra: 
 def report(plans: list[PlanResult], *, day: int = 0, run_id: str = "r0") -> DrillReport:
     start = T0 + timedelta(days=day)
     bad = any(p.status != "passed" or p.undo == "failed" for p in plans)
-    return DrillReport(drill="nightly", run_id=run_id, mode="drill", verdict="failed" if bad else "passed",
-                       started_at=start, finished_at=start + timedelta(hours=1), plans=plans)
+    return DrillReport(
+        drill="nightly",
+        run_id=run_id,
+        mode="drill",
+        verdict="failed" if bad else "passed",
+        started_at=start,
+        finished_at=start + timedelta(hours=1),
+        plans=plans,
+    )
 
 
 def test_every_deficiency_gets_an_action_line_and_names_are_escaped(tmp_path: Path) -> None:
-    plans = [plan("<script>alert(1)</script>"), plan("Slow", rto=900.0),
-             plan("Warned", failover_details="Complete, no errors, 1 warning"),
-             plan("Halted", status="halted", rto=None, reason="halted at step 3"),
-             plan("Dirty", undo="failed", undo_reason="undo failed: VAO said no")]
-    page = render_evidence(report(plans), root=tmp_path, hashes={}, journal_head=None, journal_path=None,
-                           timeline_svg=None)
+    plans = [
+        plan("<script>alert(1)</script>"),
+        plan("Slow", rto=900.0),
+        plan("Warned", failover_details="Complete, no errors, 1 warning"),
+        plan("Halted", status="halted", rto=None, reason="halted at step 3"),
+        plan("Dirty", undo="failed", undo_reason="undo failed: VAO said no"),
+    ]
+    page = render_evidence(
+        report(plans), root=tmp_path, hashes={}, journal_head=None, journal_path=None, timeline_svg=None
+    )
     doc = html5lib.HTMLParser(strict=True).parse(page)
     assert not doc.findall(".//h:script", NS) and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     table = doc.findall(".//h:table", NS)[2]  # scenario, results, deficiencies
@@ -129,8 +174,11 @@ def test_every_deficiency_gets_an_action_line_and_names_are_escaped(tmp_path: Pa
     assert heads == ["Plan", "Deficiency", "Action", "Owner", "Due"]
     rows = [[_text(td) for td in tr.findall("h:td", NS)] for tr in table.findall(".//h:tbody/h:tr", NS)]
     assert [(r[0], r[1].split(":")[0]) for r in rows] == [
-        ("Slow", "RTO target missed"), ("Warned", "VAO reported"), ("Halted", "halted"),
-        ("Dirty", "cleanup not verified")]
+        ("Slow", "RTO target missed"),
+        ("Warned", "VAO reported"),
+        ("Halted", "halted"),
+        ("Dirty", "cleanup not verified"),
+    ]
     assert all(r[2:] == ["", "", ""] for r in rows)
     assert "PLAN(S) LEFT FAILED OVER" in page and "No journal" in page
 
@@ -144,8 +192,10 @@ def test_the_pack_shows_each_plans_earlier_drills(tmp_path: Path) -> None:
     assert files.evidence is not None
     doc = html5lib.HTMLParser(strict=True).parse(files.evidence.read_text())
     history = doc.findall(".//h:table", NS)[-3]  # history, calls, hashes
-    rows = {r[0]: r[1:3] for r in ([_text(td) for td in tr.findall("h:td", NS)]
-                                   for tr in history.findall(".//h:tbody/h:tr", NS))}
+    rows = {
+        r[0]: r[1:3]
+        for r in ([_text(td) for td in tr.findall("h:td", NS)] for tr in history.findall(".//h:tbody/h:tr", NS))
+    }
     assert rows == {"A": ["3 of 3", "2026-11-08"], "B": ["2 of 3", "2026-11-08"]}
     assert "(2 found)" in files.evidence.read_text()
 
@@ -154,15 +204,20 @@ def test_a_real_failover_shows_its_approval_or_says_none_was_recorded(tmp_path: 
     failover = report([plan("A", undo="skipped")]).model_copy(update={"mode": "failover"})
     journal = tmp_path / "j.jsonl"
     journal.write_text('{"type": "open", "at": "2026-11-01T02:00:00+00:00"}\n')
-    bare = render_evidence(failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal,
-                           timeline_svg=None)
+    bare = render_evidence(
+        failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal, timeline_svg=None
+    )
     assert "No approval recorded in this run's journal" in bare and "REAL failover" in bare
     with journal.open("a") as f:
-        f.write('{"type": "approval", "approver": "Dana <ops>", "change_ticket": "CHG-42", '
-                '"how": "approval form of the paused flow run", "at": "2026-11-01T01:55:00+00:00"}\n')
-    page = render_evidence(failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal,
-                           timeline_svg=None)
+        f.write(
+            '{"type": "approval", "approver": "Dana <ops>", "change_ticket": "CHG-42", '
+            '"how": "approval form of the paused flow run", "at": "2026-11-01T01:55:00+00:00"}\n'
+        )
+    page = render_evidence(
+        failover, root=tmp_path, hashes={}, journal_head=None, journal_path=journal, timeline_svg=None
+    )
     doc = html5lib.HTMLParser(strict=True).parse(page)
     approvals = doc.findall(".//h:table", NS)[2]  # scenario, results, approvals
     assert [[_text(td) for td in tr.findall("h:td", NS)] for tr in approvals.findall(".//h:tbody/h:tr", NS)] == [
-        ["Dana <ops>", "CHG-42", "approval form of the paused flow run", "2026-11-01T01:55:00+00:00"]]
+        ["Dana <ops>", "CHG-42", "approval form of the paused flow run", "2026-11-01T01:55:00+00:00"]
+    ]

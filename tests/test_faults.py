@@ -45,11 +45,17 @@ class When(Observer):
             self.action()
 
 
-async def run(sim: Sim, tmp_path: Path, *observers: Observer, plans: str = PLANS,
-              **top: object) -> tuple[DrillReport, Drill, float]:
+async def run(
+    sim: Sim, tmp_path: Path, *observers: Observer, plans: str = PLANS, **top: object
+) -> tuple[DrillReport, Drill, float]:
     recorder = Recorder()
-    engine = Drill(load_spec(write_spec(tmp_path, plans, **top)), settings_for(sim), run_id="fault",
-                   report_dir=tmp_path / "reports", observers=[recorder, *observers])
+    engine = Drill(
+        load_spec(write_spec(tmp_path, plans, **top)),
+        settings_for(sim),
+        run_id="fault",
+        report_dir=tmp_path / "reports",
+        observers=[recorder, *observers],
+    )
     started = time.monotonic()
     report = await asyncio.wait_for(engine.run(), 120)
     return report, engine, time.monotonic() - started
@@ -103,8 +109,9 @@ async def test_credentials_refused_mid_drill_stop_within_two_polls(sim: Sim, tmp
 
 async def test_every_read_failing_gives_up_after_give_up_after(sim: Sim, tmp_path: Path) -> None:
     sim.patch("Core Network", failover_duration=3600)
-    when = When("Core Network", Phase.FAILING_OVER,
-                lambda: fault(sim, method="GET", path="/v2/FailoverPlans*", status=500))
+    when = When(
+        "Core Network", Phase.FAILING_OVER, lambda: fault(sim, method="GET", path="/v2/FailoverPlans*", status=500)
+    )
     interrupted = FirstTime(Phase.INTERRUPTED)
     report, engine, _ = await run(sim, tmp_path, when, interrupted, give_up_after="10s", poll_interval="0.2s")
     assert report.stopped == "unreachable" and "give_up_after" in (report.reason or "")
@@ -112,8 +119,9 @@ async def test_every_read_failing_gives_up_after_give_up_after(sim: Sim, tmp_pat
     # give_up_after, plus at most one read's own retries (the client's retry policy: its waits at their longest) before
     # it is seen, plus a generous ceiling for the poll and the scheduling of a loaded machine
     policy = RetryPolicy()
-    one_read = sum(min(policy.max_delay, policy.backoff * 2 ** i) * (1 + policy.jitter)
-                   for i in range(policy.attempts - 1))
+    one_read = sum(
+        min(policy.max_delay, policy.backoff * 2**i) * (1 + policy.jitter) for i in range(policy.attempts - 1)
+    )
     assert 10 <= interrupted.at - when.at <= 10 + one_read + 6, (interrupted.at - when.at, one_read)
     assert by_name(report)["Core Network"].undo == "failed"
     assert engine.journal.read().is_open
@@ -140,17 +148,24 @@ async def test_a_run_refused_with_retry_after_is_sent_again_after_the_delay(sim:
     report, _, _ = await run(sim, tmp_path)
     assert report.verdict == "passed", report.reason
     core = sim.plan_id("Core Network").lower()
-    statuses = [e["status"] for e in sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")
-                if e["path"].split("/")[3].lower() == core]
+    statuses = [
+        e["status"]
+        for e in sim.requests(method="POST", path="/v2/FailoverPlans/*/Run")
+        if e["path"].split("/")[3].lower() == core
+    ]
     assert statuses == [429, 200]
     assert runs_processed(sim) == {sim.plan_id(n).lower(): 1 for n in ("Core Network", "Active Directory")}
 
 
-@pytest.mark.parametrize("case", [
-    {"method": "GET", "path": "/v2/FailoverPlans*", "status": 503, "count": 5},
-    {"path": "/v2/*", "retry_after": 1, "rate": 0.1, "seed": 42},
-    {"method": "*", "path": "/v2/FailoverPlans*", "latency": 0.2},
-], ids=["503-burst-on-reads", "429-at-a-rate", "latency"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"method": "GET", "path": "/v2/FailoverPlans*", "status": 503, "count": 5},
+        {"path": "/v2/*", "retry_after": 1, "rate": 0.1, "seed": 42},
+        {"method": "*", "path": "/v2/FailoverPlans*", "latency": 0.2},
+    ],
+    ids=["503-burst-on-reads", "429-at-a-rate", "latency"],
+)
 async def test_transient_trouble_does_not_change_the_outcome(sim: Sim, tmp_path: Path, case: dict[str, Any]) -> None:
     fault(sim, **case)
     report, engine, _ = await run(sim, tmp_path)

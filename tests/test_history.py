@@ -23,15 +23,27 @@ PLANS = ["Failing", "Never", "Regressed", "Steady"]
 
 
 def plan(name: str, status: PlanStatus, rto: float | None) -> PlanResult:
-    return PlanResult(plan=name, status=status, undo="verified" if status == "passed" else "not_needed",
-                      rto_seconds=rto, rto_target_seconds=600.0, rto_met=None if rto is None else rto <= 600)
+    return PlanResult(
+        plan=name,
+        status=status,
+        undo="verified" if status == "passed" else "not_needed",
+        rto_seconds=rto,
+        rto_target_seconds=600.0,
+        rto_met=None if rto is None else rto <= 600,
+    )
 
 
 def write(root: Path, days_ago: float, plans: list[PlanResult], run_id: str) -> Path:
     start = NOW - timedelta(days=days_ago)
-    report = DrillReport(drill="nightly", run_id=run_id, mode="drill", started_at=start,
-                         finished_at=start + timedelta(hours=1), plans=plans,
-                         verdict="passed" if all(p.status == "passed" for p in plans) else "failed")
+    report = DrillReport(
+        drill="nightly",
+        run_id=run_id,
+        mode="drill",
+        started_at=start,
+        finished_at=start + timedelta(hours=1),
+        plans=plans,
+        verdict="passed" if all(p.status == "passed" for p in plans) else "failed",
+    )
     folder = report_directory(report, root)
     folder.mkdir(parents=True)
     (folder / "report.json").write_text(report_to_json(report))
@@ -92,10 +104,11 @@ def test_json_has_the_figures_and_names_every_skipped_file(reports: Path, spec: 
     assert [t["status"] for t in failing["trend"]] == ["passed", "passed", "failed", "failed", "failed"]
     assert never["runs"] == 0 and never["overdue"] == "never drilled"
     skipped = {Path(s["path"]).parent.name.split("-", 1)[1]: s["reason"] for s in data["skipped"]}
-    assert skipped == {"old-sche": "schema_version 0, this vaodrill reads 1",
-                       "torn": "not JSON, torn or foreign (Unterminated string starting at: line 1 column 23 "
-                               "(char 22))",
-                       "foreign": "not a vaodrill drill report"}
+    assert skipped == {
+        "old-sche": "schema_version 0, this vaodrill reads 1",
+        "torn": "not JSON, torn or foreign (Unterminated string starting at: line 1 column 23 (char 22))",
+        "foreign": "not a vaodrill drill report",
+    }
     warnings = result.stderr.splitlines()
     assert len(warnings) == 3 and all(w.startswith("warning: skipped ") for w in warnings)
     assert "Traceback" not in result.stderr
@@ -123,19 +136,30 @@ def test_check_exits_1_naming_each_flagged_plan(reports: Path, spec: Path, tmp_p
     assert named == [
         "nightly / Failing: overdue (last passed 200 days ago (max 90))",
         "nightly / Never: overdue (never drilled)",
-        "nightly / Regressed: regressed (RTO 7m 30s is 50% over the median 5m of its 5 passed drills before "
-        "(max 25%))"]
+        "nightly / Regressed: regressed (RTO 7m 30s is 50% over the median 5m of its 5 passed drills before (max 25%))",
+    ]
     # The default policy (365 days, no regression check) flags nothing here; --plan narrows what is checked.
     assert history("--report-dir", str(reports), "--check", cache=tmp_path / "cache").returncode == 0
-    only = history("--report-dir", str(reports), "--spec", str(spec), "--check", "--plan", "Steady",
-                   cache=tmp_path / "cache")
+    only = history(
+        "--report-dir", str(reports), "--spec", str(spec), "--check", "--plan", "Steady", cache=tmp_path / "cache"
+    )
     assert only.returncode == 0, only.stderr
 
 
 def test_filters_and_html(reports: Path, tmp_path: Path) -> None:
     page = tmp_path / "history.html"
-    result = history("--report-dir", str(reports), "--since", (NOW - timedelta(days=45)).date().isoformat(),
-                     "--plan", "Failing", "--json", "--html", str(page), cache=tmp_path / "cache")
+    result = history(
+        "--report-dir",
+        str(reports),
+        "--since",
+        (NOW - timedelta(days=45)).date().isoformat(),
+        "--plan",
+        "Failing",
+        "--json",
+        "--html",
+        str(page),
+        cache=tmp_path / "cache",
+    )
     data = json.loads(result.stdout)
     assert [(p["plan"], p["runs"], p["passes"]) for p in data["plans"]] == [("Failing", 3, 0)]
     doc = html5lib.HTMLParser(strict=True).parse(page.read_text())
@@ -160,12 +184,15 @@ def test_the_index_follows_the_files(reports: Path, tmp_path: Path) -> None:
     assert json.loads(history("--report-dir", str(reports), "--json", cache=cache).stdout)["plans"] == first["plans"]
 
 
-@pytest.mark.parametrize(("args", "fragment"), [
-    (["--since", "last tuesday"], "--since: not a date: 'last tuesday'"),
-    (["--since", "2026-13-01"], "--since: not a date"),
-    (["--spec", "/nonexistent.yaml"], "nonexistent.yaml"),
-    (["--frobnicate"], "No such option"),
-])
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--since", "last tuesday"], "--since: not a date: 'last tuesday'"),
+        (["--since", "2026-13-01"], "--since: not a date"),
+        (["--spec", "/nonexistent.yaml"], "nonexistent.yaml"),
+        (["--frobnicate"], "No such option"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(reports: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
     result = history("--report-dir", str(reports), *args, cache=tmp_path / "cache")
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr

@@ -23,18 +23,31 @@ pytestmark = pytest.mark.usefixtures("prefect_api")
 
 def earlier(reports: Path, days_ago: float, plan: str, status: PlanStatus, rto: float | None) -> None:
     start = datetime.now(UTC) - timedelta(days=days_ago)
-    result = PlanResult(plan=plan, status=status, undo="verified", rto_seconds=rto,
-                        rto_target_seconds=3600.0)
-    write_reports(DrillReport(drill="test-drill", run_id=f"old-{plan[:4]}-{days_ago}", mode="drill",
-                              verdict="passed" if status == "passed" else "failed", started_at=start,
-                              finished_at=start + timedelta(minutes=5), plans=[result]), reports)
+    result = PlanResult(plan=plan, status=status, undo="verified", rto_seconds=rto, rto_target_seconds=3600.0)
+    write_reports(
+        DrillReport(
+            drill="test-drill",
+            run_id=f"old-{plan[:4]}-{days_ago}",
+            mode="drill",
+            verdict="passed" if status == "passed" else "failed",
+            started_at=start,
+            finished_at=start + timedelta(minutes=5),
+            plans=[result],
+        ),
+        reports,
+    )
 
 
 async def drill_events(flow_run_id: Any) -> list[dict[str, Any]]:
     from prefect.client.orchestration import get_client
 
-    query = {"filter": {"event": {"prefix": ["vaodrill."]}, "related": {
-        "resources_in_roles": [[f"prefect.flow-run.{flow_run_id}", "flow-run"]]}}, "limit": 50}
+    query = {
+        "filter": {
+            "event": {"prefix": ["vaodrill."]},
+            "related": {"resources_in_roles": [[f"prefect.flow-run.{flow_run_id}", "flow-run"]]},
+        },
+        "limit": 50,
+    }
     async with get_client() as client:
         for _ in range(150):  # persisted asynchronously: poll until the history events are there
             events = (await client.request("POST", "/events/filter", json=query)).json()["events"]
@@ -56,19 +69,23 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
     url, received = webhook
-    block = CustomWebhookNotificationBlock(name="history-hook", url=url,
-                                           json_data={"subject": "{{subject}}", "body": "{{body}}"})
+    block = CustomWebhookNotificationBlock(
+        name="history-hook", url=url, json_data={"subject": "{{subject}}", "body": "{{body}}"}
+    )
     await create_shipped("vaodrill - RTO regressed", str(await block.save("history-hook", overwrite=True)))
     monkeypatch.setenv("VAODRILL_CACHE_DIR", str(tmp_path / "cache"))
     reports = tmp_path / "reports"
     for days in (50, 40, 30, 20, 10):  # Core Network passed in 0.01 s five times: this run's RTO is far above
         earlier(reports, days, "Core Network", "passed", 0.01)
     earlier(reports, 200, "Legacy ERP", "passed", 100.0)  # then never again: Disabled in the simulator
-    spec = write_spec(tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n",
-                      history="{max_age: 90d, rto_regression: 25%}")
+    spec = write_spec(
+        tmp_path, "  - plan: Core Network\n  - plan: Legacy ERP\n", history="{max_age: 90d, rto_regression: 25%}"
+    )
     state, report = await run_drill_flow(sim, tmp_path, monkeypatch, spec)
-    assert state.is_failed() and {p.plan: p.status for p in report.plans} == {"Core Network": "passed",
-                                                                            "Legacy ERP": "failed"}
+    assert state.is_failed() and {p.plan: p.status for p in report.plans} == {
+        "Core Network": "passed",
+        "Legacy ERP": "failed",
+    }
     flow_run_id = flow_run_of(state)
     events = {e["event"]: e for e in await drill_events(flow_run_id)}
     assert set(events) == {"vaodrill.plan.overdue", "vaodrill.rto.regressed"}
@@ -82,8 +99,11 @@ async def test_a_drills_end_emits_overdue_and_regressed_with_the_figures(
     assert regressed["payload"]["reason"].startswith(f"RTO {regressed['payload']['last_good_rto_seconds']:.2f}s is ")
     async with get_client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["drill-test-drill-trend"]),
-                                           flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["drill-test-drill-trend"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
     assert len(artifacts) == 1  # other drills of this test session named test-drill have their own
     assert "REGRESSED" in str(artifacts[0].data) and "OVERDUE" in str(artifacts[0].data)
     for _ in range(300):

@@ -92,8 +92,9 @@ def imports(module: str, path: Path, known: dict[str, Path]) -> Iterator[Import]
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             # ``from vaodrill.engine import progress`` imports the module vaodrill.engine.progress
-            names = [f"{base}.{a.name}" if f"{base}.{a.name}".removeprefix(ADAPTERS) in known else base
-                     for a in node.names]
+            names = [
+                f"{base}.{a.name}" if f"{base}.{a.name}".removeprefix(ADAPTERS) in known else base for a in node.names
+            ]
         for written in dict.fromkeys(names):
             name = written.removeprefix(ADAPTERS)
             if name.split(".")[0] in PACKAGES:
@@ -108,8 +109,16 @@ def graph() -> list[Import]:
 
 def test_every_package_is_read() -> None:
     found = modules()
-    assert {"vaodrill.app.cli", "vaodrill.engine.drill", "vaodrill.report.model", "vaodrill.spec.model",
-            "vaodrill.vao.client", "vaodrill.errors", "flows.drill", "tasks.vao"} <= found.keys()
+    assert {
+        "vaodrill.app.cli",
+        "vaodrill.engine.drill",
+        "vaodrill.report.model",
+        "vaodrill.spec.model",
+        "vaodrill.vao.client",
+        "vaodrill.errors",
+        "flows.drill",
+        "tasks.vao",
+    } <= found.keys()
     assert {layer(m) for m in found} == set(MAY_IMPORT)
     # the reading sees function-local imports: the CLI imports most of its commands' code inside them
     assert any(not i.top and i.module == "vaodrill.app.cli" for i in graph())
@@ -122,11 +131,12 @@ def test_the_adapters_are_imported_by_one_name() -> None:
 
 
 def test_imports_go_down_only() -> None:
-    wrong = [f"{i.module} (line {i.line}) imports {i.target}: the {layer(i.module)} layer may import only "
-             f"{', '.join(sorted(MAY_IMPORT[layer(i.module)] | ALSO.get(layer(i.module), frozenset())))}"
-             for i in graph()
-             if layer(i.target) not in MAY_IMPORT[layer(i.module)]
-             and i.target not in ALSO.get(layer(i.module), frozenset())]
+    wrong = [
+        f"{i.module} (line {i.line}) imports {i.target}: the {layer(i.module)} layer may import only "
+        f"{', '.join(sorted(MAY_IMPORT[layer(i.module)] | ALSO.get(layer(i.module), frozenset())))}"
+        for i in graph()
+        if layer(i.target) not in MAY_IMPORT[layer(i.module)] and i.target not in ALSO.get(layer(i.module), frozenset())
+    ]
     assert not wrong, "imports against the layer order:\n" + "\n".join(wrong)
 
 
@@ -141,7 +151,7 @@ def test_no_import_cycles() -> None:
     def visit(module: str, path: list[str]) -> None:
         for target in sorted(edges.get(module, ())):
             if target in path:
-                cycles.append([*path[path.index(target):], target])
+                cycles.append([*path[path.index(target) :], target])
             elif target not in done:
                 visit(target, [*path, target])
         done.add(module)

@@ -25,34 +25,56 @@ print(names, tasks.WHO, again is tasks, blocks.__file__.startswith(tasks.__file_
 
 
 def test_the_wheel_installs_beside_a_package_named_tasks_and_runs_the_demo(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"),
-                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"), str(ROOT)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     [wheel] = (tmp_path / "dist").glob("vaodrill-*.whl")
     tops = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
-    assert tops == {"vaodrill", "vaodrill_prefect", wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1]
-                    + ".dist-info"}, tops
+    assert tops == {
+        "vaodrill",
+        "vaodrill_prefect",
+        wheel.name.split("-")[0] + "-" + wheel.name.split("-")[1] + ".dist-info",
+    }, tops
     assert "vaodrill_prefect/flows/drill.py" in zipfile.ZipFile(wheel).namelist()
 
     home = tmp_path / "venv"
     venv.create(home, with_pip=True)
     python = home / "bin" / "python"
-    site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "tasks").mkdir()
     (site / "tasks" / "__init__.py").write_text(OTHER_TASKS)
     # vaodrill's dependencies from this test's environment (no network); the wheel itself is installed alone
     (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert not (site / "flows").exists() and (site / "tasks" / "__init__.py").read_text() == OTHER_TASKS
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_", "PYTHON"))}
     env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
-    demo = subprocess.run([home / "bin" / "vaodrill", "demo", "--report-dir", str(tmp_path / "reports")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    demo = subprocess.run(
+        [home / "bin" / "vaodrill", "demo", "--report-dir", str(tmp_path / "reports")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert demo.returncode == 0, demo.stderr
     assert "PASSED" in demo.stdout
-    loads = subprocess.run([python, "-c", LOADS], cwd=tmp_path, env=env, capture_output=True, text=True,
-                           timeout=300)
+    loads = subprocess.run([python, "-c", LOADS], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert loads.returncode == 0, loads.stderr
     assert loads.stdout.strip().endswith("['dr-drill', 'real-failover', 'recover-drill'] somebody else True True")

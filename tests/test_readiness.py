@@ -33,7 +33,8 @@ def writes(sim: Sim) -> list[str]:
 
 @pytest.mark.parametrize("scenario", ["demo", "veeam-docs"])
 async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
-        sim_factory: Callable[..., Sim], scenario: str, tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], scenario: str, tmp_path: Path
+) -> None:
     sim = sim_factory(scenario, time_scale=600, api="vro")
     report, recorder, engine = await drill(sim, tmp_path, mode="readiness")
     assert report.verdict == "passed", report.reason
@@ -56,8 +57,9 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
     state = journal.read() if journal.exists() else engine.journal.read()
     assert not state.is_open and state.may_be_failed_over() == []
     assert [i["op"] for i in state.intents] == ["readiness"] * PLANS
-    assert "Mode **readiness**" in render_markdown(report) and "| Check started | Check completed" in \
-        render_markdown(report)
+    assert "Mode **readiness**" in render_markdown(report) and "| Check started | Check completed" in render_markdown(
+        report
+    )
     assert 'name="mode" value="readiness"' in render_junit(report)
     [evidence] = (tmp_path / "reports").glob("test-drill/*/evidence.html")
     html = evidence.read_text()
@@ -66,7 +68,8 @@ async def test_a_readiness_drill_sends_one_check_per_plan_and_nothing_else(
 
 
 async def test_a_failing_check_fails_its_plan_with_the_result_and_its_dependents_still_run(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = sim_factory("demo", time_scale=600, api="vro")
     sim.patch("SQL Tier", readiness_errors=2, readiness_duration=120)
     report, _, _ = await drill(sim, tmp_path, mode="readiness")
@@ -91,7 +94,8 @@ async def test_a_disabled_plan_is_refused_without_a_check(sim_factory: Callable[
 
 
 async def test_vao_v2_has_no_readiness_check_and_says_so_before_sending_anything(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = sim_factory("demo", time_scale=600)
     with pytest.raises(VaoUsageError, match=r"^a readiness check is not available on this server \(VAO v2"):
         await drill(sim, tmp_path, mode="readiness")
@@ -126,8 +130,17 @@ def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: Callable[..., Sim], t
 
 
 def test_a_passed_check_has_nothing_to_undo(tmp_path: Path) -> None:
-    target = PlanTarget(key="p", id="1", name="P", after=(), restore_point="2026-01-01T00:00:00", rule="latest",
-                        seed=None, rto_target_seconds=None, timeout_seconds=60)
+    target = PlanTarget(
+        key="p",
+        id="1",
+        name="P",
+        after=(),
+        restore_point="2026-01-01T00:00:00",
+        rule="latest",
+        seed=None,
+        rto_target_seconds=None,
+        timeout_seconds=60,
+    )
     ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
     ledger.journal.append("open", drill="d", mode="readiness", plans=[{"key": "p", "id": "1", "name": "P"}])
     run = PlanRun(target)
@@ -151,8 +164,7 @@ async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: Callable[...
                 engine.stop("test stop")
 
     spec = load_spec(write_spec(tmp_path, DEMO_PLANS, mode="readiness"))
-    engine = Drill(spec, settings_for(sim), run_id="r", report_dir=tmp_path / "reports",
-                   observers=[StopDuringCheck()])
+    engine = Drill(spec, settings_for(sim), run_id="r", report_dir=tmp_path / "reports", observers=[StopDuringCheck()])
     first = await engine.run()
     assert by_name(first)["SQL Tier"].status == "interrupted" and first.verdict == "failed"
     assert writes(sim) == ["ReadinessCheck"] * 3
@@ -163,15 +175,17 @@ async def test_a_resumed_run_never_sends_a_check_twice(sim_factory: Callable[...
 
 
 async def test_a_verified_plan_whose_check_never_shows_is_not_taken_as_passed(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     """VERIFIED from last week's check is no result for this one: with the check's answer lost and the plan showing
     no check, the plan fails after the start grace, never passes on the old words."""
     sim = sim_factory("demo", time_scale=600, api="vro")
     (tmp_path / "first").mkdir()
     (tmp_path / "second").mkdir()
     await drill(sim, tmp_path / "first", "- plan: Core Network", mode="readiness")  # Core Network now VERIFIED
-    sim.control.post("/_sim/faults", json={"method": "POST", "path": "/api/v13/Plans/*/ReadinessCheck",
-                                           "drop": "before"}).raise_for_status()
+    sim.control.post(
+        "/_sim/faults", json={"method": "POST", "path": "/api/v13/Plans/*/ReadinessCheck", "drop": "before"}
+    ).raise_for_status()
     report, _, _ = await drill(sim, tmp_path / "second", "- plan: Core Network", mode="readiness", run_id="r2")
     [plan] = report.plans
     assert plan.status == "failed", plan
@@ -183,7 +197,7 @@ def test_a_dry_run_shows_one_check_per_plan_and_no_undo(sim_factory: Callable[..
     spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
     result = vaodrill("run", str(spec), "--dry-run", env=cli_env(f"{sim.url}/api/v13"))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("/ReadinessCheck {\"generateReport\": false}") == PLANS
+    assert result.stdout.count('/ReadinessCheck {"generateReport": false}') == PLANS
     assert "Undo" not in result.stdout and "Failover" not in result.stdout and writes(sim) == []
 
 
@@ -206,12 +220,15 @@ async def test_max_parallel_caps_checks_at_once(sim_factory: Callable[..., Sim],
     report, _, _ = await drill(sim, tmp_path, mode="readiness", max_parallel=1)
     assert report.verdict == "passed", report.reason
     spans = sorted((p.failover_started_at, p.failover_completed_at) for p in report.plans)
-    assert all(ended is not None and following is not None and ended <= following
-               for (_, ended), (following, _) in pairwise(spans))
+    assert all(
+        ended is not None and following is not None and ended <= following
+        for (_, ended), (following, _) in pairwise(spans)
+    )
 
 
 async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_meanwhile(
-        sim_factory: Callable[..., Sim]) -> None:
+    sim_factory: Callable[..., Sim],
+) -> None:
     from vaodrill.errors import VaoResponseError
     from vaodrill.vao.vro import VroClient
 
@@ -239,8 +256,9 @@ async def test_the_simulator_s_check_runs_for_its_duration_and_blocks_a_run_mean
 
 
 @pytest.mark.usefixtures("prefect_api")
-async def test_a_readiness_drill_as_a_flow_run(sim_factory: Callable[..., Sim], tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_readiness_drill_as_a_flow_run(
+    sim_factory: Callable[..., Sim], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Under Prefect the same steps run as tasks: one ReadinessCheck per plan, the failing one named."""
     from vaodrill.report.model import load_report
     from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
@@ -251,11 +269,11 @@ async def test_a_readiness_drill_as_a_flow_run(sim_factory: Callable[..., Sim], 
     monkeypatch.setenv("VAO_USERNAME", "demo")
     monkeypatch.setenv("VAO_PASSWORD", "demo")
     spec = write_spec(tmp_path, DEMO_PLANS, mode="readiness")
-    await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "reports")),
-                   return_state=True)
+    await dr_drill(request=DrillRequest(drill_file=str(spec), report_dir=str(tmp_path / "reports")), return_state=True)
     [file] = (tmp_path / "reports").glob("*/*/report.json")
     report = load_report(file)
     assert report.mode == "readiness" and report.verdict == "failed"
     assert [(p.plan, p.reason) for p in report.plans if p.status != "passed"] == [
-        ("Web Tier", "readiness check failed: NOT VERIFIED (Complete, 1 error)")]
+        ("Web Tier", "readiness check failed: NOT VERIFIED (Complete, 1 error)")
+    ]
     assert writes(sim) == ["ReadinessCheck"] * PLANS

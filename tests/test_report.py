@@ -266,8 +266,10 @@ def test_markdown_has_completion_dependencies_vao_details_and_why_the_drill_stop
     )  # fmt: skip
     md = render_markdown(report)
     assert "| Failover completed |" in md.splitlines()[md.splitlines().index("## Plans") + 2]
-    assert "| Core Network | ✅ passed | — | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | " \
+    assert (
+        "| Core Network | ✅ passed | — | 2024-05-01 06:00:00 (ago 6h) | 2024-05-01 12:00:00 UTC | "
         "2024-05-01 12:04:12 UTC |" in md
+    )
     assert "| SQL Tier | ⚠️ interrupted | Core Network |" in md
     assert "- **Core Network** (✅ passed): VAO: Complete, no errors, 1 warning" in md
     assert "- **SQL Tier** (⚠️ interrupted): interrupted: signal" in md
@@ -279,8 +281,9 @@ def test_markdown_has_completion_dependencies_vao_details_and_why_the_drill_stop
 
 
 def test_new_fields_round_trip_and_older_v1_reports_still_load() -> None:
-    report = drill(plan(failover_details="Complete, 1 warning", failover_ended_at=T0 + timedelta(seconds=252)),
-                   stopped="auth")
+    report = drill(
+        plan(failover_details="Complete, 1 warning", failover_ended_at=T0 + timedelta(seconds=252)), stopped="auth"
+    )
     assert report_from_json(report_to_json(report)) == report
     old = json.loads(report_to_json(mixed()))
     del old["stopped"]
@@ -480,4 +483,3 @@ def test_a_timeline_that_cannot_be_drawn_costs_no_report(
 )
 def test_format_duration(seconds: float | None, expected: str) -> None:
     assert format_duration(seconds) == expected
-

@@ -120,8 +120,9 @@ async def test_a_repeated_hour_on_the_server_is_a_note(sim_factory: Any, tmp_pat
         restore_point: {at: "2026-10-25 02:30"}
     """
     spec = load_spec(write_spec(tmp_path, plans, timezone="Europe/Berlin"))
-    settings = ConnectionSettings(url=sim.api_url, username="demo", password=SecretStr("demo"), simulated=True,
-                                  server_timezone="Europe/Berlin")
+    settings = ConnectionSettings(
+        url=sim.api_url, username="demo", password=SecretStr("demo"), simulated=True, server_timezone="Europe/Berlin"
+    )
     report = await Drill(spec, settings, run_id="dst", report_dir=tmp_path / "reports").run()
     assert report.verdict == "passed", report.reason
     files = Files(report, tmp_path / "reports")
@@ -132,8 +133,9 @@ async def test_a_repeated_hour_on_the_server_is_a_note(sim_factory: Any, tmp_pat
     assert report.warnings == []  # the server's zone is set: nothing to warn about
 
 
-async def test_a_server_zone_left_unset_is_a_warning_in_the_report(sim: Sim, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_server_zone_left_unset_is_a_warning_in_the_report(
+    sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VAO_TIMEZONE", raising=False)
     report, _, _ = await drill(sim, tmp_path, timezone="America/New_York")
     files = Files(report, tmp_path / "reports")
@@ -142,8 +144,9 @@ async def test_a_server_zone_left_unset_is_a_warning_in_the_report(sim: Sim, tmp
     assert "UTC assumed" in warning and "America/New_York" in warning and "VAO_TIMEZONE" in warning
     (line,) = [line for line in files.markdown.splitlines() if line.startswith("- **⚠️ Warning:**")]
     assert "UTC assumed" in line and "America/New\\_York" in line  # Markdown-escaped
-    assert ("warning", warning) in [(p.get("name"), p.get("value"))
-                                    for p in files.junit.find("testsuite/properties") or []]
+    assert ("warning", warning) in [
+        (p.get("name"), p.get("value")) for p in files.junit.find("testsuite/properties") or []
+    ]
     assert "UTC assumed" in files.table
     assert "UTC assumed" in files.evidence
 
@@ -156,8 +159,13 @@ async def test_a_utc_drill_has_no_zone_warning(sim: Sim, tmp_path: Path) -> None
 
 def test_an_old_report_without_the_new_fields_still_loads(tmp_path: Path) -> None:
     old = {
-        "schema_version": 1, "drill": "d", "run_id": "r", "mode": "drill", "verdict": "passed",
-        "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:10:00Z",
+        "schema_version": 1,
+        "drill": "d",
+        "run_id": "r",
+        "mode": "drill",
+        "verdict": "passed",
+        "started_at": "2026-01-01T00:00:00Z",
+        "finished_at": "2026-01-01T00:10:00Z",
         "plans": [{"plan": "P", "status": "passed", "undo": "verified"}],
     }
     (tmp_path / "report.json").write_text(json.dumps(old))

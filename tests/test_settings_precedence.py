@@ -18,17 +18,26 @@ from vaodrill.vao.connection import ConnectionSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 VAODRILL = str(Path(sys.executable).parent / "vaodrill")
-ENV = {"VAO_URL": "https://env.example:9899", "VAO_USERNAME": "env-user", "VAO_PASSWORD": "env-pw",
-       "VAO_TIMEZONE": "Europe/Berlin", "VAO_CA_BUNDLE": "/env/ca.pem"}
+ENV = {
+    "VAO_URL": "https://env.example:9899",
+    "VAO_USERNAME": "env-user",
+    "VAO_PASSWORD": "env-pw",
+    "VAO_TIMEZONE": "Europe/Berlin",
+    "VAO_CA_BUNDLE": "/env/ca.pem",
+}
 
 
 def test_a_flag_over_the_block_over_the_environment_field_by_field() -> None:
-    block = ConnectionSettings(url="https://block.example:9899", username="block-user",
-                               password=SecretStr("block-pw"), timeout=7)
+    block = ConnectionSettings(
+        url="https://block.example:9899", username="block-user", password=SecretStr("block-pw"), timeout=7
+    )
     merged = ConnectionSettings.resolve(flags={"username": "flag-user", "url": None}, block=block, env=ENV)
     assert merged is not None
     assert (merged.url, merged.username, merged.password.get_secret_value()) == (
-        "https://block.example:9899", "flag-user", "block-pw")
+        "https://block.example:9899",
+        "flag-user",
+        "block-pw",
+    )
     assert (merged.server_timezone, merged.ca_bundle, merged.timeout) == ("Europe/Berlin", "/env/ca.pem", 7)
     only_env = ConnectionSettings.resolve(flags={"url": "https://flag.example:9899"}, env=ENV)
     assert only_env is not None and only_env.password.get_secret_value() == "env-pw"
@@ -61,11 +70,15 @@ def test_the_flows_resolve_as_the_commands(monkeypatch: pytest.MonkeyPatch) -> N
     block = VaoServer(url="https://block.example:9899", username="block-user")
     from_flow = connection_settings(block)
     assert (from_flow.url, from_flow.username, from_flow.password.get_secret_value()) == (
-        "https://block.example:9899", "block-user", "env-pw")
+        "https://block.example:9899",
+        "block-user",
+        "env-pw",
+    )
     from_cli = resolve_settings(ConnectionOptions(username="block-user", vao_url="https://block.example:9899"))
     assert from_cli == from_flow
-    stored = DrillRequest.model_validate({"vao_block": {"url": "https://cli.example:9899", "username": "u",
-                                                        "password": "**********"}})
+    stored = DrillRequest.model_validate(
+        {"vao_block": {"url": "https://cli.example:9899", "username": "u", "password": "**********"}}
+    )
     assert connection_settings(stored.vao_block).password.get_secret_value() == "env-pw"
 
 
@@ -74,10 +87,13 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_plans_doctor_and_run_take_the_url_from_the_flag_and_the_password_from_the_environment(sim: Sim) -> None:
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_API"))},
-           "VAO_URL": "https://wrong.example:1", "VAO_USERNAME": "demo", "VAO_PASSWORD": "demo"}
-    for args in (["plans", "--json"], ["doctor", "--json"],
-                 ["run", "deployments/drills/demo.yaml", "--dry-run"]):
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("VAO_", "PREFECT_API"))},
+        "VAO_URL": "https://wrong.example:1",
+        "VAO_USERNAME": "demo",
+        "VAO_PASSWORD": "demo",
+    }
+    for args in (["plans", "--json"], ["doctor", "--json"], ["run", "deployments/drills/demo.yaml", "--dry-run"]):
         result = run(*args, "--vao-url", sim.url, env=env)
         assert result.returncode in (0, 1), (args, result.stderr)
         assert "wrong.example" not in result.stdout + result.stderr
@@ -89,9 +105,13 @@ def test_plans_doctor_and_run_take_the_url_from_the_flag_and_the_password_from_t
 def test_one_login_per_drill_through_prefect(sim: Sim, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("VAO_")},
-           "PREFECT_API_URL": str(PREFECT_API_URL.value()), "VAO_URL": sim.url, "VAO_USERNAME": "demo",
-           "VAO_PASSWORD": "demo"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VAO_")},
+        "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+        "VAO_URL": sim.url,
+        "VAO_USERNAME": "demo",
+        "VAO_PASSWORD": "demo",
+    }
     before = len(sim.requests("POST", "/v2/Token"))
     result = run("run", "deployments/drills/demo.yaml", "--report-dir", str(tmp_path), env=env)
     assert result.returncode == 0, result.stderr
@@ -120,8 +140,7 @@ def test_serve_keeps_vao_variables_from_the_runs_it_starts(monkeypatch: pytest.M
     assert served_block(ConnectionOptions(username="flag-user")) == SERVE_BLOCK
     saved = VaoServer.load(SERVE_BLOCK)
     assert isinstance(saved, VaoServer)  # load is sync here (no event loop runs)
-    assert (saved.url, saved.username, saved.password.get_secret_value()) == (
-        ENV["VAO_URL"], "flag-user", "env-pw")
+    assert (saved.url, saved.username, saved.password.get_secret_value()) == (ENV["VAO_URL"], "flag-user", "env-pw")
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         environ = Path(f"/proc/{child.pid}/environ").read_bytes().split(b"\0")

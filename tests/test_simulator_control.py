@@ -50,7 +50,8 @@ def test_scenario_from_a_yaml_file_with_generated_ids(tmp_path: Path) -> None:
         "    state: Disabled\n"
         "    restore_points: [2027-01-15T02:00:00, '2027-01-14T02:00:00+01:00']\n"
         "    schedule_time: 2027-01-16 03:00:00\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     app = create_app(path, clock=FakeClock())
     sim = app.state.sim
     summary = sim.summary()
@@ -64,18 +65,27 @@ def test_scenario_from_a_yaml_file_with_generated_ids(tmp_path: Path) -> None:
     assert sim.read_plan(plan_id_for("Mail"))["scheduleTime"] == "2027-01-16T03:00:00"
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("plans:\n  - name: A\n    failover_duration: 0\n", "plans[0].failover_duration: Input should be greater than 0"),
-    ("plans:\n  - name: A\n    colour: red\n", "plans[0].colour: Extra inputs are not permitted"),
-    ("plans:\n  - name: A\n  - name: A\n", "two plans are named 'A'"),
-    ("plans:\n  - {name: A, steps: 2, halt_at_step: 3}\n", "plan 'A': halt_at_step 3 is beyond the plan's 2 steps"),
-    ("plans:\n  - {name: A, schedule_after: Z}\n", "schedule_after 'Z' names no plan"),
-    ("plans:\n  - {name: A, id: not-a-guid}\n", "plans[0].id: 'not-a-guid' is not a GUID"),
-    ("plans:\n  - {name: A, restore_points: [yesterday]}\n", "plans[0].restore_points[0]: 'yesterday' is not an ISO"),
-    ("timezone: Mars/Olympus\nplans: []\n", "timezone: unknown time zone 'Mars/Olympus'"),
-    ("plans: [\n  - name: A\n", "line 2, column 3: expected the node content"),
-    ("- just\n- a list\n", "a scenario must be a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "plans:\n  - name: A\n    failover_duration: 0\n",
+            "plans[0].failover_duration: Input should be greater than 0",
+        ),
+        ("plans:\n  - name: A\n    colour: red\n", "plans[0].colour: Extra inputs are not permitted"),
+        ("plans:\n  - name: A\n  - name: A\n", "two plans are named 'A'"),
+        ("plans:\n  - {name: A, steps: 2, halt_at_step: 3}\n", "plan 'A': halt_at_step 3 is beyond the plan's 2 steps"),
+        ("plans:\n  - {name: A, schedule_after: Z}\n", "schedule_after 'Z' names no plan"),
+        ("plans:\n  - {name: A, id: not-a-guid}\n", "plans[0].id: 'not-a-guid' is not a GUID"),
+        (
+            "plans:\n  - {name: A, restore_points: [yesterday]}\n",
+            "plans[0].restore_points[0]: 'yesterday' is not an ISO",
+        ),
+        ("timezone: Mars/Olympus\nplans: []\n", "timezone: unknown time zone 'Mars/Olympus'"),
+        ("plans: [\n  - name: A\n", "line 2, column 3: expected the node content"),
+        ("- just\n- a list\n", "a scenario must be a mapping"),
+    ],
+)
 def test_bad_scenario_file_is_one_clear_line(tmp_path: Path, text: str, fragment: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
@@ -122,8 +132,9 @@ async def test_reset_gives_fresh_state_and_can_switch_scenario_and_progression(a
     api.token = None
     assert (await api.plan(SQL))["planState"] == "Enabled"
 
-    other = await api.http.post("/_sim/reset", json={"scenario": one_plan_scenario(), "progression": "tick",
-                                                     "time_scale": 5})
+    other = await api.http.post(
+        "/_sim/reset", json={"scenario": one_plan_scenario(), "progression": "tick", "time_scale": 5}
+    )
     assert (other.json()["progression"], other.json()["time_scale"]) == ("tick", 5)
     api.token = None
     await api.op(P_ID, "Run", {"mode": "FailoverNow"})
@@ -138,8 +149,10 @@ async def test_reset_gives_fresh_state_and_can_switch_scenario_and_progression(a
 
 
 async def test_patch_changes_settings_and_forces_state(api: Api, clock: FakeClock) -> None:
-    response = await api.http.patch(f"/_sim/plans/{SQL.upper()}", json={
-        "failover_duration": 600, "steps": 3, "target_rto": 90, "description": "patched"})
+    response = await api.http.patch(
+        f"/_sim/plans/{SQL.upper()}",
+        json={"failover_duration": 600, "steps": 3, "target_rto": 90, "description": "patched"},
+    )
     assert response.status_code == 200
     assert response.json()["settings"]["failover_duration"] == 600
     plan = await api.plan(SQL)
@@ -150,8 +163,7 @@ async def test_patch_changes_settings_and_forces_state(api: Api, clock: FakeCloc
     forced = await api.http.patch(f"/_sim/plans/{SQL}", json={"state": "Disabled"})
     assert forced.json()["planState"] == "Disabled"
     assert forced.json()["stages"][0]["status"] == "aborted"
-    assert forced.json()["events"][-1] == {"at": "2027-01-15T08:09:59.000000Z", "event": "patched",
-                                           "state": "Disabled"}
+    assert forced.json()["events"][-1] == {"at": "2027-01-15T08:09:59.000000Z", "event": "patched", "state": "Disabled"}
     await api.http.patch(f"/_sim/plans/{SQL}", json={"state": "Enabled"})
     assert (await api.plan(SQL))["planState"] == "Enabled"
 
@@ -163,10 +175,19 @@ async def test_patch_restore_points_and_clearing_halt(api: Api) -> None:
     assert record["settings"]["halt_at_step"] is None
 
 
-@pytest.mark.parametrize("body", [
-    {"halt_at_step": 7}, {"steps": 0}, {"colour": "red"}, {"id": "x"}, {"state": "Failover"},
-    {"failover_duration": None}, {"never_finish": "maybe"}, {"restore_points": {"every_hours": -4}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"halt_at_step": 7},
+        {"steps": 0},
+        {"colour": "red"},
+        {"id": "x"},
+        {"state": "Failover"},
+        {"failover_duration": None},
+        {"never_finish": "maybe"},
+        {"restore_points": {"every_hours": -4}},
+    ],
+)
 async def test_patch_rejects_bad_settings(api: Api, body: dict[str, Any]) -> None:
     response = await api.http.patch(f"/_sim/plans/{SQL}", json=body)
     assert response.status_code == 400, response.text
@@ -194,8 +215,17 @@ async def test_burst_fault_fires_count_times_then_is_spent(api: Api) -> None:
     assert statuses == [503, 503, 200]
     assert (await api.get(f"/v2/FailoverPlans/{SQL}")).status_code == 200
     failing = await api.http.get("/_sim/faults")
-    assert failing.json() == [{"id": fault, "method": "GET", "path": "/v2/FailoverPlans*", "status": 503,
-                               "count": 2, "fired": 2, "spent": True}]
+    assert failing.json() == [
+        {
+            "id": fault,
+            "method": "GET",
+            "path": "/v2/FailoverPlans*",
+            "status": 503,
+            "count": 2,
+            "fired": 2,
+            "spent": True,
+        }
+    ]
     log = (await api.http.get("/_sim/requests", params={"path": "/v2/FailoverPlans"})).json()
     assert [(e["status"], e["fault"]) for e in log] == [(503, fault), (503, fault), (200, None)]
 
@@ -221,8 +251,9 @@ async def test_retry_after_defaults_to_429(api: Api) -> None:
 
 async def test_token_endpoint_can_fail_too(api: Api) -> None:
     await add_fault(api, method="POST", path="*Token", status=503, count=1)
-    response = await api.http.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                                       "password": PASSWORD})
+    response = await api.http.post(
+        "/v2/Token", data={"grant_type": "password", "username": "demo", "password": PASSWORD}
+    )
     assert response.status_code == 503
     await api.login()
 
@@ -241,8 +272,12 @@ async def _rate_pattern(seed: int | None) -> list[int]:
 
 
 async def test_rate_fault_is_seeded_and_reproducible() -> None:
-    first, again, other, default = (await _rate_pattern(7), await _rate_pattern(7), await _rate_pattern(8),
-                                    await _rate_pattern(None))
+    first, again, other, default = (
+        await _rate_pattern(7),
+        await _rate_pattern(7),
+        await _rate_pattern(8),
+        await _rate_pattern(None),
+    )
     assert first == again
     assert first != other
     assert default == await _rate_pattern(0)
@@ -283,10 +318,20 @@ async def test_drop_after_over_asgi_transport_raises_but_the_plan_started(api: A
     assert [(e["status"], e["fault"]) for e in log] == [(None, "fault-1"), (409, None)]
 
 
-@pytest.mark.parametrize("spec", [
-    {}, {"path": "/v2/*"}, {"status": 503, "drop": "after"}, {"status": 200}, {"rate": 1.5, "status": 503},
-    {"count": 0, "status": 503}, {"drop": "sideways"}, {"latency": -1}, {"status": 503, "colour": "red"},
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {},
+        {"path": "/v2/*"},
+        {"status": 503, "drop": "after"},
+        {"status": 200},
+        {"rate": 1.5, "status": 503},
+        {"count": 0, "status": 503},
+        {"drop": "sideways"},
+        {"latency": -1},
+        {"status": 503, "colour": "red"},
+    ],
+)
 async def test_bad_fault_specs_are_400(api: Api, spec: dict[str, Any]) -> None:
     response = await api.http.post("/_sim/faults", json=spec)
     assert response.status_code == 400 and response.json()["Message"]
@@ -322,14 +367,42 @@ async def test_request_log_entries(api: Api, clock: FakeClock) -> None:
     await api.http.get("/_sim/plans")  # not logged
     log = (await api.http.get("/_sim/requests")).json()
     assert log == [
-        {"method": "POST", "path": "/v2/Token", "query": {}, "status": 200, "at": "2027-01-15T08:00:00.000000Z",
-         "fault": None, "body": None},
-        {"method": "GET", "path": "/v2/FailoverPlans", "query": {"$top": "1"}, "status": 200,
-         "at": "2027-01-15T08:00:01.500000Z", "fault": None, "body": None},
-        {"method": "POST", "path": f"/v2/FailoverPlans/{SQL}/Run", "query": {}, "status": 200,
-         "at": "2027-01-15T08:00:01.500000Z", "fault": None, "body": body},
-        {"method": "POST", "path": f"/v2/FailoverPlans/{SQL}/Halt", "query": {}, "status": 400,
-         "at": "2027-01-15T08:00:01.500000Z", "fault": None, "body": "{oops"},
+        {
+            "method": "POST",
+            "path": "/v2/Token",
+            "query": {},
+            "status": 200,
+            "at": "2027-01-15T08:00:00.000000Z",
+            "fault": None,
+            "body": None,
+        },
+        {
+            "method": "GET",
+            "path": "/v2/FailoverPlans",
+            "query": {"$top": "1"},
+            "status": 200,
+            "at": "2027-01-15T08:00:01.500000Z",
+            "fault": None,
+            "body": None,
+        },
+        {
+            "method": "POST",
+            "path": f"/v2/FailoverPlans/{SQL}/Run",
+            "query": {},
+            "status": 200,
+            "at": "2027-01-15T08:00:01.500000Z",
+            "fault": None,
+            "body": body,
+        },
+        {
+            "method": "POST",
+            "path": f"/v2/FailoverPlans/{SQL}/Halt",
+            "query": {},
+            "status": 400,
+            "at": "2027-01-15T08:00:01.500000Z",
+            "fault": None,
+            "body": "{oops",
+        },
     ]
     posts = (await api.http.get("/_sim/requests", params={"method": "post", "path": "/v2/FailoverPlans/*"})).json()
     assert [e["path"].rsplit("/", 1)[1] for e in posts] == ["Run", "Halt"]
@@ -340,16 +413,19 @@ async def test_request_log_entries(api: Api, clock: FakeClock) -> None:
 async def test_request_log_never_holds_the_password_or_a_token(api: Api) -> None:
     tokens = await api.login()
     secrets = [PASSWORD, tokens["access_token"], tokens["refresh_token"]]
-    refreshed = (await api.http.post("/Token", data={"grant_type": "refresh_token",
-                                                     "refresh_token": tokens["refresh_token"]})).json()
+    refreshed = (
+        await api.http.post("/Token", data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    ).json()
     secrets += [refreshed["access_token"], refreshed["refresh_token"]]
-    child = (await api.http.post("/v2/Token", data={"grant_type": "client_credentials",
-                                                    "client_id": tokens["client_id"],
-                                                    "client_secret": PASSWORD})).json()
+    child = (
+        await api.http.post(
+            "/v2/Token",
+            data={"grant_type": "client_credentials", "client_id": tokens["client_id"], "client_secret": PASSWORD},
+        )
+    ).json()
     secrets += [child["access_token"], child["refresh_token"]]
     await api.http.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": PASSWORD + "x"})
-    await api.http.get("/v2/FailoverPlans", params={"access_token": refreshed["access_token"],
-                                                    "password": PASSWORD})
+    await api.http.get("/v2/FailoverPlans", params={"access_token": refreshed["access_token"], "password": PASSWORD})
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     log = (await api.http.get("/_sim/requests")).json()
     assert len(log) == 6

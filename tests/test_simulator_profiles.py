@@ -49,13 +49,29 @@ def test_variants_name_every_documented_value_once() -> None:
     names = variants()
     assert names["contract"] == {}
     assert set(names) == {
-        "contract", "idle_state=Verified", "idle_state=NotVerified", "after_undo=UndoFailover",
-        "single_get=array", "illegal_status=400", "illegal_status=500", "continue_path=Run/Continue",
-        "continue_path=both", "details_style=veeam", "same_client_id=True", "single_session=True"}
+        "contract",
+        "idle_state=Verified",
+        "idle_state=NotVerified",
+        "after_undo=UndoFailover",
+        "single_get=array",
+        "illegal_status=400",
+        "illegal_status=500",
+        "continue_path=Run/Continue",
+        "continue_path=both",
+        "details_style=veeam",
+        "same_client_id=True",
+        "single_session=True",
+    }
     assert names["illegal_status=500"] == {"defaults": {"illegal_status": 500}}
     assert names["single_session=True"] == {"login": {"single_session": True}}
-    assert PlanProfile() == PlanProfile(idle_state="Enabled", after_undo="Enabled", single_get="object",
-                                        illegal_status=409, continue_path="Continue", details_style="contract")
+    assert PlanProfile() == PlanProfile(
+        idle_state="Enabled",
+        after_undo="Enabled",
+        single_get="object",
+        illegal_status=409,
+        continue_path="Continue",
+        details_style="contract",
+    )
     assert LoginProfile() == LoginProfile(same_client_id=False, single_session=False)
 
 
@@ -72,8 +88,9 @@ def test_every_variant_loads_on_the_demo(name: str) -> None:
 # -- idle state --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("idle", "details"), [
-    ("Enabled", "Ready"), ("Verified", "Ready"), ("NotVerified", "Never checked or tested")])
+@pytest.mark.parametrize(
+    ("idle", "details"), [("Enabled", "Ready"), ("Verified", "Ready"), ("NotVerified", "Never checked or tested")]
+)
 async def test_idle_plan_shows_its_idle_state_and_runs(make_api: Callable[..., Api], idle: str, details: str) -> None:
     api = tick_api(make_api, idle_state=idle)
     plan = await api.plan(P_ID)
@@ -90,7 +107,9 @@ async def test_disabled_stays_disabled_whatever_the_idle_state(make_api: Callabl
     assert (await api.plan(P_ID))["planState"] == "Disabled"
     refused = await api.op(P_ID, "Run", RUN)
     assert (refused.status_code, refused.json()["Message"]) == (
-        409, "Plan 'P' is in state Disabled; Run FailoverNow requires Verified.")
+        409,
+        "Plan 'P' is in state Disabled; Run FailoverNow requires Verified.",
+    )
     assert (await api.op(P_ID, "Enable")).status_code == 200
     assert (await api.plan(P_ID))["planState"] == "Verified"
 
@@ -102,7 +121,10 @@ async def test_undo_left_complete_is_clean_and_run_is_legal_from_it(make_api: Ca
     api = tick_api(make_api, after_undo="UndoFailover", idle_state="Verified")
     undone = await run_and_undo(api)
     assert (undone["planState"], undone["planStateDetails"], undone["planInUse"]) == (
-        "UndoFailover", "Complete, no errors, no warnings", False)
+        "UndoFailover",
+        "Complete, no errors, no warnings",
+        False,
+    )
     parsed = FailoverPlan.model_validate(undone)
     assert is_clean(parsed) and not_runnable_because(parsed) is None  # what vaodrill decides from it
     again = await run_and_undo(api)  # Run from the completed undo, and undo again
@@ -137,8 +159,12 @@ async def test_single_get_shape(make_api: Callable[..., Api], shape: str) -> Non
 @pytest.mark.parametrize("status", [409, 400, 500])
 async def test_illegal_operation_status_always_has_a_message(make_api: Callable[..., Api], status: int) -> None:
     api = tick_api(make_api, illegal_status=status)
-    for op, body in (("Undo", None), ("Continue", {"executionContinueOptions": "RetryFailedStep"}),
-                     ("Halt", {"fullstop": True}), ("Enable", None)):
+    for op, body in (
+        ("Undo", None),
+        ("Continue", {"executionContinueOptions": "RetryFailedStep"}),
+        ("Halt", {"fullstop": True}),
+        ("Enable", None),
+    ):
         response = await api.op(P_ID, op, body)
         assert response.status_code == status, (op, response.text)
         assert response.json()["Message"].startswith(f"Plan 'P' is in state Enabled; {op} requires ")
@@ -151,8 +177,10 @@ async def test_illegal_operation_status_always_has_a_message(make_api: Callable[
 # -- Continue path -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("served", "works"), [
-    ("Continue", ["Continue"]), ("Run/Continue", ["Run/Continue"]), ("both", ["Continue", "Run/Continue"])])
+@pytest.mark.parametrize(
+    ("served", "works"),
+    [("Continue", ["Continue"]), ("Run/Continue", ["Run/Continue"]), ("both", ["Continue", "Run/Continue"])],
+)
 async def test_continue_path(make_api: Callable[..., Api], served: str, works: list[str]) -> None:
     api = tick_api(make_api, continue_path=served, steps=3)
     body = {"executionContinueOptions": "RetryFailedStep"}
@@ -168,7 +196,8 @@ async def test_continue_path(make_api: Callable[..., Api], served: str, works: l
         else:
             assert response.status_code == 404
             assert response.json()["Message"] == (
-                f"No HTTP resource was found that matches the request URI '/v2/FailoverPlans/{P_ID}/{path}'.")
+                f"No HTTP resource was found that matches the request URI '/v2/FailoverPlans/{P_ID}/{path}'."
+            )
             assert (await api.record(P_ID))["planState"] == "Halted", "a 404 means nothing ran"
             assert (await api.op(P_ID, works[0], body)).status_code == 200
             expected += [404, 200]
@@ -186,17 +215,21 @@ async def test_unknown_plan_on_either_continue_path_is_a_plan_404(api: Api) -> N
 # -- finished-stage wording --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("style", "warnings", "errors", "details"), [
-    ("contract", 0, 0, "Complete, no errors, no warnings"),
-    ("contract", 1, 0, "Complete, 1 warnings"),
-    ("contract", 2, 1, "Complete, 1 errors"),
-    ("veeam", 0, 0, "Complete, no errors, no warnings"),
-    ("veeam", 1, 0, "Complete, no errors, 1 warning"),
-    ("veeam", 2, 0, "Complete, no errors, 2 warnings"),
-    ("veeam", 3, 2, "Complete, 2 errors, 3 warnings"),
-])
-async def test_finished_stage_wording(make_api: Callable[..., Api], style: str, warnings: int, errors: int,
-                                      details: str) -> None:
+@pytest.mark.parametrize(
+    ("style", "warnings", "errors", "details"),
+    [
+        ("contract", 0, 0, "Complete, no errors, no warnings"),
+        ("contract", 1, 0, "Complete, 1 warnings"),
+        ("contract", 2, 1, "Complete, 1 errors"),
+        ("veeam", 0, 0, "Complete, no errors, no warnings"),
+        ("veeam", 1, 0, "Complete, no errors, 1 warning"),
+        ("veeam", 2, 0, "Complete, no errors, 2 warnings"),
+        ("veeam", 3, 2, "Complete, 2 errors, 3 warnings"),
+    ],
+)
+async def test_finished_stage_wording(
+    make_api: Callable[..., Api], style: str, warnings: int, errors: int, details: str
+) -> None:
     api = tick_api(make_api, details_style=style, warnings=warnings, errors=errors)
     assert (await api.op(P_ID, "Run", RUN)).status_code == 200
     assert (await finish(api))["planStateDetails"] == details
@@ -206,19 +239,22 @@ async def test_finished_stage_wording(make_api: Callable[..., Api], style: str, 
 
 
 async def test_client_id_per_login_is_new_under_the_contract_and_stable_under_same_client_id(
-        make_api: Callable[..., Api]) -> None:
+    make_api: Callable[..., Api],
+) -> None:
     contract = make_api("demo")
     assert (await contract.login())["client_id"] != (await contract.login())["client_id"]
-    same = make_api(with_overrides(load_scenario("demo").model_dump(mode="json"),
-                                   {"login": {"same_client_id": True}}))
+    same = make_api(with_overrides(load_scenario("demo").model_dump(mode="json"), {"login": {"same_client_id": True}}))
     first, second = await same.login(), await same.login()
     assert first["client_id"] == second["client_id"] and first["access_token"] != second["access_token"]
     assert (await same.get("/v2/FailoverPlans")).status_code == 200
 
 
 def one_plan_login(**login: Any) -> dict[str, Any]:
-    return {**one_plan_scenario(), "login": login,
-            "clients": [{"client_id": "drill-tool", "client_secret": "tool-secret"}]}
+    return {
+        **one_plan_scenario(),
+        "login": login,
+        "clients": [{"client_id": "drill-tool", "client_secret": "tool-secret"}],
+    }
 
 
 async def login_form(api: Api, **form: str) -> Any:
@@ -227,7 +263,8 @@ async def login_form(api: Api, **form: str) -> Any:
 
 @pytest.mark.parametrize("single", [False, True])
 async def test_second_login_ends_the_first_session_only_under_single_session(
-        make_api: Callable[..., Api], single: bool) -> None:
+    make_api: Callable[..., Api], single: bool
+) -> None:
     api = make_api(one_plan_login(single_session=single))
     first = await api.login()
     second = await api.login()
@@ -257,18 +294,22 @@ async def test_child_client_logs_in_without_ending_the_persons_session(make_api:
         response = await api.http.get("/v2/FailoverPlans", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
     again = await login_form(api, grant_type="client_credentials", client_id="drill-tool", client_secret="tool-secret")
-    old_tool = await api.http.get("/v2/FailoverPlans",
-                                  headers={"Authorization": f"Bearer {tool.json()['access_token']}"})
+    old_tool = await api.http.get(
+        "/v2/FailoverPlans", headers={"Authorization": f"Bearer {tool.json()['access_token']}"}
+    )
     assert again.status_code == 200 and old_tool.status_code == 401  # the child client's own session ended
     tokens = api.sim.log.select(path="/v2/Token")
     assert [e["body"] for e in tokens] == [None] * 3, "token forms are never logged"
 
 
-@pytest.mark.parametrize("form", [
-    {"client_id": "drill-tool", "client_secret": "wrong"},
-    {"client_id": "drill-tool", "client_secret": PASSWORD},
-    {"client_id": "other", "client_secret": "tool-secret"},
-])
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"client_id": "drill-tool", "client_secret": "wrong"},
+        {"client_id": "drill-tool", "client_secret": PASSWORD},
+        {"client_id": "other", "client_secret": "tool-secret"},
+    ],
+)
 async def test_child_client_needs_its_own_secret(make_api: Callable[..., Api], form: dict[str, str]) -> None:
     api = make_api(one_plan_login())
     response = await login_form(api, grant_type="client_credentials", **form)
@@ -291,19 +332,24 @@ def test_duplicate_child_clients_are_refused() -> None:
 
 
 async def test_select_and_format_on_the_list_and_one_plan(api: Api) -> None:
-    listed = await api.get("/v2/FailoverPlans", params={"$select": "name,planState", "$format": "json",
-                                                        "$filter": "name eq 'SQL Tier'"})
+    listed = await api.get(
+        "/v2/FailoverPlans", params={"$select": "name,planState", "$format": "json", "$filter": "name eq 'SQL Tier'"}
+    )
     assert listed.json() == [{"name": "SQL Tier", "planState": "Enabled"}]
     one = await api.get(f"/v2/FailoverPlans/{DEMO_IDS['SQL Tier']}", params={"$select": "id", "$format": "json"})
     assert one.json() == {"id": DEMO_IDS["SQL Tier"]}
     everything = await api.get("/v2/FailoverPlans", params={"$select": "*", "$format": "application/json"})
     assert len(everything.json()) == 7 and "_links" in everything.json()[0]
     assert api.sim.log.select(method="GET")[0]["query"] == {
-        "$select": "name,planState", "$format": "json", "$filter": "name eq 'SQL Tier'"}
+        "$select": "name,planState",
+        "$format": "json",
+        "$filter": "name eq 'SQL Tier'",
+    }
 
 
-@pytest.mark.parametrize("params", [{"$select": "nope"}, {"$format": "atom"}, {"$filter": "name eq 'x'"},
-                                    {"$top": "1"}])
+@pytest.mark.parametrize(
+    "params", [{"$select": "nope"}, {"$format": "atom"}, {"$filter": "name eq 'x'"}, {"$top": "1"}]
+)
 async def test_one_plan_takes_only_select_and_format(api: Api, params: dict[str, str]) -> None:
     response = await api.get(f"/v2/FailoverPlans/{DEMO_IDS['SQL Tier']}", params=params)
     assert response.status_code == 400 and response.json()["Message"]
@@ -314,29 +360,54 @@ async def test_one_plan_takes_only_select_and_format(api: Api, params: dict[str,
 
 async def test_patch_changes_profile_fields(api: Api) -> None:
     sql = DEMO_IDS["SQL Tier"]
-    patched = await api.http.patch(f"/_sim/plans/{sql}", json={
-        "idle_state": "NotVerified", "single_get": "array", "illegal_status": 500, "continue_path": "both",
-        "details_style": "veeam", "after_undo": "UndoFailover"})
+    patched = await api.http.patch(
+        f"/_sim/plans/{sql}",
+        json={
+            "idle_state": "NotVerified",
+            "single_get": "array",
+            "illegal_status": 500,
+            "continue_path": "both",
+            "details_style": "veeam",
+            "after_undo": "UndoFailover",
+        },
+    )
     assert patched.status_code == 200
     assert {k: patched.json()["settings"][k] for k in PlanProfile.model_fields} == {
-        "idle_state": "NotVerified", "single_get": "array", "illegal_status": 500, "continue_path": "both",
-        "details_style": "veeam", "after_undo": "UndoFailover"}
+        "idle_state": "NotVerified",
+        "single_get": "array",
+        "illegal_status": 500,
+        "continue_path": "both",
+        "details_style": "veeam",
+        "after_undo": "UndoFailover",
+    }
     assert (await api.get(f"/v2/FailoverPlans/{sql}")).json()[0]["planState"] == "NotVerified"  # at once
     assert (await api.op(sql, "Undo")).status_code == 500
     other = await api.plan(DEMO_IDS["Web Tier"])
     assert other["planState"] == "Enabled", "other plans keep their profile"
 
 
-@pytest.mark.parametrize("body", [{"idle_state": "Ready"}, {"illegal_status": 418}, {"continue_path": None},
-                                  {"single_get": "list"}, {"after_undo": "Disabled"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"idle_state": "Ready"},
+        {"illegal_status": 418},
+        {"continue_path": None},
+        {"single_get": "list"},
+        {"after_undo": "Disabled"},
+    ],
+)
 async def test_patch_rejects_bad_profile_values(api: Api, body: dict[str, Any]) -> None:
     response = await api.http.patch(f"/_sim/plans/{DEMO_IDS['SQL Tier']}", json=body)
     assert response.status_code == 400 and next(iter(body)) in response.json()["Message"]
 
 
 def test_plan_fields_win_over_defaults_in_yaml() -> None:
-    scenario = load_scenario({"defaults": {"idle_state": "Verified", "illegal_status": 500},
-                              "plans": [{"name": "A"}, {"name": "B", "idle_state": "NotVerified"}]})
+    scenario = load_scenario(
+        {
+            "defaults": {"idle_state": "Verified", "illegal_status": 500},
+            "plans": [{"name": "A"}, {"name": "B", "idle_state": "NotVerified"}],
+        }
+    )
     a, b = (scenario.settings_for(p) for p in scenario.plans)
     assert (a.idle_state, b.idle_state, a.illegal_status, b.illegal_status) == ("Verified", "NotVerified", 500, 500)
 
@@ -357,7 +428,12 @@ def test_veeam_docs_has_the_demo_plans_and_every_plan_variant() -> None:
     for spec in demo.plans:
         mine, theirs = demo.settings_for(spec), docs.settings_for(docs.find(spec.name))  # type: ignore[arg-type]
         assert (mine.failover_duration, mine.undo_duration, mine.steps, mine.target_rto, mine.target_rpo) == (
-            theirs.failover_duration, theirs.undo_duration, theirs.steps, theirs.target_rto, theirs.target_rpo)
+            theirs.failover_duration,
+            theirs.undo_duration,
+            theirs.steps,
+            theirs.target_rto,
+            theirs.target_rpo,
+        )
     enabled = [docs.settings_for(p) for p in docs.plans if p.state == "Enabled"]
     for field, info in PlanProfile.model_fields.items():
         if field == "continue_path":  # one path per server, as on a real one; some plans also take the other
@@ -371,8 +447,9 @@ def test_veeam_docs_has_the_demo_plans_and_every_plan_variant() -> None:
 def test_demo_drill_plans_are_runnable_on_veeam_docs(sim_factory: Callable[..., Sim]) -> None:
     """Every plan of deployments/drills/demo.yaml is idle in a documented state that vaodrill would run."""
     sim = sim_factory("veeam-docs")
-    token = sim.control.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                                "password": "demo"}).json()["access_token"]
+    token = sim.control.post(
+        "/v2/Token", data={"grant_type": "password", "username": "demo", "password": "demo"}
+    ).json()["access_token"]
     listed = sim.control.get("/v2/FailoverPlans", headers={"Authorization": f"Bearer {token}"}).json()
     plans = {p["name"]: FailoverPlan.model_validate(p) for p in listed}
     drill = ["Core Network", "Active Directory", "SQL Tier", "App Tier", "Web Tier", "Reporting"]

@@ -32,7 +32,8 @@ def details(plan: dict[str, Any]) -> tuple[str, str, bool]:
 
 
 async def test_time_progression_steps_evenly_and_completes_at_duration_over_time_scale(
-        make_api: Callable[..., Api], clock: FakeClock) -> None:
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(time_scale=10)  # SQL Tier: 300 simulated s = 30 clock s, 6 steps of 5 s
     assert (await api.op(SQL, "Run", {"mode": "FailoverNow"})).status_code == 200
     seen = []
@@ -50,8 +51,9 @@ async def test_time_progression_steps_evenly_and_completes_at_duration_over_time
     assert details(await api.plan(SQL)) == ("Failover", "Complete, no errors, no warnings", False)
 
 
-async def test_completion_instant_is_exact_even_when_observed_late(make_api: Callable[..., Api],
-                                                                   clock: FakeClock) -> None:
+async def test_completion_instant_is_exact_even_when_observed_late(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(time_scale=10)
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     clock.advance(3600)  # nobody looked for an hour
@@ -63,8 +65,9 @@ async def test_completion_instant_is_exact_even_when_observed_late(make_api: Cal
     assert stage["wall_seconds"] == 30
 
 
-async def test_undo_runs_its_own_duration_and_returns_to_enabled(make_api: Callable[..., Api],
-                                                                 clock: FakeClock) -> None:
+async def test_undo_runs_its_own_duration_and_returns_to_enabled(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api()  # real time scale: 300 s failover, 120 s undo
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     clock.advance(300)
@@ -87,7 +90,8 @@ async def test_clock_advance_endpoint_drives_progression(make_api: Callable[...,
 
 
 async def test_halt_at_step_halts_at_the_exact_instant_and_continue_retries_the_step(
-        make_api: Callable[..., Api], clock: FakeClock) -> None:
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(time_scale=10)
     await api.http.patch(f"/_sim/plans/{SQL}", json={"halt_at_step": 3})
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
@@ -96,8 +100,7 @@ async def test_halt_at_step_halts_at_the_exact_instant_and_continue_retries_the_
     clock.advance(100)
     assert details(await api.plan(SQL)) == ("Halted", "Halted at step 3 of 6: step failed", True)
     record = await api.record(SQL)
-    assert record["stages"][0]["halts"] == [{"at": "2027-01-15T08:00:15.000000Z", "step": 3,
-                                             "reason": "step failed"}]
+    assert record["stages"][0]["halts"] == [{"at": "2027-01-15T08:00:15.000000Z", "step": 3, "reason": "step failed"}]
     assert (await api.op(SQL, "Continue", {"executionContinueOptions": "RetryFailedStep"})).status_code == 200
     assert details(await api.plan(SQL)) == ("Failover", "In progress: step 3 of 6", True)
     clock.advance(19.9)  # steps 3..6 again: 20 s
@@ -112,7 +115,8 @@ async def test_halt_at_step_halts_at_the_exact_instant_and_continue_retries_the_
 
 @pytest.mark.parametrize(("fullstop", "resumed_step", "remaining"), [(True, 2, 25.0), (False, 2, 22.0)])
 async def test_manual_halt_fullstop_discards_the_partial_step(
-        make_api: Callable[..., Api], clock: FakeClock, fullstop: bool, resumed_step: int, remaining: float) -> None:
+    make_api: Callable[..., Api], clock: FakeClock, fullstop: bool, resumed_step: int, remaining: float
+) -> None:
     api = make_api(time_scale=10)  # 6 steps of 5 s
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     clock.advance(8)  # 1.6 steps done
@@ -156,13 +160,17 @@ async def test_fail_undo_never_returns_to_enabled(make_api: Callable[..., Api], 
     assert details(await api.plan(SQL)) == ("Disabled", "Ready", False)
 
 
-@pytest.mark.parametrize(("patch", "expected"), [
-    ({"warnings": 2}, "Complete, 2 warnings"),
-    ({"errors": 1}, "Complete, 1 errors"),
-    ({"errors": 3, "warnings": 2}, "Complete, 3 errors"),
-])
-async def test_warnings_and_errors_in_complete_details(make_api: Callable[..., Api], clock: FakeClock,
-                                                       patch: dict[str, int], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"warnings": 2}, "Complete, 2 warnings"),
+        ({"errors": 1}, "Complete, 1 errors"),
+        ({"errors": 3, "warnings": 2}, "Complete, 3 errors"),
+    ],
+)
+async def test_warnings_and_errors_in_complete_details(
+    make_api: Callable[..., Api], clock: FakeClock, patch: dict[str, int], expected: str
+) -> None:
     api = make_api()
     await api.http.patch(f"/_sim/plans/{SQL}", json=patch)
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
@@ -170,8 +178,9 @@ async def test_warnings_and_errors_in_complete_details(make_api: Callable[..., A
     assert details(await api.plan(SQL)) == ("Failover", expected, False)
 
 
-async def test_a_running_stage_keeps_the_settings_it_started_with(make_api: Callable[..., Api],
-                                                                  clock: FakeClock) -> None:
+async def test_a_running_stage_keeps_the_settings_it_started_with(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api()
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     await api.http.patch(f"/_sim/plans/{SQL}", json={"failover_duration": 10_000, "never_finish": True})
@@ -179,13 +188,17 @@ async def test_a_running_stage_keeps_the_settings_it_started_with(make_api: Call
     assert details(await api.plan(SQL))[1] == "Complete, no errors, no warnings"
 
 
-async def test_permanent_failover_failback_and_commit_use_their_durations(make_api: Callable[..., Api],
-                                                                          clock: FakeClock) -> None:
+async def test_permanent_failover_failback_and_commit_use_their_durations(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(one_plan_scenario(failback_duration=40))
     await api.op(P_ID, "Run", {"mode": "FailoverNow"})
     clock.advance(100)
-    await api.op(P_ID, "Run", {"mode": "Failback", "planlaunchOptions": {"recoveryLocationId": "loc-1",
-                                                                          "failbackRestoreVMTags": True}})
+    await api.op(
+        P_ID,
+        "Run",
+        {"mode": "Failback", "planlaunchOptions": {"recoveryLocationId": "loc-1", "failbackRestoreVMTags": True}},
+    )
     clock.advance(39)
     assert details(await api.plan(P_ID))[0:2] == ("Failback", "In progress: step 2 of 2")
     clock.advance(1)
@@ -195,7 +208,10 @@ async def test_permanent_failover_failback_and_commit_use_their_durations(make_a
     assert details(await api.plan(P_ID)) == ("CommitFailback", "Complete, no errors, no warnings", False)
     stages = (await api.record(P_ID))["stages"]
     assert [(s["kind"], s["mode"], s["sim_duration"]) for s in stages] == [
-        ("Failover", "FailoverNow", 100), ("Failback", "Failback", 40), ("CommitFailback", "CommitFailBack", 40)]
+        ("Failover", "FailoverNow", 100),
+        ("Failback", "Failback", 40),
+        ("CommitFailback", "CommitFailBack", 40),
+    ]
     assert stages[1]["options"] == {"recoveryLocationId": "loc-1", "failbackRestoreVMTags": True}
     assert stages[1]["restore_point_used"] is None
 
@@ -203,8 +219,9 @@ async def test_permanent_failover_failback_and_commit_use_their_durations(make_a
 # -- tick-based --------------------------------------------------------------------------------------------
 
 
-async def test_tick_each_read_is_one_step_and_the_tth_read_completes(make_api: Callable[..., Api],
-                                                                     clock: FakeClock) -> None:
+async def test_tick_each_read_is_one_step_and_the_tth_read_completes(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(progression="tick")
     await api.op(SQL, "Run", {"mode": "FailoverNow"})
     clock.advance(10**6)  # time means nothing in tick progression
@@ -242,8 +259,12 @@ async def test_tick_halt_at_step(make_api: Callable[..., Api]) -> None:
 CHAIN = {
     "name": "chain",
     "defaults": {"failover_duration": 60, "steps": 2},
-    "plans": [{"name": "A"}, {"name": "B", "schedule_after": "A"}, {"name": "C", "schedule_after": "B"},
-              {"name": "D", "schedule_after": "A", "state": "Disabled"}],
+    "plans": [
+        {"name": "A"},
+        {"name": "B", "schedule_after": "A"},
+        {"name": "C", "schedule_after": "B"},
+        {"name": "D", "schedule_after": "A", "state": "Disabled"},
+    ],
 }
 
 
@@ -252,12 +273,17 @@ async def _ids(api: Api) -> dict[str, str]:
 
 
 async def test_execute_chained_plans_starts_after_plans_when_the_failover_completes(
-        make_api: Callable[..., Api], clock: FakeClock) -> None:
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(CHAIN)
     ids = await _ids(api)
     b = await api.plan(ids["B"])
     assert (b["scheduleEnabled"], b["scheduleType"], b["scheduleAfter"], b["scheduleAfterPlanName"]) == (
-        True, "AfterPlan", ids["A"], "A")
+        True,
+        "AfterPlan",
+        ids["A"],
+        "A",
+    )
     rule = {"restorePointRule": {"date": "2027-01-15T05:00:00"}, "executeChainedPlans": True}
     await api.op(ids["A"], "Run", {"mode": "FailoverNow", "planlaunchOptions": rule})
     clock.advance(59)
@@ -274,8 +300,9 @@ async def test_execute_chained_plans_starts_after_plans_when_the_failover_comple
     assert (await api.record(ids["D"]))["events"][-1]["event"] == "Run skipped"
 
 
-async def test_without_execute_chained_plans_nothing_else_starts(make_api: Callable[..., Api],
-                                                                 clock: FakeClock) -> None:
+async def test_without_execute_chained_plans_nothing_else_starts(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(CHAIN)
     ids = await _ids(api)
     await api.op(ids["A"], "Run", {"mode": "FailoverNow", "planlaunchOptions": {"executeChainedPlans": False}})
@@ -294,8 +321,9 @@ async def test_tick_chained_plan_starts_on_the_read_that_completes_its_parent(ma
     assert (await api.record(ids["B"]))["planStateDetails"] == "In progress: step 1 of 2"
 
 
-async def test_schedule_previous_plan_id_wins_and_on_time_schedule_fires_once(make_api: Callable[..., Api],
-                                                                              clock: FakeClock) -> None:
+async def test_schedule_previous_plan_id_wins_and_on_time_schedule_fires_once(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(CHAIN)
     ids = await _ids(api)
     body = {"startTime": "2027-01-15T08:10:00", "previousPlanId": ids["C"]}
@@ -304,9 +332,12 @@ async def test_schedule_previous_plan_id_wins_and_on_time_schedule_fires_once(ma
     assert (await api.op(ids["A"], "Schedule", {"startTime": "2027-01-15T08:10:00"})).status_code == 200
     plan = await api.plan(ids["A"])
     assert (plan["scheduleType"], plan["scheduleTime"], plan["scheduleEnabled"]) == (
-        "OnTime", "2027-01-15T08:10:00", True)
+        "OnTime",
+        "2027-01-15T08:10:00",
+        True,
+    )
     clock.advance(690)  # fires at 08:10, runs 60 s, B follows at 08:11 (scheduled runs chain)
-    a = (await api.record(ids["A"]))
+    a = await api.record(ids["A"])
     assert a["stages"][0]["triggered_by"] == "schedule"
     assert a["stages"][0]["started_at"] == "2027-01-15T08:10:00.000000Z"
     assert a["planStateDetails"] == "Complete, no errors, no warnings"
@@ -314,8 +345,9 @@ async def test_schedule_previous_plan_id_wins_and_on_time_schedule_fires_once(ma
     assert (await api.record(ids["B"]))["stages"][0]["started_at"] == "2027-01-15T08:11:00.000000Z"
 
 
-async def test_on_time_schedule_is_skipped_when_the_plan_is_not_enabled(make_api: Callable[..., Api],
-                                                                       clock: FakeClock) -> None:
+async def test_on_time_schedule_is_skipped_when_the_plan_is_not_enabled(
+    make_api: Callable[..., Api], clock: FakeClock
+) -> None:
     api = make_api(CHAIN)
     ids = await _ids(api)
     await api.op(ids["A"], "Schedule", {"startTime": "2027-01-15T08:05:00"})
@@ -326,13 +358,15 @@ async def test_on_time_schedule_is_skipped_when_the_plan_is_not_enabled(make_api
     assert record["events"][-1]["event"] == "Run skipped"
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ({}, "needs startTime or previousPlanId"),
-    ({"startTime": "tomorrow"}, "startTime 'tomorrow' is not a valid date"),
-    ({"previousPlanId": "00000000-0000-0000-0000-000000000000"}, "was not found"),
-])
-async def test_schedule_rejects_bad_bodies(make_api: Callable[..., Api], body: dict[str, str],
-                                           fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({}, "needs startTime or previousPlanId"),
+        ({"startTime": "tomorrow"}, "startTime 'tomorrow' is not a valid date"),
+        ({"previousPlanId": "00000000-0000-0000-0000-000000000000"}, "was not found"),
+    ],
+)
+async def test_schedule_rejects_bad_bodies(make_api: Callable[..., Api], body: dict[str, str], fragment: str) -> None:
     api = make_api(CHAIN)
     ids = await _ids(api)
     response = await api.op(ids["A"], "Schedule", body)

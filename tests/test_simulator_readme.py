@@ -43,27 +43,47 @@ def test_scenario_example_is_valid() -> None:
 
 
 def test_demo_table_matches_the_demo_scenario() -> None:
-    rows = re.findall(r"^\| ([A-Z][^|]+?) \| ([0-9a-f-]{36}) \| (\d+) / (\d+) \| (\d+) \| (\d+) / (\d+) \| (\w+) \|$",
-                      README.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| ([A-Z][^|]+?) \| ([0-9a-f-]{36}) \| (\d+) / (\d+) \| (\d+) \| (\d+) / (\d+) \| (\w+) \|$",
+        README.read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
     demo = load_scenario("demo")
     table = {}
     for spec in demo.plans:
         s = demo.settings_for(spec)
-        table[spec.name] = (demo.plan_id(spec), int(s.failover_duration), int(s.undo_duration), s.steps,
-                            s.target_rto, s.target_rpo, spec.state)
-    documented = {name: (pid, int(f), int(u), int(st), int(rto), int(rpo), state)
-                  for name, pid, f, u, st, rto, rpo, state in rows}
+        table[spec.name] = (
+            demo.plan_id(spec),
+            int(s.failover_duration),
+            int(s.undo_duration),
+            s.steps,
+            s.target_rto,
+            s.target_rpo,
+            spec.state,
+        )
+    documented = {
+        name: (pid, int(f), int(u), int(st), int(rto), int(rpo), state) for name, pid, f, u, st, rto, rpo, state in rows
+    }
     assert documented == table
     assert {name: row[0] for name, row in documented.items()} == DEMO_IDS
 
 
 def test_veeam_docs_table_matches_the_scenario() -> None:
-    rows = re.findall(r"^\| ([A-Z][\w ]+?) \| (\w+) \| (\w+) \| (object|array) \| (\d+) \| ([\w/]+) \| (\w+) \|$",
-                      README.read_text(encoding="utf-8"), flags=re.MULTILINE)
+    rows = re.findall(
+        r"^\| ([A-Z][\w ]+?) \| (\w+) \| (\w+) \| (object|array) \| (\d+) \| ([\w/]+) \| (\w+) \|$",
+        README.read_text(encoding="utf-8"),
+        flags=re.MULTILINE,
+    )
     docs = load_scenario("veeam-docs")
     table = {}
     for spec in docs.plans:
         s = docs.settings_for(spec)
-        table[spec.name] = (s.idle_state, s.after_undo, s.single_get, str(s.illegal_status), s.continue_path,
-                            s.details_style)
+        table[spec.name] = (
+            s.idle_state,
+            s.after_undo,
+            s.single_get,
+            str(s.illegal_status),
+            s.continue_path,
+            s.details_style,
+        )
     assert {name: tuple(rest) for name, *rest in rows} == table

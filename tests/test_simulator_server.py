@@ -31,8 +31,9 @@ def server() -> Iterator[BackgroundServer]:
 def client(server: BackgroundServer) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=5) as http:
         assert http.post("/_sim/reset").status_code == 200
-        token = http.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                             "password": PASSWORD}).json()["access_token"]
+        token = http.post(
+            "/v2/Token", data={"grant_type": "password", "username": "demo", "password": PASSWORD}
+        ).json()["access_token"]
         http.headers["Authorization"] = f"Bearer {token}"
         yield http
 
@@ -61,22 +62,26 @@ def test_loopback_requests_do_not_wait_for_delayed_acks(client: httpx.Client) ->
     assert time.perf_counter() - started < 0.4  # 20 x 40 ms would be 0.8 s
 
 
-def test_drop_before_is_a_protocol_error_and_nothing_happens(client: httpx.Client,
-                                                             caplog: pytest.LogCaptureFixture) -> None:
-    client.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "drop": "before",
-                                      "count": 1}).raise_for_status()
+def test_drop_before_is_a_protocol_error_and_nothing_happens(
+    client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    client.post(
+        "/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "drop": "before", "count": 1}
+    ).raise_for_status()
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"), pytest.raises(httpx.RemoteProtocolError):
         client.post(f"/v2/FailoverPlans/{SQL}/Run", json={"mode": "FailoverNow"})
     record = client.get(f"/_sim/plans/{SQL}").json()
     assert (record["planState"], record["run_requests"]) == ("Enabled", 0)
-    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()], \
+    assert not [r for r in caplog.records if "Exception in ASGI application" in r.getMessage()], (
         "deliberate drops must not log tracebacks"
+    )
     assert client.get("/v2/FailoverPlans").status_code == 200, "the server keeps serving after a drop"
 
 
 def test_drop_after_is_a_protocol_error_but_the_plan_started(client: httpx.Client) -> None:
-    client.post("/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "drop": "after",
-                                      "count": 1}).raise_for_status()
+    client.post(
+        "/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/Run", "drop": "after", "count": 1}
+    ).raise_for_status()
     with pytest.raises(httpx.RemoteProtocolError):
         client.post(f"/v2/FailoverPlans/{SQL}/Run", json={"mode": "FailoverNow"})
     record = client.get(f"/_sim/plans/{SQL}").json()
@@ -85,8 +90,9 @@ def test_drop_after_is_a_protocol_error_but_the_plan_started(client: httpx.Clien
 
 
 def test_drop_on_a_read(client: httpx.Client) -> None:
-    client.post("/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "drop": "after",
-                                      "rate": 1.0}).raise_for_status()
+    client.post(
+        "/_sim/faults", json={"method": "GET", "path": "/v2/FailoverPlans", "drop": "after", "rate": 1.0}
+    ).raise_for_status()
     for _ in range(2):
         with pytest.raises(httpx.RemoteProtocolError):
             client.get("/v2/FailoverPlans")
@@ -122,15 +128,15 @@ def test_https_with_a_test_ca(tmp_path: Path) -> None:
     with BackgroundServer(app_for("demo"), ssl_certfile=certfile, ssl_keyfile=keyfile) as running:
         assert running.url.startswith("https://127.0.0.1:")
         with httpx.Client(base_url=running.url, verify=context) as http:
-            login = http.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                                 "password": PASSWORD})
+            login = http.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": PASSWORD})
             assert login.status_code == 200
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{running.url}/_sim")
 
 
-def test_serve_prints_where_it_listens_and_how_to_log_in(monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_prints_where_it_listens_and_how_to_log_in(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen: dict[str, Any] = {}
 
     def fake_run(self: uvicorn.Server, sockets: Any = None) -> None:
@@ -142,8 +148,10 @@ def test_serve_prints_where_it_listens_and_how_to_log_in(monkeypatch: pytest.Mon
     out = capsys.readouterr().out
     assert "http://127.0.0.1:9911/v2" in out
     assert "LAB\\drill" in out and "pw-123" in out
-    assert ("curl -s -X POST http://127.0.0.1:9911/v2/Token -d grant_type=password "
-            "--data-urlencode 'username=LAB\\drill' --data-urlencode password=pw-123\n") in out
+    assert (
+        "curl -s -X POST http://127.0.0.1:9911/v2/Token -d grant_type=password "
+        "--data-urlencode 'username=LAB\\drill' --data-urlencode password=pw-123\n"
+    ) in out
     assert "60x" in out and "tick" in out
     config = seen["config"]
     assert (config.host, config.port, config.access_log) == ("127.0.0.1", 9911, False)
@@ -156,8 +164,9 @@ def test_serve_rejects_half_a_tls_pair() -> None:
         serve(certfile="cert.pem")
 
 
-def test_serve_resolves_the_veeam_docs_scenario_by_name(monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_resolves_the_veeam_docs_scenario_by_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """``vaodrill simulator --scenario veeam-docs`` passes the name through to serve()."""
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: seen.setdefault("config", self.config))

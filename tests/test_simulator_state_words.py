@@ -7,8 +7,15 @@ from collections.abc import Callable
 
 from tests.test_simulator_support import P_ID, Api, one_plan_scenario
 
-WORDS = {"idle": "NEEDS VERIFIED", "running": "Processing", "complete": "FailoverComplete", "halted": "HALTED",
-         "undoing": "Undoing", "undone": "UNDO FAILOVER", "disabled": "DISABLED (mode)"}
+WORDS = {
+    "idle": "NEEDS VERIFIED",
+    "running": "Processing",
+    "complete": "FailoverComplete",
+    "halted": "HALTED",
+    "undoing": "Undoing",
+    "undone": "UNDO FAILOVER",
+    "disabled": "DISABLED (mode)",
+}
 RUN = {"mode": "FailoverNow", "planlaunchOptions": {"restorePointRule": {"date": "2027-01-15T08:00:00"}}}
 
 
@@ -47,8 +54,13 @@ async def test_schedule_type_is_shown_as_given_and_restored_by_null(make_api: Ca
 
 async def test_bad_state_words_are_refused_in_one_line(make_api: Callable[..., Api]) -> None:
     api = make_api(one_plan_scenario())
-    for body in ({"state_words": {"paused": "Paused"}}, {"state_words": {"idle": ""}},
-                 {"state_words": {"idle": "x" * 201}}, {"state_words": None}, {"state_words": ["idle"]}):
+    for body in (
+        {"state_words": {"paused": "Paused"}},
+        {"state_words": {"idle": ""}},
+        {"state_words": {"idle": "x" * 201}},
+        {"state_words": None},
+        {"state_words": ["idle"]},
+    ):
         answer = await api.http.patch(f"/_sim/plans/{P_ID}", json=body)
         assert answer.status_code == 400 and "\n" not in answer.json()["Message"], (body, answer.text)
     assert (await api.plan(P_ID))["planState"] == "Enabled"

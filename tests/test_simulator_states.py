@@ -22,7 +22,8 @@ RUNNING_STAGES = ["Failover", "UndoFailover", "PermanentFailover", "Failback", "
 UNDONE = "UndoFailover:complete"  # only under after_undo: UndoFailover; else a finished undo is Enabled again
 
 STATUSES = [
-    "Disabled", "Enabled",
+    "Disabled",
+    "Enabled",
     *(f"{s}:running" for s in RUNNING_STAGES),
     *(f"{s}:complete" for s in RUNNING_STAGES),
     *(f"{s}:halted" for s in RUNNING_STAGES),
@@ -110,16 +111,22 @@ PROFILES = {"contract": "Enabled", "after_undo": "UndoFailover"}
 BOTH_PROFILES = pytest.mark.parametrize("profile", list(PROFILES))
 
 # UNDONE exists only where a finished undo stays UndoFailover: the other profile gets no such case (not a skip).
-CASES = [pytest.param(profile, op, status, id=f"{profile}-{op}-{status}")
-         for profile, after_undo in PROFILES.items() for op in OPS for status in STATUSES
-         if status != UNDONE or after_undo == "UndoFailover"]
+CASES = [
+    pytest.param(profile, op, status, id=f"{profile}-{op}-{status}")
+    for profile, after_undo in PROFILES.items()
+    for op in OPS
+    for status in STATUSES
+    if status != UNDONE or after_undo == "UndoFailover"
+]
 
 
 @pytest.fixture(scope="module")
 async def shared() -> AsyncIterator[dict[str, Api]]:
     """One simulator per profile for the module (480 fresh apps would dominate the runtime)."""
-    clients = {profile: Api(app_for(one_plan_scenario(after_undo=after_undo), progression="tick", clock=FakeClock()))
-               for profile, after_undo in PROFILES.items()}
+    clients = {
+        profile: Api(app_for(one_plan_scenario(after_undo=after_undo), progression="tick", clock=FakeClock()))
+        for profile, after_undo in PROFILES.items()
+    }
     yield clients
     for client in clients.values():
         await client.aclose()
@@ -191,12 +198,14 @@ async def test_refusal_from_a_completed_undo_names_what_run_requires(api: Api) -
     assert undo_stays(api)
     await drive(api, UNDONE)
     response = await api.op(P_ID, "Undo")
-    assert response.json() == {"Message": "Plan 'P' is in state UndoFailover; Undo requires a completed Failover "
-                                          "or Failback, or Halted."}
+    assert response.json() == {
+        "Message": "Plan 'P' is in state UndoFailover; Undo requires a completed Failover or Failback, or Halted."
+    }
     assert (await api.op(P_ID, "Run", {"mode": "FailoverNow"})).status_code == 200  # Run from the undone plan
     response = await api.op(P_ID, "Run", {"mode": "FailoverNow"})
-    assert response.json() == {"Message": "Plan 'P' is in state Failover; Run FailoverNow requires Enabled or a "
-                                          "completed UndoFailover."}
+    assert response.json() == {
+        "Message": "Plan 'P' is in state Failover; Run FailoverNow requires Enabled or a completed UndoFailover."
+    }
 
 
 @BOTH_PROFILES
@@ -204,7 +213,8 @@ async def test_conflict_message_names_plan_state_and_requirement(api: Api) -> No
     await drive(api, "Failover:running")
     response = await api.op(P_ID, "Run", {"mode": "PermanentFailoverNow"})
     assert response.json() == {
-        "Message": "Plan 'P' is in state Failover; Run PermanentFailoverNow requires a completed Failover."}
+        "Message": "Plan 'P' is in state Failover; Run PermanentFailoverNow requires a completed Failover."
+    }
 
 
 @BOTH_PROFILES

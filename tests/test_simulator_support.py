@@ -48,8 +48,9 @@ class Api:
         self.token: str | None = None
 
     async def login(self) -> dict[str, Any]:
-        response = await self.http.post("/v2/Token", data={
-            "grant_type": "password", "username": self.username, "password": self.password})
+        response = await self.http.post(
+            "/v2/Token", data={"grant_type": "password", "username": self.username, "password": self.password}
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         self.token = body["access_token"]
@@ -94,9 +95,17 @@ def one_plan_scenario(**plan: Any) -> dict[str, Any]:
     """A scenario with one plan ``P`` (2 steps, explicit restore points) plus any overrides."""
     return {
         "name": "one",
-        "plans": [{"name": "P", "id": P_ID, "steps": 2, "failover_duration": 100, "undo_duration": 50,
-                   "restore_points": ["2027-01-15T08:00:00Z", "2027-01-15T04:00:00Z", "2027-01-15T00:00:00Z"],
-                   **plan}],
+        "plans": [
+            {
+                "name": "P",
+                "id": P_ID,
+                "steps": 2,
+                "failover_duration": 100,
+                "undo_duration": 50,
+                "restore_points": ["2027-01-15T08:00:00Z", "2027-01-15T04:00:00Z", "2027-01-15T00:00:00Z"],
+                **plan,
+            }
+        ],
     }
 
 

@@ -244,8 +244,12 @@ def test_rule_and_halt_policy_fall_back_to_the_drill() -> None:
             "demo.yaml: timezone: unknown time zone 'Europe/Berln' (did you mean 'Europe/Berlin'?)",
             2,
         ),
-        ("poll_interval: 1s", "mode: dril",
-         "demo.yaml: mode: expected 'drill', 'failover' or 'readiness', got 'dril'", 2),
+        (
+            "poll_interval: 1s",
+            "mode: dril",
+            "demo.yaml: mode: expected 'drill', 'failover' or 'readiness', got 'dril'",
+            2,
+        ),
         (
             "name: demo",
             "name: Demo App",

@@ -58,15 +58,23 @@ def refused_file(path: Path | str) -> str:
 
 #: Runs the command from a small Python process and prints its peak RSS in KB: a child forked straight from
 #: pytest would count pytest's own (large) pages as its resident memory until it execs.
-_MEASURE = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, "
-            "stdout=subprocess.DEVNULL); print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+_MEASURE = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:], stdin=subprocess.DEVNULL, "
+    "stdout=subprocess.DEVNULL); print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def validate_in_child(path: str, cwd: Path) -> tuple[int, list[str], float, float]:
     """``vaodrill validate PATH``: exit code, stderr lines, wall seconds, the child's peak RSS in MB."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(VAODRILL), "validate", path], cwd=cwd,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(VAODRILL), "validate", path],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     elapsed = time.perf_counter() - start
     code, rss_kb = done.stdout.split()
     return int(code), done.stderr.splitlines(), elapsed, int(rss_kb) / 1024
@@ -169,8 +177,11 @@ def test_too_many_values() -> None:
         ("description: !!bool maybe", "d.yaml: description: invalid boolean 'maybe'"),
         ("restore_point: {at: 0000-01-01}", "d.yaml: restore_point.at: invalid date '0000-01-01'"),
         ("restore_point: {at: !!timestamp soon}", "d.yaml: restore_point.at: invalid date 'soon'"),
-        ("mode: !!python/object:os.system ls", "d.yaml: line 2: invalid YAML (could not determine a constructor "
-                                               "for the tag 'tag:yaml.org,2002:python/object:os.system')"),
+        (
+            "mode: !!python/object:os.system ls",
+            "d.yaml: line 2: invalid YAML (could not determine a constructor "
+            "for the tag 'tag:yaml.org,2002:python/object:os.system')",
+        ),
         ("mode: \x00", "d.yaml: invalid YAML (control characters are not allowed: #x0000 at character 14)"),
     ],
 )
@@ -184,30 +195,48 @@ def test_scalars_yaml_cannot_build(field: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("field", "message"),
     [
-        ("poll_interval: 999999999999999999999w", f"poll_interval: invalid duration '999999999999999999999w' "
-                                                  f"({TEN_YEARS})"),
-        ("poll_interval: 1e308", "poll_interval: invalid duration '1e308' (unknown unit 'e'; use e.g. 6h, 90m, 2d "
-                                 "or PT6H)"),
+        (
+            "poll_interval: 999999999999999999999w",
+            f"poll_interval: invalid duration '999999999999999999999w' ({TEN_YEARS})",
+        ),
+        (
+            "poll_interval: 1e308",
+            "poll_interval: invalid duration '1e308' (unknown unit 'e'; use e.g. 6h, 90m, 2d or PT6H)",
+        ),
         ("poll_interval: 1.0e+308", f"poll_interval: invalid duration 1e+308 ({TEN_YEARS})"),
         ("poll_interval: 2h", "poll_interval: must be from 0.05s to 1h, got 2h"),
         ("poll_interval: 0.01", "poll_interval: must be from 0.05s to 1h, got 0.01s"),
         ("give_up_after: 5s", "give_up_after: must be from 10s to 1d, got 5s"),
         ("give_up_after: 25h", "give_up_after: must be from 10s to 1d, got 1d1h"),
-        ("give_up_after: P99999999999999999999D", f"give_up_after: invalid duration 'P99999999999999999999D' "
-                                                  f"({TEN_YEARS})"),
+        (
+            "give_up_after: P99999999999999999999D",
+            f"give_up_after: invalid duration 'P99999999999999999999D' ({TEN_YEARS})",
+        ),
         ("restore_point: {ago: 100000000w}", f"restore_point.ago: invalid duration '100000000w' ({TEN_YEARS})"),
-        ("restore_point: {random_within: 3651d}", f"restore_point.random_within: invalid duration '3651d' "
-                                                  f"({TEN_YEARS})"),
-        ("restore_point: {random_within: 7d, seed: 9223372036854775808}",
-         "restore_point.seed: must be a whole number from 0 to 2**63-1, got 9223372036854775808"),
-        ("restore_point: {random_within: 7d, seed: " + "9" * 99 + "}",
-         "restore_point.seed: must be a whole number from 0 to 2**63-1, got a very large number"),
-        ("restore_point: {at: '0001-01-01T00:00:00+14:00'}",
-         "restore_point.at: '0001-01-01T00:00:00+14:00' is outside the supported years 1970 to 2199"),
-        ("restore_point: {at: 9999-12-31 23:59:59}",
-         "restore_point.at: 9999-12-31 23:59:59 is outside the supported years 1970 to 2199"),
-        ("restore_point: {at: '9999-12-31T23:59:59-14:00'}",
-         "restore_point.at: '9999-12-31T23:59:59-14:00' is outside the supported years 1970 to 2199"),
+        (
+            "restore_point: {random_within: 3651d}",
+            f"restore_point.random_within: invalid duration '3651d' ({TEN_YEARS})",
+        ),
+        (
+            "restore_point: {random_within: 7d, seed: 9223372036854775808}",
+            "restore_point.seed: must be a whole number from 0 to 2**63-1, got 9223372036854775808",
+        ),
+        (
+            "restore_point: {random_within: 7d, seed: " + "9" * 99 + "}",
+            "restore_point.seed: must be a whole number from 0 to 2**63-1, got a very large number",
+        ),
+        (
+            "restore_point: {at: '0001-01-01T00:00:00+14:00'}",
+            "restore_point.at: '0001-01-01T00:00:00+14:00' is outside the supported years 1970 to 2199",
+        ),
+        (
+            "restore_point: {at: 9999-12-31 23:59:59}",
+            "restore_point.at: 9999-12-31 23:59:59 is outside the supported years 1970 to 2199",
+        ),
+        (
+            "restore_point: {at: '9999-12-31T23:59:59-14:00'}",
+            "restore_point.at: '9999-12-31T23:59:59-14:00' is outside the supported years 1970 to 2199",
+        ),
         ("max_parallel: 1e32", "max_parallel: expected a whole number, got '1e32'"),
         ("max_parallel: 1.0e+32", "max_parallel: expected a whole number, got 1e+32"),
         ("max_parallel: 3", "max_parallel: must be at most 2, the number of plans, got 3"),
@@ -226,9 +255,11 @@ def test_timeout_and_rto_target_overflow() -> None:
 
 
 def test_the_bounds_themselves_are_accepted() -> None:
-    spec = parse_spec("name: x\npoll_interval: 1h\ngive_up_after: 24h\nmax_parallel: 2\n"
-                      "restore_point: {random_within: 3650d, seed: 9223372036854775807}\n"
-                      "plans: [A, {plan: B, timeout: 3650d, restore_point: {at: '2199-12-31T23:59:59'}}]\n")
+    spec = parse_spec(
+        "name: x\npoll_interval: 1h\ngive_up_after: 24h\nmax_parallel: 2\n"
+        "restore_point: {random_within: 3650d, seed: 9223372036854775807}\n"
+        "plans: [A, {plan: B, timeout: 3650d, restore_point: {at: '2199-12-31T23:59:59'}}]\n"
+    )
     assert (spec.poll_interval, spec.give_up_after) == (dt.timedelta(hours=1), dt.timedelta(hours=24))
     assert spec.max_parallel == 2
     now = dt.datetime(2026, 11, 4, tzinfo=dt.UTC)
@@ -261,8 +292,10 @@ def test_a_one_megabyte_plan_name(tmp_path: Path) -> None:
         ('name: x\nplans: ["a\\tb"]\n', "plans[0].plan: control character in plan name 'a\\tb'"),
         ("name: " + "a" * 101 + "\nplans: [A]\n", "name: 101 characters (at most 100)"),
         ("name: x\ndescription: " + "d" * 4001 + "\nplans: [A]\n", "description: 4001 characters (at most 4000)"),
-        ("name: x\nplans: [A, {plan: B, after: [" + ", ".join(["A"] * 1001) + "]}]\n",
-         "plans[1].after: 1001 entries (at most 1000)"),
+        (
+            "name: x\nplans: [A, {plan: B, after: [" + ", ".join(["A"] * 1001) + "]}]\n",
+            "plans[1].after: 1001 entries (at most 1000)",
+        ),
     ],
 )
 def test_size_limits(text: str, message: str) -> None:
@@ -275,7 +308,8 @@ def test_a_thousand_plans_at_the_limits_load_in_time() -> None:
         f"  - plan: {name}{i:04d}\n    after: [{name}{i - 1:04d}]\n"
         f"    restore_point: {{random_within: 7d, seed: {i}}}\n    timeout: 2h\n    rto_target: 30m\n"
         f"    on_halt: {{continue: RetryFailedStep, max: 3}}\n"
-        for i in range(1, 1000))
+        for i in range(1, 1000)
+    )
     text = f"name: x\ndescription: {'d' * 4000}\nmax_parallel: 1000\nplans:\n  - {name}0000\n{steps}"
     start = time.perf_counter()
     spec = parse_spec(text)
@@ -313,8 +347,12 @@ def assert_loads_or_one_line(text: str) -> None:
         assert "\n" not in message and "\r" not in message and len(message) < 700, message
 
 
-FUZZ = settings(max_examples=200, deadline=dt.timedelta(seconds=SECONDS), database=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=200,
+    deadline=dt.timedelta(seconds=SECONDS),
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @FUZZ
@@ -337,8 +375,20 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=20,
 )
-spec_keys = st.sampled_from(["name", "description", "mode", "timezone", "restore_point", "max_parallel",
-                             "poll_interval", "give_up_after", "on_halt", "plans"])
+spec_keys = st.sampled_from(
+    [
+        "name",
+        "description",
+        "mode",
+        "timezone",
+        "restore_point",
+        "max_parallel",
+        "poll_interval",
+        "give_up_after",
+        "on_halt",
+        "plans",
+    ]
+)
 
 
 @FUZZ

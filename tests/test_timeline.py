@@ -28,8 +28,15 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def plan(name: str, start: float | None, end: float | None, *, after: tuple[str, ...] = (), undone: float | None = None,
-         **kw: object) -> PlanResult:
+def plan(
+    name: str,
+    start: float | None,
+    end: float | None,
+    *,
+    after: tuple[str, ...] = (),
+    undone: float | None = None,
+    **kw: object,
+) -> PlanResult:
     fields: dict[str, object] = {
         "plan": name,
         "status": "passed" if end is not None else "skipped",
@@ -156,8 +163,9 @@ def test_dependencies_match_names_spelled_differently_and_ignore_unknown_ones() 
 
 
 def test_rto_target_is_a_tick_at_start_plus_target() -> None:
-    report = drill(plan("A", 60, 200, rto_target_seconds=180.0), plan("B", 0, 100, rto_target_seconds=3600.0),
-                   finished=600)
+    report = drill(
+        plan("A", 60, 200, rto_target_seconds=180.0), plan("B", 0, 100, rto_target_seconds=3600.0), finished=600
+    )
     root = svg(report)
     tick = row(root, "A").find(f"{NS}line[@class='rto-target']")
     assert tick is not None and float(tick.get("x1", "")) == pytest.approx(x_of(240, 600), abs=0.06)
@@ -178,8 +186,16 @@ def test_a_target_within_twice_the_drill_widens_the_axis() -> None:
 def test_skipped_plans_and_missing_times_render() -> None:
     report = drill(
         plan("Core", 0, 100, undone=500),
-        plan("Halted", 101, None, after=("Core",), status="halted", reason="Halted: halted (step 2 of 5)",
-             failover_ended_at=at(160), undone=450),
+        plan(
+            "Halted",
+            101,
+            None,
+            after=("Core",),
+            status="halted",
+            reason="Halted: halted (step 2 of 5)",
+            failover_ended_at=at(160),
+            undone=450,
+        ),
         plan("No end recorded", 101, None, status="timed_out", reason="timed out", undone=400),
         plan("Dirty", 0, 200, undo="failed", undo_reason="Undo refused"),
         plan("Skipped", None, None, after=("Halted",), reason="dependency 'Halted' ended halted"),
@@ -198,13 +214,13 @@ def test_skipped_plans_and_missing_times_render() -> None:
     dirty = row(root, "Dirty")
     unverified = dirty.find(f"{NS}rect[@class='undo unverified']")
     assert unverified is not None  # runs to the drill's end: nobody saw it undone
-    assert float(unverified.get("x", "")) + float(unverified.get("width", "")) == pytest.approx(
-        x_of(600, 600), abs=0.1)
+    assert float(unverified.get("x", "")) + float(unverified.get("width", "")) == pytest.approx(x_of(600, 600), abs=0.1)
     assert dirty.find(f"{NS}text[@class='note']").text.startswith("LEFT FAILED OVER")  # type: ignore[union-attr]
     skipped = row(root, "Skipped")
     assert skipped.find(f"{NS}rect") is None and skipped.get("data-status") == "skipped"
     assert "dependency 'Halted' ended halted" in " ".join(
-        t.text or "" for t in skipped.iter() if t.tag in (f"{NS}text", f"{NS}title"))
+        t.text or "" for t in skipped.iter() if t.tag in (f"{NS}text", f"{NS}title")
+    )
     # the skipped plan's dependency is drawn from where its dependency ended, straight down
     (edge,) = [p for p in root.iter(f"{NS}path") if p.get("data-to") == "Skipped"]
     assert re.fullmatch(r"M([\d.]+),[\d.]+ L\1,[\d.]+", edge.get("d", ""))
@@ -221,7 +237,8 @@ def test_hostile_names_stay_text() -> None:
     report = drill(
         plan(name, 0, 100, undone=200),
         plan("B", None, None, after=(name,), reason=reason),
-        drill='evil"><svg onload=alert(1)>', run_id="r&d<1>",
+        drill='evil"><svg onload=alert(1)>',
+        run_id="r&d<1>",
     )
     text = render_svg(report)
     root = ET.fromstring(text)
@@ -246,8 +263,9 @@ def test_long_names_are_cut_with_the_full_name_kept_in_the_tooltip() -> None:
 
 
 async def test_timeline_of_a_real_drill_on_the_simulator(sim: Sim, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, DEMO_PLANS.replace("  - plan: Web Tier\n    after: [App Tier]\n", ""),
-                      name="timeline-test")
+    spec = write_spec(
+        tmp_path, DEMO_PLANS.replace("  - plan: Web Tier\n    after: [App Tier]\n", ""), name="timeline-test"
+    )
     settings = ConnectionSettings(url=sim.url, username="demo", password=SecretStr("demo"), simulated=True)
     report = await Drill(load_spec(spec), settings, run_id="timeline-1", report_dir=tmp_path / "reports").run()
     assert report.verdict == "passed", report.reason

@@ -49,8 +49,13 @@ def run(written_run: Path, tmp_path: Path) -> tuple[Path, Path]:
 
 
 def verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([VAODRILL, "verify", *args], capture_output=True, text=True, timeout=60,
-                          env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    return subprocess.run(
+        [VAODRILL, "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
 
 
 def test_an_untouched_run_verifies(run: tuple[Path, Path]) -> None:
@@ -63,7 +68,7 @@ def test_an_untouched_run_verifies(run: tuple[Path, Path]) -> None:
     lines = journal.read_bytes().splitlines()
     anchored = json.loads((folder / "report.json").read_text())["integrity"]["journal"]
     assert anchored["last_hash"] == line_hash(lines[anchored["lines"] - 1])
-    assert [json.loads(line)["type"] for line in lines[anchored["lines"]:]] == ["reports", "close"]
+    assert [json.loads(line)["type"] for line in lines[anchored["lines"] :]] == ["reports", "close"]
 
 
 def test_one_changed_character_in_a_journal_line_is_named(run: tuple[Path, Path]) -> None:
@@ -142,8 +147,10 @@ def test_an_old_journal_keeps_working_and_its_chain_starts_later(tmp_path: Path)
     """A journal of an older vaodrill (no ``prev``), resumed or recovered by this one."""
     path = tmp_path / "old.jsonl"
     plans = [{"key": "A", "id": "1", "name": "A"}]
-    old = [{"type": "open", "run_id": "old", "drill": "d", "mode": "drill", "plans": plans},
-           {"type": "intent", "run_id": "old", "plan": "A", "op": "run"}]
+    old = [
+        {"type": "open", "run_id": "old", "drill": "d", "mode": "drill", "plans": plans},
+        {"type": "intent", "run_id": "old", "plan": "A", "op": "run"},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
     assert read_chain(path).starts is None
     journal = Journal(tmp_path, "old")

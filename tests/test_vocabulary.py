@@ -25,23 +25,49 @@ RUNNING, HALTED, OTHER = "running", "halted", "other"
 
 #: What each spelling means, by hand: a plan shown so is ... (every table row must be here, and nothing else).
 EXPECTED = {
-    "Enabled": IDLE, "Verified": IDLE, "NotVerified": IDLE, "NEEDS VERIFIED": IDLE,
-    "Verified (passed check)": IDLE, "Verified (passed test and check)": IDLE, "Ready": IDLE,
+    "Enabled": IDLE,
+    "Verified": IDLE,
+    "NotVerified": IDLE,
+    "NEEDS VERIFIED": IDLE,
+    "Verified (passed check)": IDLE,
+    "Verified (passed test and check)": IDLE,
+    "Ready": IDLE,
     "Disabled": DISABLED,
-    "Failover": FAILOVER, "FailoverComplete": FAILOVER,
-    "PROCESSING": RUNNING, "Running": RUNNING, "In progress": RUNNING, "HALTING": RUNNING,
+    "Failover": FAILOVER,
+    "FailoverComplete": FAILOVER,
+    "PROCESSING": RUNNING,
+    "Running": RUNNING,
+    "In progress": RUNNING,
+    "HALTING": RUNNING,
     "Halted": HALTED,
-    "UNDO FAILOVER": UNDO, "Undoing": UNDO, "Undo in progress": UNDO, "inUndoProgress": UNDO,
-    "PERMANENT FAILOVER": OTHER, "PREPARE FOR FAILBACK": OTHER, "FAILBACK": OTHER, "UNDO FAILBACK": OTHER,
-    "COMMIT FAILBACK": OTHER, "FailbackComplete": OTHER, "DryRun": OTHER, "TESTING HALTED": OTHER,
-    "TEST PENDING": OTHER, "TESTING": OTHER, "CHECKING": OTHER, "CHECK HALTING": OTHER, "EDITING": OTHER,
-    "CREATING": OTHER, "SAVING": OTHER, "RESETTING": OTHER, "DELETING": OTHER,
+    "UNDO FAILOVER": UNDO,
+    "Undoing": UNDO,
+    "Undo in progress": UNDO,
+    "inUndoProgress": UNDO,
+    "PERMANENT FAILOVER": OTHER,
+    "PREPARE FOR FAILBACK": OTHER,
+    "FAILBACK": OTHER,
+    "UNDO FAILBACK": OTHER,
+    "COMMIT FAILBACK": OTHER,
+    "FailbackComplete": OTHER,
+    "DryRun": OTHER,
+    "TESTING HALTED": OTHER,
+    "TEST PENDING": OTHER,
+    "TESTING": OTHER,
+    "CHECKING": OTHER,
+    "CHECK HALTING": OTHER,
+    "EDITING": OTHER,
+    "CREATING": OTHER,
+    "SAVING": OTHER,
+    "RESETTING": OTHER,
+    "DELETING": OTHER,
 }
 
 
 def plan(state: Any, details: str = "", in_use: bool = False, **extra: Any) -> FailoverPlan:
-    return FailoverPlan.parse({"id": "p1", "name": "P", "planState": state, "planStateDetails": details,
-                               "planInUse": in_use, **extra})
+    return FailoverPlan.parse(
+        {"id": "p1", "name": "P", "planState": state, "planStateDetails": details, "planInUse": in_use, **extra}
+    )
 
 
 def test_every_row_of_the_table_has_an_expectation_and_every_row_a_source() -> None:
@@ -87,14 +113,28 @@ def test_each_spelling_is_read_as_expected(words: str) -> None:
         assert "needs it idle" in (not_runnable_because(other) or "") and not is_failed_over_by_anyone(other)
 
 
-@pytest.mark.parametrize(("words", "expected"), [
-    ("undo_failover", Condition.UNDONE), ("UndoFailover", Condition.UNDONE), ("Undo Failover", Condition.UNDONE),
-    (" UNDO-FAILOVER ", Condition.UNDONE), ("needs_verified", Condition.IDLE), ("NeedsVerified", Condition.IDLE),
-    ("verified (PASSED CHECK)", Condition.IDLE), ("Not Verified", Condition.IDLE), ("processing", Condition.BUSY),
-    ("Verified passed check", Condition.UNKNOWN), ("Failed over", Condition.UNKNOWN), ("", Condition.UNKNOWN),
-    ("(Verified)", Condition.UNKNOWN), ("Verified" + " " * 300, Condition.UNKNOWN), (0, Condition.UNKNOWN),
-    (None, Condition.UNKNOWN), (["Verified"], Condition.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("words", "expected"),
+    [
+        ("undo_failover", Condition.UNDONE),
+        ("UndoFailover", Condition.UNDONE),
+        ("Undo Failover", Condition.UNDONE),
+        (" UNDO-FAILOVER ", Condition.UNDONE),
+        ("needs_verified", Condition.IDLE),
+        ("NeedsVerified", Condition.IDLE),
+        ("verified (PASSED CHECK)", Condition.IDLE),
+        ("Not Verified", Condition.IDLE),
+        ("processing", Condition.BUSY),
+        ("Verified passed check", Condition.UNKNOWN),
+        ("Failed over", Condition.UNKNOWN),
+        ("", Condition.UNKNOWN),
+        ("(Verified)", Condition.UNKNOWN),
+        ("Verified" + " " * 300, Condition.UNKNOWN),
+        (0, Condition.UNKNOWN),
+        (None, Condition.UNKNOWN),
+        (["Verified"], Condition.UNKNOWN),
+    ],
+)
 def test_spellings_match_after_case_spaces_underscores_and_a_qualifier(words: Any, expected: Condition) -> None:
     assert plan(words, "Complete, no errors, no warnings").status().condition is expected
 
@@ -110,9 +150,19 @@ def test_a_server_cannot_choose_what_a_state_means() -> None:
 
 
 def test_fields_no_decision_uses_are_kept_raw_whatever_their_type() -> None:
-    shown = plan("Verified (passed check)", "Ready", scheduleType=0, scheduleEnabled="yes", description=["a", 1],
-                 contactName={"first": "Wendy"}, contactTel=18003334455, scheduleTime=12.5, siteScopeId=None,
-                 targetRPO="1440", targetRTO=60.0)
+    shown = plan(
+        "Verified (passed check)",
+        "Ready",
+        scheduleType=0,
+        scheduleEnabled="yes",
+        description=["a", 1],
+        contactName={"first": "Wendy"},
+        contactTel=18003334455,
+        scheduleTime=12.5,
+        siteScopeId=None,
+        targetRPO="1440",
+        targetRTO=60.0,
+    )
     assert shown.schedule_type == 0 and shown.schedule_enabled == "yes" and shown.contact_tel == 18003334455
     assert shown.description == '["a", 1]' and shown.contact_name == '{"first": "Wendy"}'
     assert (shown.target_rpo, shown.target_rto) == (1440, 60)
@@ -124,12 +174,18 @@ def test_fields_no_decision_uses_are_kept_raw_whatever_their_type() -> None:
 def test_an_administrator_adds_spellings_but_never_changes_a_documented_one() -> None:
     vocabulary = Vocabulary.with_states({"Bereit": "idle", "Wird ausgeführt": "running", "Verified (custom)": "idle"})
     assert vocabulary.kind("BEREIT") is Kind.IDLE and vocabulary.kind("wird_ausgeführt") is Kind.RUNNING
-    assert FailoverPlan.parse({"id": "p", "name": "P", "planState": "Bereit"}, vocabulary).status().condition \
+    assert (
+        FailoverPlan.parse({"id": "p", "name": "P", "planState": "Bereit"}, vocabulary).status().condition
         is Condition.IDLE
+    )
     assert plan("Bereit").kind is Kind.UNKNOWN  # the default vocabulary is untouched
-    for states, fragment in [({"Failover": "idle"}, "documented spelling that means failover"),
-                             ({"Bereit": "unknown"}, "must map to one of"), ({"Bereit": "runnable"}, "must map to"),
-                             ({"  ": "idle"}, "not a state spelling"), ({"(x)": "idle"}, "not a state spelling")]:
+    for states, fragment in [
+        ({"Failover": "idle"}, "documented spelling that means failover"),
+        ({"Bereit": "unknown"}, "must map to one of"),
+        ({"Bereit": "runnable"}, "must map to"),
+        ({"  ": "idle"}, "not a state spelling"),
+        ({"(x)": "idle"}, "not a state spelling"),
+    ]:
         with pytest.raises(ValueError, match=fragment):
             Vocabulary.with_states(states)
 
@@ -165,8 +221,12 @@ async def test_a_session_knows_what_its_journal_started(tmp_path: Any) -> None:
     journal.append("intent", plan="b", plan_id="B1", op="undo")
     settings = ConnectionSettings(url="http://127.0.0.1:9", username="u", password=SecretStr("x"))
     async with DrillSession(settings.client(), poll_interval=1, give_up_after=1, journal=journal) as session:
-        busy = {"name": "P", "planState": "Processing", "planStateDetails": "In progress: step 1 of 2",
-                "planInUse": True}
+        busy = {
+            "name": "P",
+            "planState": "Processing",
+            "planStateDetails": "In progress: step 1 of 2",
+            "planInUse": True,
+        }
         assert session.status(FailoverPlan.parse({**busy, "id": "a1"})).condition is Condition.FAILING_OVER
         assert session.status(FailoverPlan.parse({**busy, "id": "B1"})).condition is Condition.UNDOING
         assert session.status(FailoverPlan.parse({**busy, "id": "C1"})).condition is Condition.BUSY
@@ -181,10 +241,19 @@ def test_a_bad_mapping_is_one_line_and_exit_2(tmp_path: Any) -> None:
     vaodrill = str(Path(sys.executable).with_name("vaodrill"))
     base = {k: v for k, v in os.environ.items() if not k.startswith("VAO_")}
     base.update(VAO_URL="http://127.0.0.1:9", VAO_USERNAME="u", VAO_PASSWORD="p", PREFECT_HOME=str(tmp_path))
-    for states, fragment in [('{"Halted": "idle"}', "documented spelling"), ('{"Bereit": "runnable"}', "must map"),
-                             ('{"Bereit":', "VAO_STATES must be a JSON object")]:
-        result = subprocess.run([vaodrill, "doctor"], env={**base, "VAO_STATES": states}, capture_output=True,
-                                text=True, timeout=120, check=False)
+    for states, fragment in [
+        ('{"Halted": "idle"}', "documented spelling"),
+        ('{"Bereit": "runnable"}', "must map"),
+        ('{"Bereit":', "VAO_STATES must be a JSON object"),
+    ]:
+        result = subprocess.run(
+            [vaodrill, "doctor"],
+            env={**base, "VAO_STATES": states},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert result.returncode == 2, (result.stdout, result.stderr)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr

@@ -30,8 +30,9 @@ async def watch_words(url: str, stop: asyncio.Event) -> set[str]:
     """Every planState word the server showed while the drill ran (read beside it, as an operator's UI would)."""
     seen: set[str] = set()
     async with httpx.AsyncClient(base_url=url, timeout=10) as http:
-        token = (await http.post("/v2/Token", data={"grant_type": "password", "username": "demo",
-                                                    "password": "demo"})).json()["access_token"]
+        token = (
+            await http.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": "demo"})
+        ).json()["access_token"]
         while not stop.is_set():
             answer = await http.get("/v2/FailoverPlans", headers={"Authorization": f"Bearer {token}"})
             seen |= {plan["planState"] for plan in answer.json()}
@@ -53,15 +54,25 @@ async def test_a_drill_passes_on_a_real_servers_words(sim_factory: Callable[...,
     ids = {sim.plan_id(p.plan).lower() for p in report.plans}
     assert sim.posts("Run") == dict.fromkeys(ids, 1) and sim.posts("Undo") == dict.fromkeys(ids, 1)
     assert recorder.phases("SQL Tier") == ["checking", "starting", "failing over", "failed over", "undoing", "clean"]
-    assert {"Processing", "PROCESSING", "Running", "Undoing", "Undo in progress", "Failover", "FailoverComplete",
-            "Verified (passed check)", "NEEDS VERIFIED"} <= seen
+    assert {
+        "Processing",
+        "PROCESSING",
+        "Running",
+        "Undoing",
+        "Undo in progress",
+        "Failover",
+        "FailoverComplete",
+        "Verified (passed check)",
+        "NEEDS VERIFIED",
+    } <= seen
     listed = sim.control.get("/_sim/plans").json()
     assert {p["name"]: p["planState"] for p in listed}["SQL Tier"] == "UNDO FAILOVER"  # left undone, counted clean
     assert_all_clean(sim)
 
 
 async def test_a_halt_shown_halted_is_reported_and_undone_or_continued(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = sim_factory("veeam-words", time_scale=600)
     sim.patch("Web Tier", halt_at_step=2)
     report, _, _ = await drill(sim, tmp_path)
@@ -77,8 +88,7 @@ async def test_a_halt_shown_halted_is_reported_and_undone_or_continued(
     assert len(again.requests(method="POST", path="/v2/FailoverPlans/*/Continue")) == 1
 
 
-async def test_an_undo_that_halts_is_reported_left_failed_over(sim_factory: Callable[..., Sim],
-                                                               tmp_path: Path) -> None:
+async def test_an_undo_that_halts_is_reported_left_failed_over(sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
     sim = sim_factory("veeam-words", time_scale=600)
     sim.patch("Reporting", fail_undo=True)
     report, _, engine = await drill(sim, tmp_path)
@@ -88,13 +98,15 @@ async def test_an_undo_that_halts_is_reported_left_failed_over(sim_factory: Call
 
 
 async def test_a_processing_plan_this_drill_did_not_start_is_refused_by_name(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = sim_factory(real_words_scenario(), time_scale=600)
     sim.patch("Core Network", never_finish=True)
     answer = sim.control.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": "demo"})
     headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
-    sim.control.post(f"/v2/FailoverPlans/{sim.plan_id('Core Network')}/Run", headers=headers,
-                     json={"mode": "FailoverNow"}).raise_for_status()
+    sim.control.post(
+        f"/v2/FailoverPlans/{sim.plan_id('Core Network')}/Run", headers=headers, json={"mode": "FailoverNow"}
+    ).raise_for_status()
     report, _, _ = await drill(sim, tmp_path, plans="\n  - plan: Core Network\n")
     assert report.verdict != "passed"
     assert "Processing" in (by_name(report)["Core Network"].reason or "")
@@ -102,7 +114,8 @@ async def test_a_processing_plan_this_drill_did_not_start_is_refused_by_name(
 
 
 async def test_recover_halts_and_undoes_a_processing_failover_its_journal_started(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     """An engine killed while its failover shows ``Processing``: its journal says a Run left, so recover halts
     that failover and undoes it, waiting for the undo shown ``Undoing``."""
     import os
@@ -127,8 +140,11 @@ async def test_recover_halts_and_undoes_a_processing_failover_its_journal_starte
         settings = ConnectionSettings(url=sys.argv[2], username="demo", password=SecretStr("demo"))
         asyncio.run(Drill(load_spec(sys.argv[1]), settings, run_id="killed", report_dir=sys.argv[3]).run())
     """)
-    child = subprocess.Popen([sys.executable, "-c", code, str(spec), sim.url, str(tmp_path / "reports")],
-                             cwd=Path(__file__).resolve().parent.parent, env={**os.environ})
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(spec), sim.url, str(tmp_path / "reports")],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ},
+    )
     try:
         for _ in range(600):
             if sim.posts("Run"):
@@ -155,9 +171,13 @@ async def test_doctor_lists_each_raw_state_with_its_reading(sim_factory: Callabl
     sim = sim_factory(scenario, time_scale=600)
     diagnosis = await diagnose(settings_for(sim))
     states = {c.name: c for c in diagnosis.checks if c.name.startswith("state ")}
-    assert set(states) == {"state 'Verified (passed check)'", "state 'NEEDS VERIFIED'",
-                           "state 'Verified (passed test and check)'", "state 'Awaiting verification'",
-                           "state 'DISABLED'"}
+    assert set(states) == {
+        "state 'Verified (passed check)'",
+        "state 'NEEDS VERIFIED'",
+        "state 'Verified (passed test and check)'",
+        "state 'Awaiting verification'",
+        "state 'DISABLED'",
+    }
     assert "on 2 plans" in states["state 'NEEDS VERIFIED'"].detail
     assert "idle" in states["state 'NEEDS VERIFIED'"].detail
     assert "unknown: refused" in states["state 'Awaiting verification'"].detail
@@ -165,5 +185,6 @@ async def test_doctor_lists_each_raw_state_with_its_reading(sim_factory: Callabl
     assert diagnosis.exit_code == 1  # App Tier cannot run in a state vaodrill does not know
     mapped = await diagnose(settings_for(sim).model_copy(update={"states": {"Awaiting verification": "idle"}}))
     assert mapped.exit_code == 0
-    assert "added in the connection settings" in {c.name: c for c in mapped.checks}[
-        "state 'Awaiting verification'"].detail
+    assert (
+        "added in the connection settings" in {c.name: c for c in mapped.checks}["state 'Awaiting verification'"].detail
+    )

@@ -82,13 +82,15 @@ class VroServer(ScriptedServer):
 
 def client(server: VroServer, **options: Any) -> VroClient:
     options.setdefault("retry", ONCE)
-    return VroClient("http://vro/api/v13", "CORP\\drill", "secret", transport=httpx.ASGITransport(app=server),
-                     **options)
+    return VroClient(
+        "http://vro/api/v13", "CORP\\drill", "secret", transport=httpx.ASGITransport(app=server), **options
+    )
 
 
 def envelope(items: list[Any], total: int | None) -> Reply:
-    return Reply.json({"data": items, "pagination": {"total": total, "count": len(items)}} if total is not None
-                      else {"data": items})
+    return Reply.json(
+        {"data": items, "pagination": {"total": total, "count": len(items)}} if total is not None else {"data": items}
+    )
 
 
 @pytest.fixture
@@ -108,11 +110,16 @@ def served() -> Iterator[Callable[[ScriptedServer], str]]:
 # -- the backend is chosen by the URL ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "api", "named"), [
-    ("https://vro.corp:9898/api/v13", "vro", "VRO v13"), ("https://vro.corp:9898/api/v7.2/", "vro", "VRO v7.2"),
-    ("https://vro.corp:9898/api/v7.21", "vro", "VRO v7.21"), ("https://vao.corp:9899/v2", "v2", "VAO v2"),
-    ("https://vao.corp:9899", "v2", "VAO v2"),
-])
+@pytest.mark.parametrize(
+    ("url", "api", "named"),
+    [
+        ("https://vro.corp:9898/api/v13", "vro", "VRO v13"),
+        ("https://vro.corp:9898/api/v7.2/", "vro", "VRO v7.2"),
+        ("https://vro.corp:9898/api/v7.21", "vro", "VRO v7.21"),
+        ("https://vao.corp:9899/v2", "v2", "VAO v2"),
+        ("https://vao.corp:9899", "v2", "VAO v2"),
+    ],
+)
 def test_the_url_s_api_path_chooses_the_backend(url: str, api: str, named: str) -> None:
     assert api_of(url) == api
     backend = backend_for(url, username="u", password="p")
@@ -138,16 +145,21 @@ async def test_plans_states_and_runtime_details_over_the_simulator(sim_factory: 
         plans = await vro.list_plans()
         assert [type(p) for p in plans] == [VroPlan] * 7
         assert {p.name: p.status().condition for p in plans if p.status().condition is not Condition.IDLE} == {
-            "Legacy ERP": Condition.DISABLED}
+            "Legacy ERP": Condition.DISABLED
+        }
         first = plans[0]
         assert first.target_rto is not None and first.kind.value == "idle"
         await vro.run_failover(first.id, restore_point="2026-12-06T02:00:00")
         read = await vro.get_plan(first.id)
         assert read.id == first.id and read.status().condition in (Condition.FAILING_OVER, Condition.FAILED_OVER)
     posts = sim.requests(method="POST")
-    assert [(e["path"], e["body"]) for e in posts] == [("/api/token", None),  # the form (password) is never logged
-        (f"/api/v13/Plans/{first.id}/Failover", {"restorePointDate": "2026-12-06T02:00:00",
-                                                 "executeChainedPlans": False})]
+    assert [(e["path"], e["body"]) for e in posts] == [
+        ("/api/token", None),  # the form (password) is never logged
+        (
+            f"/api/v13/Plans/{first.id}/Failover",
+            {"restorePointDate": "2026-12-06T02:00:00", "executeChainedPlans": False},
+        ),
+    ]
     assert [e["path"] for e in sim.requests(path="/api/token")] == ["/api/token"]
     gets = [e["path"] for e in sim.requests(method="GET")]
     assert gets == ["/api/v13/Plans", f"/api/v13/Plans/{first.id}", f"/api/v13/RuntimeDetails/Plans/{first.id}"]
@@ -162,7 +174,8 @@ async def test_a_running_plan_s_runtime_details_give_its_progress(sim_factory: C
     assert shown.condition is Condition.FAILING_OVER and shown.running and shown.in_use
     assert shown.steps == 100 and shown.step is not None and 0 <= shown.step < 100
     assert [e["body"] for e in sim.requests(method="POST", path=sim.path("Run"))] == [
-        {"restorePointDate": None, "executeChainedPlans": False}]
+        {"restorePointDate": None, "executeChainedPlans": False}
+    ]
 
 
 async def test_the_list_is_read_page_by_page(sim_factory: Callable[..., Sim]) -> None:
@@ -172,15 +185,18 @@ async def test_the_list_is_read_page_by_page(sim_factory: Callable[..., Sim]) ->
         plans = await vro.list_plans()
     assert len(plans) == PAGE_SIZE + 20 and len({p.id for p in plans}) == PAGE_SIZE + 20
     assert [dict(e["query"]) for e in sim.requests(method="GET", path="/api/v13/Plans")] == [
-        {"start": "0", "limit": str(PAGE_SIZE)}, {"start": str(PAGE_SIZE), "limit": str(PAGE_SIZE)}]
+        {"start": "0", "limit": str(PAGE_SIZE)},
+        {"start": str(PAGE_SIZE), "limit": str(PAGE_SIZE)},
+    ]
 
 
 # -- logins -----------------------------------------------------------------------------------------------------
 
 
 async def test_password_client_credentials_and_refresh_grants() -> None:
-    server = VroServer(lambda start, limit: envelope([plan(1)], 1),
-                       token=lambda form: Reply.json({**TOKEN, "expires_in": 60}))
+    server = VroServer(
+        lambda start, limit: envelope([plan(1)], 1), token=lambda form: Reply.json({**TOKEN, "expires_in": 60})
+    )
     now = [0.0]
     async with client(server, clock=lambda: now[0]) as vro:
         await vro.list_plans()
@@ -190,19 +206,28 @@ async def test_password_client_credentials_and_refresh_grants() -> None:
     assert forms[0] == {"grant_type": ["password"], "username": ["CORP\\drill"], "password": ["secret"]}
     assert forms[1] == {"grant_type": ["refresh_token"], "refresh_token": ["r-1"]}
     child = VroServer(lambda start, limit: envelope([plan(1)], 1))
-    async with VroClient("http://vro/api/v7.2", client_id="drill-tool", client_secret="s3cret", retry=ONCE,
-                         transport=httpx.ASGITransport(app=child)) as vro:
+    async with VroClient(
+        "http://vro/api/v7.2",
+        client_id="drill-tool",
+        client_secret="s3cret",
+        retry=ONCE,
+        transport=httpx.ASGITransport(app=child),
+    ) as vro:
         assert vro.api == "VRO v7.2"
         await vro.list_plans()
-    assert child.forms == [{"grant_type": ["client_credentials"], "client_id": ["drill-tool"],
-                            "client_secret": ["s3cret"]}]
+    assert child.forms == [
+        {"grant_type": ["client_credentials"], "client_id": ["drill-tool"], "client_secret": ["s3cret"]}
+    ]
     assert ("GET", "/api/v7.2/Plans") in child.seen
 
 
-@pytest.mark.parametrize("answer", [
-    Reply.json({"mfa_token": "abc", "expires_in": 300}),
-    Reply.json({"error": "invalid_grant", "error_description": "MFA code is required for this account"}, 400),
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Reply.json({"mfa_token": "abc", "expires_in": 300}),
+        Reply.json({"error": "invalid_grant", "error_description": "MFA code is required for this account"}, 400),
+    ],
+)
 async def test_an_account_that_wants_mfa_is_refused_in_one_line(answer: Reply) -> None:
     server = VroServer(lambda start, limit: envelope([plan(1)], 1), token=lambda form: answer)
     async with client(server) as vro:
@@ -216,18 +241,22 @@ async def test_an_account_that_wants_mfa_is_refused_in_one_line(answer: Reply) -
 # -- bad answers ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pages", "message"), [
-    (lambda s, n: Reply.json([plan(1)]), r"expected the \{data, pagination\} envelope"),
-    (lambda s, n: Reply.json({"items": [plan(1)]}), r"expected the \{data, pagination\} envelope"),
-    (lambda s, n: envelope([plan(1)], 10**9), "a total of 1,000,000,000 plans is more than the limit of 100,000"),
-    (lambda s, n: envelope([plan(i) for i in range(s, min(s + n, 3))], 5), "says 5 plans but its pages end at 3"),
-    (lambda s, n: envelope([plan(i) for i in range(4)], 2), r"the pages hold more plans than the total"),
-    (lambda s, n: envelope([plan(i) for i in range(n)], 10 * n), "is on two pages"),  # start ignored
-    (lambda s, n: Reply.json({"data": [plan(1)], "pagination": {"total": "many"}}), "total is not a count"),
-    (lambda s, n: envelope([{"name": "no id"}], 1), r"element 0 is not a plan \(id: Field required\)"),
-])
+@pytest.mark.parametrize(
+    ("pages", "message"),
+    [
+        (lambda s, n: Reply.json([plan(1)]), r"expected the \{data, pagination\} envelope"),
+        (lambda s, n: Reply.json({"items": [plan(1)]}), r"expected the \{data, pagination\} envelope"),
+        (lambda s, n: envelope([plan(1)], 10**9), "a total of 1,000,000,000 plans is more than the limit of 100,000"),
+        (lambda s, n: envelope([plan(i) for i in range(s, min(s + n, 3))], 5), "says 5 plans but its pages end at 3"),
+        (lambda s, n: envelope([plan(i) for i in range(4)], 2), r"the pages hold more plans than the total"),
+        (lambda s, n: envelope([plan(i) for i in range(n)], 10 * n), "is on two pages"),  # start ignored
+        (lambda s, n: Reply.json({"data": [plan(1)], "pagination": {"total": "many"}}), "total is not a count"),
+        (lambda s, n: envelope([{"name": "no id"}], 1), r"element 0 is not a plan \(id: Field required\)"),
+    ],
+)
 async def test_a_collection_that_does_not_page_as_it_says_ends_in_one_line(
-        pages: Callable[[int, int], Reply], message: str) -> None:
+    pages: Callable[[int, int], Reply], message: str
+) -> None:
     server = VroServer(pages)
     async with client(server) as vro:
         with pytest.raises(VaoProtocolError, match=message) as caught:
@@ -271,15 +300,24 @@ async def test_a_trickling_page_ends_at_the_deadline(served: Callable[[ScriptedS
     assert time.monotonic() - started < 10
 
 
-@pytest.mark.parametrize(("pages", "token", "fragment"), [
-    (lambda s, n: Reply.json([plan(1)]), None, "envelope"),
-    (lambda s, n: envelope([plan(i) for i in range(s, min(s + n, 1))], 50), None,
-     "says 50 plans but its pages end at 1"),
-    (lambda s, n: envelope([plan(1)], 1), lambda form: Reply.json({"mfa_token": "x"}), "needs multi-factor"),
-])
+@pytest.mark.parametrize(
+    ("pages", "token", "fragment"),
+    [
+        (lambda s, n: Reply.json([plan(1)]), None, "envelope"),
+        (
+            lambda s, n: envelope([plan(i) for i in range(s, min(s + n, 1))], 50),
+            None,
+            "says 50 plans but its pages end at 1",
+        ),
+        (lambda s, n: envelope([plan(1)], 1), lambda form: Reply.json({"mfa_token": "x"}), "needs multi-factor"),
+    ],
+)
 def test_the_cli_says_a_bad_vro_answer_in_one_line_and_exits_2(
-        served: Callable[[ScriptedServer], str], pages: Callable[[int, int], Reply],
-        token: Callable[[bytes], Reply] | None, fragment: str) -> None:
+    served: Callable[[ScriptedServer], str],
+    pages: Callable[[int, int], Reply],
+    token: Callable[[bytes], Reply] | None,
+    fragment: str,
+) -> None:
     url = served(VroServer(pages, token))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAO_")}
     env |= {"VAO_URL": f"{url}/api/v13", "VAO_USERNAME": "drill", "VAO_PASSWORD": "secret-pw", "COLUMNS": "160"}
@@ -302,5 +340,6 @@ async def test_the_readiness_check_is_vro_s_and_not_on_vao_v2(sim_factory: Calla
         with pytest.raises(VaoUsageError, match=r"a readiness check is not available on this server \(VAO v2"):
             await vao.readiness_check(target)
     assert [(e["path"], e["status"]) for e in sim.requests(method="POST") if e["path"] != "/api/token"] == [
-        (f"/api/v7.2/Plans/{target}/ReadinessCheck", 200)]
+        (f"/api/v7.2/Plans/{target}/ReadinessCheck", 200)
+    ]
     assert sim.plans()["SQL Tier"]["run_requests"] == 0

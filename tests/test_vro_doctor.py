@@ -31,8 +31,9 @@ def checks(diagnosis: Diagnosis) -> dict[str, Check]:
 
 
 @pytest.mark.parametrize(("path", "speaks"), [("", "VAO v2"), ("/api/v13", "VRO v13"), ("/api/v7.21", "VRO v7.21")])
-async def test_doctor_names_the_api_and_lists_the_raw_states(sim_factory: Callable[..., Sim], path: str,
-                                                             speaks: str) -> None:
+async def test_doctor_names_the_api_and_lists_the_raw_states(
+    sim_factory: Callable[..., Sim], path: str, speaks: str
+) -> None:
     sim = sim_factory("demo")
     sim.patch("Reporting", state_words={"idle": "Verified (passed check)"})
     diagnosis = await diagnose(settings(sim.url + path))
@@ -44,7 +45,8 @@ async def test_doctor_names_the_api_and_lists_the_raw_states(sim_factory: Callab
     assert "idle: runnable when not in use" in states["state 'Verified (passed check)'"]
     assert found["plan list"].detail == "7 plans" and found["single-plan GET"].ok
     assert sim.requests(method="POST", path=sim.path("Run")) == [] and not any(
-        e["method"] == "POST" and "/Plans/" in e["path"] for e in sim.requests())  # reads only
+        e["method"] == "POST" and "/Plans/" in e["path"] for e in sim.requests()
+    )  # reads only
 
 
 async def test_a_url_for_an_api_the_server_does_not_offer_exits_2(sim_factory: Callable[..., Sim]) -> None:
@@ -52,16 +54,22 @@ async def test_a_url_for_an_api_the_server_does_not_offer_exits_2(sim_factory: C
     diagnosis = await diagnose(settings(sim.url))
     failed = [c for c in diagnosis.checks if c.ok is False]
     assert diagnosis.exit_code == 2 and [c.name for c in failed] == ["API"]
-    assert failed[0].detail == ("the URL asks for VAO v2, which this server does not offer; it offers VRO v7.2, "
-                                "VRO v7.21, VRO v13") and "/api/v13" in failed[0].hint
+    assert (
+        failed[0].detail
+        == ("the URL asks for VAO v2, which this server does not offer; it offers VRO v7.2, VRO v7.21, VRO v13")
+        and "/api/v13" in failed[0].hint
+    )
     only_vro = await diagnose(settings(sim.url + "/api/v13"))
     assert only_vro.exit_code == 0 and checks(only_vro)["API"].detail == (
-        "speaks VRO v13; the server offers VRO v7.2, VRO v7.21, VRO v13")
+        "speaks VRO v13; the server offers VRO v7.2, VRO v7.21, VRO v13"
+    )
 
 
 def neither() -> ScriptedServer:
-    return ScriptedServer(lambda m, p: Reply.json({"Message": "No such page"}, 404),
-                          token=lambda: Reply.json({"Message": "No such page"}, 404))
+    return ScriptedServer(
+        lambda m, p: Reply.json({"Message": "No such page"}, 404),
+        token=lambda: Reply.json({"Message": "No such page"}, 404),
+    )
 
 
 @pytest.mark.parametrize("path", ["", "/api/v13"])
@@ -76,8 +84,7 @@ async def test_a_server_offering_neither_api_is_one_failed_check_exit_2(path: st
 def test_the_doctor_command_against_neither_exits_2() -> None:
     with BackgroundServer(neither()) as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAO_")}
-        env |= {"VAO_URL": f"{server.url}/api/v13", "VAO_USERNAME": "u", "VAO_PASSWORD": "pw-secret",
-                "COLUMNS": "200"}
+        env |= {"VAO_URL": f"{server.url}/api/v13", "VAO_USERNAME": "u", "VAO_PASSWORD": "pw-secret", "COLUMNS": "200"}
         result = subprocess.run([VAODRILL, "doctor"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, (result.stdout, result.stderr)
     failed = [line for line in result.stdout.splitlines() if line.lstrip().startswith("✗")]

@@ -19,7 +19,8 @@ def vro_sim(sim_factory: Callable[..., Sim], **faults: object) -> Sim:
 
 
 async def test_a_lost_failover_answer_counts_as_started_and_is_never_resent(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = vro_sim(sim_factory, method="POST", path="/api/v13/Plans/*/Failover", drop="after", count=1)
     report, _, _ = await drill(sim, tmp_path, PLANS)
     assert report.verdict == "passed", report.reason
@@ -30,7 +31,8 @@ async def test_a_lost_failover_answer_counts_as_started_and_is_never_resent(
 
 
 async def test_an_undo_answered_503_is_re_read_and_the_plan_ends_clean(
-        sim_factory: Callable[..., Sim], tmp_path: Path) -> None:
+    sim_factory: Callable[..., Sim], tmp_path: Path
+) -> None:
     sim = vro_sim(sim_factory, method="POST", path="/api/v13/Plans/*/Undo", status=503, count=1)
     report, _, _ = await drill(sim, tmp_path, PLANS)
     assert report.verdict == "passed", report.reason

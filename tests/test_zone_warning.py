@@ -62,8 +62,9 @@ def _settings(url: str, **changes: Any) -> ConnectionSettings:
     return ConnectionSettings(url=url, username="demo", password=SecretStr("demo"), simulated=True, **changes)
 
 
-async def test_doctor_flags_an_unset_zone_for_a_drill_in_another_zone(sim: Sim, monkeypatch: pytest.MonkeyPatch)\
-        -> None:
+async def test_doctor_flags_an_unset_zone_for_a_drill_in_another_zone(
+    sim: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("VAO_TIMEZONE", raising=False)
     diagnosis = await diagnose(_settings(sim.url), drill_timezone="America/New_York")
     zone = next(c for c in diagnosis.checks if c.name == "server time zone")
@@ -85,5 +86,9 @@ def test_doctor_reads_the_zone_of_the_drill_it_is_given(env: dict[str, str], sim
     assert result.returncode == 1, result.stdout + result.stderr
     line = next(line for line in result.stdout.splitlines() if "server time zone" in line)
     assert line.startswith("✗") and "UTC assumed" in line
-    assert vaodrill("doctor", "--drill", str(spec), env={**env, "VAO_TIMEZONE": "America/New_York"},
-                    cwd=tmp_path).returncode == 0
+    assert (
+        vaodrill(
+            "doctor", "--drill", str(spec), env={**env, "VAO_TIMEZONE": "America/New_York"}, cwd=tmp_path
+        ).returncode
+        == 0
+    )

@@ -87,8 +87,15 @@ class VaoResponseLost(VaoConnectionError):
 class VaoResponseError(VaoError):
     """The server answered with an error status (a refusal: ``server_message`` holds its reason)."""
 
-    def __init__(self, message: str, *, status_code: int, server_message: str | None = None,
-                 operation: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        server_message: str | None = None,
+        operation: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.server_message = server_message
@@ -127,8 +134,15 @@ class VaoServerError(VaoResponseError):
 class VaoRedirected(VaoResponseError):
     """3xx: the server points elsewhere; vaodrill never follows (the URL is probably wrong)."""
 
-    def __init__(self, message: str, *, status_code: int, location: str | None, server_message: str | None = None,
-                 operation: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        location: str | None,
+        server_message: str | None = None,
+        operation: str = "",
+    ) -> None:
         super().__init__(message, status_code=status_code, server_message=server_message, operation=operation)
         self.location = location
 
@@ -201,8 +215,9 @@ def safe_location(location: str) -> str:
     return repr(one_line(shown, 200))
 
 
-def from_status(status: int, headers: Mapping[str, str], body: bytes, operation: str, *,
-                redact: Callable[[str], str] | None = None) -> VaoResponseError:
+def from_status(
+    status: int, headers: Mapping[str, str], body: bytes, operation: str, *, redact: Callable[[str], str] | None = None
+) -> VaoResponseError:
     """The error for a non-2xx answer, with the operation, the status and the server's message.
 
     ``redact`` removes secrets the server may have echoed in its message.
@@ -214,12 +229,22 @@ def from_status(status: int, headers: Mapping[str, str], body: bytes, operation:
     if 300 <= status < 400:
         location = headers.get("location")
         target = f"redirect to {safe_location(location)}" if location else "redirect without a Location"
-        return VaoRedirected(f"{text}: {target} not followed (is the VAO URL right?)",
-                             location=location, status_code=status, server_message=message, operation=operation)
+        return VaoRedirected(
+            f"{text}: {target} not followed (is the VAO URL right?)",
+            location=location,
+            status_code=status,
+            server_message=message,
+            operation=operation,
+        )
     if message:
         text += f": {message}"
-    return error_for_status(status)(text, status_code=status, server_message=message, operation=operation,
-                                    retry_after=_retry_after(headers.get("retry-after")))
+    return error_for_status(status)(
+        text,
+        status_code=status,
+        server_message=message,
+        operation=operation,
+        retry_after=_retry_after(headers.get("retry-after")),
+    )
 
 
 class RedirectStopped(httpx.HTTPError):

@@ -98,8 +98,13 @@ class Journal:
         fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             size = os.fstat(fd).st_size
-            record = {"at": datetime.now(UTC).isoformat(), "type": kind, "run_id": self.run_id, **fields,
-                      "prev": self._prev_hash(fd, size)}
+            record = {
+                "at": datetime.now(UTC).isoformat(),
+                "type": kind,
+                "run_id": self.run_id,
+                **fields,
+                "prev": self._prev_hash(fd, size),
+            }
             data = json.dumps(record, default=str, ensure_ascii=False).encode("utf-8")
             os.write(fd, data + b"\n")
             self._tail = (size + len(data) + 1, line_hash(data))
@@ -158,7 +163,7 @@ def _last_line(fd: int, size: int) -> bytes:
         body = tail[:-1] if tail.endswith(b"\n") else tail
         cut = body.rfind(b"\n")
         if cut >= 0 or pos == 0:
-            return body[cut + 1:]
+            return body[cut + 1 :]
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -238,8 +243,9 @@ def _first_break(links: list[bool | None], starts: int, total: int) -> str | Non
         if k + 1 < len(links) and not links[k + 1]:
             return f"line {line} was changed (its hash of line {line - 1} and line {line + 1}'s hash of it differ)"
         if line == total:
-            return f"line {line - 1} or line {line} was changed (the last line holds a different hash of line " \
-                   f"{line - 1})"
+            return (
+                f"line {line - 1} or line {line} was changed (the last line holds a different hash of line {line - 1})"
+            )
         return f"line {line - 1} was changed, or lines removed after it (line {line} holds a different hash of it)"
     return None
 
@@ -320,6 +326,7 @@ class JournalState:
         A Run announced may have started a failover, unless the plan's record says it provably did not (refused by
         the server, or never sent) or that it is clean again.
         """
+
         def settled(record: dict[str, Any]) -> bool:
             phase = record.get("phase")
             return phase in ("clean", "refused") or (phase == "failed" and not record.get("run_sent"))
@@ -352,5 +359,18 @@ def open_journals(directory: Path) -> list[JournalState]:
     return [j for j in journals(directory) if j.is_open]
 
 
-__all__ = ["GENESIS", "JOURNAL_VERSION", "Chain", "Journal", "JournalError", "JournalHead", "JournalState",
-           "check_run_id", "default_journal_dir", "journals", "line_hash", "open_journals", "read_chain"]
+__all__ = [
+    "GENESIS",
+    "JOURNAL_VERSION",
+    "Chain",
+    "Journal",
+    "JournalError",
+    "JournalHead",
+    "JournalState",
+    "check_run_id",
+    "default_journal_dir",
+    "journals",
+    "line_hash",
+    "open_journals",
+    "read_chain",
+]

@@ -101,8 +101,15 @@ class Proc:
     @classmethod
     def spawn(cls, name: str, argv: Sequence[str], *, env: dict[str, str], log: Path, cwd: Path = REPO) -> Proc:
         with log.open("ab") as out:
-            popen = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            popen = subprocess.Popen(
+                list(argv),
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         _children.append(popen)
         return cls(name, popen.pid, str(log), _start_time(popen.pid))
 
@@ -136,7 +143,7 @@ class Proc:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         deadline = time.monotonic() + timeout
-        while (left := [pid for pid, started in tree.items() if _running(pid, started)]):
+        while left := [pid for pid, started in tree.items() if _running(pid, started)]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{self.name}: processes {left} still running {timeout:.0f}s after SIGKILL")
             _reap()
@@ -213,10 +220,19 @@ def wait_for(check: Any, *, timeout: float, what: str, proc: Proc | None = None,
         time.sleep(interval)
 
 
-def run(argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, cwd: Path = REPO,
-        timeout: float = 180) -> str:
-    done = subprocess.run(list(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL, check=False)
+def run(
+    argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, cwd: Path = REPO, timeout: float = 180
+) -> str:
+    done = subprocess.run(
+        list(argv),
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     if done.returncode != 0:
         raise TopologyError(f"{what} exited {done.returncode}:\n{(done.stdout + done.stderr)[-3000:]}")
     return done.stdout + done.stderr
@@ -247,8 +263,9 @@ class Postgres:
     @classmethod
     def start(cls, root: Path) -> Postgres:
         if not (PG_BIN / "initdb").exists():
-            raise TopologyError(f"no PostgreSQL binaries in {PG_BIN} (apt-get install postgresql, or set "
-                                "VAODRILL_PG_BIN)")
+            raise TopologyError(
+                f"no PostgreSQL binaries in {PG_BIN} (apt-get install postgresql, or set VAODRILL_PG_BIN)"
+            )
         user = None
         if os.geteuid() == 0:  # initdb refuses root; a directory outside pytest's 0700 tree that it can own
             user = "postgres"
@@ -261,13 +278,44 @@ class Postgres:
             directory.mkdir()
         pg = cls(str(directory), free_port(), user)
         data, log = directory / "data", directory / "postgres.log"
-        run(pg._as_owner([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                          "--locale=C", "--no-sync"]), what="initdb", cwd=directory)
+        run(
+            pg._as_owner(
+                [
+                    str(PG_BIN / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            what="initdb",
+            cwd=directory,
+        )
         options = f"-p {pg.port} -k {directory} -c listen_addresses=127.0.0.1 -c max_connections=200"
-        run(pg._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options,
-                          "start"]), what="pg_ctl start", cwd=directory)
-        psql = [str(PG_BIN / "psql"), "-h", str(directory), "-p", str(pg.port), "-U", "postgres", "-v",
-                "ON_ERROR_STOP=1", "-q"]
+        run(
+            pg._as_owner(
+                [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start"]
+            ),
+            what="pg_ctl start",
+            cwd=directory,
+        )
+        psql = [
+            str(PG_BIN / "psql"),
+            "-h",
+            str(directory),
+            "-p",
+            str(pg.port),
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-q",
+        ]
         run([*psql, "-d", "postgres", "-c", "CREATE DATABASE prefect"], what="CREATE DATABASE")
         run([*psql, "-d", "prefect", "-c", "CREATE EXTENSION IF NOT EXISTS pg_trgm"], what="CREATE EXTENSION")
         return pg
@@ -275,8 +323,13 @@ class Postgres:
     def stop(self) -> None:
         data = Path(self.directory) / "data"
         if (data / "postmaster.pid").exists():
-            subprocess.run(self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                           capture_output=True, check=False, timeout=60, cwd=self.directory)
+            subprocess.run(
+                self._as_owner([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+                capture_output=True,
+                check=False,
+                timeout=60,
+                cwd=self.directory,
+            )
         if self.user:
             shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -284,19 +337,24 @@ class Postgres:
 # -- scenarios and drills -----------------------------------------------------------------------------------------
 
 
-def write_scenario(path: Path, name: str, plans: Iterable[str], *, failover: float = 60, undo: float = 30,
-                   steps: int = 3) -> Path:
+def write_scenario(
+    path: Path, name: str, plans: Iterable[str], *, failover: float = 60, undo: float = 30, steps: int = 3
+) -> Path:
     """A simulator scenario with these plan names (durations in simulated seconds)."""
-    scenario = {"name": name, "description": f"vaodrill scale-out site {name}", "timezone": "UTC",
-                "defaults": {"failover_duration": failover, "undo_duration": undo, "steps": steps,
-                             "target_rto": 30},
-                "plans": [{"name": plan} for plan in plans]}
+    scenario = {
+        "name": name,
+        "description": f"vaodrill scale-out site {name}",
+        "timezone": "UTC",
+        "defaults": {"failover_duration": failover, "undo_duration": undo, "steps": steps, "target_rto": 30},
+        "plans": [{"name": plan} for plan in plans],
+    }
     path.write_text(yaml.safe_dump(scenario, sort_keys=False))
     return path
 
 
-def write_drill(path: Path, name: str, plans: Sequence[str], *, chains: int = 4, poll: str = "1s",
-                max_parallel: int | None = None) -> Path:
+def write_drill(
+    path: Path, name: str, plans: Sequence[str], *, chains: int = 4, poll: str = "1s", max_parallel: int | None = None
+) -> Path:
     """A drill of ``plans`` as ``chains`` parallel chains (each plan after the previous one of its chain)."""
     steps: list[dict[str, Any]] = []
     for i, plan in enumerate(plans):
@@ -304,9 +362,16 @@ def write_drill(path: Path, name: str, plans: Sequence[str], *, chains: int = 4,
         if i >= chains:
             step["after"] = [plans[i - chains]]
         steps.append(step)
-    spec: dict[str, Any] = {"name": name, "description": f"scale-out drill {name}", "mode": "drill",
-                            "timezone": "UTC", "restore_point": "latest", "poll_interval": poll,
-                            "give_up_after": "2m", "plans": steps}
+    spec: dict[str, Any] = {
+        "name": name,
+        "description": f"scale-out drill {name}",
+        "mode": "drill",
+        "timezone": "UTC",
+        "restore_point": "latest",
+        "poll_interval": poll,
+        "give_up_after": "2m",
+        "plans": steps,
+    }
     if max_parallel:
         spec["max_parallel"] = max_parallel
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -395,8 +460,11 @@ class Topology:
 
     def client_env(self, **extra: str) -> dict[str, str]:
         """A Prefect client (CLI, worker) of this server; its own PREFECT_HOME."""
-        settings = {"PREFECT_API_URL": self.api_url, "PREFECT_HOME": str(self.root / "client-home"),
-                    "VAODRILL_HOME": str(REPO)}
+        settings = {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.root / "client-home"),
+            "VAODRILL_HOME": str(REPO),
+        }
         return clean_env(**{**settings, **extra})
 
     def client(self) -> Any:
@@ -405,11 +473,15 @@ class Topology:
         return PrefectClient(self.api_url)
 
     def save(self) -> None:
-        state = {"root": str(self.root), "api_url": self.api_url, "settings": asdict(self.settings),
-                 "postgres": asdict(self.postgres) if self.postgres else None,
-                 "processes": [asdict(p) for p in self._procs()],
-                 "servers": [{"url": s.url, "block": s.block, "limit": s.limit} for s in self.servers],
-                 "deployments": self.deployments}
+        state = {
+            "root": str(self.root),
+            "api_url": self.api_url,
+            "settings": asdict(self.settings),
+            "postgres": asdict(self.postgres) if self.postgres else None,
+            "processes": [asdict(p) for p in self._procs()],
+            "servers": [{"url": s.url, "block": s.block, "limit": s.limit} for s in self.servers],
+            "deployments": self.deployments,
+        }
         with _save_lock:
             self.state_file.write_text(json.dumps(state, indent=2))
 
@@ -430,30 +502,55 @@ class Topology:
         home.mkdir(exist_ok=True)
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}/api"
-        env = clean_env(PREFECT_HOME=str(home), PREFECT_API_DATABASE_CONNECTION_URL=database_url,
-                        PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED=str(self.settings.ui).lower(),
-                        PREFECT_SERVER_UI_API_URL=self.api_url,
-                        PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS=f"{self.settings.slot_wait:g}")
+        env = clean_env(
+            PREFECT_HOME=str(home),
+            PREFECT_API_DATABASE_CONNECTION_URL=database_url,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED=str(self.settings.ui).lower(),
+            PREFECT_SERVER_UI_API_URL=self.api_url,
+            PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS=f"{self.settings.slot_wait:g}",
+        )
         argv = [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
         self.server = Proc.spawn("prefect server", argv, env=env, log=self.root / "server.log", cwd=self.root)
         self.save()
-        wait_for(lambda: httpx.get(f"{self.api_url}/health", timeout=5).json() is True, timeout=240,
-                 what="prefect server start (/api/health)", proc=self.server)
+        wait_for(
+            lambda: httpx.get(f"{self.api_url}/health", timeout=5).json() is True,
+            timeout=240,
+            what="prefect server start (/api/health)",
+            proc=self.server,
+        )
 
     def start_simulators(self, scenarios: Sequence[str | Path]) -> None:
         """One ``vaodrill simulator`` per scenario, on 127.0.0.2, 127.0.0.3, ... (one write limit each)."""
         for i, scenario in enumerate(scenarios):
             host = f"127.0.0.{i + 2}"
             port = free_port(host)
-            argv = [str(BIN / "vaodrill"), "simulator", "--host", host, "--port", str(port), "--scenario",
-                    str(scenario), "--time-scale", f"{self.settings.time_scale:g}", "--username", SIM_USER,
-                    "--password", SIM_PASSWORD]
+            argv = [
+                str(BIN / "vaodrill"),
+                "simulator",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--scenario",
+                str(scenario),
+                "--time-scale",
+                f"{self.settings.time_scale:g}",
+                "--username",
+                SIM_USER,
+                "--password",
+                SIM_PASSWORD,
+            ]
             proc = Proc.spawn(f"simulator {host}", argv, env=clean_env(), log=self.root / f"sim-{host}.log")
             self.servers.append(VaoServer(host, port, f"vao-{host.replace('.', '-')}", proc))
         self.save()
         for server in self.servers:
-            wait_for(lambda s=server: httpx.get(f"{s.url}/_sim", timeout=5).status_code == 200, timeout=60,
-                     what=f"the simulator on {server.url}", proc=server.proc)
+            wait_for(
+                lambda s=server: httpx.get(f"{s.url}/_sim", timeout=5).status_code == 200,
+                timeout=60,
+                what=f"the simulator on {server.url}",
+                proc=server.proc,
+            )
 
     async def configure(self) -> None:
         """Work pool, the block types, one block and one write limit per VAO server of this topology (idempotent)."""
@@ -466,8 +563,9 @@ class Topology:
         async with self.client() as client:
             await register_block_types(client)  # the run forms' block picker, also with no server configured
             for server in self.servers:
-                block = VaoServerBlock(url=server.url, username=SIM_USER, password=SecretStr(SIM_PASSWORD),
-                                       server_timezone="UTC")
+                block = VaoServerBlock(
+                    url=server.url, username=SIM_USER, password=SecretStr(SIM_PASSWORD), server_timezone="UTC"
+                )
                 await block.asave(server.block, overwrite=True, client=client)
 
     async def create_pool_and_limits(self, hosts: Iterable[str]) -> None:
@@ -478,12 +576,16 @@ class Topology:
 
         async with self.client() as client:
             with contextlib.suppress(ObjectAlreadyExists):
-                await client.create_work_pool(WorkPoolCreate(
-                    name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
+                await client.create_work_pool(
+                    WorkPoolCreate(
+                        name=POOL, type="process", base_job_template=ProcessWorker.get_default_base_job_template()
+                    )
+                )
             for host in hosts:
                 with contextlib.suppress(ObjectAlreadyExists):
                     await client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=limit_name(host), limit=self.settings.write_limit))
+                        GlobalConcurrencyLimitCreate(name=limit_name(host), limit=self.settings.write_limit)
+                    )
 
     def deploy(self, drills: Sequence[DrillDeployment]) -> None:
         """``prefect deploy`` of recover-crashed (as in deployments/prefect.yaml) and one deployment per drill."""
@@ -494,17 +596,31 @@ class Topology:
         drill_template = next(d for d in project["deployments"] if d["name"] == "manual-drill")
         entries = [recovery]
         for drill in drills:
-            entries.append({**drill_template, "name": drill.name, "description": f"{drill.drill_file} on "
-                            f"{drill.block}", "tags": ["dr", "scale-out"],
-                            "parameters": {"request": {"drill_file": drill.drill_file,
-                                                       "vao_block": block_ref(drill.block),
-                                                       "report_dir": str(self.report_dir)}}})
+            entries.append(
+                {
+                    **drill_template,
+                    "name": drill.name,
+                    "description": f"{drill.drill_file} on {drill.block}",
+                    "tags": ["dr", "scale-out"],
+                    "parameters": {
+                        "request": {
+                            "drill_file": drill.drill_file,
+                            "vao_block": block_ref(drill.block),
+                            "report_dir": str(self.report_dir),
+                        }
+                    },
+                }
+            )
         project["deployments"] = entries
         project.pop("definitions", None)
         prefect_file = self.root / "prefect.yaml"
         prefect_file.write_text(yaml.safe_dump(project, sort_keys=False))
-        run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
-            what="prefect deploy", env=self.client_env(), timeout=300)
+        run(
+            [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(prefect_file)],
+            what="prefect deploy",
+            env=self.client_env(),
+            timeout=300,
+        )
         self.deployments = [RECOVERY_DEPLOYMENT, *(f"dr-drill/{d.name}" for d in drills)]
         self.save()
 
@@ -522,19 +638,26 @@ class Topology:
             name="vaodrill - crash zombie flow runs",
             description=f"No heartbeat for {self.settings.zombie_after}s: the process running the flow is gone.",
             trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"}, expect={"prefect.flow-run.heartbeat", *terminal},
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", *terminal},
                 match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
-                for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
-                within=timedelta(seconds=self.settings.zombie_after)),
-            actions=[ChangeFlowRunState(state=StateType.CRASHED,
-                                        message=f"No heartbeat for {self.settings.zombie_after}s")])
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=self.settings.zombie_after),
+            ),
+            actions=[
+                ChangeFlowRunState(state=StateType.CRASHED, message=f"No heartbeat for {self.settings.zombie_after}s")
+            ],
+        )
         project = yaml.safe_load((REPO / "deployments" / "automations.yaml").read_text())
         crashed = next(a for a in project["automations"] if a["name"] == CRASHED_AUTOMATION)
         async with self.client() as client:
             recovery = await client.read_deployment_by_name(RECOVERY_DEPLOYMENT)
             # the notification action needs a block of yours; the recovery action is the file's, with the id
-            crashed["actions"] = [{**a, "deployment_id": str(recovery.id)} for a in crashed["actions"]
-                                  if a["type"] == "run-deployment"]
+            crashed["actions"] = [
+                {**a, "deployment_id": str(recovery.id)} for a in crashed["actions"] if a["type"] == "run-deployment"
+            ]
             existing = {a.name for a in await client.read_automations()}
             for automation in (zombie, AutomationCore.model_validate(crashed)):
                 if automation.name not in existing:
@@ -545,16 +668,34 @@ class Topology:
             name = f"worker-{len(self.workers) + 1}"
             home = self.root / f"{name}-home"
             home.mkdir()
-            env = self.client_env(PREFECT_HOME=str(home), VAODRILL_JOURNAL_DIR=str(self.journal_dir),
-                                  PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(self.settings.heartbeat),
-                                  PREFECT_WORKER_QUERY_SECONDS=f"{self.settings.worker_poll:g}")
-            argv = [str(BIN / "prefect"), "worker", "start", "--pool", POOL, "--name", name, "--limit",
-                    str(self.settings.worker_limit), "--type", "process"]
+            env = self.client_env(
+                PREFECT_HOME=str(home),
+                VAODRILL_JOURNAL_DIR=str(self.journal_dir),
+                PREFECT_FLOWS_HEARTBEAT_FREQUENCY=str(self.settings.heartbeat),
+                PREFECT_WORKER_QUERY_SECONDS=f"{self.settings.worker_poll:g}",
+            )
+            argv = [
+                str(BIN / "prefect"),
+                "worker",
+                "start",
+                "--pool",
+                POOL,
+                "--name",
+                name,
+                "--limit",
+                str(self.settings.worker_limit),
+                "--type",
+                "process",
+            ]
             self.workers.append(Proc.spawn(name, argv, env=env, log=self.root / f"{name}.log"))
         self.save()
         for worker in self.workers:
-            wait_for(lambda w=worker: "started!" in Path(w.log).read_text(errors="replace"), timeout=120,
-                     what=f"{worker.name} to poll {POOL}", proc=worker)
+            wait_for(
+                lambda w=worker: "started!" in Path(w.log).read_text(errors="replace"),
+                timeout=120,
+                what=f"{worker.name} to poll {POOL}",
+                proc=worker,
+            )
 
     async def up(self, scenarios: Sequence[str | Path], drills: Sequence[DrillDeployment]) -> None:
         """The whole bring-up; ``down()`` on failure. Block names: ``vao-127-0-0-2`` for the first scenario..."""
@@ -569,8 +710,9 @@ class Topology:
         try:
             database = await asyncio.to_thread(self.start_database)
             lap("database")
-            await asyncio.gather(asyncio.to_thread(self.start_server, database),
-                                 asyncio.to_thread(self.start_simulators, scenarios))
+            await asyncio.gather(
+                asyncio.to_thread(self.start_server, database), asyncio.to_thread(self.start_simulators, scenarios)
+            )
             lap("server+simulators")
             await self.configure()
 
@@ -592,8 +734,12 @@ class Topology:
     @classmethod
     def load(cls, root: Path) -> Topology:
         state = json.loads((root / "topology.json").read_text())
-        topology = cls(root, Settings(**state["settings"]), api_url=state["api_url"],
-                       postgres=Postgres(**state["postgres"]) if state["postgres"] else None)
+        topology = cls(
+            root,
+            Settings(**state["settings"]),
+            api_url=state["api_url"],
+            postgres=Postgres(**state["postgres"]) if state["postgres"] else None,
+        )
         topology.workers = [Proc(**p) for p in state["processes"]]  # all of them: down() only stops
         return topology
 
@@ -608,22 +754,28 @@ def _up(args: argparse.Namespace) -> int:
     settings = Settings(database=args.database, workers=args.workers, write_limit=args.write_limit)
     topology = Topology(root, settings)
     scenario = args.scenario
-    drills = [DrillDeployment(f"{Path(args.drill).stem}-{i + 2}", str(Path(args.drill).resolve()),
-                              f"vao-127-0-0-{i + 2}") for i in range(args.servers)]
+    drills = [
+        DrillDeployment(f"{Path(args.drill).stem}-{i + 2}", str(Path(args.drill).resolve()), f"vao-127-0-0-{i + 2}")
+        for i in range(args.servers)
+    ]
     started = time.monotonic()
     asyncio.run(topology.up([scenario] * args.servers, drills))
     ui = topology.api_url.removesuffix("/api")
     steps = ", ".join(f"{step} {seconds:g}s" for step, seconds in topology.timings.items())
-    print(f"up in {time.monotonic() - started:.0f}s ({steps}): {root}\n"
-          f"  Prefect API   export PREFECT_API_URL={topology.api_url}   (UI {ui})\n"
-          f"  database      {topology.postgres.url if topology.postgres else settings.database}\n"
-          f"  workers       {', '.join(w.name for w in topology.workers)} on pool {POOL} "
-          f"(journals in {topology.journal_dir})")
+    print(
+        f"up in {time.monotonic() - started:.0f}s ({steps}): {root}\n"
+        f"  Prefect API   export PREFECT_API_URL={topology.api_url}   (UI {ui})\n"
+        f"  database      {topology.postgres.url if topology.postgres else settings.database}\n"
+        f"  workers       {', '.join(w.name for w in topology.workers)} on pool {POOL} "
+        f"(journals in {topology.journal_dir})"
+    )
     for server in topology.servers:
         print(f"  VAO server    {server.url}  block {server.block}  limit {server.limit}={settings.write_limit}")
     print("  deployments   " + ", ".join(topology.deployments))
-    print(f"try:  PREFECT_API_URL={topology.api_url} {BIN / 'prefect'} deployment run dr-drill/{drills[0].name}\n"
-          f"stop: {sys.executable} {Path(__file__).resolve()} down --dir {root}")
+    print(
+        f"try:  PREFECT_API_URL={topology.api_url} {BIN / 'prefect'} deployment run dr-drill/{drills[0].name}\n"
+        f"stop: {sys.executable} {Path(__file__).resolve()} down --dir {root}"
+    )
     return 0
 
 
@@ -644,8 +796,10 @@ def _configure(args: argparse.Namespace) -> int:
         asyncio.run(configure())
     except Exception as exc:  # the API's answer, in one line
         raise TopologyError(f"configuring {api_url}: {type(exc).__name__}: {exc}") from None
-    print(f"pool {POOL}; limits {', '.join(limit_name(h) for h in args.vao_host)} = {args.write_limit}; "
-          f"automations: zombie runs Crashed after {args.zombie_after}s, crashed drill runs -> {RECOVERY_DEPLOYMENT}")
+    print(
+        f"pool {POOL}; limits {', '.join(limit_name(h) for h in args.vao_host)} = {args.write_limit}; "
+        f"automations: zombie runs Crashed after {args.zombie_after}s, crashed drill runs -> {RECOVERY_DEPLOYMENT}"
+    )
     return 0
 
 
@@ -668,17 +822,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--write-limit", type=int, default=2, help="POSTs at once per VAO server")
     up.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
     up.add_argument("--scenario", default="demo", help="simulator scenario of every server")
-    up.add_argument("--drill", default=str(REPO / "deployments/drills/demo.yaml"),
-                    help="drill file deployed once per server")
+    up.add_argument(
+        "--drill", default=str(REPO / "deployments/drills/demo.yaml"), help="drill file deployed once per server"
+    )
     down = commands.add_parser("down", help="stop what `up --dir DIR` started")
     down.add_argument("--dir", required=True)
-    configure = commands.add_parser("configure", help="real hosts: pool, write limits and automations on the "
-                                    "server at $PREFECT_API_URL (after `prefect deploy` of recover-crashed)")
-    configure.add_argument("--vao-host", action="append", required=True,
-                           help="host name of a VAO server, as in its URL (repeat for each)")
+    configure = commands.add_parser(
+        "configure",
+        help="real hosts: pool, write limits and automations on the "
+        "server at $PREFECT_API_URL (after `prefect deploy` of recover-crashed)",
+    )
+    configure.add_argument(
+        "--vao-host", action="append", required=True, help="host name of a VAO server, as in its URL (repeat for each)"
+    )
     configure.add_argument("--write-limit", type=int, default=2, help="POSTs at once per VAO server")
-    configure.add_argument("--zombie-after", type=int, default=60,
-                           help="seconds without a flow heartbeat before a run is marked Crashed")
+    configure.add_argument(
+        "--zombie-after", type=int, default=60, help="seconds without a flow heartbeat before a run is marked Crashed"
+    )
     args = parser.parse_args(argv)
     try:
         return {"up": _up, "down": _down, "configure": _configure}[args.command](args)

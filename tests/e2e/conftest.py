@@ -96,8 +96,15 @@ class Process:
         self.name = name
         self.log_path = log_path
         self._log = log_path.open("wb")
-        self.popen = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=self._log,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -111,8 +118,7 @@ class Process:
             text = self.log_path.read_text(errors="replace")
         except OSError as exc:
             return f"<no log: {exc}>"
-        return f"--- last {lines} lines of {self.name} ({self.log_path}) ---\n" + "\n".join(
-            text.splitlines()[-lines:])
+        return f"--- last {lines} lines of {self.name} ({self.log_path}) ---\n" + "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM to the process, SIGKILL after ``grace``; then SIGKILL whatever is left of its group."""
@@ -131,8 +137,14 @@ class Process:
             os.killpg(self.popen.pid, signal.SIGKILL)
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.25,
-               diagnose: Callable[[], str] = lambda: "") -> T:
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.25,
+    diagnose: Callable[[], str] = lambda: "",
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` and diagnostics at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -144,8 +156,14 @@ def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, inte
         time.sleep(interval)
 
 
-async def await_until(check: Callable[[], Awaitable[T | None]], *, timeout: float, what: str,
-                      interval: float = 0.5, diagnose: Callable[[], Awaitable[str]] | None = None) -> T:
+async def await_until(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.5,
+    diagnose: Callable[[], Awaitable[str]] | None = None,
+) -> T:
     """Async twin of :func:`wait_until`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -183,8 +201,16 @@ class PrefectServer:
 
     def cli(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         """Run the real ``prefect`` CLI against this server, from the repository root."""
-        return subprocess.run([str(PREFECT), *args], env=self.env(), cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        return subprocess.run(
+            [str(PREFECT), *args],
+            env=self.env(),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
 
     def run_deployment(self, name: str, parameters: dict[str, Any]) -> UUID:
         """``prefect deployment run NAME --params JSON``; the new flow run's id, read from the CLI's output."""
@@ -223,17 +249,20 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             # as docs/prefect.md says: the UI's API address is PREFECT_API_URL, not --port (else port 4200)
             PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         )
-        process = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port",
-                                             str(port), "--ui"],
-                          env=env, cwd=root, log_path=root / f"server-{attempt}.log")
+        process = Process(
+            "prefect server",
+            [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--ui"],
+            env=env,
+            cwd=root,
+            log_path=root / f"server-{attempt}.log",
+        )
         candidate = PrefectServer(f"http://127.0.0.1:{port}", process, client_home)
 
         def up(c: PrefectServer = candidate) -> bool:
             return c.healthy() or not c.process.alive()
 
         try:
-            wait_until(up, timeout=180,
-                       what="GET /api/health of prefect server start", diagnose=process.tail)
+            wait_until(up, timeout=180, what="GET /api/health of prefect server start", diagnose=process.tail)
         except BaseException:
             process.stop()
             raise
@@ -242,8 +271,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
             break
         process.stop()
         if "address already in use" not in process.tail().lower():
-            pytest.fail(f"prefect server start exited with {process.popen.returncode}\n{process.tail()}",
-                        pytrace=False)
+            pytest.fail(f"prefect server start exited with {process.popen.returncode}\n{process.tail()}", pytrace=False)
     if server is None:
         pytest.fail("prefect server start could not bind a free port three times", pytrace=False)
     try:
@@ -266,8 +294,12 @@ class Simulator:
         self.http = httpx.Client(base_url=url, timeout=10)
 
     def vao_env(self) -> dict[str, str]:
-        return {"VAO_URL": self.url, "VAO_USERNAME": self.username, "VAO_PASSWORD": self.password,
-                "VAO_TIMEZONE": "UTC"}
+        return {
+            "VAO_URL": self.url,
+            "VAO_USERNAME": self.username,
+            "VAO_PASSWORD": self.password,
+            "VAO_TIMEZONE": "UTC",
+        }
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}
@@ -354,36 +386,43 @@ class Served:
 
 
 @pytest.fixture(scope="session")
-def served(prefect_server: PrefectServer, drill_sim: Simulator,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    prefect_server: PrefectServer, drill_sim: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """``vaodrill serve`` (all deployments of flows/deployments.py) from the repo root, until the session ends."""
     if not VAODRILL.exists():
         pytest.fail(f"the vaodrill CLI is not next to this Python ({VAODRILL}); pip install -e .", pytrace=False)
     logs = tmp_path_factory.mktemp("e2e-serve")
     env = prefect_server.env(**drill_sim.vao_env())  # serve's own poll interval (1 s), no block registered before
-    process = Process("vaodrill serve", [str(VAODRILL), "serve"], env=env, cwd=REPO_ROOT,
-                      log_path=logs / "serve.log")
+    process = Process("vaodrill serve", [str(VAODRILL), "serve"], env=env, cwd=REPO_ROOT, log_path=logs / "serve.log")
     served = Served(process, prefect_server)
     try:
+
         def all_deployed() -> bool:
             if not process.alive():
-                pytest.fail(f"vaodrill serve exited with {process.popen.returncode}\n{process.tail()}",
-                            pytrace=False)
-            return all(httpx.get(f"{prefect_server.api_url}/deployments/name/{name}", timeout=5).status_code == 200
-                       for name in SERVED_DEPLOYMENTS)
+                pytest.fail(f"vaodrill serve exited with {process.popen.returncode}\n{process.tail()}", pytrace=False)
+            return all(
+                httpx.get(f"{prefect_server.api_url}/deployments/name/{name}", timeout=5).status_code == 200
+                for name in SERVED_DEPLOYMENTS
+            )
 
-        wait_until(all_deployed, timeout=120, interval=0.5, what=f"deployments {', '.join(SERVED_DEPLOYMENTS)}",
-                   diagnose=process.tail)
-        served.block_type_registered = httpx.get(f"{prefect_server.api_url}/block_types/slug/vao-server",
-                                                 timeout=5).status_code == 200
+        wait_until(
+            all_deployed,
+            timeout=120,
+            interval=0.5,
+            what=f"deployments {', '.join(SERVED_DEPLOYMENTS)}",
+            diagnose=process.tail,
+        )
+        served.block_type_registered = (
+            httpx.get(f"{prefect_server.api_url}/block_types/slug/vao-server", timeout=5).status_code == 200
+        )
         yield served
     finally:
         process.stop()
 
 
 @pytest.fixture(scope="session")
-async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator,
-                     timeout_sim: Simulator) -> dict[str, Any]:
+async def vao_blocks(prefect_server: PrefectServer, approval_sim: Simulator, timeout_sim: Simulator) -> dict[str, Any]:
     """``VaoServer`` blocks saved on the server, one per approval simulator: {purpose: the block's ``$ref``, the
     value of a run's ``vao_block`` parameter}."""
     from pydantic import SecretStr
@@ -407,23 +446,35 @@ async def run_summary(client: Any, flow_run_id: UUID, log_lines: int = 40) -> st
     from prefect.client.schemas.sorting import LogSort
 
     run = await client.read_flow_run(flow_run_id)
-    logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
-                                  sort=LogSort.TIMESTAMP_DESC, limit=log_lines)
+    logs = await client.read_logs(
+        LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])), sort=LogSort.TIMESTAMP_DESC, limit=log_lines
+    )
     lines = "\n".join(f"  {log.timestamp:%H:%M:%S} {log.level:>2} {log.message}" for log in reversed(logs))
     state = run.state
-    summary = (f"flow run {run.name!r} ({flow_run_id}): {state.type.value if state else None} "
-               f"{state.name if state else ''} {state.message if state else ''}\nlast logs:\n{lines}")
+    summary = (
+        f"flow run {run.name!r} ({flow_run_id}): {state.type.value if state else None} "
+        f"{state.name if state else ''} {state.message if state else ''}\nlast logs:\n{lines}"
+    )
     if "Concurrency lease renewal failed" in lines:
-        summary += ("\nNOTE: the deployment's concurrency lease was revoked under the running flow. Prefect 3.9.1 "
-                    "releases a deployment concurrency slot (and revokes its lease) when a run goes Running -> "
-                    "Paused, while the flow engine keeps renewing that lease and cancels the run when renewal "
-                    "fails: a deployment with concurrency_limit whose flow pauses crashes (at once if the first "
-                    "renewal comes after the pause, else after ~225 s).")
+        summary += (
+            "\nNOTE: the deployment's concurrency lease was revoked under the running flow. Prefect 3.9.1 "
+            "releases a deployment concurrency slot (and revokes its lease) when a run goes Running -> "
+            "Paused, while the flow engine keeps renewing that lease and cancels the run when renewal "
+            "fails: a deployment with concurrency_limit whose flow pauses crashes (at once if the first "
+            "renewal comes after the pause, else after ~225 s)."
+        )
     return summary
 
 
-async def wait_for_run(client: Any, flow_run_id: UUID, until: Callable[[Any], bool], *, timeout: float, what: str,
-                       extra: Callable[[], str] = lambda: "") -> Any:
+async def wait_for_run(
+    client: Any,
+    flow_run_id: UUID,
+    until: Callable[[Any], bool],
+    *,
+    timeout: float,
+    what: str,
+    extra: Callable[[], str] = lambda: "",
+) -> Any:
     """Poll ``read_flow_run`` until ``until(flow_run)``; a terminal state that does not match fails at once."""
 
     async def check() -> Any:
@@ -431,8 +482,9 @@ async def wait_for_run(client: Any, flow_run_id: UUID, until: Callable[[Any], bo
         if until(run):
             return run
         if run.state is not None and run.state.is_final():
-            pytest.fail(f"flow run ended before {what}:\n{await run_summary(client, flow_run_id)}\n{extra()}",
-                        pytrace=False)
+            pytest.fail(
+                f"flow run ended before {what}:\n{await run_summary(client, flow_run_id)}\n{extra()}", pytrace=False
+            )
         return None
 
     async def diagnose() -> str:
@@ -453,11 +505,15 @@ async def read_events(client: Any, flow_run_id: UUID, names: list[str]) -> list[
 
     now = dt.datetime.now(dt.UTC)
     page = await client.read_events(
-        filter=EventFilter(occurred=EventOccurredFilter.model_validate(  # Prefect's DateTime, from plain datetimes
-                               {"since": now - dt.timedelta(hours=1), "until": now + dt.timedelta(minutes=5)}),
-                           event=EventNameFilter(name=names),
-                           related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"])),
-        limit=50)
+        filter=EventFilter(
+            occurred=EventOccurredFilter.model_validate(  # Prefect's DateTime, from plain datetimes
+                {"since": now - dt.timedelta(hours=1), "until": now + dt.timedelta(minutes=5)}
+            ),
+            event=EventNameFilter(name=names),
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+        ),
+        limit=50,
+    )
     events = list(page.events)
     while page.next_page is not None:
         page = await client.read_events_page(page.next_page)
@@ -474,17 +530,27 @@ class FinishedRun:
 
 
 @pytest.fixture(scope="session")
-async def drill_run(served: Served, drill_sim: Simulator,
-                    tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[FinishedRun]:
+async def drill_run(
+    served: Served, drill_sim: Simulator, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[FinishedRun]:
     """The demo drill through the ``manual-drill`` deployment, triggered by the CLI, waited for to the end."""
     report_dir = tmp_path_factory.mktemp("e2e-drill-reports")
     drill_sim.reset()
     started = time.monotonic()
-    flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
+    flow_run_id = served.server.run_deployment(
+        DRILL_DEPLOYMENT,
+        {
+            "request": {
+                "drill_file": "deployments/drills/demo.yaml",
+                "report_dir": str(report_dir),
+                "vao_block": SERVED_BLOCK,
+            }
+        },
+    )
     async with served.server.client() as client:
-        run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the drill's terminal state",
-                                 extra=served.diagnose)
+        run = await wait_for_run(
+            client, flow_run_id, is_final, timeout=150, what="the drill's terminal state", extra=served.diagnose
+        )
     yield FinishedRun(flow_run_id, run, time.monotonic() - started, report_dir)
 
 
@@ -495,14 +561,23 @@ class StartedRun:
 
 
 @pytest.fixture(scope="session")
-def timeout_run(served: Served, timeout_sim: Simulator, vao_blocks: dict[str, Any],
-                tmp_path_factory: pytest.TempPathFactory) -> StartedRun:
+def timeout_run(
+    served: Served, timeout_sim: Simulator, vao_blocks: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> StartedRun:
     """A ``real-failover`` run with the shortest approval timeout (1 min) that nobody will approve."""
     report_dir = tmp_path_factory.mktemp("e2e-timeout-reports")
     timeout_sim.reset()
-    flow_run_id = served.server.run_deployment(FAILOVER_DEPLOYMENT, {"request": {
-        "drill_file": str(fast_failover_spec(tmp_path_factory.mktemp("e2e-timeout-spec"))),
-        "vao_block": vao_blocks["timeout"], "report_dir": str(report_dir), "approval_timeout_minutes": 1}})
+    flow_run_id = served.server.run_deployment(
+        FAILOVER_DEPLOYMENT,
+        {
+            "request": {
+                "drill_file": str(fast_failover_spec(tmp_path_factory.mktemp("e2e-timeout-spec"))),
+                "vao_block": vao_blocks["timeout"],
+                "report_dir": str(report_dir),
+                "approval_timeout_minutes": 1,
+            }
+        },
+    )
     return StartedRun(flow_run_id, time.monotonic())
 
 
@@ -532,8 +607,7 @@ FAILED_DRILL_FILE = "deployments/drills/with-legacy-erp.yaml"
 
 
 @pytest.fixture(scope="session")
-async def failed_run(drill_run: FinishedRun, served: Served,
-                     tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+async def failed_run(drill_run: FinishedRun, served: Served, tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
     """A drill that fails, through the ``manual-drill`` deployment, waited for to the end.
 
     After ``drill_run`` (the deployment runs one drill at a time, and both use ``drill_sim``); it writes nothing
@@ -541,11 +615,14 @@ async def failed_run(drill_run: FinishedRun, served: Served,
     """
     report_dir = tmp_path_factory.mktemp("e2e-failed-reports")
     started = time.monotonic()
-    flow_run_id = served.server.run_deployment(DRILL_DEPLOYMENT, {"request": {
-        "drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}})
+    flow_run_id = served.server.run_deployment(
+        DRILL_DEPLOYMENT,
+        {"request": {"drill_file": FAILED_DRILL_FILE, "report_dir": str(report_dir), "vao_block": SERVED_BLOCK}},
+    )
     async with served.server.client() as client:
-        run = await wait_for_run(client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state",
-                                 extra=served.diagnose)
+        run = await wait_for_run(
+            client, flow_run_id, is_final, timeout=150, what="the failed drill's terminal state", extra=served.diagnose
+        )
     return FinishedRun(flow_run_id, run, time.monotonic() - started, report_dir)
 
 

@@ -52,8 +52,12 @@ from .conftest import (
 
 pytestmark = pytest.mark.e2e
 
-SPEC_PLANS = tuple(step["plan"] for step in yaml.safe_load(
-    (Path(__file__).resolve().parents[2] / "deployments/drills/real-failover.yaml").read_text())["plans"])
+SPEC_PLANS = tuple(
+    step["plan"]
+    for step in yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deployments/drills/real-failover.yaml").read_text()
+    )["plans"]
+)
 TIMEOUT_SECONDS = 60  # approval_timeout_minutes=1, the smallest the request model allows
 ACTIVE = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED, StateType.CANCELLING]
 
@@ -70,8 +74,10 @@ def non_token_posts(sim: Simulator) -> list[dict[str, Any]]:
 def untouched(sim: Simulator) -> bool:
     """Every plan of the spec still Enabled (ready to fail over), not in use, never asked to run."""
     plans = sim.plans()
-    return all(plans[name]["planState"] == "Enabled" and not plans[name]["planInUse"]
-               and plans[name]["run_requests"] == 0 for name in SPEC_PLANS)
+    return all(
+        plans[name]["planState"] == "Enabled" and not plans[name]["planInUse"] and plans[name]["run_requests"] == 0
+        for name in SPEC_PLANS
+    )
 
 
 async def wait_for_no_active_failover(client: Any) -> None:
@@ -81,25 +87,42 @@ async def wait_for_no_active_failover(client: Any) -> None:
     async def idle() -> bool:
         runs = await client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))))
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=ACTIVE))),
+        )
         return not runs
 
-    await await_until(idle, timeout=TIMEOUT_SECONDS + 90, interval=1,
-                      what="no active run of the real-failover deployment")
+    await await_until(
+        idle, timeout=TIMEOUT_SECONDS + 90, interval=1, what="no active run of the real-failover deployment"
+    )
 
 
-async def test_approved_failover_runs_each_plan_once(served: Served, approval_sim: Simulator,
-                                                     vao_blocks: dict[str, Any], tmp_path: Path) -> None:
+async def test_approved_failover_runs_each_plan_once(
+    served: Served, approval_sim: Simulator, vao_blocks: dict[str, Any], tmp_path: Path
+) -> None:
     server = served.server
     approval_sim.reset()
     async with server.client() as client:
         await wait_for_no_active_failover(client)
-        flow_run_id = server.run_deployment(FAILOVER_DEPLOYMENT, {"request": {
-            "drill_file": str(fast_failover_spec(tmp_path)), "vao_block": vao_blocks["approval"],
-            "report_dir": str(tmp_path / "reports"), "approval_timeout_minutes": 5}})
+        flow_run_id = server.run_deployment(
+            FAILOVER_DEPLOYMENT,
+            {
+                "request": {
+                    "drill_file": str(fast_failover_spec(tmp_path)),
+                    "vao_block": vao_blocks["approval"],
+                    "report_dir": str(tmp_path / "reports"),
+                    "approval_timeout_minutes": 5,
+                }
+            },
+        )
 
-        paused = await wait_for_run(client, flow_run_id, lambda r: r.state.type == StateType.PAUSED, timeout=60,
-                                    what="the approval pause", extra=served.diagnose)
+        paused = await wait_for_run(
+            client,
+            flow_run_id,
+            lambda r: r.state.type == StateType.PAUSED,
+            timeout=60,
+            what="the approval pause",
+            extra=served.diagnose,
+        )
         assert paused.state.state_details.pause_key == "approve-app-stack-real-failover"
         assert paused.state.state_details.run_input_keyset, "the pause does not wait for a typed approval form"
 
@@ -111,11 +134,13 @@ async def test_approved_failover_runs_each_plan_once(served: Served, approval_si
         assert still.state.type == StateType.PAUSED, "the run left the pause before the checks above ended"
 
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            await aresume_flow_run(flow_run_id, run_input={"approver": "alice", "change_ticket": "CHG-1",
-                                                           "approved": True})
+            await aresume_flow_run(
+                flow_run_id, run_input={"approver": "alice", "change_ticket": "CHG-1", "approved": True}
+            )
         resumed_at = time.monotonic()
-        done = await wait_for_run(client, flow_run_id, is_final, timeout=120, what="the approved failover's end",
-                                  extra=served.diagnose)
+        done = await wait_for_run(
+            client, flow_run_id, is_final, timeout=120, what="the approved failover's end", extra=served.diagnose
+        )
         assert done.state.is_completed(), await run_summary(client, flow_run_id)
         print(f"\napproved failover completed {time.monotonic() - resumed_at:.1f}s after resume")
 
@@ -134,16 +159,24 @@ async def test_approved_failover_runs_each_plan_once(served: Served, approval_si
     report = json.loads(report_file.read_text())
     assert (report["mode"], report["verdict"]) == ("failover", "passed"), report
     assert [(p["plan"], p["status"], p["undo"]) for p in report["plans"]] == [
-        (name, "passed", "skipped") for name in SPEC_PLANS], report["plans"]
+        (name, "passed", "skipped") for name in SPEC_PLANS
+    ], report["plans"]
 
 
-async def test_unapproved_failover_times_out_with_nothing_sent(served: Served, timeout_run: StartedRun,
-                                                               timeout_sim: Simulator) -> None:
+async def test_unapproved_failover_times_out_with_nothing_sent(
+    served: Served, timeout_run: StartedRun, timeout_sim: Simulator
+) -> None:
     server = served.server
     async with server.client() as client:
         # started at the beginning of the session (conftest): at most a minute and a bit is left
-        done = await wait_for_run(client, timeout_run.flow_run_id, is_final, timeout=TIMEOUT_SECONDS + 90,
-                                  what="the approval timeout", extra=served.diagnose)
+        done = await wait_for_run(
+            client,
+            timeout_run.flow_run_id,
+            is_final,
+            timeout=TIMEOUT_SECONDS + 90,
+            what="the approval timeout",
+            extra=served.diagnose,
+        )
         summary = await run_summary(client, timeout_run.flow_run_id)
         assert done.state.type == StateType.FAILED, summary
         # "The flow was paused and never resumed." (server service) or, when the flow's own FlowPauseTimeout
@@ -166,36 +199,53 @@ async def test_unapproved_failover_times_out_with_nothing_sent(served: Served, t
 
 
 async def test_second_failover_is_refused_and_a_rejection_sends_nothing(
-        served: Served, approval_sim: Simulator, vao_blocks: dict[str, Any], tmp_path: Path) -> None:
+    served: Served, approval_sim: Simulator, vao_blocks: dict[str, Any], tmp_path: Path
+) -> None:
     """One real failover at a time, also while the first is paused for approval; a rejection fails over nothing."""
     server = served.server
     approval_sim.reset()
-    params = {"request": {"drill_file": str(fast_failover_spec(tmp_path)), "vao_block": vao_blocks["approval"],
-                          "report_dir": str(tmp_path / "reports"), "approval_timeout_minutes": 5}}
+    params = {
+        "request": {
+            "drill_file": str(fast_failover_spec(tmp_path)),
+            "vao_block": vao_blocks["approval"],
+            "report_dir": str(tmp_path / "reports"),
+            "approval_timeout_minutes": 5,
+        }
+    }
     async with server.client() as client:
         await wait_for_no_active_failover(client)
         first = server.run_deployment(FAILOVER_DEPLOYMENT, params)
-        await wait_for_run(client, first, lambda r: r.state.type == StateType.PAUSED, timeout=60,
-                           what="the first failover's approval pause", extra=served.diagnose)
+        await wait_for_run(
+            client,
+            first,
+            lambda r: r.state.type == StateType.PAUSED,
+            timeout=60,
+            what="the first failover's approval pause",
+            extra=served.diagnose,
+        )
 
         second = server.run_deployment(FAILOVER_DEPLOYMENT, params)
-        refused = await wait_for_run(client, second, is_final, timeout=60, what="the second failover's end",
-                                     extra=served.diagnose)
+        refused = await wait_for_run(
+            client, second, is_final, timeout=60, what="the second failover's end", extra=served.diagnose
+        )
         assert refused.state.type == StateType.FAILED, await run_summary(client, second)
         assert "another real failover is in progress" in (refused.state.message or "")
 
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            await aresume_flow_run(first, run_input={"approver": "bob", "change_ticket": "CHG-2",
-                                                     "approved": False})
-        rejected = await wait_for_run(client, first, is_final, timeout=60, what="the rejected failover's end",
-                                      extra=served.diagnose)
+            await aresume_flow_run(first, run_input={"approver": "bob", "change_ticket": "CHG-2", "approved": False})
+        rejected = await wait_for_run(
+            client, first, is_final, timeout=60, what="the rejected failover's end", extra=served.diagnose
+        )
         assert rejected.state.type == StateType.FAILED and "rejected by bob" in (rejected.state.message or "")
         # a refusal is one line, the state's message, in the run's logs too: no traceback (the run's logs reach
         # the API in batches after its state, so they are waited for)
         for run in (refused, rejected):
+
             async def logged(run: Any = run) -> list[str] | None:
-                logs = [log.message for log in await client.read_logs(
-                    LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))]
+                logs = [
+                    log.message
+                    for log in await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+                ]
                 return logs if run.state.message in logs else None
 
             logs = await await_until(logged, timeout=30, what=f"the log line {run.state.message!r}")

@@ -97,8 +97,9 @@ class Page:
         assert not result.get("errorText"), f"navigation to {url} failed: {result['errorText']}"
 
     async def text(self) -> str:
-        result = await self.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''",
-                                 returnByValue=True)
+        result = await self.call(
+            "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
+        )
         return result.get("result", {}).get("value") or ""
 
     async def click(self, label: str) -> None:
@@ -106,7 +107,8 @@ class Page:
         expression = (
             "(() => { const el = Array.from(document.querySelectorAll('[role=tablist] li, [role=tab], button, a'))"
             f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)});"
-            " if (!el) return false; el.click(); return true; })()")
+            " if (!el) return false; el.click(); return true; })()"
+        )
         result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
         assert result.get("result", {}).get("value") is True, f"nothing to click labelled {label!r}"
 
@@ -127,22 +129,28 @@ class Page:
             if time.monotonic() > deadline:
                 await self.screenshot(shot)
                 seen = await self.value("[window.__toasts || [], window.__failed || []]")
-                pytest.fail(f"the page never showed {what} within {timeout:g}s (screenshot {shot}); its toasts: "
-                            f"{seen[0]}; its failed API calls: {seen[1]}; its text was:\n{(await self.text())[:3000]}",
-                            pytrace=False)
+                pytest.fail(
+                    f"the page never showed {what} within {timeout:g}s (screenshot {shot}); its toasts: "
+                    f"{seen[0]}; its failed API calls: {seen[1]}; its text was:\n{(await self.text())[:3000]}",
+                    pytrace=False,
+                )
             await asyncio.sleep(0.25)
 
     async def link_href(self, text: str) -> str | None:
         """The href of the first link whose visible text contains ``text``."""
-        expression = (f"(() => {{ const a = Array.from(document.querySelectorAll('a'))"
-                      f".find(e => e.innerText.includes({json.dumps(text)})); return a ? a.href : null; }})()")
+        expression = (
+            f"(() => {{ const a = Array.from(document.querySelectorAll('a'))"
+            f".find(e => e.innerText.includes({json.dumps(text)})); return a ? a.href : null; }})()"
+        )
         href: str | None = await self.value(expression)
         return href
 
     async def wait_for_text(self, needles: list[str], *, timeout: float, shot: Path) -> str:
         """Poll the rendered text until it contains every needle; on timeout fail with the text and a shot."""
-        expression = (f"(() => {{ const t = document.body ? document.body.innerText : ''; "
-                      f"return {json.dumps(needles)}.every(n => t.includes(n)) ? t : null; }})()")
+        expression = (
+            f"(() => {{ const t = document.body ? document.body.innerText : ''; "
+            f"return {json.dumps(needles)}.every(n => t.includes(n)) ? t : null; }})()"
+        )
         text: str = await self.wait_for(expression, timeout=timeout, what=repr(needles), shot=shot)
         return text
 
@@ -163,13 +171,33 @@ class Chromium:
 
     async def __aenter__(self) -> Page:
         self.profile.mkdir()
-        argv = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-quic", "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-extensions", "--mute-audio",
-                f"--user-data-dir={self.profile}", "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=0", f"--window-size={WIDTH},{HEIGHT}", "about:blank"]
-        self.process = process = Process("chromium", argv, env=clean_env(HOME=str(self.workdir)),
-                                         cwd=self.workdir, log_path=self.workdir / "chromium.log")
+        argv = [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--no-default-browser-check",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--mute-audio",
+            f"--user-data-dir={self.profile}",
+            "--remote-debugging-address=127.0.0.1",
+            "--remote-debugging-port=0",
+            f"--window-size={WIDTH},{HEIGHT}",
+            "about:blank",
+        ]
+        self.process = process = Process(
+            "chromium",
+            argv,
+            env=clean_env(HOME=str(self.workdir)),
+            cwd=self.workdir,
+            log_path=self.workdir / "chromium.log",
+        )
         active = self.profile / "DevToolsActivePort"  # Chromium writes the port it bound here
 
         def port() -> int | None:
@@ -185,8 +213,9 @@ class Chromium:
         tab = Page(self.ws)
         await tab.call("Page.enable")
         await tab.call("Page.addScriptToEvaluateOnNewDocument", source=PAGE_RECORDER)
-        await tab.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1,
-                       mobile=False)
+        await tab.call(
+            "Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False
+        )
         return tab
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -202,15 +231,18 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-async def test_flow_run_page_shows_the_drill(drill_run: FinishedRun, prefect_server: PrefectServer,
-                                             tmp_path: Path) -> None:
+async def test_flow_run_page_shows_the_drill(
+    drill_run: FinishedRun, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run .ci/install-chromium (installs Debian's chromium package)",
-                    pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: run .ci/install-chromium (installs Debian's chromium package)", pytrace=False
+        )
     assert drill_run.flow_run.state.is_completed(), "the drill run did not complete (see test_deployment_run)"
     async with prefect_server.client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id]))
+        )
     report = next(a for a in artifacts if a.key == f"drill-{DRILL}-report")
 
     run_url = f"{prefect_server.url}/runs/flow-run/{drill_run.flow_run_id}"
@@ -218,32 +250,41 @@ async def test_flow_run_page_shows_the_drill(drill_run: FinishedRun, prefect_ser
     async with Chromium(tmp_path) as page:
         await page.goto(run_url)
         # header (name, state, flow, deployment) and the run's logs (the Logs tab is the default one)
-        await page.wait_for_text([drill_run.flow_run.name, "Completed", "dr-drill", "manual-drill",
-                                  f"Drill {DRILL} (drill mode"], timeout=60, shot=shots["flow-run"])
+        await page.wait_for_text(
+            [drill_run.flow_run.name, "Completed", "dr-drill", "manual-drill", f"Drill {DRILL} (drill mode"],
+            timeout=60,
+            shot=shots["flow-run"],
+        )
         await page.screenshot(shots["flow-run"])
 
         await page.click("Artifacts")
-        await page.wait_for_text([f"drill-{DRILL}-report", f"drill-{DRILL}-plans"], timeout=30,
-                                 shot=shots["artifacts-tab"])
+        await page.wait_for_text(
+            [f"drill-{DRILL}-report", f"drill-{DRILL}-plans"], timeout=30, shot=shots["artifacts-tab"]
+        )
         await page.screenshot(shots["artifacts-tab"])
 
         await page.goto(f"{prefect_server.url}/artifacts/artifact/{report.id}")
-        text = await page.wait_for_text([f"drill-{DRILL}-report", "Core Network", "Reporting"], timeout=30,
-                                        shot=shots["report-artifact"])
+        text = await page.wait_for_text(
+            [f"drill-{DRILL}-report", "Core Network", "Reporting"], timeout=30, shot=shots["report-artifact"]
+        )
         await page.screenshot(shots["report-artifact"])
         assert "passed" in text.lower(), text[:3000]
         # the drill timeline, embedded as an SVG data URI, is rendered by the UI (a decoded, sized image)
-        drawn = await page.call("Runtime.evaluate", returnByValue=True, expression=(
-            "Array.from(document.images).filter(i => i.src.startsWith('data:image/svg+xml') && i.complete"
-            " && i.naturalWidth > 100).length"))
+        drawn = await page.call(
+            "Runtime.evaluate",
+            returnByValue=True,
+            expression=(
+                "Array.from(document.images).filter(i => i.src.startsWith('data:image/svg+xml') && i.complete"
+                " && i.naturalWidth > 100).length"
+            ),
+        )
         assert drawn.get("result", {}).get("value", 0) >= 1, "the timeline image is not shown in the report artifact"
 
         # the report's "Flow run" link (flow_run.ui_url at run time) leads back to the run page
         link = await page.link_href(str(drill_run.flow_run_id))
         assert link, "the report artifact has no link to its flow run"
         await page.goto(link)
-        await page.wait_for_text([drill_run.flow_run.name, "Completed"], timeout=30,
-                                 shot=tmp_path / "report-link.png")
+        await page.wait_for_text([drill_run.flow_run.name, "Completed"], timeout=30, shot=tmp_path / "report-link.png")
 
     for name, shot in shots.items():
         width, height = png_size(shot)
@@ -270,8 +311,9 @@ def ui_shots() -> Path:
 
 def require_chromium() -> None:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run .ci/install-chromium (installs Debian's chromium package)",
-                    pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: run .ci/install-chromium (installs Debian's chromium package)", pytrace=False
+        )
 
 
 def check_shot(path: Path, size: tuple[int, int] = (WIDTH, HEIGHT)) -> None:
@@ -298,9 +340,9 @@ async def settled_screenshot(page: Page, path: Path, *, timeout: float) -> Path:
         await asyncio.sleep(0.5)
 
 
-async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun, drill_run: FinishedRun,
-                                                          prefect_server: PrefectServer, ui_shots: Path,
-                                                          tmp_path: Path) -> None:
+async def test_failed_drill_shows_the_plan_and_the_cause(
+    failed_run: FinishedRun, drill_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path, tmp_path: Path
+) -> None:
     require_chromium()
     run = failed_run.flow_run
     message = run.state.message or ""
@@ -311,8 +353,10 @@ async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun
     named = RUN_NAME.match(run.name)
     assert named and named["drill"] == FAILED_DRILL, run.name
     passed = drill_run.flow_run
-    runs = {run.name: ("Failed", f"drill:{FAILED_DRILL}", "verdict:failed"),
-            passed.name: ("Completed", f"drill:{DRILL}", "verdict:passed")}
+    runs = {
+        run.name: ("Failed", f"drill:{FAILED_DRILL}", "verdict:failed"),
+        passed.name: ("Completed", f"drill:{DRILL}", "verdict:passed"),
+    }
 
     async with Chromium(tmp_path) as page:
         # the runs list tells the two drills apart: name, state and the drill and verdict tags on each row
@@ -326,7 +370,10 @@ async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun
             " for (const a of document.querySelectorAll('a')) { const n = a.innerText.trim();"
             "   const row = a.closest('.state-list-item'); if (names.includes(n) && row) rows[n] = row.innerText; }"
             " return Object.keys(rows).length === names.length ? rows : null; })()",
-            timeout=30, what="both drill runs, without their child runs, in the runs list", shot=tmp_path / "runs.png")
+            timeout=30,
+            what="both drill runs, without their child runs, in the runs list",
+            shot=tmp_path / "runs.png",
+        )
         for name, needles in runs.items():
             assert all(needle in rows[name] for needle in needles), (name, needles, rows[name])
         await page.screenshot(ui_shots / "runs-list.png")
@@ -334,55 +381,70 @@ async def test_failed_drill_shows_the_plan_and_the_cause(failed_run: FinishedRun
         # the failed run: header (name, state, tags) and, in Details, the whole state message
         await page.goto(f"{prefect_server.url}/runs/flow-run/{failed_run.flow_run_id}")
         shot = ui_shots / "failed-run.png"
-        await page.wait_for_text([run.name, "Failed", "verdict:failed", "dr-drill", "manual-drill"], timeout=60,
-                                 shot=shot)
+        await page.wait_for_text(
+            [run.name, "Failed", "verdict:failed", "dr-drill", "manual-drill"], timeout=60, shot=shot
+        )
         await page.click("Details")
         await page.wait_for_text(["State Message", message[:60]], timeout=30, shot=shot)
         # a long message is cut with "See More" (a span, not a button)
-        await page.value("(() => { const more = Array.from(document.querySelectorAll('.p-text-truncate--action-text'))"
-                         ".find(e => e.innerText.trim() === 'See More'); if (more) more.click(); return !!more; })()")
+        await page.value(
+            "(() => { const more = Array.from(document.querySelectorAll('.p-text-truncate--action-text'))"
+            ".find(e => e.innerText.trim() === 'See More'); if (more) more.click(); return !!more; })()"
+        )
         await page.wait_for_text([message], timeout=10, shot=shot)
         await page.screenshot(shot)
     check_shot(ui_shots / "runs-list.png")
     check_shot(shot)
 
 
-async def test_parent_graph_has_one_node_per_plan(failed_run: FinishedRun, prefect_server: PrefectServer,
-                                                  ui_shots: Path, tmp_path: Path) -> None:
+async def test_parent_graph_has_one_node_per_plan(
+    failed_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path, tmp_path: Path
+) -> None:
     require_chromium()
     # what the UI's run graph draws: GET /api/flow_runs/{id}/graph-v2
     async with httpx.AsyncClient(base_url=prefect_server.api_url, timeout=30) as http:
         response = await http.get(f"/flow_runs/{failed_run.flow_run_id}/graph-v2")
     response.raise_for_status()
     nodes = [node for _, node in response.json()["nodes"]]
-    plans = {node["label"].removeprefix("failover · "): node for node in nodes if node["kind"] == "task-run"
-             and node["label"].startswith("failover · ")}
+    plans = {
+        node["label"].removeprefix("failover · "): node
+        for node in nodes
+        if node["kind"] == "task-run" and node["label"].startswith("failover · ")
+    }
     assert sorted(plans) == sorted(FAILED_PLANS), [n["label"] for n in nodes]
     assert len([n for n in nodes if n["label"].startswith("failover · ")]) == len(FAILED_PLANS), "a plan drawn twice"
     async with prefect_server.client() as client:
         states = {plan: (await client.read_task_run(UUID(node["id"]))).state for plan, node in plans.items()}
     assert all(states[plan].is_completed() for plan in FAILED_OVER), {p: s.name for p, s in states.items()}
-    assert states["Legacy ERP"].is_failed() and "Disabled" in (states["Legacy ERP"].message or ""), \
-        states["Legacy ERP"]
+    assert states["Legacy ERP"].is_failed() and "Disabled" in (states["Legacy ERP"].message or ""), states["Legacy ERP"]
     skipped = states["Reporting"]  # never started, still a node: its state says skipped, and why
     assert skipped.name == "Skipped" and "Legacy ERP" in (skipped.message or ""), skipped
 
     async with Chromium(tmp_path) as page:
         await page.goto(f"{prefect_server.url}/runs/flow-run/{failed_run.flow_run_id}")
         await page.wait_for_text([failed_run.flow_run.name, "Failed"], timeout=60, shot=tmp_path / "graph.png")
-        await page.wait_for("(() => { const c = document.querySelector('.flow-run-graph canvas');"
-                            " return !!c && c.getBoundingClientRect().width > 500; })()",
-                            timeout=30, what="the run graph's canvas", shot=tmp_path / "graph.png")
+        await page.wait_for(
+            "(() => { const c = document.querySelector('.flow-run-graph canvas');"
+            " return !!c && c.getBoundingClientRect().width > 500; })()",
+            timeout=30,
+            what="the run graph's canvas",
+            shot=tmp_path / "graph.png",
+        )
         await page.value("document.querySelector('button[title^=\"Toggle fullscreen\"]').click()")
-        await page.wait_for(f"(() => {{ const c = document.querySelector('.flow-run-graph canvas');"
-                            f" return !!c && c.getBoundingClientRect().width === {WIDTH}; }})()",
-                            timeout=10, what="the run graph in full screen", shot=tmp_path / "graph.png")
+        await page.wait_for(
+            f"(() => {{ const c = document.querySelector('.flow-run-graph canvas');"
+            f" return !!c && c.getBoundingClientRect().width === {WIDTH}; }})()",
+            timeout=10,
+            what="the run graph in full screen",
+            shot=tmp_path / "graph.png",
+        )
         await settled_screenshot(page, ui_shots / "graph.png", timeout=30)
     check_shot(ui_shots / "graph.png")
 
 
-async def test_event_card_names_the_plan(failed_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path,
-                                         tmp_path: Path) -> None:
+async def test_event_card_names_the_plan(
+    failed_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path, tmp_path: Path
+) -> None:
     require_chromium()
     event = "vaodrill.failover.completed"
     drill = f"vaodrill.drill.{FAILED_DRILL}"
@@ -398,8 +460,7 @@ async def test_event_card_names_the_plan(failed_run: FinishedRun, prefect_server
 
     # each event's own resource is the plan, named by its prefect.resource.name (what an automation or the V2
     # UI shows), read back from the server's event store
-    query = {"filter": {"event": {"name": [event]}, "related": {"resources_in_roles": [[drill, "drill"]]}},
-             "limit": 50}
+    query = {"filter": {"event": {"name": [event]}, "related": {"resources_in_roles": [[drill, "drill"]]}}, "limit": 50}
     async with prefect_server.client() as client:
         found = (await client.request("POST", "/events/filter", json=query)).json()["events"]
     assert sorted(e["resource"]["prefect.resource.name"] for e in found) == sorted(FAILED_OVER), found
@@ -407,29 +468,45 @@ async def test_event_card_names_the_plan(failed_run: FinishedRun, prefect_server
     check_shot(shot)
 
 
-async def test_report_artifact_and_timeline(failed_run: FinishedRun, prefect_server: PrefectServer,
-                                            ui_shots: Path, tmp_path: Path) -> None:
+async def test_report_artifact_and_timeline(
+    failed_run: FinishedRun, prefect_server: PrefectServer, ui_shots: Path, tmp_path: Path
+) -> None:
     require_chromium()
     key = f"drill-{FAILED_DRILL}-report"
     async with prefect_server.client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[failed_run.flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[failed_run.flow_run_id]))
+        )
     report = next(a for a in artifacts if a.key == key)
     async with Chromium(tmp_path) as page:
         await page.goto(f"{prefect_server.url}/artifacts/artifact/{report.id}")
         shot = ui_shots / "report-artifact.png"
-        await page.wait_for_text([key, f"DR drill {FAILED_DRILL}: FAILED", "7 plans: 5 passed, 1 failed, 1 skipped",
-                                  "plan 'Legacy ERP' is Disabled", "dependency 'Legacy ERP' ended refused"],
-                                 timeout=60, shot=shot)
+        await page.wait_for_text(
+            [
+                key,
+                f"DR drill {FAILED_DRILL}: FAILED",
+                "7 plans: 5 passed, 1 failed, 1 skipped",
+                "plan 'Legacy ERP' is Disabled",
+                "dependency 'Legacy ERP' ended refused",
+            ],
+            timeout=60,
+            shot=shot,
+        )
         await page.screenshot(shot)
         # the timeline: an SVG data URI, decoded and drawn by the browser, scrolled into view
-        timeline = ("Array.from(document.images).find(i => i.src.startsWith('data:image/svg+xml') && i.complete"
-                    " && i.naturalWidth > 100)")
+        timeline = (
+            "Array.from(document.images).find(i => i.src.startsWith('data:image/svg+xml') && i.complete"
+            " && i.naturalWidth > 100)"
+        )
         await page.wait_for(f"!!({timeline})", timeout=30, what="the timeline image", shot=tmp_path / "timeline.png")
         await page.value(f"({timeline}).scrollIntoView({{block: 'center'}})")
-        await page.wait_for(f"(() => {{ const r = ({timeline}).getBoundingClientRect();"
-                            f" return r.top >= 0 && r.top < {HEIGHT} && r.height > 100; }})()",
-                            timeout=10, what="the timeline in view", shot=tmp_path / "timeline.png")
+        await page.wait_for(
+            f"(() => {{ const r = ({timeline}).getBoundingClientRect();"
+            f" return r.top >= 0 && r.top < {HEIGHT} && r.height > 100; }})()",
+            timeout=10,
+            what="the timeline in view",
+            shot=tmp_path / "timeline.png",
+        )
         await page.screenshot(ui_shots / "timeline.png")
     check_shot(shot)
     check_shot(ui_shots / "timeline.png")
@@ -458,8 +535,9 @@ _FORM_FIELD = """(() => {
 })()"""
 
 
-async def test_run_form_offers_a_block_picker(served: Served, form_block: str, prefect_server: PrefectServer,
-                                              ui_shots: Path, tmp_path: Path) -> None:
+async def test_run_form_offers_a_block_picker(
+    served: Served, form_block: str, prefect_server: PrefectServer, ui_shots: Path, tmp_path: Path
+) -> None:
     require_chromium()
     async with prefect_server.client() as client:
         deployment = await client.read_deployment_by_name(DRILL_DEPLOYMENT)
@@ -484,11 +562,15 @@ README_SHOTS = REPO_ROOT / "docs" / "img" if os.environ.get("VAODRILL_README_SHO
 V2 = "/v2"
 
 #: The element a form field's label points at (the V2 form's labels carry ``for``).
-_FIELD = ("((label) => { const l = Array.from(document.querySelectorAll('label'))"
-          ".find(l => l.innerText.trim().startsWith(label)); return l ? document.getElementById(l.htmlFor) : null; })")
+_FIELD = (
+    "((label) => { const l = Array.from(document.querySelectorAll('label'))"
+    ".find(l => l.innerText.trim().startsWith(label)); return l ? document.getElementById(l.htmlFor) : null; })"
+)
 #: The form's error messages: the red text under a field (and the run form's toasts).
-_ERRORS = ("Array.from(document.querySelectorAll('.text-destructive, [data-slot=form-message], [data-sonner-toast]'))"
-           ".map(e => e.innerText.trim()).filter(t => t)")
+_ERRORS = (
+    "Array.from(document.querySelectorAll('.text-destructive, [data-slot=form-message], [data-sonner-toast]'))"
+    ".map(e => e.innerText.trim()).filter(t => t)"
+)
 #: The V2 run page's graph: a canvas of the page's width, drawn.
 _GRAPH_DRAWN = "Array.from(document.querySelectorAll('canvas')).some(c => c.getBoundingClientRect().width > 500)"
 FORM_FIELDS = ["Drill file", "VAO server", "Report directory", "Resume run", "Restore-point reference time"]
@@ -498,34 +580,46 @@ async def press(page: Page, label: str, selector: str = "button") -> None:
     """Press the first ``selector`` whose text is ``label`` with the mouse (Radix menus open on pointer events),
     once it is enabled, stands still where it was scrolled to and nothing covers its centre (a dialog may still be
     scrolling it, or re-rendering after a field lost focus: a press computed before that ended landed beside it)."""
-    locate = (f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
-              f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
-              " el.scrollIntoView({block: 'center', behavior: 'instant'}); const r = el.getBoundingClientRect();"
-              " const x = r.x + r.width / 2, y = r.y + r.height / 2; const hit = document.elementFromPoint(x, y);"
-              " return hit && el.contains(hit) && !el.disabled ? [x, y] : null; })()")
+    locate = (
+        f"(() => {{ const el = Array.from(document.querySelectorAll({json.dumps(selector)}))"
+        f".find(e => e.innerText && e.innerText.trim() === {json.dumps(label)}); if (!el) return null;"
+        " el.scrollIntoView({block: 'center', behavior: 'instant'}); const r = el.getBoundingClientRect();"
+        " const x = r.x + r.width / 2, y = r.y + r.height / 2; const hit = document.elementFromPoint(x, y);"
+        " return hit && el.contains(hit) && !el.disabled ? [x, y] : null; })()"
+    )
     center, previous = await page.value(locate), None
     for _ in range(100):  # a few frames at most; the bound only keeps a page that never settles from hanging
         if center is not None and center == previous:
             break
-        await page.call("Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => r(1)))",
-                        awaitPromise=True)
+        await page.call(
+            "Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => r(1)))", awaitPromise=True
+        )
         center, previous = await page.value(locate), center
     assert center, f"nothing to press labelled {label!r}, or something covers it"
     for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
         await page.call("Input.dispatchMouseEvent", type=kind, x=center[0], y=center[1], button="left", clickCount=1)
 
 
-async def submit_run(page: Page, submit: Callable[[], Awaitable[None]], *, done: str,
-                     no_run_yet: Callable[[], Awaitable[bool]], what: str, shot: Path) -> None:
+async def submit_run(
+    page: Page,
+    submit: Callable[[], Awaitable[None]],
+    *,
+    done: str,
+    no_run_yet: Callable[[], Awaitable[bool]],
+    what: str,
+    shot: Path,
+) -> None:
     """Submit a run form until the page shows ``done``. Prefect on SQLite answers the UI's create_flow_run with 503
     while its database is busy (its Python client retries such answers; its UI shows only "Unknown error while
     creating flow run."), seen on a loaded machine: as a person would, press again, once no run was created."""
     for _ in range(3):
         seen = await page.value("window.__failed.length")
         await submit()
-        busy = (f"window.__failed.slice({seen}).some(f => f.startsWith('503 ') && f.includes('/create_flow_run'))")
-        if await page.wait_for(f"({done}) ? 'done' : ({busy}) ? 'busy' : null", timeout=30, what=what,
-                               shot=shot) == "done":
+        busy = f"window.__failed.slice({seen}).some(f => f.startsWith('503 ') && f.includes('/create_flow_run'))"
+        if (
+            await page.wait_for(f"({done}) ? 'done' : ({busy}) ? 'busy' : null", timeout=30, what=what, shot=shot)
+            == "done"
+        ):
             return
         assert await no_run_yet(), "Prefect answered 503 to create_flow_run and created the run all the same"
     pytest.fail(f"Prefect answered 503 to create_flow_run three times ({what})", pytrace=False)
@@ -533,13 +627,18 @@ async def submit_run(page: Page, submit: Callable[[], Awaitable[None]], *, done:
 
 async def type_into(page: Page, label: str, text: str) -> None:
     """Replace the text of the field labelled ``label`` as a person does: select all, Backspace, type."""
-    await page.wait_for(f"!!{_FIELD}({json.dumps(label)})", timeout=30, what=f"the field {label!r}",
-                        shot=Path(f"/tmp/no-field-{label.replace(' ', '-')}.png"))
-    assert await page.value(f"(() => {{ const f = {_FIELD}({json.dumps(label)}); if (!f) return false;"
-                            " f.focus(); f.select(); return true; })()"), f"no field labelled {label!r}"
+    await page.wait_for(
+        f"!!{_FIELD}({json.dumps(label)})",
+        timeout=30,
+        what=f"the field {label!r}",
+        shot=Path(f"/tmp/no-field-{label.replace(' ', '-')}.png"),
+    )
+    assert await page.value(
+        f"(() => {{ const f = {_FIELD}({json.dumps(label)}); if (!f) return false;"
+        " f.focus(); f.select(); return true; })()"
+    ), f"no field labelled {label!r}"
     for kind in ("keyDown", "keyUp"):
-        await page.call("Input.dispatchKeyEvent", type=kind, key="Backspace", code="Backspace",
-                        windowsVirtualKeyCode=8)
+        await page.call("Input.dispatchKeyEvent", type=kind, key="Backspace", code="Backspace", windowsVirtualKeyCode=8)
     if text:
         await page.call("Input.insertText", text=text)
 
@@ -559,8 +658,9 @@ def first_run_post(sim: Any, since: Any) -> Any:
     return min((t for t in times if t >= since), default=None)
 
 
-async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any, prefect_server: PrefectServer,
-                                                 tmp_path: Path) -> None:
+async def test_custom_run_form_in_the_default_ui(
+    served: Served, drill_sim: Any, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     """`manual-drill` → Run → Custom run, in the UI a fresh browser lands in: no error untouched; Submit with the
     schema enforced, a typed drill file and report directory and the other fields empty, starts a drill that
     passes; a bad run id is refused under its field and creates no run."""
@@ -577,8 +677,12 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
         # docs/prefect.md's way to start the server on another port: the UI calls that port
         ui = httpx.get(f"{prefect_server.url}/ui-settings", timeout=10).json()
         assert ui["api_url"] == prefect_server.api_url and ui["default_ui"] == "v2", ui
-        landed = await page.wait_for(f"location.pathname.startsWith('{V2}/') && location.pathname", timeout=60,
-                                     what="the default UI's landing page", shot=tmp_path / "landing.png")
+        landed = await page.wait_for(
+            f"location.pathname.startsWith('{V2}/') && location.pathname",
+            timeout=60,
+            what="the default UI's landing page",
+            shot=tmp_path / "landing.png",
+        )
         assert landed.startswith(f"{V2}/"), landed  # Prefect 3.9's default UI is V2
 
         await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}/run")
@@ -586,8 +690,9 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
         await page.wait_for_text(["manual-drill", "Parameters", *FORM_FIELDS, "Submit"], timeout=60, shot=shot)
         # served against a VAO server (VAO_*): the manual drill has no default drill file, the form asks for one
         assert await page.value(f"{_FIELD}('Drill file').value") == ""
-        assert await page.value(
-            "document.querySelector('button[role=switch][aria-checked=true]') !== null"), "schema not enforced"
+        assert await page.value("document.querySelector('button[role=switch][aria-checked=true]') !== null"), (
+            "schema not enforced"
+        )
         await page.screenshot(shot)
         text = await page.text()
         assert await page.value(_ERRORS) == [], text[:3000]
@@ -603,10 +708,16 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
             async with prefect_server.client() as client:
                 return not await new_runs(client, deployment.id, pressed)
 
-        await submit_run(page, lambda: page.click("Submit"), no_run_yet=no_run_yet,
-                         done=f"!location.pathname.endsWith('/run') && location.pathname.startsWith('{V2}/')",
-                         what="the deployment's page after Submit", shot=tmp_path / "submitted.png")
+        await submit_run(
+            page,
+            lambda: page.click("Submit"),
+            no_run_yet=no_run_yet,
+            done=f"!location.pathname.endsWith('/run') && location.pathname.startsWith('{V2}/')",
+            what="the deployment's page after Submit",
+            shot=tmp_path / "submitted.png",
+        )
         async with prefect_server.client() as client:
+
             async def created() -> list[Any]:
                 return await new_runs(client, deployment.id, pressed)
 
@@ -620,18 +731,30 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
             await type_into(page, "Resume run", "https://prefect/runs/flow-run/1")
             await page.click("Submit")
             shot = README_SHOTS / "run-form-refused.png"
-            errors = await page.wait_for(f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()",
-                                         timeout=30, what="the form's refusal", shot=shot)
+            errors = await page.wait_for(
+                f"(() => {{ const e = {_ERRORS}; return e.length ? e : null; }})()",
+                timeout=30,
+                what="the form's refusal",
+                shot=shot,
+            )
             await page.screenshot(shot)
             assert any("'https://prefect/runs/flow-run/1' does not match" in e for e in errors), errors
             assert [r.id for r in await new_runs(client, deployment.id, pressed)] == [run.id]
 
             # a second run of the drill while it runs: cancelled by the deployment's limit before it starts, and
             # named after its drill all the same (vaodrill serve names runs at their creation)
-            await wait_for_run(client, run.id, lambda r: r.state.is_running(), timeout=60,
-                               what="the form's drill running", extra=served.diagnose)
-            second = await client.create_flow_run_from_deployment(deployment.id, parameters={"request": {
-                "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}})
+            await wait_for_run(
+                client,
+                run.id,
+                lambda r: r.state.is_running(),
+                timeout=60,
+                what="the form's drill running",
+                extra=served.diagnose,
+            )
+            second = await client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"request": {"drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}},
+            )
             assert not RUN_NAME.match(second.name), second.name  # Prefect's random name at creation
 
             async def cancelled_and_named() -> Any:
@@ -642,12 +765,15 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
             assert named.state.is_cancelled() and named.run_count == 0, named.state
             assert named.name.startswith(f"{DRILL} · "), named.name
 
-            finished = await wait_for_run(client, run.id, is_final, timeout=180, what="the form's drill to end",
-                                          extra=served.diagnose)
+            finished = await wait_for_run(
+                client, run.id, is_final, timeout=180, what="the form's drill to end", extra=served.diagnose
+            )
         assert finished.state.is_completed(), finished.state
         # the VAO server field keeps the deployment's default: the block serve saved from its VAO_*
         assert {k: v for k, v in finished.parameters["request"].items() if k != "vao_block"} == {
-            "drill_file": "deployments/drills/demo.yaml", "report_dir": str(report_dir)}, finished.parameters
+            "drill_file": "deployments/drills/demo.yaml",
+            "report_dir": str(report_dir),
+        }, finished.parameters
         assert RUN_NAME.match(finished.name) and finished.name.startswith(f"{DRILL} · "), finished.name
         first = first_run_post(drill_sim, pressed)
         assert first is not None, "the drill never sent a Run"
@@ -663,13 +789,17 @@ async def test_custom_run_form_in_the_default_ui(served: Served, drill_sim: Any,
         check_shot(README_SHOTS / f"{name}.png")
 
 
-@pytest.mark.parametrize(("name", "typed"), [
-    # served against a VAO server, the manual drill asks for its drill file (the dialog shows the run form)
-    ("manual-drill", {"drill_file": "deployments/drills/demo.yaml"}),
-    ("app-stack-monthly", {}),  # the scheduled deployment, untouched
-])
-async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served: Served, drill_sim: Any,
-                                        prefect_server: PrefectServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "typed"),
+    [
+        # served against a VAO server, the manual drill asks for its drill file (the dialog shows the run form)
+        ("manual-drill", {"drill_file": "deployments/drills/demo.yaml"}),
+        ("app-stack-monthly", {}),  # the scheduled deployment, untouched
+    ],
+)
+async def test_quick_run_starts_a_drill(
+    name: str, typed: dict[str, str], served: Served, drill_sim: Any, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     """Deployment page → Run → Quick run → Run, "Validate parameters" on: the drill starts (its first Run POST)
     with the deployment's parameters; it is then cancelled, undone by its cancellation hook, and waited for."""
     import datetime as dt
@@ -686,16 +816,25 @@ async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served
         await page.goto(f"{prefect_server.url}{V2}/deployments/deployment/{deployment.id}")
         await page.wait_for_text([name, "Run"], timeout=60, shot=tmp_path / "deployment.png")
         await press(page, "Run")
-        await page.wait_for("document.querySelectorAll('[role=menuitem]').length > 0", timeout=10,
-                            what="the Run menu", shot=tmp_path / "menu.png")
+        await page.wait_for(
+            "document.querySelectorAll('[role=menuitem]').length > 0",
+            timeout=10,
+            what="the Run menu",
+            shot=tmp_path / "menu.png",
+        )
         await press(page, "Quick run", "[role=menuitem]")
         dialog = "document.querySelector('[role=dialog]')"
         shot = README_SHOTS / f"quick-run-{name}.png"
-        await page.wait_for(f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')"
-                            f" && {dialog}.innerText.includes('Drill file')", timeout=30,
-                            what="the Quick run dialog and its form", shot=shot)
-        assert await page.value(f"{dialog}.querySelector('button[role=switch]').getAttribute('aria-checked')") \
-            == "true", "Validate parameters is off"
+        await page.wait_for(
+            f"!!{dialog} && {dialog}.innerText.includes('Validate parameters')"
+            f" && {dialog}.innerText.includes('Drill file')",
+            timeout=30,
+            what="the Quick run dialog and its form",
+            shot=shot,
+        )
+        assert (
+            await page.value(f"{dialog}.querySelector('button[role=switch]').getAttribute('aria-checked')") == "true"
+        ), "Validate parameters is off"
         assert await page.value(_ERRORS) == [], await page.text()
         labels = {"drill_file": "Drill file"}
         for field, value in typed.items():
@@ -708,22 +847,40 @@ async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served
             async with prefect_server.client() as client:
                 return not await new_runs(client, deployment.id, pressed)
 
-        await submit_run(page, lambda: press(page, "Run", "[role=dialog] button"), done=f"!{dialog}",
-                         no_run_yet=no_run_yet, what="the dialog closing on Run", shot=tmp_path / "after-run.png")
+        await submit_run(
+            page,
+            lambda: press(page, "Run", "[role=dialog] button"),
+            done=f"!{dialog}",
+            no_run_yet=no_run_yet,
+            what="the dialog closing on Run",
+            shot=tmp_path / "after-run.png",
+        )
         async with prefect_server.client() as client:
+
             async def created() -> list[Any]:
                 return await new_runs(client, deployment.id, pressed)
 
             (run,) = await await_until(created, timeout=30, what="the Quick run's flow run")
-            await page.wait_for("window.__toasts.some(t => t.includes('Flow run created'))", timeout=30,
-                                what="the toast confirming the run", shot=tmp_path / "toast.png")
-            await wait_for_run(client, run.id, lambda _: first_run_post(drill_sim, pressed), timeout=120,
-                               what="the drill's first Run POST", extra=served.diagnose)
+            await page.wait_for(
+                "window.__toasts.some(t => t.includes('Flow run created'))",
+                timeout=30,
+                what="the toast confirming the run",
+                shot=tmp_path / "toast.png",
+            )
+            await wait_for_run(
+                client,
+                run.id,
+                lambda _: first_run_post(drill_sim, pressed),
+                timeout=120,
+                what="the drill's first Run POST",
+                extra=served.diagnose,
+            )
             started = await client.read_flow_run(run.id)
             assert started.state.type == StateType.RUNNING, started.state
             # the dialog sends the deployment's parameters, what was typed, and the schema's defaults
-            assert started.parameters == {"request": {"report_dir": "reports", **deployment.parameters["request"],
-                                                      **typed}}, started.parameters
+            assert started.parameters == {
+                "request": {"report_dir": "reports", **deployment.parameters["request"], **typed}
+            }, started.parameters
             shot = README_SHOTS / f"quick-run-{name}-started.png"
             await page.goto(f"{prefect_server.url}{V2}/runs/flow-run/{run.id}")
             drill = started.name.split(" · ")[0]
@@ -734,10 +891,12 @@ async def test_quick_run_starts_a_drill(name: str, typed: dict[str, str], served
             # this drill has done its part: stop it (its cancellation hook undoes what it failed over); not forced,
             # so a drill that has already passed stays Completed (Prefect refuses to cancel a finished run)
             await client.set_flow_run_state(run.id, Cancelling())
-            ended = await wait_for_run(client, run.id, is_final, timeout=120, what="the cancelled drill's end",
-                                       extra=served.diagnose)
+            ended = await wait_for_run(
+                client, run.id, is_final, timeout=120, what="the cancelled drill's end", extra=served.diagnose
+            )
     assert ended.state.is_cancelled() or ended.state.is_completed(), ended.state
     assert RUN_NAME.match(ended.name), ended.name
+
     # cancelled or passed, every plan it failed over is undone, once (a cancelled drill's undos may end after
     # its final state: they are waited for)
     async def all_undone() -> bool:

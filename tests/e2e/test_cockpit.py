@@ -48,9 +48,15 @@ async def test_cockpit_shows_the_demo_drill_and_leaves_nothing_behind(tmp_path: 
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run .ci/install-chromium", pytrace=False)
     home = tmp_path / "cockpit-home"
-    cockpit = Process("vaodrill cockpit", [str(VAODRILL), "cockpit", "--home", str(home)], env=clean_env(),
-                      cwd=REPO_ROOT, log_path=tmp_path / "cockpit.log")
+    cockpit = Process(
+        "vaodrill cockpit",
+        [str(VAODRILL), "cockpit", "--home", str(home)],
+        env=clean_env(),
+        cwd=REPO_ROOT,
+        log_path=tmp_path / "cockpit.log",
+    )
     try:
+
         def printed_url() -> re.Match[str] | None:
             if not cockpit.alive():
                 pytest.fail(f"the cockpit exited with {cockpit.popen.returncode}\n{cockpit.tail()}", pytrace=False)
@@ -60,8 +66,15 @@ async def test_cockpit_shows_the_demo_drill_and_leaves_nothing_behind(tmp_path: 
         ui, run_id = found["ui"], found["id"]
 
         # a second cockpit in the same place says where the first one is, and starts nothing
-        second = subprocess.run([str(VAODRILL), "cockpit", "--home", str(home)], env=clean_env(), cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        second = subprocess.run(
+            [str(VAODRILL), "cockpit", "--home", str(home)],
+            env=clean_env(),
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         assert second.returncode == 2, second
         assert "already running" in second.stderr and ui in second.stderr, second.stderr
 
@@ -87,9 +100,13 @@ async def test_cockpit_shows_the_demo_drill_and_leaves_nothing_behind(tmp_path: 
         async with Chromium(tmp_path) as page:
             await page.goto(f"{ui}/runs/flow-run/{run_id}")
             await page.wait_for_text([DRILL, "Completed"], timeout=90, shot=tmp_path / "cockpit-run.png")
-            await page.wait_for("(() => { const c = document.querySelector('.flow-run-graph canvas');"
-                                " return !!c && c.getBoundingClientRect().width > 500; })()",
-                                timeout=30, what="the run graph's canvas", shot=tmp_path / "cockpit-graph.png")
+            await page.wait_for(
+                "(() => { const c = document.querySelector('.flow-run-graph canvas');"
+                " return !!c && c.getBoundingClientRect().width > 500; })()",
+                timeout=30,
+                what="the run graph's canvas",
+                shot=tmp_path / "cockpit-graph.png",
+            )
             await page.click("Artifacts")
             await page.wait_for_text([f"drill-{DRILL}-report"], timeout=60, shot=tmp_path / "cockpit-artifacts.png")
 

@@ -33,7 +33,8 @@ DRILL = "demo-app-stack"
 
 
 async def test_drill_deployment_completes(
-        drill_run: FinishedRun, prefect_server: PrefectServer, served: Served) -> None:
+    drill_run: FinishedRun, prefect_server: PrefectServer, served: Served
+) -> None:
     async with prefect_server.client() as client:
         run = drill_run.flow_run
         assert run.state.is_completed(), await run_summary(client, drill_run.flow_run_id)
@@ -46,7 +47,8 @@ async def test_drill_deployment_completes(
 async def test_drill_artifacts(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
     async with prefect_server.client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id])))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[drill_run.flow_run_id]))
+        )
     by_key = {a.key: a for a in artifacts if a.key}
     assert {f"drill-{DRILL}-report", f"drill-{DRILL}-plans"} <= set(by_key), sorted(by_key)
 
@@ -63,9 +65,16 @@ async def test_drill_artifacts(drill_run: FinishedRun, prefect_server: PrefectSe
 
 
 async def test_drill_events(drill_run: FinishedRun, prefect_server: PrefectServer) -> None:
-    names = ["vaodrill.failover.started", "vaodrill.failover.completed", "vaodrill.failover.failed",
-             "vaodrill.undo.completed", "vaodrill.undo.failed", "vaodrill.drill.completed"]
+    names = [
+        "vaodrill.failover.started",
+        "vaodrill.failover.completed",
+        "vaodrill.failover.failed",
+        "vaodrill.undo.completed",
+        "vaodrill.undo.failed",
+        "vaodrill.drill.completed",
+    ]
     async with prefect_server.client() as client:
+
         async def all_recorded() -> list[Any] | None:
             # events are persisted asynchronously by the server's event persister
             events = await read_events(client, drill_run.flow_run_id, names)
@@ -117,8 +126,9 @@ def test_drill_report_files(drill_run: FinishedRun) -> None:
     assert report["run_id"] == str(drill_run.flow_run_id)
 
 
-async def test_a_missing_drill_file_fails_the_run_at_once(served: Served, prefect_server: PrefectServer,
-                                                          tmp_path: Path) -> None:
+async def test_a_missing_drill_file_fails_the_run_at_once(
+    served: Served, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     """A drill file that does not exist on the machine that runs the drill: the run fails at its start, with the
     path in its state message, and nothing is sent to VAO."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -126,11 +136,13 @@ async def test_a_missing_drill_file_fails_the_run_at_once(served: Served, prefec
     from .conftest import await_until, is_final, wait_for_run
 
     missing = "deployments/drills/no-such-drill.yaml"
-    flow_run_id = served.server.run_deployment("dr-drill/manual-drill", {"request": {
-        "drill_file": missing, "report_dir": str(tmp_path)}})
+    flow_run_id = served.server.run_deployment(
+        "dr-drill/manual-drill", {"request": {"drill_file": missing, "report_dir": str(tmp_path)}}
+    )
     async with prefect_server.client() as client:
-        run = await wait_for_run(client, flow_run_id, is_final, timeout=120, what="the run's end",
-                                 extra=served.diagnose)
+        run = await wait_for_run(
+            client, flow_run_id, is_final, timeout=120, what="the run's end", extra=served.diagnose
+        )
 
         async def logged() -> list[Any] | None:  # a run's logs reach the API in batches, after its state
             logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
@@ -163,8 +175,9 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-async def test_the_processes_serve_starts_have_no_vao_variables(served: Served, drill_sim: Simulator,
-                                                                 prefect_server: PrefectServer, tmp_path: Path) -> None:
+async def test_the_processes_serve_starts_have_no_vao_variables(
+    served: Served, drill_sim: Simulator, prefect_server: PrefectServer, tmp_path: Path
+) -> None:
     """``vaodrill serve`` was started with the simulator's ``VAO_*`` (password included) in its environment; the
     flow-run process it starts, read from /proc while it fails a plan over, has no ``VAO_*`` at all."""
     from .conftest import is_final, wait_for_run, wait_until
@@ -172,12 +185,21 @@ async def test_the_processes_serve_starts_have_no_vao_variables(served: Served, 
     drill_sim.reset()
     core = drill_sim.plans()["Core Network"]["id"]
     drill_sim.http.patch(f"/_sim/plans/{core}", json={"failover_duration": 3600}).raise_for_status()
-    flow_run_id = served.server.run_deployment("dr-drill/manual-drill", {"request": {
-        "drill_file": "deployments/drills/demo.yaml", "report_dir": str(tmp_path), "vao_block": SERVED_BLOCK}})
+    flow_run_id = served.server.run_deployment(
+        "dr-drill/manual-drill",
+        {
+            "request": {
+                "drill_file": "deployments/drills/demo.yaml",
+                "report_dir": str(tmp_path),
+                "vao_block": SERVED_BLOCK,
+            }
+        },
+    )
     async with prefect_server.client() as client:
         try:
-            wait_until(lambda: drill_sim.plan_posts("Run"), timeout=120, what="the drill's first Run",
-                       diagnose=served.diagnose)
+            wait_until(
+                lambda: drill_sim.plan_posts("Run"), timeout=120, what="the drill's first Run", diagnose=served.diagnose
+            )
             environs = {}
             for pid in descendants(served.process.pid):
                 try:
@@ -190,8 +212,9 @@ async def test_the_processes_serve_starts_have_no_vao_variables(served: Served, 
             assert any(b"PREFECT__FLOW_RUN_ID=" + str(flow_run_id).encode() in env for env in environs.values())
         finally:
             await client.set_flow_run_state(flow_run_id, _cancelling(), force=True)
-            await wait_for_run(client, flow_run_id, is_final, timeout=180, what="the cancelled run's end",
-                               extra=served.diagnose)
+            await wait_for_run(
+                client, flow_run_id, is_final, timeout=180, what="the cancelled run's end", extra=served.diagnose
+            )
             drill_sim.reset()
 
 

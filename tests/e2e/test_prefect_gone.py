@@ -46,27 +46,50 @@ def test_a_prefect_api_gone_mid_drill_holds_no_run_back(sim_factory: Callable[..
     home.mkdir()
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    server = Process("prefect server", [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-                                        "--no-ui"],
-                     env=clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false"), cwd=tmp_path,
-                     log_path=tmp_path / "server.log")
+    server = Process(
+        "prefect server",
+        [str(PREFECT), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
+        env=clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false"),
+        cwd=tmp_path,
+        log_path=tmp_path / "server.log",
+    )
     drill: Process | None = None
     try:
-        wait_until(lambda: _healthy(api) or not server.alive(), timeout=180, what="prefect server start",
-                   diagnose=server.tail)
+        wait_until(
+            lambda: _healthy(api) or not server.alive(), timeout=180, what="prefect server start", diagnose=server.tail
+        )
         assert server.alive(), server.tail()
         sim = sim_factory("demo", time_scale=120)
         spec = write_spec(tmp_path, poll_interval="0.5s")
-        env = clean_env(PREFECT_API_URL=api, PREFECT_HOME=str(tmp_path / "client-home"), VAO_URL=sim.url,
-                        VAO_USERNAME="demo", VAO_PASSWORD="demo")
-        drill = Process("vaodrill run", [str(VAODRILL), "run", str(spec), "--report-dir", str(tmp_path / "reports")],
-                        env=env, cwd=tmp_path, log_path=tmp_path / "drill.log")
-        wait_until(lambda: sim.posts("Run") or not drill.alive(), timeout=180, what="the drill's first Run",
-                   interval=0.05, diagnose=drill.tail)
+        env = clean_env(
+            PREFECT_API_URL=api,
+            PREFECT_HOME=str(tmp_path / "client-home"),
+            VAO_URL=sim.url,
+            VAO_USERNAME="demo",
+            VAO_PASSWORD="demo",
+        )
+        drill = Process(
+            "vaodrill run",
+            [str(VAODRILL), "run", str(spec), "--report-dir", str(tmp_path / "reports")],
+            env=env,
+            cwd=tmp_path,
+            log_path=tmp_path / "drill.log",
+        )
+        wait_until(
+            lambda: sim.posts("Run") or not drill.alive(),
+            timeout=180,
+            what="the drill's first Run",
+            interval=0.05,
+            diagnose=drill.tail,
+        )
         os.killpg(server.pid, signal.SIGKILL)
         killed_at = time.time()
-        found = wait_until(lambda: next(iter((tmp_path / "reports").glob("*/*/report.json")), None), timeout=180,
-                           what="the drill's report after Prefect went away", diagnose=drill.tail)
+        found = wait_until(
+            lambda: next(iter((tmp_path / "reports").glob("*/*/report.json")), None),
+            timeout=180,
+            what="the drill's report after Prefect went away",
+            diagnose=drill.tail,
+        )
     finally:
         for process in (drill, server):
             if process is not None:
@@ -79,10 +102,15 @@ def test_a_prefect_api_gone_mid_drill_holds_no_run_back(sim_factory: Callable[..
 
     entries = sim.requests()
     lists = sorted(_at(e) for e in entries if e["method"] == "GET" and e["path"] == "/v2/FailoverPlans")
-    ended = {name: datetime.fromisoformat(next(s for s in plans[name]["stages"] if s["kind"] == "Failover")
-                                          ["ended_at"]).timestamp() for name in ids}
-    runs = {e["path"].split("/")[3].lower(): _at(e) for e in entries
-            if e["method"] == "POST" and e["path"].endswith("/Run")}
+    ended = {
+        name: datetime.fromisoformat(
+            next(s for s in plans[name]["stages"] if s["kind"] == "Failover")["ended_at"]
+        ).timestamp()
+        for name in ids
+    }
+    runs = {
+        e["path"].split("/")[3].lower(): _at(e) for e in entries if e["method"] == "POST" and e["path"].endswith("/Run")
+    }
 
     def first_read_after(plan_id: str, instant: float) -> float:
         """The first reading that could show the plan: the shared list, or a GET of that plan."""

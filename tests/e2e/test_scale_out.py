@@ -63,8 +63,9 @@ RECOVERY_BOUND = ZOMBIE_AFTER + TRIGGER_PERIOD + 85
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(not PG_INITDB.exists(), reason=f"PostgreSQL 15 binaries missing ({PG_INITDB}): "
-                                                      "apt-get install postgresql"),
+    pytest.mark.skipif(
+        not PG_INITDB.exists(), reason=f"PostgreSQL 15 binaries missing ({PG_INITDB}): apt-get install postgresql"
+    ),
 ]
 
 
@@ -160,8 +161,10 @@ async def topology(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[An
     print(f"\ntopology up in {time.monotonic() - started:.0f}s: {topo.timings}")
     try:
         for server in topo.servers:
-            httpx.post(f"{server.url}/_sim/faults", json={"method": "POST", "path": "/v2/FailoverPlans/*/*",
-                                                         "latency": LATENCY}).raise_for_status()
+            httpx.post(
+                f"{server.url}/_sim/faults",
+                json={"method": "POST", "path": "/v2/FailoverPlans/*/*", "latency": LATENCY},
+            ).raise_for_status()
         yield topo
     finally:
         topo.down()
@@ -188,10 +191,13 @@ async def wait_final(client: Any, ids: list[UUID], timeout: float, topo: Any) ->
         if len(runs) == len(ids) and all(r.state is not None and r.state.is_final() for r in runs.values()):
             return runs
         if time.monotonic() > deadline:
-            pending = {r.name: r.state.name if r.state else None for r in runs.values()
-                       if not (r.state and r.state.is_final())}
-            pytest.fail(f"after {timeout}s still running: {pending}\n" + "\n".join(
-                w.tail(30) for w in topo.workers), pytrace=False)
+            pending = {
+                r.name: r.state.name if r.state else None for r in runs.values() if not (r.state and r.state.is_final())
+            }
+            pytest.fail(
+                f"after {timeout}s still running: {pending}\n" + "\n".join(w.tail(30) for w in topo.workers),
+                pytrace=False,
+            )
         await asyncio.sleep(1)
 
 
@@ -238,14 +244,16 @@ async def test_ten_concurrent_drills_on_five_servers(topology: Any) -> None:
         assert set(runs_per_plan.values()) == {1}, f"{site.server.url}: Runs per plan {runs_per_plan}"
         assert set(undos_per_plan.values()) == {1}, f"{site.server.url}: Undos per plan {undos_per_plan}"
         assert all(is_clean(p) for p in records.values()), [
-            (n, p["planState"], p["planInUse"]) for n, p in records.items() if not is_clean(p)]
+            (n, p["planState"], p["planInUse"]) for n, p in records.items() if not is_clean(p)
+        ]
         peaks[site.server.host] = max_in_flight(site.posts(), LATENCY)
         assert limits[site.server.limit].limit == WRITE_LIMIT
         assert limits[site.server.limit].active_slots == 0, limits[site.server.limit]
     # never more than the limit in flight on any server; and the limit was reached somewhere, so the check could
     # fail (whether two drills' POSTs meet on every server depends on timing, not on vaodrill)
     assert max(peaks.values()) == WRITE_LIMIT and all(p <= WRITE_LIMIT for p in peaks.values()), (
-        f"most POSTs in flight per server: {peaks}")
+        f"most POSTs in flight per server: {peaks}"
+    )
 
     journals = [json.loads(line) for path in topo.journal_dir.glob("*.jsonl") for line in path.read_text().splitlines()]
     closed = {j["run_id"] for j in journals if j["type"] == "close"}
@@ -255,8 +263,10 @@ async def test_ten_concurrent_drills_on_five_servers(topology: Any) -> None:
     assert not [n for n, t in texts.items() if "database is locked" in t], "database is locked"
     server_errors = [line for line in texts["server.log"].splitlines() if re.search(r"\bERROR\b|Traceback", line)]
     assert not server_errors, "\n".join(server_errors[:20])
-    print(f"\n{len(ids)} drills x {PLANS} plans on {SERVERS} servers passed in {seconds:.0f}s; runs per worker "
-          f"{by_worker}; most POSTs in flight per server {peaks}")
+    print(
+        f"\n{len(ids)} drills x {PLANS} plans on {SERVERS} servers passed in {seconds:.0f}s; runs per worker "
+        f"{by_worker}; most POSTs in flight per server {peaks}"
+    )
 
 
 async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None:
@@ -275,8 +285,9 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
         async def between_posts() -> bool:
             """Two Runs answered and none of the server's write slots held: no POST of the drill in flight. (A
             process killed in a POST keeps its slot until the lease expires, 300 s, and the Undo waits for it.)"""
-            answered = [e for e in site.posts("Run") if e["status"] is not None
-                        and e["path"].split("/")[3].lower() in plan_ids]
+            answered = [
+                e for e in site.posts("Run") if e["status"] is not None and e["path"].split("/")[3].lower() in plan_ids
+            ]
             return len(answered) >= 2 and await slots_held() == 0
 
         deadline = time.monotonic() + 120
@@ -301,15 +312,15 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
             from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterDeploymentId
 
             deployment = await client.read_deployment_by_name(up.RECOVERY_DEPLOYMENT)
-            found = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id])))
+            found = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(deployment_id=FlowRunFilterDeploymentId(any_=[deployment.id]))
+            )
             return [r for r in found if r.parameters.get("flow_run_id") == str(crashed_id)]
 
         async def eventually(check: Any, what: str) -> Any:
             while not (result := await check()):
                 if time.monotonic() - killed_at > RECOVERY_BOUND:
-                    pytest.fail(f"{what}: not within {RECOVERY_BOUND}s of the kill\n{survivor.tail(40)}",
-                                pytrace=False)
+                    pytest.fail(f"{what}: not within {RECOVERY_BOUND}s of the kill\n{survivor.tail(40)}", pytrace=False)
                 await asyncio.sleep(1)
             return result
 
@@ -326,18 +337,21 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
         started = {p for p, n in runs.items() if n}
         assert recovery_run.state.is_completed(), recovery_run.state
         records = site.plans(names)
-        assert all(is_clean(p) for p in records.values()), {n: (p["planState"], p["planInUse"])
-                                                            for n, p in records.items()}
+        assert all(is_clean(p) for p in records.values()), {
+            n: (p["planState"], p["planInUse"]) for n, p in records.items()
+        }
         assert submitted_by(topo, recovery_run.id) == [survivor.name]
 
         from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventRelatedFilter
 
         now = datetime.now().astimezone()
         event_filter = EventFilter(
-            occurred=EventOccurredFilter.model_validate({"since": now - timedelta(minutes=10),
-                                                         "until": now + timedelta(minutes=5)}),
+            occurred=EventOccurredFilter.model_validate(
+                {"since": now - timedelta(minutes=10), "until": now + timedelta(minutes=5)}
+            ),
             event=EventNameFilter(name=["vaodrill.drill.cancelled", "vaodrill.undo.completed"]),
-            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"]))
+            related=EventRelatedFilter(id=[f"prefect.flow-run.{recovery_run.id}"]),
+        )
         deadline = time.monotonic() + 30  # the server persists events asynchronously
         while True:
             kinds = sorted(e.event for e in (await client.read_events(filter=event_filter, limit=50)).events)
@@ -352,10 +366,12 @@ async def test_lost_worker_is_recovered_by_the_automation(topology: Any) -> None
     assert journal[-1]["type"] == "close" and journal[-1].get("recovered") is True, journal[-1]
     # the recovery is reported as events of the recovery run (its artifact: see the report of issue 12)
     assert "vaodrill.drill.cancelled" in kinds and kinds.count("vaodrill.undo.completed") == len(started), kinds
-    print(f"\nkilled {worker.name} ({len(killed)} processes) {killed_at - submitted:.0f}s after the drill was "
-          f"submitted, after {runs_at_kill} Runs: Crashed after "
-          f"{crashed_after:.0f}s, recovered by {survivor.name}, all plans clean after {recovered_after:.0f}s "
-          f"(bound {RECOVERY_BOUND}s)")
+    print(
+        f"\nkilled {worker.name} ({len(killed)} processes) {killed_at - submitted:.0f}s after the drill was "
+        f"submitted, after {runs_at_kill} Runs: Crashed after "
+        f"{crashed_after:.0f}s, recovered by {survivor.name}, all plans clean after {recovered_after:.0f}s "
+        f"(bound {RECOVERY_BOUND}s)"
+    )
 
 
 async def test_two_drills_naming_the_same_plan(topology: Any) -> None:
@@ -368,7 +384,8 @@ async def test_two_drills_naming_the_same_plan(topology: Any) -> None:
     plan_id = site.plans([plan])[plan]["id"].lower()
     async with topo.client() as client:
         held = await client.increment_concurrency_slots_with_lease(
-            names=[topo.servers[1].limit], slots=WRITE_LIMIT, mode="concurrency", lease_duration=300)
+            names=[topo.servers[1].limit], slots=WRITE_LIMIT, mode="concurrency", lease_duration=300
+        )
         lease = UUID(held.json()["lease_id"])
         try:
             first = await run_deployment(client, "same-a")

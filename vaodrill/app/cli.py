@@ -41,12 +41,14 @@ def demo_drill() -> Path:
 
 
 app = typer.Typer(
-    name="vaodrill", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    name="vaodrill",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     help="Scheduled, observable, provable DR drills for Veeam Availability Orchestrator, on Prefect.\n\n"
-         "Exit codes: 0 passed, 1 drill failed, 2 bad input or configuration.",
+    "Exit codes: 0 passed, 1 drill failed, 2 bad input or configuration.",
 )
-
 
 
 # -- commands -------------------------------------------------------------------------------------------
@@ -73,8 +75,9 @@ def simulator(
     password: Annotated[str, typer.Option(help="Accepted password")] = "demo",
     cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS")] = None,
     key: Annotated[Path | None, typer.Option(help="TLS private key (PEM)")] = None,
-    api: Annotated[SimulatedApi, typer.Option(help="VAO's v2, VRO's API (/api/token, /api/v13...) or both")]
-    = SimulatedApi.BOTH,
+    api: Annotated[
+        SimulatedApi, typer.Option(help="VAO's v2, VRO's API (/api/token, /api/v13...) or both")
+    ] = SimulatedApi.BOTH,
 ) -> None:
     """Serve a simulated VAO REST API v2 and VRO REST API (with a control plane under /_sim/).
 
@@ -92,8 +95,17 @@ def simulator(
         raise UserError("--time-scale must be greater than 0")
     from vaodrill.simulator.server import serve
 
-    serve(host=host, port=port, scenario=scenario, time_scale=time_scale, username=username, password=password,
-          certfile=str(cert) if cert else None, keyfile=str(key) if key else None, api=api.value)
+    serve(
+        host=host,
+        port=port,
+        scenario=scenario,
+        time_scale=time_scale,
+        username=username,
+        password=password,
+        certfile=str(cert) if cert else None,
+        keyfile=str(key) if key else None,
+        api=api.value,
+    )
 
 
 @app.command()
@@ -118,8 +130,10 @@ def plans(
 @app.command()
 @connection_options
 def doctor(
-    drill: Annotated[Path | None, typer.Option("--drill", help="Also require the plans of this drill spec to be "
-                                               "runnable", show_default=False)] = None,
+    drill: Annotated[
+        Path | None,
+        typer.Option("--drill", help="Also require the plans of this drill spec to be runnable", show_default=False),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for machines")] = False,
     vao: ConnectionOptions = NO_OPTIONS,
 ) -> None:
@@ -166,11 +180,22 @@ def validate(
     show_validation(drill, now, as_json=as_json, vao_timezone=vao_timezone)
 
 
-RunId = Annotated[str | None, typer.Option("--run-id", help="Resume this drill run from its journal (never sends a "
-                                          "Run twice); default: a new run", show_default=False)]
-JournalDir = Annotated[Path | None, typer.Option("--journal-dir", help="Where drill journals are kept "
-                                                 "[env VAODRILL_JOURNAL_DIR, default <report-dir>/journal]",
-                                                 show_default=False)]
+RunId = Annotated[
+    str | None,
+    typer.Option(
+        "--run-id",
+        help="Resume this drill run from its journal (never sends a Run twice); default: a new run",
+        show_default=False,
+    ),
+]
+JournalDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--journal-dir",
+        help="Where drill journals are kept [env VAODRILL_JOURNAL_DIR, default <report-dir>/journal]",
+        show_default=False,
+    ),
+]
 ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where reports are written")]
 
 
@@ -178,8 +203,7 @@ ReportDir = Annotated[Path, typer.Option("--report-dir", help="Where reports are
 @connection_options
 def run(
     drill: Annotated[Path, typer.Argument(help="Drill spec (YAML)")],
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="No POST at all: resolve, check, print the calls")]
-    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="No POST at all: resolve, check, print the calls")] = False,
     report_dir: ReportDir = Path("reports"),
     run_id: RunId = None,
     journal_dir: JournalDir = None,
@@ -204,20 +228,21 @@ def run(
             return
         approval = None
         if spec.mode == "failover" and not settings.simulated:
-            approval = {"approver": who(), "change_ticket": "",
-                        "how": "--yes on the command line" if yes else confirm_real_failover(spec, settings)}
-        code = run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir,
-                          approval=approval)
+            approval = {
+                "approver": who(),
+                "change_ticket": "",
+                "how": "--yes on the command line" if yes else confirm_real_failover(spec, settings),
+            }
+        code = run_drill(drill, spec, settings, report_dir, run_id=run_id, journal_dir=journal_dir, approval=approval)
     raise typer.Exit(code)
-
-
 
 
 @app.command()
 @connection_options
 def recover(
-    run_id: Annotated[str | None, typer.Argument(help="The drill run to recover; default: every unclosed run",
-                                                 show_default=False)] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(help="The drill run to recover; default: every unclosed run", show_default=False)
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before undoing")] = False,
     report_dir: ReportDir = Path("reports"),
     journal_dir: JournalDir = None,
@@ -250,21 +275,21 @@ def recover(
     settings = resolve_settings(vao)
     if settings is None:
         servers = sorted({str(r.opened.get("server")) for r in runs})
-        raise UserError(f"recover needs the VAO server of these runs ({', '.join(servers)}): give --vao-url or "
-                        f"VAO_URL and credentials")
+        raise UserError(
+            f"recover needs the VAO server of these runs ({', '.join(servers)}): give --vao-url or "
+            f"VAO_URL and credentials"
+        )
     code = asyncio.run(recover_runs(runs, settings, yes))
     raise typer.Exit(code)
-
-
-
-
 
 
 @app.command()
 def verify(
     run_dir: Annotated[Path, typer.Argument(help="A run's report folder, e.g. reports/<drill>/<stamp>-<run>")],
-    journal: Annotated[Path | None, typer.Option("--journal", help="The run's journal, when it was moved "
-                                                 "(default: where report.json says)")] = None,
+    journal: Annotated[
+        Path | None,
+        typer.Option("--journal", help="The run's journal, when it was moved (default: where report.json says)"),
+    ] = None,
 ) -> None:
     """Recompute a run's hashes: report files, evidence pack and the journal's hash chain.
 
@@ -282,15 +307,23 @@ def verify(
 @app.command()
 def history(
     report_dir: ReportDir = Path("reports"),
-    drill: Annotated[list[str] | None, typer.Option("--drill", metavar="NAME",
-                                                    help="Only this drill (repeatable)")] = None,
-    plan: Annotated[list[str] | None, typer.Option("--plan", metavar="NAME",
-                                                   help="Only this plan (repeatable)")] = None,
-    since: Annotated[str | None, typer.Option("--since", metavar="DATE",
-                                              help="Only runs started from this date (ISO 8601)")] = None,
-    spec: Annotated[list[Path] | None, typer.Option("--spec", metavar="FILE|DIR", help="Drill spec file or folder: "
-                                                    "its history policy and plans (repeatable; default policy: "
-                                                    "max_age 365d)")] = None,
+    drill: Annotated[
+        list[str] | None, typer.Option("--drill", metavar="NAME", help="Only this drill (repeatable)")
+    ] = None,
+    plan: Annotated[
+        list[str] | None, typer.Option("--plan", metavar="NAME", help="Only this plan (repeatable)")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="DATE", help="Only runs started from this date (ISO 8601)")
+    ] = None,
+    spec: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--spec",
+            metavar="FILE|DIR",
+            help="Drill spec file or folder: its history policy and plans (repeatable; default policy: max_age 365d)",
+        ),
+    ] = None,
     check: Annotated[bool, typer.Option("--check", help="Exit 1 naming each overdue or regressed plan")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page")] = None,
@@ -307,16 +340,25 @@ def history(
     """
     from vaodrill.app.show import show_history
 
-    show_history(report_dir, drills=drill or [], plans=plan or [], since=since, specs=spec or [], check=check,
-                 as_json=as_json, html=html)
+    show_history(
+        report_dir,
+        drills=drill or [],
+        plans=plan or [],
+        since=since,
+        specs=spec or [],
+        check=check,
+        as_json=as_json,
+        html=html,
+    )
 
 
 @app.command()
 def demo(
     report_dir: ReportDir = Path("reports"),
     time_scale: Annotated[float, typer.Option(help="Simulated seconds per real second")] = DEMO_TIME_SCALE,
-    api: Annotated[DemoApi, typer.Option(help="The simulator's API the drill speaks: VAO v2 or VRO (v13)")]
-    = DemoApi.V2,
+    api: Annotated[
+        DemoApi, typer.Option(help="The simulator's API the drill speaks: VAO v2 or VRO (v13)")
+    ] = DemoApi.V2,
 ) -> None:
     """The demo drill on an embedded simulator, in under a minute (a flow run if a Prefect API is configured).
 
@@ -334,7 +376,8 @@ def demo(
 @app.command()
 def cockpit(
     home: Annotated[Path, typer.Option(help="Where the cockpit keeps its Prefect server's home and logs")] = Path(
-        ".cockpit"),
+        ".cockpit"
+    ),
 ) -> None:
     """The Prefect UI with the demo drill in it: a local Prefect server, the deployments served against the
     embedded simulator, the demo drill as a flow run; Ctrl-C stops everything it started.
@@ -360,8 +403,14 @@ def serve(
     vao: ConnectionOptions = NO_OPTIONS,
     limit: Annotated[int, typer.Option(help="Flow runs at once on this machine")] = 4,
     time_scale: Annotated[float, typer.Option(help="Simulator speed, when no VAO server is configured")] = 60.0,
-    poll: Annotated[float, typer.Option(help="Seconds between two looks for runs to start (a Run pressed in the "
-                                             "UI starts within this)", min=0.5, max=60)] = 1.0,
+    poll: Annotated[
+        float,
+        typer.Option(
+            help="Seconds between two looks for runs to start (a Run pressed in the UI starts within this)",
+            min=0.5,
+            max=60,
+        ),
+    ] = 1.0,
 ) -> None:
     """Serve the deployments of deployments/ (scheduled, manual, approval-gated, recovery) from this machine.
 
@@ -390,11 +439,14 @@ def serve(
     from vaodrill_prefect.tasks.blocks import VaoServer
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
-        err_console.print(f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "
-                          f"(demo scenario, time x{time_scale:g}) at {server.url}")
+        err_console.print(
+            f"[bold yellow]⚑ No VAO server configured: the served runs use an embedded simulator[/] "
+            f"(demo scenario, time x{time_scale:g}) at {server.url}"
+        )
         # the served runs reach it through a block, as they would a real server: nothing in their environment
-        VaoServer(url=server.url, username="demo", password=SecretStr("demo"),
-                  simulated=True).save(SIMULATOR_BLOCK, overwrite=True)
+        VaoServer(url=server.url, username="demo", password=SecretStr("demo"), simulated=True).save(
+            SIMULATOR_BLOCK, overwrite=True
+        )
         serve_all(limit=limit, block=SIMULATOR_BLOCK, simulated=True, poll_seconds=poll)
 
 

@@ -68,8 +68,9 @@ class Child:
 
 def _start(name: str, argv: list[str], env: dict[str, str], log_path: Path) -> Child:
     with log_path.open("wb") as log:
-        popen = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     return Child(name, popen, log_path)
 
 
@@ -90,8 +91,10 @@ def _wait(check: Callable[[], bool], child: Child, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while not check():
         if not child.alive():
-            raise CockpitError(f"{child.name} exited with {child.popen.returncode} before {what} "
-                               f"(log: {child.log_path}): {child.tail(1)}")
+            raise CockpitError(
+                f"{child.name} exited with {child.popen.returncode} before {what} "
+                f"(log: {child.log_path}): {child.tail(1)}"
+            )
         if time.monotonic() > deadline:
             raise CockpitError(f"no {what} within {START_TIMEOUT:.0f}s (log: {child.log_path})")
         time.sleep(0.25)
@@ -118,8 +121,9 @@ def _lock(home: Path) -> Iterator[IO[str]]:
             except ValueError:
                 other = {}
             where = f" at {other['ui']} (pid {other.get('pid')})" if "ui" in other else ""
-            raise CockpitError(f"a cockpit is already running in {home.parent}{where}; stop it with Ctrl-C "
-                               f"in its terminal") from None
+            raise CockpitError(
+                f"a cockpit is already running in {home.parent}{where}; stop it with Ctrl-C in its terminal"
+            ) from None
         try:
             yield lock
         finally:
@@ -160,13 +164,17 @@ def run(home: Path, *, say: Callable[[str], None], bin_dir: Path | None = None) 
         stop = _stop_on_signals()
         try:
             say(f"starting Prefect server at {ui} (home {server_home})")
-            server = _start("prefect server", [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1",
-                                               "--port", str(port)],
-                            _clean_env(PREFECT_HOME=str(server_home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-                                       PREFECT_SERVER_DATABASE_CONNECTION_URL=(
-                                           f"sqlite+aiosqlite:///{server_home / 'prefect.db'}"),
-                                       PREFECT_SERVER_UI_API_URL=api),
-                            logs / "server.log")
+            server = _start(
+                "prefect server",
+                [str(bin_dir / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                _clean_env(
+                    PREFECT_HOME=str(server_home),
+                    PREFECT_SERVER_ANALYTICS_ENABLED="false",
+                    PREFECT_SERVER_DATABASE_CONNECTION_URL=(f"sqlite+aiosqlite:///{server_home / 'prefect.db'}"),
+                    PREFECT_SERVER_UI_API_URL=api,
+                ),
+                logs / "server.log",
+            )
             children.append(server)
             _wait(lambda: _answers(f"{api}/health"), server, "Prefect API")
             client_env = _clean_env(PREFECT_API_URL=api, PREFECT_HOME=str(server_home / "client"))
@@ -181,8 +189,9 @@ def run(home: Path, *, say: Callable[[str], None], bin_dir: Path | None = None) 
                 time.sleep(0.2)
             if not stop():
                 dead = next(child for child in children if not child.alive())
-                raise CockpitError(f"{dead.name} exited with {dead.popen.returncode} (log: {dead.log_path}): "
-                                   f"{dead.tail(1)}")
+                raise CockpitError(
+                    f"{dead.name} exited with {dead.popen.returncode} (log: {dead.log_path}): {dead.tail(1)}"
+                )
         finally:
             for child in reversed(children):
                 child.stop()

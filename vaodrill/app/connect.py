@@ -25,44 +25,80 @@ from vaodrill.vao.connection import ConnectionSettings
 
 DEMO_TIME_SCALE = 120.0
 
-VaoTimezone = Annotated[str | None, typer.Option(
-    "--vao-timezone", help="IANA zone of the VAO server clock [env VAO_TIMEZONE, default UTC]", show_default=False)]
-BlockName = Annotated[str | None, typer.Option("--block", help="Name of a saved 'VAO Server' Prefect block",
-                                               show_default=False)]
+VaoTimezone = Annotated[
+    str | None,
+    typer.Option(
+        "--vao-timezone", help="IANA zone of the VAO server clock [env VAO_TIMEZONE, default UTC]", show_default=False
+    ),
+]
+BlockName = Annotated[
+    str | None, typer.Option("--block", help="Name of a saved 'VAO Server' Prefect block", show_default=False)
+]
 
 
 @dataclass(frozen=True)
 class ConnectionOptions:
     """The connection options of one command, as typed (None: not given)."""
 
-    vao_url: Annotated[str | None, typer.Option(
-        "--vao-url", help="VAO base URL, e.g. https://vao:9899 [env VAO_URL]", show_default=False)] = None
-    username: Annotated[str | None, typer.Option(
-        "--username", help="VAO user [env VAO_USERNAME]", show_default=False)] = None
-    password: Annotated[str | None, typer.Option(
-        "--password", show_default=False,
-        help="VAO password. Avoid: any user of this machine can read it in the process list; prefer the prompt, "
-             "--password-stdin, VAO_PASSWORD_FILE or VAO_PASSWORD")] = None
+    vao_url: Annotated[
+        str | None,
+        typer.Option("--vao-url", help="VAO base URL, e.g. https://vao:9899 [env VAO_URL]", show_default=False),
+    ] = None
+    username: Annotated[
+        str | None, typer.Option("--username", help="VAO user [env VAO_USERNAME]", show_default=False)
+    ] = None
+    password: Annotated[
+        str | None,
+        typer.Option(
+            "--password",
+            show_default=False,
+            help="VAO password. Avoid: any user of this machine can read it in the process list; prefer the prompt, "
+            "--password-stdin, VAO_PASSWORD_FILE or VAO_PASSWORD",
+        ),
+    ] = None
     vao_timezone: VaoTimezone = None
-    ca_bundle: Annotated[str | None, typer.Option(
-        "--ca-bundle", help="PEM file to trust for VAO's certificate [env VAO_CA_BUNDLE]", show_default=False)] = None
+    ca_bundle: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-bundle", help="PEM file to trust for VAO's certificate [env VAO_CA_BUNDLE]", show_default=False
+        ),
+    ] = None
     block: BlockName = None
-    client_id: Annotated[str | None, typer.Option(
-        "--client-id", help="Log in as this child client (client_credentials); the secret comes from "
-        "--password-stdin, the prompt or VAO_CLIENT_SECRET [env VAO_CLIENT_ID]", show_default=False)] = None
-    password_stdin: Annotated[bool, typer.Option(
-        "--password-stdin", help="Read the password (or, with --client-id, the client secret) from the first line "
-        "of stdin")] = False
-    allow_insecure_http: Annotated[bool, typer.Option(
-        "--allow-insecure-http", help="Send credentials over plain http:// to a host that is not this machine "
-        "[env VAO_ALLOW_INSECURE_HTTP]")] = False
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            "--client-id",
+            help="Log in as this child client (client_credentials); the secret comes from "
+            "--password-stdin, the prompt or VAO_CLIENT_SECRET [env VAO_CLIENT_ID]",
+            show_default=False,
+        ),
+    ] = None
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password (or, with --client-id, the client secret) from the first line of stdin",
+        ),
+    ] = False
+    allow_insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--allow-insecure-http",
+            help="Send credentials over plain http:// to a host that is not this machine [env VAO_ALLOW_INSECURE_HTTP]",
+        ),
+    ] = False
 
     def flags(self) -> dict[str, Any]:
         """The settings' fields these options give."""
-        return {"url": self.vao_url, "username": self.username, "client_id": self.client_id,
-                "password": SecretStr(self.password) if self.password is not None else None,
-                "server_timezone": self.vao_timezone, "ca_bundle": self.ca_bundle,
-                "allow_insecure_http": True if self.allow_insecure_http else None}
+        return {
+            "url": self.vao_url,
+            "username": self.username,
+            "client_id": self.client_id,
+            "password": SecretStr(self.password) if self.password is not None else None,
+            "server_timezone": self.vao_timezone,
+            "ca_bundle": self.ca_bundle,
+            "allow_insecure_http": True if self.allow_insecure_http else None,
+        }
 
 
 #: A command's options when none is given (typer hands the decorated command its own).
@@ -75,8 +111,10 @@ def connection_options(command: F) -> F:
     names = [f.name for f in fields(ConnectionOptions)]
     hints = inspect.get_annotations(ConnectionOptions, eval_str=True)
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "vao"]
-    added = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
-             for f in fields(ConnectionOptions)]
+    added = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name])
+        for f in fields(ConnectionOptions)
+    ]
 
     def with_options(*args: Any, **kwargs: Any) -> Any:
         vao = ConnectionOptions(**{name: kwargs.pop(name) for name in names})
@@ -100,10 +138,10 @@ def resolve_settings(options: ConnectionOptions) -> ConnectionSettings | None:
         return None
     secret = "client_secret" if settings.client_id else "password"
     given = getattr(settings, secret)
-    if (given is None or not given.get_secret_value()) and (
-            typed := _read_secret(options, secret.replace("_", " "))):
-        return ConnectionSettings.resolve(flags={**options.flags(), secret: SecretStr(typed)}, block=block,
-                                          env=os.environ)
+    if (given is None or not given.get_secret_value()) and (typed := _read_secret(options, secret.replace("_", " "))):
+        return ConnectionSettings.resolve(
+            flags={**options.flags(), secret: SecretStr(typed)}, block=block, env=os.environ
+        )
     return settings
 
 
@@ -152,8 +190,9 @@ def _load_block(name: str) -> ConnectionSettings:
 
 
 @contextmanager
-def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCALE,
-               force_simulator: bool = False, api: str = "v2") -> Iterator[ConnectionSettings]:
+def connection(
+    options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCALE, force_simulator: bool = False, api: str = "v2"
+) -> Iterator[ConnectionSettings]:
     """The configured VAO server, or an embedded simulator (demo scenario) announced by a banner; ``api``: the
     simulator's API a drill speaks (``v2``, or ``vro`` at ``/api/v13``)."""
     settings = None if force_simulator else resolve_settings(options)
@@ -165,6 +204,8 @@ def connection(options: ConnectionOptions, *, time_scale: float = DEMO_TIME_SCAL
 
     with BackgroundServer(create_app("demo", time_scale=time_scale)) as server:
         url = f"{server.url}/api/v13" if api == "vro" else server.url
-        err_console.print(f"[bold yellow]⚑ No VAO server configured: using the embedded simulator[/] "
-                          f"(demo scenario, time x{time_scale:g}) at {url}")
+        err_console.print(
+            f"[bold yellow]⚑ No VAO server configured: using the embedded simulator[/] "
+            f"(demo scenario, time x{time_scale:g}) at {url}"
+        )
         yield ConnectionSettings(url=url, username="demo", password=SecretStr("demo"), simulated=True)

@@ -36,10 +36,15 @@ MAX_CLOCK_SKEW = 300.0
 SHORT_TOKEN = 120.0
 
 #: The plan list of each API, probed without a token: anything but a 404 means the server offers that API.
-API_PROBES = (("VAO v2", "/v2/FailoverPlans"), ("VRO v7.2", "/api/v7.2/Plans"), ("VRO v7.21", "/api/v7.21/Plans"),
-              ("VRO v13", "/api/v13/Plans"))
-CHILD_CLIENT_HINT = ("a child client (VAO_CLIENT_ID / VAO_CLIENT_SECRET) keeps drills from logging out people "
-                     "who use the same account")
+API_PROBES = (
+    ("VAO v2", "/v2/FailoverPlans"),
+    ("VRO v7.2", "/api/v7.2/Plans"),
+    ("VRO v7.21", "/api/v7.21/Plans"),
+    ("VRO v13", "/api/v13/Plans"),
+)
+CHILD_CLIENT_HINT = (
+    "a child client (VAO_CLIENT_ID / VAO_CLIENT_SECRET) keeps drills from logging out people who use the same account"
+)
 
 
 class _Doctor(Probe):
@@ -54,26 +59,41 @@ class _Doctor(Probe):
         speaks = self.client.api
         if not offered:
             self.d.unreachable = True
-            self.d.add("API", False, f"{self.client.base_url} offers neither VAO's REST API v2 (/v2) nor VRO's "
-                       "(/api/v7.2, /api/v7.21, /api/v13): every plan list answered 404",
-                       "check the URL and the port: VAO serves its API on 9899, VRO on 9898")
+            self.d.add(
+                "API",
+                False,
+                f"{self.client.base_url} offers neither VAO's REST API v2 (/v2) nor VRO's "
+                "(/api/v7.2, /api/v7.21, /api/v13): every plan list answered 404",
+                "check the URL and the port: VAO serves its API on 9899, VRO on 9898",
+            )
             raise Stop
         if speaks not in offered:
             self.d.unreachable = True
-            self.d.add("API", False, f"the URL asks for {speaks}, which this server does not offer; it offers "
-                       f"{', '.join(offered)}", "end the URL with /api/v13 (or /api/v7.2, /api/v7.21) for VRO, "
-                       "with /v2 or no API path for VAO v2")
+            self.d.add(
+                "API",
+                False,
+                f"the URL asks for {speaks}, which this server does not offer; it offers {', '.join(offered)}",
+                "end the URL with /api/v13 (or /api/v7.2, /api/v7.21) for VRO, with /v2 or no API path for VAO v2",
+            )
             raise Stop
         self.d.add("API", True, f"speaks {speaks}; the server offers {', '.join(offered)}")
 
     def tls(self) -> None:
         s = self.settings
         if not s.url.startswith("https://"):
-            self.d.add("TLS", None, f"plain HTTP to {s.host}: nothing is encrypted",
-                       "fine for the simulator on this machine; a real VAO serves HTTPS on port 9899")
+            self.d.add(
+                "TLS",
+                None,
+                f"plain HTTP to {s.host}: nothing is encrypted",
+                "fine for the simulator on this machine; a real VAO serves HTTPS on port 9899",
+            )
         elif not s.verify_tls:
-            self.d.add("TLS", None, "HTTPS, but certificate verification is OFF (VAO_VERIFY_TLS=false)",
-                       "trust the server's certificate explicitly instead: --ca-bundle / VAO_CA_BUNDLE")
+            self.d.add(
+                "TLS",
+                None,
+                "HTTPS, but certificate verification is OFF (VAO_VERIFY_TLS=false)",
+                "trust the server's certificate explicitly instead: --ca-bundle / VAO_CA_BUNDLE",
+            )
         elif s.ca_bundle:
             self.d.add("TLS", True, f"HTTPS, certificate verified against the CA bundle {s.ca_bundle}")
         else:
@@ -83,8 +103,7 @@ class _Doctor(Probe):
         s = self.settings
         if s.client_id and s.client_secret is not None:
             grant, who = "client_credentials", f"child client {s.client_id!r}"
-            form = {"grant_type": grant, "client_id": s.client_id,
-                    "client_secret": s.client_secret.get_secret_value()}
+            form = {"grant_type": grant, "client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
         else:
             grant, who = "password", repr(s.username)
             form = {"grant_type": grant, "username": s.username, "password": s.password.get_secret_value()}
@@ -92,22 +111,32 @@ class _Doctor(Probe):
         if answer.status == 404:  # no token endpoint here: which API, if any, does this server offer?
             await self.api()
         if wants_mfa(answer):
-            self.d.add("login", False, f"{grant} grant as {who}: the account needs multi-factor authentication (MFA), "
-                       "which an unattended drill cannot answer",
-                       "use an account without MFA for drills, or a client id and secret (VAO_CLIENT_ID)")
+            self.d.add(
+                "login",
+                False,
+                f"{grant} grant as {who}: the account needs multi-factor authentication (MFA), "
+                "which an unattended drill cannot answer",
+                "use an account without MFA for drills, or a client id and secret (VAO_CLIENT_ID)",
+            )
             raise Stop
         if not answer.ok:
             message = server_message(answer.body)
-            self.d.add("login", False, f"{grant} grant as {who} refused (HTTP {answer.status})"
-                       + (f": {self.redact(message)}" if message else ""),
-                       "check the user name (DOMAIN\\user) and the password, or the child client's id and secret")
+            self.d.add(
+                "login",
+                False,
+                f"{grant} grant as {who} refused (HTTP {answer.status})"
+                + (f": {self.redact(message)}" if message else ""),
+                "check the user name (DOMAIN\\user) and the password, or the child client's id and secret",
+            )
             raise Stop
         token = self._token(answer, "login")
         lifetime = token.expires_in
         hint = "" if grant == "client_credentials" else CHILD_CLIENT_HINT
         if lifetime < SHORT_TOKEN:
-            hint = (f"tokens last only {lifetime:g} s: vaodrill renews them early, expect a token request "
-                    "every minute or so")
+            hint = (
+                f"tokens last only {lifetime:g} s: vaodrill renews them early, expect a token request "
+                "every minute or so"
+            )
         self.d.add("login", True, f"{grant} grant as {who}; the token is valid for {_duration(lifetime)}", hint)
         return token
 
@@ -122,21 +151,34 @@ class _Doctor(Probe):
 
     async def refresh(self, token: TokenResponse) -> None:
         if not token.refresh_token:
-            self.d.add("token refresh", None, "the server gives no refresh token",
-                       "vaodrill logs in again whenever the token expires")
+            self.d.add(
+                "token refresh",
+                None,
+                "the server gives no refresh token",
+                "vaodrill logs in again whenever the token expires",
+            )
             return
         login_token = token.access_token
-        answer = await self.exchange("POST", self.token_url, form={
-            "grant_type": "refresh_token", "refresh_token": token.refresh_token})
+        answer = await self.exchange(
+            "POST", self.token_url, form={"grant_type": "refresh_token", "refresh_token": token.refresh_token}
+        )
         if not answer.ok:
-            self.d.add("token refresh", None, f"refused (HTTP {answer.status})",
-                       "vaodrill logs in again instead of refreshing; that works, with one more login per token")
+            self.d.add(
+                "token refresh",
+                None,
+                f"refused (HTTP {answer.status})",
+                "vaodrill logs in again instead of refreshing; that works, with one more login per token",
+            )
             return
         renewed = self._token(answer, "token refresh")
         probe = await self.exchange("GET", self.client.plans_path)
         if probe.status == 401:
-            self.d.add("token refresh", False, "a refreshed token is refused (HTTP 401)",
-                       "report this: vaodrill relies on refreshed tokens during long drills")
+            self.d.add(
+                "token refresh",
+                False,
+                "a refreshed token is refused (HTTP 401)",
+                "report this: vaodrill relies on refreshed tokens during long drills",
+            )
             raise Stop
         same = " (same token)" if renewed.access_token == login_token else ""
         self.d.add("token refresh", True, f"works; the new token is valid for {_duration(renewed.expires_in)}{same}")
@@ -154,8 +196,12 @@ class _Doctor(Probe):
         if abs(skew) <= MAX_CLOCK_SKEW:
             self.d.add("server clock", True, detail)
         else:
-            self.d.add("server clock", False, detail,
-                       "restore-point rules (latest, ago) are computed here and read by VAO: fix NTP on one side")
+            self.d.add(
+                "server clock",
+                False,
+                detail,
+                "restore-point rules (latest, ago) are computed here and read by VAO: fix NTP on one side",
+            )
 
     def timezone(self, drill_zone: str | None) -> None:
         """Unset, the server's zone is UTC: a drill whose rules are read in another zone would send its dates
@@ -164,17 +210,30 @@ class _Doctor(Probe):
         if zone != "UTC" or os.environ.get("VAO_TIMEZONE"):
             self.d.add("server time zone", True, f"{zone} (VAO reads restore-point dates in it)")
         elif drill_zone is not None and (warning := timezone_warning(drill_zone, zone)):
-            self.d.add("server time zone", False, warning.split(";")[0] + f" (the drill's zone is {drill_zone})",
-                       f"set VAO_TIMEZONE (or --vao-timezone, or the block's server_timezone) to the VAO server's "
-                       f"zone, e.g. VAO_TIMEZONE={drill_zone}; VAO_TIMEZONE=UTC if its clock really runs on UTC")
+            self.d.add(
+                "server time zone",
+                False,
+                warning.split(";")[0] + f" (the drill's zone is {drill_zone})",
+                f"set VAO_TIMEZONE (or --vao-timezone, or the block's server_timezone) to the VAO server's "
+                f"zone, e.g. VAO_TIMEZONE={drill_zone}; VAO_TIMEZONE=UTC if its clock really runs on UTC",
+            )
         else:
-            self.d.add("server time zone", None, "not set: UTC assumed",
-                       "set VAO_TIMEZONE (or the block's server_timezone) to the VAO server's zone, e.g. "
-                       "Europe/Berlin, unless its clock runs on UTC: VAO reads restore-point dates as local time")
+            self.d.add(
+                "server time zone",
+                None,
+                "not set: UTC assumed",
+                "set VAO_TIMEZONE (or the block's server_timezone) to the VAO server's zone, e.g. "
+                "Europe/Berlin, unless its clock runs on UTC: VAO reads restore-point dates as local time",
+            )
 
 
-async def diagnose(settings: ConnectionSettings, *, plans: Sequence[str] | None = None,
-                   clock: Callable[[], float] = time.time, drill_timezone: str | None = None) -> Diagnosis:
+async def diagnose(
+    settings: ConnectionSettings,
+    *,
+    plans: Sequence[str] | None = None,
+    clock: Callable[[], float] = time.time,
+    drill_timezone: str | None = None,
+) -> Diagnosis:
     """Check the server behind ``settings`` without changing anything on it.
 
     ``plans`` (names or ids, e.g. a drill's) must all be runnable; without it every plan is shown, and only a
@@ -215,8 +274,11 @@ def render(diagnosis: Diagnosis, console: Console) -> None:
         console.print(f"{marks[check.ok]} [bold]{escape(check.name)}[/]: {escape(check.detail)}", highlight=False)
         if check.hint:
             console.print(f"    [dim]→ {escape(check.hint)}[/]", highlight=False)
-    verdict = {0: "[green]ready for a drill[/]", 1: "[bold red]something above would stop a drill[/]",
-               2: "[bold red]cannot reach the VAO server[/]"}[diagnosis.exit_code]
+    verdict = {
+        0: "[green]ready for a drill[/]",
+        1: "[bold red]something above would stop a drill[/]",
+        2: "[bold red]cannot reach the VAO server[/]",
+    }[diagnosis.exit_code]
     console.print(verdict)
 
 
@@ -224,8 +286,7 @@ def to_json(diagnosis: Diagnosis) -> dict[str, Any]:
     """The diagnosis for machines (``vaodrill doctor --json``)."""
     return {
         "exit_code": diagnosis.exit_code,
-        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint or None}
-                   for c in diagnosis.checks],
+        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail, "hint": c.hint or None} for c in diagnosis.checks],
     }
 
 

@@ -38,28 +38,48 @@ async def plan_list(probe: Probe) -> list[FailoverPlan]:
             raise Stop from None
     return _listed(probe, plans)
 
+
 def _listed(probe: Probe, plans: list[FailoverPlan]) -> list[FailoverPlan]:
     if not plans:
-        probe.d.add("plan list", False, "no failover plans are visible to this account",
-                   "give the account rights on the site or scope that holds the plans")
+        probe.d.add(
+            "plan list",
+            False,
+            "no failover plans are visible to this account",
+            "give the account rights on the site or scope that holds the plans",
+        )
         raise Stop
     probe.d.add("plan list", True, f"{len(plans)} plan{'s' if len(plans) != 1 else ''}")
     return plans
+
 
 async def single_get(probe: Probe, plan: FailoverPlan) -> None:
     if probe.client.api != "VAO v2":
         try:
             same = (await probe.client.get_plan(plan.id)).id == plan.id
         except VaoError as exc:
-            probe.d.add("single-plan GET", False, probe.redact(one_line(str(exc))),
-                       "vaodrill re-reads each plan (and its runtime details) before its failover")
+            probe.d.add(
+                "single-plan GET",
+                False,
+                probe.redact(one_line(str(exc))),
+                "vaodrill re-reads each plan (and its runtime details) before its failover",
+            )
             return
-        probe.d.add("single-plan GET", same, "the plan and its runtime details" if same else
-                   f"GET {probe.client.plans_path}/{plan.id} answers another plan")
+        probe.d.add(
+            "single-plan GET",
+            same,
+            "the plan and its runtime details"
+            if same
+            else f"GET {probe.client.plans_path}/{plan.id} answers another plan",
+        )
         return
     data = await probe.get_json("single-plan GET", f"/v2/FailoverPlans/{plan.id}")
-    shape = ("an object" if isinstance(data, dict) else
-             "a one-element array" if isinstance(data, list) and len(data) == 1 else _kind(data))
+    shape = (
+        "an object"
+        if isinstance(data, dict)
+        else "a one-element array"
+        if isinstance(data, list) and len(data) == 1
+        else _kind(data)
+    )
     try:
         same = FailoverPlan.parse(data, probe.settings.vocabulary).id == plan.id
     except ValidationError:
@@ -67,8 +87,13 @@ async def single_get(probe: Probe, plan: FailoverPlan) -> None:
     if same:
         probe.d.add("single-plan GET", True, f"answers {shape}" + (" (accepted)" if shape != "an object" else ""))
     else:
-        probe.d.add("single-plan GET", False, f"GET /v2/FailoverPlans/{plan.id} answers {shape}, not the plan",
-                   "vaodrill re-reads each plan before its Run with this request")
+        probe.d.add(
+            "single-plan GET",
+            False,
+            f"GET /v2/FailoverPlans/{plan.id} answers {shape}, not the plan",
+            "vaodrill re-reads each plan before its Run with this request",
+        )
+
 
 def state_words(probe: Probe, plans: Sequence[FailoverPlan]) -> None:
     """Each distinct state word the server showed, and how vaodrill reads it (a real server's vocabulary)."""
@@ -79,16 +104,27 @@ def state_words(probe: Probe, plans: Sequence[FailoverPlan]) -> None:
     for words, count in seen.items():
         shown = one_line(repr(words), 80)
         unknown = probe.settings.vocabulary.kind(words) is Kind.UNKNOWN
-        probe.d.add(f"state {shown}", None, f"on {count} plan{'s' if count != 1 else ''}; vaodrill reads it as "
-                   f"{classification(words, probe.settings.vocabulary)}",
-                   'if you know what it means, add it to the connection settings: states / VAO_STATES, e.g. '
-                   f'{{"{one_line(words, 40)}": "idle"}}' if unknown else "")
+        probe.d.add(
+            f"state {shown}",
+            None,
+            f"on {count} plan{'s' if count != 1 else ''}; vaodrill reads it as "
+            f"{classification(words, probe.settings.vocabulary)}",
+            "if you know what it means, add it to the connection settings: states / VAO_STATES, e.g. "
+            f'{{"{one_line(words, 40)}": "idle"}}'
+            if unknown
+            else "",
+        )
+
 
 def plan_states(probe: Probe, plans: Sequence[FailoverPlan], wanted: Sequence[str] | None) -> None:
     for key in wanted or ():
         if not any(_named(plan, key) for plan in plans):
-            probe.d.add(f"plan {key!r}", False, "no such plan on this server (by name or id)",
-                       "check the spelling: names are exact, ids are GUIDs")
+            probe.d.add(
+                f"plan {key!r}",
+                False,
+                "no such plan on this server (by name or id)",
+                "check the spelling: names are exact, ids are GUIDs",
+            )
     for plan in plans:
         reason = not_runnable_because(plan)
         state = plan.describe_state()
@@ -98,21 +134,24 @@ def plan_states(probe: Probe, plans: Sequence[FailoverPlan], wanted: Sequence[st
             continue
         # without a drill's plans, a disabled plan is a choice, not a problem
         counts = plan.kind is not Kind.DISABLED if wanted is None else any(_named(plan, key) for key in wanted)
-        probe.d.add(name, False if counts else None, f"{state}; vaodrill would not run it: {reason}",
-                   _plan_hint(plan) if counts else "")
+        probe.d.add(
+            name,
+            False if counts else None,
+            f"{state}; vaodrill would not run it: {reason}",
+            _plan_hint(plan) if counts else "",
+        )
+
 
 async def odata(probe: Probe, plan: FailoverPlan) -> None:
     if probe.client.api != "VAO v2":
         return  # VRO pages with start/limit (the plan list above), there is no OData to check
     quoted = plan.name.replace("'", "''")
-    answer = await probe.exchange("GET", "/v2/FailoverPlans",
-                                 params={"$filter": f"name eq '{quoted}'", "$top": "1"})
+    answer = await probe.exchange("GET", "/v2/FailoverPlans", params={"$filter": f"name eq '{quoted}'", "$top": "1"})
     try:
         data = parse_json(answer.body) if answer.ok else None
     except ValueError:
         data = None
-    works = isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) \
-        and data[0].get("name") == plan.name
+    works = isinstance(data, list) and len(data) == 1 and isinstance(data[0], dict) and data[0].get("name") == plan.name
     if works:
         probe.d.add("OData", True, "$filter and $top work")
     else:

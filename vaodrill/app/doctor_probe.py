@@ -58,8 +58,9 @@ class Probe:
     """The doctor's one HTTP client (the vaodrill client's, so TLS and timeouts are the drill's), its token, and
     the diagnosis its checks add to."""
 
-    def __init__(self, settings: ConnectionSettings, client: Orchestrator, diagnosis: Diagnosis,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, client: Orchestrator, diagnosis: Diagnosis, clock: Callable[[], float]
+    ) -> None:
         self.settings = settings
         self.client = client
         self.http: httpx.AsyncClient = client.http  # raw answers: shapes and headers the client hides
@@ -80,8 +81,9 @@ class Probe:
                 text = text.replace(secret, "********")
         return text
 
-    async def exchange(self, method: str, path: str, *, form: Mapping[str, str] | None = None,
-                       params: Mapping[str, str] | None = None) -> Answer:
+    async def exchange(
+        self, method: str, path: str, *, form: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None
+    ) -> Answer:
         """One request within the settings' deadline and the client's size cap; a transport failure is a ✗
         ``connection`` (or ``TLS``) check and stops the diagnosis."""
         operation = f"{method} {path}"
@@ -95,8 +97,11 @@ class Probe:
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > self.limit:
-                            self.d.add("connection", False, f"{operation}: the answer is larger than "
-                                       f"{self.limit // 1024:,} KiB")
+                            self.d.add(
+                                "connection",
+                                False,
+                                f"{operation}: the answer is larger than {self.limit // 1024:,} KiB",
+                            )
                             raise Stop
                 finally:
                     await response.aclose()
@@ -104,10 +109,15 @@ class Probe:
             error = from_exception(exc, operation, sent=True, deadline=self.settings.timeout)
             tls = "TLS certificate" in str(error)
             self.d.unreachable = True
-            self.d.add("TLS" if tls else "connection", False, self.redact(str(error)),
-                       "export the server's certificate (or its CA) as PEM and pass --ca-bundle / VAO_CA_BUNDLE"
-                       if tls else f"check the URL ({self.settings.url}), the port (VAO listens on 9899) and "
-                       "any firewall between here and VAO")
+            self.d.add(
+                "TLS" if tls else "connection",
+                False,
+                self.redact(str(error)),
+                "export the server's certificate (or its CA) as PEM and pass --ca-bundle / VAO_CA_BUNDLE"
+                if tls
+                else f"check the URL ({self.settings.url}), the port (VAO listens on 9899) and "
+                "any firewall between here and VAO",
+            )
             raise Stop from None
         if self.server_date is None and (date := response.headers.get("date")):
             try:
@@ -117,8 +127,9 @@ class Probe:
                 pass
         return Answer(response.status_code, response.headers, bytes(body))
 
-    async def get_json(self, name: str, path: str, params: Mapping[str, str] | None = None,
-                       *, required: bool = True) -> Any:
+    async def get_json(
+        self, name: str, path: str, params: Mapping[str, str] | None = None, *, required: bool = True
+    ) -> Any:
         """A GET's JSON; a refusal or non-JSON answer is a ✗ (``required``) or · check named ``name``."""
         answer = await self.exchange("GET", path, params=params)
         if not answer.ok:

@@ -15,11 +15,20 @@ from vaodrill.engine.runs import Phase, PlanRun, Transition
 from vaodrill.report.model import DrillReport
 from vaodrill.report.text import format_duration
 
-PHASE_STYLE = {Phase.FAILED_OVER: "cyan", Phase.FAILING_OVER: "yellow", Phase.VERIFYING: "blue",
-               Phase.UNDOING: "magenta",
-               Phase.CLEAN: "green", Phase.FAILED: "red", Phase.HALTED: "red", Phase.TIMED_OUT: "red",
-               Phase.INTERRUPTED: "red", Phase.REFUSED: "red", Phase.LEFT_FAILED_OVER: "bold red",
-               Phase.SKIPPED: "dim"}
+PHASE_STYLE = {
+    Phase.FAILED_OVER: "cyan",
+    Phase.FAILING_OVER: "yellow",
+    Phase.VERIFYING: "blue",
+    Phase.UNDOING: "magenta",
+    Phase.CLEAN: "green",
+    Phase.FAILED: "red",
+    Phase.HALTED: "red",
+    Phase.TIMED_OUT: "red",
+    Phase.INTERRUPTED: "red",
+    Phase.REFUSED: "red",
+    Phase.LEFT_FAILED_OVER: "bold red",
+    Phase.SKIPPED: "dim",
+}
 
 
 class LiveView:
@@ -64,9 +73,13 @@ class LiveView:
         for run in self.plans.values():
             elapsed = ((run.completed_at or now) - run.started_at).total_seconds() if run.started_at else None
             style = PHASE_STYLE.get(run.phase, "")
-            table.add_row(run.name, f"[{style}]{run.phase.value}[/]" if style else run.phase.value,
-                          format_duration(elapsed), format_duration(run.target.rto_target_seconds),
-                          run.reason or run.details or "")
+            table.add_row(
+                run.name,
+                f"[{style}]{run.phase.value}[/]" if style else run.phase.value,
+                format_duration(elapsed),
+                format_duration(run.target.rto_target_seconds),
+                run.reason or run.details or "",
+            )
         if self.notice:
             return Group(table, Text(f"⚠ {self.notice}", style="yellow"))
         return Group(table)

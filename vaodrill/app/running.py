@@ -41,8 +41,10 @@ def confirm_real_failover(spec: Any, settings: ConnectionSettings) -> str:
     """The drill's name typed at the terminal, or a one-line refusal; how it was approved, for the journal."""
     if not sys.stdin.isatty():
         raise UserError(f"drill {spec.name} is a REAL failover on {settings.url}: confirm with --yes")
-    answer = typer.prompt(f"REAL failover of {len(spec.plans)} plans on {settings.url} (no undo). "
-                          f"Type the drill name ({spec.name}) to proceed")
+    answer = typer.prompt(
+        f"REAL failover of {len(spec.plans)} plans on {settings.url} (no undo). "
+        f"Type the drill name ({spec.name}) to proceed"
+    )
     if answer.strip() != spec.name:
         raise UserError("not confirmed: nothing was failed over")
     return "the drill's name typed at the terminal"
@@ -75,8 +77,10 @@ class _Signals:
         name = signal.Signals(signum).name
         if self.first is None:
             self.first = signum
-            err_console.print(f"[bold yellow]⚑ {name}: stopping the drill; undoing what it failed over "
-                              f"(send it again to exit at once)[/]")
+            err_console.print(
+                f"[bold yellow]⚑ {name}: stopping the drill; undoing what it failed over "
+                f"(send it again to exit at once)[/]"
+            )
             if signals.running:
                 for drill in list(signals.running):
                     drill.stop(f"stopped by {name}", kind="signal")
@@ -85,8 +89,9 @@ class _Signals:
             return
         plans = [(d.run_id, name) for d in signals.running for name in d.may_be_failed_over()]
         if plans:
-            err_console.print(f"[bold red]✗ exiting now; plans possibly still failed over: "
-                              f"{', '.join(p for _, p in plans)}[/]")
+            err_console.print(
+                f"[bold red]✗ exiting now; plans possibly still failed over: {', '.join(p for _, p in plans)}[/]"
+            )
             for run_id in sorted({r for r, _ in plans}):
                 err_console.print(f"  recover them with: vaodrill recover {run_id}")
         else:
@@ -102,8 +107,12 @@ def prefect_api_configured() -> bool:
     if os.environ.get("PREFECT_API_URL"):
         return True
     home = Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
-    hints = {Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"): "PREFECT_API_URL",
-             Path(".env"): "PREFECT_API_URL", Path("prefect.toml"): "", Path("pyproject.toml"): "[tool.prefect"}
+    hints = {
+        Path(os.environ.get("PREFECT_PROFILES_PATH") or home / "profiles.toml"): "PREFECT_API_URL",
+        Path(".env"): "PREFECT_API_URL",
+        Path("prefect.toml"): "",
+        Path("pyproject.toml"): "[tool.prefect",
+    }
     if not any(_file_contains(path, marker) for path, marker in hints.items()):
         return False
     from prefect.settings import PREFECT_API_URL
@@ -121,8 +130,16 @@ def _file_contains(path: Path, marker: str) -> bool:
         return False
 
 
-def run_drill(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, *, run_id: str | None = None,
-              journal_dir: Path | None = None, approval: dict[str, str] | None = None) -> int:
+def run_drill(
+    drill: Path,
+    spec: Any,
+    settings: ConnectionSettings,
+    report_dir: Path,
+    *,
+    run_id: str | None = None,
+    journal_dir: Path | None = None,
+    approval: dict[str, str] | None = None,
+) -> int:
     """Run the drill in this process with a live view; returns the exit code.
 
     With a Prefect API configured, the drill is a ``dr-drill`` flow run reported there (the UI, events,
@@ -180,8 +197,10 @@ def _ending(report: Any, state: Any, stopped_by: int | None, report_dir: Path) -
     verdict = "[bold green]PASSED[/]" if report.verdict == "passed" else "[bold red]FAILED[/]"
     console.print(f"Drill {report.drill}: {verdict}" + (f" — {report.reason}" if report.reason else ""))
     if report.left_failed_over:
-        err_console.print(f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
-                          f" — recover with: vaodrill recover {report.run_id}[/]")
+        err_console.print(
+            f"[bold red]✗ PLANS LEFT FAILED OVER: {', '.join(p.plan for p in report.left_failed_over)}"
+            f" — recover with: vaodrill recover {report.run_id}[/]"
+        )
     if files.exists():
         console.print(f"Reports: {files}")
     if report.stopped == "signal" and stopped_by is not None:
@@ -191,16 +210,30 @@ def _ending(report: Any, state: Any, stopped_by: int | None, report_dir: Path) -
     return 0 if report.verdict == "passed" else 1
 
 
-async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                      journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
+async def _engine_run(
+    drill: Path,
+    spec: Any,
+    settings: ConnectionSettings,
+    report_dir: Path,
+    run_id: str | None,
+    journal_dir: Path | None,
+    approval: dict[str, str] | None,
+) -> Any:
     from uuid import uuid4
 
     from vaodrill.engine import progress, signals
     from vaodrill.engine.drill import Drill
 
-    engine = Drill(spec, settings, run_id=run_id or str(uuid4()), report_dir=report_dir,
-                   journal_dir=journal_dir, observers=[progress.bus], spec_file=str(drill.resolve()),
-                   approval=approval)
+    engine = Drill(
+        spec,
+        settings,
+        run_id=run_id or str(uuid4()),
+        report_dir=report_dir,
+        journal_dir=journal_dir,
+        observers=[progress.bus],
+        spec_file=str(drill.resolve()),
+        approval=approval,
+    )
     signals.running.add(engine)
     try:
         return await engine.run()
@@ -208,17 +241,30 @@ async def _engine_run(drill: Path, spec: Any, settings: ConnectionSettings, repo
         signals.running.discard(engine)
 
 
-async def _flow_run(drill: Path, spec: Any, settings: ConnectionSettings, report_dir: Path, run_id: str | None,
-                    journal_dir: Path | None, approval: dict[str, str] | None) -> Any:
+async def _flow_run(
+    drill: Path,
+    spec: Any,
+    settings: ConnectionSettings,
+    report_dir: Path,
+    run_id: str | None,
+    journal_dir: Path | None,
+    approval: dict[str, str] | None,
+) -> Any:
     """The ``dr-drill`` flow run; its request carries all it needs: the spec read here, and the settings as a
     ``VaoServer`` block held in memory (the API stores the request with the secrets masked). The flow's engine
     logs in once; a wrong URL or password ends the run at once with that one line (exit 2)."""
     from vaodrill_prefect.flows.drill import DrillRequest, dr_drill
     from vaodrill_prefect.tasks.blocks import VaoServer
 
-    request = DrillRequest(drill_file=str(drill), report_dir=str(report_dir), run_id=run_id, approval=approval,
-                           journal_dir=str(journal_dir) if journal_dir is not None else None, spec=spec,
-                           vao_block=VaoServer.of(settings))
+    request = DrillRequest(
+        drill_file=str(drill),
+        report_dir=str(report_dir),
+        run_id=run_id,
+        approval=approval,
+        journal_dir=str(journal_dir) if journal_dir is not None else None,
+        spec=spec,
+        vao_block=VaoServer.of(settings),
+    )
     return await dr_drill(request=request, return_state=True)
 
 
@@ -235,8 +281,11 @@ def _quiet_prefect() -> None:
 
     Only CRITICAL records (e.g. plans left failed over) still reach the terminal; no telemetry is sent.
     """
-    for key in ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
-                "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL"):
+    for key in (
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_FLOW_RUNS_LEVEL",
+        "PREFECT_LOGGING_HANDLERS_CONSOLE_TASK_RUNS_LEVEL",
+    ):
         os.environ[key] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
@@ -264,20 +313,22 @@ def _engine_log_to_console() -> None:
     engine_log.propagate = False
 
 
-
 async def recover_runs(runs: list[Any], settings: ConnectionSettings, yes: bool) -> int:
     from vaodrill.engine.recovery import recover, survey
 
     surveys = []
     for journal in runs:
         if str(journal.opened.get("server", "")).rstrip("/") != settings.url.rstrip("/"):
-            err_console.print(f"[yellow]skipping run {journal.run_id}: it ran against {journal.opened.get('server')}"
-                              f", not {settings.url}[/]")
+            err_console.print(
+                f"[yellow]skipping run {journal.run_id}: it ran against {journal.opened.get('server')}"
+                f", not {settings.url}[/]"
+            )
             continue
         survey_ = await survey(journal, settings)
         surveys.append(survey_)
-        console.print(f"[bold]Run {journal.run_id}[/] (drill {journal.drill}, {journal.mode} mode, journal "
-                      f"{journal.path}):")
+        console.print(
+            f"[bold]Run {journal.run_id}[/] (drill {journal.drill}, {journal.mode} mode, journal {journal.path}):"
+        )
         if not survey_.plans:
             console.print("  no plan was failed over by this run")
         for p in survey_.plans:
@@ -298,6 +349,7 @@ async def recover_runs(runs: list[Any], settings: ConnectionSettings, yes: bool)
             console.print(f"{'[green]✓' if ok else '[red]✗'}[/] {p.name}: {p.outcome or p.action}")
         if survey_.journal.mode != "drill" and survey_.plans:
             clean = False
-            err_console.print(f"[yellow]run {survey_.journal.run_id} was a REAL failover: its plans are left as "
-                              f"they are[/]")
+            err_console.print(
+                f"[yellow]run {survey_.journal.run_id} was a REAL failover: its plans are left as they are[/]"
+            )
     return 0 if clean else 1

@@ -33,18 +33,35 @@ async def list_plans(settings: ConnectionSettings) -> list[FailoverPlan]:
 def show_plans(found: list[FailoverPlan], url: str, *, as_json: bool) -> None:
     """Name, id, state, in use, target RTO/RPO of each plan."""
     if as_json:
-        console.print_json(json.dumps([{
-            "name": p.name, "id": p.id, "state": p.state_raw or p.state.value, "details": p.state_details,
-            "in_use": p.in_use, "target_rto_minutes": p.target_rto, "target_rpo_minutes": p.target_rpo,
-        } for p in found]))
+        console.print_json(
+            json.dumps(
+                [
+                    {
+                        "name": p.name,
+                        "id": p.id,
+                        "state": p.state_raw or p.state.value,
+                        "details": p.state_details,
+                        "in_use": p.in_use,
+                        "target_rto_minutes": p.target_rto,
+                        "target_rpo_minutes": p.target_rpo,
+                    }
+                    for p in found
+                ]
+            )
+        )
         return
     table = Table(title=f"Failover plans on {url}")
     for column in ("Plan", "Id", "State", "In use", "Target RTO", "Target RPO"):
         table.add_column(column)
     for p in found:
-        table.add_row(p.name, p.id, p.describe_state(), "yes" if p.in_use else "no",
-                      f"{p.target_rto} min" if p.target_rto is not None else "—",
-                      f"{p.target_rpo} min" if p.target_rpo is not None else "—")
+        table.add_row(
+            p.name,
+            p.id,
+            p.describe_state(),
+            "yes" if p.in_use else "no",
+            f"{p.target_rto} min" if p.target_rto is not None else "—",
+            f"{p.target_rpo} min" if p.target_rpo is not None else "—",
+        )
     console.print(table)
 
 
@@ -56,18 +73,35 @@ def show_validation(drill: Path, now: str | None, *, as_json: bool, vao_timezone
     warning = warn_zone(spec.timezone, server_tz)
     rows = _validation_rows(spec, moment, server_tz)
     if as_json:
-        console.print_json(json.dumps({"drill": spec.name, "mode": spec.mode, "now": moment.isoformat(),
-                                       "server_timezone": server_tz, "warnings": [warning] if warning else [],
-                                       "plans": rows}))
+        console.print_json(
+            json.dumps(
+                {
+                    "drill": spec.name,
+                    "mode": spec.mode,
+                    "now": moment.isoformat(),
+                    "server_timezone": server_tz,
+                    "warnings": [warning] if warning else [],
+                    "plans": rows,
+                }
+            )
+        )
         return
-    console.print(f"[green]✓[/] {drill}: drill [bold]{spec.name}[/] ({spec.mode} mode), {len(rows)} plans, "
-                  f"restore points as of {moment.isoformat()} in server time ({server_tz})")
+    console.print(
+        f"[green]✓[/] {drill}: drill [bold]{spec.name}[/] ({spec.mode} mode), {len(rows)} plans, "
+        f"restore points as of {moment.isoformat()} in server time ({server_tz})"
+    )
     table = Table()
     for column in ("#", "Plan", "After", "Rule", "restorePointRule.date", "Notes"):
         table.add_column(column)
     for i, row in enumerate(rows, 1):
-        table.add_row(str(i), row["plan"], ", ".join(row["after"]) or "—", row["rule"], row["restore_point"],
-                      Text("\n".join(row["notes"]) or "—"))
+        table.add_row(
+            str(i),
+            row["plan"],
+            ", ".join(row["after"]) or "—",
+            row["rule"],
+            row["restore_point"],
+            Text("\n".join(row["notes"]) or "—"),
+        )
     console.print(table)
 
 
@@ -77,10 +111,19 @@ def _validation_rows(spec: DrillSpec, moment: datetime, server_tz: str) -> list[
 
     rows = []
     for step in spec.topological_order():
-        date, resolved = restore_point_date(spec.rule_for(step), now=moment, drill_tz=spec.timezone,
-                                            server_tz=server_tz)
-        rows.append({"plan": step.plan, "after": list(step.after), "rule": resolved.rule,
-                     "restore_point": date, "seed": resolved.seed, "notes": list(resolved.notes)})
+        date, resolved = restore_point_date(
+            spec.rule_for(step), now=moment, drill_tz=spec.timezone, server_tz=server_tz
+        )
+        rows.append(
+            {
+                "plan": step.plan,
+                "after": list(step.after),
+                "rule": resolved.rule,
+                "restore_point": date,
+                "seed": resolved.seed,
+                "notes": list(resolved.notes),
+            }
+        )
     return rows
 
 
@@ -103,15 +146,25 @@ def show_verification(run_dir: Path, journal: Path | None) -> None:
     console.print(Text("VERIFIED: every hash matches", style="bold green"))
 
 
-def show_history(report_dir: Path, *, drills: list[str], plans: list[str], since: str | None, specs: list[Path],
-                 check: bool, as_json: bool, html: Path | None) -> None:
+def show_history(
+    report_dir: Path,
+    *,
+    drills: list[str],
+    plans: list[str],
+    since: str | None,
+    specs: list[Path],
+    check: bool,
+    as_json: bool,
+    html: Path | None,
+) -> None:
     """The trend table (or JSON, or an HTML page); with ``check``, exit 1 naming each overdue or regressed plan."""
     from vaodrill.report.history import load_history
     from vaodrill.report.history_view import history_html, history_json, history_table
 
     policies, expected = history_policies(specs)
-    found = load_history(report_dir, drills=drills, plans=plans, since=since_date(since), policies=policies,
-                         expected=expected)
+    found = load_history(
+        report_dir, drills=drills, plans=plans, since=since_date(since), policies=policies, expected=expected
+    )
     for skipped in found.skipped:
         err_console.print(Text(f"warning: skipped {skipped.path}: {skipped.reason}", style="yellow"))
     if html is not None:
@@ -127,7 +180,10 @@ def show_history(report_dir: Path, *, drills: list[str], plans: list[str], since
     flagged = found.flagged()
     for p in flagged:
         flags = (("overdue", p.overdue), ("regressed", p.regressed))
-        err_console.print(Text(f"{p.drill} / {p.plan}: " + "; ".join(f"{word} ({why})" for word, why in flags if why),
-                               style="bold red"))
+        err_console.print(
+            Text(
+                f"{p.drill} / {p.plan}: " + "; ".join(f"{word} ({why})" for word, why in flags if why), style="bold red"
+            )
+        )
     if flagged:
         raise typer.Exit(1)

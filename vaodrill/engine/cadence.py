@@ -144,8 +144,7 @@ class _Stage:
     def completion(self, d: float) -> tuple[float, float]:
         """The range of ``a + T*d`` for this step length."""
         lo = max(sent + (self.steps - step) * d for step, sent in self.lowers.items())
-        hi = min((received + (self.steps - step + 1) * d for step, received in self.uppers.items()),
-                 default=math.inf)
+        hi = min((received + (self.steps - step + 1) * d for step, received in self.uppers.items()), default=math.inf)
         return lo, hi
 
     def step_length(self) -> float | None:
@@ -240,5 +239,4 @@ def make_cadence(polling: Polling, interval: float) -> Cadence:
     raise ValueError(f"polling must be one of {', '.join(POLLING)}, not {polling!r}")
 
 
-__all__ = ["BURST", "FLOOR", "MAX_GAP", "AdaptiveCadence", "Cadence", "FixedCadence",
-           "Sighting", "make_cadence"]
+__all__ = ["BURST", "FLOOR", "MAX_GAP", "AdaptiveCadence", "Cadence", "FixedCadence", "Sighting", "make_cadence"]

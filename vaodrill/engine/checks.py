@@ -56,8 +56,15 @@ class CheckRun:
 
 def check_environment(run: CheckRun, check: Check) -> dict[str, str]:
     """The whole environment of a command check: nothing inherited, so no credential can leak into it."""
-    return {"PATH": CHECK_PATH, "LANG": "C.UTF-8", "VAODRILL_DRILL": run.drill, "VAODRILL_RUN_ID": run.run_id,
-            "VAODRILL_PLAN": run.plan, "VAODRILL_PLAN_ID": run.plan_id, "VAODRILL_CHECK": check.label}
+    return {
+        "PATH": CHECK_PATH,
+        "LANG": "C.UTF-8",
+        "VAODRILL_DRILL": run.drill,
+        "VAODRILL_RUN_ID": run.run_id,
+        "VAODRILL_PLAN": run.plan,
+        "VAODRILL_PLAN_ID": run.plan_id,
+        "VAODRILL_CHECK": check.label,
+    }
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -74,8 +81,10 @@ def _vao_parts(vao_url: str) -> tuple[str, str]:
 async def _http(check: Check, run: CheckRun) -> str | None:
     url = check.target.replace("{vao}", _vao_parts(run.vao_url)[0], 1)
     verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=check.ca_bundle) if check.ca_bundle else True
-    async with httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=None) as client, \
-            client.stream("GET", url) as response:
+    async with (
+        httpx.AsyncClient(verify=verify, follow_redirects=False, timeout=None) as client,
+        client.stream("GET", url) as response,
+    ):
         body = b""
         async for chunk in response.aiter_bytes():
             body += chunk
@@ -113,8 +122,13 @@ async def _dns(check: Check, run: CheckRun) -> str | None:
 async def _command(check: Check, run: CheckRun) -> str | None:
     assert check.command is not None
     process = await asyncio.create_subprocess_exec(
-        *check.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT, env=check_environment(run, check), start_new_session=True)
+        *check.command,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=check_environment(run, check),
+        start_new_session=True,
+    )
     try:
         assert process.stdout is not None
         output = b""
@@ -146,12 +160,16 @@ async def _attempt(check: Check, run: CheckRun) -> str | None:
         return _short(f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc))
 
 
-async def _until_deadline(check: Check, run: CheckRun, completed_at: datetime,
-                          results: dict[str, CheckResult]) -> CheckResult:
+async def _until_deadline(
+    check: Check, run: CheckRun, completed_at: datetime, results: dict[str, CheckResult]
+) -> CheckResult:
     """Attempts until one passes or the deadline passes; ``results`` always holds the latest state."""
     result = results[check.label]
-    deadline = time.monotonic() + check.deadline.total_seconds() - max(
-        0.0, (datetime.now(completed_at.tzinfo) - completed_at).total_seconds())
+    deadline = (
+        time.monotonic()
+        + check.deadline.total_seconds()
+        - max(0.0, (datetime.now(completed_at.tzinfo) - completed_at).total_seconds())
+    )
     while True:
         why = await _attempt(check, run)
         result.attempts += 1
@@ -175,8 +193,10 @@ async def run_checks(checks: Sequence[Check], run: CheckRun, completed_at: datet
     Cancelled (the drill stops), it re-raises after ending every attempt; the results so far are then lost to the
     caller, who records the plan as interrupted.
     """
-    results = {c.label: CheckResult(name=c.label, kind=c.kind, target=c.target, critical=c.critical,
-                                    status="not_run") for c in checks}
+    results = {
+        c.label: CheckResult(name=c.label, kind=c.kind, target=c.target, critical=c.critical, status="not_run")
+        for c in checks
+    }
     tasks = {asyncio.ensure_future(_until_deadline(c, run, completed_at, results)): c for c in checks}
     try:
         pending = set(tasks)

@@ -47,7 +47,8 @@ async def run_dag(
             blocked = [dep for dep in deps if not outcomes[dep].ok]
             if blocked:
                 outcome.skipped = f"dependency {blocked[0]!r} " + (
-                    "was skipped" if outcomes[blocked[0]].skipped else "failed")
+                    "was skipped" if outcomes[blocked[0]].skipped else "failed"
+                )
                 return
             if slots is None:
                 outcome.value = await run(key)

@@ -45,8 +45,6 @@ from vaodrill.vao.connection import ConnectionSettings
 log = logging.getLogger("vaodrill.drill")
 
 
-
-
 class Drill:
     """One run of a drill spec against one VAO server: ``await Drill(...).run()`` returns the report.
 
@@ -54,12 +52,22 @@ class Drill:
     stops starting plans and stops waiting, then the cleanup runs and the report is written as usual.
     """
 
-    def __init__(self, spec: DrillSpec, settings: ConnectionSettings, *, run_id: str,
-                 report_dir: str | Path | None = "reports", journal_dir: str | Path | None = None,
-                 now: datetime | None = None, observers: Iterable[Observer] = (),
-                 steps: Callable[[DrillSession], Steps] | None = None, write_gate: WriteGate | None = None,
-                 flow_run_url: str | None = None, spec_file: str | None = None,
-                 approval: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        spec: DrillSpec,
+        settings: ConnectionSettings,
+        *,
+        run_id: str,
+        report_dir: str | Path | None = "reports",
+        journal_dir: str | Path | None = None,
+        now: datetime | None = None,
+        observers: Iterable[Observer] = (),
+        steps: Callable[[DrillSession], Steps] | None = None,
+        write_gate: WriteGate | None = None,
+        flow_run_url: str | None = None,
+        spec_file: str | None = None,
+        approval: Mapping[str, str] | None = None,
+    ) -> None:
         self.spec = spec
         self.settings = settings
         self.run_id = run_id
@@ -109,25 +117,38 @@ class Drill:
         started_at = utcnow()
         client = self.settings.client()
         session_type = ReadinessSession if self.spec.mode == "readiness" else DrillSession
-        async with session_type(client, poll_interval=self.spec.poll_interval.total_seconds(),
-                                give_up_after=self.spec.give_up_after.total_seconds(), journal=self.journal,
-                                write_gate=self._write_gate, on_read_error=self.ledger.notice,
-                                polling=self.spec.polling) as session:
+        async with session_type(
+            client,
+            poll_interval=self.spec.poll_interval.total_seconds(),
+            give_up_after=self.spec.give_up_after.total_seconds(),
+            journal=self.journal,
+            write_gate=self._write_gate,
+            on_read_error=self.ledger.notice,
+            polling=self.spec.polling,
+        ) as session:
             self.session = session
             steps = self._make_steps(session)
             plans = await session.list_plans()
-            targets = build_targets(self.spec, plans, now=self.now or utcnow(),
-                                    server_timezone=self.settings.server_timezone)
+            targets = build_targets(
+                self.spec, plans, now=self.now or utcnow(), server_timezone=self.settings.server_timezone
+            )
             if self.spec.mode == "readiness":  # a server without readiness checks: one line, nothing opened
                 for target in targets.values():
                     client.readiness_request(target.id)
             self._open(targets)
-            tell_start(self.ledger.observers, self.spec.name, self.run_id, self.spec.mode, self.settings.url,
-                       self.records.values())
+            tell_start(
+                self.ledger.observers,
+                self.spec.name,
+                self.run_id,
+                self.spec.mode,
+                self.settings.url,
+                self.records.values(),
+            )
             order = [step.plan for step in self.spec.topological_order()]
             after = {key: list(targets[key].after) for key in order}
-            self._dag = asyncio.ensure_future(run_dag(order, after, lambda key: self._grouped_plan(steps, key),
-                                                      max_parallel=self.spec.max_parallel))
+            self._dag = asyncio.ensure_future(
+                run_dag(order, after, lambda key: self._grouped_plan(steps, key), max_parallel=self.spec.max_parallel)
+            )
             try:
                 await self._dag
             except asyncio.CancelledError:
@@ -146,11 +167,25 @@ class Drill:
             return
         self.ledger.records = {key: PlanRun(target) for key, target in targets.items()}
         self.journal.append(
-            "open", version=JOURNAL_VERSION, drill=self.spec.name, mode=self.spec.mode, server=self.settings.url,
-            spec_file=self.spec_file, poll_interval=self.spec.poll_interval.total_seconds(),
+            "open",
+            version=JOURNAL_VERSION,
+            drill=self.spec.name,
+            mode=self.spec.mode,
+            server=self.settings.url,
+            spec_file=self.spec_file,
+            poll_interval=self.spec.poll_interval.total_seconds(),
             give_up_after=self.spec.give_up_after.total_seconds(),
-            plans=[{"key": t.key, "id": t.id, "name": t.name, "after": list(t.after),
-                    "target": PlanRun(t).to_json()["target"]} for t in targets.values()])
+            plans=[
+                {
+                    "key": t.key,
+                    "id": t.id,
+                    "name": t.name,
+                    "after": list(t.after),
+                    "target": PlanRun(t).to_json()["target"],
+                }
+                for t in targets.values()
+            ],
+        )
         if self.approval:
             self.journal.append("approval", **self.approval)
 
@@ -178,8 +213,11 @@ class Drill:
                     self.ledger.move(run, Phase.SKIPPED, reason=f"not started: {exc}")
                 raise
             log.warning("plan %s finished, but its grouping failed: %s", run.name, exc)
-        if failure is not None and (self.spec.mode != "readiness" or isinstance(
-                failure, DrillAborted | asyncio.CancelledError) or self.stopped is not None):
+        if failure is not None and (
+            self.spec.mode != "readiness"
+            or isinstance(failure, DrillAborted | asyncio.CancelledError)
+            or self.stopped is not None
+        ):
             raise failure  # a failed readiness check stops no other plan's: a weekly report names them all
 
     async def _plan(self, steps: Steps, key: str) -> None:
@@ -187,8 +225,7 @@ class Drill:
         run = self.records[key]
         if run.outcome in (Phase.FAILED_OVER, Phase.READY):
             return  # resumed: done in an earlier attempt
-        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.CHECKING_READINESS,
-                                                         Phase.STARTING):
+        if run.outcome is not None and run.phase not in (Phase.FAILING_OVER, Phase.CHECKING_READINESS, Phase.STARTING):
             raise RuntimeError(run.reason or str(run.outcome))
         if run.phase is Phase.PENDING:
             await self._check(steps, run)
@@ -271,13 +308,28 @@ class Drill:
             raise
         checks = () if readiness else self.spec.checks_for(key)
         if checks and run.phase is not Phase.VERIFYING:
-            self.ledger.move(run, Phase.VERIFYING, completed_at=done.completed_at, ended_at=done.completed_at,
-                             details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+            self.ledger.move(
+                run,
+                Phase.VERIFYING,
+                completed_at=done.completed_at,
+                ended_at=done.completed_at,
+                details=done.details,
+                continues=done.continues,
+                confirmed=True,
+                events=self._events(key),
+            )
         if checks:
             await self._verify(run, checks)
             return
-        self.ledger.move(run, Phase.READY if readiness else Phase.FAILED_OVER, completed_at=done.completed_at,
-                         details=done.details, continues=done.continues, confirmed=True, events=self._events(key))
+        self.ledger.move(
+            run,
+            Phase.READY if readiness else Phase.FAILED_OVER,
+            completed_at=done.completed_at,
+            details=done.details,
+            continues=done.continues,
+            confirmed=True,
+            events=self._events(key),
+        )
 
     async def _verify(self, run: PlanRun, checks: tuple[Check, ...]) -> None:
         """The plan's application checks; a critical one failing fails the plan (so dependents skip, and the
@@ -298,8 +350,14 @@ class Drill:
     def _started(self, run: PlanRun, started: Started) -> None:
         """The Run (or readiness check) has its answer: the plan is failing over (or being checked)."""
         readiness = self.spec.mode == "readiness"
-        self.ledger.move(run, Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER, run_sent=not readiness,
-                         started_at=started.started_at, confirmed=started.confirmed, reason=started.note)
+        self.ledger.move(
+            run,
+            Phase.CHECKING_READINESS if readiness else Phase.FAILING_OVER,
+            run_sent=not readiness,
+            started_at=started.started_at,
+            confirmed=started.confirmed,
+            reason=started.note,
+        )
 
     def _events(self, key: str) -> list[dict[str, Any]]:
         """The halts and Continues the session saw for this plan, as the record keeps them."""
@@ -313,15 +371,20 @@ class Drill:
             outcome = self.records[dep].outcome
             if outcome is not Phase.FAILED_OVER:
                 return f"dependency {self.records[dep].name!r} " + (
-                    "was skipped" if outcome is Phase.SKIPPED or outcome is None else f"ended {outcome.value}")
+                    "was skipped" if outcome is Phase.SKIPPED or outcome is None else f"ended {outcome.value}"
+                )
         return f"not started: {self.stopped or 'drill cancelled'}"
 
     def _sent(self, key: str) -> bool:
         return self.session is not None and key in self.session.runs_sent
 
     def _interrupt(self, run: PlanRun) -> None:
-        self.ledger.move(run, Phase.INTERRUPTED, reason=f"interrupted: {self.stopped or 'drill cancelled'}",
-                         events=self._events(run.key))
+        self.ledger.move(
+            run,
+            Phase.INTERRUPTED,
+            reason=f"interrupted: {self.stopped or 'drill cancelled'}",
+            events=self._events(run.key),
+        )
 
     def _abort_on(self, error: BaseException) -> None:
         """Authentication refused or the server gone: no other plan can succeed, so stop them all now."""
@@ -374,11 +437,21 @@ class Drill:
             final = "failed"
             reason = f"{self.stopped}" + (f"; {reason}" if reason else "")
         zone = timezone_warning(self.spec.timezone, self.settings.server_timezone)
-        return DrillReport(drill=self.spec.name, description=self.spec.description, run_id=self.run_id,
-                           mode=self.spec.mode, verdict=final, reason=reason, started_at=started_at,
-                           finished_at=utcnow(), vao_server=self.settings.url, flow_run_url=self.flow_run_url,
-                           stopped=cast(Stopped, self.stopped.kind) if self.stopped else None,
-                           warnings=[zone] if zone else [], plans=results)
+        return DrillReport(
+            drill=self.spec.name,
+            description=self.spec.description,
+            run_id=self.run_id,
+            mode=self.spec.mode,
+            verdict=final,
+            reason=reason,
+            started_at=started_at,
+            finished_at=utcnow(),
+            vao_server=self.settings.url,
+            flow_run_url=self.flow_run_url,
+            stopped=cast(Stopped, self.stopped.kind) if self.stopped else None,
+            warnings=[zone] if zone else [],
+            plans=results,
+        )
 
     def _write(self, report: DrillReport) -> None:
         """Files first (they must exist even when Prefect is gone), then the journal."""

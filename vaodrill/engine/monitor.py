@@ -37,7 +37,6 @@ def abort_for(error: BaseException) -> DrillAborted | None:
     return None
 
 
-
 class PlanMonitor:
     """Reads every plan's state with ONE list request per poll interval, shared by all waiters.
 
@@ -49,8 +48,15 @@ class PlanMonitor:
     plans' progress, within the same read budget (see :mod:`vaodrill.engine.cadence`); ``"fixed"``: every interval.
     """
 
-    def __init__(self, client: Orchestrator, interval: float, give_up_after: float,
-                 on_read_error: Callable[[str | None], None] | None = None, *, polling: Polling = "fixed") -> None:
+    def __init__(
+        self,
+        client: Orchestrator,
+        interval: float,
+        give_up_after: float,
+        on_read_error: Callable[[str | None], None] | None = None,
+        *,
+        polling: Polling = "fixed",
+    ) -> None:
         self.client = client
         self.interval = interval
         self.cadence = make_cadence(polling, interval)
@@ -167,14 +173,16 @@ class PlanMonitor:
         self.last_error = exc
         self.failing_since = self.failing_since or attempt
         lasted = (now - self.failing_since).total_seconds()
-        message = f"reading plan states failed for {lasted:.0f}s: {exc}" if lasted else \
-            f"reading plan states failed: {exc}"
+        message = (
+            f"reading plan states failed for {lasted:.0f}s: {exc}" if lasted else f"reading plan states failed: {exc}"
+        )
         log.warning("%s", message)
         self._on_read_error(message)
         self.fatal = abort_for(exc)
         if self.fatal is None and lasted >= self.give_up_after:
-            self.fatal = DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
-                                      kind="unreachable")
+            self.fatal = DrillAborted(
+                f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}", kind="unreachable"
+            )
 
     async def aclose(self) -> None:
         if self._poller is not None and not self._poller.done():
@@ -183,8 +191,9 @@ class PlanMonitor:
                 await self._poller
 
 
-async def wait_for(monitor: PlanMonitor, target: PlanTarget, *, what: str,
-                   step: Callable[[FailoverPlan, int], object]) -> tuple[FailoverPlan, datetime]:
+async def wait_for(
+    monitor: PlanMonitor, target: PlanTarget, *, what: str, step: Callable[[FailoverPlan, int], object]
+) -> tuple[FailoverPlan, datetime]:
     """The one wait routine: feed each reading to ``step`` until it returns True or the plan's timeout passes.
 
     ``step(plan, readings)`` returns True when done, False to keep waiting, an awaitable to run before the next
@@ -208,4 +217,3 @@ async def wait_for(monitor: PlanMonitor, target: PlanTarget, *, what: str,
         last = f"; last read error: {monitor.last_error}" if monitor.last_error else ""
         raise PlanTimedOut(f"{what} not finished after {target.timeout_seconds:.0f}s{last}") from None
     raise PlanFailed(f"stopped watching before the {what} finished")  # pragma: no cover
-

@@ -21,8 +21,9 @@ log = logging.getLogger("vaodrill.drill")
 PUBLISH_TIMEOUT = 15.0
 
 
-def tell_start(observers: Iterable[Observer], drill: str, run_id: str, mode: str, server: str,
-               records: Iterable[PlanRun]) -> None:
+def tell_start(
+    observers: Iterable[Observer], drill: str, run_id: str, mode: str, server: str, records: Iterable[PlanRun]
+) -> None:
     """The drill resolved its plans and is about to start; each observer gets its own copies of the records."""
     runs = list(records)
     for observer in observers:

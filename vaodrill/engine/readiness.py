@@ -98,8 +98,10 @@ class ReadinessSession(DrillSession):
                 raise PlanFailed(f"the readiness check ended without a result: {shown.describe()}")
             if readings < START_GRACE_POLLS or time.monotonic() < grace_until:
                 return False  # the server may not show the check yet
-            raise PlanFailed(f"the readiness check never showed: still {shown.describe()} after {readings} readings "
-                             "(a check shorter than poll_interval cannot be told from the one before)")
+            raise PlanFailed(
+                f"the readiness check never showed: still {shown.describe()} after {readings} readings "
+                "(a check shorter than poll_interval cannot be told from the one before)"
+            )
 
         plan, observed_at = await wait_for(self.monitor, target, what="readiness check", step=step)
         return StageDone(observed_at, plan.state_details)

@@ -65,15 +65,27 @@ async def survey(journal: JournalState, settings: ConnectionSettings) -> Recover
     for key in journal.may_be_failed_over():
         info = journal.plan_info(key)
         plan = plans.get(str(info.get("id", "")).lower())
-        recovery.plans.append(RecoveryPlan(key, str(info.get("name", key)), str(info.get("id", "?")),
-                                           plan.describe_state() if plan else "not listed by the server",
-                                           _action(plan, journal.mode, started.get(str(info.get("id", "")).lower()))))
+        recovery.plans.append(
+            RecoveryPlan(
+                key,
+                str(info.get("name", key)),
+                str(info.get("id", "?")),
+                plan.describe_state() if plan else "not listed by the server",
+                _action(plan, journal.mode, started.get(str(info.get("id", "")).lower())),
+            )
+        )
     return recovery
 
 
-async def recover(journal: JournalState, settings: ConnectionSettings, *, observers: Iterable[Observer] = (),
-                  write_gate: WriteGate | None = None, steps: Callable[[DrillSession], Steps] | None = None,
-                  surveyed: Recovery | None = None) -> Recovery:
+async def recover(
+    journal: JournalState,
+    settings: ConnectionSettings,
+    *,
+    observers: Iterable[Observer] = (),
+    write_gate: WriteGate | None = None,
+    steps: Callable[[DrillSession], Steps] | None = None,
+    surveyed: Recovery | None = None,
+) -> Recovery:
     """Halt, undo and verify every plan an unclosed run may have left failed over; close the journal if clean.
 
     The same code serves ``vaodrill recover``, the flow's cancellation hook and the crashed-run deployment.
@@ -84,13 +96,20 @@ async def recover(journal: JournalState, settings: ConnectionSettings, *, observ
     if journal.mode != "drill":
         return recovery
     ledger = Ledger(journal.drill, journal.run_id, Journal(journal.path.parent, journal.run_id), observers)
-    targets = {str(info["key"]): PlanRun.from_json({"target": info["target"]}).target
-               for info in journal.opened.get("plans", []) if isinstance(info, dict) and "target" in info}
+    targets = {
+        str(info["key"]): PlanRun.from_json({"target": info["target"]}).target
+        for info in journal.opened.get("plans", [])
+        if isinstance(info, dict) and "target" in info
+    }
     ledger.restore(journal, targets, resume=False)
     ledger.journal.append("recover")
-    async with DrillSession(settings.client(), poll_interval=float(journal.opened.get("poll_interval") or 10),
-                            give_up_after=float(journal.opened.get("give_up_after") or 300),
-                            journal=ledger.journal, write_gate=write_gate) as session:
+    async with DrillSession(
+        settings.client(),
+        poll_interval=float(journal.opened.get("poll_interval") or 10),
+        give_up_after=float(journal.opened.get("give_up_after") or 300),
+        journal=ledger.journal,
+        write_gate=write_gate,
+    ) as session:
         await ledger.clean_up([p.key for p in recovery.plans], (steps or (lambda s: s))(session))
     for p in recovery.plans:
         record = ledger.records[p.key]
@@ -126,18 +145,38 @@ async def dry_run(spec: DrillSpec, settings: ConnectionSettings, now: datetime |
                 continue
             if spec.mode == "readiness":
                 path, body = client.readiness_request(target.id)
-                calls.append(PlannedCall(target.name, True, f"{plan.describe_state()}; readiness check",
-                                         f"POST {client.base_url}{path} {json.dumps(body)}"))
+                calls.append(
+                    PlannedCall(
+                        target.name,
+                        True,
+                        f"{plan.describe_state()}; readiness check",
+                        f"POST {client.base_url}{path} {json.dumps(body)}",
+                    )
+                )
                 continue
             path, body = client.failover_request(target.id, restore_point=target.restore_point)
-            calls.append(PlannedCall(
-                target.name, True, f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
-                f"POST {client.base_url}{path} {json.dumps(body)}"))
-            calls += [PlannedCall(target.name, True, f"then, once VAO reports it complete: check {c.label!r} "
-                                  f"({c.kind} {c.target}; {'critical' if c.critical else 'non-critical'}, deadline "
-                                  f"{c.deadline.total_seconds():g}s)") for c in spec.checks_for(step)]
+            calls.append(
+                PlannedCall(
+                    target.name,
+                    True,
+                    f"{plan.describe_state()}; restore point {target.restore_point} ({target.rule})",
+                    f"POST {client.base_url}{path} {json.dumps(body)}",
+                )
+            )
+            calls += [
+                PlannedCall(
+                    target.name,
+                    True,
+                    f"then, once VAO reports it complete: check {c.label!r} "
+                    f"({c.kind} {c.target}; {'critical' if c.critical else 'non-critical'}, deadline "
+                    f"{c.deadline.total_seconds():g}s)",
+                )
+                for c in spec.checks_for(step)
+            ]
             if spec.mode == "drill":
-                calls.append(PlannedCall(target.name, True, "then, at cleanup",
-                                         f"POST {client.base_url}{client.undo_path(target.id)}"))
+                calls.append(
+                    PlannedCall(
+                        target.name, True, "then, at cleanup", f"POST {client.base_url}{client.undo_path(target.id)}"
+                    )
+                )
         return calls
-

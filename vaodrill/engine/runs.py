@@ -68,8 +68,14 @@ TRANSITIONS: Mapping[Phase, frozenset[Phase]] = {
 
 #: The report's status of a plan, by the phase its failover ended in.
 STATUS_OF: Mapping[Phase, PlanStatus] = {
-    Phase.FAILED_OVER: "passed", Phase.HALTED: "halted", Phase.TIMED_OUT: "timed_out", Phase.FAILED: "failed",
-    Phase.INTERRUPTED: "interrupted", Phase.SKIPPED: "skipped", Phase.REFUSED: "failed", Phase.READY: "passed",
+    Phase.FAILED_OVER: "passed",
+    Phase.HALTED: "halted",
+    Phase.TIMED_OUT: "timed_out",
+    Phase.FAILED: "failed",
+    Phase.INTERRUPTED: "interrupted",
+    Phase.SKIPPED: "skipped",
+    Phase.REFUSED: "failed",
+    Phase.READY: "passed",
 }
 
 
@@ -270,18 +276,36 @@ def plan_result(run: PlanRun, mode: str) -> PlanResult:
     checks = [CheckResult.model_validate(c) for c in run.checks]
     measured = rto_verified if rto_verified is not None else rto
     return PlanResult(
-        plan=target.name, id=target.id, status=status, reason=run.reason, after=list(target.after),
-        restore_point=target.restore_point, restore_point_rule=target.rule, restore_point_seed=target.seed,
-        failover_started_at=run.started_at, failover_completed_at=run.completed_at,
-        failover_ended_at=run.ended_at, failover_details=run.details,
-        rto_seconds=rto, rto_target_seconds=target_s,
+        plan=target.name,
+        id=target.id,
+        status=status,
+        reason=run.reason,
+        after=list(target.after),
+        restore_point=target.restore_point,
+        restore_point_rule=target.rule,
+        restore_point_seed=target.seed,
+        failover_started_at=run.started_at,
+        failover_completed_at=run.completed_at,
+        failover_ended_at=run.ended_at,
+        failover_details=run.details,
+        rto_seconds=rto,
+        rto_target_seconds=target_s,
         rto_met=None if measured is None or target_s is None else measured <= target_s,
-        undo=undo, undo_reason=undo_reason, undo_completed_at=run.undo_at, undo_details=run.undo_details,
+        undo=undo,
+        undo_reason=undo_reason,
+        undo_completed_at=run.undo_at,
+        undo_details=run.undo_details,
         events=[PlanEvent.model_validate(e) for e in run.events],
-        warnings=[f"{what}VAO: {details}" for what, details in (("", run.details), ("undo: ", run.undo_details))
-                  if details and finished_with_warnings(details)]
+        warnings=[
+            f"{what}VAO: {details}"
+            for what, details in (("", run.details), ("undo: ", run.undo_details))
+            if details and finished_with_warnings(details)
+        ]
         + [c.describe() for c in checks if not c.critical and c.status == "failed"],
-        notes=list(target.notes), checks=checks, verified_at=run.verified_at, rto_verified_seconds=rto_verified,
+        notes=list(target.notes),
+        checks=checks,
+        verified_at=run.verified_at,
+        rto_verified_seconds=rto_verified,
     )
 
 
@@ -313,4 +337,3 @@ def verdict(results: list[PlanResult], mode: str) -> tuple[Verdict, str | None]:
         if dirty:
             problems.append(f"LEFT FAILED OVER (cleanup not verified): {', '.join(dirty)}")
     return ("failed", "; ".join(problems)) if problems else ("passed", None)
-

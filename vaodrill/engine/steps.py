@@ -75,7 +75,6 @@ def started_stages(journal: JournalState) -> dict[str, Stage]:
     return started
 
 
-
 def never_sent(error: VaoError) -> bool:
     """A POST that provably never reached VAO: nothing ran, nothing to read back."""
     return isinstance(error, VaoConnectError) and not error.may_have_reached_server
@@ -90,8 +89,9 @@ def _undo_done(shown: StateRecord) -> bool:
     """The undo's wait: clean is done; still undoing (or not shown yet) waits; anything else fails the cleanup."""
     if is_clean(shown):
         return True
-    if shown.condition is Condition.HALTED or (shown.condition is Condition.UNDONE
-                                               and finished_with_errors(shown.details)):
+    if shown.condition is Condition.HALTED or (
+        shown.condition is Condition.UNDONE and finished_with_errors(shown.details)
+    ):
         raise CleanupNotVerified(f"undo stopped in {shown.describe()}")
     if shown.condition in (Condition.UNDOING, Condition.UNDONE, Condition.FAILING_OVER, Condition.FAILED_OVER):
         return False  # the undo runs, or the server does not show it yet
@@ -101,9 +101,17 @@ def _undo_done(shown: StateRecord) -> bool:
 class DrillSession:
     """One drill run's connection to VAO: one client, one token, one pool, one monitor, one journal."""
 
-    def __init__(self, client: Orchestrator, *, poll_interval: float, give_up_after: float,
-                 journal: Journal | None = None, write_gate: WriteGate | None = None,
-                 on_read_error: Callable[[str | None], None] | None = None, polling: Polling = "fixed") -> None:
+    def __init__(
+        self,
+        client: Orchestrator,
+        *,
+        poll_interval: float,
+        give_up_after: float,
+        journal: Journal | None = None,
+        write_gate: WriteGate | None = None,
+        on_read_error: Callable[[str | None], None] | None = None,
+        polling: Polling = "fixed",
+    ) -> None:
         self.client = client
         self.give_up_after = give_up_after
         self.monitor = PlanMonitor(client, poll_interval, give_up_after, on_read_error, polling=polling)
@@ -144,8 +152,9 @@ class DrillSession:
             return None
         for other in open_journals(self.journal.path.parent):
             if other.run_id != self.journal.run_id and any(
-                    str(other.plan_info(key).get("id", "")).lower() == target.id.lower()
-                    for key in other.may_be_failed_over()):
+                str(other.plan_info(key).get("id", "")).lower() == target.id.lower()
+                for key in other.may_be_failed_over()
+            ):
                 return other.run_id
         return None
 
@@ -207,11 +216,11 @@ class DrillSession:
             if not is_transient(exc) or (not connect and isinstance(exc, VaoConnectError)):
                 raise
             lasted = time.monotonic() - started
-            raise DrillAborted(f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}",
-                               kind="unreachable") from None
+            raise DrillAborted(
+                f"VAO unreachable or failing for {lasted:.0f}s (give_up_after): {exc}", kind="unreachable"
+            ) from None
 
-    async def _post(self, target: PlanTarget, op: str, send: Callable[[], Awaitable[None]],
-                    **intent: Any) -> None:
+    async def _post(self, target: PlanTarget, op: str, send: Callable[[], Awaitable[None]], **intent: Any) -> None:
         """One POST, announced in the journal first. The client sends it again only when VAO provably did not act
         on it (never received; 429 or 503 with Retry-After), within ``give_up_after`` and ``MAX_RETRY_AFTER``."""
         try:
@@ -242,8 +251,12 @@ class DrillSession:
 
         try:
             with patience(self.give_up_after):
-                await self.client.retry.run(enter, retryable=lambda exc: exc.__cause__ is not None, log=log,
-                                            what=f"{target.name}: no write slot for the {op} yet")
+                await self.client.retry.run(
+                    enter,
+                    retryable=lambda exc: exc.__cause__ is not None,
+                    log=log,
+                    what=f"{target.name}: no write slot for the {op} yet",
+                )
         except Exception as exc:  # whatever the limit's client raises, the POST did not leave
             raise VaoConnectError(f"{op}: no write slot ({exc})") from None
 
@@ -268,16 +281,26 @@ class DrillSession:
         A readiness drill sends its ReadinessCheck instead (:class:`~vaodrill.engine.readiness.ReadinessSession`)."""
         if run_sent_before is not None:
             plan = await self.read(target)
-            log.warning("%s: Run already sent by this run at %s: not sending it again", target.name,
-                        run_sent_before.isoformat())
-            return Started(run_sent_before, posted=False, confirmed=_shows_failover(self.status(plan)),
-                           note="resumed: Run sent earlier in this run")
+            log.warning(
+                "%s: Run already sent by this run at %s: not sending it again", target.name, run_sent_before.isoformat()
+            )
+            return Started(
+                run_sent_before,
+                posted=False,
+                confirmed=_shows_failover(self.status(plan)),
+                note="resumed: Run sent earlier in this run",
+            )
         self._refuse_unless_runnable(target, await self.current(target))
         started_at = utcnow()
         try:
-            await self._post(target, "run", lambda: self.client.run_failover(
-                target.id, restore_point=target.restore_point, execute_chained_plans=False),
-                             restore_point=target.restore_point)
+            await self._post(
+                target,
+                "run",
+                lambda: self.client.run_failover(
+                    target.id, restore_point=target.restore_point, execute_chained_plans=False
+                ),
+                restore_point=target.restore_point,
+            )
         except VaoError as exc:
             if (abort := abort_for(exc)) is not None or never_sent(exc):
                 raise abort or RunNotStarted(f"Run not sent: {exc}") from None
@@ -325,15 +348,22 @@ class DrillSession:
             if shown.condition is Condition.HALTED:
                 self._continued(events, "halted again")
                 step_at = _HALT_STEP.search(shown.details)
-                events.append(PlanEvent(kind="halt", at=utcnow(), step=int(step_at[1]) if step_at else None,
-                                        details=shown.details or None))
+                events.append(
+                    PlanEvent(
+                        kind="halt",
+                        at=utcnow(),
+                        step=int(step_at[1]) if step_at else None,
+                        details=shown.details or None,
+                    )
+                )
                 policy = target.halt
                 if policy.continue_with is None or continues >= policy.max:
                     tried = f" after {continues} Continue" if continues else ""
                     raise PlanHalted(f"halted{tried} ({shown.details or 'no details'})")
                 continues += 1
-                log.warning("%s halted; Continue %s (%d of %d)", target.name, policy.continue_with,
-                            continues, policy.max)
+                log.warning(
+                    "%s halted; Continue %s (%d of %d)", target.name, policy.continue_with, continues, policy.max
+                )
                 sent = PlanEvent(kind="continue", at=utcnow(), option=policy.continue_with)
                 events.append(sent)
                 return self._send_continue(target, sent)
@@ -367,8 +397,9 @@ class DrillSession:
             shown = self.status(await self.read(target))
         await self._undo(target, shown)
         try:
-            plan, observed_at = await wait_for(self.monitor, target, what="undo",
-                                               step=lambda p, _: _undo_done(self.status(p)))
+            plan, observed_at = await wait_for(
+                self.monitor, target, what="undo", step=lambda p, _: _undo_done(self.status(p))
+            )
         except PlanTimedOut as exc:
             raise CleanupNotVerified(str(exc)) from None
         # The undo's own wording ("Complete, 1 warning") only while the plan still shows the undo, not an idle word.
@@ -412,8 +443,11 @@ class DrillSession:
     @staticmethod
     def _halt_done(shown: StateRecord) -> bool:
         """A Halt sent to a running failover has taken: halted, or the failover stopped running, or clean."""
-        return shown.condition is Condition.HALTED or is_clean(shown) or (
-            shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
+        return (
+            shown.condition is Condition.HALTED
+            or is_clean(shown)
+            or (shown.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER) and not shown.running)
+        )
 
 
 __all__ = ["START_GRACE_POLLS", "DrillSession", "WriteGate", "never_sent", "refused", "started_stages"]

@@ -60,8 +60,6 @@ class Cleanup:
     details: str | None = None  # VAO's planStateDetails when the undo finished
 
 
-
-
 #: Without an explicit timeout a plan may take this multiple of its RTO target (or DEFAULT_TIMEOUT) to finish.
 TIMEOUT_FACTOR = 3.0
 MIN_TIMEOUT = 10 * 60.0
@@ -85,8 +83,9 @@ def find_plan(plans: list[FailoverPlan], ref: str) -> FailoverPlan | None:
     return by_name[0] if by_name else None
 
 
-def build_targets(spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime,
-                  server_timezone: str) -> dict[str, PlanTarget]:
+def build_targets(
+    spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime, server_timezone: str
+) -> dict[str, PlanTarget]:
     """Resolve every step to a server plan and a restore-point date; ALL unknown plans are named at once."""
     unknown = [step.plan for step in spec.plans if find_plan(plans, step.plan) is None]
     if unknown:
@@ -95,13 +94,22 @@ def build_targets(spec: DrillSpec, plans: list[FailoverPlan], *, now: datetime,
     for step in spec.plans:
         plan = find_plan(plans, step.plan)
         assert plan is not None
-        date, resolved = restore_point_date(spec.rule_for(step), now=now, drill_tz=spec.timezone,
-                                            server_tz=server_timezone)
+        date, resolved = restore_point_date(
+            spec.rule_for(step), now=now, drill_tz=spec.timezone, server_tz=server_timezone
+        )
         rto = step.rto_target.total_seconds() if step.rto_target is not None else plan.target_rto_seconds
         timeout = step.timeout.total_seconds() if step.timeout is not None else default_timeout(rto)
         targets[step.plan] = PlanTarget(
-            key=step.plan, id=plan.id, name=plan.name, after=tuple(step.after), restore_point=date,
-            rule=resolved.rule, seed=resolved.seed, rto_target_seconds=rto, timeout_seconds=timeout,
-            halt=spec.halt_policy_for(step), notes=tuple(resolved.notes))
+            key=step.plan,
+            id=plan.id,
+            name=plan.name,
+            after=tuple(step.after),
+            restore_point=date,
+            rule=resolved.rule,
+            seed=resolved.seed,
+            rto_target_seconds=rto,
+            timeout_seconds=timeout,
+            halt=spec.halt_policy_for(step),
+            notes=tuple(resolved.notes),
+        )
     return targets
-

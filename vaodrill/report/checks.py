@@ -14,8 +14,15 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-__all__ = ["CHECK_COLOURS", "CheckResult", "CheckStatus", "check_legend", "check_lines", "check_markers",
-           "junit_check_cases"]
+__all__ = [
+    "CHECK_COLOURS",
+    "CheckResult",
+    "CheckStatus",
+    "check_legend",
+    "check_lines",
+    "check_markers",
+    "junit_check_cases",
+]
 
 CheckStatus = Literal["passed", "failed", "not_run"]
 
@@ -29,13 +36,16 @@ class CheckResult(BaseModel):
     kind: Literal["http", "tcp", "dns", "command"]
     target: str = Field(description="URL, host:port, DNS name or command line, as the spec wrote it")
     critical: bool = Field(description="A failing critical check fails the plan; any other is a warning")
-    status: CheckStatus = Field(description="not_run: stopped before its verdict (the drill stopped, or a "
-                                            "critical check of the plan already failed)")
+    status: CheckStatus = Field(
+        description="not_run: stopped before its verdict (the drill stopped, or a "
+        "critical check of the plan already failed)"
+    )
     attempts: int = Field(0, ge=0)
     passed_at: AwareDatetime | None = Field(None, description="When its first passing attempt ended")
     ended_at: AwareDatetime | None = Field(None, description="When its verdict came (passed, failed or stopped)")
     seconds_after_complete: float | None = Field(
-        None, description="From VAO's failover complete (as vaodrill saw it) to passing")
+        None, description="From VAO's failover complete (as vaodrill saw it) to passing"
+    )
     message: str | None = Field(None, description="Why its last attempt failed")
 
     def describe(self) -> str:
@@ -43,8 +53,9 @@ class CheckResult(BaseModel):
         what = f"check {self.name!r}" + ("" if self.critical else " (non-critical)")
         tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
         if self.status == "passed":
-            after = f" {self.seconds_after_complete:.1f}s after complete" if self.seconds_after_complete is not None \
-                else ""
+            after = (
+                f" {self.seconds_after_complete:.1f}s after complete" if self.seconds_after_complete is not None else ""
+            )
             return f"{what} passed{after} ({tries})"
         if self.status == "not_run":
             return f"{what} not finished: {self.message or 'stopped'}"
@@ -82,26 +93,36 @@ def _check_properties(c: CheckResult) -> Iterable[tuple[str, str]]:
         yield "warning", c.describe()
 
 
-
 #: A check's marker on the timeline: passed, failed critical (the plan failed), failed non-critical (a warning).
 CHECK_COLOURS = {"passed": "#1e8449", "failed": "#c0392b", "warning": "#d68910"}
 
 
-def check_markers(row: ET.Element, checks: Iterable[CheckResult], x_of: Callable[[datetime], float],
-                  mid: float) -> None:
+def check_markers(
+    row: ET.Element, checks: Iterable[CheckResult], x_of: Callable[[datetime], float], mid: float
+) -> None:
     """A diamond per check on the plan's timeline row, where its verdict came; its title says what it was."""
     for c in checks:
         if c.ended_at is None:
             continue
         colour = CHECK_COLOURS["passed" if c.status == "passed" else "failed" if c.critical else "warning"]
         x = x_of(c.ended_at)
-        marker = ET.SubElement(row, "path", {
-            "d": f"M{x:.1f},{mid - 9:.1f} L{x + 5:.1f},{mid:.1f} L{x:.1f},{mid + 9:.1f} L{x - 5:.1f},{mid:.1f} z",
-            "fill": colour, "stroke": "#ffffff", "stroke-width": "1", "class": f"check {c.status}"})
+        marker = ET.SubElement(
+            row,
+            "path",
+            {
+                "d": f"M{x:.1f},{mid - 9:.1f} L{x + 5:.1f},{mid:.1f} L{x:.1f},{mid + 9:.1f} L{x - 5:.1f},{mid:.1f} z",
+                "fill": colour,
+                "stroke": "#ffffff",
+                "stroke-width": "1",
+                "class": f"check {c.status}",
+            },
+        )
         ET.SubElement(marker, "title").text = c.describe()
 
 
 def check_legend() -> list[tuple[str, str, dict[str, object]]]:
     """The timeline legend's keys for the check markers: (label, SVG tag, attributes)."""
-    return [(f"check {word}", "path", {"d": "M8,-7 L12,0 L8,7 L4,0 z", "fill": colour})
-            for word, colour in CHECK_COLOURS.items()]
+    return [
+        (f"check {word}", "path", {"d": "M8,-7 L12,0 L8,7 L4,0 z", "fill": colour})
+        for word, colour in CHECK_COLOURS.items()
+    ]

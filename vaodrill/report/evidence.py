@@ -109,8 +109,11 @@ class EarlierRun:
 def earlier_runs(report: DrillReport, root: Path, limit: int = HISTORY_RUNS) -> list[EarlierRun]:
     """The drill's last runs before this one, newest first, from their report.json files (unreadable skipped)."""
     here = report_directory(report, root)
-    folders = sorted((p for p in here.parent.iterdir() if p.is_dir() and p.name < here.name), reverse=True) \
-        if here.parent.is_dir() else []
+    folders = (
+        sorted((p for p in here.parent.iterdir() if p.is_dir() and p.name < here.name), reverse=True)
+        if here.parent.is_dir()
+        else []
+    )
     runs: list[EarlierRun] = []
     for folder in folders:
         try:
@@ -134,30 +137,43 @@ def evidence_hashes(page: str) -> dict[str, str]:
 
 def _header(report: DrillReport) -> str:
     word = report.verdict
-    out = [f"<h1>DR test evidence: drill {_e(report.drill)} <span class='verdict {word}'>{word.upper()}</span></h1>",
-           f"<p class='muted'>Test id (run id) <b>{_e(report.run_id)}</b> · written by vaodrill {_e(__version__)} at "
-           f"{_time(datetime.now(UTC))}</p>"]
+    out = [
+        f"<h1>DR test evidence: drill {_e(report.drill)} <span class='verdict {word}'>{word.upper()}</span></h1>",
+        f"<p class='muted'>Test id (run id) <b>{_e(report.run_id)}</b> · written by vaodrill {_e(__version__)} at "
+        f"{_time(datetime.now(UTC))}</p>",
+    ]
     if left := report.left_failed_over:
-        out.append(f"<p class='alert'><b>{len(left)} PLAN(S) LEFT FAILED OVER</b>: "
-                   f"{_e(', '.join(p.plan for p in left))}. Workloads may run from the DR site.</p>")
+        out.append(
+            f"<p class='alert'><b>{len(left)} PLAN(S) LEFT FAILED OVER</b>: "
+            f"{_e(', '.join(p.plan for p in left))}. Workloads may run from the DR site.</p>"
+        )
     return "".join(out)
 
 
 #: The modes that change nothing for good, as the pack names them; anything else is a real failover.
 _MODE_WORDS = {"drill": "drill (fail over, then undo)", "readiness": "readiness check (no failover, no undo)"}
-_NO_APPROVAL = {"drill": "Drill mode: plans are failed over and undone; no approval is required.",
-                "readiness": "Readiness mode: each plan's readiness check only; no approval is required."}
+_NO_APPROVAL = {
+    "drill": "Drill mode: plans are failed over and undone; no approval is required.",
+    "readiness": "Readiness mode: each plan's readiness check only; no approval is required.",
+}
 
 
 def _scope(report: DrillReport, opened: Mapping[str, Any]) -> str:
     plans = ", ".join(p.plan for p in report.plans) or DASH
-    items = [("Test id (run id)", _e(report.run_id)), ("Drill", _e(report.drill)),
-             ("Mode", _MODE_WORDS.get(report.mode, "<b>REAL failover</b> (no undo)")),
-             ("Plans in scope", f"{len(report.plans)}: {_e(plans)}"), ("VAO server", _e(report.vao_server or DASH)),
-             ("vaodrill version", _e(__version__)), ("Drill spec file", _e(opened.get("spec_file") or DASH)),
-             ("Flow run", _e(report.flow_run_url or DASH)), ("Started", _time(report.started_at)),
-             ("Finished", _time(report.finished_at)), ("Duration", format_duration(report.duration_seconds)),
-             ("Verdict", f"<b>{report.verdict}</b>" + (f": {_e(report.reason)}" if report.reason else ""))]
+    items = [
+        ("Test id (run id)", _e(report.run_id)),
+        ("Drill", _e(report.drill)),
+        ("Mode", _MODE_WORDS.get(report.mode, "<b>REAL failover</b> (no undo)")),
+        ("Plans in scope", f"{len(report.plans)}: {_e(plans)}"),
+        ("VAO server", _e(report.vao_server or DASH)),
+        ("vaodrill version", _e(__version__)),
+        ("Drill spec file", _e(opened.get("spec_file") or DASH)),
+        ("Flow run", _e(report.flow_run_url or DASH)),
+        ("Started", _time(report.started_at)),
+        ("Finished", _time(report.finished_at)),
+        ("Duration", format_duration(report.duration_seconds)),
+        ("Verdict", f"<b>{report.verdict}</b>" + (f": {_e(report.reason)}" if report.reason else "")),
+    ]
     if report.stopped:
         items.append(("Stopped early", _e(STOPPED_WORDS.get(report.stopped, report.stopped))))
     items += [("Warning", f"<span class='bad'>{_e(w)}</span>") for w in report.warnings]
@@ -165,15 +181,26 @@ def _scope(report: DrillReport, opened: Mapping[str, Any]) -> str:
 
 
 def _scenario(report: DrillReport, opened: Mapping[str, Any]) -> str:
-    settings = (f"poll interval {opened.get('poll_interval', DASH)} s, "
-                f"give up after {opened.get('give_up_after', DASH)} s")
-    rows = [(_e(p.plan), _e(", ".join(p.after) or DASH), _e(p.restore_point_rule or DASH),
-             _e(p.restore_point or DASH), _e(DASH if p.restore_point_seed is None else p.restore_point_seed))
-            for p in report.plans]
-    return ("<h2>Scenario</h2>" + _dl([("Description", _e(report.description or DASH)), ("Engine", settings)]) +
-            "<p class='muted'>Date asked: the restorePointRule.date sent to VAO, in VAO server time; VAO fails over "
-            "to the nearest restore point at or before it.</p>" +
-            _table(["Plan", "After", "Restore-point rule", "Date asked", "Seed"], rows))
+    settings = (
+        f"poll interval {opened.get('poll_interval', DASH)} s, give up after {opened.get('give_up_after', DASH)} s"
+    )
+    rows = [
+        (
+            _e(p.plan),
+            _e(", ".join(p.after) or DASH),
+            _e(p.restore_point_rule or DASH),
+            _e(p.restore_point or DASH),
+            _e(DASH if p.restore_point_seed is None else p.restore_point_seed),
+        )
+        for p in report.plans
+    ]
+    return (
+        "<h2>Scenario</h2>"
+        + _dl([("Description", _e(report.description or DASH)), ("Engine", settings)])
+        + "<p class='muted'>Date asked: the restorePointRule.date sent to VAO, in VAO server time; VAO fails over "
+        "to the nearest restore point at or before it.</p>"
+        + _table(["Plan", "After", "Restore-point rule", "Date asked", "Seed"], rows)
+    )
 
 
 def _timeline(svg: str | None) -> str:
@@ -186,16 +213,24 @@ def _calls(records: Sequence[Mapping[str, Any]]) -> str:
     for r in records:
         kind = r.get("type")
         if kind in ("intent", "outcome"):
-            what = f"{str(r.get('op', '?')).capitalize()} " + ("sent" if kind == "intent" else (
-                "answered OK" if r.get("ok") else f"failed: {r.get('error', '')}"))
+            what = f"{str(r.get('op', '?')).capitalize()} " + (
+                "sent" if kind == "intent" else ("answered OK" if r.get("ok") else f"failed: {r.get('error', '')}")
+            )
         elif kind in ("open", "resume", "recover", "close", "approval"):
-            what = {"open": "drill started", "resume": "run resumed from its journal", "close": "journal closed",
-                    "recover": "recovery started", "approval": "real failover approved"}[str(kind)]
+            what = {
+                "open": "drill started",
+                "resume": "run resumed from its journal",
+                "close": "journal closed",
+                "recover": "recovery started",
+                "approval": "real failover approved",
+            }[str(kind)]
         else:
             continue
         rows.append((_e(str(r.get("at", ""))[:23].replace("T", " ")), _e(r.get("plan") or DASH), _e(what)))
-    return ("<h2>Calls to VAO</h2><p class='muted'>From the run's journal: every Run, Undo and Halt sent to VAO, "
-            "written before it was sent, and its answer (UTC).</p>" + _table(["When", "Plan", "What"], rows))
+    return (
+        "<h2>Calls to VAO</h2><p class='muted'>From the run's journal: every Run, Undo and Halt sent to VAO, "
+        "written before it was sent, and its answer (UTC).</p>" + _table(["When", "Plan", "What"], rows)
+    )
 
 
 def _halts(p: PlanResult, record: Mapping[str, Any]) -> str:
@@ -228,26 +263,53 @@ def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str
         if p.undo_completed_at:
             undo_cell += f"<br><span class='muted'>{_time(p.undo_completed_at)}</span>"
         status = STATUS_LABELS.get(p.status, p.status)
-        rows.append((_e(p.plan), f"<span class='{'bad' if p.status in FAILING_STATUSES else ''}'>{_e(status)}</span>",
-                     _time(p.failover_started_at), _time(p.failover_completed_at), _rto(p),
-                     _e(p.failover_details or DASH), _halts(p, plans.get(p.plan, {})), undo_cell,
-                     _e(plan_reasons(p) or DASH)))
-    return ("<h2>Results per plan</h2><p class='muted'>RTO: from the Run sent to the completion observed, against "
-            "the target. Cleanup: the undo verified by reading the plan back idle.</p>" +
-            _table(["Plan", "Status", "Check sent" if report.mode == "readiness" else "Run sent", "Completed",
-                    "RTO achieved / target", "VAO details",
-                    "Halts, continues, warnings, notes", "Cleanup", "Reason"], rows))
+        rows.append(
+            (
+                _e(p.plan),
+                f"<span class='{'bad' if p.status in FAILING_STATUSES else ''}'>{_e(status)}</span>",
+                _time(p.failover_started_at),
+                _time(p.failover_completed_at),
+                _rto(p),
+                _e(p.failover_details or DASH),
+                _halts(p, plans.get(p.plan, {})),
+                undo_cell,
+                _e(plan_reasons(p) or DASH),
+            )
+        )
+    return (
+        "<h2>Results per plan</h2><p class='muted'>RTO: from the Run sent to the completion observed, against "
+        "the target. Cleanup: the undo verified by reading the plan back idle.</p>"
+        + _table(
+            [
+                "Plan",
+                "Status",
+                "Check sent" if report.mode == "readiness" else "Run sent",
+                "Completed",
+                "RTO achieved / target",
+                "VAO details",
+                "Halts, continues, warnings, notes",
+                "Cleanup",
+                "Reason",
+            ],
+            rows,
+        )
+    )
 
 
 def _approvals(report: DrillReport, records: Sequence[Mapping[str, Any]]) -> str:
     found = [r for r in records if r.get("type") == "approval"]
     if not found:
-        text = (_NO_APPROVAL[report.mode] if report.mode in _NO_APPROVAL
-                else "<span class='bad'>No approval recorded in this run's journal</span>: see the approval input of "
-                     f"the flow run {_e(report.flow_run_url or '')}.")
+        text = (
+            _NO_APPROVAL[report.mode]
+            if report.mode in _NO_APPROVAL
+            else "<span class='bad'>No approval recorded in this run's journal</span>: see the approval input of "
+            f"the flow run {_e(report.flow_run_url or '')}."
+        )
         return f"<h2>Approvals</h2><p>{text}</p>"
-    rows = [(_e(r.get("approver")), _e(r.get("change_ticket") or "—"), _e(r.get("how") or "—"), _e(r.get("at")))
-            for r in found]
+    rows = [
+        (_e(r.get("approver")), _e(r.get("change_ticket") or "—"), _e(r.get("how") or "—"), _e(r.get("at")))
+        for r in found
+    ]
     return "<h2>Approvals</h2>" + _table(["Approved by", "Change ticket", "How", "When"], rows)
 
 
@@ -259,8 +321,12 @@ def deficiencies(report: DrillReport) -> list[tuple[str, str]]:
             found.append((p.plan, f"{p.status.replace('_', ' ')}: {plan_reasons(p) or 'no reason given'}"))
         if p.rto_met is False:
             measured = p.rto_verified_seconds if p.rto_verified_seconds is not None else p.rto_seconds
-            found.append((p.plan, f"RTO target missed: {format_duration(measured)} against "
-                                  f"{format_duration(p.rto_target_seconds)}"))
+            found.append(
+                (
+                    p.plan,
+                    f"RTO target missed: {format_duration(measured)} against {format_duration(p.rto_target_seconds)}",
+                )
+            )
         if p.failover_details and _WARNING.search(p.failover_details):
             found.append((p.plan, f"VAO reported: {p.failover_details}"))
         found += [(p.plan, f"warning: {w}") for w in p.warnings if not w.startswith("VAO: ")]
@@ -277,12 +343,15 @@ def _deficiencies(report: DrillReport) -> str:
     if not found:
         return "<h2>Deficiencies</h2><p class='ok'>None: every plan passed within its target and was cleaned up.</p>"
     rows = [(_e(plan), _e(what), "<div class='fill'></div>", "", "") for plan, what in found]
-    return (f"<h2>Deficiencies ({len(found)})</h2><p>Each item is to be followed up: fill in the action, its owner "
-            "and the due date.</p>" + _table(["Plan", "Deficiency", "Action", "Owner", "Due"], rows))
+    return (
+        f"<h2>Deficiencies ({len(found)})</h2><p>Each item is to be followed up: fill in the action, its owner "
+        "and the due date.</p>" + _table(["Plan", "Deficiency", "Action", "Owner", "Due"], rows)
+    )
 
 
-def spark_svg(points: Sequence[tuple[str, float | None]], target: float | None, *, width: int = 160,
-              height: int = 34) -> str:
+def spark_svg(
+    points: Sequence[tuple[str, float | None]], target: float | None, *, width: int = 160, height: int = 34
+) -> str:
     """A small inline SVG of RTOs, oldest first: passed runs as green dots joined by a line, any other run as a
     red cross on the baseline, the target as a dashed line."""
     values = [v for _, v in points if v is not None] + ([target] if target else [])
@@ -302,12 +371,20 @@ def spark_svg(points: Sequence[tuple[str, float | None]], target: float | None, 
         else:
             path.append(f"{x},{y(v)}")
             marks.append(f"<circle cx='{x}' cy='{y(v)}' r='2.5' fill='#2e8b57'/>")
-    line = f"<polyline points='{' '.join(path)}' fill='none' stroke='#2e8b57' stroke-opacity='.45'/>" \
-        if len(path) > 1 else ""
-    goal = f"<line x1='0' x2='{width}' y1='{y(target)}' y2='{y(target)}' stroke='#888' stroke-dasharray='3,2'/>" \
-        if target else ""
-    return (f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img'>{goal}{line}"
-            f"{''.join(marks)}</svg>")
+    line = (
+        f"<polyline points='{' '.join(path)}' fill='none' stroke='#2e8b57' stroke-opacity='.45'/>"
+        if len(path) > 1
+        else ""
+    )
+    goal = (
+        f"<line x1='0' x2='{width}' y1='{y(target)}' y2='{y(target)}' stroke='#888' stroke-dasharray='3,2'/>"
+        if target
+        else ""
+    )
+    return (
+        f"<svg width='{width}' height='{height}' viewBox='0 0 {width} {height}' role='img'>{goal}{line}"
+        f"{''.join(marks)}</svg>"
+    )
 
 
 def _history(report: DrillReport, earlier: Sequence[EarlierRun]) -> str:
@@ -318,28 +395,49 @@ def _history(report: DrillReport, earlier: Sequence[EarlierRun]) -> str:
         passes = sum(1 for status, _ in points if status == "passed")
         last_good = next((day for (status, _), day in reversed(mine) if status == "passed"), DASH)
         rows.append((_e(p.plan), f"{passes} of {len(points)}", _e(last_good), spark_svg(points, p.rto_target_seconds)))
-    return (f"<h2>History</h2><p class='muted'>This run and up to {HISTORY_RUNS} earlier runs of drill "
-            f"{_e(report.drill)} ({len(earlier)} found). Green: RTO of a passed run; red cross: not passed; dashed: "
-            "target.</p>" + _table(["Plan", "Passed", "Last passed before this run", "RTO, oldest to this run"],
-                                   rows))
+    return (
+        f"<h2>History</h2><p class='muted'>This run and up to {HISTORY_RUNS} earlier runs of drill "
+        f"{_e(report.drill)} ({len(earlier)} found). Green: RTO of a passed run; red cross: not passed; dashed: "
+        "target.</p>" + _table(["Plan", "Passed", "Last passed before this run", "RTO, oldest to this run"], rows)
+    )
 
 
 def _hashes(hashes: Mapping[str, str], head: Mapping[str, Any] | None) -> str:
-    table = "<table><thead><tr><th>File</th><th>SHA-256</th></tr></thead><tbody>" + "".join(
-        f'<tr><td>{_e(name)}</td><td class="sha256" data-file="{_e(name)}">{digest}</td></tr>'
-        for name, digest in sorted(hashes.items())) + "</tbody></table>"
-    journal = ("<p class='bad'>No journal: the run's steps are not chained.</p>" if head is None else _dl([
-        ("Journal", _e(head.get("path"))), ("Lines at report time", _e(head.get("lines"))),
-        ("Hash of its last line", f"<span class='sha256'>{_e(head.get('last_hash'))}</span>")]))
-    return ("<h2>Integrity</h2><p>Each journal line carries the SHA-256 of the line before it. "
-            "<code>vaodrill verify &lt;this folder&gt;</code> recomputes the chain and these hashes. This is tamper "
-            "evidence, not a signature: sign this file with your own tools to prove who wrote it.</p>" +
-            table + journal)
+    table = (
+        "<table><thead><tr><th>File</th><th>SHA-256</th></tr></thead><tbody>"
+        + "".join(
+            f'<tr><td>{_e(name)}</td><td class="sha256" data-file="{_e(name)}">{digest}</td></tr>'
+            for name, digest in sorted(hashes.items())
+        )
+        + "</tbody></table>"
+    )
+    journal = (
+        "<p class='bad'>No journal: the run's steps are not chained.</p>"
+        if head is None
+        else _dl(
+            [
+                ("Journal", _e(head.get("path"))),
+                ("Lines at report time", _e(head.get("lines"))),
+                ("Hash of its last line", f"<span class='sha256'>{_e(head.get('last_hash'))}</span>"),
+            ]
+        )
+    )
+    return (
+        "<h2>Integrity</h2><p>Each journal line carries the SHA-256 of the line before it. "
+        "<code>vaodrill verify &lt;this folder&gt;</code> recomputes the chain and these hashes. This is tamper "
+        "evidence, not a signature: sign this file with your own tools to prove who wrote it.</p>" + table + journal
+    )
 
 
-def render_evidence(report: DrillReport, *, root: Path, hashes: Mapping[str, str],
-                    journal_head: Mapping[str, Any] | None, journal_path: Path | None,
-                    timeline_svg: str | None) -> str:
+def render_evidence(
+    report: DrillReport,
+    *,
+    root: Path,
+    hashes: Mapping[str, str],
+    journal_head: Mapping[str, Any] | None,
+    journal_path: Path | None,
+    timeline_svg: str | None,
+) -> str:
     """The whole evidence pack as one HTML document."""
     records = journal_records(journal_path) if journal_path is not None else []
     opened = next((r for r in records if r.get("type") == "open"), {})
@@ -347,10 +445,22 @@ def render_evidence(report: DrillReport, *, root: Path, hashes: Mapping[str, str
     for r in records:
         if r.get("type") == "plan" and isinstance(r.get("record"), dict):
             plans[str(r["record"].get("target", {}).get("name", r.get("plan")))] = r["record"]
-    body = "".join([
-        _header(report), _scope(report, opened), _scenario(report, opened), _timeline(timeline_svg),
-        _results(report, plans), _approvals(report, records), _deficiencies(report),
-        _history(report, earlier_runs(report, root)), _calls(records), _hashes(hashes, journal_head)])
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>DR test evidence: {_e(report.drill)} {_e(report.run_id)}</title>"
-            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+    body = "".join(
+        [
+            _header(report),
+            _scope(report, opened),
+            _scenario(report, opened),
+            _timeline(timeline_svg),
+            _results(report, plans),
+            _approvals(report, records),
+            _deficiencies(report),
+            _history(report, earlier_runs(report, root)),
+            _calls(records),
+            _hashes(hashes, journal_head),
+        ]
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>DR test evidence: {_e(report.drill)} {_e(report.run_id)}</title>"
+        f"<style>{_CSS}</style></head><body>{body}</body></html>\n"
+    )

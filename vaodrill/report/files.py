@@ -107,29 +107,53 @@ def write_reports(report: DrillReport, directory: Path, *, journal: Journal | No
     head = journal.head() if journal is not None else None
     integrity: dict[str, Any] = {"algorithm": "sha256", "files": hashes, "journal": None}
     if head is not None:
-        integrity["journal"] = {"path": os.path.relpath(head.path, target), "lines": head.lines,
-                                "last_hash": head.last_hash}
+        integrity["journal"] = {
+            "path": os.path.relpath(head.path, target),
+            "lines": head.lines,
+            "last_hash": head.last_hash,
+        }
     text = report_to_json(report, integrity)
-    evidence = _write_evidence(report, target, directory, {**hashes, "report.json": _text_sha256(text)},
-                               integrity["journal"], journal, svg)
-    files = ReportFiles(directory=target, json=target / "report.json", markdown=target / "report.md",
-                        junit=target / "junit.xml", timeline=timeline, evidence=evidence)
+    evidence = _write_evidence(
+        report, target, directory, {**hashes, "report.json": _text_sha256(text)}, integrity["journal"], journal, svg
+    )
+    files = ReportFiles(
+        directory=target,
+        json=target / "report.json",
+        markdown=target / "report.md",
+        junit=target / "junit.xml",
+        timeline=timeline,
+        evidence=evidence,
+    )
     _atomic_write(files.json, text)
     _fsync_dir(target)
     if journal is not None:
-        sealed = {name: file_sha256(target / name) for name in ("report.json", "evidence.html")
-                  if (target / name).is_file()}
+        sealed = {
+            name: file_sha256(target / name) for name in ("report.json", "evidence.html") if (target / name).is_file()
+        }
         journal.append("reports", directory=f"{target.parent.name}/{target.name}", files=sealed)
     return files
 
 
-def _write_evidence(report: DrillReport, target: Path, root: Path, hashes: dict[str, str],
-                    head: Mapping[str, Any] | None, journal: Journal | None, svg: str | None) -> Path | None:
+def _write_evidence(
+    report: DrillReport,
+    target: Path,
+    root: Path,
+    hashes: dict[str, str],
+    head: Mapping[str, Any] | None,
+    journal: Journal | None,
+    svg: str | None,
+) -> Path | None:
     """The evidence pack; a failure is logged and never costs the report files."""
     path = target / "evidence.html"
     try:
-        page = render_evidence(report, root=root, hashes=hashes, journal_head=head,
-                               journal_path=journal.path if journal is not None else None, timeline_svg=svg)
+        page = render_evidence(
+            report,
+            root=root,
+            hashes=hashes,
+            journal_head=head,
+            journal_path=journal.path if journal is not None else None,
+            timeline_svg=svg,
+        )
     except Exception:
         log.exception("the evidence pack could not be written; the other reports are")
         with contextlib.suppress(FileNotFoundError):

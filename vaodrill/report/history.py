@@ -100,8 +100,9 @@ class PlanHistory:
         """Overdue / regressed under ``policy``, with the figures in words."""
         max_age = policy.max_age.total_seconds() / 86400
         if self.last_good_at is None:
-            self.overdue = f"never passed in {self.runs} run{'s' if self.runs != 1 else ''}" if self.runs \
-                else "never drilled"
+            self.overdue = (
+                f"never passed in {self.runs} run{'s' if self.runs != 1 else ''}" if self.runs else "never drilled"
+            )
         elif (days := self.days_since_good(now) or 0.0) > max_age:
             self.overdue = f"last passed {days:.0f} days ago (max {max_age:g})"
         earlier = list(self.good_rtos)[:-1]
@@ -110,9 +111,11 @@ class PlanHistory:
         self.baseline_rto = statistics.median(earlier)
         rise = (self.last_good_rto / self.baseline_rto - 1) * 100 if self.baseline_rto > 0 else 0.0
         if policy.rto_regression is not None and rise > policy.rto_regression:
-            self.regressed = (f"RTO {_secs(self.last_good_rto)} is {rise:.0f}% over the median "
-                              f"{_secs(self.baseline_rto)} of its {len(earlier)} passed drills before "
-                              f"(max {policy.rto_regression:g}%)")
+            self.regressed = (
+                f"RTO {_secs(self.last_good_rto)} is {rise:.0f}% over the median "
+                f"{_secs(self.baseline_rto)} of its {len(earlier)} passed drills before "
+                f"(max {policy.rto_regression:g}%)"
+            )
 
 
 def _secs(value: float) -> str:
@@ -172,8 +175,17 @@ def report_rows(data: bytes) -> list[tuple[str, str, str, str, str, float | None
     for p in plans:
         if not isinstance(p, dict) or not isinstance(p.get("plan"), str) or not isinstance(p.get("status"), str):
             raise ReportSkipped("a plan without a name or status")
-        rows.append((drill, p["plan"], started, run_id, p["status"], _number(p.get("rto_seconds")),
-                     _number(p.get("rto_target_seconds"))))
+        rows.append(
+            (
+                drill,
+                p["plan"],
+                started,
+                run_id,
+                p["status"],
+                _number(p.get("rto_seconds")),
+                _number(p.get("rto_target_seconds")),
+            )
+        )
     return rows
 
 
@@ -207,7 +219,8 @@ def index_path(report_dir: Path) -> Path:
     """``$VAODRILL_CACHE_DIR``, else ``$XDG_CACHE_HOME/vaodrill``, else ``~/.cache/vaodrill``: one file per
     report directory (local to this host even when the reports are on shared storage)."""
     base = os.environ.get("VAODRILL_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vaodrill")
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "vaodrill"
+    )
     digest = hashlib.sha256(str(report_dir.resolve()).encode("utf-8", "replace")).hexdigest()[:16]
     return Path(base) / f"history-{digest}.sqlite"
 
@@ -232,8 +245,10 @@ def _open_index(report_dir: Path) -> sqlite3.Connection:
 
 def refresh(db: sqlite3.Connection, report_dir: Path) -> list[Skipped]:
     """Bring the index in line with the files: drop the gone, read the new and the changed."""
-    known = {path: (rid, size, mtime) for rid, path, size, mtime in db.execute(
-        "SELECT id, path, size, mtime_ns FROM reports")}
+    known = {
+        path: (rid, size, mtime)
+        for rid, path, size, mtime in db.execute("SELECT id, path, size, mtime_ns FROM reports")
+    }
     seen: set[str] = set()
     with db:
         for path, st in report_files(report_dir):
@@ -247,13 +262,17 @@ def refresh(db: sqlite3.Connection, report_dir: Path) -> list[Skipped]:
                 rows, skipped = _read(path, st.st_size), None
             except ReportSkipped as exc:
                 rows, skipped = [], str(exc)
-            rid = db.execute("INSERT INTO reports (path, size, mtime_ns, skipped) VALUES (?, ?, ?, ?)",
-                             (path, st.st_size, st.st_mtime_ns, skipped)).lastrowid
+            rid = db.execute(
+                "INSERT INTO reports (path, size, mtime_ns, skipped) VALUES (?, ?, ?, ?)",
+                (path, st.st_size, st.st_mtime_ns, skipped),
+            ).lastrowid
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(rid, *r) for r in rows])
         for gone in known.keys() - seen:
             _forget(db, known[gone][0])
-    return [Skipped(p, r) for p, r in db.execute("SELECT path, skipped FROM reports WHERE skipped IS NOT NULL "
-                                                 "ORDER BY path")]
+    return [
+        Skipped(p, r)
+        for p, r in db.execute("SELECT path, skipped FROM reports WHERE skipped IS NOT NULL ORDER BY path")
+    ]
 
 
 def _forget(db: sqlite3.Connection, report: int) -> None:
@@ -270,10 +289,14 @@ SELECT drill, plan, runs, passes, last_good,
         AND r.started > COALESCE(g.last_good, '')) AS streak
 FROM g ORDER BY drill, plan
 """
-_TREND = ("SELECT started, status, rto, run_id, target FROM runs WHERE drill = ? AND plan = ? AND started >= ? "
-          "ORDER BY started DESC, run_id DESC LIMIT ?")
-_GOOD = ("SELECT rto FROM runs WHERE drill = ? AND plan = ? AND started >= ? AND status = 'passed' "
-         "AND rto IS NOT NULL ORDER BY started DESC, run_id DESC LIMIT ?")
+_TREND = (
+    "SELECT started, status, rto, run_id, target FROM runs WHERE drill = ? AND plan = ? AND started >= ? "
+    "ORDER BY started DESC, run_id DESC LIMIT ?"
+)
+_GOOD = (
+    "SELECT rto FROM runs WHERE drill = ? AND plan = ? AND started >= ? AND status = 'passed' "
+    "AND rto IS NOT NULL ORDER BY started DESC, run_id DESC LIMIT ?"
+)
 
 
 def _groups(db: sqlite3.Connection, drills: list[str], plans: list[str], since: str) -> list[PlanHistory]:
@@ -286,7 +309,8 @@ def _groups(db: sqlite3.Connection, drills: list[str], plans: list[str], since: 
             args.update(zip(names, values, strict=True))
     found = []
     for drill, plan, runs, passes, last_good, streak in db.execute(
-            _GROUPS.format(where="WHERE " + " AND ".join(where)), args):
+        _GROUPS.format(where="WHERE " + " AND ".join(where)), args
+    ):
         p = PlanHistory(drill, plan, runs=runs, passes=passes, failure_streak=streak)
         rows = db.execute(_TREND, (drill, plan, since, TREND)).fetchall()[::-1]
         p.trend = [(datetime.fromisoformat(at), status, rto, run_id) for at, status, rto, run_id, _ in rows]
@@ -295,7 +319,7 @@ def _groups(db: sqlite3.Connection, drills: list[str], plans: list[str], since: 
         p.good_rtos = [rto for _, status, rto, _ in p.trend if status == "passed" and rto is not None]
         if len(p.good_rtos) <= BASELINE and passes > len(p.good_rtos):  # older passes hold the baseline
             p.good_rtos = [rto for (rto,) in db.execute(_GOOD, (drill, plan, since, BASELINE + 1))][::-1]
-        p.good_rtos = p.good_rtos[-(BASELINE + 1):]
+        p.good_rtos = p.good_rtos[-(BASELINE + 1) :]
         if last_good is not None:
             p.last_good_at = datetime.fromisoformat(last_good)
             p.last_good_rto = p.good_rtos[-1] if p.good_rtos else None
@@ -303,9 +327,16 @@ def _groups(db: sqlite3.Connection, drills: list[str], plans: list[str], since: 
     return found
 
 
-def load_history(report_dir: Path, *, drills: Iterable[str] = (), plans: Iterable[str] = (),
-                 since: datetime | None = None, policies: Mapping[str, HistoryPolicy] | None = None,
-                 expected: Mapping[str, Iterable[str]] | None = None, now: datetime | None = None) -> History:
+def load_history(
+    report_dir: Path,
+    *,
+    drills: Iterable[str] = (),
+    plans: Iterable[str] = (),
+    since: datetime | None = None,
+    policies: Mapping[str, HistoryPolicy] | None = None,
+    expected: Mapping[str, Iterable[str]] | None = None,
+    now: datetime | None = None,
+) -> History:
     """Every plan's history under ``report_dir``, judged by its drill's policy (the default one otherwise).
 
     ``expected``: the plans each drill spec names; one without any report is listed as never drilled.
@@ -321,8 +352,12 @@ def load_history(report_dir: Path, *, drills: Iterable[str] = (), plans: Iterabl
     finally:
         db.close()
     have = {(p.drill, p.plan) for p in found}
-    found += [PlanHistory(drill, plan) for drill, names in (expected or {}).items() for plan in names
-              if (drill, plan) not in have and (not plans or plan in plans) and (not drills or drill in drills)]
+    found += [
+        PlanHistory(drill, plan)
+        for drill, names in (expected or {}).items()
+        for plan in names
+        if (drill, plan) not in have and (not plans or plan in plans) and (not drills or drill in drills)
+    ]
     found.sort(key=lambda p: (p.drill, p.plan))
     for p in found:
         p.judge(policies.get(p.drill, default), now)

@@ -23,8 +23,12 @@ def sparkline(p: PlanHistory) -> str:
         return DASH
     values = [rto for _, _, rto, _ in p.trend if rto is not None]
     top = max(values, default=0.0) or 1.0
-    return "".join(_BARS[min(int(rto / top * (len(_BARS) - 1) + 0.5), len(_BARS) - 1)]
-                   if status == "passed" and rto is not None else "✗" for _, status, rto, _ in p.trend)
+    return "".join(
+        _BARS[min(int(rto / top * (len(_BARS) - 1) + 0.5), len(_BARS) - 1)]
+        if status == "passed" and rto is not None
+        else "✗"
+        for _, status, rto, _ in p.trend
+    )
 
 
 def _day(value: datetime | None) -> str:
@@ -53,15 +57,37 @@ def _flags(p: PlanHistory) -> str:
 
 def trend_rows(history: History) -> list[dict[str, str]]:
     """One flat row of strings per plan (the Prefect table artifact, the terminal table)."""
-    return [{"drill": p.drill, "plan": p.plan, "runs": str(p.runs), "passed": str(p.passes),
-             "last_good": _last_good(p, history.now),
-             "rto_last_good": f"{format_duration(p.last_good_rto)} / {format_duration(p.rto_target)}",
-             "margin": _margin(p), "trend": sparkline(p), "rto_min_median_max": _stats(p),
-             "failure_streak": str(p.failure_streak), "flags": _flags(p) or DASH} for p in history.plans]
+    return [
+        {
+            "drill": p.drill,
+            "plan": p.plan,
+            "runs": str(p.runs),
+            "passed": str(p.passes),
+            "last_good": _last_good(p, history.now),
+            "rto_last_good": f"{format_duration(p.last_good_rto)} / {format_duration(p.rto_target)}",
+            "margin": _margin(p),
+            "trend": sparkline(p),
+            "rto_min_median_max": _stats(p),
+            "failure_streak": str(p.failure_streak),
+            "flags": _flags(p) or DASH,
+        }
+        for p in history.plans
+    ]
 
 
-HEADERS = ("Drill", "Plan", "Runs", "Passed", "Last passed (days ago)", "RTO last / target", "Margin", "Trend",
-           "RTO min / median / max", "Failing for", "Flags")
+HEADERS = (
+    "Drill",
+    "Plan",
+    "Runs",
+    "Passed",
+    "Last passed (days ago)",
+    "RTO last / target",
+    "Margin",
+    "Trend",
+    "RTO min / median / max",
+    "Failing for",
+    "Flags",
+)
 
 
 def history_table(history: History, *, colour: bool = False) -> str:
@@ -70,18 +96,32 @@ def history_table(history: History, *, colour: bool = False) -> str:
     rows = [list(HEADERS)]
     for row in trend_rows(history):
         streak = int(row["failure_streak"])
-        rows.append([row["drill"], row["plan"], row["runs"], row["passed"], row["last_good"], row["rto_last_good"],
-                     row["margin"], row["trend"], row["rto_min_median_max"],
-                     f"{streak} run{'s' if streak != 1 else ''}" if streak else DASH, row["flags"]])
+        rows.append(
+            [
+                row["drill"],
+                row["plan"],
+                row["runs"],
+                row["passed"],
+                row["last_good"],
+                row["rto_last_good"],
+                row["margin"],
+                row["trend"],
+                row["rto_min_median_max"],
+                f"{streak} run{'s' if streak != 1 else ''}" if streak else DASH,
+                row["flags"],
+            ]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
     lines = []
     for i, r in enumerate(rows):
         line = "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=False)) + "  " + r[-1]
         flagged = i > 0 and r[-1] != DASH
         lines.append(f"\x1b[31m{line.rstrip()}\x1b[0m" if colour and flagged else line.rstrip())
-    caption = (f"{len(history.plans)} plans, {len(history.flagged())} flagged. Trend: the last {TREND} runs, a bar "
-               "per passed run's RTO, ✗ a run that did not pass; RTO min / median / max over them; margin: target "
-               "minus the last passed RTO.")
+    caption = (
+        f"{len(history.plans)} plans, {len(history.flagged())} flagged. Trend: the last {TREND} runs, a bar "
+        "per passed run's RTO, ✗ a run that did not pass; RTO min / median / max over them; margin: target "
+        "minus the last passed RTO."
+    )
     return "\n".join([*lines, "", caption]) + "\n"
 
 
@@ -93,22 +133,40 @@ def plan_json(p: PlanHistory, now: datetime) -> dict[str, Any]:
     stats = p.rto_stats()
     days = p.days_since_good(now)
     return {
-        "drill": p.drill, "plan": p.plan, "runs": p.runs, "passes": p.passes, "failures": p.runs - p.passes,
-        "last_run_at": _iso(p.last_run_at), "last_status": p.last_status, "last_good_at": _iso(p.last_good_at),
-        "days_since_good": None if days is None else round(days, 2), "last_good_rto_seconds": p.last_good_rto,
-        "rto_target_seconds": p.rto_target, "margin_seconds": p.margin,
-        "rto_min_seconds": stats[0] if stats else None, "rto_median_seconds": stats[1] if stats else None,
-        "rto_max_seconds": stats[2] if stats else None, "failure_streak": p.failure_streak,
-        "baseline_rto_seconds": p.baseline_rto, "overdue": p.overdue, "regressed": p.regressed,
-        "trend": [{"at": _iso(at), "status": status, "rto_seconds": rto, "run_id": run_id}
-                  for at, status, rto, run_id in p.trend],
+        "drill": p.drill,
+        "plan": p.plan,
+        "runs": p.runs,
+        "passes": p.passes,
+        "failures": p.runs - p.passes,
+        "last_run_at": _iso(p.last_run_at),
+        "last_status": p.last_status,
+        "last_good_at": _iso(p.last_good_at),
+        "days_since_good": None if days is None else round(days, 2),
+        "last_good_rto_seconds": p.last_good_rto,
+        "rto_target_seconds": p.rto_target,
+        "margin_seconds": p.margin,
+        "rto_min_seconds": stats[0] if stats else None,
+        "rto_median_seconds": stats[1] if stats else None,
+        "rto_max_seconds": stats[2] if stats else None,
+        "failure_streak": p.failure_streak,
+        "baseline_rto_seconds": p.baseline_rto,
+        "overdue": p.overdue,
+        "regressed": p.regressed,
+        "trend": [
+            {"at": _iso(at), "status": status, "rto_seconds": rto, "run_id": run_id}
+            for at, status, rto, run_id in p.trend
+        ],
     }
 
 
 def history_json(history: History, report_dir: str) -> dict[str, Any]:
-    return {"report_dir": report_dir, "generated_at": _iso(history.now),
-            "skipped": [{"path": s.path, "reason": s.reason} for s in history.skipped],
-            "flagged": len(history.flagged()), "plans": [plan_json(p, history.now) for p in history.plans]}
+    return {
+        "report_dir": report_dir,
+        "generated_at": _iso(history.now),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in history.skipped],
+        "flagged": len(history.flagged()),
+        "plans": [plan_json(p, history.now) for p in history.plans],
+    }
 
 
 _CSS = """body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1b1f23;margin:24px}
@@ -123,19 +181,47 @@ def history_html(history: History, report_dir: str) -> str:
     rows = []
     for p, row in zip(history.plans, trend_rows(history), strict=True):
         picture = spark_svg([(status, rto) for _, status, rto, _ in p.trend], p.rto_target, width=260, height=52)
-        cells = [row["drill"], row["plan"], row["runs"], row["passed"], row["last_good"], row["rto_last_good"],
-                 row["margin"], row["rto_min_median_max"], row["failure_streak"]]
+        cells = [
+            row["drill"],
+            row["plan"],
+            row["runs"],
+            row["passed"],
+            row["last_good"],
+            row["rto_last_good"],
+            row["margin"],
+            row["rto_min_median_max"],
+            row["failure_streak"],
+        ]
         flags = f"<td class='flags bad'>{escape(_flags(p))}</td>" if p.overdue or p.regressed else "<td></td>"
-        rows.append(f"<tr class='{'flag' if p.overdue or p.regressed else ''}'>"
-                    + "".join(f"<td>{escape(c)}</td>" for c in cells) + f"<td>{picture}</td>{flags}</tr>")
+        rows.append(
+            f"<tr class='{'flag' if p.overdue or p.regressed else ''}'>"
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + f"<td>{picture}</td>{flags}</tr>"
+        )
     skipped = "".join(f"<li>{escape(s.path)}: {escape(s.reason)}</li>" for s in history.skipped)
-    heads = ["Drill", "Plan", "Runs", "Passed", "Last passed (days ago)", "RTO last / target", "Margin",
-             "RTO min / median / max", "Failing for (runs)", f"RTO, last {TREND} runs", "Flags"]
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Drill history</title>"
-            f"<style>{_CSS}</style></head><body><h1>Drill history</h1><p class='muted'>{escape(report_dir)} · "
-            f"{len(history.plans)} plans, {len(history.flagged())} flagged · "
-            f"{history.now.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')} · trend: green dot a passed run's RTO, "
-            "red cross a run that did not pass, dashed line the target</p><table><thead><tr>"
-            + "".join(f"<th>{escape(h)}</th>" for h in heads) + "</tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table>" + (f"<h2>Skipped files</h2><ul>{skipped}</ul>" if skipped else "")
-            + "</body></html>\n")
+    heads = [
+        "Drill",
+        "Plan",
+        "Runs",
+        "Passed",
+        "Last passed (days ago)",
+        "RTO last / target",
+        "Margin",
+        "RTO min / median / max",
+        "Failing for (runs)",
+        f"RTO, last {TREND} runs",
+        "Flags",
+    ]
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Drill history</title>"
+        f"<style>{_CSS}</style></head><body><h1>Drill history</h1><p class='muted'>{escape(report_dir)} · "
+        f"{len(history.plans)} plans, {len(history.flagged())} flagged · "
+        f"{history.now.astimezone(UTC).strftime('%Y-%m-%d %H:%M UTC')} · trend: green dot a passed run's RTO, "
+        "red cross a run that did not pass, dashed line the target</p><table><thead><tr>"
+        + "".join(f"<th>{escape(h)}</th>" for h in heads)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+        + (f"<h2>Skipped files</h2><ul>{skipped}</ul>" if skipped else "")
+        + "</body></html>\n"
+    )

@@ -79,7 +79,8 @@ def render_junit(report: DrillReport) -> str:
     outcomes = [(p, _junit_outcome(p, left)) for p in report.plans]
     checks = [c for p in report.plans for c in p.checks]
     failures = sum(1 for _, o in outcomes if o and o[0] == "failure") + sum(
-        1 for c in checks if c.critical and c.status == "failed")
+        1 for c in checks if c.critical and c.status == "failed"
+    )
     skipped = sum(1 for _, o in outcomes if o and o[0] == "skipped") + sum(1 for c in checks if c.status == "not_run")
     totals = {
         "tests": str(len(outcomes) + len(checks)),
@@ -142,5 +143,3 @@ def _junit_properties(report: DrillReport) -> Iterable[tuple[str, str]]:
     if report.left_failed_over:
         yield "left_failed_over", ", ".join(p.plan for p in report.left_failed_over)
     yield from (("warning", w) for w in report.warnings)
-
-

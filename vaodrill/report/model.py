@@ -59,7 +59,6 @@ CLEAN_UNDO = frozenset({"verified", "not_needed"})
 DASH = "—"
 
 
-
 # --------------------------------------------------------------------------------------------- model
 
 
@@ -154,12 +153,15 @@ class PlanResult(BaseModel):
     undo_details: str | None = Field(None, description="VAO's planStateDetails when the undo finished")
     events: list[PlanEvent] = Field(default_factory=list, description="Halts and Continues during the failover")
     warnings: list[str] = Field(default_factory=list, description="Passed, but not cleanly: e.g. VAO's warnings")
-    notes: list[str] = Field(default_factory=list, description="How the restore-point rule was read (after now, "
-                             "a repeated hour on the server...)")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="How the restore-point rule was read (after now, a repeated hour on the server...)",
+    )
     checks: list[CheckResult] = Field(default_factory=list, description="Application checks after the failover")
     verified_at: UtcDatetime | None = Field(None, description="When the last critical check passed")
     rto_verified_seconds: float | None = Field(
-        None, description="From the Run POST to all critical checks passed; rto_met compares this one when set")
+        None, description="From the Run POST to all critical checks passed; rto_met compares this one when set"
+    )
 
 
 class DrillReport(BaseModel):
@@ -233,7 +235,6 @@ def load_report(path: Path | str) -> DrillReport:
     if path.is_dir():
         path = path / "report.json"
     return report_from_json(path.read_bytes())
-
 
 
 # ----------------------------------------------------------------------------- where a report lives

@@ -52,8 +52,7 @@ def summary_table(report: DrillReport) -> Table:
         caption=Text("\n".join(caption)),
     )
     stage = STAGE_WORD.get(report.mode, "Failover")
-    for header in ("Plan", "Status", "Restore point requested*", f"{stage} started", "RTO (achieved / target)",
-                   "Undo"):
+    for header in ("Plan", "Status", "Restore point requested*", f"{stage} started", "RTO (achieved / target)", "Undo"):
         table.add_column(header)
     table.add_column("Reason", overflow="fold")
     for p in report.plans:
@@ -61,8 +60,10 @@ def summary_table(report: DrillReport) -> Table:
         rto_style = "" if p.rto_met is None else ("green" if p.rto_met else "red")
         table.add_row(
             Text(display_line(p.plan)),
-            Text(status_label(p), style="yellow" if p.warnings and p.status == "passed"
-                 else _STATUS_STYLE.get(p.status, "")),
+            Text(
+                status_label(p),
+                style="yellow" if p.warnings and p.status == "passed" else _STATUS_STYLE.get(p.status, ""),
+            ),
             Text(display_line(fmt_restore_point(p))),
             Text(fmt_time(p.failover_started_at)),
             Text(fmt_rto(p), style=rto_style),
@@ -70,5 +71,3 @@ def summary_table(report: DrillReport) -> Table:
             Text("\n".join(([r] if (r := display_line(plan_reasons(p))) else []) + plan_events(p)), style="dim"),
         )
     return table
-
-

@@ -100,8 +100,10 @@ def status_word(status: str) -> str:
 def rto_text(p: PlanResult) -> str:
     """``3m / 15m``, or with checks ``3m VAO, 3m20s verified / 15m``: achieved against the target."""
     if p.rto_verified_seconds is not None:
-        return (f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
-                f"{format_duration(p.rto_target_seconds)}")
+        return (
+            f"{format_duration(p.rto_seconds)} VAO, {format_duration(p.rto_verified_seconds)} verified / "
+            f"{format_duration(p.rto_target_seconds)}"
+        )
     return f"{format_duration(p.rto_seconds)} / {format_duration(p.rto_target_seconds)}"
 
 
@@ -223,5 +225,3 @@ def table_rows(report: DrillReport) -> list[dict[str, str]]:
         }
         for p in report.plans
     ]
-
-

@@ -133,9 +133,11 @@ def _num(value: float) -> str:
 
 def _el(parent: ET.Element, tag: str, text: str | None = None, /, **attrs: object) -> ET.Element:
     """A child element; attribute names use ``_`` for ``-`` and numbers are written short."""
-    el = ET.SubElement(parent, tag, {
-        k.rstrip("_").replace("_", "-"): _num(v) if isinstance(v, float) else str(v) for k, v in attrs.items()
-    })
+    el = ET.SubElement(
+        parent,
+        tag,
+        {k.rstrip("_").replace("_", "-"): _num(v) if isinstance(v, float) else str(v) for k, v in attrs.items()},
+    )
     if text is not None:
         el.text = text
     return el
@@ -144,15 +146,33 @@ def _el(parent: ET.Element, tag: str, text: str | None = None, /, **attrs: objec
 def _defs(svg: ET.Element) -> None:
     defs = _el(svg, "defs")
     for ident, colour in (("arrow", EDGE), ("arrow-critical", CRITICAL)):
-        marker = _el(defs, "marker", id=ident, viewBox="0 0 10 10", refX=9, refY=5, markerWidth=8,
-                     markerHeight=8, markerUnits="userSpaceOnUse", orient="auto")
+        marker = _el(
+            defs,
+            "marker",
+            id=ident,
+            viewBox="0 0 10 10",
+            refX=9,
+            refY=5,
+            markerWidth=8,
+            markerHeight=8,
+            markerUnits="userSpaceOnUse",
+            orient="auto",
+        )
         _el(marker, "path", d="M0,0 L10,5 L0,10 z", fill=colour)
 
 
 def _header(svg: ET.Element, report: DrillReport, scale: _Scale, rows: int) -> None:
     verdict = report.verdict.upper()
-    _el(svg, "text", f"{_text(report.drill, 60)} · {verdict} · drill timeline", x=16, y=26, font_size=17,
-        font_weight="bold", fill=STATUS_COLOURS["passed" if report.verdict == "passed" else "failed"])
+    _el(
+        svg,
+        "text",
+        f"{_text(report.drill, 60)} · {verdict} · drill timeline",
+        x=16,
+        y=26,
+        font_size=17,
+        font_weight="bold",
+        fill=STATUS_COLOURS["passed" if report.verdict == "passed" else "failed"],
+    )
     started = report.started_at.strftime("%Y-%m-%d %H:%M:%S UTC")
     sub = f"run {_text(report.run_id, 40)} · {report.mode} · started {started} · lasted "
     sub += format_duration(report.duration_seconds)
@@ -162,8 +182,7 @@ def _header(svg: ET.Element, report: DrillReport, scale: _Scale, rows: int) -> N
 
     bottom = TOP + rows * ROW_H
     axis = _el(svg, "g", class_="axis")
-    _el(axis, "text", "time since drill start", x=PLOT_X - 18, y=TOP - 12, font_size=11, fill=MUTED,
-        text_anchor="end")
+    _el(axis, "text", "time since drill start", x=PLOT_X - 18, y=TOP - 12, font_size=11, fill=MUTED, text_anchor="end")
     tick = 0.0
     while tick <= scale.axis_end:
         x = PLOT_X + tick / scale.axis_end * PLOT_W
@@ -171,8 +190,18 @@ def _header(svg: ET.Element, report: DrillReport, scale: _Scale, rows: int) -> N
         _el(axis, "text", format_duration(tick), x=x, y=TOP - 12, font_size=11, fill=MUTED, text_anchor="middle")
         tick += scale.step
     end = scale.x(report.finished_at)
-    _el(axis, "line", x1=end, y1=TOP - 4, x2=end, y2=bottom + 4, stroke=MUTED, stroke_width=1,
-        stroke_dasharray="4 3", class_="drill-end")
+    _el(
+        axis,
+        "line",
+        x1=end,
+        y1=TOP - 4,
+        x2=end,
+        y2=bottom + 4,
+        stroke=MUTED,
+        stroke_width=1,
+        stroke_dasharray="4 3",
+        class_="drill-end",
+    )
     _el(axis, "text", "drill end", x=end, y=bottom + 16, font_size=11, fill=MUTED, text_anchor="middle")
 
 
@@ -188,19 +217,44 @@ def _note(p: PlanResult, left: bool) -> str:
     return f"LEFT FAILED OVER · {text}" if left else text
 
 
-def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale: _Scale, *, critical: bool,
-         left: bool) -> None:
+def _row(
+    group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale: _Scale, *, critical: bool, left: bool
+) -> None:
     colour = STATUS_COLOURS.get(p.status, MUTED)
     mid = y + ROW_H / 2
-    row = _el(group, "g", class_="row critical" if critical else "row", data_plan=_text(p.plan),
-              data_status=p.status, data_critical=str(critical).lower())
+    row = _el(
+        group,
+        "g",
+        class_="row critical" if critical else "row",
+        data_plan=_text(p.plan),
+        data_status=p.status,
+        data_critical=str(critical).lower(),
+    )
     undo = UNDO_WORDS.get(p.undo, p.undo)
     _el(row, "title", _text(f"{p.plan} — {p.status.replace('_', ' ')}, undo {undo}"))
-    _el(row, "text", _text(p.plan, LABEL_CHARS), x=PLOT_X - 10, y=mid + 4, font_size=12, text_anchor="end",
-        font_weight="bold" if critical else "normal", fill="#1b2631", class_="label")
+    _el(
+        row,
+        "text",
+        _text(p.plan, LABEL_CHARS),
+        x=PLOT_X - 10,
+        y=mid + 4,
+        font_size=12,
+        text_anchor="end",
+        font_weight="bold" if critical else "normal",
+        fill="#1b2631",
+        class_="label",
+    )
     note = _text(_note(p, left))
-    shown = _el(row, "text", _text(note, NOTE_CHARS), x=NOTE_X, y=mid + 4, font_size=11, class_="note",
-                fill=STATUS_COLOURS["failed"] if left else MUTED)
+    shown = _el(
+        row,
+        "text",
+        _text(note, NOTE_CHARS),
+        x=NOTE_X,
+        y=mid + 4,
+        font_size=11,
+        class_="note",
+        fill=STATUS_COLOURS["failed"] if left else MUTED,
+    )
     if len(note) > NOTE_CHARS:
         _el(shown, "title", note)
 
@@ -215,25 +269,55 @@ def _row(group: ET.Element, report: DrillReport, p: PlanResult, y: float, scale:
     check_markers(row, p.checks, scale.x, mid)
 
 
-def _failover_bar(row: ET.Element, report: DrillReport, p: PlanResult, start: datetime, end: datetime | None,
-                  mid: float, scale: _Scale, *, colour: str, critical: bool) -> None:
+def _failover_bar(
+    row: ET.Element,
+    report: DrillReport,
+    p: PlanResult,
+    start: datetime,
+    end: datetime | None,
+    mid: float,
+    scale: _Scale,
+    *,
+    colour: str,
+    critical: bool,
+) -> None:
     """From the Run to the failover's end; an end not recorded is drawn faded up to what came after it."""
     x0 = scale.x(start)
     if end is not None:
-        bar = _el(row, "rect", x=x0, y=mid - 7, width=max(scale.x(end) - x0, 2.0), height=14, rx=2, fill=colour,
-                  class_="failover")
+        bar = _el(
+            row,
+            "rect",
+            x=x0,
+            y=mid - 7,
+            width=max(scale.x(end) - x0, 2.0),
+            height=14,
+            rx=2,
+            fill=colour,
+            class_="failover",
+        )
     else:  # the stage's end was not recorded: drawn faded up to what is known to come after it
         until = p.undo_completed_at or report.finished_at
-        bar = _el(row, "rect", x=x0, y=mid - 7, width=max(scale.x(until) - x0, 2.0), height=14, rx=2,
-                  fill=colour, fill_opacity=0.45, class_="failover open")
+        bar = _el(
+            row,
+            "rect",
+            x=x0,
+            y=mid - 7,
+            width=max(scale.x(until) - x0, 2.0),
+            height=14,
+            rx=2,
+            fill=colour,
+            fill_opacity=0.45,
+            class_="failover open",
+        )
         _el(bar, "title", "failover; the end of its stage was not recorded")
     if critical:
         bar.set("stroke", CRITICAL)
         bar.set("stroke-width", "3")
 
 
-def _undo_bar(row: ET.Element, report: DrillReport, p: PlanResult, end: datetime, mid: float, scale: _Scale, *,
-              left: bool) -> None:
+def _undo_bar(
+    row: ET.Element, report: DrillReport, p: PlanResult, end: datetime, mid: float, scale: _Scale, *, left: bool
+) -> None:
     """From the failover's end to the undo's: done, unverified (dashed red) or never undone."""
     if p.undo_completed_at is not None:
         fill, cls, until = UNDO_COLOUR, "undo", p.undo_completed_at
@@ -242,8 +326,7 @@ def _undo_bar(row: ET.Element, report: DrillReport, p: PlanResult, end: datetime
     else:
         fill, cls, until = NOT_UNDONE_COLOUR, "undo not-undone", report.finished_at
     x1 = scale.x(end)
-    undo_bar = _el(row, "rect", x=x1, y=mid - 4, width=max(scale.x(until) - x1, 1.0), height=8, fill=fill,
-                   class_=cls)
+    undo_bar = _el(row, "rect", x=x1, y=mid - 4, width=max(scale.x(until) - x1, 1.0), height=8, fill=fill, class_=cls)
     if cls == "undo unverified":
         undo_bar.set("stroke", STATUS_COLOURS["failed"])
         undo_bar.set("stroke-dasharray", "3 2")
@@ -257,12 +340,18 @@ def _rto_target(row: ET.Element, p: PlanResult, start: datetime, mid: float, sca
     label = f"RTO target {format_duration(p.rto_target_seconds)}"
     if scale.covers(target):
         x = PLOT_X + target / scale.axis_end * PLOT_W
-        tick = _el(row, "line", x1=x, y1=mid - 11, x2=x, y2=mid + 11, stroke="#17202a", stroke_width=2,
-                   class_="rto-target")
+        tick = _el(
+            row, "line", x1=x, y1=mid - 11, x2=x, y2=mid + 11, stroke="#17202a", stroke_width=2, class_="rto-target"
+        )
     else:  # beyond the axis: a pointer at its right edge
         x = PLOT_X + PLOT_W
-        tick = _el(row, "path", d=f"M{_num(x - 7)},{_num(mid - 6)} L{_num(x)},{_num(mid)} "
-                   f"L{_num(x - 7)},{_num(mid + 6)} z", fill="#17202a", class_="rto-target beyond")
+        tick = _el(
+            row,
+            "path",
+            d=f"M{_num(x - 7)},{_num(mid - 6)} L{_num(x)},{_num(mid)} L{_num(x - 7)},{_num(mid + 6)} z",
+            fill="#17202a",
+            class_="rto-target beyond",
+        )
         label += " (beyond the axis)"
     _el(tick, "title", label)
 
@@ -284,14 +373,23 @@ def _edges(svg: ET.Element, report: DrillReport, scale: _Scale, on_path: list[in
             else:
                 x2 = scale.x(p.failover_started_at)
                 bend = max(abs(x2 - x1) / 2, 12.0)
-                d = (f"M{_num(x1)},{_num(y1)} C{_num(x1 + bend)},{_num(y1)} {_num(x2 - bend)},{_num(y2)} "
-                     f"{_num(x2)},{_num(y2)}")
+                d = (
+                    f"M{_num(x1)},{_num(y1)} C{_num(x1 + bend)},{_num(y1)} {_num(x2 - bend)},{_num(y2)} "
+                    f"{_num(x2)},{_num(y2)}"
+                )
             critical = (j, i) in critical_edges
-            _el(group, "path", d=d, stroke=CRITICAL if critical else EDGE, stroke_width=2.5 if critical else 1.2,
+            _el(
+                group,
+                "path",
+                d=d,
+                stroke=CRITICAL if critical else EDGE,
+                stroke_width=2.5 if critical else 1.2,
                 stroke_opacity=1 if critical else 0.8,
                 marker_end=f"url(#{'arrow-critical' if critical else 'arrow'})",
                 class_="dependency critical" if critical else "dependency",
-                data_from=_text(dep.plan), data_to=_text(p.plan))
+                data_from=_text(dep.plan),
+                data_to=_text(p.plan),
+            )
 
 
 def _legend(svg: ET.Element, y: float) -> float:
@@ -300,19 +398,26 @@ def _legend(svg: ET.Element, y: float) -> float:
     bar = {"width": 16, "height": 12, "y": -6}
     thin = {"width": 16, "height": 8, "y": -4}
     items: list[tuple[str, str, dict[str, object]]] = [
-        (status.replace("_", " "), "rect", {**bar, "fill": colour}) for status, colour in STATUS_COLOURS.items()
+        (status.replace("_", " "), "rect", {**bar, "fill": colour})
+        for status, colour in STATUS_COLOURS.items()
         if status != "skipped"
     ]
     items += [
         ("failed over until undo verified", "rect", {**thin, "fill": UNDO_COLOUR}),
-        ("undo not verified", "rect", {**thin, "fill": UNVERIFIED_COLOUR, "stroke": STATUS_COLOURS["failed"],
-                                       "stroke_dasharray": "3 2"}),
+        (
+            "undo not verified",
+            "rect",
+            {**thin, "fill": UNVERIFIED_COLOUR, "stroke": STATUS_COLOURS["failed"], "stroke_dasharray": "3 2"},
+        ),
         ("critical path", "rect", {**bar, "fill": "#ffffff", "stroke": CRITICAL, "stroke_width": 3}),
         ("RTO target", "line", {"x1": 8, "y1": -6, "x2": 8, "y2": 6, "stroke": "#17202a", "stroke_width": 2}),
         *check_legend(),
         ("RTO target beyond the axis", "path", {"d": "M4,-6 L11,0 L4,6 z", "fill": "#17202a"}),
-        ("waits for (dependency)", "path", {"d": "M0,0 L14,0", "stroke": EDGE, "stroke_width": 1.2,
-                                            "marker_end": "url(#arrow)"}),
+        (
+            "waits for (dependency)",
+            "path",
+            {"d": "M0,0 L14,0", "stroke": EDGE, "stroke_width": 1.2, "marker_end": "url(#arrow)"},
+        ),
     ]
     x = 16.0
     for label, tag, attrs in items:

@@ -84,21 +84,31 @@ def _journal(run_dir: Path, report: dict[str, Any], given: Path | None, result: 
         result.check(False, f"journal {path}: no hash chain (written by an older vaodrill)")
         return
     if chain.starts > 2:
-        result.notes.append(f"journal lines 1-{chain.starts - 2} were written by an older vaodrill, before the "
-                            "chain started: not covered")
+        result.notes.append(
+            f"journal lines 1-{chain.starts - 2} were written by an older vaodrill, before the "
+            "chain started: not covered"
+        )
     if chain.broken:
         result.check(False, f"journal {path}: {chain.broken}")
         return
     result.check(True, f"journal {path}: {len(chain.hashes)} lines, hash chain intact from line {chain.starts}")
     lines, last = head.get("lines"), head.get("last_hash")
     anchored = isinstance(lines, int) and 0 < lines <= len(chain.hashes) and chain.hashes[lines - 1] == last
-    if not isinstance(lines, int) or not result.check(anchored, f"journal line {lines}: " + (
-            "is the line report.json anchored" if anchored else "is NOT the line report.json anchored "
-            "(the journal was cut or rewritten)")):
+    if not isinstance(lines, int) or not result.check(
+        anchored,
+        f"journal line {lines}: "
+        + (
+            "is the line report.json anchored"
+            if anchored
+            else "is NOT the line report.json anchored (the journal was cut or rewritten)"
+        ),
+    ):
         return
     if len(chain.hashes) > lines:
-        result.notes.append(f"journal lines {lines + 1}-{len(chain.hashes)} follow the report: chained, but only "
-                            "the chain itself vouches for the last one")
+        result.notes.append(
+            f"journal lines {lines + 1}-{len(chain.hashes)} follow the report: chained, but only "
+            "the chain itself vouches for the last one"
+        )
     _sealed(run_dir, path, result)
 
 

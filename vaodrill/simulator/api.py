@@ -78,8 +78,17 @@ def _operation(op: Op, name: str) -> Any:
 
 
 for _op in (Op.ENABLE, Op.DISABLE, Op.HALT, Op.CONTINUE, Op.UNDO, Op.RESET, Op.SCHEDULE, Op.DISABLE_SCHEDULE):
-    v2.add_api_route(f"/FailoverPlans/{{plan_id}}/{_op.value}", _operation(_op, f"plan_{_op.value.lower()}"),
-                     methods=["POST"], summary=_op.value, response_class=Response)
-v2.add_api_route("/FailoverPlans/{plan_id}/Run/Continue", _operation(Op.CONTINUE, "plan_run_continue"),
-                 methods=["POST"], summary="Continue (the v1 path; served per the plan's continue_path)",
-                 response_class=Response)
+    v2.add_api_route(
+        f"/FailoverPlans/{{plan_id}}/{_op.value}",
+        _operation(_op, f"plan_{_op.value.lower()}"),
+        methods=["POST"],
+        summary=_op.value,
+        response_class=Response,
+    )
+v2.add_api_route(
+    "/FailoverPlans/{plan_id}/Run/Continue",
+    _operation(Op.CONTINUE, "plan_run_continue"),
+    methods=["POST"],
+    summary="Continue (the v1 path; served per the plan's continue_path)",
+    response_class=Response,
+)

@@ -121,8 +121,9 @@ class SimulatorApp(FastAPI):
         status = fault.spec.status
         assert status is not None
         headers = {"Retry-After": str(fault.spec.retry_after)} if fault.spec.retry_after is not None else None
-        return JSONResponse({"Message": f"Simulated fault {fault.id}: HTTP {status}."}, status_code=status,
-                            headers=headers)
+        return JSONResponse(
+            {"Message": f"Simulated fault {fault.id}: HTTP {status}."}, status_code=status, headers=headers
+        )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -177,13 +178,20 @@ def create_app(
     ``clock`` returns epoch seconds (default ``time.time``); inject one to drive progression and token expiry
     deterministically. Raises :class:`~vaodrill.simulator.ScenarioError` for a bad scenario.
     """
-    sim = Simulator(scenario, time_scale=time_scale, progression=progression, username=username,
-                    password=password, access_token_ttl=access_token_ttl, refresh_token_ttl=refresh_token_ttl,
-                    clock=clock)
+    sim = Simulator(
+        scenario,
+        time_scale=time_scale,
+        progression=progression,
+        username=username,
+        password=password,
+        access_token_ttl=access_token_ttl,
+        refresh_token_ttl=refresh_token_ttl,
+        clock=clock,
+    )
     app = SimulatorApp(
         title="VAO REST API v2 and VRO REST API simulator",
         summary="A stateful stand-in for Veeam Availability Orchestrator's /v2 API and Veeam Recovery "
-                "Orchestrator's /api/v13 (vaodrill)",
+        "Orchestrator's /api/v13 (vaodrill)",
         docs_url="/_sim/docs",
         redoc_url=None,
         openapi_url="/_sim/openapi.json",

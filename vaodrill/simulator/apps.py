@@ -131,8 +131,11 @@ class Apps:
         """Plan id -> (plan name, its application) for every plan that has one."""
         self._fresh()
         scenario = self.sim.scenario
-        return {scenario.plan_id(p): (p.name, self._overrides.get(scenario.plan_id(p), p.app))
-                for p in scenario.plans if p.app is not None}
+        return {
+            scenario.plan_id(p): (p.name, self._overrides.get(scenario.plan_id(p), p.app))
+            for p in scenario.plans
+            if p.app is not None
+        }
 
     def find(self, ref: str) -> tuple[str, str, AppSpec]:
         spec = self.sim.scenario.find(ref)
@@ -182,9 +185,17 @@ class Apps:
         name, app = self.specs()[plan_id]
         since = self.up_since(plan_id, app)
         port = self._ports.get(plan_id)
-        return {"plan": name, "id": plan_id, "app": app.model_dump(), "up": self.is_up(plan_id, app),
-                "up_since": since, "http_path": f"/_apps/{plan_id}/", "tcp_port": port.port if port else None,
-                "tcp_accepted": port.accepted if port else 0, "answers": dict(self._answers.get(plan_id, {}))}
+        return {
+            "plan": name,
+            "id": plan_id,
+            "app": app.model_dump(),
+            "up": self.is_up(plan_id, app),
+            "up_since": since,
+            "http_path": f"/_apps/{plan_id}/",
+            "tcp_port": port.port if port else None,
+            "tcp_accepted": port.accepted if port else 0,
+            "answers": dict(self._answers.get(plan_id, {})),
+        }
 
     async def follow(self) -> None:
         """Keep every TCP port in step with its plan (open while up), until cancelled; idle until there is one."""

@@ -46,8 +46,12 @@ class HaltBody(_Body):
 
 class ContinueBody(_Body):
     execution_continue_options: Literal[
-        "ProceedToNextVm", "ProceedToNextGroup", "ProceedToNextStep",
-        "RetryFailedStep", "RetryFailedVm", "RetryFailedGroup",
+        "ProceedToNextVm",
+        "ProceedToNextGroup",
+        "ProceedToNextStep",
+        "RetryFailedStep",
+        "RetryFailedVm",
+        "RetryFailedGroup",
     ] = Field(alias="executionContinueOptions")
 
 
@@ -123,7 +127,7 @@ def parse_body(raw: bytes, model: type[B], *, required: bool) -> B:
 def _example(model: type[BaseModel]) -> str:
     examples = {
         RunBody: 'e.g. {"mode": "FailoverNow", "planlaunchOptions": {"restorePointRule": {"date": '
-                 '"2026-11-27T02:00:00"}, "executeChainedPlans": false}}',
+        '"2026-11-27T02:00:00"}, "executeChainedPlans": false}}',
         HaltBody: 'e.g. {"fullstop": true}',
         ContinueBody: 'e.g. {"executionContinueOptions": "RetryFailedStep"}',
         ResetBody: 'e.g. {"resetState": true}',

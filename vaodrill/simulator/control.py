@@ -62,8 +62,10 @@ async def summary(request: Request) -> dict[str, Any]:
 async def reset(request: Request) -> dict[str, Any]:
     body = _body(await request.body(), ResetRequest)
     if isinstance(body.scenario, str) and body.scenario not in builtin_scenarios():
-        raise BadRequest(f"Unknown built-in scenario '{body.scenario}' (built-in: {', '.join(builtin_scenarios())}); "
-                         "POST a scenario object, or YAML to /_sim/scenario.")
+        raise BadRequest(
+            f"Unknown built-in scenario '{body.scenario}' (built-in: {', '.join(builtin_scenarios())}); "
+            "POST a scenario object, or YAML to /_sim/scenario."
+        )
     sim = sim_of(request)
     try:
         sim.reset(body.scenario, progression=body.progression, time_scale=body.time_scale)

@@ -99,7 +99,6 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-
 class Simulator(Progress):
     """One simulated VAO server. Exposed on ``app.state.sim``; routes call its public methods."""
 
@@ -156,9 +155,15 @@ class Simulator(Progress):
         self._offset = 0.0
         self.started_at = self.now()
         self._anchor = math.floor(self.started_at / 3600) * 3600  # restore points align to the hour, UTC
-        self.tokens = TokenStore(now=self.now, username=self.username, password=self._password,
-                                 access_ttl=self.access_token_ttl, refresh_ttl=self.refresh_token_ttl,
-                                 login=loaded.login, clients=loaded.clients)
+        self.tokens = TokenStore(
+            now=self.now,
+            username=self.username,
+            password=self._password,
+            access_ttl=self.access_token_ttl,
+            refresh_ttl=self.refresh_token_ttl,
+            login=loaded.login,
+            clients=loaded.clients,
+        )
         self.faults = FaultRegistry()
         self.log = RequestLog()
         self._plans: dict[str, Plan] = {}
@@ -176,7 +181,6 @@ class Simulator(Progress):
             elif spec.schedule_time is not None:
                 schedule.enabled, schedule.type = True, "OnTime"
                 schedule.time = parse_instant(spec.schedule_time, self.tz)
-
 
     @_locked
     def advance_clock(self, seconds: float) -> float:
@@ -207,8 +211,9 @@ class Simulator(Progress):
     # -- reads --------------------------------------------------------------------------------------------
 
     @_locked
-    def list_plans(self, params: Sequence[tuple[str, str]], *, site_id: str | None = None,
-                   scope_id: str | None = None) -> list[dict[str, Any]]:
+    def list_plans(
+        self, params: Sequence[tuple[str, str]], *, site_id: str | None = None, scope_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """``GET /v2/FailoverPlans`` (or one scope's plans) with the OData subset applied.
 
         In tick progression the plans shown advance one step each; which plans are shown is decided on their
@@ -274,15 +279,22 @@ class Simulator(Progress):
         now = self.now()
         self._settle(now)
         if plan.check is not None and now < plan.check.ends_at:
-            raise Conflict(f"Plan {plan.settings.name} is running a readiness check.",
-                           status=plan.settings.illegal_status)
+            raise Conflict(
+                f"Plan {plan.settings.name} is running a readiness check.", status=plan.settings.illegal_status
+            )
         move = resolve(op, plan.status)
         if move is None:
             s = plan.settings
-            raise Conflict(conflict_message(s.name, self.view.shown_state(plan), op,
-                                            idle=s.state_words.get("idle", s.idle_state),
-                                            undone_is_idle=s.after_undo == "UndoFailover"),
-                           status=s.illegal_status)
+            raise Conflict(
+                conflict_message(
+                    s.name,
+                    self.view.shown_state(plan),
+                    op,
+                    idle=s.state_words.get("idle", s.idle_state),
+                    undone_is_idle=s.after_undo == "UndoFailover",
+                ),
+                status=s.illegal_status,
+            )
         detail: dict[str, Any] = {}
         if move.action == "settle":
             assert move.target is not None
@@ -322,8 +334,9 @@ class Simulator(Progress):
             instant = parse_client_instant(body.start_time, self.tz, field="startTime")
             plan.schedule = Schedule(enabled=True, type="OnTime", time=instant)
             return {"startTime": body.start_time}
-        raise BadRequest('The request body needs startTime or previousPlanId, e.g. {"startTime": '
-                         '"2026-11-27T02:00:00"}.')
+        raise BadRequest(
+            'The request body needs startTime or previousPlanId, e.g. {"startTime": "2026-11-27T02:00:00"}.'
+        )
 
     # -- representation -----------------------------------------------------------------------------------
 
@@ -342,11 +355,12 @@ class Simulator(Progress):
         self._settle(now)
         s = plan.settings
         if plan.status != ENABLED or (plan.check is not None and now < plan.check.ends_at):
-            raise Conflict(f"Plan {s.name} cannot run a readiness check while it is {self.view.shown_state(plan)}.",
-                           status=s.illegal_status)
+            raise Conflict(
+                f"Plan {s.name} cannot run a readiness check while it is {self.view.shown_state(plan)}.",
+                status=s.illegal_status,
+            )
         plan.check = Check(now, now + s.readiness_duration / self.time_scale, s.readiness_errors)
         self._event(plan, now, "ReadinessCheck")
-
 
     # -- control plane ------------------------------------------------------------------------------------
 
@@ -385,12 +399,14 @@ class Simulator(Progress):
         return [self.view.record(plan, now) for plan in self._plans.values()]
 
     @_locked
-    def admit(self, method: str, path: str, query: list[tuple[str, str]], body: Any) -> tuple[Fault | None,
-                                                                                              dict[str, Any]]:
+    def admit(
+        self, method: str, path: str, query: list[tuple[str, str]], body: Any
+    ) -> tuple[Fault | None, dict[str, Any]]:
         """A request arrives: the fault it meets (if any) and its entry in the log, whose status the caller sets."""
         fault = self.faults.pick(method, path)
-        entry = self.log.add(method=method, path=path, at=iso_utc(self.now()), fault=fault.id if fault else None,
-                             query=query, body=body)
+        entry = self.log.add(
+            method=method, path=path, at=iso_utc(self.now()), fault=fault.id if fault else None, query=query, body=body
+        )
         return fault, entry
 
     @_locked
@@ -436,6 +452,8 @@ class Simulator(Progress):
             "clock_offset": self._offset,
             "login": self.scenario.login.model_dump(),
             "clients": [c.client_id for c in self.scenario.clients],
-            "plans": [{"name": p.settings.name, "id": p.id, "planState": self.view.shown_state(p)}
-                      for p in self._plans.values()],
+            "plans": [
+                {"name": p.settings.name, "id": p.id, "planState": self.view.shown_state(p)}
+                for p in self._plans.values()
+            ],
         }

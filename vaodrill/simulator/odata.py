@@ -29,9 +29,21 @@ JSON_FORMATS = frozenset({"json", "application/json", "text/json"})
 
 PROPERTY_TYPES: dict[str, type] = {
     **dict.fromkeys(
-        ("name", "id", "description", "contactName", "contactEmail", "contactTel", "planState",
-         "planStateDetails", "scheduleType", "scheduleAfter", "scheduleAfterPlanName", "scheduleTime",
-         "siteScopeId"),
+        (
+            "name",
+            "id",
+            "description",
+            "contactName",
+            "contactEmail",
+            "contactTel",
+            "planState",
+            "planStateDetails",
+            "scheduleType",
+            "scheduleAfter",
+            "scheduleAfterPlanName",
+            "scheduleTime",
+            "siteScopeId",
+        ),
         str,
     ),
     "planInUse": bool,
@@ -86,7 +98,7 @@ class Query:
                 return _sort_key(pair[1].get(prop))
 
             kept.sort(key=key, reverse=descending)
-        paged = kept[self.skip:]
+        paged = kept[self.skip :]
         if self.top is not None:
             paged = paged[: self.top]
         return [row for row, _ in paged]
@@ -105,7 +117,8 @@ def parse_query(params: Sequence[tuple[str, str]], *, allowed: Sequence[str] = O
         if key not in allowed:
             raise BadRequest(
                 f"The query parameter '{key}' is not supported here (supported: {', '.join(allowed)}; "
-                "option names are case-sensitive).")
+                "option names are case-sensitive)."
+            )
         if key in seen:
             raise BadRequest(f"The query option '{key}' is given more than once.")
         seen[key] = value
@@ -131,8 +144,10 @@ def _parse_select(text: str) -> tuple[str, ...] | None:
         return None
     for name in names:
         if name not in SELECTABLE:
-            raise BadRequest(f"Invalid $select '{text}': could not find a property named '{name}' on a failover "
-                             "plan (use comma-separated names, or *).")
+            raise BadRequest(
+                f"Invalid $select '{text}': could not find a property named '{name}' on a failover "
+                "plan (use comma-separated names, or *)."
+            )
     return tuple(dict.fromkeys(names))
 
 
@@ -181,8 +196,7 @@ def _parse_filter(text: str) -> tuple[Clause, ...]:
         if pkind != "word" or okind != "word":
             raise BadRequest(f"Invalid $filter '{text}': {_SUBSET}.")
         if prop not in PROPERTY_TYPES:
-            raise BadRequest(
-                f"Invalid $filter '{text}': could not find a property named '{prop}' on a failover plan.")
+            raise BadRequest(f"Invalid $filter '{text}': could not find a property named '{prop}' on a failover plan.")
         if op not in ("eq", "ne"):
             raise BadRequest(f"Invalid $filter '{text}': operator '{op}' is not supported; {_SUBSET}.")
         value = _literal(lkind, lraw, text)
@@ -191,7 +205,8 @@ def _parse_filter(text: str) -> tuple[Clause, ...]:
         if not (type(value) is expected or (value is None and nullable)):
             raise BadRequest(
                 f"Invalid $filter '{text}': a binary operator with incompatible types was detected: "
-                f"found operand types '{_EDM[expected]}' and '{_EDM[type(value)]}' for operator '{op}'.")
+                f"found operand types '{_EDM[expected]}' and '{_EDM[type(value)]}' for operator '{op}'."
+            )
         clauses.append(Clause(prop, op == "ne", value))
         i += 3
         if i == len(tokens):

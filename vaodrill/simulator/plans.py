@@ -141,7 +141,6 @@ def normalise_id(raw: str) -> str:
         return raw.strip().lower()
 
 
-
 @dataclass(frozen=True)
 class PlanView:
     """What the plans show, read-only: the API's plan bodies (contract 4.1) and the control plane's records."""
@@ -259,4 +258,3 @@ class PlanView:
             "halts": list(stage.halts),
             "continues": list(stage.continues),
         }
-

@@ -28,12 +28,14 @@ class PlanProfile(BaseModel):
 
     idle_state: IdleState = Field("Enabled", description="planState of an idle, enabled plan")
     after_undo: AfterUndo = Field(
-        "Enabled", description="a finished undo returns to Enabled, or stays UndoFailover / Complete, ...")
+        "Enabled", description="a finished undo returns to Enabled, or stays UndoFailover / Complete, ..."
+    )
     single_get: SingleGet = Field("object", description="GET /v2/FailoverPlans/{id}: object or one-element array")
     illegal_status: IllegalStatus = Field(409, description="status of an operation the state forbids")
     continue_path: ContinuePath = Field("Continue", description=".../Continue, .../Run/Continue, or both")
     details_style: DetailsStyle = Field(
-        "contract", description="'Complete, 1 warnings' (contract) or 'Complete, no errors, 1 warning' (veeam)")
+        "contract", description="'Complete, 1 warnings' (contract) or 'Complete, no errors, 1 warning' (veeam)"
+    )
 
 
 PLAN_PROFILE_FIELDS: tuple[str, ...] = tuple(PlanProfile.model_fields)
@@ -46,7 +48,8 @@ class LoginProfile(BaseModel):
 
     same_client_id: bool = Field(False, description="a password login returns the same client_id per account")
     single_session: bool = Field(
-        False, description="a new login under an account ends that account's previous session (its tokens get 401)")
+        False, description="a new login under an account ends that account's previous session (its tokens get 401)"
+    )
 
 
 class ChildClient(BaseModel):

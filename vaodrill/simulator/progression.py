@@ -57,13 +57,26 @@ class Progress:
 
     # -- stages -------------------------------------------------------------------------------------------
 
-    def _start(self, plan: Plan, kind: PlanState, at: float, *, mode: str, requested: str | None,
-               rp_mode: str | None, chained: bool, options: dict[str, Any] | None = None,
-               triggered_by: str = "request") -> Stage:
+    def _start(
+        self,
+        plan: Plan,
+        kind: PlanState,
+        at: float,
+        *,
+        mode: str,
+        requested: str | None,
+        rp_mode: str | None,
+        chained: bool,
+        options: dict[str, Any] | None = None,
+        triggered_by: str = "request",
+    ) -> Stage:
         """Begin a stage at instant ``at`` with a snapshot of the plan's settings (later PATCHes don't touch it)."""
         plan.check = None
-        used = (self._resolve_restore_point(plan, requested, rp_mode or "NearestBefore")
-                if kind is PlanState.FAILOVER else None)
+        used = (
+            self._resolve_restore_point(plan, requested, rp_mode or "NearestBefore")
+            if kind is PlanState.FAILOVER
+            else None
+        )
         s = plan.settings
         undo = kind in UNDO_STAGES
         duration = {
@@ -73,15 +86,26 @@ class Progress:
             PlanState.COMMIT_FAILBACK: s.failback_duration,
         }.get(kind, s.undo_duration)
         stage = Stage(
-            kind=kind, mode=mode, steps=s.steps, duration=duration, rate=self.time_scale * s.steps / duration,
-            started_at=at, resumed_at=at, triggered_by=triggered_by,
+            kind=kind,
+            mode=mode,
+            steps=s.steps,
+            duration=duration,
+            rate=self.time_scale * s.steps / duration,
+            started_at=at,
+            resumed_at=at,
+            triggered_by=triggered_by,
             halt_at=(s.steps if s.fail_undo else None) if undo else s.halt_at_step,
-            halt_repeats=undo and s.fail_undo, never_finish=s.never_finish and not undo,
-            warnings=count_for(s.warnings, undo=undo), errors=count_for(s.errors, undo=undo),
+            halt_repeats=undo and s.fail_undo,
+            never_finish=s.never_finish and not undo,
+            warnings=count_for(s.warnings, undo=undo),
+            errors=count_for(s.errors, undo=undo),
             details_style=s.details_style,
             undo_stays=s.after_undo == "UndoFailover",
-            restore_point_requested=requested, restore_point_mode=rp_mode, restore_point_used=used,
-            execute_chained_plans=chained, options=options or {},
+            restore_point_requested=requested,
+            restore_point_mode=rp_mode,
+            restore_point_used=used,
+            execute_chained_plans=chained,
+            options=options or {},
         )
         plan.current = stage
         plan.history.append(stage)
@@ -101,13 +125,15 @@ class Progress:
             if not after:
                 raise BadRequest(
                     f"No restore point at or after {requested} (server time zone {self.scenario.timezone}) for "
-                    f"plan '{name}'; the newest is {local_naive(max(points), self.tz)}.")
+                    f"plan '{name}'; the newest is {local_naive(max(points), self.tz)}."
+                )
             return min(after)
         before = [p for p in points if p <= instant]
         if not before:
             raise BadRequest(
                 f"No restore point at or before {requested} (server time zone {self.scenario.timezone}) for "
-                f"plan '{name}'; the oldest is {local_naive(min(points), self.tz)}.")
+                f"plan '{name}'; the oldest is {local_naive(min(points), self.tz)}."
+            )
         return max(before)
 
     def _restore_points(self, spec: RestorePoints) -> list[float]:
@@ -212,11 +238,23 @@ class Progress:
         rule = options.restore_point_rule if options else None
         if rule is not None and rule.date is not None:  # malformed is a 400 in every mode
             parse_client_instant(rule.date, self.tz, field="restorePointRule.date")
-        extra = options.model_dump(by_alias=True, exclude_none=True, exclude={
-            "restore_point_rule", "execute_chained_plans"}) if options else {}
-        self._start(plan, target, now, mode=body.mode, requested=rule.date if rule else None,
-                    rp_mode=rule.mode if rule else None, chained=bool(options and options.execute_chained_plans),
-                    options=extra)
+        extra = (
+            options.model_dump(
+                by_alias=True, exclude_none=True, exclude={"restore_point_rule", "execute_chained_plans"}
+            )
+            if options
+            else {}
+        )
+        self._start(
+            plan,
+            target,
+            now,
+            mode=body.mode,
+            requested=rule.date if rule else None,
+            rp_mode=rule.mode if rule else None,
+            chained=bool(options and options.execute_chained_plans),
+            options=extra,
+        )
         return {"mode": body.mode}
 
     def _start_chained(self, parent: Plan, stage: Stage, at: float, now: float) -> None:
@@ -224,8 +262,14 @@ class Progress:
             schedule = child.schedule
             if not (schedule.enabled and schedule.type == "AfterPlan" and schedule.after == parent.id):
                 continue
-            self._launch(child, at, now, requested=stage.restore_point_requested,
-                         rp_mode=stage.restore_point_mode, triggered_by=f"chain:{parent.id}")
+            self._launch(
+                child,
+                at,
+                now,
+                requested=stage.restore_point_requested,
+                rp_mode=stage.restore_point_mode,
+                triggered_by=f"chain:{parent.id}",
+            )
 
     def _fire_schedules(self, now: float) -> None:
         for plan in list(self._plans.values()):
@@ -234,16 +278,30 @@ class Progress:
                 schedule.enabled = False  # one-shot
                 self._launch(plan, schedule.time, now, requested=None, rp_mode=None, triggered_by="schedule")
 
-    def _launch(self, plan: Plan, at: float, now: float, *, requested: str | None, rp_mode: str | None,
-                triggered_by: str) -> None:
+    def _launch(
+        self, plan: Plan, at: float, now: float, *, requested: str | None, rp_mode: str | None, triggered_by: str
+    ) -> None:
         """A FailoverNow nobody asked for over HTTP (schedule or chain): skipped, with an event, if not possible."""
         if plan.status not in READY:
-            self._event(plan, at, "Run skipped", triggered_by=triggered_by,
-                        reason=f"plan is in state {self.view.shown_state(plan)}")
+            self._event(
+                plan,
+                at,
+                "Run skipped",
+                triggered_by=triggered_by,
+                reason=f"plan is in state {self.view.shown_state(plan)}",
+            )
             return
         try:
-            self._start(plan, PlanState.FAILOVER, at, mode="FailoverNow", requested=requested, rp_mode=rp_mode,
-                        chained=True, triggered_by=triggered_by)
+            self._start(
+                plan,
+                PlanState.FAILOVER,
+                at,
+                mode="FailoverNow",
+                requested=requested,
+                rp_mode=rp_mode,
+                chained=True,
+                triggered_by=triggered_by,
+            )
         except BadRequest as exc:
             self._event(plan, at, "Run skipped", triggered_by=triggered_by, reason=exc.message)
             return

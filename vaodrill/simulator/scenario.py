@@ -178,26 +178,38 @@ class _Behaviour(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     state_words: StateWords = Field(
-        default_factory=dict, description="planState shown per phase: any spelling a real server may use")
+        default_factory=dict, description="planState shown per phase: any spelling a real server may use"
+    )
     schedule_type_shown: str | int | None = Field(
-        None, description="scheduleType shown in place of OnTime/AfterPlan (VAO 1.0's example shows 0)")
+        None, description="scheduleType shown in place of OnTime/AfterPlan (VAO 1.0's example shows 0)"
+    )
 
     halt_at_step: int | None = Field(
-        None, ge=1, description="Failover/PermanentFailover/Failback/CommitFailback halt when step k fails "
-        "(once per stage: Continue gets past it)")
+        None,
+        ge=1,
+        description="Failover/PermanentFailover/Failback/CommitFailback halt when step k fails "
+        "(once per stage: Continue gets past it)",
+    )
     never_finish: bool = Field(False, description="non-undo stages stay 'In progress: step T of T' forever")
     fail_undo: bool = Field(False, description="every undo halts at its last step; only Reset gets out")
-    warnings: Counts = Field(0, description="'Complete, N warnings' for finished stages: a number for every "
-                             "stage, or {failover: n, undo: n}")
-    errors: Counts = Field(0, description="'Complete, N errors' for finished stages (wins over warnings); an "
-                           "undo with errors stays UndoFailover whatever after_undo says")
+    warnings: Counts = Field(
+        0, description="'Complete, N warnings' for finished stages: a number for every stage, or {failover: n, undo: n}"
+    )
+    errors: Counts = Field(
+        0,
+        description="'Complete, N errors' for finished stages (wins over warnings); an "
+        "undo with errors stays UndoFailover whatever after_undo says",
+    )
     in_use_shown: bool | None = Field(None, description="planInUse shown whatever the plan does (None: as it does)")
     details_words: StateWords = Field(
-        default_factory=dict, description="planStateDetails shown per phase ({complete: 'Complete, with warnings'})")
+        default_factory=dict, description="planStateDetails shown per phase ({complete: 'Complete, with warnings'})"
+    )
     readiness_duration: float = Field(
-        60.0, gt=0, description="simulated seconds a readiness check shows CHECKING (VRO API only)")
+        60.0, gt=0, description="simulated seconds a readiness check shows CHECKING (VRO API only)"
+    )
     readiness_errors: int = Field(
-        0, ge=0, description="errors a readiness check finds: 0 ends VERIFIED, more ends NOT VERIFIED")
+        0, ge=0, description="errors a readiness check finds: 0 ends VERIFIED, more ends NOT VERIFIED"
+    )
 
 
 class _ProfileChoice(BaseModel):
@@ -369,8 +381,10 @@ class Scenario(BaseModel):
             schedule_type_shown=spec.schedule_type_shown,
             in_use_shown=spec.in_use_shown,
             details_words=spec.details_words,
-            **{name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
-               for name in PLAN_PROFILE_FIELDS},
+            **{
+                name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
+                for name in PLAN_PROFILE_FIELDS
+            },
         )
 
 
@@ -444,7 +458,8 @@ def load_scenario(source: str | Path | Scenario | Mapping[str, Any]) -> Scenario
     path = Path(source).expanduser()
     if not path.is_file():
         raise ScenarioError(
-            f"{source}: no such scenario file, and not a built-in scenario ({', '.join(builtin_scenarios())})")
+            f"{source}: no such scenario file, and not a built-in scenario ({', '.join(builtin_scenarios())})"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -39,8 +39,9 @@ def _quiet_logging() -> None:
     logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)  # addFilter is idempotent for one object
 
 
-def _config(app: Any, *, ssl_certfile: str | Path | None, ssl_keyfile: str | Path | None,
-            **kwargs: Any) -> uvicorn.Config:
+def _config(
+    app: Any, *, ssl_certfile: str | Path | None, ssl_keyfile: str | Path | None, **kwargs: Any
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level="warning",
@@ -142,8 +143,9 @@ class BackgroundServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 
@@ -173,16 +175,36 @@ def serve(
     if (certfile is None) != (keyfile is None):
         raise ValueError("certfile and keyfile go together")
     apis: tuple[Api, ...] = ("v2", "vro") if api == "both" else (api,)
-    app = create_app(scenario, time_scale=time_scale, username=username, password=password,
-                     progression=progression, apis=apis)
-    _announce(app, host=host, port=port, tls=certfile is not None, username=username, password=password,
-              progression=progression, time_scale=time_scale, apis=apis)
+    app = create_app(
+        scenario, time_scale=time_scale, username=username, password=password, progression=progression, apis=apis
+    )
+    _announce(
+        app,
+        host=host,
+        port=port,
+        tls=certfile is not None,
+        username=username,
+        password=password,
+        progression=progression,
+        time_scale=time_scale,
+        apis=apis,
+    )
     _quiet_logging()
     uvicorn.Server(_config(app, host=host, port=port, ssl_certfile=certfile, ssl_keyfile=keyfile)).run()
 
 
-def _announce(app: FastAPI, *, host: str, port: int, tls: bool, username: str, password: str, progression: str,
-              time_scale: float, apis: tuple[Api, ...]) -> None:
+def _announce(
+    app: FastAPI,
+    *,
+    host: str,
+    port: int,
+    tls: bool,
+    username: str,
+    password: str,
+    progression: str,
+    time_scale: float,
+    apis: tuple[Api, ...],
+) -> None:
     """Where it listens, the scenario, the credentials, then two curl commands to try at once."""
     scheme = "https" if tls else "http"
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -190,17 +212,24 @@ def _announce(app: FastAPI, *, host: str, port: int, tls: bool, username: str, p
     insecure = " -k" if tls else ""
     sim = app.state.sim
     console = Console()
-    console.print(Panel.fit(
-        "".join(f"[bold]{_API_NAMES[a]} simulator[/bold] listening on [cyan]{base}{_API_PATHS[a]}[/cyan]\n"
-                for a in apis) +
-        f"scenario [green]{sim.scenario.name}[/green] ({len(sim.summary()['plans'])} plans), "
-        f"progression {progression}, time scale {time_scale:g}x, server time zone {sim.scenario.timezone}\n"
-        f"credentials: username [yellow]{username}[/yellow]  password [yellow]{password}[/yellow]\n"
-        + "".join(f"child client: client_id [yellow]{c.client_id}[/yellow]  client_secret "
-                  f"[yellow]{c.client_secret.get_secret_value()}[/yellow]\n" for c in sim.scenario.clients) +
-        f"control plane: {base}/_sim  (docs: {base}/_sim/docs)",
-        title="vaodrill simulator",
-    ))
+    console.print(
+        Panel.fit(
+            "".join(
+                f"[bold]{_API_NAMES[a]} simulator[/bold] listening on [cyan]{base}{_API_PATHS[a]}[/cyan]\n"
+                for a in apis
+            )
+            + f"scenario [green]{sim.scenario.name}[/green] ({len(sim.summary()['plans'])} plans), "
+            f"progression {progression}, time scale {time_scale:g}x, server time zone {sim.scenario.timezone}\n"
+            f"credentials: username [yellow]{username}[/yellow]  password [yellow]{password}[/yellow]\n"
+            + "".join(
+                f"child client: client_id [yellow]{c.client_id}[/yellow]  client_secret "
+                f"[yellow]{c.client_secret.get_secret_value()}[/yellow]\n"
+                for c in sim.scenario.clients
+            )
+            + f"control plane: {base}/_sim  (docs: {base}/_sim/docs)",
+            title="vaodrill simulator",
+        )
+    )
     # Outside the panel and never wrapped, so the commands survive copy and paste.
     console.print("[dim]# log in, then list plans[/dim]")
     token, plans = ("/v2/Token", "/v2/FailoverPlans") if "v2" in apis else ("/api/token", "/api/v13/Plans")

@@ -177,8 +177,9 @@ RULES: dict[Op, Rule] = {
 }
 
 
-def conflict_message(plan_name: str, shown_state: str, op: Op, *, idle: str = "Enabled",
-                     undone_is_idle: bool = False) -> str:
+def conflict_message(
+    plan_name: str, shown_state: str, op: Op, *, idle: str = "Enabled", undone_is_idle: bool = False
+) -> str:
     """The refusal text of docs/vao-api.md, section 3: ``Plan '<name>' is in state <state>; <op> requires ...``."""
     requires = RULES[op].requires
     if "{idle}" in requires:

@@ -39,5 +39,6 @@ def parse_client_instant(value: str, tz: tzinfo, *, field: str) -> float:
     try:
         return parse_instant(value, tz)
     except ValueError:
-        raise BadRequest(f"{field} '{value}' is not a valid date and time (expected e.g. 2026-11-27T02:00:00).")\
-            from None
+        raise BadRequest(
+            f"{field} '{value}' is not a valid date and time (expected e.g. 2026-11-27T02:00:00)."
+        ) from None

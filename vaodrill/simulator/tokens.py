@@ -50,8 +50,17 @@ class _Issued:
 class TokenStore:
     """Issued access and refresh tokens of one simulator, and the sessions they belong to."""
 
-    def __init__(self, *, now: Callable[[], float], username: str, password: str, access_ttl: int,
-                 refresh_ttl: int, login: LoginProfile | None = None, clients: Sequence[ChildClient] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        now: Callable[[], float],
+        username: str,
+        password: str,
+        access_ttl: int,
+        refresh_ttl: int,
+        login: LoginProfile | None = None,
+        clients: Sequence[ChildClient] = (),
+    ) -> None:
         self._now = now
         self._username = username
         self._password = password
@@ -74,8 +83,11 @@ class TokenStore:
             if not (_same(form["username"], self._username) and _same(form["password"], self._password)):
                 raise TokenError("The user name or password is incorrect.")
             account = f"user:{self._username}"
-            client_id = (str(uuid.uuid5(CLIENT_ID_NAMESPACE, self._username)) if self._login.same_client_id
-                         else str(uuid.uuid4()))
+            client_id = (
+                str(uuid.uuid5(CLIENT_ID_NAMESPACE, self._username))
+                if self._login.same_client_id
+                else str(uuid.uuid4())
+            )
             session = self._new_session(account)
             self._logins[client_id] = (account, session)
             return self._issue(client_id, account, session)

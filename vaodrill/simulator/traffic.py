@@ -72,9 +72,7 @@ class Fault:
 
     def matches(self, method: str, path: str) -> bool:
         return (
-            not self.spent
-            and self.spec.method in ("*", method.upper())
-            and fnmatch.fnmatchcase(path, self.spec.path)
+            not self.spent and self.spec.method in ("*", method.upper()) and fnmatch.fnmatchcase(path, self.spec.path)
         )
 
     def roll(self) -> bool:
@@ -125,8 +123,9 @@ class RequestLog:
     def __init__(self, maxlen: int = 10_000) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=maxlen)
 
-    def add(self, *, method: str, path: str, query: list[tuple[str, str]], at: str, fault: str | None,
-            body: Any) -> dict[str, Any]:
+    def add(
+        self, *, method: str, path: str, query: list[tuple[str, str]], at: str, fault: str | None, body: Any
+    ) -> dict[str, Any]:
         """Append an entry (status still ``None``) and return it so the caller can fill in the status."""
         entry = {
             "method": method,
@@ -143,7 +142,8 @@ class RequestLog:
     def select(self, *, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         """Entries, oldest first, optionally only one method and/or paths matching an fnmatch glob."""
         return [
-            entry for entry in self._entries
+            entry
+            for entry in self._entries
             if (method is None or entry["method"] == method.upper())
             and (path is None or fnmatch.fnmatchcase(entry["path"], path))
         ]

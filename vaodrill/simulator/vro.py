@@ -42,18 +42,33 @@ def plan_view(v2: dict[str, Any], *, runtime: bool = False) -> dict[str, Any]:
     """A v2 plan as VRO shows it; ``runtime``: with the runtime flags of ``/RuntimeDetails/Plans/{id}``."""
     details = str(v2.get("planStateDetails") or "")
     view: dict[str, Any] = {
-        "id": v2["id"], "name": v2["name"], "description": v2.get("description"), "planType": "Replica",
-        "state": v2["planState"], "stateName": v2["planState"], "resultName": details,
-        "enabled": v2["planState"] != "Disabled", "siteScopeId": v2.get("siteScopeId"),
-        "targetRto": v2.get("targetRTO"), "targetRpo": v2.get("targetRPO"),
+        "id": v2["id"],
+        "name": v2["name"],
+        "description": v2.get("description"),
+        "planType": "Replica",
+        "state": v2["planState"],
+        "stateName": v2["planState"],
+        "resultName": details,
+        "enabled": v2["planState"] != "Disabled",
+        "siteScopeId": v2.get("siteScopeId"),
+        "targetRto": v2.get("targetRTO"),
+        "targetRpo": v2.get("targetRPO"),
     }
     if runtime:
         running = details.lower().startswith("in progress")
         step = _STEP.search(details)
-        progress = (100 * (int(step[1]) - 1) // int(step[2]) if running and step else
-                    100 if details.lower().startswith("complete") else 0)
-        view |= {"isRunningState": running, "isStableState": not running and not details.lower().startswith(
-            "halted"), "totalProgress": progress}
+        progress = (
+            100 * (int(step[1]) - 1) // int(step[2])
+            if running and step
+            else 100
+            if details.lower().startswith("complete")
+            else 0
+        )
+        view |= {
+            "isRunningState": running,
+            "isStableState": not running and not details.lower().startswith("halted"),
+            "totalProgress": progress,
+        }
     return view
 
 
@@ -81,9 +96,11 @@ def router(version: str) -> APIRouter:
         everything = sim_of(request).list_plans([])
         start = _count(request, "start", 0, len(everything))
         limit = _count(request, "limit", DEFAULT_LIMIT, MAX_LIMIT)
-        page = [plan_view(p) for p in everything[start:start + limit]]
-        return {"data": page, "pagination": {"total": len(everything), "count": len(page), "start": start,
-                                             "limit": limit}}
+        page = [plan_view(p) for p in everything[start : start + limit]]
+        return {
+            "data": page,
+            "pagination": {"total": len(everything), "count": len(page), "start": start, "limit": limit},
+        }
 
     @api.get("/Plans/{plan_id}", summary="One plan")
     async def plan(plan_id: str, request: Request) -> dict[str, Any]:
@@ -98,8 +115,10 @@ def router(version: str) -> APIRouter:
         sim = sim_of(request)
         body = parse_body(await request.body(), FailoverBody, required=False)
         rule = {"date": body.restore_point_date} if body.restore_point_date is not None else None
-        run = {"mode": "FailoverNow", "planlaunchOptions": {"restorePointRule": rule,
-                                                            "executeChainedPlans": body.execute_chained_plans}}
+        run = {
+            "mode": "FailoverNow",
+            "planlaunchOptions": {"restorePointRule": rule, "executeChainedPlans": body.execute_chained_plans},
+        }
         sim.run(plan_id, json.dumps(run).encode())
         return Response(status_code=200)
 
@@ -112,8 +131,9 @@ def router(version: str) -> APIRouter:
         return handler
 
     for op in (Op.HALT, Op.CONTINUE, Op.UNDO, Op.ENABLE, Op.DISABLE):
-        api.add_api_route(f"/Plans/{{plan_id}}/{op.value}", operation(op), methods=["POST"], summary=op.value,
-                          response_class=Response)
+        api.add_api_route(
+            f"/Plans/{{plan_id}}/{op.value}", operation(op), methods=["POST"], summary=op.value, response_class=Response
+        )
 
     @api.post("/Plans/{plan_id}/ReadinessCheck", summary="Run a readiness check", response_class=Response)
     async def readiness(plan_id: str, request: Request) -> Response:

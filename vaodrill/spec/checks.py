@@ -77,8 +77,9 @@ class Check(StrictModel):
     def _kind_first(cls, data: Any) -> Any:
         """The kind first (``unknown check kind``), then the keys it allows; StrictModel's did-you-mean runs after."""
         if not isinstance(data, Mapping):
-            raise PydanticCustomError("check_type", f"expected a check mapping (http: <url>, ...), got "
-                                      f"{show_value(data)}")
+            raise PydanticCustomError(
+                "check_type", f"expected a check mapping (http: <url>, ...), got {show_value(data)}"
+            )
         kinds = [k for k in CHECK_KINDS if k in data]
         if not kinds:
             other = next((str(k) for k in data if k not in _COMMON_KEYS and k not in _ALL_OWN), None)
@@ -101,7 +102,8 @@ class Check(StrictModel):
         parts = urlsplit(value.replace("{vao}", "https://vao", 1) if value.startswith("{vao}") else value)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise PydanticCustomError(
-                "check_url", f"expected an http:// or https:// URL (or {{vao}}/...), got {show_value(value)}")
+                "check_url", f"expected an http:// or https:// URL (or {{vao}}/...), got {show_value(value)}"
+            )
         return value
 
     @field_validator("tcp")
@@ -127,8 +129,9 @@ class Check(StrictModel):
         if value is None:
             return None
         if not isinstance(value, list | tuple):
-            raise PydanticCustomError("check_command", f"expected a list (program, then arguments), got "
-                                      f"{show_value(value)}")
+            raise PydanticCustomError(
+                "check_command", f"expected a list (program, then arguments), got {show_value(value)}"
+            )
         if not value or not all(isinstance(a, str) and a and "\0" not in a and len(a) <= _MAX_TEXT for a in value):
             raise PydanticCustomError("check_command", "expected a non-empty list of non-empty strings")
         return tuple(value)
@@ -164,8 +167,10 @@ class Check(StrictModel):
     @model_validator(mode="after")
     def _timeout_fits(self) -> Check:
         if self.timeout > self.deadline:
-            raise PydanticCustomError("check_timeout", f"timeout {spec_duration(self.timeout)} is longer than the "
-                                      f"deadline {spec_duration(self.deadline)}")
+            raise PydanticCustomError(
+                "check_timeout",
+                f"timeout {spec_duration(self.timeout)} is longer than the deadline {spec_duration(self.deadline)}",
+            )
         return self
 
     @property
@@ -192,8 +197,11 @@ class Check(StrictModel):
     def _dump(self) -> dict[str, Any]:
         """The YAML form: the kind key first, then only what differs from the defaults."""
         data: dict[str, Any] = {self.kind: list(self.command) if self.command is not None else self.target}
-        defaults = {"timeout": timedelta(seconds=10), "retry_every": timedelta(seconds=5),
-                    "deadline": timedelta(minutes=10)}
+        defaults = {
+            "timeout": timedelta(seconds=10),
+            "retry_every": timedelta(seconds=5),
+            "deadline": timedelta(minutes=10),
+        }
         for key in ("name", "status", "body", "body_regex", "ca_bundle"):
             if (value := getattr(self, key)) is not None:
                 data[key] = value

@@ -54,8 +54,15 @@ class SpecError(ValueError):
 
     MAX_PROBLEM = 500
 
-    def __init__(self, problem: str, *, source: str | None = None, location: str = "", line: int | None = None,
-                 kind: str = "invalid") -> None:
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str | None = None,
+        location: str = "",
+        line: int | None = None,
+        kind: str = "invalid",
+    ) -> None:
         problem = " ".join(problem.splitlines())
         if len(problem) > self.MAX_PROBLEM:
             problem = problem[: self.MAX_PROBLEM - 3] + "..."
@@ -134,8 +141,8 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: b
             continue
         if duplicate:
             raise yaml.constructor.ConstructorError(
-                "while constructing a mapping", node.start_mark, f"duplicate key {show_value(key)}",
-                key_node.start_mark)
+                "while constructing a mapping", node.start_mark, f"duplicate key {show_value(key)}", key_node.start_mark
+            )
     return loader.construct_mapping(node, deep=deep)
 
 
@@ -153,7 +160,8 @@ def _checked_scalar(tag: str, what: str) -> Callable[[_Loader, yaml.ScalarNode],
         text = node.value if isinstance(node.value, str) else ""
         if len(text) > _MAX_SCALAR_TEXT:
             raise _ScalarError(
-                None, None, f"{what} of {len(text)} characters (at most {_MAX_SCALAR_TEXT})", node.start_mark)
+                None, None, f"{what} of {len(text)} characters (at most {_MAX_SCALAR_TEXT})", node.start_mark
+            )
         try:
             return construct(loader, node)
         except (ValueError, KeyError, AttributeError, TypeError, OverflowError):  # e.g. !!int x, year 0
@@ -176,15 +184,17 @@ def _read_yaml(text: str, source: str) -> tuple[yaml.Node | None, Any]:
         except _ScalarError as exc:
             line = exc.problem_mark.line + 1 if exc.problem_mark else None
             where = _path_of(root, exc.problem_mark) or (f"line {line}" if line else "")
-            raise SpecError(exc.problem or "invalid value", source=source, location=where, line=line,
-                            kind="yaml_value") from None
+            raise SpecError(
+                exc.problem or "invalid value", source=source, location=where, line=line, kind="yaml_value"
+            ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         where = f"line {line}" if line else ""
         if isinstance(exc, _LimitError):
-            raise SpecError(exc.problem or "too large", source=source, location=where, line=line,
-                            kind="limit") from None
+            raise SpecError(
+                exc.problem or "too large", source=source, location=where, line=line, kind="limit"
+            ) from None
         what = exc.problem or exc.context or "unreadable"
         raise SpecError(f"invalid YAML ({what})", source=source, location=where, line=line, kind="yaml") from None
     except yaml.reader.ReaderError as exc:
@@ -264,8 +274,12 @@ def parse_spec(text: str, source: str = "<string>") -> DrillSpec:
     if data is None:
         raise SpecError("empty drill file", source=source, kind="empty")
     if not isinstance(data, dict):
-        raise SpecError(f"expected a mapping (name, plans, ...) at the top level, got {show_value(data)}",
-                        source=source, line=1, kind="top_level")
+        raise SpecError(
+            f"expected a mapping (name, plans, ...) at the top level, got {show_value(data)}",
+            source=source,
+            line=1,
+            kind="top_level",
+        )
     try:
         return DrillSpec.model_validate(data)
     except ValidationError as exc:

@@ -120,11 +120,13 @@ class PlanStep(StrictModel):
     def _plan_name(cls, value: Any) -> str:
         if not isinstance(value, str) or not value.strip():
             raise PydanticCustomError(
-                "plan_name", f"expected a plan name or id, got {show_value(value)} (quote it in YAML)")
+                "plan_name", f"expected a plan name or id, got {show_value(value)} (quote it in YAML)"
+            )
         name = value.strip()
         if len(name) > MAX_PLAN_NAME:
             raise PydanticCustomError(
-                "plan_name_length", f"plan name of {len(name)} characters (at most {MAX_PLAN_NAME})")
+                "plan_name_length", f"plan name of {len(name)} characters (at most {MAX_PLAN_NAME})"
+            )
         if any(unicodedata.category(ch) == "Cc" for ch in name):
             raise PydanticCustomError("plan_name_control", f"control character in plan name {show_value(name)}")
         return name
@@ -199,8 +201,7 @@ class DrillSpec(StrictModel):
                 "drill_name", f"must be lowercase letters, digits and hyphens ([a-z0-9-]+), got {show_value(value)}"
             )
         if len(value) > MAX_DRILL_NAME:
-            raise PydanticCustomError(
-                "drill_name_length", f"{len(value)} characters (at most {MAX_DRILL_NAME})")
+            raise PydanticCustomError("drill_name_length", f"{len(value)} characters (at most {MAX_DRILL_NAME})")
         return value
 
     @field_validator("timezone", mode="before")
@@ -215,8 +216,7 @@ class DrillSpec(StrictModel):
     @classmethod
     def _description(cls, value: Any) -> Any:
         if isinstance(value, str) and len(value) > MAX_DESCRIPTION:
-            raise PydanticCustomError(
-                "description_length", f"{len(value)} characters (at most {MAX_DESCRIPTION})")
+            raise PydanticCustomError("description_length", f"{len(value)} characters (at most {MAX_DESCRIPTION})")
         return "" if value is None else value
 
     @field_validator("poll_interval", "give_up_after")

@@ -19,6 +19,7 @@ from vaodrill.vao.models import ContinueOption
 
 CONTINUE_OPTIONS: tuple[str, ...] = tuple(option.value for option in ContinueOption)
 
+
 def _squash(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch not in " _-")
 

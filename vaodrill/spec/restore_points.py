@@ -56,7 +56,6 @@ pick a point up to an hour later than meant. The string cannot carry the differe
 adds a note to the result so the report shows it, and ``is_ambiguous_wall_time`` tells callers.
 """
 
-
 from __future__ import annotations
 
 import datetime as dt
@@ -93,8 +92,6 @@ from vaodrill.spec.zones import (
 __all__ = ["Resolved", "resolve", "restore_point_date"]
 
 _UTC = dt.UTC
-
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,8 +55,6 @@ _DAY_NAMES: dict[str, int | None] = {
 }
 
 
-
-
 class BaseRule(StrictModel):
     """Common base of the rule models; ``str(rule)`` is ``describe(rule)``."""
 
@@ -263,7 +261,8 @@ class RandomWithinRule(BaseRule):
     def _seed(cls, value: Any) -> Any:
         if isinstance(value, bool | float) or (isinstance(value, int) and not 0 <= value <= MAX_SEED):
             raise PydanticCustomError(
-                "seed_invalid", f"must be a whole number from 0 to 2**63-1, got {show_value(value)}")
+                "seed_invalid", f"must be a whole number from 0 to 2**63-1, got {show_value(value)}"
+            )
         return value
 
     @model_serializer
@@ -354,4 +353,3 @@ def parse_rule(value: object) -> BaseRule:
 def describe(rule: BaseRule) -> str:
     """Short human form for reports: ``latest``, ``ago 6h``, ``last sunday 02:00``, ``start of week``..."""
     return rule.describe()
-

@@ -16,8 +16,6 @@ __all__ = ["StrictModel", "did_you_mean", "show_value", "validation_problem"]
 _HINT_BUDGET = 1_000_000  # characters x characters difflib may compare for one did-you-mean hint
 
 
-
-
 def show_value(value: object) -> str:
     """A value as a YAML user would recognise it, short."""
     if value is None:
@@ -81,7 +79,8 @@ class StrictModel(BaseModel):
                 hint = did_you_mean(str(key), choices)
                 more = f" (+{len(unknown) - 1} more)" if len(unknown) > 1 else ""
                 raise PydanticCustomError(
-                    "unknown_key", f"unknown key {show_value(key)}{hint}{more}", {"key": str(key)})
+                    "unknown_key", f"unknown key {show_value(key)}{hint}{more}", {"key": str(key)}
+                )
         return data
 
 
@@ -141,4 +140,3 @@ def _message(error: ErrorDetails) -> str:
     msg = error["msg"]
     msg = msg.removeprefix("Value error, ").replace("Input should be", "expected")
     return msg[:1].lower() + msg[1:]
-

@@ -33,8 +33,6 @@ _MAX_ZONE_NAME = 100
 _UTC = dt.UTC
 
 
-
-
 @lru_cache(maxsize=1)
 def _zone_names() -> tuple[str, ...]:
     return tuple(sorted(zoneinfo.available_timezones()))
@@ -53,9 +51,11 @@ def timezone_warning(drill_zone: str, server_zone: str) -> str | None:
     """
     if server_zone not in UTC_ZONES or drill_zone in UTC_ZONES or os.environ.get("VAO_TIMEZONE"):
         return None
-    return (f"VAO server time zone not set: UTC assumed, while the drill reads its rules in {drill_zone}; unless "
-            "the VAO server's clock runs on UTC, its restore-point dates are sent in the wrong wall time: set "
-            f"VAO_TIMEZONE or --vao-timezone (or the block's server_timezone) to the server's zone, e.g. {drill_zone}")
+    return (
+        f"VAO server time zone not set: UTC assumed, while the drill reads its rules in {drill_zone}; unless "
+        "the VAO server's clock runs on UTC, its restore-point dates are sent in the wrong wall time: set "
+        f"VAO_TIMEZONE or --vao-timezone (or the block's server_timezone) to the server's zone, e.g. {drill_zone}"
+    )
 
 
 def check_timezone(name: object) -> str:
@@ -134,4 +134,3 @@ def to_server_wall_time(instant: dt.datetime, server_tz: str) -> str:
     """
     wall = local_wall(as_utc(instant, "instant"), check_timezone(server_tz))
     return wall.isoformat(timespec="seconds")
-

@@ -70,9 +70,16 @@ class _Token:
 class VaoAuth:
     """Login (password or child client), refresh before expiry, and the login backoff."""
 
-    def __init__(self, token_url: str, *, username: str = "", password: SecretStr | None = None,
-                 client_id: str | None = None, client_secret: SecretStr | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        token_url: str,
+        *,
+        username: str = "",
+        password: SecretStr | None = None,
+        client_id: str | None = None,
+        client_secret: SecretStr | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if bool(client_id) != bool(client_secret and client_secret.get_secret_value()):
             raise VaoUsageError("a child client needs both a client id and a client secret")
         if not client_id and not username:
@@ -117,8 +124,9 @@ class VaoAuth:
                 return token.access, False
             renewed = None
             if token is not None and token.refresh:
-                renewed = self._accept(await exchange({"grant_type": "refresh_token", "refresh_token": token.refresh}),
-                                       login=False)
+                renewed = self._accept(
+                    await exchange({"grant_type": "refresh_token", "refresh_token": token.refresh}), login=False
+                )
             if renewed is None:
                 renewed = self._login(await exchange(self._login_form()))
             self._token = renewed
@@ -146,23 +154,34 @@ class VaoAuth:
         wait = max(0.0, self._refused_until - self._clock())
         at = (datetime.now(UTC) + timedelta(seconds=wait)).strftime("%H:%M:%S UTC")
         cause = self._refusal
-        return VaoAuthError(f"{cause}; no new login before {at} (in {wait:.0f} s)", status_code=cause.status_code,
-                            server_message=cause.server_message, operation=cause.operation)
+        return VaoAuthError(
+            f"{cause}; no new login before {at} (in {wait:.0f} s)",
+            status_code=cause.status_code,
+            server_message=cause.server_message,
+            operation=cause.operation,
+        )
 
     def _login_form(self) -> dict[str, str]:
         if self.client_id and self._client_secret is not None:
-            return {"grant_type": "client_credentials", "client_id": self.client_id,
-                    "client_secret": self._client_secret.get_secret_value()}
+            return {
+                "grant_type": "client_credentials",
+                "client_id": self.client_id,
+                "client_secret": self._client_secret.get_secret_value(),
+            }
         return {"grant_type": "password", "username": self.username, "password": self._password.get_secret_value()}
 
     def _accept(self, answer: Answer, *, login: bool) -> _Token | None:
         """A token from a token answer; a refused refresh is None, a refused login starts the backoff."""
         operation = f"POST {self.token_url}"
         if wants_mfa(answer):  # a second factor no unattended drill can give: refused, never retried in a loop
-            raise self.refuse(VaoAuthError(
-                f"login as {self.who} needs multi-factor authentication (MFA), which an unattended drill cannot "
-                "answer: use an account without MFA, or a client id and secret", status_code=answer.status,
-                operation=operation))
+            raise self.refuse(
+                VaoAuthError(
+                    f"login as {self.who} needs multi-factor authentication (MFA), which an unattended drill cannot "
+                    "answer: use an account without MFA, or a client id and secret",
+                    status_code=answer.status,
+                    operation=operation,
+                )
+            )
         if answer.ok:
             try:
                 body = TokenResponse.model_validate_json(answer.body)
@@ -177,8 +196,14 @@ class VaoAuth:
         message = server_message(answer.body)
         message = message and self.redact(message)
         text = f"login as {self.who} refused by {self.token_url} (HTTP {answer.status})"
-        raise self.refuse(VaoAuthError(text + (f": {message}" if message else ""), status_code=answer.status,
-                                       server_message=message, operation=operation))
+        raise self.refuse(
+            VaoAuthError(
+                text + (f": {message}" if message else ""),
+                status_code=answer.status,
+                server_message=message,
+                operation=operation,
+            )
+        )
 
     def _login(self, answer: Answer) -> _Token:
         token = self._accept(answer, login=True)
@@ -197,7 +222,10 @@ def wants_mfa(answer: Answer) -> bool:
             body = json.loads(answer.body[:ERROR_BODY_BYTES])
         except (ValueError, UnicodeDecodeError, RecursionError):
             return False
-        return isinstance(body, dict) and not body.get("access_token") and any(
-            isinstance(key, str) and "mfa" in key.lower() for key in body)
+        return (
+            isinstance(body, dict)
+            and not body.get("access_token")
+            and any(isinstance(key, str) and "mfa" in key.lower() for key in body)
+        )
     message = server_message(answer.body) if answer.status in (400, 401, 403) else None
     return bool(message and _MFA.search(message))

@@ -171,8 +171,13 @@ class HttpApi:
         self.vocabulary = vocabulary
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._auth = VaoAuth(
-            token_url, username=username, password=_secret(password), client_id=client_id,
-            client_secret=_secret(client_secret), clock=clock)
+            token_url,
+            username=username,
+            password=_secret(password),
+            client_id=client_id,
+            client_secret=_secret(client_secret),
+            clock=clock,
+        )
         try:
             self._http = httpx.AsyncClient(
                 base_url=self.base_url,
@@ -214,21 +219,35 @@ class HttpApi:
 
     # -- plumbing -------------------------------------------------------------------------------------
 
-    async def _call(self, method: str, path: str, *, json: Mapping[str, Any] | None = None,
-                    params: Mapping[str, Any] | None = None) -> Answer:
+    async def _call(
+        self, method: str, path: str, *, json: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None
+    ) -> Answer:
         """Send one operation under the retry policy, within its overall deadline; every failure is an error of
         the tree. Each retry is announced (what failed, when the next try is)."""
         operation = f"{method} {path}"
 
         async def attempt(left: float) -> Answer:
-            return await self._attempt(method, path, operation, json=json, params=params,
-                                       timeout=min(self.timeout, left))
+            return await self._attempt(
+                method, path, operation, json=json, params=params, timeout=min(self.timeout, left)
+            )
 
-        return await self.retry.run(attempt, retryable=functools.partial(self.retry.retryable, write=method != "GET"),
-                                    log=log, floor=self.timeout)
+        return await self.retry.run(
+            attempt,
+            retryable=functools.partial(self.retry.retryable, write=method != "GET"),
+            log=log,
+            floor=self.timeout,
+        )
 
-    async def _attempt(self, method: str, path: str, operation: str, *, json: Mapping[str, Any] | None,
-                       params: Mapping[str, Any] | None, timeout: float) -> Answer:
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        timeout: float,
+    ) -> Answer:
         """One exchange (with its login, and one replay after a 401 on an old token) within ``timeout``."""
         exchange = _Exchange()
         try:
@@ -246,15 +265,30 @@ class HttpApi:
             return answer
         error = from_status(answer.status, answer.headers, answer.body, operation, redact=self._auth.redact)
         if isinstance(error, VaoAuthError):  # a 401 even on a fresh token: stop logging in for a while
-            raise self._auth.refuse(VaoAuthError(
-                f"{error} (with a fresh login as {self._auth.who})", status_code=error.status_code,
-                server_message=error.server_message, operation=operation))
+            raise self._auth.refuse(
+                VaoAuthError(
+                    f"{error} (with a fresh login as {self._auth.who})",
+                    status_code=error.status_code,
+                    server_message=error.server_message,
+                    operation=operation,
+                )
+            )
         raise error
 
-    async def _send(self, method: str, path: str, operation: str, access: str, exchange: _Exchange, *,
-                    json: Mapping[str, Any] | None, params: Mapping[str, Any] | None) -> Answer:
-        request = self._http.build_request(method, path, json=json, params=params,
-                                           headers={"Authorization": f"Bearer {access}"})
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        access: str,
+        exchange: _Exchange,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+    ) -> Answer:
+        request = self._http.build_request(
+            method, path, json=json, params=params, headers={"Authorization": f"Bearer {access}"}
+        )
         exchange.sent = True
         return await self._receive(request, operation)
 
@@ -301,11 +335,15 @@ class VaoClient(HttpApi):
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    async def list_plans(self, *, filter: str | None = None, orderby: str | None = None,
-                         top: int | None = None, skip: int | None = None) -> list[FailoverPlan]:
+    async def list_plans(
+        self, *, filter: str | None = None, orderby: str | None = None, top: int | None = None, skip: int | None = None
+    ) -> list[FailoverPlan]:
         """All failover plans (OData ``$filter``/``$orderby``/``$top``/``$skip`` passed through)."""
-        params = {k: v for k, v in {"$filter": filter, "$orderby": orderby, "$top": top, "$skip": skip}.items()
-                  if v is not None}
+        params = {
+            k: v
+            for k, v in {"$filter": filter, "$orderby": orderby, "$top": top, "$skip": skip}.items()
+            if v is not None
+        }
         data = await self._get_json(PLANS, params or None)
         if not isinstance(data, list):
             raise VaoProtocolError(f"GET {PLANS}: expected a JSON array of plans")
@@ -320,12 +358,15 @@ class VaoClient(HttpApi):
 
     # -- Run modes ------------------------------------------------------------------------------------
 
-    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
-                         execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
+    def failover_request(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """The path and exact body :meth:`run_failover` sends (the dry run shows them)."""
         rule = RestorePointRule(date=restore_point) if restore_point is not None else None
-        return _plan_path(plan_id, "Run"), RunRequest(mode=RunMode.FAILOVER_NOW, plan_launch_options=PlanLaunchOptions(
-            restore_point_rule=rule, execute_chained_plans=execute_chained_plans)).to_json()
+        return _plan_path(plan_id, "Run"), RunRequest(
+            mode=RunMode.FAILOVER_NOW,
+            plan_launch_options=PlanLaunchOptions(restore_point_rule=rule, execute_chained_plans=execute_chained_plans),
+        ).to_json()
 
     def undo_path(self, plan_id: str) -> str:
         return _plan_path(plan_id, "Undo")
@@ -333,8 +374,10 @@ class VaoClient(HttpApi):
     def readiness_request(self, plan_id: str) -> tuple[str, dict[str, Any]]:
         """VAO v2 has no readiness check for failover plans (only ``/v2/RestorePlans/{id}/RunReadinessCheck``, for
         restore plans): asked for one, it says so before anything is sent."""
-        raise VaoUsageError(f"a readiness check is not available on this server ({self.api} has no readiness check "
-                            "for failover plans; VRO's API v7.2 or v13 has one)")
+        raise VaoUsageError(
+            f"a readiness check is not available on this server ({self.api} has no readiness check "
+            "for failover plans; VRO's API v7.2 or v13 has one)"
+        )
 
     async def readiness_check(self, plan_id: str) -> None:
         self.readiness_request(plan_id)
@@ -343,20 +386,22 @@ class VaoClient(HttpApi):
         """``POST .../Run``: asynchronous, returns as soon as the plan starts. Never resent once sent."""
         await self._post(_plan_path(plan_id, "Run"), request.to_json())
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
-                           execute_chained_plans: bool = False) -> None:
+    async def run_failover(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> None:
         """Fail over to the restore point nearest before ``restore_point`` (server wall time, no offset)."""
-        path, body = self.failover_request(plan_id, restore_point=restore_point,
-                                           execute_chained_plans=execute_chained_plans)
+        path, body = self.failover_request(
+            plan_id, restore_point=restore_point, execute_chained_plans=execute_chained_plans
+        )
         await self._post(path, body)
 
     async def permanent_failover(self, plan_id: str) -> None:
         await self.run(plan_id, RunRequest(mode=RunMode.PERMANENT_FAILOVER_NOW))
 
-    async def failback(self, plan_id: str, *, recovery_location_id: str | None = None,
-                       restore_vm_tags: bool | None = None) -> None:
-        options = PlanLaunchOptions(recovery_location_id=recovery_location_id,
-                                    failback_restore_vm_tags=restore_vm_tags)
+    async def failback(
+        self, plan_id: str, *, recovery_location_id: str | None = None, restore_vm_tags: bool | None = None
+    ) -> None:
+        options = PlanLaunchOptions(recovery_location_id=recovery_location_id, failback_restore_vm_tags=restore_vm_tags)
         await self.run(plan_id, RunRequest(mode=RunMode.FAILBACK, plan_launch_options=options))
 
     async def commit_failback(self, plan_id: str) -> None:
@@ -393,24 +438,30 @@ class VaoClient(HttpApi):
             first = fallback
         self._continue_path = first
 
-    async def reset(self, plan_id: str, *, reset_state: bool = True, reset_change_log: bool = False,
-                    reset_configuration: bool = False) -> None:
-        body = ResetRequest(reset_state=reset_state, reset_change_log=reset_change_log,
-                            reset_configuration=reset_configuration)
+    async def reset(
+        self,
+        plan_id: str,
+        *,
+        reset_state: bool = True,
+        reset_change_log: bool = False,
+        reset_configuration: bool = False,
+    ) -> None:
+        body = ResetRequest(
+            reset_state=reset_state, reset_change_log=reset_change_log, reset_configuration=reset_configuration
+        )
         await self._post(_plan_path(plan_id, "Reset"), body.to_json())
 
-    async def schedule(self, plan_id: str, *, start_time: str | None = None,
-                       previous_plan_id: str | None = None) -> None:
+    async def schedule(
+        self, plan_id: str, *, start_time: str | None = None, previous_plan_id: str | None = None
+    ) -> None:
         """Schedule a plan at a time (server wall time) or after another plan (which wins if both given)."""
         if start_time is None and previous_plan_id is None:
             raise VaoUsageError("schedule() needs start_time or previous_plan_id")
-        body = ScheduleRequest(start_time=start_time or None,
-                               previous_plan_id=previous_plan_id)
+        body = ScheduleRequest(start_time=start_time or None, previous_plan_id=previous_plan_id)
         await self._post(_plan_path(plan_id, "Schedule"), body.to_json())
 
     async def disable_schedule(self, plan_id: str) -> None:
         await self._post(_plan_path(plan_id, "DisableSchedule"))
-
 
 
 def _secret(value: str | SecretStr | None) -> SecretStr | None:

@@ -54,23 +54,36 @@ class ConnectionSettings(BaseModel):
     url: str = Field(title="URL", description="Base URL, e.g. https://vao.example.com:9899 (VRO: .../api/v13)")
     username: str = Field("", description="Account used for drills, e.g. CORP\\svc-drill (or use a child client)")
     password: SecretStr = Field(SecretStr(""), description="Password of that account (never shown)")
-    client_id: str | None = Field(None, title="Child client ID",
-                                  description="Log in as a VAO child client (client_credentials) instead")
-    client_secret: SecretStr | None = Field(None, title="Child client secret",
-                                            description="Secret of the child client (never shown)")
-    server_timezone: str = Field("UTC", title="Server time zone",
-                                 description="IANA zone of the VAO server's clock, used for restore-point dates")
+    client_id: str | None = Field(
+        None, title="Child client ID", description="Log in as a VAO child client (client_credentials) instead"
+    )
+    client_secret: SecretStr | None = Field(
+        None, title="Child client secret", description="Secret of the child client (never shown)"
+    )
+    server_timezone: str = Field(
+        "UTC", title="Server time zone", description="IANA zone of the VAO server's clock, used for restore-point dates"
+    )
     verify_tls: bool = Field(True, title="Verify TLS", description="Keep on; use a CA bundle for self-signed certs")
     ca_bundle: str | None = Field(None, title="CA bundle", description="Path of a PEM file to trust")
-    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=3600, title="Timeout (seconds)",
-                           description="Deadline of one exchange with the server")
-    allow_insecure_http: bool = Field(False, title="Allow plain HTTP",
-                                      description="Send credentials over http:// to a host that is not loopback")
+    timeout: float = Field(
+        DEFAULT_TIMEOUT,
+        gt=0,
+        le=3600,
+        title="Timeout (seconds)",
+        description="Deadline of one exchange with the server",
+    )
+    allow_insecure_http: bool = Field(
+        False, title="Allow plain HTTP", description="Send credentials over http:// to a host that is not loopback"
+    )
     #: True for the embedded simulator (no approval prompts): never offered in a form.
     simulated: SkipJsonSchema[bool] = False
-    states: dict[str, str] = Field(default_factory=dict, max_length=100, title="Extra state spellings",
-                                   description="State spelling -> idle, disabled, failover, undo, running, halted "
-                                   "or other, for a spelling vaodrill does not know")
+    states: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=100,
+        title="Extra state spellings",
+        description="State spelling -> idle, disabled, failover, undo, running, halted "
+        "or other, for a spelling vaodrill does not know",
+    )
 
     @field_validator("states")
     @classmethod
@@ -115,8 +128,10 @@ class ConnectionSettings(BaseModel):
         if bool(self.client_id) != bool(self.client_secret and self.client_secret.get_secret_value()):
             raise ValueError("client_id and client_secret go together (a child client needs both)")
         if self.insecure_http and not self.allow_insecure_http:
-            raise ValueError(f"refusing to send credentials over plain http:// to {self.host}: use https://, "
-                             "or allow it with --allow-insecure-http / VAO_ALLOW_INSECURE_HTTP=true")
+            raise ValueError(
+                f"refusing to send credentials over plain http:// to {self.host}: use https://, "
+                "or allow it with --allow-insecure-http / VAO_ALLOW_INSECURE_HTTP=true"
+            )
         return self
 
     @property
@@ -141,12 +156,20 @@ class ConnectionSettings(BaseModel):
     def client(self, **overrides: Any) -> Orchestrator:
         """A new client of the backend the URL names (one login, one pool): make one per drill run and share it."""
         if self.insecure_http:
-            log.warning("VAO credentials go over plain http:// to %s (allow_insecure_http): anyone on the path "
-                        "can read them; use https://", self.host)
+            log.warning(
+                "VAO credentials go over plain http:// to %s (allow_insecure_http): anyone on the path "
+                "can read them; use https://",
+                self.host,
+            )
         options: dict[str, Any] = {
-            "username": self.username, "password": self.password, "client_id": self.client_id,
-            "client_secret": self.client_secret, "verify": self.verify_tls, "ca_bundle": self.ca_bundle,
-            "timeout": self.timeout, "vocabulary": self.vocabulary,
+            "username": self.username,
+            "password": self.password,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "verify": self.verify_tls,
+            "ca_bundle": self.ca_bundle,
+            "timeout": self.timeout,
+            "vocabulary": self.vocabulary,
         }
         options.update(overrides)
         return backend_for(self.url, **options)
@@ -158,8 +181,13 @@ class ConnectionSettings(BaseModel):
         return cls.resolve(env=env) if env.get("VAO_URL") else None
 
     @classmethod
-    def resolve(cls, *, flags: Mapping[str, Any] | None = None, block: ConnectionSettings | None = None,
-                env: Mapping[str, str] | None = None) -> ConnectionSettings | None:
+    def resolve(
+        cls,
+        *,
+        flags: Mapping[str, Any] | None = None,
+        block: ConnectionSettings | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> ConnectionSettings | None:
         """The one way settings are built, field by field: a flag over the block over the environment.
 
         ``flags``: fields given on the command line; ``block``: a saved ``VaoServer`` block (or the settings a
@@ -197,10 +225,15 @@ def env_fields(env: Mapping[str, str]) -> dict[str, Any]:
     from ``VAO_STATES`` (a JSON object).
     """
     fields: dict[str, Any] = {
-        "url": env.get("VAO_URL"), "username": env.get("VAO_USERNAME"), "password": SecretStr(_password(env)),
-        "client_id": env.get("VAO_CLIENT_ID"), "client_secret": SecretStr(env.get("VAO_CLIENT_SECRET", "")),
-        "server_timezone": env.get("VAO_TIMEZONE"), "ca_bundle": env.get("VAO_CA_BUNDLE"),
-        "timeout": _timeout(env), "states": _states(env),
+        "url": env.get("VAO_URL"),
+        "username": env.get("VAO_USERNAME"),
+        "password": SecretStr(_password(env)),
+        "client_id": env.get("VAO_CLIENT_ID"),
+        "client_secret": SecretStr(env.get("VAO_CLIENT_SECRET", "")),
+        "server_timezone": env.get("VAO_TIMEZONE"),
+        "ca_bundle": env.get("VAO_CA_BUNDLE"),
+        "timeout": _timeout(env),
+        "states": _states(env),
         "simulated": True if env.get("VAODRILL_SIMULATED", "") == "1" else None,
     }
     for name, key in (("VAO_VERIFY_TLS", "verify_tls"), ("VAO_ALLOW_INSECURE_HTTP", "allow_insecure_http")):

@@ -128,9 +128,7 @@ class FailoverPlan(BaseModel):
     @property
     def running(self) -> bool:
         """A stage is in progress (VAO reports this through ``planInUse`` and the details text)."""
-        return self.state_details.lower().startswith("in progress") or (
-            self.in_use and self.kind is not Kind.HALTED
-        )
+        return self.state_details.lower().startswith("in progress") or (self.in_use and self.kind is not Kind.HALTED)
 
     @property
     def stage_complete(self) -> bool:
@@ -154,8 +152,13 @@ class FailoverPlan(BaseModel):
         return StateRecord(
             name=self.name,
             condition=condition_of(self.kind, running=running, complete=self.stage_complete, stage=stage),
-            words=self.state_raw or self.state.value, details=self.state_details, in_use=self.in_use,
-            running=running, step=step, steps=steps)
+            words=self.state_raw or self.state.value,
+            details=self.state_details,
+            in_use=self.in_use,
+            running=running,
+            step=step,
+            steps=steps,
+        )
 
 
 class RunMode(StrEnum):

@@ -58,13 +58,15 @@ class Orchestrator(Protocol):
 
     async def get_plan(self, plan_id: str) -> FailoverPlan: ...
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
-                           execute_chained_plans: bool = False) -> None:
+    async def run_failover(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> None:
         """Start a failover to the restore point nearest before ``restore_point``. Never resent once sent."""
         ...
 
-    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
-                         execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
+    def failover_request(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """The path and exact body :meth:`run_failover` sends."""
         ...
 
@@ -96,8 +98,10 @@ def api_of(url: str) -> str:
     if (match := _API_PATH.search(path)) is None:
         return "v2"
     if match[1] not in VRO_VERSIONS:
-        raise VaoUsageError(f"the URL asks for API v{one_line(match[1], 20)}; vaodrill speaks VRO's "
-                            f"{', '.join('/api/v' + v for v in VRO_VERSIONS)} and VAO's /v2")
+        raise VaoUsageError(
+            f"the URL asks for API v{one_line(match[1], 20)}; vaodrill speaks VRO's "
+            f"{', '.join('/api/v' + v for v in VRO_VERSIONS)} and VAO's /v2"
+        )
     return "vro"
 
 

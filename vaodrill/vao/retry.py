@@ -51,8 +51,11 @@ def is_transient(error: BaseException) -> bool:
 
 def _refused_for_now(error: BaseException) -> bool:
     """429 or 503 with Retry-After: the server says it did nothing, and when to ask again."""
-    return (isinstance(error, VaoRateLimited | VaoServerError) and error.status_code in (429, 503)
-            and error.retry_after is not None)
+    return (
+        isinstance(error, VaoRateLimited | VaoServerError)
+        and error.status_code in (429, 503)
+        and error.retry_after is not None
+    )
 
 
 @contextlib.contextmanager
@@ -104,8 +107,15 @@ class RetryPolicy:
         base = min(self.max_delay, self.backoff * 2.0 ** (attempt - 1))
         return base * (1 + self.jitter * _JITTER.random())
 
-    async def run(self, attempt: Callable[[float], Awaitable[T]], *, retryable: Callable[[BaseException], bool],
-                  log: logging.Logger, what: str = "", floor: float = 0.0) -> T:
+    async def run(
+        self,
+        attempt: Callable[[float], Awaitable[T]],
+        *,
+        retryable: Callable[[BaseException], bool],
+        log: logging.Logger,
+        what: str = "",
+        floor: float = 0.0,
+    ) -> T:
         """``attempt(seconds left)`` until it succeeds, fails for good, or the next wait would end past the deadline
         (the policy's, never less than ``floor``, or the current :func:`patience`); then its last error is raised.
 
@@ -126,6 +136,12 @@ class RetryPolicy:
                 if time.monotonic() + delay >= deadline - 0.1:
                     raise
                 of = f" of {attempts}" if attempts is not None else ""
-                log.warning("%s%s; retry %d%s in %.1fs", f"{what}: " if what else "", one_line(str(error), 300),
-                            number + 1, of, delay)
+                log.warning(
+                    "%s%s; retry %d%s in %.1fs",
+                    f"{what}: " if what else "",
+                    one_line(str(error), 300),
+                    number + 1,
+                    of,
+                    delay,
+                )
                 await asyncio.sleep(delay)

@@ -72,10 +72,24 @@ def is_failed_over_by_anyone(shown: Shown) -> bool:
     """Something of the plan may be failed over (running, finished, halted, undoing, or a stage vaodrill cannot
     name): recovery's business."""
     s = status(shown)
-    return s.condition in (Condition.FAILING_OVER, Condition.FAILED_OVER, Condition.HALTED, Condition.UNDOING,
-                           Condition.UNDONE, Condition.BUSY) and not is_clean(s)
+    return s.condition in (
+        Condition.FAILING_OVER,
+        Condition.FAILED_OVER,
+        Condition.HALTED,
+        Condition.UNDOING,
+        Condition.UNDONE,
+        Condition.BUSY,
+    ) and not is_clean(s)
 
 
-__all__ = ["Shown", "failover_complete", "finished_with_errors", "finished_with_warnings",
-           "is_clean", "is_failed_over_by_anyone",
-           "not_runnable_because", "status", "undo_complete"]
+__all__ = [
+    "Shown",
+    "failover_complete",
+    "finished_with_errors",
+    "finished_with_warnings",
+    "is_clean",
+    "is_failed_over_by_anyone",
+    "not_runnable_because",
+    "status",
+    "undo_complete",
+]

@@ -70,8 +70,10 @@ _V1_EXAMPLE = "VAO 1.0 Swagger example plan (PowerVAO, Swagger_VAO-APIv1.json) a
 _MODES = "VAO/VRO user guides: ENABLED and DISABLED are a plan's modes; the v2 API's Enable/Disable set them"
 _LAB = "VAO 2.0 UI as a hands-on lab guide shows it (reported, not found on Veeam's pages)"
 _SINGLE_UI = "VRO `state` values a third-party dashboard expects (jorgedlcruz/veeam-single-ui); not on Veeam's pages"
-_VBR = ("Veeam's failover-plan state in VBR's PowerShell reference (VBRFailoverPlan) and the Availability Console "
-        "REST reference (In progress, Undo in progress); the Service Provider Console's spells inUndoProgress")
+_VBR = (
+    "Veeam's failover-plan state in VBR's PowerShell reference (VBRFailoverPlan) and the Availability Console "
+    "REST reference (In progress, Undo in progress); the Service Provider Console's spells inUndoProgress"
+)
 _INFERRED = "not documented: a wording a server may use while an undo runs"
 
 _GUIDES = f"{_VAO1}; {_VAO3}; {_VRO}"  # a state every user guide lists
@@ -102,8 +104,20 @@ VOCABULARY: tuple[Spelling, ...] = (
     *_rows(Kind.UNDO, _VBR, False, "Undo in progress", "inUndoProgress"),
     *_rows(Kind.OTHER, _GUIDES, True, "PERMANENT FAILOVER", "FAILBACK", "UNDO FAILBACK", "COMMIT FAILBACK"),
     *_rows(Kind.OTHER, f"{_VAO1}; {_VRO}", True, "TESTING HALTED", "EDITING"),
-    *_rows(Kind.OTHER, _VRO, True, "PREPARE FOR FAILBACK", "TEST PENDING", "TESTING", "CHECKING", "CHECK HALTING",
-           "CREATING", "SAVING", "RESETTING", "DELETING"),
+    *_rows(
+        Kind.OTHER,
+        _VRO,
+        True,
+        "PREPARE FOR FAILBACK",
+        "TEST PENDING",
+        "TESTING",
+        "CHECKING",
+        "CHECK HALTING",
+        "CREATING",
+        "SAVING",
+        "RESETTING",
+        "DELETING",
+    ),
     *_rows(Kind.OTHER, _SINGLE_UI, False, "FailbackComplete", "DryRun"),
 )
 """Every spelling of a plan's state vaodrill knows, from VAO 1.0 to VRO 13, with what it means and where it is from.
@@ -155,11 +169,12 @@ class Vocabulary:
             if not key:
                 raise ValueError(f"{shown} is not a state spelling")
             if kind not in MAPPABLE:
-                raise ValueError(f"{shown} must map to one of {', '.join(MAPPABLE)} (got "
-                                 f"{json.dumps(kind)[:40]})")
+                raise ValueError(f"{shown} must map to one of {', '.join(MAPPABLE)} (got {json.dumps(kind)[:40]})")
             if key in _KNOWN and _KNOWN[key] != kind:
-                raise ValueError(f"{shown} is a documented spelling that means {_KNOWN[key]}; "
-                                 "vaodrill does not let it mean something else")
+                raise ValueError(
+                    f"{shown} is a documented spelling that means {_KNOWN[key]}; "
+                    "vaodrill does not let it mean something else"
+                )
             added[key] = Kind(kind)
         return cls(added)
 
@@ -208,8 +223,12 @@ def condition_of(kind: Kind, *, running: bool, complete: bool, stage: Stage | No
         return Condition.FAILED_OVER if complete and not running else Condition.FAILING_OVER
     if kind is Kind.UNDO:
         return Condition.UNDONE if complete and not running else Condition.UNDOING
-    return {Kind.IDLE: Condition.IDLE, Kind.DISABLED: Condition.DISABLED, Kind.HALTED: Condition.HALTED,
-            Kind.OTHER: Condition.OTHER}.get(kind, Condition.UNKNOWN)
+    return {
+        Kind.IDLE: Condition.IDLE,
+        Kind.DISABLED: Condition.DISABLED,
+        Kind.HALTED: Condition.HALTED,
+        Kind.OTHER: Condition.OTHER,
+    }.get(kind, Condition.UNKNOWN)
 
 
 def classification(words: str, vocabulary: Vocabulary = DEFAULT) -> str:
@@ -227,5 +246,17 @@ def classification(words: str, vocabulary: Vocabulary = DEFAULT) -> str:
     }[kind] + (" (added in the connection settings)" if spelling_key(words) in vocabulary.added else "")
 
 
-__all__ = ["DEFAULT", "MAPPABLE", "VOCABULARY", "Condition", "Kind", "Spelling", "Stage", "StateRecord",
-           "Vocabulary", "classification", "condition_of", "spelling_key"]
+__all__ = [
+    "DEFAULT",
+    "MAPPABLE",
+    "VOCABULARY",
+    "Condition",
+    "Kind",
+    "Spelling",
+    "Stage",
+    "StateRecord",
+    "Vocabulary",
+    "classification",
+    "condition_of",
+    "spelling_key",
+]

@@ -85,8 +85,16 @@ class VroPlan(FailoverPlan):
     def status(self, stage: Stage | None = None) -> StateRecord:
         record = super().status(stage)
         if self.progress is not None and record.running:
-            return StateRecord(record.name, record.condition, record.words, record.details, record.in_use,
-                               record.running, self.progress, 100)
+            return StateRecord(
+                record.name,
+                record.condition,
+                record.words,
+                record.details,
+                record.in_use,
+                record.running,
+                self.progress,
+                100,
+            )
         return record
 
 
@@ -101,7 +109,7 @@ class VroClient(HttpApi):
         match = _API_PATH.search(url)
         if match is not None and match[1] in VRO_VERSIONS:
             self.version, self.api = match[1], f"VRO v{match[1]}"
-            url = url[:match.start()]
+            url = url[: match.start()]
         return url, f"{url}/api/token"
 
     @property
@@ -134,26 +142,33 @@ class VroClient(HttpApi):
                 while True:
                     page, total = _page(await self._get_json(path, {"start": len(plans), "limit": PAGE_SIZE}), path)
                     if total is not None and total > MAX_PLANS:
-                        raise VaoProtocolError(f"GET {path}: a total of {total:,} plans is more than the limit of "
-                                               f"{MAX_PLANS:,}")
+                        raise VaoProtocolError(
+                            f"GET {path}: a total of {total:,} plans is more than the limit of {MAX_PLANS:,}"
+                        )
                     for index, item in enumerate(page):
                         plan = _plan(item, f"GET {path}: element {len(plans) + index}", self.vocabulary)
                         if plan.id.lower() in seen:
-                            raise VaoProtocolError(f"GET {path}: plan {plan.id} is on two pages (the server "
-                                                   "ignores start)")
+                            raise VaoProtocolError(
+                                f"GET {path}: plan {plan.id} is on two pages (the server ignores start)"
+                            )
                         seen.add(plan.id.lower())
                         plans.append(plan)
                     if len(plans) > (MAX_PLANS if total is None else total):
-                        raise VaoProtocolError(f"GET {path}: the pages hold more plans than the total the server "
-                                               f"gives ({total if total is not None else MAX_PLANS:,})")
+                        raise VaoProtocolError(
+                            f"GET {path}: the pages hold more plans than the total the server "
+                            f"gives ({total if total is not None else MAX_PLANS:,})"
+                        )
                     if (total is not None and len(plans) == total) or (total is None and len(page) < PAGE_SIZE):
                         return plans
                     if not page:
-                        raise VaoProtocolError(f"GET {path}: the server says {total:,} plans but its pages end "
-                                               f"at {len(plans):,}")
+                        raise VaoProtocolError(
+                            f"GET {path}: the server says {total:,} plans but its pages end at {len(plans):,}"
+                        )
         except TimeoutError:
-            raise VaoTimeoutError(f"GET {path}: the plan list was not read within {time.monotonic() - started:.0f}s "
-                                  f"({len(plans):,} plans in)") from None
+            raise VaoTimeoutError(
+                f"GET {path}: the plan list was not read within {time.monotonic() - started:.0f}s "
+                f"({len(plans):,} plans in)"
+            ) from None
 
     async def get_plan(self, plan_id: str) -> FailoverPlan:
         """One plan: its data (``GET /Plans/{id}``) with its runtime details (``GET /RuntimeDetails/Plans/{id}``)."""
@@ -162,23 +177,29 @@ class VroClient(HttpApi):
         runtime_path = self._path(plan_id, under="/RuntimeDetails/Plans")
         runtime = await self._get_json(runtime_path)
         if not isinstance(data, dict) or not isinstance(runtime, dict):
-            raise VaoProtocolError(f"GET {path if not isinstance(data, dict) else runtime_path}: expected a JSON "
-                                   "object")
+            raise VaoProtocolError(
+                f"GET {path if not isinstance(data, dict) else runtime_path}: expected a JSON object"
+            )
         merged = data | {k: v for k, v in runtime.items() if k in _RUNTIME}
         return _plan(merged, f"GET {path}: the answer", self.vocabulary)
 
     # -- operations -------------------------------------------------------------------------------------
 
-    def failover_request(self, plan_id: str, *, restore_point: str | None = None,
-                         execute_chained_plans: bool = False) -> tuple[str, dict[str, Any]]:
+    def failover_request(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> tuple[str, dict[str, Any]]:
         """``POST /Plans/{id}/Failover``: ``restorePointDate`` (null: the latest) and ``executeChainedPlans``."""
-        return self._path(plan_id, "Failover"), {"restorePointDate": restore_point,
-                                                 "executeChainedPlans": execute_chained_plans}
+        return self._path(plan_id, "Failover"), {
+            "restorePointDate": restore_point,
+            "executeChainedPlans": execute_chained_plans,
+        }
 
-    async def run_failover(self, plan_id: str, *, restore_point: str | None = None,
-                           execute_chained_plans: bool = False) -> None:
-        path, body = self.failover_request(plan_id, restore_point=restore_point,
-                                           execute_chained_plans=execute_chained_plans)
+    async def run_failover(
+        self, plan_id: str, *, restore_point: str | None = None, execute_chained_plans: bool = False
+    ) -> None:
+        path, body = self.failover_request(
+            plan_id, restore_point=restore_point, execute_chained_plans=execute_chained_plans
+        )
         await self._post(path, body)
 
     def undo_path(self, plan_id: str) -> str:
@@ -191,8 +212,7 @@ class VroClient(HttpApi):
         await self._post(self._path(plan_id, "Halt"), {"fullStop": fullstop})
 
     async def continue_plan(self, plan_id: str, option: ContinueOption | str) -> None:
-        await self._post(self._path(plan_id, "Continue"),
-                         {"executionContinueOptions": ContinueOption(option).value})
+        await self._post(self._path(plan_id, "Continue"), {"executionContinueOptions": ContinueOption(option).value})
 
     def readiness_request(self, plan_id: str) -> tuple[str, dict[str, Any]]:
         """``POST /Plans/{id}/ReadinessCheck`` with ``generateReport: false`` (VAO 3.0's documented body; no

@@ -462,3 +462,26 @@ def test_any_sim_serves_both_scenarios_over_http(any_sim: Sim) -> None:
     assert any_sim.scenario in ("demo", "veeam-docs")
     assert any_sim.control.get("/_sim").json()["scenario"] == any_sim.scenario
     assert set(any_sim.plans()) == set(DEMO_IDS)
+
+
+def test_every_behaviour_field_of_a_plan_in_the_scenario_file_reaches_its_settings() -> None:
+    """A plan's own behaviour (halts, warnings, readiness check, wording) is taken from the scenario file as written,
+    field by field, none dropped on the way to the simulator's settings."""
+    from vaodrill.simulator.scenario import _Behaviour
+
+    own: dict[str, Any] = {
+        "halt_at_step": 2,
+        "never_finish": True,
+        "fail_undo": True,
+        "warnings": 1,
+        "errors": 2,
+        "in_use_shown": False,
+        "schedule_type_shown": 3,
+        "readiness_duration": 120,
+        "readiness_errors": 1,
+    }
+    scenario = load_scenario(one_plan_scenario(**own))
+    settings = scenario.settings_for(scenario.plans[0])
+    assert {name: getattr(settings, name) for name in own} == {name: getattr(scenario.plans[0], name) for name in own}
+    assert settings.readiness_duration == 120 and settings.readiness_errors == 1
+    assert set(own) <= set(_Behaviour.model_fields)

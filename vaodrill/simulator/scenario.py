@@ -372,15 +372,7 @@ class Scenario(BaseModel):
             steps=spec.steps or d.steps,
             restore_points=d.restore_points if spec.restore_points is None else spec.restore_points,
             scope_id=spec.scope_id or self.scope_id,
-            halt_at_step=spec.halt_at_step,
-            never_finish=spec.never_finish,
-            fail_undo=spec.fail_undo,
-            warnings=spec.warnings,
-            errors=spec.errors,
-            state_words=spec.state_words,
-            schedule_type_shown=spec.schedule_type_shown,
-            in_use_shown=spec.in_use_shown,
-            details_words=spec.details_words,
+            **{name: getattr(spec, name) for name in _Behaviour.model_fields},  # the plan's own, as written
             **{
                 name: getattr(d, name) if getattr(spec, name) is None else getattr(spec, name)
                 for name in PLAN_PROFILE_FIELDS

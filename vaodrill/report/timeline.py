@@ -283,32 +283,22 @@ def _failover_bar(
 ) -> None:
     """From the Run to the failover's end; an end not recorded is drawn faded up to what came after it."""
     x0 = scale.x(start)
-    if end is not None:
-        bar = _el(
-            row,
-            "rect",
-            x=x0,
-            y=mid - 7,
-            width=max(scale.x(end) - x0, 2.0),
-            height=14,
-            rx=2,
-            fill=colour,
-            class_="failover",
-        )
-    else:  # the stage's end was not recorded: drawn faded up to what is known to come after it
-        until = p.undo_completed_at or report.finished_at
-        bar = _el(
-            row,
-            "rect",
-            x=x0,
-            y=mid - 7,
-            width=max(scale.x(until) - x0, 2.0),
-            height=14,
-            rx=2,
-            fill=colour,
-            fill_opacity=0.45,
-            class_="failover open",
-        )
+    # the stage's end not recorded: drawn faded up to what is known to come after it
+    faded = {} if end is not None else {"fill_opacity": 0.45}
+    until = end or p.undo_completed_at or report.finished_at
+    bar = _el(
+        row,
+        "rect",
+        x=x0,
+        y=mid - 7,
+        width=max(scale.x(until) - x0, 2.0),
+        height=14,
+        rx=2,
+        fill=colour,
+        **faded,
+        class_="failover" if end is not None else "failover open",
+    )
+    if end is None:
         _el(bar, "title", "failover; the end of its stage was not recorded")
     if critical:
         bar.set("stroke", CRITICAL)

@@ -140,7 +140,8 @@ def test_the_engine_modules_do_not_import_prefect() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
+def one_plan_ledger(tmp_path: Path, mode: str = "drill") -> tuple[Ledger, PlanRun]:
+    """A journal of one plan ``P`` opened in ``mode``, its ledger, and the plan's record, pending."""
     target = PlanTarget(
         key="p",
         id="1",
@@ -153,8 +154,12 @@ def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
         timeout_seconds=60,
     )
     ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
-    ledger.journal.append("open", drill="d", mode="drill", plans=[{"key": "p", "id": "1", "name": "P"}])
-    run = PlanRun(target)
+    ledger.journal.append("open", drill="d", mode=mode, plans=[{"key": "p", "id": "1", "name": "P"}])
+    return ledger, PlanRun(target)
+
+
+def test_the_transition_table_refuses_illegal_moves(tmp_path: Path) -> None:
+    ledger, run = one_plan_ledger(tmp_path)
     with pytest.raises(IllegalTransition):
         ledger.move(run, Phase.FAILED_OVER)  # never without checking and starting
     ledger.move(run, Phase.CHECKING)

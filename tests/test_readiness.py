@@ -12,10 +12,9 @@ import pytest
 
 from tests.conftest import Sim
 from tests.test_cli import DRILLS, vaodrill
-from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, settings_for, write_spec
+from tests.test_engine import DEMO_PLANS, Recorder, by_name, drill, one_plan_ledger, settings_for, write_spec
 from vaodrill.engine.drill import Drill
-from vaodrill.engine.runs import IllegalTransition, Ledger, Phase, PlanRun, Transition
-from vaodrill.engine.targets import PlanTarget
+from vaodrill.engine.runs import IllegalTransition, Phase, Transition
 from vaodrill.errors import VaoUsageError
 from vaodrill.journal import Journal
 from vaodrill.report.junit import render_junit
@@ -130,20 +129,7 @@ def test_run_on_vao_v2_is_one_line_and_exit_2(sim_factory: Callable[..., Sim], t
 
 
 def test_a_passed_check_has_nothing_to_undo(tmp_path: Path) -> None:
-    target = PlanTarget(
-        key="p",
-        id="1",
-        name="P",
-        after=(),
-        restore_point="2026-01-01T00:00:00",
-        rule="latest",
-        seed=None,
-        rto_target_seconds=None,
-        timeout_seconds=60,
-    )
-    ledger = Ledger("d", "r", Journal(tmp_path, "r"), [])
-    ledger.journal.append("open", drill="d", mode="readiness", plans=[{"key": "p", "id": "1", "name": "P"}])
-    run = PlanRun(target)
+    ledger, run = one_plan_ledger(tmp_path, "readiness")
     for phase in (Phase.CHECKING, Phase.STARTING, Phase.CHECKING_READINESS, Phase.READY):
         ledger.move(run, phase)
     assert run.outcome is Phase.READY and not run.run_sent and ledger.unclean() == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 # Before Prefect starts its test server: no telemetry, none of the background services flow tests don't need.
 for _key, _value in {
@@ -43,6 +44,16 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty PREFECT_HOME for CLI runs with no Prefect API configured (no profile of this machine leaks in)."""
     return tmp_path_factory.mktemp("cli-prefect-home")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a Hypothesis test, stop Prefect's background event workers left by earlier tests in this process:
+    their websocket's keepalive pings draw from the global ``random`` in another thread, which Hypothesis reports
+    as a strategy using it (they start again on the next event)."""
+    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) and "prefect" in sys.modules:
+        from prefect._internal.concurrency.services import QueueService
+
+        QueueService.drain_all(timeout=10)
 
 
 @pytest.fixture(scope="session")

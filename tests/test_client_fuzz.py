@@ -11,13 +11,11 @@ import asyncio
 import gzip
 import json
 import string
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -170,16 +168,6 @@ async def run_case(case: Case) -> Outcome:
     exchanges = 2 if case.operation == "continue_plan" else 1  # Continue may try its second path
     assert outcome.seconds < exchanges * DEADLINE + SLACK, outcome
     return outcome
-
-
-@pytest.fixture(autouse=True)
-def no_prefect_websocket() -> None:
-    """Stop Prefect's background event workers left by earlier tests in this process: their websocket's keepalive
-    pings draw from the global ``random`` in another thread, which Hypothesis reports as a strategy using it."""
-    if "prefect" in sys.modules:
-        from prefect._internal.concurrency.services import QueueService
-
-        QueueService.drain_all(timeout=10)
 
 
 def test_any_server_answer_is_a_result_or_a_one_line_vao_error() -> None:

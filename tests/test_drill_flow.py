@@ -102,7 +102,10 @@ async def test_demo_dag_passes_in_dependency_order(sim: Sim, tmp_path: Path, mon
         actual = (ended - parse(stages[name]["started_at"])).total_seconds()
         seen = result.failover_completed_at
         assert seen is not None and seen >= ended, (name, ended, seen)
-        assert 1 <= sum(1 for moment in lists if ended <= moment <= seen) <= 5, name
+        # the simulator logs a read when it arrives and answers it later: the last read that arrived before the end
+        # may be the one whose answer showed it, on a loaded machine
+        since = max((moment for moment in lists if moment <= ended), default=ended)
+        assert 1 <= sum(1 for moment in lists if since <= moment <= seen) <= 6, name
         assert result.rto_seconds is not None and result.rto_seconds >= actual - 0.05, (name, actual, result)
         assert result.rto_met is True
     # the restore point sent is the one the report shows, and the simulator resolved it

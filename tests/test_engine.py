@@ -252,8 +252,8 @@ async def test_syncs_that_overlap_share_fsyncs_and_each_covers_its_own_line(
 
 
 async def test_a_run_leaves_on_the_reading_that_showed_its_dependencies_done(sim: Sim, tmp_path: Path) -> None:
-    """The precondition uses a reading less than a poll interval old (the shared list read, or its own GET for
-    the start right after it): at most one GET of a plan before its Run, where the engine once read it twice."""
+    """The precondition uses a recent reading (the shared list read, or its own GET for the start right after it;
+    ``PlanMonitor.recent``): at most one GET of a plan before its Run, where the engine once read it twice."""
     report, _, _ = await drill(sim, tmp_path, poll_interval="1s")
     assert report.verdict == "passed", report.reason
     entries = sim.requests()

@@ -131,6 +131,22 @@ async def test_every_read_failing_gives_up_after_give_up_after(sim: Sim, tmp_pat
 # -- answers lost, delayed or refused for now ------------------------------------------------------------------
 
 
+async def test_a_plan_disabled_after_the_reading_its_precondition_used_is_refused_by_vao_and_never_started(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """The precondition may use a reading taken before a change (``PlanMonitor.recent``): VAO refuses the Run the
+    plan's state no longer allows, and the refusal is no start: nothing to undo, dependents skipped."""
+    disable = When("Active Directory", Phase.CHECKING, lambda: sim.patch("Active Directory", state="Disabled"))
+    report, engine, _ = await run(sim, tmp_path, disable, poll_interval="5s")
+    directory = by_name(report)["Active Directory"]
+    reason = directory.reason or ""
+    assert directory.status == "failed" and "Run refused" in reason and "Disabled" in reason, reason
+    assert directory.failover_started_at is None and directory.undo == "not_needed"
+    assert directory.id.lower() not in sim.posts("Undo")
+    assert runs_processed(sim) == {sim.plan_id("Core Network").lower(): 1}
+    assert report.left_failed_over == [] and not engine.journal.read().is_open
+
+
 async def test_a_lost_run_answer_counts_as_started_from_the_post(sim: Sim, tmp_path: Path) -> None:
     fault(sim, method="POST", path="/v2/FailoverPlans/*/Run", drop="after", count=1)
     report, _, _ = await run(sim, tmp_path)

@@ -85,9 +85,18 @@ class PlanMonitor:
                 self._readings[key] = (plan, sent)
 
     def recent(self, plan_id: str) -> FailoverPlan | None:
-        """The plan's latest reading (the list read or its own), if its request left less than an interval ago."""
+        """The plan's latest reading (the list read or its own), if no newer one is to be had by reading it now.
+
+        That is: its request left less than an interval ago, or it is as new as the newest list read while the poller
+        is still on its cadence (it stops an interval after its last waiter left, when the loop lets it) and that read
+        succeeded. A late event loop (a large drill through Prefect) ages every reading past an interval, and makes
+        the poller as late; reading each plan again then would only add requests and make the loop later still.
+        """
         plan, sent = self._readings.get(plan_id.lower(), (None, -math.inf))
-        return plan if time.monotonic() - sent <= self.interval else None
+        if time.monotonic() - sent <= self.interval:
+            return plan
+        polling = self._poller is not None and not self._poller.done() and self.last_error is None
+        return plan if polling and sent >= self._sent else None
 
     def forgive(self) -> None:
         """Start a fresh give-up window (cleanup after a stop); an authentication failure stays."""

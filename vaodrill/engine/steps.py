@@ -172,13 +172,13 @@ class DrillSession:
         return plan
 
     #: Single-plan reads (``GET /FailoverPlans/{id}``) of a plan that passes cleanly: the precondition, the start and
-    #: the cleanup each read it only when no reading less than a poll interval old serves (:meth:`current`, and the
-    #: cleanup's use of a recent complete reading). Whether one does depends on scheduling, so 0 to 3; tests name it.
+    #: the cleanup each read it only when no recent reading serves (:meth:`PlanMonitor.recent`: :meth:`current`, and
+    #: the cleanup's use of a recent complete reading). Whether one does depends on scheduling: 0 to 3; tests name it.
     PLAN_READS_ON_A_CLEAN_PASS = range(4)
 
     async def current(self, target: PlanTarget) -> FailoverPlan:
-        """The plan as a read that left less than a poll interval ago showed it (the shared list read, or the
-        precondition's own read for the start right after it), else read now.
+        """The plan as its recent reading showed it (the shared list read, or the precondition's own read for the
+        start right after it; see :meth:`PlanMonitor.recent`), else read now.
 
         Enough for a precondition: VAO itself refuses a Run the plan's state does not allow, and a refusal is
         never counted as a start. It spares a read per plan on the critical path (a dependent's Run leaves as
@@ -380,7 +380,7 @@ class DrillSession:
     async def clean(self, target: PlanTarget) -> Cleanup:
         """Put the plan back and verify it is clean: halt a failover still running, Undo, wait for clean.
 
-        A reading less than a poll interval old that shows the failover complete is enough to send the Undo (VAO
+        A recent reading (:meth:`PlanMonitor.recent`) that shows the failover complete is enough to send the Undo (VAO
         refuses one the plan's state does not allow, and a refused Undo reads the plan now); any other state
         is read now, so a reading older than the Run can never pass for clean.
         """

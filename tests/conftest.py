@@ -49,8 +49,9 @@ def cli_prefect_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Before a Hypothesis test, stop Prefect's background event workers left by earlier tests in this process:
     their websocket's keepalive pings draw from the global ``random`` in another thread, which Hypothesis reports
-    as a strategy using it (they start again on the next event)."""
-    if getattr(getattr(item, "obj", None), "is_hypothesis_test", False) and "prefect" in sys.modules:
+    as a strategy using it (they start again on the next event). Hypothesis marks its ``@given`` tests ``hypothesis``;
+    a test that runs a ``@given`` function of its own carries the mark by hand."""
+    if item.get_closest_marker("hypothesis") and "prefect" in sys.modules:
         from prefect._internal.concurrency.services import QueueService
 
         QueueService.drain_all(timeout=10)

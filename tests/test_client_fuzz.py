@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -170,6 +171,7 @@ async def run_case(case: Case) -> Outcome:
     return outcome
 
 
+@pytest.mark.hypothesis  # its @given runs inside: the mark tells conftest to stop Prefect's websocket first
 def test_any_server_answer_is_a_result_or_a_one_line_vao_error() -> None:
     """150 generated servers; also checks the generator is not stuck in one corner of the space."""
     kinds: set[str] = set()

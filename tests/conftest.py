@@ -73,6 +73,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 VRO_OPS = {"Run": "Failover"}
 
+#: Seconds a test's own request to a simulator's control plane may take: a ceiling, not an expectation. Beside two
+#: CPU hogs, a fresh-clone run once waited more than 10 s for a simulator thread to answer one.
+CONTROL_TIMEOUT = 60.0
+
 
 class Sim:
     """A running simulator and a control-plane client for it."""
@@ -84,7 +88,7 @@ class Sim:
         self.api = api
         self.api_url = f"{url}/api/v13" if api == "vro" else url
         self.scenario: str | None = app.state.sim.scenario.name if app is not None else None
-        self.control = httpx.Client(base_url=url, timeout=10)
+        self.control = httpx.Client(base_url=url, timeout=CONTROL_TIMEOUT)
 
     def requests(self, method: str | None = None, path: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"method": method, "path": path}.items() if v}

@@ -15,6 +15,7 @@ import pytest
 import trustme
 import uvicorn
 
+from tests.conftest import CONTROL_TIMEOUT
 from tests.test_simulator_support import DEMO_IDS, PASSWORD, app_for
 from vaodrill.simulator.server import BackgroundServer, serve
 
@@ -29,7 +30,7 @@ def server() -> Iterator[BackgroundServer]:
 
 @pytest.fixture
 def client(server: BackgroundServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=5) as http:
+    with httpx.Client(base_url=server.url, timeout=CONTROL_TIMEOUT) as http:
         assert http.post("/_sim/reset").status_code == 200
         token = http.post(
             "/v2/Token", data={"grant_type": "password", "username": "demo", "password": PASSWORD}

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Sim
+from tests.conftest import CONTROL_TIMEOUT, Sim
 from tests.test_engine import assert_all_clean, by_name, drill, settings_for
 from vaodrill.app.doctor import diagnose
 from vaodrill.simulator import load_scenario
@@ -29,7 +29,7 @@ def real_words_scenario() -> dict[str, Any]:
 async def watch_words(url: str, stop: asyncio.Event) -> set[str]:
     """Every planState word the server showed while the drill ran (read beside it, as an operator's UI would)."""
     seen: set[str] = set()
-    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=CONTROL_TIMEOUT) as http:
         token = (
             await http.post("/v2/Token", data={"grant_type": "password", "username": "demo", "password": "demo"})
         ).json()["access_token"]

@@ -41,6 +41,8 @@ from uuid import UUID
 import httpx
 import pytest
 
+from tests.conftest import CONTROL_TIMEOUT
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PREFECT = BIN / "prefect"
@@ -291,7 +293,7 @@ class Simulator:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=CONTROL_TIMEOUT)
 
     def vao_env(self) -> dict[str, str]:
         return {

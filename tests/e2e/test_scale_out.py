@@ -40,6 +40,8 @@ from uuid import UUID
 import httpx
 import pytest
 
+from tests.conftest import CONTROL_TIMEOUT
+
 REPO = Path(__file__).resolve().parents[2]
 PG_INITDB = Path("/usr/lib/postgresql/15/bin/initdb")
 
@@ -90,7 +92,7 @@ class Site:
 
     def __init__(self, server: Any) -> None:
         self.server = server
-        self.http = httpx.Client(base_url=server.url, timeout=10)
+        self.http = httpx.Client(base_url=server.url, timeout=CONTROL_TIMEOUT)
 
     def posts(self, op: str | None = None) -> list[dict[str, Any]]:
         path = f"/v2/FailoverPlans/*/{op}" if op else "/v2/FailoverPlans/*/*"

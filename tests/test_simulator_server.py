@@ -3,6 +3,7 @@ really sees them, HTTPS with a test CA, and the banner of ``serve()``."""
 
 from __future__ import annotations
 
+import http.client
 import logging
 import ssl
 import time
@@ -177,3 +178,18 @@ def test_serve_resolves_the_veeam_docs_scenario_by_name(
     assert "child client: client_id drill-tool  client_secret drill-tool-secret" in out
     plans = seen["config"].app.state.sim.summary()["plans"]
     assert {p["planState"] for p in plans} == {"Verified", "NotVerified", "Enabled", "Disabled"}
+
+
+def test_an_idle_connection_stays_open_longer_than_a_client_keeps_it_in_its_pool(server: BackgroundServer) -> None:
+    """A client reuses a connection idle up to 5 s (httpx's pool): the simulator must not close it then, or a Run
+    sent on it is lost unread (as a real server, it keeps idle connections for minutes)."""
+    url = httpx.URL(server.url)
+    connection = http.client.HTTPConnection(url.host, url.port, timeout=CONTROL_TIMEOUT)
+    try:
+        for idle in (6, 0):  # 6 s: the idle time under test, past the client pool's 5 s
+            connection.request("GET", "/_sim/plans")
+            answer = connection.getresponse()
+            assert answer.status == 200 and answer.read()
+            time.sleep(idle)
+    finally:
+        connection.close()

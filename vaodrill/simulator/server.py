@@ -39,6 +39,12 @@ def _quiet_logging() -> None:
     logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)  # addFilter is idempotent for one object
 
 
+#: Seconds an idle connection stays open, as a real server keeps it (IIS 120 s, Kestrel 130 s), well beyond the
+#: 5 s a client keeps it in its pool (httpx). Uvicorn's own 5 s closed connections just as a client reused them:
+#: a Run sent on one was lost unread, and a drill reported a plan whose failover never showed.
+KEEP_ALIVE_SECONDS = 120
+
+
 def _config(
     app: Any, *, ssl_certfile: str | Path | None, ssl_keyfile: str | Path | None, **kwargs: Any
 ) -> uvicorn.Config:
@@ -50,6 +56,7 @@ def _config(
         ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
         ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
         timeout_graceful_shutdown=2,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         **kwargs,
     )
 

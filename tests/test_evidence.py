@@ -221,3 +221,42 @@ def test_a_real_failover_shows_its_approval_or_says_none_was_recorded(tmp_path: 
     assert [[_text(td) for td in tr.findall("h:td", NS)] for tr in approvals.findall(".//h:tbody/h:tr", NS)] == [
         ["Dana <ops>", "CHG-42", "approval form of the paused flow run", "2026-11-01T01:55:00+00:00"]
     ]
+
+
+def test_a_plans_continue_count_comes_from_its_last_journal_record_when_the_report_kept_no_events(
+    tmp_path: Path,
+) -> None:
+    """A report written before plan events were kept: the pack reads each plan's Continues from the journal, one
+    record at a time, and lists the calls in order; torn lines are skipped (verify is where they are judged)."""
+    journal = tmp_path / "j.jsonl"
+    journal.write_text(
+        '{"type": "open", "at": "2026-11-01T02:00:00+00:00", "poll_interval": 10}\n'
+        '{"type": "plan", "plan": "a", "record": {"continues": 0, "target": {"name": "A", "halt": "Stop"}}}\n'
+        '{"type": "intent", "op": "run", "plan": "a", "at": "2026-11-01T02:00:01+00:00"}\n'
+        "{torn\n"
+        '{"type": "plan", "plan": "a", "record": {"continues": 2, "target": {"name": "A", '
+        '"halt": "RetryFailedStep"}}}\n'
+        '{"type": "outcome", "op": "run", "plan": "a", "ok": true, "at": "2026-11-01T02:00:02+00:00"}\n'
+        '{"type": "plan", "plan": "b", "record": {"target": {"name": "B"}}}\n'
+    )
+    page = render_evidence(
+        report([plan("A"), plan("B")]),
+        root=tmp_path,
+        hashes={},
+        journal_head=None,
+        journal_path=journal,
+        timeline_svg=None,
+    )
+    doc = html5lib.HTMLParser(strict=True).parse(page)
+    results, calls = doc.findall(".//h:table", NS)[1], doc.findall(".//h:table", NS)[-2]
+    halts = {
+        r[0]: r[6]
+        for r in ([_text(td) for td in tr.findall("h:td", NS)] for tr in results.findall(".//h:tbody/h:tr", NS))
+    }
+    assert halts == {"A": "2 Continue sent (on_halt RetryFailedStep)", "B": "—"}
+    assert [[_text(td) for td in tr.findall("h:td", NS)][2] for tr in calls.findall(".//h:tbody/h:tr", NS)] == [
+        "drill started",
+        "Run sent",
+        "Run answered OK",
+    ]
+    assert "poll interval 10 s" in page

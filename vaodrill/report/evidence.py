@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -80,23 +80,54 @@ def _dl(items: Iterable[tuple[str, str]]) -> str:
 # --------------------------------------------------------------------------------------------- inputs
 
 
-def journal_records(path: Path) -> list[dict[str, Any]]:
-    """The journal's records in order (unreadable lines skipped: verify is where they are judged)."""
+def journal_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The journal's records in order, a line at a time (unreadable lines skipped: verify is where they are
+    judged)."""
     try:
         if path.stat().st_size > MAX_JOURNAL_BYTES:
-            return []
-        lines = path.read_bytes().splitlines()
+            return
+        handle = path.open("rb")
     except OSError:
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+        return
+    with handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield record
+
+
+#: The journal records the pack lists as calls and milestones (the plans' own records are summed up per plan).
+_LISTED = frozenset({"intent", "outcome", "open", "resume", "recover", "close", "approval"})
+
+
+@dataclass
+class JournalFacts:
+    """What the pack shows of a run's journal, gathered in one pass: a 500-plan journal holds megabytes of plan
+    records, of which the pack needs only each plan's Continue count and halt policy."""
+
+    opened: Mapping[str, Any]
+    continues: dict[str, dict[str, Any]]  # plan name -> continues and on_halt policy, from its last record
+    listed: list[dict[str, Any]]  # the calls and milestones, in order
+
+    @classmethod
+    def read(cls, path: Path | None) -> JournalFacts:
+        facts = cls({}, {}, [])
+        for r in journal_records(path) if path is not None else ():
+            kind = r.get("type")
+            if kind == "plan" and isinstance(record := r.get("record"), dict):
+                target: dict[str, Any] = record["target"] if isinstance(record.get("target"), dict) else {}
+                facts.continues[str(target.get("name", r.get("plan")))] = {
+                    "continues": record.get("continues"),
+                    "halt": target.get("halt"),
+                }
+            elif kind in _LISTED:
+                facts.listed.append(r)
+                if kind == "open" and not facts.opened:
+                    facts.opened = r
+        return facts
 
 
 @dataclass(frozen=True)
@@ -242,7 +273,7 @@ def _halts(p: PlanResult, record: Mapping[str, Any]) -> str:
     if lines := plan_events(p):
         parts += [_e(line) for line in lines]
     elif continues := record.get("continues"):
-        policy = (record.get("target") or {}).get("halt")
+        policy = record.get("halt")
         parts.append(f"{_e(continues)} Continue sent" + (f" (on_halt {_e(policy)})" if policy else ""))
     return "<br>".join(parts) or DASH
 
@@ -254,7 +285,7 @@ def _rto(p: PlanResult) -> str:
     return text + (" <span class='ok'>met</span>" if p.rto_met else " <span class='bad'>MISSED</span>")
 
 
-def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str:
+def _results(report: DrillReport, continues: Mapping[str, Mapping[str, Any]]) -> str:
     left = {id(p) for p in report.left_failed_over}
     rows = []
     for p in report.plans:
@@ -271,7 +302,7 @@ def _results(report: DrillReport, plans: Mapping[str, Mapping[str, Any]]) -> str
                 _time(p.failover_completed_at),
                 _rto(p),
                 _e(p.failover_details or DASH),
-                _halts(p, plans.get(p.plan, {})),
+                _halts(p, continues.get(p.plan, {})),
                 undo_cell,
                 _e(plan_reasons(p) or DASH),
             )
@@ -439,23 +470,18 @@ def render_evidence(
     timeline_svg: str | None,
 ) -> str:
     """The whole evidence pack as one HTML document."""
-    records = journal_records(journal_path) if journal_path is not None else []
-    opened = next((r for r in records if r.get("type") == "open"), {})
-    plans: dict[str, dict[str, Any]] = {}
-    for r in records:
-        if r.get("type") == "plan" and isinstance(r.get("record"), dict):
-            plans[str(r["record"].get("target", {}).get("name", r.get("plan")))] = r["record"]
+    journal = JournalFacts.read(journal_path)
     body = "".join(
         [
             _header(report),
-            _scope(report, opened),
-            _scenario(report, opened),
+            _scope(report, journal.opened),
+            _scenario(report, journal.opened),
             _timeline(timeline_svg),
-            _results(report, plans),
-            _approvals(report, records),
+            _results(report, journal.continues),
+            _approvals(report, journal.listed),
             _deficiencies(report),
             _history(report, earlier_runs(report, root)),
-            _calls(records),
+            _calls(journal.listed),
             _hashes(hashes, journal_head),
         ]
     )

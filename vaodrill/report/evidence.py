@@ -99,8 +99,16 @@ def journal_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield record
 
 
+#: The journal's milestones, as the pack's list of calls names them.
+_MILESTONES = {
+    "open": "drill started",
+    "resume": "run resumed from its journal",
+    "close": "journal closed",
+    "recover": "recovery started",
+    "approval": "real failover approved",
+}
 #: The journal records the pack lists as calls and milestones (the plans' own records are summed up per plan).
-_LISTED = frozenset({"intent", "outcome", "open", "resume", "recover", "close", "approval"})
+_LISTED = frozenset({"intent", "outcome", *_MILESTONES})
 
 
 @dataclass
@@ -247,14 +255,8 @@ def _calls(records: Sequence[Mapping[str, Any]]) -> str:
             what = f"{str(r.get('op', '?')).capitalize()} " + (
                 "sent" if kind == "intent" else ("answered OK" if r.get("ok") else f"failed: {r.get('error', '')}")
             )
-        elif kind in ("open", "resume", "recover", "close", "approval"):
-            what = {
-                "open": "drill started",
-                "resume": "run resumed from its journal",
-                "close": "journal closed",
-                "recover": "recovery started",
-                "approval": "real failover approved",
-            }[str(kind)]
+        elif kind in _MILESTONES:
+            what = _MILESTONES[str(kind)]
         else:
             continue
         rows.append((_e(str(r.get("at", ""))[:23].replace("T", " ")), _e(r.get("plan") or DASH), _e(what)))

@@ -4,6 +4,8 @@ clearing, and never a secret)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -295,6 +297,20 @@ async def test_latency_fault_delays_then_processes(api: Api) -> None:
     assert 0.2 <= elapsed < 2.0
 
 
+async def test_latency_after_holds_an_answer_the_plan_has_acted_on(api: Api) -> None:
+    """The Run is handled at once and its answer held: the plan shows the failover while the caller still waits."""
+    await api.login()
+    await add_fault(api, method="POST", path="/v2/FailoverPlans/*/Run", latency_after=30, count=1)
+    run = asyncio.create_task(api.op(SQL, "Run", {"mode": "FailoverNow"}))
+    async with asyncio.timeout(10):
+        while (await api.record(SQL))["planState"] != "Failover":
+            await asyncio.sleep(0)
+    assert not run.done(), "the answer left before the hold"
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+
+
 async def test_drop_before_over_asgi_transport_raises_and_processes_nothing(api: Api) -> None:
     await api.login()
     await add_fault(api, method="POST", path="/v2/FailoverPlans/*/Run", drop="before", count=1)
@@ -329,6 +345,7 @@ async def test_drop_after_over_asgi_transport_raises_but_the_plan_started(api: A
         {"count": 0, "status": 503},
         {"drop": "sideways"},
         {"latency": -1},
+        {"latency_after": 301},
         {"status": 503, "colour": "red"},
     ],
 )

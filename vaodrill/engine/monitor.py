@@ -206,10 +206,11 @@ async def wait_for(
     """The one wait routine: feed each reading to ``step`` until it returns True or the plan's timeout passes.
 
     ``step(plan, readings)`` returns True when done, False to keep waiting, an awaitable to run before the next
-    reading (e.g. a Continue), or raises to stop. After an awaitable, only readings whose request left after it
-    ended count: one that left while a Continue was on its way still shows the halt it answers.
+    reading (e.g. a Continue), or raises to stop. Only readings whose request left after the wait began, and after
+    the last awaitable ended, count: a list read in flight when an Undo was answered still shows the halt the Undo
+    ends, one that left while a Continue was on its way the halt the Continue answers.
     """
-    readings, acted = 0, -math.inf
+    readings, acted = 0, time.monotonic()
     try:
         async with asyncio.timeout(target.timeout_seconds):
             async for plan, observed_at, sent in monitor.watch(target.id):

@@ -105,8 +105,11 @@ class SimulatorApp(FastAPI):
                 await self._fault_response(fault)(scope, receive, send)
                 return
         swallow = fault is not None and fault.spec.drop == "after"
+        held = fault.spec.latency_after if fault is not None else None
 
         async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start" and held:
+                await asyncio.sleep(held)  # handled already: the answer shows the state before the wait
             if message["type"] == "http.response.start" and not swallow:
                 entry["status"] = message["status"]
             if not swallow:

@@ -43,6 +43,9 @@ class FaultSpec(BaseModel):
     seed: int | None = Field(None, description="seed of the rate's RNG (default 0: reproducible)")
     retry_after: int | None = Field(None, ge=0, description="seconds; adds Retry-After, status defaults to 429")
     latency: float | None = Field(None, ge=0, le=300, description="seconds of delay before handling")
+    latency_after: float | None = Field(
+        None, ge=0, le=300, description="seconds of delay after handling, before the answer leaves (a slow way back)"
+    )
     drop: Literal["before", "after"] | None = Field(None, description="drop the connection before/after handling")
 
     @model_validator(mode="after")
@@ -50,8 +53,8 @@ class FaultSpec(BaseModel):
         self.method = self.method.upper()
         if self.retry_after is not None and self.status is None:
             self.status = 429
-        if self.status is None and self.drop is None and self.latency is None:
-            raise ValueError("a fault needs at least one of status, retry_after, latency or drop")
+        if self.status is None and self.drop is None and self.latency is None and self.latency_after is None:
+            raise ValueError("a fault needs at least one of status, retry_after, latency, latency_after or drop")
         if self.status is not None and self.drop is not None:
             raise ValueError("status and drop exclude each other: a dropped connection has no status")
         return self

@@ -165,6 +165,12 @@ def test_filters_and_html(reports: Path, tmp_path: Path) -> None:
     doc = html5lib.HTMLParser(strict=True).parse(page.read_text())
     assert "never passed in 3 runs" in "".join(doc.itertext())
     assert len(doc.findall(".//{http://www.w3.org/2000/svg}svg")) == 1
+    xhtml = "{http://www.w3.org/1999/xhtml}"
+    heads = ["".join(th.itertext()) for th in doc.iter(f"{xhtml}th")]
+    cells = ["".join(td.itertext()) for td in doc.iter(f"{xhtml}td")]
+    table = history("--report-dir", str(reports), "--plan", "Failing", cache=tmp_path / "cache").stdout.splitlines()
+    assert heads == re.split(r"\s{2,}", table[0])  # the page's columns are the terminal's, in the same order
+    assert cells[heads.index("Failing for")] == "3 runs" and cells[heads.index("Runs")] == "3"
 
 
 def test_the_index_follows_the_files(reports: Path, tmp_path: Path) -> None:

@@ -55,8 +55,29 @@ def _flags(p: PlanHistory) -> str:
     return "; ".join(f"{word}: {why}" for word, why in (("OVERDUE", p.overdue), ("REGRESSED", p.regressed)) if why)
 
 
+def _streak(p: PlanHistory) -> str:
+    return f"{p.failure_streak} run{'s' if p.failure_streak != 1 else ''}" if p.failure_streak else DASH
+
+
+#: The columns of both views, in order: each title and its cell. The trend is a bar line in the terminal and a
+#: picture on the page; the flags come last, where a long reason can run on.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("drill", "Drill"),
+    ("plan", "Plan"),
+    ("runs", "Runs"),
+    ("passed", "Passed"),
+    ("last_good", "Last passed (days ago)"),
+    ("rto_last_good", "RTO last / target"),
+    ("margin", "Margin"),
+    ("trend", f"RTO, last {TREND} runs"),
+    ("rto_min_median_max", "RTO min / median / max"),
+    ("failing_for", "Failing for"),
+    ("flags", "Flags"),
+)
+
+
 def trend_rows(history: History) -> list[dict[str, str]]:
-    """One flat row of strings per plan (the Prefect table artifact, the terminal table)."""
+    """One flat row of strings per plan, keyed as :data:`COLUMNS` (the Prefect table artifact, the terminal)."""
     return [
         {
             "drill": p.drill,
@@ -68,50 +89,18 @@ def trend_rows(history: History) -> list[dict[str, str]]:
             "margin": _margin(p),
             "trend": sparkline(p),
             "rto_min_median_max": _stats(p),
-            "failure_streak": str(p.failure_streak),
+            "failing_for": _streak(p),
             "flags": _flags(p) or DASH,
         }
         for p in history.plans
     ]
 
 
-HEADERS = (
-    "Drill",
-    "Plan",
-    "Runs",
-    "Passed",
-    "Last passed (days ago)",
-    "RTO last / target",
-    "Margin",
-    "Trend",
-    "RTO min / median / max",
-    "Failing for",
-    "Flags",
-)
-
-
 def history_table(history: History, *, colour: bool = False) -> str:
     """The terminal view: aligned columns, one line per plan (plain text: a Rich table of 5,000 rows takes
     seconds to lay out), flagged plans in red when ``colour``."""
-    rows = [list(HEADERS)]
-    for row in trend_rows(history):
-        streak = int(row["failure_streak"])
-        rows.append(
-            [
-                row["drill"],
-                row["plan"],
-                row["runs"],
-                row["passed"],
-                row["last_good"],
-                row["rto_last_good"],
-                row["margin"],
-                row["trend"],
-                row["rto_min_median_max"],
-                f"{streak} run{'s' if streak != 1 else ''}" if streak else DASH,
-                row["flags"],
-            ]
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS) - 1)]
+    rows = [[title for _, title in COLUMNS]] + [[row[key] for key, _ in COLUMNS] for row in trend_rows(history)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS) - 1)]
     lines = []
     for i, r in enumerate(rows):
         line = "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=False)) + "  " + r[-1]
@@ -180,38 +169,21 @@ def history_html(history: History, report_dir: str) -> str:
     """A self-contained page (inline CSS and SVG, no script): a row per plan with its RTO trend picture."""
     rows = []
     for p, row in zip(history.plans, trend_rows(history), strict=True):
-        picture = spark_svg([(status, rto) for _, status, rto, _ in p.trend], p.rto_target, width=260, height=52)
-        cells = [
-            row["drill"],
-            row["plan"],
-            row["runs"],
-            row["passed"],
-            row["last_good"],
-            row["rto_last_good"],
-            row["margin"],
-            row["rto_min_median_max"],
-            row["failure_streak"],
-        ]
-        flags = f"<td class='flags bad'>{escape(_flags(p))}</td>" if p.overdue or p.regressed else "<td></td>"
-        rows.append(
-            f"<tr class='{'flag' if p.overdue or p.regressed else ''}'>"
-            + "".join(f"<td>{escape(c)}</td>" for c in cells)
-            + f"<td>{picture}</td>{flags}</tr>"
-        )
+        flagged = bool(p.overdue or p.regressed)
+        cells = []
+        for key, _ in COLUMNS:
+            if key == "trend":
+                picture = spark_svg(
+                    [(status, rto) for _, status, rto, _ in p.trend], p.rto_target, width=260, height=52
+                )
+                cells.append(f"<td>{picture}</td>")
+            elif key == "flags":
+                cells.append(f"<td class='flags bad'>{escape(row[key])}</td>" if flagged else "<td></td>")
+            else:
+                cells.append(f"<td>{escape(row[key])}</td>")
+        rows.append(f"<tr class='{'flag' if flagged else ''}'>{''.join(cells)}</tr>")
     skipped = "".join(f"<li>{escape(s.path)}: {escape(s.reason)}</li>" for s in history.skipped)
-    heads = [
-        "Drill",
-        "Plan",
-        "Runs",
-        "Passed",
-        "Last passed (days ago)",
-        "RTO last / target",
-        "Margin",
-        "RTO min / median / max",
-        "Failing for (runs)",
-        f"RTO, last {TREND} runs",
-        "Flags",
-    ]
+    heads = [title for _, title in COLUMNS]
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>Drill history</title>"
         f"<style>{_CSS}</style></head><body><h1>Drill history</h1><p class='muted'>{escape(report_dir)} · "

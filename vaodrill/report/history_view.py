@@ -107,9 +107,9 @@ def history_table(history: History, *, colour: bool = False) -> str:
         flagged = i > 0 and r[-1] != DASH
         lines.append(f"\x1b[31m{line.rstrip()}\x1b[0m" if colour and flagged else line.rstrip())
     caption = (
-        f"{len(history.plans)} plans, {len(history.flagged())} flagged. Trend: the last {TREND} runs, a bar "
-        "per passed run's RTO, ✗ a run that did not pass; RTO min / median / max over them; margin: target "
-        "minus the last passed RTO."
+        f"{len(history.plans)} plans, {len(history.flagged())} flagged. RTO, last {TREND} runs: a bar per passed "
+        "run's RTO, ✗ a run that did not pass; RTO min / median / max over them; margin: target minus the last "
+        "passed RTO."
     )
     return "\n".join([*lines, "", caption]) + "\n"
 

@@ -346,6 +346,7 @@ async def test_drop_after_over_asgi_transport_raises_but_the_plan_started(api: A
         {"drop": "sideways"},
         {"latency": -1},
         {"latency_after": 301},
+        {"status": 503, "latency_after": 1},
         {"status": 503, "colour": "red"},
     ],
 )

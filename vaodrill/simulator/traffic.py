@@ -57,6 +57,8 @@ class FaultSpec(BaseModel):
             raise ValueError("a fault needs at least one of status, retry_after, latency, latency_after or drop")
         if self.status is not None and self.drop is not None:
             raise ValueError("status and drop exclude each other: a dropped connection has no status")
+        if self.status is not None and self.latency_after is not None:
+            raise ValueError("status and latency_after exclude each other: a faulted request is never handled")
         return self
 
 
